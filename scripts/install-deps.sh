@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Installs everything kiln needs to build and test on Debian 12: compilers, libraries from
+# Debian's packages, and the pinned npm peers (llama.cpp via node-llama-cpp) used by interop
+# tests and benchmarks. Idempotent and non-interactive; safe to run on every CI start.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DEBIAN_PACKAGES=(
+  build-essential cmake ninja-build pkg-config git
+  clang lld libclang-rt-14-dev            # libFuzzer + sanitizers for the fuzz tier
+  libcli11-dev nlohmann-json3-dev libfmt-dev libspdlog-dev
+  libgtest-dev libgmock-dev libbenchmark-dev
+  libpcre2-dev
+  python3 python3-numpy python3-sentencepiece sentencepiece
+  nodejs npm
+)
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+
+missing=()
+for p in "${DEBIAN_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "install-deps: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+else
+  echo "install-deps: Debian packages present"
+fi
+
+# npm peers, pinned by package-lock.json. Skipped with KILN_NO_NPM=1 (e.g. offline builds).
+if [ "${KILN_NO_NPM:-0}" != "1" ] && [ -f package.json ]; then
+  if [ ! -d node_modules/node-llama-cpp ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+    echo "install-deps: npm ci (pinned peers)"
+    npm ci --no-audit --no-fund --loglevel=error
+  else
+    echo "install-deps: npm peers present"
+  fi
+fi

@@ -1,0 +1,58 @@
+#include "test_support.h"
+
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <array>
+#include <cstdio>
+#include <cstdlib>
+
+namespace kiln::test {
+
+static bool exists(const std::string& p) {
+  struct stat st {};
+  return ::stat(p.c_str(), &st) == 0;
+}
+
+std::string data_dir() {
+  const char* env = std::getenv("KILN_DATA_DIR");
+  std::string dir = env ? env : "../shared/data";
+  return exists(dir) ? dir : "";
+}
+
+std::string data_file(const std::string& name) {
+  std::string dir = data_dir();
+  if (dir.empty()) return "";
+  std::string p = dir + "/" + name;
+  return exists(p) ? p : "";
+}
+
+std::string kiln_binary() {
+  const char* env = std::getenv("KILN_BIN");
+  return env ? env : "kiln";
+}
+
+std::string temp_dir() {
+  static std::string dir = [] {
+    std::string tmpl = "/tmp/kiln_test_XXXXXX";
+    char* p = ::mkdtemp(tmpl.data());
+    return p ? std::string(p) : std::string("/tmp");
+  }();
+  return dir;
+}
+
+int run_command(const std::string& command, std::string* output, bool merge_stderr) {
+  std::string cmd = command + (merge_stderr ? " 2>&1" : "");
+  FILE* pipe = ::popen(cmd.c_str(), "r");
+  if (!pipe) return -1;
+  std::array<char, 4096> buf{};
+  std::string out;
+  size_t n;
+  while ((n = std::fread(buf.data(), 1, buf.size(), pipe)) > 0) out.append(buf.data(), n);
+  int status = ::pclose(pipe);
+  if (output) *output = out;
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+}  // namespace kiln::test

@@ -1,0 +1,26 @@
+#pragma once
+// Helpers shared by the tests: where the shared data lives, and a visible skip when it is absent.
+#include <gtest/gtest.h>
+
+#include <string>
+
+namespace kiln::test {
+
+// ../shared/data as configured by CMake (KILN_DATA_DIR), or "" when the folder is absent.
+std::string data_dir();
+// Full path of a file in the shared data folder, or "" when it is absent.
+std::string data_file(const std::string& name);
+// The kiln binary under test (KILN_BIN).
+std::string kiln_binary();
+// A fresh temporary directory for this test process.
+std::string temp_dir();
+
+// Runs a shell command, captures stdout (and stderr when merge_stderr), returns the exit code.
+int run_command(const std::string& command, std::string* output, bool merge_stderr = false);
+
+}  // namespace kiln::test
+
+// Skips the current test with a visible message when a shared data file is missing.
+#define KILN_REQUIRE_DATA(var, name)                                                   \
+  std::string var = ::kiln::test::data_file(name);                                     \
+  if (var.empty()) GTEST_SKIP() << "shared data file " << name << " not found (set KILN_DATA_DIR)"

@@ -1,0 +1,12 @@
+#pragma once
+// Each subcommand lives in its own file and registers itself on the top-level CLI11 app.
+// A command's callback throws kiln::Error on failure; main() prints it and exits non-zero.
+#include <CLI/CLI.hpp>
+
+namespace kiln::cli {
+
+void register_run_command(CLI::App& app);
+void register_bench_command(CLI::App& app);
+void register_inspect_command(CLI::App& app);
+
+}  // namespace kiln::cli
