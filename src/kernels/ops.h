@@ -1,0 +1,40 @@
+#pragma once
+// Element-wise and reduction operations of the forward pass, on float rows. Each has a scalar
+// reference (namespace ref) and a fast path chosen by simd_level(); tests compare the two.
+#include <cstdint>
+
+namespace kiln::kernels {
+
+// y = x / sqrt(mean(x²) + eps) * w.   x, w, y are (n); y may alias x.
+void rms_norm(const float* x, const float* w, float* y, std::int64_t n, float eps);
+// x = softmax(x), computed stably (max subtracted).   x is (n)
+void softmax_inplace(float* x, std::int64_t n);
+// y = silu(gate) * up, silu(g) = g / (1 + exp(-g)).   gate, up, y are (n); y may alias gate.
+void silu_mul(const float* gate, const float* up, float* y, std::int64_t n);
+// y += x.   (n)
+void add_inplace(float* y, const float* x, std::int64_t n);
+// Returns sum(a * b).   (n)
+float dot_f32(const float* a, const float* b, std::int64_t n);
+// y += alpha * x.   (n)
+void axpy_f32(float alpha, const float* x, float* y, std::int64_t n);
+// The same two for a row stored as IEEE half bits (a KV cache in f16).
+float dot_f16_f32(const std::uint16_t* a, const float* b, std::int64_t n);
+void axpy_f16_f32(float alpha, const std::uint16_t* x, float* y, std::int64_t n);
+// Conversions of whole rows.
+void f32_to_f16_row(const float* x, std::uint16_t* y, std::int64_t n);
+void f16_to_f32_row(const std::uint16_t* x, float* y, std::int64_t n);
+
+namespace ref {
+void rms_norm(const float* x, const float* w, float* y, std::int64_t n, float eps);
+void softmax_inplace(float* x, std::int64_t n);
+void silu_mul(const float* gate, const float* up, float* y, std::int64_t n);
+void add_inplace(float* y, const float* x, std::int64_t n);
+float dot_f32(const float* a, const float* b, std::int64_t n);
+void axpy_f32(float alpha, const float* x, float* y, std::int64_t n);
+float dot_f16_f32(const std::uint16_t* a, const float* b, std::int64_t n);
+void axpy_f16_f32(float alpha, const std::uint16_t* x, float* y, std::int64_t n);
+void f32_to_f16_row(const float* x, std::uint16_t* y, std::int64_t n);
+void f16_to_f32_row(const std::uint16_t* x, float* y, std::int64_t n);
+}  // namespace ref
+
+}  // namespace kiln::kernels
