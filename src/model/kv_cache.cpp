@@ -1,0 +1,88 @@
+#include "model/kv_cache.h"
+
+#include <cstring>
+
+#include "core/error.h"
+
+namespace kiln {
+
+KvCache::KvCache(const KvCacheOptions& o) : options_(o) {
+  KILN_CHECK(o.dtype == DType::F16 || o.dtype == DType::F32, "kv cache type {} is not supported (expected f16 or f32)",
+             dtype_name(o.dtype));
+  KILN_CHECK(o.block_size > 0 && o.capacity_tokens > 0 && o.n_layer > 0 && o.kv_dim > 0,
+             "kv cache: invalid options");
+  n_blocks_ = (o.capacity_tokens + o.block_size - 1) / o.block_size;
+  row_bytes_ = static_cast<std::size_t>(o.kv_dim) * (o.dtype == DType::F16 ? 2 : 4);
+  const std::size_t layer_bytes = row_bytes_ * static_cast<std::size_t>(o.block_size) * static_cast<std::size_t>(n_blocks_);
+  k_.resize(static_cast<std::size_t>(o.n_layer));
+  v_.resize(static_cast<std::size_t>(o.n_layer));
+  for (int l = 0; l < o.n_layer; ++l) {
+    k_[static_cast<std::size_t>(l)].reserve(layer_bytes);
+    v_[static_cast<std::size_t>(l)].reserve(layer_bytes);
+  }
+  bytes_ = 2 * layer_bytes * static_cast<std::size_t>(o.n_layer);
+  // Hand out low block ids first so short runs touch little memory.
+  for (int b = n_blocks_ - 1; b >= 0; --b) free_.push_back(b);
+}
+
+int KvCache::add_sequence() {
+  for (std::size_t i = 0; i < seqs_.size(); ++i)
+    if (!seqs_[i].live) {
+      seqs_[i] = Sequence{true, 0, {}};
+      return static_cast<int>(i);
+    }
+  seqs_.push_back(Sequence{true, 0, {}});
+  return static_cast<int>(seqs_.size() - 1);
+}
+
+void KvCache::remove_sequence(int seq) {
+  Sequence& s = seqs_.at(static_cast<std::size_t>(seq));
+  for (auto it = s.blocks.rbegin(); it != s.blocks.rend(); ++it) free_.push_back(*it);
+  s = Sequence{};
+}
+
+void KvCache::truncate(int seq, int n_tokens) {
+  Sequence& s = seqs_.at(static_cast<std::size_t>(seq));
+  if (n_tokens < s.length) s.length = n_tokens;
+  const std::size_t keep = static_cast<std::size_t>((n_tokens + options_.block_size - 1) / options_.block_size);
+  while (s.blocks.size() > keep) {
+    free_.push_back(s.blocks.back());
+    s.blocks.pop_back();
+  }
+}
+
+void KvCache::reserve(int seq, int n_tokens) {
+  Sequence& s = seqs_.at(static_cast<std::size_t>(seq));
+  KILN_CHECK(s.live, "internal: kv cache sequence {} is not live", seq);
+  const std::size_t need = static_cast<std::size_t>((n_tokens + options_.block_size - 1) / options_.block_size);
+  if (need > s.blocks.size() && need - s.blocks.size() > free_.size())
+    fail("kv cache is full: {} positions requested, {} of {} blocks of {} free (raise the context size)", n_tokens,
+         free_.size(), n_blocks_, options_.block_size);
+  while (s.blocks.size() < need) {
+    s.blocks.push_back(free_.back());
+    free_.pop_back();
+  }
+}
+
+void KvCache::set_length(int seq, int n_tokens) {
+  Sequence& s = seqs_.at(static_cast<std::size_t>(seq));
+  KILN_CHECK(static_cast<std::size_t>(n_tokens) <= s.blocks.size() * static_cast<std::size_t>(options_.block_size),
+             "internal: kv length {} beyond reserved blocks", n_tokens);
+  s.length = n_tokens;
+}
+
+int KvCache::contiguous_run(int seq, int pos, int limit) const {
+  (void)seq;
+  const int in_block = options_.block_size - pos % options_.block_size;
+  return in_block < limit - pos ? in_block : limit - pos;
+}
+
+void* KvCache::row(AlignedBuffer& buf, int seq, int pos) {
+  const Sequence& s = seqs_[static_cast<std::size_t>(seq)];
+  const int block = s.blocks[static_cast<std::size_t>(pos / options_.block_size)];
+  const std::size_t index = static_cast<std::size_t>(block) * static_cast<std::size_t>(options_.block_size) +
+                            static_cast<std::size_t>(pos % options_.block_size);
+  return buf.as<std::uint8_t>() + index * row_bytes_;
+}
+
+}  // namespace kiln

@@ -1,0 +1,71 @@
+#pragma once
+// The attention key/value cache, paged: every layer's keys and values live in one pool of
+// fixed-size blocks of `block_size` token positions, and each sequence owns a list of blocks
+// (its block table), so memory follows the sequences' actual lengths and a finished
+// sequence's blocks return to the pool at once.
+//
+// Storage per layer: K and V are each (n_blocks, block_size, kv_dim) elements of `dtype`
+// (f16 by default, as llama.cpp; f32 for exactness checks).
+#include <cstdint>
+#include <vector>
+
+#include "core/aligned_buffer.h"
+#include "core/dtype.h"
+
+namespace kiln {
+
+struct KvCacheOptions {
+  int n_layer = 0;
+  int kv_dim = 0;           // n_head_kv * head_dim
+  int capacity_tokens = 0;  // total positions across all sequences
+  int block_size = 16;
+  DType dtype = DType::F16;  // F16 or F32
+};
+
+class KvCache {
+ public:
+  explicit KvCache(const KvCacheOptions& options);
+
+  // Starts a new empty sequence and returns its id.
+  int add_sequence();
+  // Returns a sequence's blocks to the pool; its id may be reused.
+  void remove_sequence(int seq);
+  // Drops positions >= n_tokens of a sequence (e.g. to restart generation), freeing blocks.
+  void truncate(int seq, int n_tokens);
+  // Makes room for positions [0, n_tokens) of seq; throws kiln::Error when the pool is full.
+  void reserve(int seq, int n_tokens);
+  // Positions written so far (the caller advances it after a forward pass).
+  int length(int seq) const { return seqs_.at(static_cast<std::size_t>(seq)).length; }
+  void set_length(int seq, int n_tokens);
+
+  // Pointers to the key / value row (kv_dim elements) of a position already reserved.
+  void* key(int layer, int seq, int pos) { return row(k_[static_cast<std::size_t>(layer)], seq, pos); }
+  void* value(int layer, int seq, int pos) { return row(v_[static_cast<std::size_t>(layer)], seq, pos); }
+  // The contiguous run of positions [pos, pos + n) inside one block starting at pos, n returned.
+  int contiguous_run(int seq, int pos, int limit) const;
+
+  DType dtype() const { return options_.dtype; }
+  int kv_dim() const { return options_.kv_dim; }
+  int block_size() const { return options_.block_size; }
+  int free_blocks() const { return static_cast<int>(free_.size()); }
+  int total_blocks() const { return n_blocks_; }
+  std::size_t bytes() const { return bytes_; }
+
+ private:
+  struct Sequence {
+    bool live = false;
+    int length = 0;
+    std::vector<int> blocks;
+  };
+  void* row(AlignedBuffer& buf, int seq, int pos);
+
+  KvCacheOptions options_;
+  int n_blocks_ = 0;
+  std::size_t row_bytes_ = 0;
+  std::size_t bytes_ = 0;
+  std::vector<AlignedBuffer> k_, v_;  // per layer
+  std::vector<int> free_;
+  std::vector<Sequence> seqs_;
+};
+
+}  // namespace kiln

@@ -1,0 +1,92 @@
+#include "model/llama_config.h"
+
+#include "core/error.h"
+#include "format/gguf_file.h"
+#include "format/llama2c_file.h"
+
+namespace kiln {
+namespace {
+
+int require_positive(const GgufFile& f, const std::string& key) {
+  std::optional<std::int64_t> v = f.get_int(key);
+  if (!v) fail("{}: missing metadata key {}", f.path(), key);
+  if (*v <= 0 || *v > (1 << 24)) fail("{}: metadata {} = {} is out of range (expected 1..16777216)", f.path(), key, *v);
+  return static_cast<int>(*v);
+}
+
+}  // namespace
+
+LlamaConfig llama_config_from_gguf(const GgufFile& f) {
+  LlamaConfig c;
+  std::optional<std::string> arch = f.get_string("general.architecture");
+  if (!arch) fail("{}: missing metadata key general.architecture", f.path());
+  c.arch = *arch;
+  if (c.arch == "qwen2") {
+    c.qkv_bias = true;
+    c.rope_layout = RopeLayout::Halves;
+  } else if (c.arch != "llama" && c.arch != "mistral") {
+    fail("{}: architecture '{}' is not supported (expected llama, mistral or qwen2)", f.path(), c.arch);
+  }
+  c.name = f.get_string("general.name").value_or("");
+  const std::string p = c.arch + ".";
+  c.n_embd = require_positive(f, p + "embedding_length");
+  c.n_layer = require_positive(f, p + "block_count");
+  c.n_head = require_positive(f, p + "attention.head_count");
+  c.n_head_kv = f.find(p + "attention.head_count_kv") ? require_positive(f, p + "attention.head_count_kv") : c.n_head;
+  c.n_ff = require_positive(f, p + "feed_forward_length");
+  c.n_ctx_train = f.find(p + "context_length") ? require_positive(f, p + "context_length") : 2048;
+  if (c.n_head % c.n_head_kv != 0)
+    fail("{}: {}attention.head_count {} is not a multiple of head_count_kv {}", f.path(), p, c.n_head, c.n_head_kv);
+  c.head_dim = f.find(p + "attention.key_length") ? require_positive(f, p + "attention.key_length")
+                                                  : c.n_embd / c.n_head;
+  if (!f.find(p + "attention.key_length") && c.n_embd % c.n_head != 0)
+    fail("{}: {}embedding_length {} is not a multiple of head_count {}", f.path(), p, c.n_embd, c.n_head);
+  c.n_rot = f.find(p + "rope.dimension_count") ? require_positive(f, p + "rope.dimension_count") : c.head_dim;
+  if (c.n_rot > c.head_dim || c.n_rot % 2 != 0)
+    fail("{}: {}rope.dimension_count {} must be even and at most the head size {}", f.path(), p, c.n_rot, c.head_dim);
+  if (auto eps = f.get_float(p + "attention.layer_norm_rms_epsilon")) c.rms_eps = static_cast<float>(*eps);
+  if (!(c.rms_eps > 0 && c.rms_eps < 1)) fail("{}: {}attention.layer_norm_rms_epsilon {} out of range", f.path(), p, c.rms_eps);
+  if (auto theta = f.get_float(p + "rope.freq_base")) c.rope_theta = static_cast<float>(*theta);
+  if (!(c.rope_theta > 0)) fail("{}: {}rope.freq_base must be positive", f.path(), p);
+  std::string scaling = f.get_string(p + "rope.scaling.type").value_or("none");
+  if (scaling == "linear") {
+    double factor = f.get_float(p + "rope.scaling.factor").value_or(1.0);
+    if (!(factor > 0)) fail("{}: {}rope.scaling.factor must be positive", f.path(), p);
+    c.rope_scale = static_cast<float>(factor);
+  } else if (scaling != "none") {
+    fail("{}: {}rope.scaling.type '{}' is not supported (expected none or linear)", f.path(), p, scaling);
+  } else if (auto factor = f.get_float(p + "rope.scale_linear")) {
+    c.rope_scale = static_cast<float>(*factor);
+  }
+  if (const GgufArray* tokens = f.get_array("tokenizer.ggml.tokens")) c.n_vocab = static_cast<int>(tokens->size());
+  if (auto v = f.get_int(p + "vocab_size")) c.n_vocab = static_cast<int>(*v);
+  c.tied_output = f.find_tensor("output.weight") == nullptr;
+  if (const GgufTensorInfo* emb = f.find_tensor("token_embd.weight")) {
+    if (c.n_vocab == 0) c.n_vocab = static_cast<int>(emb->ne[1]);
+    if (emb->ne[1] != c.n_vocab)
+      fail("{}: token_embd.weight has {} rows but the vocabulary has {} tokens", f.path(), emb->ne[1], c.n_vocab);
+  }
+  if (c.n_vocab <= 0) fail("{}: cannot tell the vocabulary size (no tokenizer.ggml.tokens, no token_embd.weight)", f.path());
+  return c;
+}
+
+LlamaConfig llama_config_from_llama2c(const Llama2cHeader& h) {
+  LlamaConfig c;
+  c.arch = "llama";
+  c.name = "llama2.c checkpoint";
+  c.n_vocab = h.vocab_size;
+  c.n_embd = h.dim;
+  c.n_layer = h.n_layers;
+  c.n_head = h.n_heads;
+  c.n_head_kv = h.n_kv_heads;
+  c.head_dim = h.dim / h.n_heads;
+  c.n_ff = h.hidden_dim;
+  c.n_ctx_train = h.seq_len;
+  c.n_rot = c.head_dim;
+  c.rms_eps = 1e-5f;
+  c.rope_theta = 10000.0f;
+  c.tied_output = h.shared_classifier;
+  return c;
+}
+
+}  // namespace kiln

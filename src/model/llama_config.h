@@ -1,0 +1,45 @@
+#pragma once
+// The hyper-parameters of a Llama-family model (llama, mistral, qwen2), read from GGUF
+// metadata ("<arch>.embedding_length", ...) or from a llama2.c header. Variants differ by
+// switches here (q/k/v biases, rope layout), not by copies of the forward pass.
+#include <cstdint>
+#include <string>
+
+namespace kiln {
+
+class GgufFile;
+struct Llama2cHeader;
+
+enum class RopeLayout {
+  Interleaved,  // rotate pairs (x[2i], x[2i+1]): llama, mistral (ggml's "normal" rope)
+  Halves,       // rotate pairs (x[i], x[i + d/2]): qwen2 (ggml's "neox" rope)
+};
+
+struct LlamaConfig {
+  std::string arch;  // "llama", "mistral", "qwen2"
+  std::string name;  // general.name when present
+  int n_vocab = 0;
+  int n_embd = 0;      // model width
+  int n_layer = 0;
+  int n_head = 0;
+  int n_head_kv = 0;   // < n_head: grouped-query attention
+  int head_dim = 0;    // n_embd / n_head unless the file says otherwise
+  int n_ff = 0;        // feed-forward width
+  int n_ctx_train = 0;
+  int n_rot = 0;       // rotated dimensions per head (usually head_dim)
+  float rms_eps = 1e-5f;
+  float rope_theta = 10000.0f;
+  float rope_scale = 1.0f;  // linear position scaling: positions are divided by this
+  RopeLayout rope_layout = RopeLayout::Interleaved;
+  bool qkv_bias = false;     // qwen2
+  bool tied_output = false;  // no output.weight: logits use token_embd
+
+  int kv_dim() const { return n_head_kv * head_dim; }
+  int q_dim() const { return n_head * head_dim; }
+};
+
+// Reads and checks the hyper-parameters; throws kiln::Error naming the missing or bad key.
+LlamaConfig llama_config_from_gguf(const GgufFile& gguf);
+LlamaConfig llama_config_from_llama2c(const Llama2cHeader& header);
+
+}  // namespace kiln

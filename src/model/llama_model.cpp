@@ -1,0 +1,181 @@
+#include "model/llama_model.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "core/error.h"
+#include "core/half.h"
+#include "kernels/matmul.h"
+#include "kernels/ops.h"
+
+namespace kiln {
+
+std::unique_ptr<LlamaModel> LlamaModel::load(const std::string& path) {
+  std::unique_ptr<LlamaModel> m(new LlamaModel());
+  m->source_ = ModelSource::open(path);
+  m->config_ = m->source_->config();
+  m->weights_ = bind_llama_weights(*m->source_, m->config_);
+  m->rope_ = std::make_unique<Rope>(m->config_, m->weights_.rope_freqs ? m->weights_.rope_freqs->data : nullptr);
+  return m;
+}
+
+KvCache LlamaModel::make_kv_cache(int capacity_tokens, DType dtype) const {
+  KvCacheOptions o;
+  o.n_layer = config_.n_layer;
+  o.kv_dim = config_.kv_dim();
+  o.capacity_tokens = capacity_tokens;
+  o.dtype = dtype;
+  return KvCache(o);
+}
+
+void LlamaModel::forward(const Batch& batch, KvCache& cache, ThreadPool& pool, float* logits) {
+  const LlamaConfig& c = config_;
+  const int B = batch.size();
+  if (B == 0) return;
+  const std::int64_t E = c.n_embd, F = c.n_ff, QD = c.q_dim(), KVD = c.kv_dim();
+  for (int t = 0; t < B; ++t) {
+    const int tok = batch.tokens[static_cast<std::size_t>(t)];
+    if (tok < 0 || tok >= c.n_vocab) fail("token id {} is out of range (vocabulary of {})", tok, c.n_vocab);
+    const int pos = batch.positions[static_cast<std::size_t>(t)];
+    if (pos < 0) fail("negative position {}", pos);
+  }
+  // Reserve cache room for every sequence up to its furthest position in this batch.
+  for (int t = 0; t < B; ++t) {
+    const int seq = batch.seq_ids[static_cast<std::size_t>(t)];
+    const int end = batch.positions[static_cast<std::size_t>(t)] + 1;
+    if (end > cache.length(seq)) cache.reserve(seq, end);
+  }
+
+  float* x = x_.resize(static_cast<std::size_t>(B * E));
+  float* xn = xn_.resize(static_cast<std::size_t>(B * E));
+  float* q = q_.resize(static_cast<std::size_t>(B * QD));
+  float* k = k_.resize(static_cast<std::size_t>(B * KVD));
+  float* v = v_.resize(static_cast<std::size_t>(B * KVD));
+  attn_.resize(static_cast<std::size_t>(B * QD));
+  float* proj = proj_.resize(static_cast<std::size_t>(B * E));
+  float* gate = gate_.resize(static_cast<std::size_t>(B * F));
+  float* up = up_.resize(static_cast<std::size_t>(B * F));
+  float* cs = rope_cs_.resize(static_cast<std::size_t>(B * c.n_rot));
+
+  // Embeddings: one row of token_embd per token, dequantized from its stored format.
+  const TensorView& emb = weights_.token_embd;
+  for (int t = 0; t < B; ++t)
+    kernels::dequantize_row(emb.dtype, emb.row(batch.tokens[static_cast<std::size_t>(t)]), x + t * E, E);
+  for (int t = 0; t < B; ++t)
+    rope_->angles(batch.positions[static_cast<std::size_t>(t)], cs + t * c.n_rot, cs + t * c.n_rot + c.n_rot / 2);
+
+  // Row-wise work is split across threads only when the batch is large enough to pay for it.
+  auto for_rows = [&](auto&& fn) {
+    if (B >= 8) pool.parallel_for(B, [&](std::int64_t t, int) { fn(static_cast<int>(t)); }, 2);
+    else for (int t = 0; t < B; ++t) fn(t);
+  };
+
+  for (int il = 0; il < c.n_layer; ++il) {
+    const LlamaLayerWeights& L = weights_.layers[static_cast<std::size_t>(il)];
+    // --- attention block ---
+    for_rows([&](int t) { kernels::rms_norm(x + t * E, L.attn_norm.data, xn + t * E, E, c.rms_eps); });
+    prepare_activations(L.wq, xn, B, E, act_, pool);
+    linear(L.wq, act_, q, pool);
+    if (!activations_fit(L.wk, act_)) prepare_activations(L.wk, xn, B, E, act_, pool);
+    linear(L.wk, act_, k, pool);
+    if (!activations_fit(L.wv, act_)) prepare_activations(L.wv, xn, B, E, act_, pool);
+    linear(L.wv, act_, v, pool);
+    for_rows([&](int t) {
+      if (c.qkv_bias) {
+        kernels::add_inplace(q + t * QD, L.bq.data, QD);
+        kernels::add_inplace(k + t * KVD, L.bk.data, KVD);
+        kernels::add_inplace(v + t * KVD, L.bv.data, KVD);
+      }
+      const float* cos_t = cs + t * c.n_rot;
+      const float* sin_t = cos_t + c.n_rot / 2;
+      rope_->apply(q + t * QD, c.n_head, cos_t, sin_t);
+      rope_->apply(k + t * KVD, c.n_head_kv, cos_t, sin_t);
+      // Append this token's key and value to its sequence's cache.
+      const int seq = batch.seq_ids[static_cast<std::size_t>(t)];
+      const int pos = batch.positions[static_cast<std::size_t>(t)];
+      void* kdst = cache.key(il, seq, pos);
+      void* vdst = cache.value(il, seq, pos);
+      if (cache.dtype() == DType::F16) {
+        kernels::f32_to_f16_row(k + t * KVD, static_cast<std::uint16_t*>(kdst), KVD);
+        kernels::f32_to_f16_row(v + t * KVD, static_cast<std::uint16_t*>(vdst), KVD);
+      } else {
+        std::memcpy(kdst, k + t * KVD, static_cast<std::size_t>(KVD) * sizeof(float));
+        std::memcpy(vdst, v + t * KVD, static_cast<std::size_t>(KVD) * sizeof(float));
+      }
+    });
+    attention(il, batch, cache, pool);
+    prepare_activations(L.wo, attn_.data(), B, QD, act_, pool);
+    linear(L.wo, act_, proj, pool);
+    for_rows([&](int t) { kernels::add_inplace(x + t * E, proj + t * E, E); });
+
+    // --- feed-forward block: w_down(silu(w_gate x) * w_up x) ---
+    for_rows([&](int t) { kernels::rms_norm(x + t * E, L.ffn_norm.data, xn + t * E, E, c.rms_eps); });
+    prepare_activations(L.w_gate, xn, B, E, act_, pool);
+    linear(L.w_gate, act_, gate, pool);
+    if (!activations_fit(L.w_up, act_)) prepare_activations(L.w_up, xn, B, E, act_, pool);
+    linear(L.w_up, act_, up, pool);
+    for_rows([&](int t) { kernels::silu_mul(gate + t * F, up + t * F, gate + t * F, F); });
+    prepare_activations(L.w_down, gate, B, F, act_, pool);
+    linear(L.w_down, act_, proj, pool);
+    for_rows([&](int t) { kernels::add_inplace(x + t * E, proj + t * E, E); });
+  }
+
+  for (int t = 0; t < B; ++t) {
+    const int seq = batch.seq_ids[static_cast<std::size_t>(t)];
+    const int end = batch.positions[static_cast<std::size_t>(t)] + 1;
+    if (end > cache.length(seq)) cache.set_length(seq, end);
+  }
+
+  // Logits only for the rows asked for (the last prompt token, or every decode token).
+  const int R = static_cast<int>(batch.logit_rows.size());
+  if (R == 0) return;
+  for (int r = 0; r < R; ++r) {
+    const int t = batch.logit_rows[static_cast<std::size_t>(r)];
+    kernels::rms_norm(x + t * E, weights_.output_norm.data, xn + r * E, E, c.rms_eps);
+  }
+  prepare_activations(weights_.output, xn, R, E, act_, pool);
+  linear(weights_.output, act_, logits, pool);
+}
+
+void LlamaModel::attention(int il, const Batch& batch, KvCache& cache, ThreadPool& pool) {
+  const LlamaConfig& c = config_;
+  const int B = batch.size();
+  const int hd = c.head_dim;
+  const int group = c.n_head / c.n_head_kv;  // query heads per kv head
+  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  int max_len = 0;
+  for (int t = 0; t < B; ++t) max_len = std::max(max_len, batch.positions[static_cast<std::size_t>(t)] + 1);
+  const std::size_t stride = static_cast<std::size_t>((max_len + 15) / 16 * 16);
+  float* scores_all = scores_.resize(stride * static_cast<std::size_t>(pool.size()));
+  const float* q = q_.data();
+  float* out = attn_.data();
+  const bool f16 = cache.dtype() == DType::F16;
+
+  // One task per (token, head): causal attention over positions [0, pos] of its sequence.
+  pool.parallel_for(static_cast<std::int64_t>(B) * c.n_head, [&](std::int64_t task, int worker) {
+    const int t = static_cast<int>(task / c.n_head);
+    const int h = static_cast<int>(task % c.n_head);
+    const int kvh = h / group;
+    const int seq = batch.seq_ids[static_cast<std::size_t>(t)];
+    const int n = batch.positions[static_cast<std::size_t>(t)] + 1;
+    const float* qh = q + static_cast<std::ptrdiff_t>(t) * c.q_dim() + h * hd;
+    float* scores = scores_all + stride * static_cast<std::size_t>(worker);
+    for (int p = 0; p < n; ++p) {
+      const void* krow = cache.key(il, seq, p);
+      const float s = f16 ? kernels::dot_f16_f32(static_cast<const std::uint16_t*>(krow) + kvh * hd, qh, hd)
+                          : kernels::dot_f32(static_cast<const float*>(krow) + kvh * hd, qh, hd);
+      scores[p] = s * scale;
+    }
+    kernels::softmax_inplace(scores, n);
+    float* oh = out + static_cast<std::ptrdiff_t>(t) * c.q_dim() + h * hd;
+    std::memset(oh, 0, static_cast<std::size_t>(hd) * sizeof(float));
+    for (int p = 0; p < n; ++p) {
+      const void* vrow = cache.value(il, seq, p);
+      if (f16) kernels::axpy_f16_f32(scores[p], static_cast<const std::uint16_t*>(vrow) + kvh * hd, oh, hd);
+      else kernels::axpy_f32(scores[p], static_cast<const float*>(vrow) + kvh * hd, oh, hd);
+    }
+  }, 4);
+}
+
+}  // namespace kiln

@@ -1,0 +1,76 @@
+#pragma once
+// A loaded Llama-family model and its batched forward pass. One forward serves prompt
+// prefill (many tokens of one or more sequences as matrix-matrix products) and decode (one
+// new token per sequence): a batch is just a list of (token, position, sequence).
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/aligned_buffer.h"
+#include "core/thread_pool.h"
+#include "model/kv_cache.h"
+#include "model/linear.h"
+#include "model/llama_config.h"
+#include "model/llama_weights.h"
+#include "model/model_source.h"
+#include "model/rope.h"
+
+namespace kiln {
+
+struct Batch {
+  std::vector<int> tokens;     // (B) token ids
+  std::vector<int> positions;  // (B) position of each token in its sequence
+  std::vector<int> seq_ids;    // (B) kv cache sequence of each token
+  std::vector<int> logit_rows; // indices into the batch whose next-token logits are wanted
+
+  void add(int token, int pos, int seq, bool want_logits) {
+    if (want_logits) logit_rows.push_back(static_cast<int>(tokens.size()));
+    tokens.push_back(token);
+    positions.push_back(pos);
+    seq_ids.push_back(seq);
+  }
+  int size() const { return static_cast<int>(tokens.size()); }
+  void clear() { tokens.clear(), positions.clear(), seq_ids.clear(), logit_rows.clear(); }
+};
+
+class LlamaModel {
+ public:
+  static std::unique_ptr<LlamaModel> load(const std::string& path);
+
+  const LlamaConfig& config() const { return config_; }
+  const ModelSource& source() const { return *source_; }
+  const LlamaWeights& weights() const { return weights_; }
+
+  // A cache sized for `capacity_tokens` positions over all sequences.
+  KvCache make_kv_cache(int capacity_tokens, DType dtype = DType::F16) const;
+
+  // Runs the batch through the model, appending its keys and values to the cache, and writes
+  // the logits of batch.logit_rows into `logits` (logit_rows.size(), n_vocab). Positions must
+  // continue each sequence's cache (the cache length is advanced here). Not re-entrant: one
+  // forward at a time per model object (it reuses its scratch buffers).
+  void forward(const Batch& batch, KvCache& cache, ThreadPool& pool, float* logits);
+
+ private:
+  void attention(int layer, const Batch& batch, KvCache& cache, ThreadPool& pool);
+
+  std::unique_ptr<ModelSource> source_;
+  LlamaConfig config_;
+  LlamaWeights weights_;
+  std::unique_ptr<Rope> rope_;
+
+  // Scratch, grown to the largest batch seen. B = batch size, E = n_embd, F = n_ff.
+  FloatBuffer x_;       // (B, E) residual stream
+  FloatBuffer xn_;      // (B, E) normalized input of a sub-layer
+  FloatBuffer q_;       // (B, q_dim)
+  FloatBuffer k_;       // (B, kv_dim)
+  FloatBuffer v_;       // (B, kv_dim)
+  FloatBuffer attn_;    // (B, q_dim) attention output before wo
+  FloatBuffer proj_;    // (B, E) output of wo / w_down
+  FloatBuffer gate_;    // (B, F)
+  FloatBuffer up_;      // (B, F)
+  FloatBuffer rope_cs_; // (B, n_rot) cos then sin per token
+  FloatBuffer scores_;  // (n_workers, max context) attention scores per worker
+  ActivationRows act_;  // converted activations for the current matmuls
+};
+
+}  // namespace kiln

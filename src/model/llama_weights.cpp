@@ -1,0 +1,81 @@
+#include "model/llama_weights.h"
+
+#include <string>
+
+#include "core/error.h"
+#include "kernels/matmul.h"
+#include "model/model_source.h"
+
+namespace kiln {
+namespace {
+
+std::string shape_str(const TensorView& t) {
+  std::string s = "[";
+  for (int i = 0; i < t.n_dims; ++i) s += (i ? ", " : "") + std::to_string(t.ne[i]);
+  return s + "]";
+}
+
+TensorView require(const ModelSource& src, const std::string& name) {
+  std::optional<TensorView> t = src.tensor(name);
+  if (!t) fail("{}: missing tensor {}", src.path(), name);
+  return *t;
+}
+
+TensorView matrix(const ModelSource& src, const std::string& name, std::int64_t n_in, std::int64_t n_out) {
+  TensorView t = require(src, name);
+  if (t.ne[0] != n_in || t.ne[1] != n_out || t.ne[2] != 1 || t.ne[3] != 1)
+    fail("{}: tensor {} has shape {}, expected [{}, {}]", src.path(), name, shape_str(t), n_in, n_out);
+  if (!kernels::is_supported_weight_type(t.dtype))
+    fail("{}: tensor {} has type {}, which kiln cannot compute with yet", src.path(), name, dtype_name(t.dtype));
+  return t;
+}
+
+FloatVector vector_of(const TensorView& t, const std::string& path, std::int64_t n) {
+  if (t.n_elements() != n || t.ne[0] != n)
+    fail("{}: tensor {} has shape {}, expected [{}]", path, t.name, shape_str(t), n);
+  FloatVector v;
+  if (t.dtype == DType::F32) {
+    v.data = static_cast<const float*>(t.data);
+  } else {
+    v.owned.resize(static_cast<std::size_t>(n));
+    kernels::dequantize_row(t.dtype, t.data, v.owned.data(), n);
+    v.data = v.owned.data();
+  }
+  return v;
+}
+
+FloatVector vector(const ModelSource& src, const std::string& name, std::int64_t n) {
+  return vector_of(require(src, name), src.path(), n);
+}
+
+}  // namespace
+
+LlamaWeights bind_llama_weights(const ModelSource& src, const LlamaConfig& c) {
+  LlamaWeights w;
+  w.token_embd = matrix(src, "token_embd.weight", c.n_embd, c.n_vocab);
+  w.output_norm = vector(src, "output_norm.weight", c.n_embd);
+  w.output = c.tied_output ? w.token_embd : matrix(src, "output.weight", c.n_embd, c.n_vocab);
+  if (std::optional<TensorView> f = src.tensor("rope_freqs.weight")) w.rope_freqs = vector_of(*f, src.path(), c.n_rot / 2);
+  w.layers.resize(static_cast<std::size_t>(c.n_layer));
+  for (int i = 0; i < c.n_layer; ++i) {
+    const std::string p = "blk." + std::to_string(i) + ".";
+    LlamaLayerWeights& l = w.layers[static_cast<std::size_t>(i)];
+    l.attn_norm = vector(src, p + "attn_norm.weight", c.n_embd);
+    l.wq = matrix(src, p + "attn_q.weight", c.n_embd, c.q_dim());
+    l.wk = matrix(src, p + "attn_k.weight", c.n_embd, c.kv_dim());
+    l.wv = matrix(src, p + "attn_v.weight", c.n_embd, c.kv_dim());
+    l.wo = matrix(src, p + "attn_output.weight", c.q_dim(), c.n_embd);
+    if (c.qkv_bias) {
+      l.bq = vector(src, p + "attn_q.bias", c.q_dim());
+      l.bk = vector(src, p + "attn_k.bias", c.kv_dim());
+      l.bv = vector(src, p + "attn_v.bias", c.kv_dim());
+    }
+    l.ffn_norm = vector(src, p + "ffn_norm.weight", c.n_embd);
+    l.w_gate = matrix(src, p + "ffn_gate.weight", c.n_embd, c.n_ff);
+    l.w_up = matrix(src, p + "ffn_up.weight", c.n_embd, c.n_ff);
+    l.w_down = matrix(src, p + "ffn_down.weight", c.n_ff, c.n_embd);
+  }
+  return w;
+}
+
+}  // namespace kiln
