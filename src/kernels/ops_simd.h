@@ -1,0 +1,35 @@
+#pragma once
+// Internal: the AVX2 and AVX-512 paths of the operations in kernels/ops.h, with the same
+// contracts. Each namespace is compiled in its own translation unit with its own target flags
+// (ops_avx2.cpp, ops_avx512.cpp) and entered only after simd_level() said the CPU can run it.
+#include <cstdint>
+
+namespace kiln::kernels {
+
+namespace avx2 {
+void rms_norm(const float* x, const float* w, float* y, std::int64_t n, float eps);
+void softmax_inplace(float* x, std::int64_t n);
+void silu_mul(const float* gate, const float* up, float* y, std::int64_t n);
+void add_inplace(float* y, const float* x, std::int64_t n);
+float dot_f32(const float* a, const float* b, std::int64_t n);
+void axpy_f32(float alpha, const float* x, float* y, std::int64_t n);
+float dot_f16_f32(const std::uint16_t* a, const float* b, std::int64_t n);
+void axpy_f16_f32(float alpha, const std::uint16_t* x, float* y, std::int64_t n);
+void f32_to_f16_row(const float* x, std::uint16_t* y, std::int64_t n);
+void f16_to_f32_row(const std::uint16_t* x, float* y, std::int64_t n);
+}  // namespace avx2
+
+namespace avx512 {
+void rms_norm(const float* x, const float* w, float* y, std::int64_t n, float eps);
+void softmax_inplace(float* x, std::int64_t n);
+void silu_mul(const float* gate, const float* up, float* y, std::int64_t n);
+void add_inplace(float* y, const float* x, std::int64_t n);
+float dot_f32(const float* a, const float* b, std::int64_t n);
+void axpy_f32(float alpha, const float* x, float* y, std::int64_t n);
+float dot_f16_f32(const std::uint16_t* a, const float* b, std::int64_t n);
+void axpy_f16_f32(float alpha, const std::uint16_t* x, float* y, std::int64_t n);
+void f32_to_f16_row(const float* x, std::uint16_t* y, std::int64_t n);
+void f16_to_f32_row(const std::uint16_t* x, float* y, std::int64_t n);
+}  // namespace avx512
+
+}  // namespace kiln::kernels
