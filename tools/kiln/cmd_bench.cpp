@@ -1,5 +1,161 @@
-// Placeholder registration while the command is written.
+// kiln bench MODEL: prefill and decode speed as mean ± stdev over repetitions, like llama-bench.
+// Prefill runs a fixed prompt of -p tokens as one batch (chunks of --batch); decode then runs
+// -n single-token steps on top of it. End of sequence is ignored and no sampling is timed: the
+// next token is the argmax.
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <thread>
+#include <vector>
+
 #include "commands.h"
+#include "core/cpu_features.h"
+#include "core/error.h"
+#include "model/llama_model.h"
+#include "runtime/model_stats.h"
+#include "runtime/process_stats.h"
+
 namespace kiln::cli {
-void register_bench_command(CLI::App& app) { app.add_subcommand("bench", "(not yet built)"); }
+namespace {
+
+struct BenchOptions {
+  std::string model;
+  int n_prompt = 128;
+  int n_gen = 64;
+  int repetitions = 5;
+  int threads = 0;
+  int batch = 512;
+  std::string kv_type = "f16";
+  bool json = false;
+};
+
+struct MeanStd {
+  double mean = 0, std = 0;
+};
+
+MeanStd mean_std(const std::vector<double>& v) {
+  MeanStd r;
+  if (v.empty()) return r;
+  for (double x : v) r.mean += x;
+  r.mean /= static_cast<double>(v.size());
+  if (v.size() > 1) {
+    double ss = 0;
+    for (double x : v) ss += (x - r.mean) * (x - r.mean);
+    r.std = std::sqrt(ss / static_cast<double>(v.size() - 1));
+  }
+  return r;
+}
+
+int argmax(const float* x, int n) { return static_cast<int>(std::max_element(x, x + n) - x); }
+
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+void run_bench(const BenchOptions& o) {
+  if (o.n_prompt < 1 || o.n_gen < 0 || o.repetitions < 1 || o.batch < 1)
+    fail("bench: -p must be >= 1, -n >= 0, -r >= 1, --batch >= 1");
+  const int threads = o.threads > 0 ? o.threads : static_cast<int>(std::thread::hardware_concurrency());
+  std::unique_ptr<LlamaModel> model = LlamaModel::load(o.model);
+  const LlamaConfig& c = model->config();
+  const ModelStats stats = model_stats(*model);
+  ThreadPool pool(threads);
+  std::optional<DType> kv = parse_dtype(o.kv_type);
+  if (!kv) fail("bench: --kv-type '{}' is not a type (expected f16 or f32)", o.kv_type);
+  KvCache cache = model->make_kv_cache(o.n_prompt + o.n_gen + 1, *kv);
+
+  // The same synthetic prompt as the llama.cpp peer script: ids 100 + 7i mod 1000.
+  std::vector<int> prompt(static_cast<std::size_t>(o.n_prompt));
+  for (int i = 0; i < o.n_prompt; ++i) prompt[static_cast<std::size_t>(i)] = (100 + (i * 7) % 1000) % c.n_vocab;
+  std::vector<float> logits(static_cast<std::size_t>(c.n_vocab));
+
+  std::vector<double> prefill_rates, decode_rates;
+  // Repetition 0 warms up (page faults on the mapped weights, caches) and is not counted.
+  for (int rep = 0; rep <= o.repetitions; ++rep) {
+    const int seq = cache.add_sequence();
+    Batch batch;
+    auto t0 = std::chrono::steady_clock::now();
+    for (int start = 0; start < o.n_prompt; start += o.batch) {
+      batch.clear();
+      const int end = std::min(o.n_prompt, start + o.batch);
+      for (int i = start; i < end; ++i) batch.add(prompt[static_cast<std::size_t>(i)], i, seq, i == o.n_prompt - 1);
+      model->forward(batch, cache, pool, logits.data());
+    }
+    const double t_prefill = seconds_since(t0);
+    int token = argmax(logits.data(), c.n_vocab);
+    t0 = std::chrono::steady_clock::now();
+    for (int i = 0; i < o.n_gen; ++i) {
+      batch.clear();
+      batch.add(token, o.n_prompt + i, seq, true);
+      model->forward(batch, cache, pool, logits.data());
+      token = argmax(logits.data(), c.n_vocab);
+    }
+    const double t_decode = seconds_since(t0);
+    cache.remove_sequence(seq);
+    if (rep == 0) continue;
+    prefill_rates.push_back(o.n_prompt / t_prefill);
+    if (o.n_gen > 0) decode_rates.push_back(o.n_gen / t_decode);
+    if (!o.json) std::fprintf(stderr, "\rbench: repetition %d/%d", rep, o.repetitions);
+  }
+  if (!o.json) std::fprintf(stderr, "\r%40s\r", "");
+  const MeanStd pf = mean_std(prefill_rates), dc = mean_std(decode_rates);
+  const double decode_gbs = dc.mean * static_cast<double>(stats.decode_bytes_per_token) / 1e9;
+  const std::string simd(simd_level_name(simd_level()));
+  const double rss_mb = static_cast<double>(resident_bytes()) / 1e6;
+  if (o.json) {
+    nlohmann::json j = {{"model", o.model},
+                        {"name", c.name},
+                        {"arch", c.arch},
+                        {"type", stats.main_dtype},
+                        {"params", stats.n_params},
+                        {"file_bytes", model->source().file_size()},
+                        {"kv_cache_bytes", cache.bytes()},
+                        {"threads", threads},
+                        {"simd", simd},
+                        {"n_prompt", o.n_prompt},
+                        {"n_gen", o.n_gen},
+                        {"repetitions", o.repetitions},
+                        {"prefill_tok_s_mean", pf.mean},
+                        {"prefill_tok_s_std", pf.std},
+                        {"decode_tok_s_mean", dc.mean},
+                        {"decode_tok_s_std", dc.std},
+                        {"decode_weight_bytes_per_token", stats.decode_bytes_per_token},
+                        {"decode_weight_gb_s", decode_gbs},
+                        {"rss_bytes", resident_bytes()},
+                        {"peak_rss_bytes", peak_resident_bytes()}};
+    std::printf("%s\n", j.dump().c_str());
+    return;
+  }
+  std::printf("model   %s (%s, %s, %s, %.3f B params, %.2f GB)\n", o.model.c_str(),
+              model->source().format_name().c_str(), c.arch.c_str(), stats.main_dtype.c_str(),
+              static_cast<double>(stats.n_params) / 1e9, static_cast<double>(model->source().file_size()) / 1e9);
+  std::printf("threads %d   simd %s   repetitions %d   resident %.0f MB (file %.0f MB + kv cache %.0f MB)\n\n", threads,
+              simd.c_str(), o.repetitions, rss_mb, static_cast<double>(model->source().file_size()) / 1e6,
+              static_cast<double>(cache.bytes()) / 1e6);
+  std::printf("| test    | tokens | tok/s              | weights streamed |\n");
+  std::printf("| ------- | ------ | ------------------ | ---------------- |\n");
+  std::printf("| prefill | %6d | %8.2f ± %-7.2f |                  |\n", o.n_prompt, pf.mean, pf.std);
+  if (o.n_gen > 0)
+    std::printf("| decode  | %6d | %8.2f ± %-7.2f | %9.1f GB/s   |\n", o.n_gen, dc.mean, dc.std, decode_gbs);
+}
+
+}  // namespace
+
+void register_bench_command(CLI::App& app) {
+  auto opts = std::make_shared<BenchOptions>();
+  CLI::App* cmd = app.add_subcommand("bench", "Measure prefill and decode tokens/s (mean ± stdev over repetitions)");
+  cmd->add_option("model", opts->model, "Model file (.gguf or llama2.c .bin)")->required()->check(CLI::ExistingFile);
+  cmd->add_option("-p,--n-prompt", opts->n_prompt, "Prompt tokens processed as one prefill")->capture_default_str();
+  cmd->add_option("-n,--n-gen", opts->n_gen, "Tokens generated one at a time after the prompt")->capture_default_str();
+  cmd->add_option("-r,--repetitions", opts->repetitions, "Timed repetitions (after one warm-up)")->capture_default_str();
+  cmd->add_option("-t,--threads", opts->threads, "Worker threads (0: all hardware threads)")->capture_default_str();
+  cmd->add_option("-b,--batch", opts->batch, "Largest prefill batch")->capture_default_str();
+  cmd->add_option("--kv-type", opts->kv_type, "KV cache element type: f16 or f32")->capture_default_str();
+  cmd->add_flag("--json", opts->json, "Print one JSON object instead of a table");
+  cmd->callback([opts] { run_bench(*opts); });
+}
+
 }  // namespace kiln::cli

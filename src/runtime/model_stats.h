@@ -1,0 +1,21 @@
+#pragma once
+// Sizes of a loaded model that reports need: parameters, and bytes of weights one decode step
+// streams from memory (every matrix once, plus one embedding row).
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+namespace kiln {
+
+class LlamaModel;
+
+struct ModelStats {
+  std::int64_t n_params = 0;          // elements of all bound tensors (token_embd counted once)
+  std::size_t weight_bytes = 0;       // bytes of all bound tensors
+  std::size_t decode_bytes_per_token = 0;  // bytes a single-token forward reads from weights
+  std::string main_dtype;             // the type of most weight bytes (e.g. "q4_0")
+};
+
+ModelStats model_stats(const LlamaModel& model);
+
+}  // namespace kiln

@@ -1,0 +1,118 @@
+// The kiln binary end to end: subcommands run on the shared models, and bad input of every kind
+// gets one clear line on stderr and a non-zero exit, never a crash or a hang.
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <sstream>
+
+#include "test_support.h"
+
+namespace kiln {
+namespace {
+
+struct Result {
+  int code;
+  std::string out;
+};
+
+Result kiln(const std::string& args, bool merge_stderr = true) {
+  Result r;
+  r.code = test::run_command("timeout 120 " + test::kiln_binary() + " " + args, &r.out, merge_stderr);
+  return r;
+}
+
+std::string write_file(const std::string& name, const std::string& bytes) {
+  const std::string path = test::temp_dir() + "/" + name;
+  std::ofstream(path, std::ios::binary) << bytes;
+  return path;
+}
+
+// Exit codes of a crash (signal) are 128+; errors must be small positive numbers.
+void expect_clean_error(const Result& r, const std::string& needle) {
+  EXPECT_GT(r.code, 0) << r.out;
+  EXPECT_LT(r.code, 128) << "crashed: " << r.out;
+  EXPECT_NE(r.out.find(needle), std::string::npos) << "expected '" << needle << "' in: " << r.out;
+}
+
+TEST(Cli, HelpListsEverySubcommand) {
+  Result r = kiln("--help");
+  EXPECT_EQ(r.code, 0);
+  for (const char* sub : {"run", "bench", "inspect"}) EXPECT_NE(r.out.find(sub), std::string::npos) << sub;
+  for (const char* sub : {"run", "bench", "inspect"}) {
+    Result h = kiln(std::string(sub) + " --help");
+    EXPECT_EQ(h.code, 0) << sub;
+    EXPECT_NE(h.out.find("model"), std::string::npos) << sub << ": " << h.out;
+  }
+}
+
+TEST(Cli, RunStories260kGreedyByIdsIsDeterministic) {
+  KILN_REQUIRE_DATA(model, "stories260K.bin");
+  Result a = kiln("run " + model + " --tokens 1 -n 40 --temp 0 --print-ids -q", false);
+  Result b = kiln("run " + model + " --tokens 1 -n 40 --temp 0 --print-ids -q -t 1", false);
+  ASSERT_EQ(a.code, 0) << a.out;
+  EXPECT_EQ(a.out, b.out);
+  std::stringstream ss(a.out);
+  int v, count = 0;
+  while (ss >> v) {
+    EXPECT_GE(v, 0);
+    EXPECT_LT(v, 512);
+    ++count;
+  }
+  EXPECT_GE(count, 1);
+  EXPECT_LE(count, 40);
+}
+
+TEST(Cli, RunSeedMakesSamplingReproducible) {
+  KILN_REQUIRE_DATA(model, "stories260K.bin");
+  const std::string args = "run " + model + " --tokens 1 -n 30 --temp 1.0 --print-ids -q --ignore-eos ";
+  Result a = kiln(args + "--seed 7", false), b = kiln(args + "--seed 7", false), c = kiln(args + "--seed 8", false);
+  ASSERT_EQ(a.code, 0) << a.out;
+  EXPECT_EQ(a.out, b.out);
+  EXPECT_NE(a.out, c.out);
+}
+
+TEST(Cli, RunTextPromptOnGgufStreamsText) {
+  KILN_REQUIRE_DATA(model, "llama-2-tiny-random.gguf");
+  Result r = kiln("run " + model + " -p 'Hello world' -n 8 --seed 1 -q --ignore-eos", false);
+  EXPECT_EQ(r.code, 0) << r.out;
+  EXPECT_FALSE(r.out.empty());
+}
+
+TEST(Cli, BenchPrintsJson) {
+  KILN_REQUIRE_DATA(model, "stories260K.bin");
+  Result r = kiln("bench " + model + " -p 16 -n 8 -r 2 --json", false);
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("\"prefill_tok_s_mean\""), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("\"decode_tok_s_mean\""), std::string::npos) << r.out;
+}
+
+TEST(Cli, BadInputGetsOneLineErrors) {
+  expect_clean_error(kiln("run /nonexistent/model.gguf -p hi"), "nonexistent");
+  expect_clean_error(kiln("inspect /nonexistent/model.gguf"), "nonexistent");
+  expect_clean_error(kiln("run " + write_file("empty.gguf", "") + " -p hi"), "empty.gguf");
+  expect_clean_error(kiln("run " + write_file("junk.bin", std::string(100, 'x')) + " --tokens 1"), "junk.bin");
+  expect_clean_error(kiln("run " + write_file("badver.gguf", std::string("GGUF\x07\0\0\0", 8) + std::string(40, '\0')) +
+                          " -p hi"),
+                     "version");
+  expect_clean_error(kiln("frobnicate"), "frobnicate");
+  expect_clean_error(kiln("run"), "model");
+}
+
+TEST(Cli, BadFlagsAndPromptsAreRejected) {
+  KILN_REQUIRE_DATA(model, "stories260K.bin");
+  expect_clean_error(kiln("run " + model + " --tokens 1,x,3"), "--tokens");
+  expect_clean_error(kiln("run " + model + " --tokens 1 --temp -1"), "temperature");
+  expect_clean_error(kiln("run " + model + " --tokens 1 --top-p 2"), "top_p");
+  expect_clean_error(kiln("run " + model + " --tokens 99999"), "out of range");
+  expect_clean_error(kiln("run " + model + " -p hello"), "no tokenizer");
+  expect_clean_error(kiln("run " + model + " --tokens 1 --kv-type q9"), "kv-type");
+  expect_clean_error(kiln("run " + model + " --tokens 1 -n five"), "n-predict");
+  // A prompt longer than the context.
+  std::string many = "1";
+  for (int i = 0; i < 40; ++i) many += ",5";
+  expect_clean_error(kiln("run " + model + " --tokens " + many + " --ctx 16"), "context");
+  expect_clean_error(kiln("bench " + model + " -p 0"), "-p");
+}
+
+}  // namespace
+}  // namespace kiln

@@ -1,0 +1,66 @@
+// kiln and llama.cpp (the npm package node-llama-cpp@3.21.1, prebuilt CPU binaries) must agree
+// on the tokenization of a prompt and on the greedy continuation, for the same GGUF file.
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <sys/stat.h>
+
+#include "test_support.h"
+
+namespace kiln {
+namespace {
+
+std::string shell_quote(const std::string& s) {
+  std::string q = "'";
+  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return q + "'";
+}
+
+std::vector<int> parse_ids(const std::string& line) {
+  std::vector<int> ids;
+  std::stringstream ss(line);
+  int v;
+  while (ss >> v) ids.push_back(v);
+  return ids;
+}
+
+class GreedyVsLlamaCpp : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(GreedyVsLlamaCpp, SameTokensAsLlamaCpp) {
+  KILN_REQUIRE_DATA(model, "llama-2-tiny-random.gguf");
+  const char* src = std::getenv("KILN_SOURCE_DIR");
+  ASSERT_NE(src, nullptr);
+  struct stat st {};
+  if (::stat((std::string(src) + "/node_modules/node-llama-cpp").c_str(), &st) != 0)
+    GTEST_SKIP() << "node-llama-cpp is not installed (run scripts/install-deps.sh)";
+  const std::string prompt = GetParam();
+  const int n = 24;
+
+  std::string out;
+  const std::string node_cmd = "cd " + shell_quote(src) + " && node tests/interop/llamacpp_greedy.mjs " +
+                               shell_quote(model) + " --prompt " + shell_quote(prompt) + " -n " + std::to_string(n);
+  ASSERT_EQ(test::run_command(node_cmd, &out), 0) << node_cmd << "\n" << out;
+  const nlohmann::json ref = nlohmann::json::parse(out);
+  const std::vector<int> ref_prompt = ref["prompt_tokens"].get<std::vector<int>>();
+  const std::vector<int> ref_tokens = ref["tokens"].get<std::vector<int>>();
+
+  const std::string kiln_cmd = test::kiln_binary() + " run " + shell_quote(model) + " -p " + shell_quote(prompt) +
+                               " -n " + std::to_string(n) + " --temp 0 --ignore-eos --echo --print-ids -q -t 2";
+  ASSERT_EQ(test::run_command(kiln_cmd, &out), 0) << kiln_cmd << "\n" << out;
+  const std::vector<int> ids = parse_ids(out);
+  ASSERT_EQ(ids.size(), ref_prompt.size() + ref_tokens.size()) << out;
+  const std::vector<int> kiln_prompt(ids.begin(), ids.begin() + static_cast<long>(ref_prompt.size()));
+  const std::vector<int> kiln_tokens(ids.begin() + static_cast<long>(ref_prompt.size()), ids.end());
+  EXPECT_EQ(kiln_prompt, ref_prompt) << "prompt tokenization differs";
+  EXPECT_EQ(kiln_tokens, ref_tokens) << "greedy continuation differs";
+}
+
+INSTANTIATE_TEST_SUITE_P(Prompts, GreedyVsLlamaCpp,
+                         ::testing::Values("Hello world", "The quick brown fox jumps over the lazy dog.",
+                                           "Once upon a time, in a land far away,", "1 2 3 4 5 6 7 8 9 10",
+                                           "  leading spaces and\ttabs\nand newlines"));
+
+}  // namespace
+}  // namespace kiln
