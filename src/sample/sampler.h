@@ -1,0 +1,97 @@
+#pragma once
+// The sampler chain: turns one row of logits into the next token id.
+//
+// The chain runs in llama.cpp's default order, each stage on the survivors of the one before:
+//
+//   1. penalties   repeat penalty over the last repeat_last_n history tokens (llama.cpp: a
+//                  positive logit is divided by the penalty, a negative one multiplied), then
+//                  presence/frequency penalties over the whole history (OpenAI: subtract
+//                  presence * [count > 0] + frequency * count)
+//   2. top-k       keep the k highest logits
+//   3. top-p       keep the smallest prefix, by descending probability, whose mass reaches p
+//   4. min-p       keep tokens whose probability is at least min_p times the highest one
+//   5. temperature divide the logits by the temperature
+//   6. dist        softmax over the survivors and one draw from the sampler's own RNG
+//
+// As in llama.cpp, top-p and min-p judge probabilities at temperature 1 (the temperature is
+// applied after them), so a temperature change reshapes the draw but not the candidate set.
+// Temperature 0 means greedy: after the penalties, the highest logit wins, ties going to the
+// lowest token id; top-k/top-p/min-p cannot change that winner and are skipped.
+//
+// Ties between equal logits are always broken towards the lower token id, so the result depends
+// only on (params, logits, history, RNG state), never on the standard library's sort.
+#include <cstdint>
+#include <random>
+#include <span>
+#include <vector>
+
+namespace kiln {
+
+struct SamplerParams {
+  float temperature = 1.0f;        // [0, inf); 0 = greedy
+  int top_k = 0;                   // [0, inf); 0 = off
+  float top_p = 1.0f;              // [0, 1]; 1 = off
+  float min_p = 0.0f;              // [0, 1]; 0 = off
+  float repeat_penalty = 1.0f;     // (0, inf); 1 = off
+  int repeat_last_n = 64;          // [-1, inf); 0 = off, -1 = the whole history
+  float presence_penalty = 0.0f;   // [-2, 2]; 0 = off
+  float frequency_penalty = 0.0f;  // [-2, 2]; 0 = off
+  std::uint64_t seed = 0;          // any value; equal seeds give equal draws
+
+  // Throws kiln::Error naming the first parameter outside its allowed range.
+  void validate() const;
+};
+
+// One survivor of the chain and its probability after temperature and softmax.
+struct TokenProb {
+  int id;
+  float prob;
+};
+
+class Sampler {
+ public:
+  // Validates params (throws kiln::Error) and seeds the RNG with params.seed.
+  explicit Sampler(const SamplerParams& params);
+
+  // Picks the next token. logits is (n_vocab) floats; history holds the token ids seen so far
+  // (oldest first), each in [0, n_vocab): the caller decides whether the prompt counts. The
+  // penalties read history; nothing else does. Throws kiln::Error on an empty vocabulary, a
+  // history id outside it, or logits that are all -inf.
+  int sample(std::span<const float> logits, std::span<const int> history);
+
+  // The final candidate set of the last sample() call with the probabilities the draw used
+  // (they sum to 1; one entry with probability 1 after a greedy pick). The order is descending
+  // probability when a top-k or top-p stage ran, unspecified otherwise. Valid until the next
+  // sample() call.
+  std::span<const TokenProb> candidates() const { return probs_; }
+
+  // Restarts the RNG stream as if the sampler had just been built with this seed.
+  void reseed(std::uint64_t seed);
+
+  const SamplerParams& params() const { return params_; }
+
+ private:
+  struct Candidate {
+    int id;
+    float logit;
+  };
+
+  void apply_penalties(std::span<const int> history);
+  int pick_greedy() const;
+  void keep_top_k(int k);
+  void keep_top_p(float p);
+  void keep_min_p(float min_p);
+  int draw(float temperature);
+
+  SamplerParams params_;
+  std::mt19937_64 rng_;
+  // Reused between calls so that a 128k vocabulary costs no allocation per token.
+  std::vector<Candidate> candidates_;  // (n_vocab) at the start of a call, shrinks per stage
+  std::vector<TokenProb> probs_;       // (n_survivors) probabilities of the final set
+  std::vector<int> window_count_;      // (n_vocab) occurrences in the repeat window, kept zeroed
+  std::vector<int> history_count_;     // (n_vocab) occurrences in the whole history, kept zeroed
+  std::vector<int> touched_;           // ids whose counts are non-zero during a call
+  bool sorted_ = false;                // candidates_ is in descending logit order
+};
+
+}  // namespace kiln

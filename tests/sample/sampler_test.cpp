@@ -1,0 +1,402 @@
+#include "sample/sampler.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <functional>
+#include <limits>
+#include <map>
+#include <numeric>
+#include <random>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "core/error.h"
+
+namespace kiln {
+namespace {
+
+constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+
+// Logits whose softmax at temperature 1 is exactly the given distribution (up to rounding).
+std::vector<float> logits_of(const std::vector<double>& probs) {
+  std::vector<float> logits;
+  for (double p : probs) logits.push_back(static_cast<float>(std::log(p)));
+  return logits;
+}
+
+std::vector<int> candidate_ids(const Sampler& sampler) {
+  std::vector<int> ids;
+  for (const TokenProb& tp : sampler.candidates()) ids.push_back(tp.id);
+  return ids;
+}
+
+std::set<int> candidate_set(const Sampler& sampler) {
+  std::vector<int> ids = candidate_ids(sampler);
+  return {ids.begin(), ids.end()};
+}
+
+// Checks that the candidate set is exactly `ids` and that its probabilities are the softmax of
+// logits[ids] / temperature.
+void expect_softmax_over(const Sampler& sampler, const std::vector<float>& logits, const std::vector<int>& ids,
+                         float temperature) {
+  ASSERT_EQ(candidate_set(sampler), std::set<int>(ids.begin(), ids.end()));
+  double total = 0.0;
+  for (int id : ids) total += std::exp(logits[id] / temperature);
+  for (const TokenProb& tp : sampler.candidates())
+    EXPECT_NEAR(tp.prob, std::exp(logits[tp.id] / temperature) / total, 1e-6) << "token " << tp.id;
+}
+
+SamplerParams plain(float temperature = 1.0f) {
+  SamplerParams p;
+  p.temperature = temperature;
+  return p;
+}
+
+TEST(Sampler, GreedyReturnsArgmaxWithTiesToLowestId) {
+  Sampler sampler(plain(0.0f));
+  std::vector<float> logits = {1.0f, 3.0f, 2.0f, 3.0f, kNegInf};
+  EXPECT_EQ(sampler.sample(logits, {}), 1);
+  ASSERT_EQ(sampler.candidates().size(), 1u);
+  EXPECT_EQ(sampler.candidates()[0].id, 1);
+  EXPECT_EQ(sampler.candidates()[0].prob, 1.0f);
+
+  std::vector<float> descending = {5.0f, 4.0f, 5.0f};
+  EXPECT_EQ(sampler.sample(descending, {}), 0);
+  std::vector<float> last = {-1.0f, -2.0f, -0.5f};
+  EXPECT_EQ(sampler.sample(last, {}), 2);
+}
+
+TEST(Sampler, GreedyIgnoresTheRngAndTheFilters) {
+  SamplerParams params = plain(0.0f);
+  params.top_k = 2;
+  params.top_p = 0.1f;
+  params.min_p = 0.9f;
+  std::vector<float> logits = {0.1f, 0.7f, 0.3f, 0.69f};
+  for (std::uint64_t seed : {1u, 2u, 3u}) {
+    params.seed = seed;
+    Sampler sampler(params);
+    for (int i = 0; i < 10; ++i) EXPECT_EQ(sampler.sample(logits, {}), 1);
+  }
+}
+
+TEST(Sampler, TopKKeepsTheKHighestWithTiesToLowestIds) {
+  SamplerParams params = plain();
+  params.top_k = 2;
+  Sampler sampler(params);
+  std::vector<float> logits = {0.5f, 2.0f, -1.0f, 3.0f, 1.0f};
+  sampler.sample(logits, {});
+  EXPECT_EQ(candidate_ids(sampler), (std::vector<int>{3, 1}));
+  expect_softmax_over(sampler, logits, {3, 1}, 1.0f);
+
+  std::vector<float> tied = {1.0f, 2.0f, 2.0f, 2.0f, 0.0f};
+  sampler.sample(tied, {});
+  EXPECT_EQ(candidate_ids(sampler), (std::vector<int>{1, 2}));
+
+  // k at or above the vocabulary size keeps everything.
+  params.top_k = 5;
+  Sampler all(params);
+  all.sample(logits, {});
+  EXPECT_EQ(all.candidates().size(), 5u);
+}
+
+TEST(Sampler, TopKMatchesAFullSortOnALargeVocabulary) {
+  // 128k logits with many duplicates so that ties at the boundary matter.
+  std::mt19937 gen(7);
+  std::vector<float> logits(128 * 1024);
+  for (float& x : logits) x = static_cast<float>(static_cast<int>(gen() % 20000)) / 1000.0f;
+  std::vector<int> order(logits.size());
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return logits[a] > logits[b]; });
+
+  for (int k : {1, 40, 1000}) {
+    SamplerParams params = plain();
+    params.top_k = k;
+    Sampler sampler(params);
+    int token = sampler.sample(logits, {});
+    EXPECT_EQ(candidate_ids(sampler), std::vector<int>(order.begin(), order.begin() + k)) << "k=" << k;
+    EXPECT_TRUE(candidate_set(sampler).count(token));
+  }
+}
+
+TEST(Sampler, TopPKeepsTheSmallestPrefixReachingP) {
+  // Token probabilities at temperature 1: id 3 -> 0.5, id 0 -> 0.25, id 2 -> 0.15, id 1 -> 0.1.
+  std::vector<float> logits = logits_of({0.25, 0.1, 0.15, 0.5});
+  struct Case {
+    float p;
+    std::vector<int> kept;
+  };
+  for (const Case& c : {Case{0.0f, {3}}, Case{0.4f, {3}}, Case{0.7f, {3, 0}}, Case{0.8f, {3, 0, 2}},
+                        Case{0.95f, {3, 0, 2, 1}}, Case{1.0f, {0, 1, 2, 3}}}) {
+    SamplerParams params = plain();
+    params.top_p = c.p;
+    Sampler sampler(params);
+    sampler.sample(logits, {});
+    if (c.p < 1.0f) {
+      EXPECT_EQ(candidate_ids(sampler), c.kept) << "p=" << c.p;  // in descending order
+    } else {
+      EXPECT_EQ(candidate_set(sampler), std::set<int>(c.kept.begin(), c.kept.end()));
+    }
+    expect_softmax_over(sampler, logits, c.kept, 1.0f);
+  }
+}
+
+TEST(Sampler, TopPOnAFlatLargeVocabularySortsAsFarAsNeeded) {
+  // 10000 equal logits: each token has mass 1e-4, so p = 0.50005 needs exactly 5001 tokens, and
+  // the tie rule makes them ids 0..5000. The prefix grows past several sorted slices.
+  std::vector<float> logits(10000, 0.25f);
+  SamplerParams params = plain();
+  params.top_p = 0.50005f;
+  Sampler sampler(params);
+  sampler.sample(logits, {});
+  std::vector<int> expected(5001);
+  std::iota(expected.begin(), expected.end(), 0);
+  EXPECT_EQ(candidate_ids(sampler), expected);
+}
+
+TEST(Sampler, MinPKeepsTokensAboveAFractionOfTheBest) {
+  std::vector<float> logits = logits_of({0.25, 0.1, 0.15, 0.5});
+  struct Case {
+    float min_p;
+    std::vector<int> kept;
+  };
+  for (const Case& c :
+       {Case{0.1f, {0, 1, 2, 3}}, Case{0.25f, {0, 2, 3}}, Case{0.4f, {0, 3}}, Case{0.6f, {3}}, Case{1.0f, {3}}}) {
+    SamplerParams params = plain();
+    params.min_p = c.min_p;
+    Sampler sampler(params);
+    sampler.sample(logits, {});
+    expect_softmax_over(sampler, logits, c.kept, 1.0f);
+  }
+}
+
+TEST(Sampler, TemperatureScalesTheFinalSoftmax) {
+  std::vector<float> logits = {0.0f, 1.0f, 2.0f, -1.0f, 0.5f};
+  for (float t : {0.25f, 1.0f, 3.0f}) {
+    Sampler sampler(plain(t));
+    sampler.sample(logits, {});
+    expect_softmax_over(sampler, logits, {0, 1, 2, 3, 4}, t);
+  }
+}
+
+TEST(Sampler, ChainRunsTopKThenTopPThenMinPBeforeTemperature) {
+  std::vector<float> logits = logits_of({0.25, 0.1, 0.15, 0.5});
+
+  // top-p judges temperature-1 probabilities: at T = 0.1 the best token alone would carry
+  // almost all the mass, yet p = 0.7 still keeps two tokens.
+  SamplerParams cold = plain(0.1f);
+  cold.top_p = 0.7f;
+  Sampler cold_sampler(cold);
+  cold_sampler.sample(logits, {});
+  expect_softmax_over(cold_sampler, logits, {3, 0}, 0.1f);
+
+  // top-p runs after top-k, on the renormalized survivors: with k = 2 the masses are 2/3 and
+  // 1/3, so p = 0.6 keeps one token (without top-k it keeps two).
+  SamplerParams kp = plain();
+  kp.top_k = 2;
+  kp.top_p = 0.6f;
+  Sampler kp_sampler(kp);
+  kp_sampler.sample(logits, {});
+  EXPECT_EQ(candidate_ids(kp_sampler), (std::vector<int>{3}));
+  kp.top_k = 0;
+  Sampler p_only(kp);
+  p_only.sample(logits, {});
+  EXPECT_EQ(candidate_ids(p_only), (std::vector<int>{3, 0}));
+
+  // min-p runs after top-p: top-p 0.95 keeps all four, min-p 0.4 then drops 0.15 and 0.1.
+  SamplerParams pm = plain(2.0f);
+  pm.top_p = 0.95f;
+  pm.min_p = 0.4f;
+  Sampler pm_sampler(pm);
+  pm_sampler.sample(logits, {});
+  expect_softmax_over(pm_sampler, logits, {3, 0}, 2.0f);
+}
+
+TEST(Sampler, RepeatPenaltyDividesPositiveAndMultipliesNegativeLogitsInTheWindow) {
+  SamplerParams params = plain();
+  params.repeat_penalty = 2.0f;
+  params.repeat_last_n = 3;
+  Sampler sampler(params);
+  std::vector<float> logits = {2.0f, -2.0f, 1.0f, 0.5f, 0.0f};
+  // Token 3 is outside the window of the last 3; token 0 repeats but is penalized once.
+  std::vector<int> history = {3, 0, 1, 0};
+  sampler.sample(logits, history);
+  std::vector<float> expected = {1.0f, -4.0f, 1.0f, 0.5f, 0.0f};
+  expect_softmax_over(sampler, expected, {0, 1, 2, 3, 4}, 1.0f);
+
+  // -1 covers the whole history; 0 turns the penalty off.
+  params.repeat_last_n = -1;
+  Sampler whole(params);
+  whole.sample(logits, history);
+  expected[3] = 0.25f;
+  expect_softmax_over(whole, expected, {0, 1, 2, 3, 4}, 1.0f);
+  params.repeat_last_n = 0;
+  Sampler off(params);
+  off.sample(logits, history);
+  expect_softmax_over(off, logits, {0, 1, 2, 3, 4}, 1.0f);
+}
+
+TEST(Sampler, PresenceAndFrequencyPenaltiesSubtractOverTheWholeHistory) {
+  SamplerParams params = plain();
+  params.presence_penalty = 0.5f;
+  params.frequency_penalty = 0.25f;
+  params.repeat_last_n = 1;  // the window does not limit these two
+  Sampler sampler(params);
+  std::vector<float> logits = {1.0f, 1.0f, 1.0f, 1.0f};
+  std::vector<int> history = {2, 2, 2, 3};
+  sampler.sample(logits, history);
+  std::vector<float> expected = {1.0f, 1.0f, 1.0f - 3 * 0.25f - 0.5f, 1.0f - 0.25f - 0.5f};
+  expect_softmax_over(sampler, expected, {0, 1, 2, 3}, 1.0f);
+
+  // Counts do not leak into the next call.
+  sampler.sample(logits, {});
+  expect_softmax_over(sampler, logits, {0, 1, 2, 3}, 1.0f);
+}
+
+TEST(Sampler, RepeatPenaltyComesBeforeTheSubtractivePenalties) {
+  SamplerParams params = plain();
+  params.repeat_penalty = 2.0f;
+  params.presence_penalty = 1.0f;
+  Sampler sampler(params);
+  std::vector<float> logits = {3.0f, -1.0f, 0.0f};
+  sampler.sample(logits, std::vector<int>{0, 1});
+  std::vector<float> expected = {3.0f / 2 - 1.0f, -1.0f * 2 - 1.0f, 0.0f};
+  expect_softmax_over(sampler, expected, {0, 1, 2}, 1.0f);
+}
+
+TEST(Sampler, PenaltiesCanChangeTheGreedyPick) {
+  SamplerParams params = plain(0.0f);
+  params.repeat_penalty = 1.5f;
+  Sampler sampler(params);
+  std::vector<float> logits = {1.0f, 1.2f, 0.9f};
+  EXPECT_EQ(sampler.sample(logits, {}), 1);
+  EXPECT_EQ(sampler.sample(logits, std::vector<int>{1}), 0);  // 1.2 / 1.5 = 0.8 < 1.0
+}
+
+TEST(Sampler, SameSeedGivesSameTokensAndDifferentSeedsDiffer) {
+  std::vector<float> logits(1000, 0.0f);
+  auto draws = [&](std::uint64_t seed) {
+    SamplerParams params = plain();
+    params.seed = seed;
+    params.top_k = 500;
+    Sampler sampler(params);
+    std::vector<int> out;
+    for (int i = 0; i < 200; ++i) out.push_back(sampler.sample(logits, {}));
+    return out;
+  };
+  EXPECT_EQ(draws(42), draws(42));
+  EXPECT_NE(draws(42), draws(43));
+
+  SamplerParams params = plain();
+  params.seed = 42;
+  Sampler sampler(params);
+  std::vector<int> first;
+  for (int i = 0; i < 50; ++i) first.push_back(sampler.sample(logits, {}));
+  sampler.reseed(42);
+  std::vector<int> again;
+  for (int i = 0; i < 50; ++i) again.push_back(sampler.sample(logits, {}));
+  EXPECT_EQ(first, again);
+}
+
+TEST(Sampler, DrawFrequenciesFollowTheSoftmax) {
+  std::vector<float> logits = {0.0f, 1.0f, 2.0f, 0.5f};
+  double total = 0.0;
+  for (float x : logits) total += std::exp(x);
+  SamplerParams params = plain();
+  params.seed = 2024;
+  Sampler sampler(params);
+  constexpr int kDraws = 100000;
+  std::vector<int> counts(4, 0);
+  for (int i = 0; i < kDraws; ++i) ++counts[sampler.sample(logits, {})];
+  // The standard deviation of each frequency is below 0.0016; 0.01 is over six of them.
+  for (int id = 0; id < 4; ++id)
+    EXPECT_NEAR(static_cast<double>(counts[id]) / kDraws, std::exp(logits[id]) / total, 0.01) << "token " << id;
+}
+
+TEST(Sampler, MaskedTokensAreNeverDrawn) {
+  std::vector<float> logits = {kNegInf, 0.0f, kNegInf, 0.0f};
+  Sampler sampler(plain());
+  for (int i = 0; i < 1000; ++i) {
+    int token = sampler.sample(logits, {});
+    EXPECT_TRUE(token == 1 || token == 3) << token;
+  }
+}
+
+TEST(Sampler, CandidateProbabilitiesSumToOne) {
+  std::mt19937 gen(3);
+  std::vector<float> logits(32000);
+  for (float& x : logits) x = std::normal_distribution<float>(0.0f, 3.0f)(gen);
+  SamplerParams params = plain(0.8f);
+  params.top_k = 40;
+  params.top_p = 0.95f;
+  params.min_p = 0.05f;
+  Sampler sampler(params);
+  sampler.sample(logits, {});
+  double sum = 0.0;
+  for (const TokenProb& tp : sampler.candidates()) sum += tp.prob;
+  EXPECT_NEAR(sum, 1.0, 1e-5);
+  EXPECT_LE(sampler.candidates().size(), 40u);
+}
+
+TEST(Sampler, InvalidParametersAreRejectedByName) {
+  struct Case {
+    std::string name;
+    std::function<void(SamplerParams&)> set;
+  };
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  const std::vector<Case> cases = {
+      {"temperature", [](SamplerParams& p) { p.temperature = -0.1f; }},
+      {"temperature", [&](SamplerParams& p) { p.temperature = nan; }},
+      {"temperature", [](SamplerParams& p) { p.temperature = std::numeric_limits<float>::infinity(); }},
+      {"top_k", [](SamplerParams& p) { p.top_k = -1; }},
+      {"top_p", [](SamplerParams& p) { p.top_p = 1.01f; }},
+      {"top_p", [](SamplerParams& p) { p.top_p = -0.01f; }},
+      {"min_p", [](SamplerParams& p) { p.min_p = 1.5f; }},
+      {"min_p", [&](SamplerParams& p) { p.min_p = nan; }},
+      {"repeat_penalty", [](SamplerParams& p) { p.repeat_penalty = 0.0f; }},
+      {"repeat_last_n", [](SamplerParams& p) { p.repeat_last_n = -2; }},
+      {"presence_penalty", [](SamplerParams& p) { p.presence_penalty = 2.5f; }},
+      {"frequency_penalty", [](SamplerParams& p) { p.frequency_penalty = -3.0f; }},
+  };
+  for (const Case& c : cases) {
+    SamplerParams params;
+    c.set(params);
+    try {
+      Sampler sampler(params);
+      ADD_FAILURE() << c.name << " out of range was accepted";
+    } catch (const Error& e) {
+      std::string message = e.what();
+      EXPECT_NE(message.find(c.name + " = "), std::string::npos) << message;
+      EXPECT_NE(message.find("allowed range"), std::string::npos) << message;
+    }
+  }
+  SamplerParams edges;
+  edges.temperature = 0.0f;
+  edges.top_p = 0.0f;
+  edges.min_p = 1.0f;
+  edges.repeat_last_n = -1;
+  edges.presence_penalty = -2.0f;
+  edges.frequency_penalty = 2.0f;
+  EXPECT_NO_THROW(edges.validate());
+}
+
+TEST(Sampler, InvalidInputsAreRejected) {
+  Sampler sampler(plain());
+  EXPECT_THROW(sampler.sample(std::vector<float>{}, {}), Error);
+  EXPECT_THROW(sampler.sample(std::vector<float>{0.0f, std::nanf("")}, {}), Error);
+  EXPECT_THROW(sampler.sample(std::vector<float>{0.0f, std::numeric_limits<float>::infinity()}, {}), Error);
+  EXPECT_THROW(sampler.sample(std::vector<float>{kNegInf, kNegInf}, {}), Error);
+
+  SamplerParams params = plain();
+  params.repeat_penalty = 1.1f;
+  Sampler penalized(params);
+  std::vector<float> logits = {0.0f, 1.0f};
+  EXPECT_THROW(penalized.sample(logits, std::vector<int>{0, 2}), Error);
+  EXPECT_THROW(penalized.sample(logits, std::vector<int>{-1}), Error);
+  EXPECT_NO_THROW(penalized.sample(logits, std::vector<int>{0, 1}));
+}
+
+}  // namespace
+}  // namespace kiln
