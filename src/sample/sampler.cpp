@@ -5,6 +5,7 @@
 #include <limits>
 
 #include "core/error.h"
+#include "kernels/ops.h"
 
 namespace kiln {
 
@@ -54,20 +55,26 @@ int Sampler::sample(std::span<const float> logits, std::span<const int> history)
   KILN_CHECK(n_vocab > 0, "sampler: the logits row is empty (expected one logit per vocabulary entry)");
   KILN_CHECK(n_vocab <= static_cast<std::size_t>(std::numeric_limits<int>::max()),
              "sampler: vocabulary of {} entries does not fit token ids of type int", n_vocab);
-
-  // candidates_ is indexed by token id until the first filter reorders it.
-  candidates_.resize(n_vocab);
   bool all_valid = true;
-  for (std::size_t i = 0; i < n_vocab; ++i) {
-    candidates_[i] = {static_cast<int>(i), logits[i]};
-    all_valid &= logits[i] < kInf;  // false for NaN and +inf; -inf is a legitimate mask
-  }
+  for (float x : logits) all_valid &= x < kInf;  // false for NaN and +inf; -inf is a legitimate mask
   if (!all_valid) {
     for (std::size_t i = 0; i < n_vocab; ++i)
       KILN_CHECK(logits[i] < kInf, "sampler: logit of token {} is {} (expected a finite value or -inf)", i, logits[i]);
   }
-  sorted_ = false;
 
+  const bool penalties_on = (params_.repeat_penalty != 1.0f && params_.repeat_last_n != 0) ||
+                            params_.presence_penalty != 0.0f || params_.frequency_penalty != 0.0f;
+  if (params_.temperature == 0.0f && !penalties_on) {
+    // Plain greedy needs no candidate list: the first maximum is the lowest id among ties.
+    const int best = static_cast<int>(std::max_element(logits.begin(), logits.end()) - logits.begin());
+    KILN_CHECK(logits[best] > -kInf, "sampler: every logit is -inf, no token can be drawn");
+    probs_.assign(1, TokenProb{best, 1.0f});
+    return best;
+  }
+
+  // candidates_ is indexed by token id until the first filter reorders it.
+  candidates_.resize(n_vocab);
+  for (std::size_t i = 0; i < n_vocab; ++i) candidates_[i] = {static_cast<int>(i), logits[i], 0.0f};
   apply_penalties(history);
 
   const int best = pick_greedy();
@@ -127,100 +134,137 @@ int Sampler::pick_greedy() const {
   return static_cast<int>(best);
 }
 
+float Sampler::max_logit() const {
+  float m = -kInf;
+  for (const Candidate& c : candidates_) m = std::max(m, c.logit);
+  return m;
+}
+
+void Sampler::select_best(CandidateIt begin, CandidateIt end, std::size_t k) {
+  const std::size_t n = static_cast<std::size_t>(end - begin);
+  if (k == 0 || k >= n) return;
+  if (k > 256 || n / k < 16) {
+    std::nth_element(begin, begin + static_cast<std::ptrdiff_t>(k), end, HigherLogitFirst{});
+    return;
+  }
+  // For a small k one pass with a heap of the k best so far is cheaper than nth_element: after
+  // the first few hundred tokens almost every logit is rejected by a single comparison with the
+  // heap's worst member. The k-th best then splits the range in one partition pass.
+  heap_.assign(begin, begin + static_cast<std::ptrdiff_t>(k));
+  std::make_heap(heap_.begin(), heap_.end(), HigherLogitFirst{});  // front: the worst of the k
+  for (CandidateIt it = begin + static_cast<std::ptrdiff_t>(k); it != end; ++it) {
+    if (it->logit < heap_.front().logit || !HigherLogitFirst{}(*it, heap_.front())) continue;
+    std::pop_heap(heap_.begin(), heap_.end(), HigherLogitFirst{});
+    heap_.back() = *it;
+    std::push_heap(heap_.begin(), heap_.end(), HigherLogitFirst{});
+  }
+  const Candidate kth = heap_.front();
+  std::partition(begin, end, [&](const Candidate& c) { return !HigherLogitFirst{}(kth, c); });
+}
+
 void Sampler::keep_top_k(int k) {
   if (k <= 0 || static_cast<std::size_t>(k) >= candidates_.size()) return;
-  // Selection is linear in the vocabulary; only the k survivors are sorted.
-  std::nth_element(candidates_.begin(), candidates_.begin() + k, candidates_.end(), HigherLogitFirst{});
-  candidates_.resize(k);
-  std::sort(candidates_.begin(), candidates_.end(), HigherLogitFirst{});
-  sorted_ = true;
+  // Selection is linear in the vocabulary; the survivors stay unsorted.
+  select_best(candidates_.begin(), candidates_.end(), static_cast<std::size_t>(k));
+  candidates_.resize(static_cast<std::size_t>(k));
 }
 
 void Sampler::keep_top_p(float p) {
   if (p >= 1.0f) return;
-  const float max_logit =
-      sorted_ ? candidates_.front().logit
-              : std::max_element(candidates_.begin(), candidates_.end(), [](const Candidate& a, const Candidate& b) {
-                  return a.logit < b.logit;
-                })->logit;
-  double total = 0.0;
-  for (const Candidate& c : candidates_) total += std::exp(static_cast<double>(c.logit - max_logit));
-
-  // The kept prefix is usually short, so sort only as far as the running mass needs: the best
-  // 64 first, then ever larger slices of the rest (each slice's members are no better than the
-  // sorted prefix, so the prefix stays the true top of the order).
   const std::size_t n = candidates_.size();
-  std::size_t sorted_end = sorted_ ? n : 0;
-  std::size_t scanned = 0;
-  double mass = 0.0;
-  for (std::size_t chunk = std::min<std::size_t>(n, 64);; chunk = std::min(n, chunk * 4)) {
-    if (sorted_end < chunk) {
-      std::partial_sort(candidates_.begin() + sorted_end, candidates_.begin() + chunk, candidates_.end(),
-                        HigherLogitFirst{});
-      sorted_end = chunk;
-    }
-    for (; scanned < chunk; ++scanned) {
-      mass += std::exp(static_cast<double>(candidates_[scanned].logit - max_logit)) / total;
-      if (mass >= p) {
-        candidates_.resize(scanned + 1);
-        sorted_ = true;
-        return;
-      }
-    }
-    if (chunk == n) break;
+  weights_.resize(n);
+  for (std::size_t i = 0; i < n; ++i) weights_[i] = candidates_[i].logit;
+  kernels::softmax_inplace(weights_.data(), static_cast<std::int64_t>(n));
+  // The kernel normalizes with a float sum; the masses below are compared against p times a
+  // double-precision total instead, so only the exp approximation (~3e-7 relative) remains.
+  double total = 0.0;
+  for (std::size_t i = 0; i < n; ++i) {
+    candidates_[i].prob = weights_[i];
+    total += weights_[i];
   }
-  // Rounding kept the mass just below p: every candidate survives, now in sorted order.
-  sorted_ = true;
+  const double target = p * total;
+  auto mass = [&](std::size_t begin, std::size_t end) {
+    double m = 0.0;
+    for (std::size_t i = begin; i < end; ++i) m += candidates_[i].prob;
+    return m;
+  };
+  auto at = [&](std::size_t i) { return candidates_.begin() + static_cast<std::ptrdiff_t>(i); };
+
+  // The kept set is the shortest prefix of the descending order whose mass reaches p. It is
+  // found by selection, not by sorting: [0, lo) always holds candidates that are kept and that
+  // beat everything after them, with mass `kept`. First grow a slice [lo, hi) of the next-best
+  // candidates (64, then 4x larger) until the crossing lies inside it; the usual peaked
+  // distributions stop at the first slice.
+  std::size_t lo = 0, hi = std::min<std::size_t>(n, 64);
+  double kept = 0.0;
+  for (;;) {
+    if (hi < n) select_best(at(lo), candidates_.end(), hi - lo);
+    const double slice = mass(lo, hi);
+    if (kept + slice >= target || hi == n) break;
+    kept += slice;
+    lo = hi;
+    hi = std::min(n, hi * 4);
+  }
+  // Then halve the slice around the crossing until it is small enough to sort and scan.
+  while (hi - lo > 32) {
+    const std::size_t mid = lo + (hi - lo) / 2;
+    select_best(at(lo), at(hi), mid - lo);
+    const double front = mass(lo, mid);
+    if (kept + front >= target) {
+      hi = mid;
+    } else {
+      kept += front;
+      lo = mid;
+    }
+  }
+  std::sort(at(lo), at(hi), HigherLogitFirst{});
+  for (std::size_t i = lo; i < hi; ++i) {
+    kept += candidates_[i].prob;
+    if (kept >= target) {
+      candidates_.resize(i + 1);
+      return;
+    }
+  }
+  // Rounding kept the running mass just below p: the whole slice survives.
+  candidates_.resize(hi);
 }
 
 void Sampler::keep_min_p(float min_p) {
   if (min_p <= 0.0f) return;
   // p_i >= min_p * p_max  <=>  logit_i >= max_logit + log(min_p); no softmax needed.
-  float max_logit = -kInf;
-  for (const Candidate& c : candidates_) max_logit = std::max(max_logit, c.logit);
-  const float threshold = max_logit + std::log(min_p);
+  const float threshold = max_logit() + std::log(min_p);
   std::size_t kept = 0;
   for (const Candidate& c : candidates_)
-    if (c.logit >= threshold) candidates_[kept++] = c;  // order preserved, sorted or not
+    if (c.logit >= threshold) candidates_[kept++] = c;
   candidates_.resize(kept);
 }
 
 int Sampler::draw(float temperature) {
   const std::size_t n = candidates_.size();
-  float max_logit = -kInf;
-  for (const Candidate& c : candidates_) max_logit = std::max(max_logit, c.logit);
-  const float inv_t = 1.0f / temperature;
-
-  // probs_ holds exp((logit - max) / T) first and is normalized after the draw.
-  probs_.resize(n);
+  weights_.resize(n);
+  for (std::size_t i = 0; i < n; ++i) weights_[i] = candidates_[i].logit / temperature;
+  kernels::softmax_inplace(weights_.data(), static_cast<std::int64_t>(n));
   double total = 0.0;
-  for (std::size_t i = 0; i < n; ++i) {
-    const float weight = std::exp((candidates_[i].logit - max_logit) * inv_t);
-    probs_[i] = {candidates_[i].id, weight};
-    total += weight;
-  }
+  for (float w : weights_) total += w;
 
   // A uniform double in [0, 1) from the top 53 bits: unlike std::uniform_real_distribution its
-  // result is pinned down by the standard, so a seed gives the same tokens with any library.
+  // result is pinned down by the standard, so it does not depend on the standard library.
   const double u = static_cast<double>(rng_() >> 11) * 0x1.0p-53;
-  const double target = u * total;
+  const double inv_total = 1.0 / total;
+  probs_.resize(n);
   std::size_t chosen = n;
   double cumulative = 0.0;
   for (std::size_t i = 0; i < n; ++i) {
-    cumulative += probs_[i].prob;
-    if (target < cumulative) {
-      chosen = i;
-      break;
-    }
+    const double prob = weights_[i] * inv_total;
+    probs_[i] = {candidates_[i].id, static_cast<float>(prob)};
+    cumulative += prob;
+    if (chosen == n && u < cumulative) chosen = i;
   }
   if (chosen == n) {
-    // Rounding put the target past the last partial sum: take the last token with weight.
+    // Rounding left u past the last partial sum: take the last token with weight.
     chosen = n - 1;
     while (chosen > 0 && probs_[chosen].prob == 0.0f) --chosen;
   }
-
-  const float inv_total = static_cast<float>(1.0 / total);
-  for (TokenProb& tp : probs_) tp.prob *= inv_total;
   return probs_[chosen].id;
 }
 

@@ -18,8 +18,14 @@
 // Temperature 0 means greedy: after the penalties, the highest logit wins, ties going to the
 // lowest token id; top-k/top-p/min-p cannot change that winner and are skipped.
 //
-// Ties between equal logits are always broken towards the lower token id, so the result depends
-// only on (params, logits, history, RNG state), never on the standard library's sort.
+// Ties between equal logits are always broken towards the lower token id, so the candidate sets
+// depend only on (params, logits, history), never on the standard library's selection order.
+// The draw uses the kernels' softmax (a SIMD path chosen at run time), so a seed reproduces the
+// same tokens on one machine; another SIMD level rounds differently in the last bits and can,
+// rarely, turn a draw that falls within that rounding of a boundary.
+//
+// Cost per call on an n-token vocabulary: O(n) for the copy, penalties and min-p, O(n) expected
+// for top-k and top-p (selection, never a full sort), and one vectorized softmax for the draw.
 #include <cstdint>
 #include <random>
 #include <span>
@@ -60,9 +66,8 @@ class Sampler {
   int sample(std::span<const float> logits, std::span<const int> history);
 
   // The final candidate set of the last sample() call with the probabilities the draw used
-  // (they sum to 1; one entry with probability 1 after a greedy pick). The order is descending
-  // probability when a top-k or top-p stage ran, unspecified otherwise. Valid until the next
-  // sample() call.
+  // (they sum to 1; one entry with probability 1 after a greedy pick), in no particular order.
+  // Valid until the next sample() call.
   std::span<const TokenProb> candidates() const { return probs_; }
 
   // Restarts the RNG stream as if the sampler had just been built with this seed.
@@ -74,10 +79,14 @@ class Sampler {
   struct Candidate {
     int id;
     float logit;
+    float prob;  // scratch: the temperature-1 probability while top-p runs
   };
 
   void apply_penalties(std::span<const int> history);
   int pick_greedy() const;
+  float max_logit() const;
+  using CandidateIt = std::vector<Candidate>::iterator;
+  void select_best(CandidateIt begin, CandidateIt end, std::size_t k);
   void keep_top_k(int k);
   void keep_top_p(float p);
   void keep_min_p(float min_p);
@@ -87,11 +96,12 @@ class Sampler {
   std::mt19937_64 rng_;
   // Reused between calls so that a 128k vocabulary costs no allocation per token.
   std::vector<Candidate> candidates_;  // (n_vocab) at the start of a call, shrinks per stage
+  std::vector<Candidate> heap_;        // (k) selection scratch for small k
+  std::vector<float> weights_;         // (n_survivors) softmax scratch
   std::vector<TokenProb> probs_;       // (n_survivors) probabilities of the final set
   std::vector<int> window_count_;      // (n_vocab) occurrences in the repeat window, kept zeroed
   std::vector<int> history_count_;     // (n_vocab) occurrences in the whole history, kept zeroed
   std::vector<int> touched_;           // ids whose counts are non-zero during a call
-  bool sorted_ = false;                // candidates_ is in descending logit order
 };
 
 }  // namespace kiln

@@ -88,12 +88,12 @@ TEST(Sampler, TopKKeepsTheKHighestWithTiesToLowestIds) {
   Sampler sampler(params);
   std::vector<float> logits = {0.5f, 2.0f, -1.0f, 3.0f, 1.0f};
   sampler.sample(logits, {});
-  EXPECT_EQ(candidate_ids(sampler), (std::vector<int>{3, 1}));
+  EXPECT_EQ(candidate_set(sampler), (std::set<int>{3, 1}));
   expect_softmax_over(sampler, logits, {3, 1}, 1.0f);
 
   std::vector<float> tied = {1.0f, 2.0f, 2.0f, 2.0f, 0.0f};
   sampler.sample(tied, {});
-  EXPECT_EQ(candidate_ids(sampler), (std::vector<int>{1, 2}));
+  EXPECT_EQ(candidate_set(sampler), (std::set<int>{1, 2}));
 
   // k at or above the vocabulary size keeps everything.
   params.top_k = 5;
@@ -116,7 +116,7 @@ TEST(Sampler, TopKMatchesAFullSortOnALargeVocabulary) {
     params.top_k = k;
     Sampler sampler(params);
     int token = sampler.sample(logits, {});
-    EXPECT_EQ(candidate_ids(sampler), std::vector<int>(order.begin(), order.begin() + k)) << "k=" << k;
+    EXPECT_EQ(candidate_set(sampler), std::set<int>(order.begin(), order.begin() + k)) << "k=" << k;
     EXPECT_TRUE(candidate_set(sampler).count(token));
   }
 }
@@ -134,11 +134,6 @@ TEST(Sampler, TopPKeepsTheSmallestPrefixReachingP) {
     params.top_p = c.p;
     Sampler sampler(params);
     sampler.sample(logits, {});
-    if (c.p < 1.0f) {
-      EXPECT_EQ(candidate_ids(sampler), c.kept) << "p=" << c.p;  // in descending order
-    } else {
-      EXPECT_EQ(candidate_set(sampler), std::set<int>(c.kept.begin(), c.kept.end()));
-    }
     expect_softmax_over(sampler, logits, c.kept, 1.0f);
   }
 }
@@ -153,7 +148,72 @@ TEST(Sampler, TopPOnAFlatLargeVocabularySortsAsFarAsNeeded) {
   sampler.sample(logits, {});
   std::vector<int> expected(5001);
   std::iota(expected.begin(), expected.end(), 0);
-  EXPECT_EQ(candidate_ids(sampler), expected);
+  EXPECT_EQ(candidate_set(sampler), std::set<int>(expected.begin(), expected.end()));
+}
+
+// The candidate sets the chain may produce, computed the plain way: full sort, double-precision
+// softmax. The sampler's softmax is float with a polynomial exp, so where the running mass
+// passes within kMassTolerance of p, both neighbouring cut points are accepted.
+std::vector<std::set<int>> reference_candidates(const std::vector<float>& logits, int top_k, float top_p, float min_p) {
+  constexpr double kMassTolerance = 2e-6;
+  std::vector<int> order(logits.size());
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return logits[a] > logits[b]; });
+  if (top_k > 0 && static_cast<std::size_t>(top_k) < order.size()) order.resize(top_k);
+  std::vector<std::size_t> cuts = {order.size()};
+  if (top_p < 1.0f) {
+    cuts.clear();
+    double total = 0.0;
+    for (int id : order) total += std::exp(static_cast<double>(logits[id]) - logits[order[0]]);
+    double mass = 0.0;
+    for (std::size_t i = 0; i < order.size(); ++i) {
+      const double before = mass;
+      mass += std::exp(static_cast<double>(logits[order[i]]) - logits[order[0]]) / total;
+      // Keeping i + 1 tokens is right if the mass reaches p there and not before.
+      if (mass >= top_p - kMassTolerance && before < top_p + kMassTolerance) cuts.push_back(i + 1);
+      if (before >= top_p + kMassTolerance) break;
+    }
+  }
+  std::vector<std::set<int>> sets;
+  for (std::size_t cut : cuts) {
+    std::vector<int> kept(order.begin(), order.begin() + static_cast<long>(cut));
+    if (min_p > 0.0f) {
+      const float threshold = logits[kept[0]] + std::log(min_p);
+      while (logits[kept.back()] < threshold) kept.pop_back();
+    }
+    sets.emplace_back(kept.begin(), kept.end());
+  }
+  return sets;
+}
+
+TEST(Sampler, FilterChainMatchesAFullSortReferenceOnRandomLogits) {
+  struct Case {
+    int top_k;
+    float top_p, min_p;
+  };
+  for (std::uint32_t seed : {1u, 2u, 3u}) {
+    std::mt19937 gen(seed);
+    std::vector<float> logits(32000);
+    // A wide spread (sigma 3) and a flat one (sigma 0.3) so that top-p keeps few or many.
+    const float sigma = seed == 2 ? 0.3f : 3.0f;
+    for (float& x : logits) x = std::normal_distribution<float>(0.0f, sigma)(gen);
+    for (const Case& c : {Case{0, 0.9f, 0.0f}, Case{0, 0.5f, 0.0f}, Case{0, 0.99f, 0.0f}, Case{40, 0.95f, 0.05f},
+                          Case{1000, 0.8f, 0.0f}, Case{0, 1.0f, 0.02f}, Case{0, 0.95f, 0.01f}}) {
+      SamplerParams params = plain(0.7f);
+      params.top_k = c.top_k;
+      params.top_p = c.top_p;
+      params.min_p = c.min_p;
+      Sampler sampler(params);
+      const int token = sampler.sample(logits, {});
+      const std::vector<std::set<int>> allowed = reference_candidates(logits, c.top_k, c.top_p, c.min_p);
+      ASSERT_FALSE(allowed.empty());
+      const std::set<int> got = candidate_set(sampler);
+      EXPECT_TRUE(std::find(allowed.begin(), allowed.end(), got) != allowed.end())
+          << "seed " << seed << " k " << c.top_k << " p " << c.top_p << " min_p " << c.min_p << ": " << got.size()
+          << " candidates, expected " << allowed.front().size() << " (" << allowed.size() << " acceptable cuts)";
+      EXPECT_TRUE(got.count(token));
+    }
+  }
 }
 
 TEST(Sampler, MinPKeepsTokensAboveAFractionOfTheBest) {
@@ -199,11 +259,11 @@ TEST(Sampler, ChainRunsTopKThenTopPThenMinPBeforeTemperature) {
   kp.top_p = 0.6f;
   Sampler kp_sampler(kp);
   kp_sampler.sample(logits, {});
-  EXPECT_EQ(candidate_ids(kp_sampler), (std::vector<int>{3}));
+  EXPECT_EQ(candidate_set(kp_sampler), (std::set<int>{3}));
   kp.top_k = 0;
   Sampler p_only(kp);
   p_only.sample(logits, {});
-  EXPECT_EQ(candidate_ids(p_only), (std::vector<int>{3, 0}));
+  EXPECT_EQ(candidate_set(p_only), (std::set<int>{3, 0}));
 
   // min-p runs after top-p: top-p 0.95 keeps all four, min-p 0.4 then drops 0.15 and 0.1.
   SamplerParams pm = plain(2.0f);
