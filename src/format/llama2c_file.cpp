@@ -73,6 +73,11 @@ std::unique_ptr<Llama2cFile> Llama2cFile::open(const std::string& path) {
   if (h.n_heads % h.n_kv_heads != 0)
     fail("{}: header n_heads = {} is not divisible by n_kv_heads = {}", path, h.n_heads, h.n_kv_heads);
 
+  // RoPE rotates pairs of a head's channels, and the RoPE tables' size assumes whole pairs.
+  if ((h.dim / h.n_heads) % 2 != 0)
+    fail("{}: header head size dim / n_heads = {} / {} = {} is odd (expected an even head size)", path, h.dim,
+         h.n_heads, h.dim / h.n_heads);
+
   const std::uint64_t dim = static_cast<std::uint64_t>(h.dim);
   const std::uint64_t hidden = static_cast<std::uint64_t>(h.hidden_dim);
   const std::uint64_t layers = static_cast<std::uint64_t>(h.n_layers);
@@ -94,7 +99,7 @@ std::unique_ptr<Llama2cFile> Llama2cFile::open(const std::string& path) {
   const std::uint64_t w3 = layout.take("w3", layers, hidden * dim);
   const std::uint64_t rms_final = layout.take("rms_final", 1, dim);
   // RoPE tables kiln does not use: it computes rotations itself, as llama.cpp does.
-  layout.take("freq_cis", static_cast<std::uint64_t>(h.seq_len), 2 * (head_size / 2));
+  layout.take("freq_cis", static_cast<std::uint64_t>(h.seq_len), head_size);
   const std::uint64_t wcls = h.shared_classifier ? 0 : layout.take("wcls", vocab, dim);
 
   // dim * dim and friends are below 2^62 for int32 inputs, so only the sums above can overflow.

@@ -208,8 +208,9 @@ TEST(Llama2cFile, RejectsBadHeaders) {
   EXPECT_THAT(error_for({8, 12, 2, 4, 2, 10, -3}), HasSubstr("header seq_len = -3"));
   EXPECT_THAT(error_for({8, 12, 2, 3, 1, 10, 3}), HasSubstr("dim = 8 is not divisible by n_heads = 3"));
   EXPECT_THAT(error_for({8, 12, 2, 4, 3, 10, 3}), HasSubstr("n_heads = 4 is not divisible by n_kv_heads = 3"));
+  EXPECT_THAT(error_for({6, 12, 2, 2, 1, 10, 3}), HasSubstr("head size dim / n_heads = 6 / 2 = 3 is odd"));
   // Sizes that overflow 64 bits are reported, not wrapped into a plausible total.
-  EXPECT_THAT(error_for({INT32_MAX, INT32_MAX, INT32_MAX, 1, 1, INT32_MAX, INT32_MAX}), HasSubstr("overflows"));
+  EXPECT_THAT(error_for({INT32_MAX - 1, INT32_MAX, INT32_MAX, 1, 1, INT32_MAX, INT32_MAX}), HasSubstr("overflows"));
   EXPECT_THAT(error_for({1 << 30, 1 << 30, 1 << 30, 1, 1, 1, 1}), HasSubstr("overflows"));
 }
 

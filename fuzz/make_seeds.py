@@ -1,0 +1,109 @@
+#!/usr/bin/env python3
+"""Writes the small seed files in fuzz/corpus/ (run from anywhere; the seeds are committed).
+
+GGUF seeds cover every metadata value type, nested arrays, both versions, a custom alignment,
+known, block-quantized and unknown tensor types, and a file without tensors. llama2.c seeds are
+tiny checkpoints with a shared and a separate classifier.
+"""
+import os
+import struct
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def gguf_string(s):
+    b = s.encode()
+    return struct.pack("<Q", len(b)) + b
+
+
+# (type id, struct format) of the fixed-size GGUF value types.
+U8, I8, U16, I16, U32, I32, F32, BOOL, STRING, ARRAY, U64, I64, F64 = range(13)
+FMT = {U8: "B", I8: "b", U16: "H", I16: "h", U32: "I", I32: "i", F32: "f", BOOL: "B", U64: "Q", I64: "q", F64: "d"}
+
+
+def value(t, v):
+    if t == STRING:
+        return gguf_string(v)
+    if t == ARRAY:
+        elem_type, items = v
+        return struct.pack("<IQ", elem_type, len(items)) + b"".join(value(elem_type, i) for i in items)
+    return struct.pack("<" + FMT[t], v)
+
+
+def kv(key, t, v):
+    return gguf_string(key) + struct.pack("<I", t) + value(t, v)
+
+
+# ggml type id -> (block size, block bytes)
+BLOCKS = {0: (1, 4), 1: (1, 2), 2: (32, 18), 8: (32, 34), 12: (256, 144), 16: (256, 66), 30: (1, 2)}
+
+
+def gguf(kvs, tensors, version=3, alignment=32):
+    """tensors: list of (name, ne list, ggml type). Offsets are packed and aligned."""
+    out = b"GGUF" + struct.pack("<IQQ", version, len(tensors), len(kvs)) + b"".join(kvs)
+    offset, data_end = 0, 0
+    for name, ne, t in tensors:
+        out += gguf_string(name) + struct.pack("<I", len(ne)) + b"".join(struct.pack("<Q", d) for d in ne)
+        out += struct.pack("<IQ", t, offset)
+        n = 1
+        for d in ne:
+            n *= d
+        block, size = BLOCKS[t]
+        data_end = offset + n // block * size
+        offset = (data_end + alignment - 1) // alignment * alignment
+    out += b"\0" * (-len(out) % alignment)
+    return out + bytes(i % 251 for i in range(data_end))
+
+
+def llama2c(dim, hidden, layers, heads, kv_heads, vocab, seq_len):
+    head = dim // heads
+    kv_dim = head * kv_heads
+    v = abs(vocab)
+    n = v * dim + layers * (2 * dim + 2 * dim * dim + 2 * kv_dim * dim + 3 * hidden * dim) + dim + seq_len * head
+    if vocab < 0:
+        n += v * dim
+    return struct.pack("<7i", dim, hidden, layers, heads, kv_heads, vocab, seq_len) + struct.pack(
+        "<%df" % n, *[(i % 17) / 16.0 - 0.5 for i in range(n)])
+
+
+def write(target, name, data):
+    d = os.path.join(HERE, "corpus", target)
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, name), "wb") as f:
+        f.write(data)
+
+
+every_type = [
+    kv("general.architecture", STRING, "llama"),
+    kv("u8", U8, 7), kv("i8", I8, -7), kv("u16", U16, 700), kv("i16", I16, -700),
+    kv("u32", U32, 70000), kv("i32", I32, -70000), kv("f32", F32, 0.5), kv("bool", BOOL, 1),
+    kv("u64", U64, 2**64 - 1), kv("i64", I64, -(2**40)), kv("f64", F64, 1e-300),
+    kv("tokens", ARRAY, (STRING, ["<unk>", "<s>", "</s>", "a"])),
+    kv("scores", ARRAY, (F32, [0.0, -1.0, -2.5, 3.0])),
+    kv("types", ARRAY, (I32, [2, 3, 3, 1])),
+    kv("nested", ARRAY, (ARRAY, [(U8, [1, 2]), (STRING, ["x"]), (ARRAY, [(BOOL, [0, 1])])])),
+]
+write("gguf_fuzz", "every_type.gguf", gguf(every_type, [("token_embd.weight", [8, 4], 1), ("norm", [8], 0),
+                                                       ("q", [32, 2], 8), ("k4", [256], 12)]))
+write("gguf_fuzz", "v2_align64.gguf",
+      gguf([kv("general.alignment", U32, 64), kv("name", STRING, "v2")],
+           [("a", [4, 2, 2], 0), ("b", [64], 2), ("c", [2, 2, 2, 2], 30)], version=2, alignment=64))
+write("gguf_fuzz", "unknown_type.gguf", gguf([kv("general.name", STRING, "iq")], [("iq", [256, 2], 16), ("f", [3], 0)]))
+write("gguf_fuzz", "no_tensors.gguf", gguf([kv("general.name", STRING, "empty"), kv("flag", BOOL, 0)], []))
+llama_keys = [
+    kv("general.architecture", STRING, "llama"), kv("llama.embedding_length", U32, 8),
+    kv("llama.block_count", U32, 1), kv("llama.feed_forward_length", U32, 16),
+    kv("llama.attention.head_count", U32, 2), kv("llama.attention.head_count_kv", U32, 1),
+    kv("llama.attention.layer_norm_rms_epsilon", F32, 1e-5), kv("tokenizer.ggml.model", STRING, "llama"),
+    kv("tokenizer.ggml.tokens", ARRAY, (STRING, ["<unk>", "<s>", "</s>", "<0x0A>", "\u2581the", "a", "b", "c"])),
+]
+llama_tensors = [("token_embd.weight", [8, 8], 1), ("blk.0.attn_norm.weight", [8], 0), ("blk.0.attn_q.weight", [8, 8], 1),
+                 ("blk.0.attn_k.weight", [8, 4], 1), ("blk.0.attn_v.weight", [8, 4], 1),
+                 ("blk.0.attn_output.weight", [8, 8], 1), ("blk.0.ffn_norm.weight", [8], 0),
+                 ("blk.0.ffn_gate.weight", [8, 16], 1), ("blk.0.ffn_down.weight", [16, 8], 1),
+                 ("blk.0.ffn_up.weight", [8, 16], 1), ("output_norm.weight", [8], 0)]
+write("gguf_fuzz", "tiny_llama.gguf", gguf(llama_keys, llama_tensors))
+
+write("llama2c_fuzz", "shared_classifier.bin", llama2c(8, 12, 1, 2, 1, 6, 2))
+write("llama2c_fuzz", "separate_classifier.bin", llama2c(8, 12, 2, 4, 2, -5, 3))
+write("llama2c_fuzz", "three_heads.bin", llama2c(12, 8, 1, 3, 1, 3, 1))
