@@ -1,0 +1,355 @@
+#pragma once
+// Internal to the K-quant SIMD paths (included by kquants_avx2.cpp and kquants_avx512.cpp only,
+// each compiled with its own target flags; everything here has internal linkage so the two
+// copies never mix).
+//
+// Every K-quant super-block (256 weights) is first brought to one common form, UnpackedSuperBlock:
+// unsigned quants q in element order plus, per group of 16 weights, an integer scale and an
+// integer offset weight, so that for a q8_K activation block a (quants s, group sums bsums)
+//     dot = d * a.d * sum_g scale[g] * sum_{i in g} q[i] * s[i]
+//         + dmin * a.d * sum_g offset[g] * bsums[g].
+// The dot kernels then serve all five types. Quants are unsigned (0..63), which is what the
+// u8 x s8 instructions (vpmaddubsw, vpdpbusd) want; signed formats move their zero point into
+// the offset term, which only needs the activation sums that q8_K already carries.
+#include <immintrin.h>
+
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+#include "core/half.h"
+#include "kernels/blocks.h"
+#include "kernels/kquants_internal.h"
+
+#if !defined(__AVX2__) || !defined(__FMA__)
+#error "kquants_simd.h needs AVX2 and FMA (include it from a *_avx2.cpp or *_avx512.cpp file)"
+#endif
+
+namespace kiln::kernels::kquant {
+namespace {
+
+struct alignas(64) UnpackedSuperBlock {
+  std::uint8_t q[QK_K];  // unsigned quants, element order
+  // Integer scale of each group of 16 weights, stored even groups first: position p < 8 holds
+  // group 2p, position 8 + p holds group 2p + 1 (one 128-bit lane each, see the AVX2 kernel).
+  std::int16_t scale[16];
+  std::int16_t offset[16];  // weight of bsums[g] in the offset term, group order
+  float d;                  // factor of the scaled quant sums
+  float dmin;               // factor of the offset term, sign included
+};
+
+// Scale of group 2p at p, of group 2p + 1 at 8 + p: byte shuffle for 16 scales in group order.
+inline __m128i scales_even_odd(__m128i bytes_in_group_order) {
+  const __m128i even_odd = _mm_setr_epi8(0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15);
+  return _mm_shuffle_epi8(bytes_in_group_order, even_odd);
+}
+
+// 0x10 in each byte of `bits` whose bit `mask` is set, else 0 (mask has one bit per byte).
+inline __m256i high_bit_value(__m256i bits, __m256i mask, __m256i value) {
+  return _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(bits, mask), mask), value);
+}
+
+// q4_K / q5_K: decodes the 12 packed bytes into 8 scales (bytes 0..7) and 8 mins (8..15), the
+// same reshuffle as get_scale_min_k4 done on 32-bit words.
+inline __m128i scales_mins_k4(const std::uint8_t* packed) {
+  std::uint32_t u[4];
+  std::memcpy(u, packed, 12);
+  const std::uint32_t kmask1 = 0x3f3f3f3f, kmask2 = 0x0f0f0f0f, kmask3 = 0x03030303;
+  u[3] = ((u[2] >> 4) & kmask2) | (((u[1] >> 6) & kmask3) << 4);
+  const std::uint32_t mins_low = u[1] & kmask1;
+  u[1] = (u[2] & kmask2) | (((u[0] >> 6) & kmask3) << 4);
+  u[2] = mins_low;
+  u[0] &= kmask1;
+  return _mm_loadu_si128(reinterpret_cast<const __m128i*>(u));
+}
+
+// Scales and offsets of the 32-weight sub-block formats (each sub-block is two groups).
+inline void unpack_scales_k4(const std::uint8_t* packed, UnpackedSuperBlock& u) {
+  const __m128i sm = scales_mins_k4(packed);
+  // Groups 2p and 2p + 1 both use sub-block p: the even/odd layout is the 8 scales twice.
+  const __m128i scales8 = _mm_unpacklo_epi64(sm, sm);
+  _mm256_store_si256(reinterpret_cast<__m256i*>(u.scale), _mm256_cvtepu8_epi16(scales8));
+  const __m128i mins_per_group =
+      _mm_shuffle_epi8(sm, _mm_setr_epi8(8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13, 13, 14, 14, 15, 15));
+  _mm256_store_si256(reinterpret_cast<__m256i*>(u.offset), _mm256_cvtepu8_epi16(mins_per_group));
+}
+
+inline void unpack(const block_q4_K& b, UnpackedSuperBlock& u) {
+  const __m256i low4 = _mm256_set1_epi8(0x0F);
+  for (int p = 0; p < 4; ++p) {
+    const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.qs + 32 * p));
+    _mm256_store_si256(reinterpret_cast<__m256i*>(u.q + 64 * p), _mm256_and_si256(v, low4));
+    _mm256_store_si256(reinterpret_cast<__m256i*>(u.q + 64 * p + 32), _mm256_and_si256(_mm256_srli_epi16(v, 4), low4));
+  }
+  unpack_scales_k4(b.scales, u);
+  u.d = f16_to_f32(b.d);
+  u.dmin = -f16_to_f32(b.dmin);
+}
+
+inline void unpack(const block_q5_K& b, UnpackedSuperBlock& u) {
+  const __m256i low4 = _mm256_set1_epi8(0x0F);
+  const __m256i sixteen = _mm256_set1_epi8(16);
+  const __m256i qh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.qh));
+  for (int p = 0; p < 4; ++p) {
+    // Element 64p + l takes its fifth bit from bit 2p of qh[l], element 64p + 32 + l from 2p + 1.
+    const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.qs + 32 * p));
+    const __m256i lo = _mm256_or_si256(_mm256_and_si256(v, low4),
+                                       high_bit_value(qh, _mm256_set1_epi8(static_cast<char>(1 << (2 * p))), sixteen));
+    const __m256i hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(v, 4), low4),
+                                       high_bit_value(qh, _mm256_set1_epi8(static_cast<char>(2 << (2 * p))), sixteen));
+    _mm256_store_si256(reinterpret_cast<__m256i*>(u.q + 64 * p), lo);
+    _mm256_store_si256(reinterpret_cast<__m256i*>(u.q + 64 * p + 32), hi);
+  }
+  unpack_scales_k4(b.scales, u);
+  u.d = f16_to_f32(b.d);
+  u.dmin = -f16_to_f32(b.dmin);
+}
+
+// Signed per-group scales s (q6_K, q3_K) with quants stored as q + zero: the zero point moves
+// into the offset term as -zero * s[g] * bsums[g].
+inline void unpack_signed_scales(__m128i scales_i8, int zero_shift, UnpackedSuperBlock& u) {
+  _mm256_store_si256(reinterpret_cast<__m256i*>(u.scale), _mm256_cvtepi8_epi16(scales_even_odd(scales_i8)));
+  _mm256_store_si256(reinterpret_cast<__m256i*>(u.offset),
+                     _mm256_slli_epi16(_mm256_cvtepi8_epi16(scales_i8), zero_shift));
+}
+
+inline void unpack(const block_q6_K& b, UnpackedSuperBlock& u) {
+  const __m256i low4 = _mm256_set1_epi8(0x0F);
+  const __m256i bits45 = _mm256_set1_epi8(0x30);
+  for (int h = 0; h < 2; ++h) {
+    // Per half: ql[l] holds elements l / l + 64, ql[32 + l] elements 32 + l / 96 + l, and
+    // qh[l] bits 0-1, 2-3, 4-5, 6-7 the top bits of l, 32 + l, 64 + l, 96 + l.
+    const __m256i ql0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.ql + 64 * h));
+    const __m256i ql1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.ql + 64 * h + 32));
+    const __m256i qh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.qh + 32 * h));
+    std::uint8_t* q = u.q + 128 * h;
+    const __m256i q0 = _mm256_or_si256(_mm256_and_si256(ql0, low4), _mm256_and_si256(_mm256_slli_epi16(qh, 4), bits45));
+    const __m256i q1 = _mm256_or_si256(_mm256_and_si256(ql1, low4), _mm256_and_si256(_mm256_slli_epi16(qh, 2), bits45));
+    const __m256i q2 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), low4), _mm256_and_si256(qh, bits45));
+    const __m256i q3 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), low4),
+                                       _mm256_and_si256(_mm256_srli_epi16(qh, 2), bits45));
+    _mm256_store_si256(reinterpret_cast<__m256i*>(q), q0);
+    _mm256_store_si256(reinterpret_cast<__m256i*>(q + 32), q1);
+    _mm256_store_si256(reinterpret_cast<__m256i*>(q + 64), q2);
+    _mm256_store_si256(reinterpret_cast<__m256i*>(q + 96), q3);
+  }
+  // x = d * s * (q - 32): offset weight -32 * s, d carries the sign.
+  unpack_signed_scales(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b.scales)), 5, u);
+  u.d = f16_to_f32(b.d);
+  u.dmin = -u.d;
+}
+
+// 2-bit quants of q2_K / q3_K: element 128h + 32s + l is bits 2s..2s+1 of qs[32h + l].
+inline void unpack_2bit(const std::uint8_t* qs, std::uint8_t* q) {
+  const __m256i three = _mm256_set1_epi8(3);
+  for (int h = 0; h < 2; ++h) {
+    const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qs + 32 * h));
+    _mm256_store_si256(reinterpret_cast<__m256i*>(q + 128 * h), _mm256_and_si256(v, three));
+    _mm256_store_si256(reinterpret_cast<__m256i*>(q + 128 * h + 32), _mm256_and_si256(_mm256_srli_epi16(v, 2), three));
+    _mm256_store_si256(reinterpret_cast<__m256i*>(q + 128 * h + 64), _mm256_and_si256(_mm256_srli_epi16(v, 4), three));
+    _mm256_store_si256(reinterpret_cast<__m256i*>(q + 128 * h + 96), _mm256_and_si256(_mm256_srli_epi16(v, 6), three));
+  }
+}
+
+inline void unpack(const block_q3_K& b, UnpackedSuperBlock& u) {
+  unpack_2bit(b.qs, u.q);
+  // The third bit of element 32j + l is bit j of hmask[l]; it adds 4 to the stored quant.
+  const __m256i hm = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.hmask));
+  const __m256i four = _mm256_set1_epi8(4);
+  for (int j = 0; j < 8; ++j) {
+    __m256i* q = reinterpret_cast<__m256i*>(u.q + 32 * j);
+    *q = _mm256_or_si256(*q, high_bit_value(hm, _mm256_set1_epi8(static_cast<char>(1 << j)), four));
+  }
+  std::uint8_t sc6[16];
+  unpack_q3_K_scales(b.scales, sc6);
+  const __m128i scales = _mm_sub_epi8(_mm_loadu_si128(reinterpret_cast<const __m128i*>(sc6)), _mm_set1_epi8(32));
+  // x = d * (s - 32) * (q - 4).
+  unpack_signed_scales(scales, 2, u);
+  u.d = f16_to_f32(b.d);
+  u.dmin = -u.d;
+}
+
+inline void unpack(const block_q2_K& b, UnpackedSuperBlock& u) {
+  unpack_2bit(b.qs, u.q);
+  // scales[g]: low nibble the scale, high nibble the min, x = d * sc * q - dmin * m.
+  const __m128i packed = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b.scales));
+  const __m128i low4 = _mm_set1_epi8(0x0F);
+  const __m128i scales = _mm_and_si128(packed, low4);
+  const __m128i mins = _mm_and_si128(_mm_srli_epi16(packed, 4), low4);
+  _mm256_store_si256(reinterpret_cast<__m256i*>(u.scale), _mm256_cvtepu8_epi16(scales_even_odd(scales)));
+  _mm256_store_si256(reinterpret_cast<__m256i*>(u.offset), _mm256_cvtepu8_epi16(mins));
+  u.d = f16_to_f32(b.d);
+  u.dmin = -f16_to_f32(b.dmin);
+}
+
+inline float hsum(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+// q8_K activations, bit-exact with quantize_row_q8_K_ref: the same scale from the first value of
+// largest magnitude, and vcvtps2dq rounds half to even exactly as nearest_int does.
+inline void quantize_row_q8_K_avx2(const float* x, void* dst, std::int64_t k) {
+  auto* y = static_cast<block_q8_K*>(dst);
+  const std::int64_t nb = k / QK_K;
+  const __m256 sign = _mm256_set1_ps(-0.0f);
+  for (std::int64_t i = 0; i < nb; ++i, x += QK_K) {
+    __m256 amax8 = _mm256_setzero_ps();
+    for (int j = 0; j < QK_K; j += 8) amax8 = _mm256_max_ps(amax8, _mm256_andnot_ps(sign, _mm256_loadu_ps(x + j)));
+    __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(amax8), _mm256_extractf128_ps(amax8, 1));
+    m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+    m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+    const float amax = _mm_cvtss_f32(m4);
+    if (!(amax > 0)) {
+      y[i].d = 0;
+      std::memset(y[i].qs, 0, QK_K);
+      std::memset(y[i].bsums, 0, sizeof(y[i].bsums));
+      continue;
+    }
+    float max = 0;
+    const __m256 amax_v = _mm256_set1_ps(amax);
+    for (int j = 0; j < QK_K; j += 8) {
+      const int hits =
+          _mm256_movemask_ps(_mm256_cmp_ps(_mm256_andnot_ps(sign, _mm256_loadu_ps(x + j)), amax_v, _CMP_EQ_OQ));
+      if (hits) {
+        max = x[j + __builtin_ctz(static_cast<unsigned>(hits))];
+        break;
+      }
+    }
+    const float iscale = -127.f / max;
+    const __m256 iscale_v = _mm256_set1_ps(iscale);
+    const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    for (int j = 0; j < QK_K; j += 32) {
+      const __m256i i0 = _mm256_cvtps_epi32(_mm256_mul_ps(iscale_v, _mm256_loadu_ps(x + j)));
+      const __m256i i1 = _mm256_cvtps_epi32(_mm256_mul_ps(iscale_v, _mm256_loadu_ps(x + j + 8)));
+      const __m256i i2 = _mm256_cvtps_epi32(_mm256_mul_ps(iscale_v, _mm256_loadu_ps(x + j + 16)));
+      const __m256i i3 = _mm256_cvtps_epi32(_mm256_mul_ps(iscale_v, _mm256_loadu_ps(x + j + 24)));
+      // Saturating packs clamp at 127 like ggml's MIN(127, .); values never go below -127.
+      const __m256i packed = _mm256_packs_epi16(_mm256_packs_epi32(i0, i1), _mm256_packs_epi32(i2, i3));
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(y[i].qs + j), _mm256_permutevar8x32_epi32(packed, order));
+    }
+    // Sums of each 16 quants: u8 ones x s8 quants in pairs, then pairs of pairs, then lanes.
+    const __m256i ones8 = _mm256_set1_epi8(1);
+    const __m256i ones16 = _mm256_set1_epi16(1);
+    for (int j = 0; j < QK_K; j += 32) {
+      const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(y[i].qs + j));
+      const __m256i s4 = _mm256_madd_epi16(_mm256_maddubs_epi16(ones8, q), ones16);  // 8 sums of 4
+      const __m256i s8 = _mm256_hadd_epi32(s4, s4);                                  // per lane: 2 sums of 8, twice
+      const __m256i s16 = _mm256_hadd_epi32(s8, s8);                                 // per lane: sum of 16
+      y[i].bsums[j / 16] = static_cast<std::int16_t>(_mm256_extract_epi32(s16, 0));
+      y[i].bsums[j / 16 + 1] = static_cast<std::int16_t>(_mm256_extract_epi32(s16, 4));
+    }
+    y[i].d = 1 / iscale;
+  }
+}
+
+// ---- the tile product shared by the SIMD levels ----------------------------------------------
+// Rows<MR> accumulates the dots of one weight row with MR activation rows:
+//   Rows<MR>::add(const UnpackedSuperBlock& u, const block_q8_K* const* a, std::int64_t i)
+//       adds super-block i of the weight row (unpacked in u) against super-block i of a[r];
+//   Rows<MR>::result(int r) returns the finished dot of row r.
+
+constexpr int kTileRows = 4;  // activation rows that share each unpacked weight super-block
+// Decode streams each weight once; asking for the lines ~1 KiB ahead keeps several misses in
+// flight beyond what the hardware prefetcher starts on its own.
+constexpr int kPrefetchBytes = 1024;
+
+template <template <int> class Rows, int MR, typename Block>
+inline void dot_rows_streaming(const Block* w, std::int64_t nb, const block_q8_K* const* a, float* out) {
+  Rows<MR> rows;
+  for (std::int64_t i = 0; i < nb; ++i) {
+    const char* next = reinterpret_cast<const char*>(w + i) + kPrefetchBytes;
+    for (std::size_t line = 0; line < sizeof(Block); line += 64) _mm_prefetch(next + line, _MM_HINT_T0);
+    UnpackedSuperBlock u;
+    unpack(w[i], u);
+    rows.add(u, a, i);
+  }
+  for (int r = 0; r < MR; ++r) out[r] = rows.result(r);
+}
+
+template <template <int> class Rows, int MR>
+inline void dot_rows_unpacked(const UnpackedSuperBlock* u, std::int64_t nb, const block_q8_K* const* a, float* out) {
+  Rows<MR> rows;
+  for (std::int64_t i = 0; i < nb; ++i) rows.add(u[i], a, i);
+  for (int r = 0; r < MR; ++r) out[r] = rows.result(r);
+}
+
+// y[m * ldy + n] = dot(W row n, A row m), the GemmFn contract of kernels/matmul.h.
+template <template <int> class Rows, typename Block>
+void gemm_kquant(std::int64_t k, const void* w, std::size_t w_stride, const void* a, std::size_t a_stride,
+                 std::int64_t M, std::int64_t n_begin, std::int64_t n_end, float* y, std::int64_t ldy) {
+  const std::int64_t nb = k / QK_K;
+  const auto* w_bytes = static_cast<const std::uint8_t*>(w);
+  const auto* a_bytes = static_cast<const std::uint8_t*>(a);
+  const block_q8_K* a_rows[kTileRows];
+  float out[kTileRows];
+  if (M < kTileRows) {
+    // Few activation rows (decode): a matrix-vector product bound by memory bandwidth. Each weight
+    // super-block is unpacked in registers and used at once.
+    for (std::int64_t m = 0; m < M; ++m) a_rows[m] = reinterpret_cast<const block_q8_K*>(a_bytes + m * a_stride);
+    for (std::int64_t n = n_begin; n < n_end; ++n) {
+      const auto* w_row = reinterpret_cast<const Block*>(w_bytes + n * w_stride);
+      switch (M) {
+        case 1:
+          dot_rows_streaming<Rows, 1>(w_row, nb, a_rows, out);
+          break;
+        case 2:
+          dot_rows_streaming<Rows, 2>(w_row, nb, a_rows, out);
+          break;
+        case 3:
+          dot_rows_streaming<Rows, 3>(w_row, nb, a_rows, out);
+          break;
+        default:
+          break;
+      }
+      for (std::int64_t m = 0; m < M; ++m) y[m * ldy + n] = out[m];
+    }
+    return;
+  }
+  // Many rows (prefill): unpack each weight row once into a per-thread scratch row (L1/L2
+  // resident), then sweep the activation rows over it kTileRows at a time.
+  thread_local std::vector<UnpackedSuperBlock> scratch;
+  if (static_cast<std::int64_t>(scratch.size()) < nb) scratch.resize(static_cast<std::size_t>(nb));
+  UnpackedSuperBlock* u = scratch.data();
+  for (std::int64_t n = n_begin; n < n_end; ++n) {
+    const auto* w_row = reinterpret_cast<const Block*>(w_bytes + n * w_stride);
+    for (std::int64_t i = 0; i < nb; ++i) unpack(w_row[i], u[i]);
+    std::int64_t m0 = 0;
+    for (; m0 + kTileRows <= M; m0 += kTileRows) {
+      for (int r = 0; r < kTileRows; ++r)
+        a_rows[r] = reinterpret_cast<const block_q8_K*>(a_bytes + (m0 + r) * a_stride);
+      dot_rows_unpacked<Rows, kTileRows>(u, nb, a_rows, out);
+      for (int r = 0; r < kTileRows; ++r) y[(m0 + r) * ldy + n] = out[r];
+    }
+    const std::int64_t rest = M - m0;
+    for (std::int64_t r = 0; r < rest; ++r)
+      a_rows[r] = reinterpret_cast<const block_q8_K*>(a_bytes + (m0 + r) * a_stride);
+    switch (rest) {
+      case 1:
+        dot_rows_unpacked<Rows, 1>(u, nb, a_rows, out);
+        break;
+      case 2:
+        dot_rows_unpacked<Rows, 2>(u, nb, a_rows, out);
+        break;
+      case 3:
+        dot_rows_unpacked<Rows, 3>(u, nb, a_rows, out);
+        break;
+      default:
+        break;
+    }
+    for (std::int64_t r = 0; r < rest; ++r) y[(m0 + r) * ldy + n] = out[r];
+  }
+}
+
+template <template <int> class Rows, typename Block>
+float vec_dot_kquant(std::int64_t k, const void* w_row, const void* a_row) {
+  const block_q8_K* a_rows[1] = {static_cast<const block_q8_K*>(a_row)};
+  float out[1];
+  dot_rows_streaming<Rows, 1>(static_cast<const Block*>(w_row), k / QK_K, a_rows, out);
+  return out[0];
+}
+
+}  // namespace
+}  // namespace kiln::kernels::kquant
