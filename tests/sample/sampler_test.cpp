@@ -313,6 +313,21 @@ TEST(Sampler, PresenceAndFrequencyPenaltiesSubtractOverTheWholeHistory) {
   // Counts do not leak into the next call.
   sampler.sample(logits, {});
   expect_softmax_over(sampler, logits, {0, 1, 2, 3}, 1.0f);
+  sampler.sample(logits, history);
+  expect_softmax_over(sampler, expected, {0, 1, 2, 3}, 1.0f);
+}
+
+TEST(Sampler, RepeatWindowDoesNotLimitPresenceAndFrequency) {
+  SamplerParams params = plain();
+  params.repeat_penalty = 2.0f;
+  params.repeat_last_n = 2;
+  params.presence_penalty = 0.5f;
+  Sampler sampler(params);
+  std::vector<float> logits = {1.0f, 1.0f, 1.0f, 1.0f};
+  // Every history token pays the presence penalty; only the last two are also halved.
+  sampler.sample(logits, std::vector<int>{3, 0, 1});
+  std::vector<float> expected = {0.5f - 0.5f, 0.5f - 0.5f, 1.0f, 1.0f - 0.5f};
+  expect_softmax_over(sampler, expected, {0, 1, 2, 3}, 1.0f);
 }
 
 TEST(Sampler, RepeatPenaltyComesBeforeTheSubtractivePenalties) {
