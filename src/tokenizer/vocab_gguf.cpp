@@ -1,0 +1,100 @@
+// Vocab::from_gguf: the tokenizer.ggml.* keys of a GGUF file, as llama.cpp writes them.
+#include <limits>
+
+#include "core/error.h"
+#include "format/gguf_file.h"
+#include "tokenizer/vocab.h"
+
+namespace kiln {
+namespace {
+
+const GgufArray& require_array(const GgufFile& gguf, const std::string& key) {
+  const GgufArray* array = gguf.get_array(key);
+  KILN_CHECK(array != nullptr, "{}: {} is missing", gguf.path(), key);
+  return *array;
+}
+
+bool is_integer_type(GgufType t) {
+  switch (t) {
+    case GgufType::U8:
+    case GgufType::I8:
+    case GgufType::U16:
+    case GgufType::I16:
+    case GgufType::U32:
+    case GgufType::I32:
+    case GgufType::U64:
+    case GgufType::I64:
+      return true;
+    default:
+      return false;
+  }
+}
+
+// A special token id: absent keeps `fallback`; -1 and 0xFFFFFFFF (how some converters write
+// "none" into a u32) mean no such token.
+std::int32_t read_token_id(const GgufFile& gguf, const std::string& key, std::int32_t fallback) {
+  const std::optional<std::int64_t> v = gguf.get_int(key);
+  if (!v) return fallback;
+  if (*v == -1 || *v == 0xFFFFFFFFLL) return -1;
+  KILN_CHECK(*v >= 0 && *v <= std::numeric_limits<std::int32_t>::max(), "{}: {} = {} is not a token id", gguf.path(),
+             key, *v);
+  return static_cast<std::int32_t>(*v);
+}
+
+}  // namespace
+
+Vocab Vocab::from_gguf(const GgufFile& gguf) {
+  Vocab vocab;
+  const std::optional<std::string> model = gguf.get_string("tokenizer.ggml.model");
+  KILN_CHECK(model.has_value(), "{}: tokenizer.ggml.model is missing", gguf.path());
+  vocab.model = *model;
+
+  const GgufArray& tokens = require_array(gguf, "tokenizer.ggml.tokens");
+  KILN_CHECK(tokens.elem_type == GgufType::String, "{}: tokenizer.ggml.tokens holds {}, expected string", gguf.path(),
+             gguf_type_name(tokens.elem_type));
+  vocab.tokens = tokens.strings;
+
+  if (const GgufArray* scores = gguf.get_array("tokenizer.ggml.scores")) {
+    KILN_CHECK(scores->elem_type == GgufType::F32 || scores->elem_type == GgufType::F64,
+               "{}: tokenizer.ggml.scores holds {}, expected f32", gguf.path(), gguf_type_name(scores->elem_type));
+    vocab.scores.reserve(scores->floats.size());
+    for (double s : scores->floats) vocab.scores.push_back(static_cast<float>(s));
+  } else {
+    KILN_CHECK(gguf.find("tokenizer.ggml.scores") == nullptr, "{}: tokenizer.ggml.scores is not an array", gguf.path());
+  }
+
+  if (const GgufArray* types = gguf.get_array("tokenizer.ggml.token_type")) {
+    KILN_CHECK(is_integer_type(types->elem_type), "{}: tokenizer.ggml.token_type holds {}, expected i32", gguf.path(),
+               gguf_type_name(types->elem_type));
+    vocab.types.reserve(types->ints.size());
+    for (std::size_t i = 0; i < types->ints.size(); ++i) {
+      const std::int64_t t = types->ints[i];
+      KILN_CHECK(t >= 0 && t <= static_cast<std::int64_t>(TokenType::Byte),
+                 "{}: tokenizer.ggml.token_type[{}] = {} is not a token type (0..6)", gguf.path(), i, t);
+      vocab.types.push_back(static_cast<TokenType>(t));
+    }
+  } else {
+    KILN_CHECK(gguf.find("tokenizer.ggml.token_type") == nullptr, "{}: tokenizer.ggml.token_type is not an array",
+               gguf.path());
+  }
+
+  // llama.cpp's defaults for SentencePiece vocabularies: <unk>=0, <s>=1, </s>=2, BOS added,
+  // a dummy space prefix. Other models name their specials explicitly.
+  const bool spm = vocab.model == "llama";
+  const auto n = static_cast<std::int32_t>(vocab.tokens.size());
+  auto default_id = [&](std::int32_t id) { return spm && id < n ? id : -1; };
+  vocab.unk_id = read_token_id(gguf, "tokenizer.ggml.unknown_token_id", default_id(0));
+  vocab.bos_id = read_token_id(gguf, "tokenizer.ggml.bos_token_id", default_id(1));
+  vocab.eos_id = read_token_id(gguf, "tokenizer.ggml.eos_token_id", default_id(2));
+  vocab.pad_id = read_token_id(gguf, "tokenizer.ggml.padding_token_id", -1);
+  vocab.eot_id = read_token_id(gguf, "tokenizer.ggml.eot_token_id", -1);
+  vocab.eom_id = read_token_id(gguf, "tokenizer.ggml.eom_token_id", -1);
+  vocab.add_bos = gguf.get_bool("tokenizer.ggml.add_bos_token").value_or(spm);
+  vocab.add_eos = gguf.get_bool("tokenizer.ggml.add_eos_token").value_or(false);
+  vocab.add_space_prefix = gguf.get_bool("tokenizer.ggml.add_space_prefix").value_or(spm);
+
+  vocab.finalize(gguf.path());
+  return vocab;
+}
+
+}  // namespace kiln
