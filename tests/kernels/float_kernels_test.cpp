@@ -113,8 +113,7 @@ TEST(FloatKernels, FastPathsMatchReference) {
       const WeightKernels& ref = weight_kernels(t, SimdLevel::Scalar);
       ASSERT_EQ(fast.level, level);
       for (std::int64_t k : kLengths) {
-        const Rows w =
-            random_weight_rows(t, kNBegin + kRowsN, k, 2 * element_bytes(t) + 1 * (t != DType::F32), 100 + k);
+        const Rows w = random_weight_rows(t, kNBegin + kRowsN, k, 3 * element_bytes(t), 100 + k);
         for (std::int64_t M : kBatchSizes) {
           const std::string what = describe(t, level, k, M);
           // Activation rows: quantized by both paths, which must agree bit for bit.
