@@ -82,12 +82,13 @@ run_kiln() {
     node -e 'const j = JSON.parse(require("fs").readFileSync(0, "utf8").trim().split("\n").pop());
              for (const k of ["prefill_tok_s_mean", "prefill_tok_s_std", "decode_tok_s_mean", "decode_tok_s_std"])
                if (typeof j[k] !== "number") { console.error(`kiln bench --json lacks the number ${k}`); process.exit(1); }
-             console.log(JSON.stringify({engine: "kiln", type: process.argv[1], ...j}));' "$2"
+             // kiln names its main weight dtype "type"; the row is keyed by the requested type.
+             console.log(JSON.stringify({engine: "kiln", ...j, weight_type: j.type, type: process.argv[1]}));' "$2"
 }
 run_llamacpp() {
   (cd "$repo" && node scripts/llamacpp_bench.mjs "$1" -p "$n_prompt" -n "$n_gen" -t "$threads" -r "$reps") |
     node -e 'const j = JSON.parse(require("fs").readFileSync(0, "utf8"));
-             console.log(JSON.stringify({type: process.argv[1], ...j}));' "$2"
+             console.log(JSON.stringify({...j, type: process.argv[1]}));' "$2"
 }
 
 first=kiln
