@@ -1,15 +1,24 @@
 #include "core/thread_pool.h"
 
 #include <immintrin.h>
+#include <sched.h>
 #include <linux/futex.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
 namespace kiln {
 namespace {
-// About 50-100 microseconds of spinning before a worker sleeps: long enough to bridge the gap
-// between the parallel loops of one forward pass, short enough not to burn a core when idle.
-constexpr int kSpinIterations = 20000;
+// About 0.2 ms of spinning before a worker sleeps: long enough to bridge the gap between the
+// parallel loops of one forward pass, short enough not to burn a core when idle.
+constexpr int kSpinIterations = 4096;
+// Every so many pauses a spinning thread yields its core: when there are more runnable threads
+// than cores (a busy machine, or -t above the core count) the thread it waits for may need it.
+constexpr int kYieldEvery = 64;
+
+inline void spin_pause(int iteration) {
+  if ((iteration & (kYieldEvery - 1)) == kYieldEvery - 1) sched_yield();
+  else _mm_pause();
+}
 
 // Raw futex calls: libstdc++ 12's std::atomic::wait can lose a wake-up under this pattern.
 void futex_wait(std::atomic<std::uint32_t>* addr, std::uint32_t expected) {
@@ -55,7 +64,7 @@ void ThreadPool::run(const std::function<void(int, int)>& fn) {
   generation_.fetch_add(1);  // seq_cst: pairs with the sleepers_ increment below
   if (sleepers_.load() > 0) futex_wake_all(&generation_);
   execute(0);
-  while (pending_.load(std::memory_order_acquire) != 0) _mm_pause();
+  for (int i = 0; pending_.load(std::memory_order_acquire) != 0; ++i) spin_pause(i);
   job_ = nullptr;
   if (error_) std::rethrow_exception(error_);
 }
@@ -69,7 +78,7 @@ void ThreadPool::worker_loop(int worker) {
     for (int i = 0; i < kSpinIterations; ++i) {
       now = generation_.load(std::memory_order_acquire);
       if (now != seen) break;
-      _mm_pause();
+      spin_pause(i);
     }
     while (now == seen) {
       sleepers_.fetch_add(1);

@@ -210,7 +210,7 @@ TEST(LlamaForward, Stories260kGreedyIsStableAcrossThreadsAndSimdPaths) {
   for (SimdLevel level : {SimdLevel::Scalar, SimdLevel::Avx2, SimdLevel::Avx512}) {
     if (level > best) continue;
     set_simd_level(level);
-    for (int threads : {1, 2, 3})
+    for (int threads : {1, 2})
       EXPECT_EQ(greedy_from_bos(*model, threads, 100, DType::F16), baseline)
           << "simd=" << simd_level_name(level) << " threads=" << threads;
   }
