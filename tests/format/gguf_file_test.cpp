@@ -413,6 +413,9 @@ TEST(GgufFile, RejectsBadMetadata) {
   b.kv_u32("general.architecture", 1);
   EXPECT_THAT(open_error(b.build()), HasSubstr("'general.architecture' appears twice"));
   b = small_model();
+  b.kv_u32("a\nb", 1).kv_u32("a\nb", 2);  // control bytes are escaped: the message stays one line
+  EXPECT_THAT(open_error(b.build()), HasSubstr("metadata 'a\\x0ab' appears twice"));
+  b = small_model();
   b.kv_u32("", 1);
   EXPECT_THAT(open_error(b.build()), HasSubstr("key is empty"));
   b = small_model();
