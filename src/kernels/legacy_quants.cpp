@@ -1,8 +1,51 @@
-// Placeholder so the tree builds while this family is written; replaced by its implementation.
+// The legacy block formats' entry points: picks the table of the requested SIMD level, and
+// owns the per-thread scratch the SIMD kernels repack activations and weights into.
+#include <cstdlib>
+#include <memory>
+#include <new>
+
 #include "kernels/kernel_families.h"
+#include "kernels/legacy_quants_internal.h"
 
 namespace kiln::kernels {
-const WeightKernels* legacy_weight_kernels(DType, SimdLevel) { return nullptr; }
-bool legacy_quantize_row_ref(DType, const float*, void*, std::int64_t) { return false; }
-bool legacy_dequantize_row(DType, const void*, float*, std::int64_t) { return false; }
+namespace legacy {
+
+namespace {
+
+struct AlignedFree {
+  void operator()(std::uint8_t* p) const { std::free(p); }
+};
+
+struct ScratchBuffer {
+  std::unique_ptr<std::uint8_t, AlignedFree> data;
+  std::size_t capacity = 0;
+};
+
+}  // namespace
+
+std::uint8_t* legacy_scratch(int slot, std::size_t bytes) {
+  thread_local ScratchBuffer buffers[2];
+  ScratchBuffer& buffer = buffers[slot];
+  if (buffer.capacity < bytes) {
+    // Grow geometrically and round to whole cache lines so aligned_alloc accepts the size.
+    std::size_t capacity = buffer.capacity * 2 > bytes ? buffer.capacity * 2 : bytes;
+    capacity = (capacity + 63) / 64 * 64;
+    auto* p = static_cast<std::uint8_t*>(std::aligned_alloc(64, capacity));
+    if (p == nullptr) throw std::bad_alloc();
+    buffer.data.reset(p);
+    buffer.capacity = capacity;
+  }
+  return buffer.data.get();
+}
+
+}  // namespace legacy
+
+const WeightKernels* legacy_weight_kernels(DType w, SimdLevel level) {
+  const WeightKernels* kernels = nullptr;
+  if (level >= SimdLevel::Avx512) kernels = legacy::avx512_kernels(w);
+  if (kernels == nullptr && level >= SimdLevel::Avx2) kernels = legacy::avx2_kernels(w);
+  if (kernels == nullptr) kernels = legacy::scalar_kernels(w);
+  return kernels;
+}
+
 }  // namespace kiln::kernels

@@ -1,0 +1,383 @@
+// AVX2 kernels of the legacy block formats.
+//
+// The same shape as the AVX-512 path (see legacy_quants_avx512.cpp) with 8 weight rows per
+// group, one per 32-bit lane, and without VNNI: vpmaddubsw multiplies unsigned weight bytes with
+// signed activation bytes into 16-bit pairs and vpmaddwd adds the pairs into 32 bits. The pairs
+// cannot overflow for q4/q5 quants (at most 2 * 31 * 127); q8_0 weights stay signed and use the
+// sign trick instead: |w| times (a with the sign of w). With only 16 ymm registers, each block
+// is unpacked once per tile of up to 4 activation rows.
+#include <immintrin.h>
+
+#include <cstring>
+
+#include "kernels/blocks.h"
+#include "kernels/legacy_quants_internal.h"
+#include "kernels/legacy_quants_panel.h"
+
+namespace kiln::kernels::legacy {
+namespace {
+
+// ---- activation quantizers (same bytes as quantize_act_*_scalar) ------------------------------
+
+// Quantizes 32 floats with scale amax / 127, rounding half to even; returns d and sum(q).
+KILN_INLINE float quantize_block_q8(const float* x, std::int8_t* qs, int* sum) {
+  const __m256 sign = _mm256_set1_ps(-0.0f);
+  __m256 v[4];
+  __m256 amax = _mm256_setzero_ps();
+  for (int i = 0; i < 4; ++i) {
+    v[i] = _mm256_loadu_ps(x + 8 * i);
+    amax = _mm256_max_ps(amax, _mm256_andnot_ps(sign, v[i]));
+  }
+  __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(amax), _mm256_extractf128_ps(amax, 1));
+  m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+  m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+  const float d = _mm_cvtss_f32(m4) / 127;
+  const float id = d != 0.0f ? 1.0f / d : 0.0f;
+  __m256i q[4];
+  for (int i = 0; i < 4; ++i) q[i] = _mm256_cvtps_epi32(_mm256_mul_ps(v[i], _mm256_set1_ps(id)));
+  if (sum != nullptr) {
+    const __m256i s8 = _mm256_add_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3]));
+    __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(s8), _mm256_extracti128_si256(s8, 1));
+    s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0x4E));
+    s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0xB1));
+    *sum = _mm_cvtsi128_si32(s4);
+  }
+  // The packs work per 128-bit lane; the final permute puts the 8 groups of 4 back in order.
+  const __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(q[0], q[1]), _mm256_packs_epi32(q[2], q[3]));
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(qs),
+                      _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7)));
+  return d;
+}
+
+void quantize_act_q8_0(const float* x, void* dst, std::int64_t k) {
+  auto* y = static_cast<block_q8_0*>(dst);
+  for (std::int64_t i = 0; i < k / QK8_0; ++i)
+    y[i].d = float_to_half(quantize_block_q8(x + i * QK8_0, y[i].qs, nullptr));
+}
+
+void quantize_act_q8_1(const float* x, void* dst, std::int64_t k) {
+  auto* y = static_cast<block_q8_1*>(dst);
+  for (std::int64_t i = 0; i < k / QK8_1; ++i) {
+    int sum = 0;
+    const float d = quantize_block_q8(x + i * QK8_1, y[i].qs, &sum);
+    y[i].d = float_to_half(d);
+    y[i].s = float_to_half(static_cast<float>(sum) * d);
+  }
+}
+
+// ---- weight unpacking: one block of 8 rows into row-per-lane registers ------------------------
+
+struct RowGroup {
+  const std::uint8_t* row[8];  // rows past the range repeat the last valid one
+  __m256i offsets;             // row[r] - row[0] as int32, for gathers
+};
+
+KILN_INLINE RowGroup make_row_group(const std::uint8_t* w, std::size_t w_stride, std::int64_t n0, int valid) {
+  RowGroup g;
+  alignas(32) std::int32_t offsets[8];
+  for (int r = 0; r < 8; ++r) {
+    const int rr = r < valid ? r : valid - 1;
+    g.row[r] = w + (n0 + rr) * w_stride;
+    offsets[r] = static_cast<std::int32_t>(rr * w_stride);
+  }
+  g.offsets = _mm256_load_si256(reinterpret_cast<const __m256i*>(offsets));
+  return g;
+}
+
+// u[t] lane r = the 32-bit word t of the 16 bytes at row[r] + off.
+KILN_INLINE void load_dwords_8x4(const RowGroup& g, std::size_t off, __m256i u[4]) {
+  __m256i z[4];
+  for (int i = 0; i < 4; ++i) {
+    // z[i]'s 128-bit lane j holds row 4j + i.
+    z[i] = _mm256_loadu2_m128i(reinterpret_cast<const __m128i*>(g.row[4 + i] + off),
+                               reinterpret_cast<const __m128i*>(g.row[i] + off));
+  }
+  const __m256i t0 = _mm256_unpacklo_epi32(z[0], z[1]), t1 = _mm256_unpackhi_epi32(z[0], z[1]);
+  const __m256i t2 = _mm256_unpacklo_epi32(z[2], z[3]), t3 = _mm256_unpackhi_epi32(z[2], z[3]);
+  u[0] = _mm256_unpacklo_epi64(t0, t2);
+  u[1] = _mm256_unpackhi_epi64(t0, t2);
+  u[2] = _mm256_unpacklo_epi64(t1, t3);
+  u[3] = _mm256_unpackhi_epi64(t1, t3);
+}
+
+KILN_INLINE __m256i gather_dword(const RowGroup& g, std::size_t off) {
+  return _mm256_i32gather_epi32(reinterpret_cast<const int*>(g.row[0] + off), g.offsets, 1);
+}
+
+// The low 16 bits of each lane, read as halves.
+KILN_INLINE __m256 low_half_to_float(__m256i v) {
+  const __m256i packed =
+      _mm256_shuffle_epi8(v, _mm256_setr_epi8(0, 1, 4, 5, 8, 9, 12, 13, -1, -1, -1, -1, -1, -1, -1, -1, 0, 1, 4, 5, 8,
+                                              9, 12, 13, -1, -1, -1, -1, -1, -1, -1, -1));
+  return _mm256_cvtph_ps(_mm256_castsi256_si128(_mm256_permute4x64_epi64(packed, 0x08)));
+}
+
+struct UnpackedBlock {
+  __m256i w[8];  // w[v] lane r = quants 4v..4v+3 of row r
+  __m256 d;
+  __m256 m;
+};
+
+KILN_INLINE void unpack_nibbles(const RowGroup& g, std::size_t qs_off, UnpackedBlock& out) {
+  __m256i u[4];
+  load_dwords_8x4(g, qs_off, u);
+  const __m256i low4 = _mm256_set1_epi8(0x0F);
+  for (int t = 0; t < 4; ++t) {
+    out.w[t] = _mm256_and_si256(u[t], low4);
+    out.w[t + 4] = _mm256_and_si256(_mm256_srli_epi16(u[t], 4), low4);
+  }
+}
+
+// Adds 16 to each quant whose bit is set in qh (lane r = row r's 32 high bits).
+KILN_INLINE void add_high_bits(__m256i qh, UnpackedBlock& out) {
+  const __m256i lane_base =
+      _mm256_setr_epi32(0, 0x04040404, 0x08080808, 0x0C0C0C0C, 0, 0x04040404, 0x08080808, 0x0C0C0C0C);
+  const __m256i bit_low = _mm256_set1_epi32(0x08040201), bit_high = _mm256_set1_epi32(static_cast<int>(0x80402010u));
+  const __m256i sixteen = _mm256_set1_epi8(0x10);
+  for (int v = 0; v < 8; ++v) {
+    const __m256i bits = v % 2 == 0 ? bit_low : bit_high;
+    const __m256i bytes =
+        _mm256_shuffle_epi8(qh, _mm256_add_epi8(lane_base, _mm256_set1_epi8(static_cast<char>(v / 2))));
+    const __m256i set = _mm256_cmpeq_epi8(_mm256_and_si256(bytes, bits), bits);
+    out.w[v] = _mm256_or_si256(out.w[v], _mm256_and_si256(set, sixteen));
+  }
+}
+
+struct FormatQ4_0 {
+  using ActBlock = block_q8_0;
+  static constexpr std::size_t kBlockBytes = sizeof(block_q4_0);
+  static constexpr bool kHasMin = false, kSigned = false;
+  static constexpr int kOffset = 8;
+  static KILN_INLINE void unpack(const RowGroup& g, std::int64_t b, UnpackedBlock& out) {
+    const std::size_t off = b * kBlockBytes;
+    unpack_nibbles(g, off + 2, out);
+    out.d = low_half_to_float(gather_dword(g, off));
+  }
+};
+
+struct FormatQ4_1 {
+  using ActBlock = block_q8_1;
+  static constexpr std::size_t kBlockBytes = sizeof(block_q4_1);
+  static constexpr bool kHasMin = true, kSigned = false;
+  static constexpr int kOffset = 0;
+  static KILN_INLINE void unpack(const RowGroup& g, std::int64_t b, UnpackedBlock& out) {
+    const std::size_t off = b * kBlockBytes;
+    unpack_nibbles(g, off + 4, out);
+    const __m256i dm = gather_dword(g, off);
+    out.d = low_half_to_float(dm);
+    out.m = low_half_to_float(_mm256_srli_epi32(dm, 16));
+  }
+};
+
+struct FormatQ5_0 {
+  using ActBlock = block_q8_0;
+  static constexpr std::size_t kBlockBytes = sizeof(block_q5_0);
+  static constexpr bool kHasMin = false, kSigned = false;
+  static constexpr int kOffset = 16;
+  static KILN_INLINE void unpack(const RowGroup& g, std::int64_t b, UnpackedBlock& out) {
+    const std::size_t off = b * kBlockBytes;
+    unpack_nibbles(g, off + 6, out);
+    add_high_bits(gather_dword(g, off + 2), out);
+    out.d = low_half_to_float(gather_dword(g, off));
+  }
+};
+
+struct FormatQ5_1 {
+  using ActBlock = block_q8_1;
+  static constexpr std::size_t kBlockBytes = sizeof(block_q5_1);
+  static constexpr bool kHasMin = true, kSigned = false;
+  static constexpr int kOffset = 0;
+  static KILN_INLINE void unpack(const RowGroup& g, std::int64_t b, UnpackedBlock& out) {
+    const std::size_t off = b * kBlockBytes;
+    unpack_nibbles(g, off + 8, out);
+    add_high_bits(gather_dword(g, off + 4), out);
+    const __m256i dm = gather_dword(g, off);
+    out.d = low_half_to_float(dm);
+    out.m = low_half_to_float(_mm256_srli_epi32(dm, 16));
+  }
+};
+
+// q8_0 weights stay signed (offset 0); the tile multiplies |w| with sign(a, w).
+struct FormatQ8_0 {
+  using ActBlock = block_q8_0;
+  static constexpr std::size_t kBlockBytes = sizeof(block_q8_0);
+  static constexpr bool kHasMin = false, kSigned = true;
+  static constexpr int kOffset = 0;
+  static KILN_INLINE void unpack(const RowGroup& g, std::int64_t b, UnpackedBlock& out) {
+    const std::size_t off = b * kBlockBytes;
+    load_dwords_8x4(g, off + 2, out.w);
+    load_dwords_8x4(g, off + 18, out.w + 4);
+    out.d = low_half_to_float(gather_dword(g, off));
+  }
+};
+
+// ---- the tile: one unpacked block of 8 rows against MR activation rows ------------------------
+
+template <typename F, int MR>
+KILN_INLINE void accumulate_block(const UnpackedBlock& u, const ActPanel& act, std::int64_t m0, std::int64_t b,
+                                  __m256 acc[MR]) {
+  const __m256i ones16 = _mm256_set1_epi16(1);
+  __m256i sum[MR];
+  for (int i = 0; i < MR; ++i) sum[i] = _mm256_set1_epi32(act.bias[(m0 + i) * act.nb + b]);
+  for (int v = 0; v < 8; ++v) {
+    const __m256i w = F::kSigned ? _mm256_sign_epi8(u.w[v], u.w[v]) : u.w[v];
+    for (int i = 0; i < MR; ++i) {
+      __m256i x = _mm256_set1_epi32(load_i32(act.qs + (m0 + i) * act.qs_stride + b * 32 + 4 * v));
+      if constexpr (F::kSigned) x = _mm256_sign_epi8(x, u.w[v]);
+      sum[i] = _mm256_add_epi32(sum[i], _mm256_madd_epi16(_mm256_maddubs_epi16(w, x), ones16));
+    }
+  }
+  for (int i = 0; i < MR; ++i) {
+    const std::int64_t m = m0 + i;
+    acc[i] =
+        _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum[i]), _mm256_mul_ps(u.d, _mm256_set1_ps(act.d[m * act.nb + b])), acc[i]);
+    if constexpr (F::kHasMin) acc[i] = _mm256_fmadd_ps(u.m, _mm256_set1_ps(act.s[m * act.nb + b]), acc[i]);
+  }
+}
+
+template <typename F, int MR>
+void tile(const RowGroup& g, const ActPanel& act, std::int64_t m0, float* y, std::int64_t ldy, std::int64_t n0,
+          int valid) {
+  __m256 acc[MR];
+  for (int i = 0; i < MR; ++i) acc[i] = _mm256_setzero_ps();
+  for (std::int64_t b = 0; b < act.nb; ++b) {
+    UnpackedBlock u;
+    F::unpack(g, b, u);
+    accumulate_block<F, MR>(u, act, m0, b, acc);
+  }
+  const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  const __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(valid), lane);
+  for (int i = 0; i < MR; ++i) _mm256_maskstore_ps(y + (m0 + i) * ldy + n0, mask, acc[i]);
+}
+
+constexpr int kTileRows = 4;
+
+template <typename F>
+void gemm(std::int64_t k, const void* w, std::size_t w_stride, const void* a, std::size_t a_stride, std::int64_t M,
+          std::int64_t n_begin, std::int64_t n_end, float* y, std::int64_t ldy) {
+  if (M <= 0 || n_end <= n_begin) return;
+  const ActPanel act = repack_activations<typename F::ActBlock>(a, a_stride, M, k / 32, F::kOffset);
+  const auto* wb = static_cast<const std::uint8_t*>(w);
+  for (std::int64_t n0 = n_begin; n0 < n_end; n0 += 8) {
+    const int valid = static_cast<int>(n_end - n0 < 8 ? n_end - n0 : 8);
+    const RowGroup g = make_row_group(wb, w_stride, n0, valid);
+    std::int64_t m0 = 0;
+    for (; m0 + kTileRows <= M; m0 += kTileRows) tile<F, kTileRows>(g, act, m0, y, ldy, n0, valid);
+    switch (M - m0) {
+      case 0:
+        break;
+      case 1:
+        tile<F, 1>(g, act, m0, y, ldy, n0, valid);
+        break;
+      case 2:
+        tile<F, 2>(g, act, m0, y, ldy, n0, valid);
+        break;
+      default:
+        tile<F, 3>(g, act, m0, y, ldy, n0, valid);
+        break;
+    }
+  }
+}
+
+// ---- vec_dot: one row, one block at a time ---------------------------------------------------
+
+KILN_INLINE __m256i nibbles_in_order(const std::uint8_t* qs) {
+  const __m128i packed = _mm_loadu_si128(reinterpret_cast<const __m128i*>(qs));
+  const __m256i both = _mm256_inserti128_si256(_mm256_castsi128_si256(packed), _mm_srli_epi16(packed, 4), 1);
+  return _mm256_and_si256(both, _mm256_set1_epi8(0x0F));
+}
+
+// Byte j gets 0x10 where bit j of the 32 bits at qh is set.
+KILN_INLINE __m256i high_bits_in_order(const std::uint8_t* qh) {
+  const __m256i bytes = _mm256_shuffle_epi8(
+      _mm256_set1_epi32(load_i32(qh)),
+      _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3));
+  const __m256i bits = _mm256_set1_epi64x(static_cast<long long>(0x8040201008040201ull));
+  return _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(bytes, bits), bits), _mm256_set1_epi8(0x10));
+}
+
+template <typename F>
+KILN_INLINE __m256i block_quants(const std::uint8_t* blk) {
+  if constexpr (F::kSigned) {
+    return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 2));
+  } else if constexpr (F::kBlockBytes == sizeof(block_q4_0)) {
+    return nibbles_in_order(blk + 2);
+  } else if constexpr (F::kBlockBytes == sizeof(block_q4_1)) {
+    return nibbles_in_order(blk + 4);
+  } else if constexpr (F::kBlockBytes == sizeof(block_q5_0)) {
+    return _mm256_or_si256(nibbles_in_order(blk + 6), high_bits_in_order(blk + 2));
+  } else {
+    return _mm256_or_si256(nibbles_in_order(blk + 8), high_bits_in_order(blk + 4));
+  }
+}
+
+template <typename F>
+float vec_dot(std::int64_t k, const void* w_row, const void* a_row) {
+  using A = typename F::ActBlock;
+  const auto* w = static_cast<const std::uint8_t*>(w_row);
+  const auto* a = static_cast<const A*>(a_row);
+  const __m256i ones16 = _mm256_set1_epi16(1);
+  const __m256i offset = _mm256_set1_epi8(static_cast<char>(F::kOffset));
+  __m256 acc = _mm256_setzero_ps();
+  float min_sum = 0.0f;
+  for (std::int64_t b = 0; b < k / 32; ++b, w += F::kBlockBytes) {
+    const __m256i q = block_quants<F>(w);
+    const __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[b].qs));
+    __m256i prod;
+    if constexpr (F::kSigned) {
+      prod = _mm256_maddubs_epi16(_mm256_sign_epi8(q, q), _mm256_sign_epi8(x, q));
+    } else if constexpr (F::kOffset != 0) {
+      prod = _mm256_sub_epi16(_mm256_maddubs_epi16(q, x), _mm256_maddubs_epi16(offset, x));
+    } else {
+      prod = _mm256_maddubs_epi16(q, x);
+    }
+    const __m256i sum = _mm256_madd_epi16(prod, ones16);
+    const float wd = half_to_float(static_cast<std::uint16_t>(load_i32(w) & 0xFFFF));
+    acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum), _mm256_set1_ps(wd * half_to_float(a[b].d)), acc);
+    if constexpr (F::kHasMin) {
+      const float wm = half_to_float(static_cast<std::uint16_t>(static_cast<std::uint32_t>(load_i32(w)) >> 16));
+      min_sum += wm * half_to_float(reinterpret_cast<const block_q8_1*>(&a[b])->s);
+    }
+  }
+  const __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
+  const __m128 s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
+  return _mm_cvtss_f32(_mm_add_ss(s2, _mm_movehdup_ps(s2))) + min_sum;
+}
+
+template <typename F>
+constexpr WeightKernels avx2_entry(DType w) {
+  const bool q8_1 = sizeof(typename F::ActBlock) == sizeof(block_q8_1);
+  return WeightKernels{w,
+                       q8_1 ? DType::Q8_1 : DType::Q8_0,
+                       q8_1 ? quantize_act_q8_1 : quantize_act_q8_0,
+                       vec_dot<F>,
+                       gemm<F>,
+                       SimdLevel::Avx2};
+}
+
+constexpr WeightKernels kAvx2Q4_0 = avx2_entry<FormatQ4_0>(DType::Q4_0);
+constexpr WeightKernels kAvx2Q4_1 = avx2_entry<FormatQ4_1>(DType::Q4_1);
+constexpr WeightKernels kAvx2Q5_0 = avx2_entry<FormatQ5_0>(DType::Q5_0);
+constexpr WeightKernels kAvx2Q5_1 = avx2_entry<FormatQ5_1>(DType::Q5_1);
+constexpr WeightKernels kAvx2Q8_0 = avx2_entry<FormatQ8_0>(DType::Q8_0);
+
+}  // namespace
+
+const WeightKernels* avx2_kernels(DType w) {
+  switch (w) {
+    case DType::Q4_0:
+      return &kAvx2Q4_0;
+    case DType::Q4_1:
+      return &kAvx2Q4_1;
+    case DType::Q5_0:
+      return &kAvx2Q5_0;
+    case DType::Q5_1:
+      return &kAvx2Q5_1;
+    case DType::Q8_0:
+      return &kAvx2Q8_0;
+    default:
+      return nullptr;
+  }
+}
+
+}  // namespace kiln::kernels::legacy

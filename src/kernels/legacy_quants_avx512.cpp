@@ -1,0 +1,443 @@
+// AVX-512 VNNI kernels of the legacy block formats.
+//
+// The gemm works on groups of 16 weight rows with one row per 32-bit lane: for each block,
+// eight registers hold 4 consecutive quants of each of the 16 rows, as unsigned bytes, and
+// `vpdpbusd` multiplies them with 4 activation bytes broadcast to every lane. One block of 16
+// rows x 1 activation row thus costs 8 vpdpbusd, a conversion and two float ops, and the
+// result lanes are 16 consecutive outputs y[m][n0..n0+15]. Getting there needs a 16x4 dword
+// transpose per block (the `load_dwords_16x4` below); for a single activation row (decode)
+// the transpose is done in registers right before use, for many rows (prefill) each group of
+// weight rows is unpacked once into an L2-resident buffer and then reused by all M rows.
+//
+// vpdpbusd multiplies unsigned by signed bytes, so every weight quant is made unsigned by a
+// per-format offset (q4_0: q in [0,16) stands for q - 8; q5_0: q - 16; q8_0: q ^ 0x80 stands
+// for q - 128), and each block's integer sum starts from -offset * sum(activations of the
+// block), which the activation repack computes once per call. The integer part is exact, so
+// results differ from the scalar reference only by float rounding order.
+#include <immintrin.h>
+
+#include <cstring>
+
+#include "kernels/blocks.h"
+#include "kernels/legacy_quants_internal.h"
+#include "kernels/legacy_quants_panel.h"
+
+namespace kiln::kernels::legacy {
+namespace {
+
+// ---- activation quantizers (same bytes as quantize_act_*_scalar) ------------------------------
+
+// Quantizes the 32 floats at x with scale amax / 127, rounding half to even; returns d.
+KILN_INLINE float quantize_block_q8(const float* x, std::int8_t* qs, __m512i* sum) {
+  const __m512 v0 = _mm512_loadu_ps(x), v1 = _mm512_loadu_ps(x + 16);
+  const float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(v0), _mm512_abs_ps(v1)));
+  const float d = amax / 127;
+  const float id = d != 0.0f ? 1.0f / d : 0.0f;
+  const __m512i q0 = _mm512_cvtps_epi32(_mm512_mul_ps(v0, _mm512_set1_ps(id)));
+  const __m512i q1 = _mm512_cvtps_epi32(_mm512_mul_ps(v1, _mm512_set1_ps(id)));
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(qs), _mm512_cvtsepi32_epi8(q0));
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(qs + 16), _mm512_cvtsepi32_epi8(q1));
+  if (sum != nullptr) *sum = _mm512_add_epi32(q0, q1);
+  return d;
+}
+
+void quantize_act_q8_0(const float* x, void* dst, std::int64_t k) {
+  auto* y = static_cast<block_q8_0*>(dst);
+  for (std::int64_t i = 0; i < k / QK8_0; ++i)
+    y[i].d = float_to_half(quantize_block_q8(x + i * QK8_0, y[i].qs, nullptr));
+}
+
+void quantize_act_q8_1(const float* x, void* dst, std::int64_t k) {
+  auto* y = static_cast<block_q8_1*>(dst);
+  for (std::int64_t i = 0; i < k / QK8_1; ++i) {
+    __m512i sum;
+    const float d = quantize_block_q8(x + i * QK8_1, y[i].qs, &sum);
+    y[i].d = float_to_half(d);
+    y[i].s = float_to_half(static_cast<float>(_mm512_reduce_add_epi32(sum)) * d);
+  }
+}
+
+// ---- weight unpacking: one block of 16 rows into row-per-lane registers -----------------------
+
+// 16 weight rows; rows past the end of the range repeat the last valid one (their lanes are
+// computed and then not stored), so no lane reads outside the caller's rows.
+struct RowGroup {
+  const std::uint8_t* row[16];
+  __m512i offsets;  // row[r] - row[0] as int32, for gathers
+};
+
+KILN_INLINE RowGroup make_row_group(const std::uint8_t* w, std::size_t w_stride, std::int64_t n0, int valid) {
+  RowGroup g;
+  alignas(64) std::int32_t offsets[16];
+  for (int r = 0; r < 16; ++r) {
+    const int rr = r < valid ? r : valid - 1;
+    g.row[r] = w + (n0 + rr) * w_stride;
+    offsets[r] = static_cast<std::int32_t>(rr * w_stride);
+  }
+  g.offsets = _mm512_load_si512(offsets);
+  return g;
+}
+
+// u[t] lane r = the 32-bit word t of the 16 bytes at row[r] + off.
+KILN_INLINE void load_dwords_16x4(const RowGroup& g, std::size_t off, __m512i u[4]) {
+  __m512i z[4];
+  for (int i = 0; i < 4; ++i) {
+    // z[i]'s 128-bit lane j holds row 4j + i.
+    z[i] = _mm512_zextsi128_si512(_mm_loadu_si128(reinterpret_cast<const __m128i*>(g.row[i] + off)));
+    z[i] = _mm512_inserti32x4(z[i], _mm_loadu_si128(reinterpret_cast<const __m128i*>(g.row[4 + i] + off)), 1);
+    z[i] = _mm512_inserti32x4(z[i], _mm_loadu_si128(reinterpret_cast<const __m128i*>(g.row[8 + i] + off)), 2);
+    z[i] = _mm512_inserti32x4(z[i], _mm_loadu_si128(reinterpret_cast<const __m128i*>(g.row[12 + i] + off)), 3);
+  }
+  // A 4x4 transpose inside each 128-bit lane leaves word t of row 4j + i at lane 4j + i of u[t].
+  const __m512i t0 = _mm512_unpacklo_epi32(z[0], z[1]), t1 = _mm512_unpackhi_epi32(z[0], z[1]);
+  const __m512i t2 = _mm512_unpacklo_epi32(z[2], z[3]), t3 = _mm512_unpackhi_epi32(z[2], z[3]);
+  u[0] = _mm512_unpacklo_epi64(t0, t2);
+  u[1] = _mm512_unpackhi_epi64(t0, t2);
+  u[2] = _mm512_unpacklo_epi64(t1, t3);
+  u[3] = _mm512_unpackhi_epi64(t1, t3);
+}
+
+// Lane r = the 32 bits at row[r] + off.
+KILN_INLINE __m512i gather_dword(const RowGroup& g, std::size_t off) {
+  return _mm512_i32gather_epi32(g.offsets, g.row[0] + off, 1);
+}
+KILN_INLINE __m512 low_half_to_float(__m512i v) { return _mm512_cvtph_ps(_mm512_cvtepi32_epi16(v)); }
+KILN_INLINE __m512 high_half_to_float(__m512i v) {
+  return _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(v, 16)));
+}
+
+// One block of 16 rows: w[v] lane r = quants 4v..4v+3 of row r as unsigned bytes.
+struct UnpackedBlock {
+  __m512i w[8];
+  __m512 d;
+  __m512 m;  // zero points (q4_1, q5_1 only)
+};
+
+KILN_INLINE void unpack_nibbles(const RowGroup& g, std::size_t qs_off, UnpackedBlock& out) {
+  __m512i u[4];
+  load_dwords_16x4(g, qs_off, u);
+  const __m512i low4 = _mm512_set1_epi8(0x0F);
+  for (int t = 0; t < 4; ++t) {
+    out.w[t] = _mm512_and_si512(u[t], low4);                            // quants 4t..4t+3
+    out.w[t + 4] = _mm512_and_si512(_mm512_srli_epi16(u[t], 4), low4);  // quants 16+4t..16+4t+3
+  }
+}
+
+// Adds 16 to each quant whose bit is set in qh (lane r = row r's 32 high bits).
+KILN_INLINE void add_high_bits(__m512i qh, UnpackedBlock& out) {
+  // Each lane's byte v/2 of qh holds the high bits of quants 4v..4v+3 (in its low or high
+  // nibble); vpshufb copies that byte to all 4 bytes of the lane, and a per-byte bit test
+  // selects the bytes that get +16.
+  const __m512i lane_base =
+      _mm512_set_epi32(0x0C0C0C0C, 0x08080808, 0x04040404, 0, 0x0C0C0C0C, 0x08080808, 0x04040404, 0, 0x0C0C0C0C,
+                       0x08080808, 0x04040404, 0, 0x0C0C0C0C, 0x08080808, 0x04040404, 0);
+  const __m512i bit_low = _mm512_set1_epi32(0x08040201), bit_high = _mm512_set1_epi32(static_cast<int>(0x80402010u));
+  const __m512i sixteen = _mm512_set1_epi8(0x10);
+  for (int v = 0; v < 8; ++v) {
+    const __m512i pick = _mm512_add_epi8(lane_base, _mm512_set1_epi8(static_cast<char>(v / 2)));
+    const __m512i bytes = _mm512_shuffle_epi8(qh, pick);
+    const __mmask64 set = _mm512_test_epi8_mask(bytes, v % 2 == 0 ? bit_low : bit_high);
+    out.w[v] = _mm512_mask_add_epi8(out.w[v], set, out.w[v], sixteen);
+  }
+}
+
+struct FormatQ4_0 {
+  using ActBlock = block_q8_0;
+  static constexpr std::size_t kBlockBytes = sizeof(block_q4_0);
+  static constexpr bool kHasMin = false;
+  static constexpr int kOffset = 8;
+  static KILN_INLINE void unpack(const RowGroup& g, std::int64_t b, UnpackedBlock& out) {
+    const std::size_t off = b * kBlockBytes;
+    unpack_nibbles(g, off + 2, out);
+    out.d = low_half_to_float(gather_dword(g, off));
+  }
+};
+
+struct FormatQ4_1 {
+  using ActBlock = block_q8_1;
+  static constexpr std::size_t kBlockBytes = sizeof(block_q4_1);
+  static constexpr bool kHasMin = true;
+  static constexpr int kOffset = 0;
+  static KILN_INLINE void unpack(const RowGroup& g, std::int64_t b, UnpackedBlock& out) {
+    const std::size_t off = b * kBlockBytes;
+    unpack_nibbles(g, off + 4, out);
+    const __m512i dm = gather_dword(g, off);
+    out.d = low_half_to_float(dm);
+    out.m = high_half_to_float(dm);
+  }
+};
+
+struct FormatQ5_0 {
+  using ActBlock = block_q8_0;
+  static constexpr std::size_t kBlockBytes = sizeof(block_q5_0);
+  static constexpr bool kHasMin = false;
+  static constexpr int kOffset = 16;
+  static KILN_INLINE void unpack(const RowGroup& g, std::int64_t b, UnpackedBlock& out) {
+    const std::size_t off = b * kBlockBytes;
+    unpack_nibbles(g, off + 6, out);
+    add_high_bits(gather_dword(g, off + 2), out);
+    out.d = low_half_to_float(gather_dword(g, off));
+  }
+};
+
+struct FormatQ5_1 {
+  using ActBlock = block_q8_1;
+  static constexpr std::size_t kBlockBytes = sizeof(block_q5_1);
+  static constexpr bool kHasMin = true;
+  static constexpr int kOffset = 0;
+  static KILN_INLINE void unpack(const RowGroup& g, std::int64_t b, UnpackedBlock& out) {
+    const std::size_t off = b * kBlockBytes;
+    unpack_nibbles(g, off + 8, out);
+    add_high_bits(gather_dword(g, off + 4), out);
+    const __m512i dm = gather_dword(g, off);
+    out.d = low_half_to_float(dm);
+    out.m = high_half_to_float(dm);
+  }
+};
+
+struct FormatQ8_0 {
+  using ActBlock = block_q8_0;
+  static constexpr std::size_t kBlockBytes = sizeof(block_q8_0);
+  static constexpr bool kHasMin = false;
+  static constexpr int kOffset = 128;
+  static KILN_INLINE void unpack(const RowGroup& g, std::int64_t b, UnpackedBlock& out) {
+    const std::size_t off = b * kBlockBytes;
+    const __m512i flip = _mm512_set1_epi8(static_cast<char>(0x80));
+    __m512i u[4];
+    load_dwords_16x4(g, off + 2, u);
+    for (int t = 0; t < 4; ++t) out.w[t] = _mm512_xor_si512(u[t], flip);
+    load_dwords_16x4(g, off + 18, u);
+    for (int t = 0; t < 4; ++t) out.w[t + 4] = _mm512_xor_si512(u[t], flip);
+    out.d = low_half_to_float(gather_dword(g, off));
+  }
+};
+
+// ---- the tile: one unpacked block of 16 rows against MR activation rows ----------------------
+
+template <typename F, int MR>
+KILN_INLINE void accumulate_block(const __m512i w[8], __m512 wd, __m512 wm, const ActPanel& act, std::int64_t m0,
+                                  std::int64_t b, __m512 acc[MR]) {
+  for (int i = 0; i < MR; ++i) {
+    const std::int64_t m = m0 + i;
+    const std::int8_t* q = act.qs + m * act.qs_stride + b * 32;
+    __m512i sum = _mm512_set1_epi32(act.bias[m * act.nb + b]);
+    for (int v = 0; v < 8; ++v) sum = _mm512_dpbusd_epi32(sum, w[v], _mm512_set1_epi32(load_i32(q + 4 * v)));
+    const __m512 scale = _mm512_mul_ps(wd, _mm512_set1_ps(act.d[m * act.nb + b]));
+    acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum), scale, acc[i]);
+    if constexpr (F::kHasMin) acc[i] = _mm512_fmadd_ps(wm, _mm512_set1_ps(act.s[m * act.nb + b]), acc[i]);
+  }
+}
+
+template <int MR>
+KILN_INLINE void store_tile(const __m512 acc[MR], float* y, std::int64_t ldy, std::int64_t m0, std::int64_t n0,
+                            __mmask16 mask) {
+  for (int i = 0; i < MR; ++i) _mm512_mask_storeu_ps(y + (m0 + i) * ldy + n0, mask, acc[i]);
+}
+
+// Few activation rows: unpack each block in registers and use it at once, streaming the weights.
+template <typename F, int MR>
+void gemm_direct(const std::uint8_t* w, std::size_t w_stride, const ActPanel& act, std::int64_t n_begin,
+                 std::int64_t n_end, float* y, std::int64_t ldy) {
+  for (std::int64_t n0 = n_begin; n0 < n_end; n0 += 16) {
+    const int valid = static_cast<int>(n_end - n0 < 16 ? n_end - n0 : 16);
+    const RowGroup g = make_row_group(w, w_stride, n0, valid);
+    __m512 acc[MR];
+    for (int i = 0; i < MR; ++i) acc[i] = _mm512_setzero_ps();
+    for (std::int64_t b = 0; b < act.nb; ++b) {
+      UnpackedBlock u;
+      F::unpack(g, b, u);
+      accumulate_block<F, MR>(u.w, u.d, u.m, act, 0, b, acc);
+    }
+    store_tile<MR>(acc, y, ldy, 0, n0, static_cast<__mmask16>((1u << valid) - 1));
+  }
+}
+
+// A block of 16 rows as stored in the unpacked buffer.
+struct alignas(64) PackedBlock {
+  __m512i w[8];
+  __m512 d;
+  __m512 m;
+};
+
+template <typename F, int MR>
+void tile_from_packed(const PackedBlock* packed, const ActPanel& act, std::int64_t m0, float* y, std::int64_t ldy,
+                      std::int64_t n0, __mmask16 mask) {
+  __m512 acc[MR];
+  for (int i = 0; i < MR; ++i) acc[i] = _mm512_setzero_ps();
+  for (std::int64_t b = 0; b < act.nb; ++b) {
+    const PackedBlock& p = packed[b];
+    __m512i w[8];
+    for (int v = 0; v < 8; ++v) w[v] = _mm512_load_si512(&p.w[v]);
+    accumulate_block<F, MR>(w, _mm512_load_ps(&p.d), F::kHasMin ? _mm512_load_ps(&p.m) : _mm512_setzero_ps(), act, m0,
+                            b, acc);
+  }
+  store_tile<MR>(acc, y, ldy, m0, n0, mask);
+}
+
+constexpr int kTileRows = 8;  // activation rows per tile of the packed path
+
+template <typename F>
+void gemm_packed(const std::uint8_t* w, std::size_t w_stride, const ActPanel& act, std::int64_t M, std::int64_t n_begin,
+                 std::int64_t n_end, float* y, std::int64_t ldy) {
+  auto* packed = reinterpret_cast<PackedBlock*>(legacy_scratch(1, sizeof(PackedBlock) * act.nb));
+  for (std::int64_t n0 = n_begin; n0 < n_end; n0 += 16) {
+    const int valid = static_cast<int>(n_end - n0 < 16 ? n_end - n0 : 16);
+    const RowGroup g = make_row_group(w, w_stride, n0, valid);
+    for (std::int64_t b = 0; b < act.nb; ++b) {
+      UnpackedBlock u;
+      F::unpack(g, b, u);
+      for (int v = 0; v < 8; ++v) _mm512_store_si512(&packed[b].w[v], u.w[v]);
+      _mm512_store_ps(&packed[b].d, u.d);
+      if constexpr (F::kHasMin) _mm512_store_ps(&packed[b].m, u.m);
+    }
+    const auto mask = static_cast<__mmask16>((1u << valid) - 1);
+    std::int64_t m0 = 0;
+    for (; m0 + kTileRows <= M; m0 += kTileRows) tile_from_packed<F, kTileRows>(packed, act, m0, y, ldy, n0, mask);
+    switch (M - m0) {
+      case 0:
+        break;
+      case 1:
+        tile_from_packed<F, 1>(packed, act, m0, y, ldy, n0, mask);
+        break;
+      case 2:
+        tile_from_packed<F, 2>(packed, act, m0, y, ldy, n0, mask);
+        break;
+      case 3:
+        tile_from_packed<F, 3>(packed, act, m0, y, ldy, n0, mask);
+        break;
+      case 4:
+        tile_from_packed<F, 4>(packed, act, m0, y, ldy, n0, mask);
+        break;
+      case 5:
+        tile_from_packed<F, 5>(packed, act, m0, y, ldy, n0, mask);
+        break;
+      case 6:
+        tile_from_packed<F, 6>(packed, act, m0, y, ldy, n0, mask);
+        break;
+      default:
+        tile_from_packed<F, 7>(packed, act, m0, y, ldy, n0, mask);
+        break;
+    }
+  }
+}
+
+constexpr std::int64_t kDirectMaxRows = 4;  // up to this many activation rows skip the unpacked buffer
+
+template <typename F>
+void gemm(std::int64_t k, const void* w, std::size_t w_stride, const void* a, std::size_t a_stride, std::int64_t M,
+          std::int64_t n_begin, std::int64_t n_end, float* y, std::int64_t ldy) {
+  if (M <= 0 || n_end <= n_begin) return;
+  const ActPanel act = repack_activations<typename F::ActBlock>(a, a_stride, M, k / 32, F::kOffset);
+  const auto* wb = static_cast<const std::uint8_t*>(w);
+  switch (M) {
+    case 1:
+      gemm_direct<F, 1>(wb, w_stride, act, n_begin, n_end, y, ldy);
+      return;
+    case 2:
+      gemm_direct<F, 2>(wb, w_stride, act, n_begin, n_end, y, ldy);
+      return;
+    case 3:
+      gemm_direct<F, 3>(wb, w_stride, act, n_begin, n_end, y, ldy);
+      return;
+    case 4:
+      gemm_direct<F, 4>(wb, w_stride, act, n_begin, n_end, y, ldy);
+      return;
+    default:
+      break;
+  }
+  static_assert(kDirectMaxRows == 4, "the switch above covers 1..kDirectMaxRows");
+  gemm_packed<F>(wb, w_stride, act, M, n_begin, n_end, y, ldy);
+}
+
+// ---- vec_dot: one row, one block at a time in 256-bit registers --------------------------------
+
+// The 32 quants of one block in order, as unsigned bytes (the same offsets as above).
+KILN_INLINE __m256i nibbles_in_order(const std::uint8_t* qs) {
+  const __m128i packed = _mm_loadu_si128(reinterpret_cast<const __m128i*>(qs));
+  const __m256i both = _mm256_inserti128_si256(_mm256_castsi128_si256(packed), _mm_srli_epi16(packed, 4), 1);
+  return _mm256_and_si256(both, _mm256_set1_epi8(0x0F));
+}
+
+KILN_INLINE __m256i add_high_bits_in_order(__m256i q, const std::uint8_t* qh_bytes) {
+  const __mmask32 qh = static_cast<__mmask32>(static_cast<std::uint32_t>(load_i32(qh_bytes)));
+  return _mm256_mask_add_epi8(q, qh, q, _mm256_set1_epi8(0x10));
+}
+
+template <typename F>
+KILN_INLINE __m256i block_quants(const std::uint8_t* blk) {
+  if constexpr (F::kOffset == 128) {
+    return _mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 2)),
+                            _mm256_set1_epi8(static_cast<char>(0x80)));
+  } else if constexpr (F::kBlockBytes == sizeof(block_q4_0)) {
+    return nibbles_in_order(blk + 2);
+  } else if constexpr (F::kBlockBytes == sizeof(block_q4_1)) {
+    return nibbles_in_order(blk + 4);
+  } else if constexpr (F::kBlockBytes == sizeof(block_q5_0)) {
+    return add_high_bits_in_order(nibbles_in_order(blk + 6), blk + 2);
+  } else {
+    return add_high_bits_in_order(nibbles_in_order(blk + 8), blk + 4);
+  }
+}
+
+template <typename F>
+float vec_dot(std::int64_t k, const void* w_row, const void* a_row) {
+  using A = typename F::ActBlock;
+  const auto* w = static_cast<const std::uint8_t*>(w_row);
+  const auto* a = static_cast<const A*>(a_row);
+  const __m256i offset = _mm256_set1_epi8(static_cast<char>(F::kOffset));
+  __m256 acc = _mm256_setzero_ps();
+  float min_sum = 0.0f;
+  for (std::int64_t b = 0; b < k / 32; ++b, w += F::kBlockBytes) {
+    const __m256i q = block_quants<F>(w);
+    const __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[b].qs));
+    __m256i sum = _mm256_dpbusd_epi32(_mm256_setzero_si256(), q, x);
+    if constexpr (F::kOffset != 0) sum = _mm256_sub_epi32(sum, _mm256_dpbusd_epi32(_mm256_setzero_si256(), offset, x));
+    const float wd = half_to_float(load_i32(w) & 0xFFFF);
+    acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum), _mm256_set1_ps(wd * half_to_float(a[b].d)), acc);
+    if constexpr (F::kHasMin) {
+      const float wm = half_to_float(static_cast<std::uint16_t>(static_cast<std::uint32_t>(load_i32(w)) >> 16));
+      min_sum += wm * half_to_float(reinterpret_cast<const block_q8_1*>(&a[b])->s);
+    }
+  }
+  const __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
+  const __m128 s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
+  return _mm_cvtss_f32(_mm_add_ss(s2, _mm_movehdup_ps(s2))) + min_sum;
+}
+
+template <typename F>
+constexpr WeightKernels avx512_entry(DType w) {
+  const bool q8_1 = sizeof(typename F::ActBlock) == sizeof(block_q8_1);
+  return WeightKernels{w,
+                       q8_1 ? DType::Q8_1 : DType::Q8_0,
+                       q8_1 ? quantize_act_q8_1 : quantize_act_q8_0,
+                       vec_dot<F>,
+                       gemm<F>,
+                       SimdLevel::Avx512};
+}
+
+constexpr WeightKernels kAvx512Q4_0 = avx512_entry<FormatQ4_0>(DType::Q4_0);
+constexpr WeightKernels kAvx512Q4_1 = avx512_entry<FormatQ4_1>(DType::Q4_1);
+constexpr WeightKernels kAvx512Q5_0 = avx512_entry<FormatQ5_0>(DType::Q5_0);
+constexpr WeightKernels kAvx512Q5_1 = avx512_entry<FormatQ5_1>(DType::Q5_1);
+constexpr WeightKernels kAvx512Q8_0 = avx512_entry<FormatQ8_0>(DType::Q8_0);
+
+}  // namespace
+
+const WeightKernels* avx512_kernels(DType w) {
+  switch (w) {
+    case DType::Q4_0:
+      return &kAvx512Q4_0;
+    case DType::Q4_1:
+      return &kAvx512Q4_1;
+    case DType::Q5_0:
+      return &kAvx512Q5_0;
+    case DType::Q5_1:
+      return &kAvx512Q5_1;
+    case DType::Q8_0:
+      return &kAvx512Q8_0;
+    default:
+      return nullptr;
+  }
+}
+
+}  // namespace kiln::kernels::legacy
