@@ -34,11 +34,14 @@ struct F32Registers {
   static constexpr int kRowsA = 5;
   static Acc zero() { return _mm256_setzero_ps(); }
   static Acc madd(Acc acc, WReg w, AReg a) { return _mm256_fmadd_ps(w, a, acc); }
-  static float reduce(Acc acc) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
+  template <int N>
+  static void reduce(const Acc (&acc)[N], float* sums) {
+    for (int j = 0; j < N; ++j) {
+      __m128 s = _mm_add_ps(_mm256_castps256_ps128(acc[j]), _mm256_extractf128_ps(acc[j], 1));
+      s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+      s = _mm_add_ss(s, _mm_movehdup_ps(s));
+      sums[j] = _mm_cvtss_f32(s);
+    }
   }
   static __m256 load_f32(const char* row, std::int64_t i) {
     return _mm256_loadu_ps(reinterpret_cast<const float*>(row) + i);

@@ -20,6 +20,28 @@ namespace {
 inline __mmask16 first_16(std::int64_t count) { return static_cast<__mmask16>((1u << count) - 1u); }
 inline __mmask32 first_32(std::int64_t count) { return static_cast<__mmask32>((1ull << count) - 1u); }
 
+// sums[j] = the sum of the 16 lanes of acc[j]. Groups of four registers are reduced together
+// by a transposing tree (about 14 instructions per four sums instead of 8 per sum), which
+// matters at the end of every tile and k block.
+template <int N>
+inline void reduce_lanes(const __m512 (&acc)[N], float* sums) {
+  int j = 0;
+  for (; j + 4 <= N; j += 4) {
+    // 128-bit blocks: t01 = [a0+a2, a1+a3, b0+b2, b1+b3], t23 likewise for c, d.
+    const __m512 t01 =
+        _mm512_add_ps(_mm512_shuffle_f32x4(acc[j], acc[j + 1], 0x44), _mm512_shuffle_f32x4(acc[j], acc[j + 1], 0xEE));
+    const __m512 t23 = _mm512_add_ps(_mm512_shuffle_f32x4(acc[j + 2], acc[j + 3], 0x44),
+                                     _mm512_shuffle_f32x4(acc[j + 2], acc[j + 3], 0xEE));
+    // Block q of u holds four partial sums of acc[j + q].
+    const __m512 u = _mm512_add_ps(_mm512_shuffle_f32x4(t01, t23, 0x88), _mm512_shuffle_f32x4(t01, t23, 0xDD));
+    const __m512 v = _mm512_add_ps(u, _mm512_shuffle_ps(u, u, 0x4E));
+    const __m512 w = _mm512_add_ps(v, _mm512_shuffle_ps(v, v, 0xB1));  // every lane of block q: the total
+    const __m512 firsts = _mm512_permutexvar_ps(_mm512_setr_epi32(0, 4, 8, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0), w);
+    _mm_storeu_ps(sums + j, _mm512_castps512_ps128(firsts));
+  }
+  for (; j < N; ++j) sums[j] = _mm512_reduce_add_ps(acc[j]);
+}
+
 // Activations in f32, shared by the F32 and F16 weight kernels.
 struct F32Activations {
   using AReg = __m512;
@@ -38,7 +60,10 @@ struct F32Activations {
     return _mm512_maskz_loadu_ps(first_16(count), reinterpret_cast<const float*>(row) + i);
   }
   static Acc madd(Acc acc, __m512 w, AReg a) { return _mm512_fmadd_ps(w, a, acc); }
-  static float reduce(Acc acc) { return _mm512_reduce_add_ps(acc); }
+  template <int N>
+  static void reduce(const Acc (&acc)[N], float* sums) {
+    reduce_lanes(acc, sums);
+  }
 };
 
 struct F32Ops : F32Activations {
@@ -88,7 +113,10 @@ struct BF16Ops {
   static AReg load_a(const char* row, std::int64_t i) { return load(row, i); }
   static AReg load_a_tail(const char* row, std::int64_t i, std::int64_t count) { return load_tail(row, i, count); }
   static Acc madd(Acc acc, WReg w, AReg a) { return _mm512_dpbf16_ps(acc, (__m512bh)a, (__m512bh)w); }
-  static float reduce(Acc acc) { return _mm512_reduce_add_ps(acc); }
+  template <int N>
+  static void reduce(const Acc (&acc)[N], float* sums) {
+    reduce_lanes(acc, sums);
+  }
 };
 
 void copy_f32_row(const float* x, void* dst, std::int64_t k) {

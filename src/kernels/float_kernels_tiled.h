@@ -22,7 +22,7 @@
 //   WReg load_w_tail(const char* row, i, count)   count < kStep elements, the rest zero
 //   AReg load_a(const char* row, i), AReg load_a_tail(const char* row, i, count)
 //   Acc madd(Acc acc, WReg w, AReg a)       acc + w·a lane-wise
-//   float reduce(Acc acc)                   the sum of all lanes
+//   reduce<N>(const Acc (&acc)[N], float* sums)   sums[j] = the sum of the lanes of acc[j]
 #include <algorithm>
 #include <array>
 #include <cstddef>
@@ -81,11 +81,12 @@ void tile(const TileArgs& t) {
     }
   }
   for (int c = 0; c < RA; ++c) {
+    typename Ops::Acc column[RW];
+    for (int r = 0; r < RW; ++r) column[r] = acc[r][c];
+    float sums[RW];
+    Ops::template reduce<RW>(column, sums);
     float* y_row = t.y + c * t.ldy;
-    for (int r = 0; r < RW; ++r) {
-      const float sum = Ops::reduce(acc[r][c]);
-      y_row[r] = t.accumulate ? y_row[r] + sum : sum;
-    }
+    for (int r = 0; r < RW; ++r) y_row[r] = t.accumulate ? y_row[r] + sums[r] : sums[r];
   }
 }
 
