@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 #include <string>
 #include <thread>
+#include <unistd.h>
 #include <vector>
 
 #include "commands.h"
@@ -49,6 +50,16 @@ MeanStd mean_std(const std::vector<double>& v) {
   return r;
 }
 
+// 1234567 -> "1.23 M".
+std::string human_count(double n) {
+  const char* units[] = {"", " K", " M", " B", " T"};
+  int u = 0;
+  while (n >= 1000 && u < 4) n /= 1000, ++u;
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.2f%s", n, units[u]);
+  return buf;
+}
+
 int argmax(const float* x, int n) { return static_cast<int>(std::max_element(x, x + n) - x); }
 
 double seconds_since(std::chrono::steady_clock::time_point t0) {
@@ -73,6 +84,7 @@ void run_bench(const BenchOptions& o) {
   std::vector<float> logits(static_cast<std::size_t>(c.n_vocab));
 
   std::vector<double> prefill_rates, decode_rates;
+  const bool progress = !o.json && ::isatty(STDERR_FILENO);
   // Repetition 0 warms up (page faults on the mapped weights, caches) and is not counted.
   for (int rep = 0; rep <= o.repetitions; ++rep) {
     const int seq = cache.add_sequence();
@@ -98,9 +110,9 @@ void run_bench(const BenchOptions& o) {
     if (rep == 0) continue;
     prefill_rates.push_back(o.n_prompt / t_prefill);
     if (o.n_gen > 0) decode_rates.push_back(o.n_gen / t_decode);
-    if (!o.json) std::fprintf(stderr, "\rbench: repetition %d/%d", rep, o.repetitions);
+    if (progress) std::fprintf(stderr, "\rbench: repetition %d/%d", rep, o.repetitions);
   }
-  if (!o.json) std::fprintf(stderr, "\r%40s\r", "");
+  if (progress) std::fprintf(stderr, "\r%40s\r", "");
   const MeanStd pf = mean_std(prefill_rates), dc = mean_std(decode_rates);
   const double decode_gbs = dc.mean * static_cast<double>(stats.decode_bytes_per_token) / 1e9;
   const std::string simd(simd_level_name(simd_level()));
@@ -129,9 +141,9 @@ void run_bench(const BenchOptions& o) {
     std::printf("%s\n", j.dump().c_str());
     return;
   }
-  std::printf("model   %s (%s, %s, %s, %.3f B params, %.2f GB)\n", o.model.c_str(),
-              model->source().format_name().c_str(), c.arch.c_str(), stats.main_dtype.c_str(),
-              static_cast<double>(stats.n_params) / 1e9, static_cast<double>(model->source().file_size()) / 1e9);
+  std::printf("model   %s (%s, %s, %s, %s params, %.3f GB)\n", o.model.c_str(), model->source().format_name().c_str(),
+              c.arch.c_str(), stats.main_dtype.c_str(), human_count(static_cast<double>(stats.n_params)).c_str(),
+              static_cast<double>(model->source().file_size()) / 1e9);
   std::printf("threads %d   simd %s   repetitions %d   resident %.0f MB (file %.0f MB + kv cache %.0f MB)\n\n", threads,
               simd.c_str(), o.repetitions, rss_mb, static_cast<double>(model->source().file_size()) / 1e6,
               static_cast<double>(cache.bytes()) / 1e6);
