@@ -1,33 +1,6 @@
 #include "tokenizer/piece_index.h"
 
-#include <cstring>
-
 namespace kiln {
-
-std::uint64_t PieceIndex::hash(std::string_view s) {
-  // Eight bytes per multiply, then a murmur-style finalizer: pieces are short, so the loop
-  // runs once or twice and the finalizer does the mixing.
-  std::uint64_t h = 0x9E3779B97F4A7C15ull ^ s.size();
-  const char* p = s.data();
-  std::size_t n = s.size();
-  while (n >= 8) {
-    std::uint64_t v;
-    std::memcpy(&v, p, 8);
-    h = (h ^ v) * 0xFF51AFD7ED558CCDull;
-    h ^= h >> 32;
-    p += 8;
-    n -= 8;
-  }
-  if (n > 0) {
-    std::uint64_t v = 0;
-    std::memcpy(&v, p, n);
-    h = (h ^ v) * 0xC4CEB9FE1A85EC53ull;
-  }
-  h ^= h >> 33;
-  h *= 0xFF51AFD7ED558CCDull;
-  h ^= h >> 33;
-  return h;
-}
 
 std::int32_t PieceIndex::build(const std::vector<std::string>& pieces) {
   arena_.clear();

@@ -4,6 +4,7 @@
 // (hash tag, id) slots over one contiguous copy of the piece texts: a miss usually costs one
 // cache line, and nothing is allocated per lookup.
 #include <cstdint>
+#include <cstring>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -28,7 +29,28 @@ class PieceIndex {
     }
   }
 
-  static std::uint64_t hash(std::string_view s);
+  static std::uint64_t hash(std::string_view s) {
+    // Eight bytes per multiply, then a murmur-style finalizer: pieces are short, so the loop
+    // runs once or twice and the finalizer does the mixing.
+    std::uint64_t h = 0x9E3779B97F4A7C15ull ^ s.size();
+    const char* p = s.data();
+    std::size_t n = s.size();
+    for (; n >= 8; p += 8, n -= 8) {
+      std::uint64_t v;
+      std::memcpy(&v, p, 8);
+      h = (h ^ v) * 0xFF51AFD7ED558CCDull;
+      h ^= h >> 32;
+    }
+    if (n > 0) {
+      std::uint64_t v = 0;
+      std::memcpy(&v, p, n);
+      h = (h ^ v) * 0xC4CEB9FE1A85EC53ull;
+    }
+    h ^= h >> 33;
+    h *= 0xFF51AFD7ED558CCDull;
+    h ^= h >> 33;
+    return h;
+  }
 
  private:
   struct Slot {

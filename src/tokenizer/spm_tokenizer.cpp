@@ -156,6 +156,9 @@ void SpmTokenizer::encode_text(std::string_view text, bool add_space_prefix, std
   thread_local std::vector<Candidate> agenda;
   normalize(text, add_space_prefix, normalized);
   if (normalized.empty()) return;
+  // Symbols hold 32-bit offsets and indices.
+  KILN_CHECK(normalized.size() < (std::size_t{1} << 31), "text of {} bytes is too long to encode at once (limit 2 GiB)",
+             text.size());
   const std::string_view norm = normalized;
 
   symbols.clear();
@@ -223,6 +226,14 @@ void SpmTokenizer::encode_text(std::string_view text, bool add_space_prefix, std
   };
   for (std::int32_t i = 0; i >= 0; i = symbols[static_cast<std::size_t>(i)].next) {
     resegment(resegment, piece_of(symbols[static_cast<std::size_t>(i)]));
+  }
+
+  // One huge input should not pin its scratch memory to the thread for good.
+  constexpr std::size_t kKeepScratchBytes = std::size_t{1} << 20;
+  if (normalized.capacity() > kKeepScratchBytes) {
+    normalized = std::string();
+    symbols = std::vector<Symbol>();
+    agenda = std::vector<Candidate>();
   }
 }
 
