@@ -4,22 +4,23 @@
 
 namespace kiln {
 
-std::vector<TextFragment> split_on_special_tokens(std::string_view text, const Vocab& vocab,
-                                                  std::initializer_list<TokenType> types) {
-  std::vector<std::int32_t> specials;
+SpecialTokenSplitter::SpecialTokenSplitter(const Vocab& vocab, std::initializer_list<TokenType> types)
+    : vocab_(&vocab) {
   for (std::int32_t id = 0; id < vocab.size(); ++id) {
     const bool wanted = std::find(types.begin(), types.end(), vocab.type(id)) != types.end();
-    if (wanted && !vocab.tokens[static_cast<std::size_t>(id)].empty()) specials.push_back(id);
+    if (wanted && !vocab.tokens[static_cast<std::size_t>(id)].empty()) specials_.push_back(id);
   }
-  std::stable_sort(specials.begin(), specials.end(), [&](std::int32_t a, std::int32_t b) {
+  std::stable_sort(specials_.begin(), specials_.end(), [&](std::int32_t a, std::int32_t b) {
     return vocab.tokens[static_cast<std::size_t>(a)].size() > vocab.tokens[static_cast<std::size_t>(b)].size();
   });
+}
 
+std::vector<TextFragment> SpecialTokenSplitter::split(std::string_view text) const {
   std::vector<TextFragment> fragments;
   if (!text.empty()) fragments.push_back({text, -1});
   std::vector<TextFragment> next;
-  for (std::int32_t id : specials) {
-    const std::string_view special = vocab.tokens[static_cast<std::size_t>(id)];
+  for (std::int32_t id : specials_) {
+    const std::string_view special = vocab_->tokens[static_cast<std::size_t>(id)];
     next.clear();
     for (const TextFragment& f : fragments) {
       if (f.token >= 0) {

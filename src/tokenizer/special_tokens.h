@@ -2,6 +2,7 @@
 // Splitting text on the written form of special tokens ("<s>", "<|eot_id|>", ...) so that the
 // prompt text can name them, as llama.cpp does when asked to parse specials.
 #include <cstdint>
+#include <initializer_list>
 #include <string_view>
 #include <vector>
 
@@ -15,11 +16,20 @@ struct TextFragment {
   std::int32_t token = -1;
 };
 
-// Splits `text` on the texts of the vocabulary's tokens whose types are in `types`. Longer
-// specials are matched first, each leftmost-first over what remains (llama.cpp's order), so a
-// special that contains another wins. Returns one raw fragment when nothing matches; no
-// fragment is empty.
-std::vector<TextFragment> split_on_special_tokens(std::string_view text, const Vocab& vocab,
-                                                  std::initializer_list<TokenType> types);
+class SpecialTokenSplitter {
+ public:
+  // Splits on the texts of the tokens of `vocab` whose type is one of `types`. Keeps a pointer
+  // to `vocab`, which must outlive the splitter.
+  SpecialTokenSplitter(const Vocab& vocab, std::initializer_list<TokenType> types);
+
+  // Longer specials are matched first, each leftmost-first over what remains (llama.cpp's
+  // order), so a special that contains another wins. Returns one raw fragment when nothing
+  // matches; no fragment is empty.
+  std::vector<TextFragment> split(std::string_view text) const;
+
+ private:
+  const Vocab* vocab_;
+  std::vector<std::int32_t> specials_;  // longest text first
+};
 
 }  // namespace kiln

@@ -57,7 +57,8 @@ struct CandidateLess {
 
 }  // namespace
 
-SpmTokenizer::SpmTokenizer(Vocab vocab) : Tokenizer(std::move(vocab)) {
+SpmTokenizer::SpmTokenizer(Vocab vocab)
+    : Tokenizer(std::move(vocab)), specials_(vocab_, {TokenType::Control, TokenType::Unknown}) {
   const auto n = static_cast<std::size_t>(vocab_.size());
   mergeable_.assign(n, 0);
   byte_values_.assign(n, -1);
@@ -109,7 +110,7 @@ std::vector<std::int32_t> SpmTokenizer::encode(std::string_view text, bool add_b
   }
   // As llama.cpp: text after a special token (or at the start) gets the dummy prefix again.
   bool after_special = true;
-  for (const TextFragment& f : split_on_special_tokens(text, vocab_, {TokenType::Control, TokenType::Unknown})) {
+  for (const TextFragment& f : specials_.split(text)) {
     if (f.token >= 0) {
       ids.push_back(f.token);
       after_special = true;

@@ -14,6 +14,7 @@
 #include <string_view>
 #include <vector>
 
+#include "tokenizer/special_tokens.h"
 #include "tokenizer/tokenizer.h"
 
 namespace kiln {
@@ -47,6 +48,7 @@ class SpmTokenizer final : public Tokenizer {
   // User-defined pieces by first byte, longest first (sentencepiece's PrefixMatcher).
   std::array<std::vector<std::int32_t>, 256> user_defined_by_first_byte_;
   bool has_user_defined_ = false;
+  SpecialTokenSplitter specials_;  // control and unknown tokens, for parse_special
 };
 
 }  // namespace kiln

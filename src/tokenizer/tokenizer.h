@@ -28,6 +28,9 @@ struct DecodeState {
 class Tokenizer {
  public:
   virtual ~Tokenizer() = default;
+  // Implementations may keep pointers into their own vocabulary.
+  Tokenizer(const Tokenizer&) = delete;
+  Tokenizer& operator=(const Tokenizer&) = delete;
 
   // Text to ids. `add_bos` prepends the BOS id (callers usually pass vocab().add_bos);
   // `parse_special` turns the texts of control tokens (such as "<s>") into their ids instead of
