@@ -7,7 +7,7 @@
 // unsigned quants q in element order plus, per group of 16 weights, an integer scale and an
 // integer offset weight, so that for a q8_K activation block a (quants s, group sums bsums)
 //     dot = d * a.d * sum_g scale[g] * sum_{i in g} q[i] * s[i]
-//         + dmin * a.d * sum_g offset[g] * bsums[g].
+//         - dmin * a.d * sum_g offset[g] * bsums[g].
 // The dot kernels then serve all five types. Quants are unsigned (0..63), which is what the
 // u8 x s8 instructions (vpmaddubsw, vpdpbusd) want; signed formats move their zero point into
 // the offset term, which only needs the activation sums that q8_K already carries.
@@ -28,15 +28,19 @@
 namespace kiln::kernels::kquant {
 namespace {
 
-struct alignas(64) UnpackedSuperBlock {
-  std::uint8_t q[QK_K];  // unsigned quants, element order
-  // Integer scale of each group of 16 weights, stored even groups first: position p < 8 holds
-  // group 2p, position 8 + p holds group 2p + 1 (one 128-bit lane each, see the AVX2 kernel).
-  std::int16_t scale[16];
-  std::int16_t offset[16];  // weight of bsums[g] in the offset term, group order
-  float d;                  // factor of the scaled quant sums
-  float dmin;               // factor of the offset term, sign included
+// Held as vector values (not byte arrays) so that, unpacked and used at once, it stays in
+// registers: the compiler forwards the values instead of storing and reloading them.
+struct UnpackedSuperBlock {
+  __m256i q[QK_K / 32];  // u8 quants, element order: q[c] holds elements 32c .. 32c + 31
+  // s16 scale of each group of 16 weights, even groups first: position p < 8 holds group 2p,
+  // position 8 + p group 2p + 1 (one 128-bit lane each, see the AVX2 kernel).
+  __m256i scale;
+  __m256i offset;  // s16 weight of bsums[g] in the offset term, group order
+  float d;         // factor of the scaled quant sums
+  float dmin;      // factor of the offset term, which is subtracted
 };
+
+inline float half_to_float(std::uint16_t h) { return _cvtsh_ss(h); }
 
 // Scale of group 2p at p, of group 2p + 1 at 8 + p: byte shuffle for 16 scales in group order.
 inline __m128i scales_even_odd(__m128i bytes_in_group_order) {
@@ -51,16 +55,19 @@ inline __m256i high_bit_value(__m256i bits, __m256i mask, __m256i value) {
 
 // q4_K / q5_K: decodes the 12 packed bytes into 8 scales (bytes 0..7) and 8 mins (8..15), the
 // same reshuffle as get_scale_min_k4 done on 32-bit words.
+// Reads 16 bytes from `packed`: the 12 of the scales and 4 of the quants that follow them.
 inline __m128i scales_mins_k4(const std::uint8_t* packed) {
-  std::uint32_t u[4];
-  std::memcpy(u, packed, 12);
-  const std::uint32_t kmask1 = 0x3f3f3f3f, kmask2 = 0x0f0f0f0f, kmask3 = 0x03030303;
-  u[3] = ((u[2] >> 4) & kmask2) | (((u[1] >> 6) & kmask3) << 4);
-  const std::uint32_t mins_low = u[1] & kmask1;
-  u[1] = (u[2] & kmask2) | (((u[0] >> 6) & kmask3) << 4);
-  u[2] = mins_low;
-  u[0] &= kmask1;
-  return _mm_loadu_si128(reinterpret_cast<const __m128i*>(u));
+  // With u0, u1, u2 the three 32-bit words: scales 0-3 = u0 & 63 (per byte), scales 4-7 = low
+  // nibbles of u2 plus the top bits of u0 at bits 4-5, mins 0-3 = u1 & 63, mins 4-7 = high
+  // nibbles of u2 plus the top bits of u1.
+  const __m128i u = _mm_loadu_si128(reinterpret_cast<const __m128i*>(packed));
+  const __m128i low_src = _mm_shuffle_epi32(u, _MM_SHUFFLE(2, 1, 2, 0));   // u0, u2, u1, u2
+  const __m128i high_src = _mm_shuffle_epi32(u, _MM_SHUFFLE(1, 1, 0, 0));  // u0, u0, u1, u1
+  const __m128i low = _mm_and_si128(_mm_srlv_epi32(low_src, _mm_setr_epi32(0, 0, 0, 4)),
+                                    _mm_setr_epi32(0x3f3f3f3f, 0x0f0f0f0f, 0x3f3f3f3f, 0x0f0f0f0f));
+  // (x >> 6) << 4 per byte is (x >> 2) & 0x30 on the word: bits 6-7 of each byte to bits 4-5.
+  const __m128i high = _mm_and_si128(_mm_srli_epi32(high_src, 2), _mm_setr_epi32(0, 0x30303030, 0, 0x30303030));
+  return _mm_or_si128(low, high);
 }
 
 // Scales and offsets of the 32-weight sub-block formats (each sub-block is two groups).
@@ -68,22 +75,22 @@ inline void unpack_scales_k4(const std::uint8_t* packed, UnpackedSuperBlock& u) 
   const __m128i sm = scales_mins_k4(packed);
   // Groups 2p and 2p + 1 both use sub-block p: the even/odd layout is the 8 scales twice.
   const __m128i scales8 = _mm_unpacklo_epi64(sm, sm);
-  _mm256_store_si256(reinterpret_cast<__m256i*>(u.scale), _mm256_cvtepu8_epi16(scales8));
+  u.scale = _mm256_cvtepu8_epi16(scales8);
   const __m128i mins_per_group =
       _mm_shuffle_epi8(sm, _mm_setr_epi8(8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13, 13, 14, 14, 15, 15));
-  _mm256_store_si256(reinterpret_cast<__m256i*>(u.offset), _mm256_cvtepu8_epi16(mins_per_group));
+  u.offset = _mm256_cvtepu8_epi16(mins_per_group);
 }
 
 inline void unpack(const block_q4_K& b, UnpackedSuperBlock& u) {
   const __m256i low4 = _mm256_set1_epi8(0x0F);
   for (int p = 0; p < 4; ++p) {
     const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.qs + 32 * p));
-    _mm256_store_si256(reinterpret_cast<__m256i*>(u.q + 64 * p), _mm256_and_si256(v, low4));
-    _mm256_store_si256(reinterpret_cast<__m256i*>(u.q + 64 * p + 32), _mm256_and_si256(_mm256_srli_epi16(v, 4), low4));
+    u.q[2 * p] = _mm256_and_si256(v, low4);
+    u.q[2 * p + 1] = _mm256_and_si256(_mm256_srli_epi16(v, 4), low4);
   }
   unpack_scales_k4(b.scales, u);
-  u.d = f16_to_f32(b.d);
-  u.dmin = -f16_to_f32(b.dmin);
+  u.d = half_to_float(b.d);
+  u.dmin = half_to_float(b.dmin);
 }
 
 inline void unpack(const block_q5_K& b, UnpackedSuperBlock& u) {
@@ -97,20 +104,19 @@ inline void unpack(const block_q5_K& b, UnpackedSuperBlock& u) {
                                        high_bit_value(qh, _mm256_set1_epi8(static_cast<char>(1 << (2 * p))), sixteen));
     const __m256i hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(v, 4), low4),
                                        high_bit_value(qh, _mm256_set1_epi8(static_cast<char>(2 << (2 * p))), sixteen));
-    _mm256_store_si256(reinterpret_cast<__m256i*>(u.q + 64 * p), lo);
-    _mm256_store_si256(reinterpret_cast<__m256i*>(u.q + 64 * p + 32), hi);
+    u.q[2 * p] = lo;
+    u.q[2 * p + 1] = hi;
   }
   unpack_scales_k4(b.scales, u);
-  u.d = f16_to_f32(b.d);
-  u.dmin = -f16_to_f32(b.dmin);
+  u.d = half_to_float(b.d);
+  u.dmin = half_to_float(b.dmin);
 }
 
 // Signed per-group scales s (q6_K, q3_K) with quants stored as q + zero: the zero point moves
-// into the offset term as -zero * s[g] * bsums[g].
+// into the offset term as zero * s[g] * bsums[g] (subtracted), with dmin = d.
 inline void unpack_signed_scales(__m128i scales_i8, int zero_shift, UnpackedSuperBlock& u) {
-  _mm256_store_si256(reinterpret_cast<__m256i*>(u.scale), _mm256_cvtepi8_epi16(scales_even_odd(scales_i8)));
-  _mm256_store_si256(reinterpret_cast<__m256i*>(u.offset),
-                     _mm256_slli_epi16(_mm256_cvtepi8_epi16(scales_i8), zero_shift));
+  u.scale = _mm256_cvtepi8_epi16(scales_even_odd(scales_i8));
+  u.offset = _mm256_slli_epi16(_mm256_cvtepi8_epi16(scales_i8), zero_shift);
 }
 
 inline void unpack(const block_q6_K& b, UnpackedSuperBlock& u) {
@@ -122,32 +128,32 @@ inline void unpack(const block_q6_K& b, UnpackedSuperBlock& u) {
     const __m256i ql0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.ql + 64 * h));
     const __m256i ql1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.ql + 64 * h + 32));
     const __m256i qh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.qh + 32 * h));
-    std::uint8_t* q = u.q + 128 * h;
+    __m256i* q = u.q + 4 * h;
     const __m256i q0 = _mm256_or_si256(_mm256_and_si256(ql0, low4), _mm256_and_si256(_mm256_slli_epi16(qh, 4), bits45));
     const __m256i q1 = _mm256_or_si256(_mm256_and_si256(ql1, low4), _mm256_and_si256(_mm256_slli_epi16(qh, 2), bits45));
     const __m256i q2 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), low4), _mm256_and_si256(qh, bits45));
     const __m256i q3 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), low4),
                                        _mm256_and_si256(_mm256_srli_epi16(qh, 2), bits45));
-    _mm256_store_si256(reinterpret_cast<__m256i*>(q), q0);
-    _mm256_store_si256(reinterpret_cast<__m256i*>(q + 32), q1);
-    _mm256_store_si256(reinterpret_cast<__m256i*>(q + 64), q2);
-    _mm256_store_si256(reinterpret_cast<__m256i*>(q + 96), q3);
+    q[0] = q0;
+    q[1] = q1;
+    q[2] = q2;
+    q[3] = q3;
   }
   // x = d * s * (q - 32): offset weight -32 * s, d carries the sign.
   unpack_signed_scales(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b.scales)), 5, u);
-  u.d = f16_to_f32(b.d);
-  u.dmin = -u.d;
+  u.d = half_to_float(b.d);
+  u.dmin = u.d;
 }
 
 // 2-bit quants of q2_K / q3_K: element 128h + 32s + l is bits 2s..2s+1 of qs[32h + l].
-inline void unpack_2bit(const std::uint8_t* qs, std::uint8_t* q) {
+inline void unpack_2bit(const std::uint8_t* qs, __m256i* q) {
   const __m256i three = _mm256_set1_epi8(3);
   for (int h = 0; h < 2; ++h) {
     const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qs + 32 * h));
-    _mm256_store_si256(reinterpret_cast<__m256i*>(q + 128 * h), _mm256_and_si256(v, three));
-    _mm256_store_si256(reinterpret_cast<__m256i*>(q + 128 * h + 32), _mm256_and_si256(_mm256_srli_epi16(v, 2), three));
-    _mm256_store_si256(reinterpret_cast<__m256i*>(q + 128 * h + 64), _mm256_and_si256(_mm256_srli_epi16(v, 4), three));
-    _mm256_store_si256(reinterpret_cast<__m256i*>(q + 128 * h + 96), _mm256_and_si256(_mm256_srli_epi16(v, 6), three));
+    q[4 * h + 0] = _mm256_and_si256(v, three);
+    q[4 * h + 1] = _mm256_and_si256(_mm256_srli_epi16(v, 2), three);
+    q[4 * h + 2] = _mm256_and_si256(_mm256_srli_epi16(v, 4), three);
+    q[4 * h + 3] = _mm256_and_si256(_mm256_srli_epi16(v, 6), three);
   }
 }
 
@@ -157,16 +163,15 @@ inline void unpack(const block_q3_K& b, UnpackedSuperBlock& u) {
   const __m256i hm = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.hmask));
   const __m256i four = _mm256_set1_epi8(4);
   for (int j = 0; j < 8; ++j) {
-    __m256i* q = reinterpret_cast<__m256i*>(u.q + 32 * j);
-    *q = _mm256_or_si256(*q, high_bit_value(hm, _mm256_set1_epi8(static_cast<char>(1 << j)), four));
+    u.q[j] = _mm256_or_si256(u.q[j], high_bit_value(hm, _mm256_set1_epi8(static_cast<char>(1 << j)), four));
   }
   std::uint8_t sc6[16];
   unpack_q3_K_scales(b.scales, sc6);
   const __m128i scales = _mm_sub_epi8(_mm_loadu_si128(reinterpret_cast<const __m128i*>(sc6)), _mm_set1_epi8(32));
   // x = d * (s - 32) * (q - 4).
   unpack_signed_scales(scales, 2, u);
-  u.d = f16_to_f32(b.d);
-  u.dmin = -u.d;
+  u.d = half_to_float(b.d);
+  u.dmin = u.d;
 }
 
 inline void unpack(const block_q2_K& b, UnpackedSuperBlock& u) {
@@ -176,10 +181,10 @@ inline void unpack(const block_q2_K& b, UnpackedSuperBlock& u) {
   const __m128i low4 = _mm_set1_epi8(0x0F);
   const __m128i scales = _mm_and_si128(packed, low4);
   const __m128i mins = _mm_and_si128(_mm_srli_epi16(packed, 4), low4);
-  _mm256_store_si256(reinterpret_cast<__m256i*>(u.scale), _mm256_cvtepu8_epi16(scales_even_odd(scales)));
-  _mm256_store_si256(reinterpret_cast<__m256i*>(u.offset), _mm256_cvtepu8_epi16(mins));
-  u.d = f16_to_f32(b.d);
-  u.dmin = -f16_to_f32(b.dmin);
+  u.scale = _mm256_cvtepu8_epi16(scales_even_odd(scales));
+  u.offset = _mm256_cvtepu8_epi16(mins);
+  u.d = half_to_float(b.d);
+  u.dmin = half_to_float(b.dmin);
 }
 
 inline float hsum(__m256 v) {
@@ -247,30 +252,61 @@ inline void quantize_row_q8_K_avx2(const float* x, void* dst, std::int64_t k) {
 
 // ---- the tile product shared by the SIMD levels ----------------------------------------------
 // Rows<MR> accumulates the dots of one weight row with MR activation rows:
-//   Rows<MR>::add(const UnpackedSuperBlock& u, const block_q8_K* const* a, std::int64_t i)
-//       adds super-block i of the weight row (unpacked in u) against super-block i of a[r];
-//   Rows<MR>::result(int r) returns the finished dot of row r.
+//   Rows<MR>::Unpacked            the level's unpacked super-block (UnpackedSuperBlock or wider);
+//   Rows<MR>::unpack(block, u)    unpacks one weight super-block;
+//   Rows<MR>::add(u, a, i)        adds super-block i of the weight row (unpacked in u) against
+//                                 super-block i of each activation row a[r];
+//   Rows<MR>::result(r)           the finished dot of row r.
 
 constexpr int kTileRows = 4;  // activation rows that share each unpacked weight super-block
 // Decode streams each weight once; asking for the lines ~1 KiB ahead keeps several misses in
 // flight beyond what the hardware prefetcher starts on its own.
 constexpr int kPrefetchBytes = 1024;
 
-template <template <int> class Rows, int MR, typename Block>
-inline void dot_rows_streaming(const Block* w, std::int64_t nb, const block_q8_K* const* a, float* out) {
-  Rows<MR> rows;
+// NR weight rows against MR activation rows, each weight super-block unpacked in registers and
+// used at once. Several weight rows per pass give the core independent work to overlap.
+// out[r * NR + j] = dot(weight row j, activation row r).
+template <template <int> class Rows, int NR, int MR, typename Block>
+inline void dot_rows_streaming(const Block* const* w, std::int64_t nb, const block_q8_K* const* a, float* out) {
+  Rows<MR> rows[NR];
   for (std::int64_t i = 0; i < nb; ++i) {
-    const char* next = reinterpret_cast<const char*>(w + i) + kPrefetchBytes;
-    for (std::size_t line = 0; line < sizeof(Block); line += 64) _mm_prefetch(next + line, _MM_HINT_T0);
-    UnpackedSuperBlock u;
-    unpack(w[i], u);
-    rows.add(u, a, i);
+    for (int j = 0; j < NR; ++j) {
+      const char* ahead = reinterpret_cast<const char*>(w[j] + i) + kPrefetchBytes;
+      for (std::size_t line = 0; line < sizeof(Block); line += 64) _mm_prefetch(ahead + line, _MM_HINT_T0);
+      typename Rows<MR>::Unpacked u;
+      Rows<MR>::unpack(w[j][i], u);
+      rows[j].add(u, a, i);
+    }
   }
-  for (int r = 0; r < MR; ++r) out[r] = rows.result(r);
+  for (int r = 0; r < MR; ++r) {
+    for (int j = 0; j < NR; ++j) out[r * NR + j] = rows[j].result(r);
+  }
+}
+
+// Weight rows [n_begin, n_end) against MR activation rows, NR weight rows at a time.
+template <template <int> class Rows, int NR, int MR, typename Block>
+void matvec_streaming(const std::uint8_t* w_bytes, std::size_t w_stride, std::int64_t nb, const block_q8_K* const* a,
+                      std::int64_t n_begin, std::int64_t n_end, float* y, std::int64_t ldy) {
+  const Block* w[NR];
+  float out[NR * MR];
+  std::int64_t n = n_begin;
+  for (; n + NR <= n_end; n += NR) {
+    for (int j = 0; j < NR; ++j) w[j] = reinterpret_cast<const Block*>(w_bytes + (n + j) * w_stride);
+    dot_rows_streaming<Rows, NR, MR>(w, nb, a, out);
+    for (int r = 0; r < MR; ++r) {
+      for (int j = 0; j < NR; ++j) y[r * ldy + n + j] = out[r * NR + j];
+    }
+  }
+  for (; n < n_end; ++n) {
+    w[0] = reinterpret_cast<const Block*>(w_bytes + n * w_stride);
+    dot_rows_streaming<Rows, 1, MR>(w, nb, a, out);
+    for (int r = 0; r < MR; ++r) y[r * ldy + n] = out[r];
+  }
 }
 
 template <template <int> class Rows, int MR>
-inline void dot_rows_unpacked(const UnpackedSuperBlock* u, std::int64_t nb, const block_q8_K* const* a, float* out) {
+inline void dot_rows_unpacked(const typename Rows<MR>::Unpacked* u, std::int64_t nb, const block_q8_K* const* a,
+                              float* out) {
   Rows<MR> rows;
   for (std::int64_t i = 0; i < nb; ++i) rows.add(u[i], a, i);
   for (int r = 0; r < MR; ++r) out[r] = rows.result(r);
@@ -289,33 +325,30 @@ void gemm_kquant(std::int64_t k, const void* w, std::size_t w_stride, const void
     // Few activation rows (decode): a matrix-vector product bound by memory bandwidth. Each weight
     // super-block is unpacked in registers and used at once.
     for (std::int64_t m = 0; m < M; ++m) a_rows[m] = reinterpret_cast<const block_q8_K*>(a_bytes + m * a_stride);
-    for (std::int64_t n = n_begin; n < n_end; ++n) {
-      const auto* w_row = reinterpret_cast<const Block*>(w_bytes + n * w_stride);
-      switch (M) {
-        case 1:
-          dot_rows_streaming<Rows, 1>(w_row, nb, a_rows, out);
-          break;
-        case 2:
-          dot_rows_streaming<Rows, 2>(w_row, nb, a_rows, out);
-          break;
-        case 3:
-          dot_rows_streaming<Rows, 3>(w_row, nb, a_rows, out);
-          break;
-        default:
-          break;
-      }
-      for (std::int64_t m = 0; m < M; ++m) y[m * ldy + n] = out[m];
+    switch (M) {
+      case 1:
+        matvec_streaming<Rows, 1, 1, Block>(w_bytes, w_stride, nb, a_rows, n_begin, n_end, y, ldy);
+        break;
+      case 2:
+        matvec_streaming<Rows, 1, 2, Block>(w_bytes, w_stride, nb, a_rows, n_begin, n_end, y, ldy);
+        break;
+      case 3:
+        matvec_streaming<Rows, 1, 3, Block>(w_bytes, w_stride, nb, a_rows, n_begin, n_end, y, ldy);
+        break;
+      default:
+        break;
     }
     return;
   }
   // Many rows (prefill): unpack each weight row once into a per-thread scratch row (L1/L2
   // resident), then sweep the activation rows over it kTileRows at a time.
-  thread_local std::vector<UnpackedSuperBlock> scratch;
+  using Unpacked = typename Rows<1>::Unpacked;
+  thread_local std::vector<Unpacked> scratch;
   if (static_cast<std::int64_t>(scratch.size()) < nb) scratch.resize(static_cast<std::size_t>(nb));
-  UnpackedSuperBlock* u = scratch.data();
+  Unpacked* u = scratch.data();
   for (std::int64_t n = n_begin; n < n_end; ++n) {
     const auto* w_row = reinterpret_cast<const Block*>(w_bytes + n * w_stride);
-    for (std::int64_t i = 0; i < nb; ++i) unpack(w_row[i], u[i]);
+    for (std::int64_t i = 0; i < nb; ++i) Rows<1>::unpack(w_row[i], u[i]);
     std::int64_t m0 = 0;
     for (; m0 + kTileRows <= M; m0 += kTileRows) {
       for (int r = 0; r < kTileRows; ++r)
@@ -346,8 +379,9 @@ void gemm_kquant(std::int64_t k, const void* w, std::size_t w_stride, const void
 template <template <int> class Rows, typename Block>
 float vec_dot_kquant(std::int64_t k, const void* w_row, const void* a_row) {
   const block_q8_K* a_rows[1] = {static_cast<const block_q8_K*>(a_row)};
+  const Block* w_rows[1] = {static_cast<const Block*>(w_row)};
   float out[1];
-  dot_rows_streaming<Rows, 1>(static_cast<const Block*>(w_row), k / QK_K, a_rows, out);
+  dot_rows_streaming<Rows, 1, 1>(w_rows, k / QK_K, a_rows, out);
   return out[0];
 }
 
