@@ -338,8 +338,26 @@ struct OutputTile {
   int rows, cols;
 };
 
+// Cache blocking. A chunk of weight rows is decoded into panels once and then multiplied with
+// the activations block by block, so that the panels and one activation block stay in the L2
+// cache (2 MB per core on Sapphire Rapids) together: about 768 KB of panels and 512 KB of
+// activations. Without it, M = 512 rows of K = 2048 (2 MB) stream from L3 for every 32 weight
+// rows.
+struct BlockSizes {
+  std::int64_t weight_rows;        // per decoded chunk, a multiple of 32
+  std::int64_t activation_groups;  // groups of 16 activation rows per block, a multiple of 2
+};
+
+BlockSizes block_sizes(std::int64_t K) {
+  const std::int64_t row_bytes = K * static_cast<std::int64_t>(sizeof(std::uint16_t));
+  auto clamp = [](std::int64_t v, std::int64_t lo, std::int64_t hi) { return v < lo ? lo : (v > hi ? hi : v); };
+  const std::int64_t weight_rows = clamp((768 << 10) / row_bytes / kWeightRowsPerBlock, 1, 8) * kWeightRowsPerBlock;
+  const std::int64_t activation_groups = clamp((512 << 10) / row_bytes / (2 * kTileRows), 1, 8) * 2;
+  return {weight_rows, activation_groups};
+}
+
 struct ThreadScratch {
-  AlignedBuffer panels;   // two B panels, each (K / 32) tiles of 1 KB
+  AlignedBuffer panels;   // the chunk's B panels, each (K / 32) tiles of 1 KB
   AlignedBuffer staging;  // (16, 256) bf16
   AlignedBuffer a_tail;   // (16, K) bf16: the last M % 16 activation rows, padded to a tile
   alignas(64) float c_tile[kTileRows * kTileRows];
@@ -425,10 +443,9 @@ void gemm(DType weight_type, std::int64_t K, const void* w, std::size_t w_stride
   thread_local ThreadScratch scratch;
   const std::int64_t k_steps = K / kTileK;
   const std::size_t panel_bytes = static_cast<std::size_t>(k_steps) * kTileBytes;
-  scratch.panels.reserve(2 * panel_bytes);
+  scratch.panels.reserve(static_cast<std::size_t>(block_sizes(K).weight_rows / kTileRows) * panel_bytes);
   scratch.staging.reserve(kTileRows * kDecodeChunk * sizeof(std::uint16_t));
-  auto* panel0 = scratch.panels.as<std::uint8_t>();
-  std::uint8_t* panel1 = panel0 + panel_bytes;
+  auto* panels = scratch.panels.as<std::uint8_t>();
   auto* staging = scratch.staging.as<std::uint16_t>();
 
   // Activation row groups of 16; a partial last group is copied into a padded tile so that
@@ -452,34 +469,44 @@ void gemm(DType weight_type, std::int64_t K, const void* w, std::size_t w_stride
 
   load_tile_config();
   const auto* w_bytes = static_cast<const std::uint8_t*>(w);
-  for (std::int64_t n0 = n_begin; n0 < n_end; n0 += kWeightRowsPerBlock) {
-    const int block_rows = static_cast<int>(n_end - n0 < kWeightRowsPerBlock ? n_end - n0 : kWeightRowsPerBlock);
-    const int cols0 = block_rows < kTileRows ? block_rows : kTileRows;
-    const int cols1 = block_rows - cols0;
-    pack_panel(decode, w_bytes + n0 * w_stride, w_stride, cols0, K, staging, panel0);
-    if (cols1 > 0) pack_panel(decode, w_bytes + (n0 + kTileRows) * w_stride, w_stride, cols1, K, staging, panel1);
-    for (std::int64_t g = 0; g < groups; g += 2) {
-      const bool two_a = g + 1 < groups;
-      OutputTile out[2][2];
-      for (int i = 0; i < (two_a ? 2 : 1); ++i) {
-        float* y_row = y + (g + i) * kTileRows * ldy + n0;
-        out[i][0] = {y_row, group_rows(g + i), cols0};
-        out[i][1] = {y_row + kTileRows, group_rows(g + i), cols1};
+  const BlockSizes blocks = block_sizes(K);
+  for (std::int64_t c0 = n_begin; c0 < n_end; c0 += blocks.weight_rows) {
+    // Decode the chunk's weight rows once; every activation block below reuses the panels.
+    const std::int64_t c1 = c0 + blocks.weight_rows < n_end ? c0 + blocks.weight_rows : n_end;
+    for (std::int64_t n0 = c0, p = 0; n0 < c1; n0 += kTileRows, ++p) {
+      const int cols = static_cast<int>(c1 - n0 < kTileRows ? c1 - n0 : kTileRows);
+      pack_panel(decode, w_bytes + n0 * w_stride, w_stride, cols, K, staging, panels + p * panel_bytes);
+    }
+    for (std::int64_t g0 = 0; g0 < groups; g0 += blocks.activation_groups) {
+      const std::int64_t g1 = g0 + blocks.activation_groups < groups ? g0 + blocks.activation_groups : groups;
+      for (std::int64_t n0 = c0; n0 < c1; n0 += kWeightRowsPerBlock) {
+        const int block_rows = static_cast<int>(c1 - n0 < kWeightRowsPerBlock ? c1 - n0 : kWeightRowsPerBlock);
+        const int cols0 = block_rows < kTileRows ? block_rows : kTileRows;
+        const int cols1 = block_rows - cols0;
+        const std::uint8_t* panel0 = panels + (n0 - c0) / kTileRows * panel_bytes;
+        const std::uint8_t* panel1 = panel0 + panel_bytes;
+        for (std::int64_t g = g0; g < g1; g += 2) {
+          const bool two_a = g + 1 < g1;
+          OutputTile out[2][2];
+          for (int i = 0; i < (two_a ? 2 : 1); ++i) {
+            float* y_row = y + (g + i) * kTileRows * ldy + n0;
+            out[i][0] = {y_row, group_rows(g + i), cols0};
+            out[i][1] = {y_row + kTileRows, group_rows(g + i), cols1};
+          }
+          const std::uint16_t* a0 = group_a(g);
+          const std::uint16_t* a1 = two_a ? group_a(g + 1) : nullptr;
+          const std::size_t a0_stride = group_stride(g), a1_stride = two_a ? group_stride(g + 1) : 0;
+          float* c = scratch.c_tile;
+          if (two_a && cols1 > 0)
+            multiply_tiles<true, true>(a0, a0_stride, a1, a1_stride, panel0, panel1, k_steps, out, ldy, c);
+          else if (two_a)
+            multiply_tiles<true, false>(a0, a0_stride, a1, a1_stride, panel0, panel1, k_steps, out, ldy, c);
+          else if (cols1 > 0)
+            multiply_tiles<false, true>(a0, a0_stride, a1, a1_stride, panel0, panel1, k_steps, out, ldy, c);
+          else
+            multiply_tiles<false, false>(a0, a0_stride, a1, a1_stride, panel0, panel1, k_steps, out, ldy, c);
+        }
       }
-      const std::uint16_t* a1 = two_a ? group_a(g + 1) : nullptr;
-      const std::size_t a1_stride = two_a ? group_stride(g + 1) : 0;
-      if (two_a && cols1 > 0)
-        multiply_tiles<true, true>(group_a(g), group_stride(g), a1, a1_stride, panel0, panel1, k_steps, out, ldy,
-                                   scratch.c_tile);
-      else if (two_a)
-        multiply_tiles<true, false>(group_a(g), group_stride(g), a1, a1_stride, panel0, panel1, k_steps, out, ldy,
-                                    scratch.c_tile);
-      else if (cols1 > 0)
-        multiply_tiles<false, true>(group_a(g), group_stride(g), a1, a1_stride, panel0, panel1, k_steps, out, ldy,
-                                    scratch.c_tile);
-      else
-        multiply_tiles<false, false>(group_a(g), group_stride(g), a1, a1_stride, panel0, panel1, k_steps, out, ldy,
-                                     scratch.c_tile);
     }
   }
   _tile_release();

@@ -174,6 +174,19 @@ TEST_P(AmxGemmTest, MatchesDoublePrecisionReference) {
   }
 }
 
+// With K = 4096 the kernel decodes 96 weight rows per chunk and multiplies 64 activation rows
+// per block (see block_sizes in amx_gemm_amx.cpp); these shapes cross both boundaries, with
+// ragged ends on each side.
+TEST_P(AmxGemmTest, MatchesReferenceAcrossCacheBlocks) {
+  const DType type = GetParam();
+  constexpr std::int64_t N = 200, K = 4096, M = 150;
+  Weights wt;
+  std::string why;
+  if (!make_weights(type, N, K, 11, wt, why))
+    GTEST_SKIP() << dtype_name(type) << " quantizer not available in this checkout: " << why;
+  check_gemm(type, wt, N, K, M, 5, 197, 12);
+}
+
 // Two threads on disjoint halves of the rows, at once: the scratch and tile configuration are
 // per thread, so the result must equal the single-threaded one exactly.
 TEST_P(AmxGemmTest, ConcurrentCallsOnDisjointRangesMatchOneCall) {
