@@ -1,6 +1,7 @@
 // kiln: the one binary. Subcommands are registered from tools/kiln/cmd_*.cpp.
 #include <cstdio>
 #include <exception>
+#include <string>
 
 #include "commands.h"
 #include "core/error.h"
@@ -9,10 +10,33 @@ int main(int argc, char** argv) {
   CLI::App app{"kiln: make, shrink, check, convert, run, serve and watch language models on the CPU", "kiln"};
   app.set_version_flag("--version", "kiln 0.1.0");
   app.require_subcommand(1);
+  app.footer(
+      "Examples:\n"
+      "  kiln run model.gguf -p \"Once upon a time\" -n 64\n"
+      "  kiln run stories260K.bin --tokens 1 -n 64 --temp 0 --print-ids\n"
+      "  kiln bench model.gguf -p 128 -n 64 -t 2 --json\n"
+      "  kiln inspect model.gguf\n\n"
+      "Environment:\n"
+      "  KILN_SIMD=scalar|avx2|avx512   use at most this SIMD path (default: the best the CPU has)\n\n"
+      "Each subcommand has its own --help.");
   app.fallthrough(false);
   kiln::cli::register_run_command(app);
   kiln::cli::register_bench_command(app);
   kiln::cli::register_inspect_command(app);
+  // CLI11 reports an unknown subcommand as "a subcommand is required"; name it instead.
+  if (argc > 1 && argv[1][0] != '-') {
+    bool known = false;
+    std::string names;
+    for (const CLI::App* sub : app.get_subcommands([](CLI::App*) { return true; })) {
+      known = known || sub->get_name() == argv[1];
+      names += (names.empty() ? "" : ", ") + sub->get_name();
+    }
+    if (!known) {
+      std::fprintf(stderr, "kiln: unknown subcommand '%s' (expected one of: %s; see kiln --help)\n", argv[1],
+                   names.c_str());
+      return 1;
+    }
+  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
