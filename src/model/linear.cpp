@@ -1,16 +1,29 @@
 #include "model/linear.h"
 
 #include "core/error.h"
+#include "kernels/amx_gemm.h"
 #include "kernels/matmul.h"
 
 namespace kiln {
 
 void prepare_activations(const TensorView& W, const float* x, std::int64_t M, std::int64_t K, ActivationRows& out,
                          ThreadPool& pool) {
-  const kernels::WeightKernels& kern = kernels::weight_kernels(W.dtype);
-  out.type = kern.act_type;
   out.rows = M;
   out.k = K;
+  // f32 weights stay off the bf16 tiles: a user who keeps f32 weights asked for f32 products.
+  if (M >= kAmxMinRows && K % 32 == 0 && W.dtype != DType::F32 && kernels::amx_supports(W.dtype)) {
+    out.type = DType::BF16;
+    out.amx = true;
+    out.row_stride = static_cast<std::size_t>(K) * 2;
+    out.data.reserve(out.row_stride * static_cast<std::size_t>(M));
+    auto* a = out.data.as<std::uint16_t>();
+    // Row blocks converted in parallel: large prompts convert megabytes here.
+    pool.parallel_for(M, [&](std::int64_t m, int) { kernels::amx_convert_activations(x + m * K, 1, K, a + m * K); }, 8);
+    return;
+  }
+  const kernels::WeightKernels& kern = kernels::weight_kernels(W.dtype);
+  out.type = kern.act_type;
+  out.amx = false;
   out.row_stride = (row_bytes(kern.act_type, K) + 63) / 64 * 64;
   out.data.reserve(out.row_stride * static_cast<std::size_t>(M));
   auto* base = out.data.as<std::uint8_t>();
@@ -20,14 +33,30 @@ void prepare_activations(const TensorView& W, const float* x, std::int64_t M, st
 }
 
 bool activations_fit(const TensorView& W, const ActivationRows& a) {
-  return kernels::weight_kernels(W.dtype).act_type == a.type && a.k == W.ne[0];
+  if (a.k != W.ne[0]) return false;
+  if (a.amx) return W.dtype != DType::F32 && kernels::amx_supports(W.dtype);  // K % 32 checked at conversion
+  return kernels::weight_kernels(W.dtype).act_type == a.type;
 }
 
 void linear(const TensorView& W, const ActivationRows& a, float* y, ThreadPool& pool) {
+  const std::int64_t N = W.ne[1];
+  if (a.amx) {
+    KILN_CHECK(kernels::amx_supports(W.dtype) && a.k == W.ne[0], "internal: AMX activations do not fit {}", W.name);
+    // Chunks of 64 weight rows: four 16-row panels decoded to bf16 and reused by every
+    // activation row of the batch.
+    const std::int64_t chunk = 64;
+    const std::int64_t n_chunks = (N + chunk - 1) / chunk;
+    pool.parallel_for(n_chunks, [&](std::int64_t c, int) {
+      const std::int64_t n0 = c * chunk;
+      const std::int64_t n1 = n0 + chunk < N ? n0 + chunk : N;
+      kernels::amx_gemm(W.dtype, a.k, W.data, W.nb[1], a.data.as<std::uint16_t>(), static_cast<std::size_t>(a.k),
+                        a.rows, n0, n1, y, N);
+    });
+    return;
+  }
   const kernels::WeightKernels& kern = kernels::weight_kernels(W.dtype);
   KILN_CHECK(a.type == kern.act_type && a.k == W.ne[0], "internal: activations ({} x {}) do not fit {} ({})",
              dtype_name(a.type), a.k, W.name, dtype_name(W.dtype));
-  const std::int64_t N = W.ne[1];
   // Chunks of weight rows handed out dynamically: small enough to balance two noisy cores,
   // large enough that each chunk streams tens of kilobytes.
   const std::int64_t chunk = a.rows == 1 ? 64 : 32;

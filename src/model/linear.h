@@ -13,11 +13,16 @@ namespace kiln {
 // M rows of activations converted to one activation type.
 struct ActivationRows {
   DType type = DType::F32;
+  bool amx = false;  // bf16 rows for the AMX tile path (any weight type amx_supports)
   std::int64_t rows = 0;
   std::int64_t k = 0;
   std::size_t row_stride = 0;  // bytes between rows (row_bytes rounded up to 64)
   AlignedBuffer data;          // (rows, row_stride) bytes
 };
+
+// Prompts of at least this many rows run on AMX tiles where the CPU has them (see
+// kernels/amx_gemm.h); fewer rows do not reuse a dequantized weight panel often enough.
+constexpr std::int64_t kAmxMinRows = 32;
 
 // Converts x (M, K) floats into the activation format that W's kernels consume.
 // Weights whose kernels take the same activation type can share one conversion (Q, K and V;
