@@ -79,13 +79,15 @@ void decode_q8_0(const std::uint8_t* row, std::int64_t k0, int kc, std::uint16_t
 void decode_q4_0(const std::uint8_t* row, std::int64_t k0, int kc, std::uint16_t* dst) {
   const auto* b = reinterpret_cast<const block_q4_0*>(row) + k0 / QK4_0;
   const __m512i low4 = _mm512_set1_epi32(0x0F);
-  const __m512i eight = _mm512_set1_epi32(8);
   for (int j = 0; j < kc; j += 32, ++b) {
-    const __m512 d = _mm512_set1_ps(half_to_float(b->d));
+    // d * (q - 8) as one FMA, q * d - 8 d: both terms are exact in f32 (an f16 times a small
+    // integer), so the FMA's single rounding gives the same float as the reference.
+    const float d_scalar = half_to_float(b->d);
+    const __m512 d = _mm512_set1_ps(d_scalar), offset = _mm512_set1_ps(-8.0f * d_scalar);
     const __m512i q = load_u8x16(b->qs);
-    const __m512i lo = _mm512_sub_epi32(_mm512_and_si512(q, low4), eight);
-    const __m512i hi = _mm512_sub_epi32(_mm512_srli_epi32(q, 4), eight);
-    store_bf16x32(dst + j, _mm512_mul_ps(to_float(lo), d), _mm512_mul_ps(to_float(hi), d));
+    const __m512 lo = _mm512_fmadd_ps(to_float(_mm512_and_si512(q, low4)), d, offset);
+    const __m512 hi = _mm512_fmadd_ps(to_float(_mm512_srli_epi32(q, 4)), d, offset);
+    store_bf16x32(dst + j, lo, hi);
   }
 }
 
@@ -116,13 +118,13 @@ inline void q5_quants(const std::uint8_t* qs, const std::uint8_t* qh_bytes, __m5
 
 void decode_q5_0(const std::uint8_t* row, std::int64_t k0, int kc, std::uint16_t* dst) {
   const auto* b = reinterpret_cast<const block_q5_0*>(row) + k0 / QK5_0;
-  const __m512i sixteen = _mm512_set1_epi32(16);
   for (int j = 0; j < kc; j += 32, ++b) {
-    const __m512 d = _mm512_set1_ps(half_to_float(b->d));
+    // d * (q - 16) as q * d - 16 d, exact terms as in decode_q4_0.
+    const float d_scalar = half_to_float(b->d);
+    const __m512 d = _mm512_set1_ps(d_scalar), offset = _mm512_set1_ps(-16.0f * d_scalar);
     __m512i lo, hi;
     q5_quants(b->qs, b->qh, &lo, &hi);
-    store_bf16x32(dst + j, _mm512_mul_ps(to_float(_mm512_sub_epi32(lo, sixteen)), d),
-                  _mm512_mul_ps(to_float(_mm512_sub_epi32(hi, sixteen)), d));
+    store_bf16x32(dst + j, _mm512_fmadd_ps(to_float(lo), d, offset), _mm512_fmadd_ps(to_float(hi), d, offset));
   }
 }
 
