@@ -6,7 +6,8 @@
 //   weight  activations  product
 //   F32     F32 (copy)   f32 FMA
 //   F16     F32 (copy)   halves widened to f32 in registers (vcvtph2ps), f32 FMA
-//   BF16    BF16         AVX-512: vdpbf16ps on bf16 pairs; AVX2 and scalar: both widened to f32
+//   BF16    BF16         AVX-512: vdpbf16ps on bf16 pairs for M <= 6, both widened to f32
+//                        (activations once per call) for larger M; AVX2 and scalar: widened
 #include "kernels/matmul.h"
 
 namespace kiln::kernels::float_kernels {

@@ -1,5 +1,6 @@
 // The AVX-512 float weight kernels: float_kernels_tiled.h instantiated with 16-lane f32 loads
-// (F32), halves widened by vcvtph2ps (F16) and bf16 pairs multiplied by vdpbf16ps (BF16).
+// (F32), halves widened by vcvtph2ps (F16), and for BF16 bf16 pairs multiplied by vdpbf16ps
+// (decode) or bf16 widened to f32 by a shift (prefill; see gemm_bf16).
 // Tiles are 4 weight rows × 6 activation rows: 24 accumulators, 4 weight vectors and one
 // activation vector fill 29 of the 32 zmm registers.
 #include <immintrin.h>
