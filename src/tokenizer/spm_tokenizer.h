@@ -21,7 +21,7 @@ namespace kiln {
 
 class SpmTokenizer final : public Tokenizer {
  public:
-  // Throws kiln::Error if the vocabulary cannot drive SentencePiece BPE (e.g. no scores).
+  // Throws kiln::Error if the vocabulary has neither byte tokens nor an unknown token.
   explicit SpmTokenizer(Vocab vocab);
 
   std::vector<std::int32_t> encode(std::string_view text, bool add_bos, bool parse_special) const override;

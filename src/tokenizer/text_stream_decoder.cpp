@@ -2,6 +2,11 @@
 
 namespace kiln {
 
+void TextStreamDecoder::prime(std::span<const std::int32_t> context) {
+  std::string seen;
+  for (std::int32_t id : context) tokenizer_->decode_token(id, state_, seen);
+}
+
 std::string TextStreamDecoder::push(std::int32_t id) {
   std::string text;
   tokenizer_->decode_token(id, state_, text);

@@ -3,6 +3,7 @@
 // character split over several byte tokens is held back until its last byte arrives. What it
 // emits over a sequence, finish() included, equals Tokenizer::decode of the whole sequence.
 #include <cstdint>
+#include <span>
 #include <string>
 
 #include "tokenizer/tokenizer.h"
@@ -13,6 +14,10 @@ class TextStreamDecoder {
  public:
   explicit TextStreamDecoder(const Tokenizer& tokenizer) : tokenizer_(&tokenizer) {}
 
+  // Takes in ids whose text the reader has already seen (the prompt), emitting nothing, so that
+  // generated text continues it: without this the first generated token would lose its leading
+  // space, as the start of a sentencepiece text does.
+  void prime(std::span<const std::int32_t> context);
   // The text that token `id` completes (often empty while a character is still partial).
   std::string push(std::int32_t id);
   // Ends the sequence: whatever is still held back, as U+FFFD per incomplete byte.

@@ -68,6 +68,20 @@ TEST(TextStreamDecoder, FirstSpaceDroppedAsInDecode) {
   EXPECT_EQ(decoder.push(15043), " Hello");
 }
 
+TEST(TextStreamDecoder, PrimedWithPromptKeepsLeadingSpaceOfContinuation) {
+  KILN_REQUIRE_LLAMA2_TOKENIZER(tok);
+  const Ids prompt = tok->encode("The capital of France is", true, false);
+  const Ids continuation = tok->encode("Paris", false, false);  // "▁Paris"
+  TextStreamDecoder decoder(*tok);
+  decoder.prime(prompt);
+  std::string text;
+  for (std::int32_t id : continuation) text += decoder.push(id);
+  EXPECT_EQ(text, " Paris");
+  Ids all = prompt;
+  all.insert(all.end(), continuation.begin(), continuation.end());
+  EXPECT_EQ(tok->decode(prompt) + text, tok->decode(all));
+}
+
 TEST(TextStreamDecoder, RandomSequencesMatchDecode) {
   KILN_REQUIRE_LLAMA2_TOKENIZER(tok);
   std::mt19937 rng(99);
