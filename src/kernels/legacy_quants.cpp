@@ -24,7 +24,7 @@ struct ScratchBuffer {
 }  // namespace
 
 std::uint8_t* legacy_scratch(int slot, std::size_t bytes) {
-  thread_local ScratchBuffer buffers[2];
+  thread_local ScratchBuffer buffers[3];
   ScratchBuffer& buffer = buffers[slot];
   if (buffer.capacity < bytes) {
     // Grow geometrically and round to whole cache lines so aligned_alloc accepts the size.

@@ -14,6 +14,10 @@
 // for q - 128), and each block's integer sum starts from -offset * sum(activations of the
 // block), which the activation repack computes once per call. The integer part is exact, so
 // results differ from the scalar reference only by float rounding order.
+// GCC 12 reports its own _mm512_undefined_* placeholders inside the conversion intrinsics as
+// "maybe uninitialized"; the warning is about the header, not this code.
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+
 #include <immintrin.h>
 
 #include <cstring>
@@ -24,6 +28,9 @@
 
 namespace kiln::kernels::legacy {
 namespace {
+
+// Lets the compiler fold a 4-byte load into vpdpbusd's broadcast memory operand.
+using unaligned_i32 = std::int32_t __attribute__((may_alias, aligned(1)));
 
 // ---- activation quantizers (same bytes as quantize_act_*_scalar) ------------------------------
 
@@ -59,34 +66,39 @@ void quantize_act_q8_1(const float* x, void* dst, std::int64_t k) {
 
 // ---- weight unpacking: one block of 16 rows into row-per-lane registers -----------------------
 
-// 16 weight rows; rows past the end of the range repeat the last valid one (their lanes are
-// computed and then not stored), so no lane reads outside the caller's rows.
+// 16 weight rows, row r at base + r * stride. A last group of fewer rows is first copied into
+// scratch (see `tail_row_group`), so that every lane reads a real row and the kernels address
+// all 16 rows from one base and one stride instead of 16 pointers.
 struct RowGroup {
-  const std::uint8_t* row[16];
-  __m512i offsets;  // row[r] - row[0] as int32, for gathers
+  const std::uint8_t* base;
+  std::size_t stride;
+  __m512i offsets;  // lane r = r * stride, for gathers
 };
 
-KILN_INLINE RowGroup make_row_group(const std::uint8_t* w, std::size_t w_stride, std::int64_t n0, int valid) {
-  RowGroup g;
-  alignas(64) std::int32_t offsets[16];
-  for (int r = 0; r < 16; ++r) {
-    const int rr = r < valid ? r : valid - 1;
-    g.row[r] = w + (n0 + rr) * w_stride;
-    offsets[r] = static_cast<std::int32_t>(rr * w_stride);
-  }
-  g.offsets = _mm512_load_si512(offsets);
-  return g;
+KILN_INLINE RowGroup make_row_group(const std::uint8_t* base, std::size_t stride) {
+  const __m512i r = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
+  return RowGroup{base, stride, _mm512_mullo_epi32(r, _mm512_set1_epi32(static_cast<int>(stride)))};
 }
 
-// u[t] lane r = the 32-bit word t of the 16 bytes at row[r] + off.
+// The `valid` (< 16) rows at `first`, copied with the last one repeated up to 16 rows.
+RowGroup tail_row_group(const std::uint8_t* first, std::size_t stride, int valid, std::size_t row_bytes) {
+  std::uint8_t* rows = legacy_scratch(2, 16 * row_bytes);
+  for (int r = 0; r < 16; ++r)
+    std::memcpy(rows + r * row_bytes, first + (r < valid ? r : valid - 1) * stride, row_bytes);
+  return make_row_group(rows, row_bytes);
+}
+
+// u[t] lane r = the 32-bit word t of the 16 bytes at row r + off.
 KILN_INLINE void load_dwords_16x4(const RowGroup& g, std::size_t off, __m512i u[4]) {
+  const std::uint8_t* p = g.base + off;
+  const std::size_t s = g.stride, s4 = 4 * g.stride;
+  const std::uint8_t* quarter[4] = {p, p + s4, p + 2 * s4, p + 3 * s4};  // rows 0, 4, 8, 12
   __m512i z[4];
   for (int i = 0; i < 4; ++i) {
     // z[i]'s 128-bit lane j holds row 4j + i.
-    z[i] = _mm512_zextsi128_si512(_mm_loadu_si128(reinterpret_cast<const __m128i*>(g.row[i] + off)));
-    z[i] = _mm512_inserti32x4(z[i], _mm_loadu_si128(reinterpret_cast<const __m128i*>(g.row[4 + i] + off)), 1);
-    z[i] = _mm512_inserti32x4(z[i], _mm_loadu_si128(reinterpret_cast<const __m128i*>(g.row[8 + i] + off)), 2);
-    z[i] = _mm512_inserti32x4(z[i], _mm_loadu_si128(reinterpret_cast<const __m128i*>(g.row[12 + i] + off)), 3);
+    z[i] = _mm512_zextsi128_si512(_mm_loadu_si128(reinterpret_cast<const __m128i*>(quarter[0] + i * s)));
+    for (int j = 1; j < 4; ++j)
+      z[i] = _mm512_inserti32x4(z[i], _mm_loadu_si128(reinterpret_cast<const __m128i*>(quarter[j] + i * s)), j);
   }
   // A 4x4 transpose inside each 128-bit lane leaves word t of row 4j + i at lane 4j + i of u[t].
   const __m512i t0 = _mm512_unpacklo_epi32(z[0], z[1]), t1 = _mm512_unpackhi_epi32(z[0], z[1]);
@@ -97,9 +109,9 @@ KILN_INLINE void load_dwords_16x4(const RowGroup& g, std::size_t off, __m512i u[
   u[3] = _mm512_unpackhi_epi64(t1, t3);
 }
 
-// Lane r = the 32 bits at row[r] + off.
+// Lane r = the 32 bits at row r + off.
 KILN_INLINE __m512i gather_dword(const RowGroup& g, std::size_t off) {
-  return _mm512_i32gather_epi32(g.offsets, g.row[0] + off, 1);
+  return _mm512_i32gather_epi32(g.offsets, g.base + off, 1);
 }
 KILN_INLINE __m512 low_half_to_float(__m512i v) { return _mm512_cvtph_ps(_mm512_cvtepi32_epi16(v)); }
 KILN_INLINE __m512 high_half_to_float(__m512i v) {
@@ -221,7 +233,8 @@ KILN_INLINE void accumulate_block(const __m512i w[8], __m512 wd, __m512 wm, cons
     const std::int64_t m = m0 + i;
     const std::int8_t* q = act.qs + m * act.qs_stride + b * 32;
     __m512i sum = _mm512_set1_epi32(act.bias[m * act.nb + b]);
-    for (int v = 0; v < 8; ++v) sum = _mm512_dpbusd_epi32(sum, w[v], _mm512_set1_epi32(load_i32(q + 4 * v)));
+    for (int v = 0; v < 8; ++v)
+      sum = _mm512_dpbusd_epi32(sum, w[v], _mm512_set1_epi32(*reinterpret_cast<const unaligned_i32*>(q + 4 * v)));
     const __m512 scale = _mm512_mul_ps(wd, _mm512_set1_ps(act.d[m * act.nb + b]));
     acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum), scale, acc[i]);
     if constexpr (F::kHasMin) acc[i] = _mm512_fmadd_ps(wm, _mm512_set1_ps(act.s[m * act.nb + b]), acc[i]);
@@ -234,16 +247,24 @@ KILN_INLINE void store_tile(const __m512 acc[MR], float* y, std::int64_t ldy, st
   for (int i = 0; i < MR; ++i) _mm512_mask_storeu_ps(y + (m0 + i) * ldy + n0, mask, acc[i]);
 }
 
+constexpr std::int64_t kPrefetchBytes = 512;
+
 // Few activation rows: unpack each block in registers and use it at once, streaming the weights.
 template <typename F, int MR>
 void gemm_direct(const std::uint8_t* w, std::size_t w_stride, const ActPanel& act, std::int64_t n_begin,
                  std::int64_t n_end, float* y, std::int64_t ldy) {
   for (std::int64_t n0 = n_begin; n0 < n_end; n0 += 16) {
     const int valid = static_cast<int>(n_end - n0 < 16 ? n_end - n0 : 16);
-    const RowGroup g = make_row_group(w, w_stride, n0, valid);
+    const RowGroup g = valid == 16 ? make_row_group(w + n0 * w_stride, w_stride)
+                                   : tail_row_group(w + n0 * w_stride, w_stride, valid, act.nb * F::kBlockBytes);
     __m512 acc[MR];
     for (int i = 0; i < MR; ++i) acc[i] = _mm512_setzero_ps();
     for (std::int64_t b = 0; b < act.nb; ++b) {
+      // The 16 rows are 16 streams; the hardware prefetcher alone lets them stall.
+      if constexpr (kPrefetchBytes > 0) {
+        const std::uint8_t* ahead = g.base + b * F::kBlockBytes + kPrefetchBytes;
+        for (int r = 0; r < 16; ++r) _mm_prefetch(reinterpret_cast<const char*>(ahead + r * g.stride), _MM_HINT_T0);
+      }
       UnpackedBlock u;
       F::unpack(g, b, u);
       accumulate_block<F, MR>(u.w, u.d, u.m, act, 0, b, acc);
@@ -282,7 +303,8 @@ void gemm_packed(const std::uint8_t* w, std::size_t w_stride, const ActPanel& ac
   auto* packed = reinterpret_cast<PackedBlock*>(legacy_scratch(1, sizeof(PackedBlock) * act.nb));
   for (std::int64_t n0 = n_begin; n0 < n_end; n0 += 16) {
     const int valid = static_cast<int>(n_end - n0 < 16 ? n_end - n0 : 16);
-    const RowGroup g = make_row_group(w, w_stride, n0, valid);
+    const RowGroup g = valid == 16 ? make_row_group(w + n0 * w_stride, w_stride)
+                                   : tail_row_group(w + n0 * w_stride, w_stride, valid, act.nb * F::kBlockBytes);
     for (std::int64_t b = 0; b < act.nb; ++b) {
       UnpackedBlock u;
       F::unpack(g, b, u);

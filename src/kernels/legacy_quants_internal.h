@@ -14,7 +14,8 @@
 namespace kiln::kernels::legacy {
 
 // Per-thread scratch of at least `bytes` bytes, 64-byte aligned, valid until the next call on
-// the same thread. `slot` picks one of two independent buffers (activations, weights).
+// the same thread. `slot` picks one of three independent buffers (0: activations, 1: unpacked
+// weights, 2: a copied tail of weight rows).
 std::uint8_t* legacy_scratch(int slot, std::size_t bytes);
 
 // Activation quantizers of all levels round x / d half to even (nearbyint in the default

@@ -1,0 +1,108 @@
+// Single-thread gemm speed of the legacy formats on the shape of a 1.1B Llama's FFN up
+// projection (k = 2048, n = 5632), at M = 1 (decode: weight GB/s) and M = 128 (prefill: GOP/s).
+//
+// The M = 1 runs come in two kinds: "hot" reuses one weight matrix (it then sits in L2/L3), and
+// "stream" walks through a pool of ~0.7 GB of distinct matrices, as a whole model does per token,
+// so the weights come from memory.
+//
+//   build-x/bench/legacy_gemm_bench --benchmark_min_time=0.5s
+#include <benchmark/benchmark.h>
+
+#include <cstdint>
+#include <random>
+#include <vector>
+
+#include "core/cpu_features.h"
+#include "core/dtype.h"
+#include "core/half.h"
+#include "kernels/matmul.h"
+
+namespace kiln::kernels {
+namespace {
+
+constexpr std::int64_t kK = 2048, kN = 5632;
+
+// Random but well-formed weight rows: every byte random, then each block's f16 scale (and q4_1 /
+// q5_1 zero point) set to a small normal value, so no NaN or infinity reaches the sums.
+std::vector<std::uint8_t> random_weights(DType t, std::int64_t rows, unsigned seed) {
+  const std::size_t row = row_bytes(t, kK);
+  std::vector<std::uint8_t> w(row * rows);
+  std::mt19937 rng(seed);
+  for (auto& byte : w) byte = static_cast<std::uint8_t>(rng());
+  const std::size_t block = traits(t).block_bytes;
+  const bool has_min = t == DType::Q4_1 || t == DType::Q5_1;
+  for (std::size_t off = 0; off < w.size(); off += block) {
+    const std::uint16_t d = f32_to_f16(0.01f + 0.001f * static_cast<float>(rng() % 16));
+    w[off] = static_cast<std::uint8_t>(d);
+    w[off + 1] = static_cast<std::uint8_t>(d >> 8);
+    if (has_min) w[off + 2] = static_cast<std::uint8_t>(d), w[off + 3] = static_cast<std::uint8_t>(d >> 8);
+  }
+  return w;
+}
+
+std::vector<std::uint8_t> activations(const WeightKernels& kernels, std::int64_t M) {
+  std::mt19937 rng(7);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  std::vector<float> x(M * kK);
+  for (float& v : x) v = normal(rng);
+  const std::size_t row = row_bytes(kernels.act_type, kK);
+  std::vector<std::uint8_t> a(row * M);
+  for (std::int64_t m = 0; m < M; ++m) kernels.quantize_act(x.data() + m * kK, a.data() + m * row, kK);
+  return a;
+}
+
+void run_gemm(benchmark::State& state, DType t, SimdLevel level, std::int64_t M, int pool_size) {
+  if (level > max_supported_simd_level()) {
+    state.SkipWithError("this CPU lacks the SIMD level");
+    return;
+  }
+  const WeightKernels& kernels = weight_kernels(t, level);
+  std::vector<std::vector<std::uint8_t>> pool;
+  for (int i = 0; i < pool_size; ++i) pool.push_back(random_weights(t, kN, static_cast<unsigned>(i + 1)));
+  const auto a = activations(kernels, M);
+  std::vector<float> y(M * kN);
+  const std::size_t w_stride = row_bytes(t, kK), a_stride = row_bytes(kernels.act_type, kK);
+  int next = 0;
+  for (auto _ : state) {
+    kernels.gemm(kK, pool[next].data(), w_stride, a.data(), a_stride, M, 0, kN, y.data(), kN);
+    benchmark::DoNotOptimize(y.data());
+    benchmark::ClobberMemory();
+    next = (next + 1) % pool_size;
+  }
+  const double weight_bytes = static_cast<double>(w_stride) * kN;
+  state.counters["weight_GB/s"] = benchmark::Counter(weight_bytes / 1e9, benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["GOP/s"] =
+      benchmark::Counter(2.0 * static_cast<double>(M) * kK * kN / 1e9, benchmark::Counter::kIsIterationInvariantRate);
+}
+
+// A pool of distinct matrices larger than the caches for the streaming decode runs.
+int stream_pool(DType t) {
+  const double matrix = static_cast<double>(row_bytes(t, kK)) * kN;
+  return static_cast<int>(7e8 / matrix) + 1;
+}
+
+void register_all() {
+  struct Level {
+    SimdLevel level;
+    const char* name;
+  };
+  for (DType t : {DType::Q4_0, DType::Q8_0, DType::Q4_1, DType::Q5_0, DType::Q5_1}) {
+    const bool main_type = t == DType::Q4_0 || t == DType::Q8_0;
+    for (Level l : {Level{SimdLevel::Avx512, "avx512"}, Level{SimdLevel::Avx2, "avx2"}}) {
+      if (!main_type && l.level != SimdLevel::Avx512) continue;
+      const std::string base = std::string(dtype_name(t)) + "/" + l.name;
+      benchmark::RegisterBenchmark((base + "/M1_hot").c_str(), run_gemm, t, l.level, 1, 1)
+          ->Unit(benchmark::kMicrosecond);
+      if (main_type)
+        benchmark::RegisterBenchmark((base + "/M1_stream").c_str(), run_gemm, t, l.level, 1, stream_pool(t))
+            ->Unit(benchmark::kMicrosecond);
+      benchmark::RegisterBenchmark((base + "/M128").c_str(), run_gemm, t, l.level, 128, 1)
+          ->Unit(benchmark::kMillisecond);
+    }
+  }
+}
+
+const int registered = (register_all(), 0);
+
+}  // namespace
+}  // namespace kiln::kernels
