@@ -30,6 +30,17 @@ void append_with_spaces(std::string_view piece, std::string& out) {
   out.append(piece);
 }
 
+// True if `piece` has a "▁" right after a character other than "▁".
+bool has_space_after_other_char(std::string_view piece) {
+  for (std::size_t at = piece.find(kSpaceSymbol, 1); at != std::string_view::npos;
+       at = piece.find(kSpaceSymbol, at + kSpaceSymbol.size())) {
+    if (at < kSpaceSymbol.size() || piece.substr(at - kSpaceSymbol.size(), kSpaceSymbol.size()) != kSpaceSymbol) {
+      return true;
+    }
+  }
+  return false;
+}
+
 // A symbol of the text being merged: a byte range of the normalized text in a linked list.
 struct Symbol {
   std::int32_t prev;    // index of the previous live symbol, -1 at the start
@@ -96,6 +107,13 @@ SpmTokenizer::SpmTokenizer(Vocab vocab)
       return vocab_.tokens[static_cast<std::size_t>(a)].size() > vocab_.tokens[static_cast<std::size_t>(b)].size();
     });
   }
+  split_before_spaces_ = !has_unused_;
+  for (std::int32_t id = 0; id < vocab_.size() && split_before_spaces_; ++id) {
+    if (mergeable_[static_cast<std::size_t>(id)] &&
+        has_space_after_other_char(vocab_.tokens[static_cast<std::size_t>(id)])) {
+      split_before_spaces_ = false;
+    }
+  }
   KILN_CHECK(byte_fallback_ || vocab_.unk_id >= 0,
              "tokenizer.ggml.unknown_token_id: a SentencePiece vocabulary without byte tokens needs an unknown token");
 }
@@ -150,18 +168,40 @@ std::size_t SpmTokenizer::match_user_defined(std::string_view s) const {
 }
 
 void SpmTokenizer::encode_text(std::string_view text, bool add_space_prefix, std::vector<std::int32_t>& out) const {
-  // Buffers reused across calls on the same thread: encoding many short lines would otherwise
-  // spend much of its time in malloc.
+  // Reused across calls on the same thread: encoding many short lines would otherwise spend
+  // much of its time in malloc.
   thread_local std::string normalized;
-  thread_local std::vector<Symbol> symbols;  // (n_chars) in text order, linked past merged entries
-  thread_local std::vector<Candidate> agenda;
   normalize(text, add_space_prefix, normalized);
-  if (normalized.empty()) return;
   // Symbols hold 32-bit offsets and indices.
   KILN_CHECK(normalized.size() < (std::size_t{1} << 31), "text of {} bytes is too long to encode at once (limit 2 GiB)",
              text.size());
   const std::string_view norm = normalized;
+  bool prev_unknown = false;
+  if (!split_before_spaces_) {
+    merge_segment(norm, prev_unknown, out);
+  } else {
+    // Cut before every "▁" that follows another character: no piece spans such a point, so
+    // the parts merge independently, and small agendas stay in cache on long texts.
+    std::size_t begin = 0;
+    for (std::size_t at = norm.find(kSpaceSymbol, 1); at != std::string_view::npos;
+         at = norm.find(kSpaceSymbol, at + kSpaceSymbol.size())) {
+      // UTF-8 synchronizes: three bytes E2 96 81 right before `at` can only be one "▁".
+      if (at >= kSpaceSymbol.size() && norm.substr(at - kSpaceSymbol.size(), kSpaceSymbol.size()) == kSpaceSymbol) {
+        continue;
+      }
+      merge_segment(norm.substr(begin, at - begin), prev_unknown, out);
+      begin = at;
+    }
+    merge_segment(norm.substr(begin), prev_unknown, out);
+  }
+  constexpr std::size_t kKeepScratchBytes = std::size_t{1} << 20;
+  if (normalized.capacity() > kKeepScratchBytes) normalized = std::string();
+}
 
+void SpmTokenizer::merge_segment(std::string_view norm, bool& prev_unknown, std::vector<std::int32_t>& out) const {
+  if (norm.empty()) return;
+  thread_local std::vector<Symbol> symbols;  // (n_chars) in text order, linked past merged entries
+  thread_local std::vector<Candidate> agenda;
   symbols.clear();
   for (std::size_t at = 0; at < norm.size();) {
     std::size_t len = has_user_defined_ ? match_user_defined(norm.substr(at)) : 0;
@@ -210,7 +250,6 @@ void SpmTokenizer::encode_text(std::string_view text, bool add_space_prefix, std
     consider_pair(top.left, left.next);
   }
 
-  bool prev_unknown = false;
   // Splits a piece that is an unused token back into the pieces it was merged from.
   auto resegment = [&](auto&& self, std::string_view piece) -> void {
     if (has_unused_) {
@@ -230,9 +269,8 @@ void SpmTokenizer::encode_text(std::string_view text, bool add_space_prefix, std
   }
 
   // One huge input should not pin its scratch memory to the thread for good.
-  constexpr std::size_t kKeepScratchBytes = std::size_t{1} << 20;
-  if (normalized.capacity() > kKeepScratchBytes) {
-    normalized = std::string();
+  constexpr std::size_t kKeepScratchSymbols = std::size_t{1} << 16;
+  if (symbols.capacity() > kKeepScratchSymbols) {
     symbols = std::vector<Symbol>();
     agenda = std::vector<Candidate>();
   }

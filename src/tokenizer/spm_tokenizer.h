@@ -37,6 +37,8 @@ class SpmTokenizer final : public Tokenizer {
   void normalize(std::string_view text, bool add_space_prefix, std::string& normalized) const;
   // Byte length of the user-defined piece at the start of `s`, or 0.
   std::size_t match_user_defined(std::string_view s) const;
+  // Splits normalized text into characters, merges them and appends the resulting ids.
+  void merge_segment(std::string_view norm, bool& prev_unknown, std::vector<std::int32_t>& out) const;
   // Appends the ids for one final symbol, with byte fallback or the unknown token.
   void emit_piece(std::string_view piece, bool& prev_unknown, std::vector<std::int32_t>& out) const;
 
@@ -48,6 +50,10 @@ class SpmTokenizer final : public Tokenizer {
   // User-defined pieces by first byte, longest first (sentencepiece's PrefixMatcher).
   std::array<std::vector<std::int32_t>, 256> user_defined_by_first_byte_;
   bool has_user_defined_ = false;
+  // No piece has "▁" after another character, so text can be cut before such a "▁" and the
+  // parts merged separately with the same result (true of Llama-2; checked per vocabulary).
+  // Off with unused pieces, whose un-merging sentencepiece resolves over the whole text.
+  bool split_before_spaces_ = false;
   SpecialTokenSplitter specials_;  // control and unknown tokens, for parse_special
 };
 

@@ -71,6 +71,18 @@ TEST(SpmRules, DummyPrefixAndSpacesBecomeMetaSymbol) {
   EXPECT_EQ(tok.decode(tok.encode(" a  a ", true, false)), " a  a ");
 }
 
+TEST(SpmRules, PieceWithSpaceInsideIsStillFound) {
+  // "a▁" spans the point before a "▁", so the text must not be cut there.
+  // ids: 3 ▁, 4 a, 5 a▁, 6 ▁a
+  SpmTokenizer tok(make_vocab({{"\xE2\x96\x81", -5, N},
+                               {"a", -5, N},
+                               {"a\xE2\x96\x81", -1, N},
+                               {"\xE2\x96\x81"
+                                "a",
+                                -2, N}}));
+  EXPECT_THAT(tok.encode("a a", false, false), ElementsAre(3, 5, 4));
+}
+
 TEST(SpmRules, ByteFallbackForCharactersWithoutPiece) {
   std::vector<std::tuple<std::string, float, TokenType>> pieces;
   for (int b = 0; b < 256; ++b) pieces.emplace_back(fmt::format("<0x{:02X}>", b), 0, TokenType::Byte);
@@ -307,6 +319,22 @@ TEST(SpmLlama2, WarAndPeaceMatchesSentencepiece) {
   }
   EXPECT_EQ(mismatches, 0u);
   EXPECT_GT(n_ids, lines.size());
+}
+
+// Many lines as one text: newlines, paragraph breaks and long stretches in one merge problem.
+TEST(SpmLlama2, WarAndPeaceChunkAsOneTextMatchesSentencepiece) {
+  KILN_REQUIRE_LLAMA2_TOKENIZER(tok);
+  KILN_REQUIRE_DATA(path, "war-and-peace.txt");
+  std::ifstream in(path, std::ios::binary);
+  std::string book((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const std::vector<std::string> chunks = {book.substr(0, 300 * 1024), book.substr(book.size() / 2, 100 * 1024)};
+  std::string why;
+  const auto expected = test::run_spm_reference("encode " + test::write_json("chunks.json", chunks), &why);
+  if (!expected) GTEST_SKIP() << why;
+  for (std::size_t i = 0; i < chunks.size(); ++i) {
+    const Ids ids = tok->encode(chunks[i], false, false);
+    EXPECT_TRUE(ids == (*expected)[i].get<Ids>()) << "chunk " << i << ": " << ids.size() << " ids";
+  }
 }
 
 TEST(SpmLlama2, DecodeMatchesSentencepiece) {
