@@ -3,6 +3,8 @@
 // so the sums fit s16); two such vectors are packed to s16 and vpdpwssd applies the per-group
 // scales while summing pairs. One float FMA per super-block and activation row.
 #include <array>
+#include <cstring>
+#include <vector>
 
 // GCC 12's AVX-512 headers build some intrinsics from a self-initialized "undefined" register
 // (__m512 __Y = __Y), which -Wuninitialized reports at every inlined use; the value is never read.
@@ -155,19 +157,172 @@ struct Avx512Rows {
   }
 };
 
+// ---- q4_K decode ------------------------------------------------------------------------------
+// With few activation rows every weight is used once, so the cost per super-block is what
+// bounds the matrix-vector product. This path trims it by re-laying out the (few) activation
+// rows once per call: within each 128 quants, q4_K's 64 qs bytes hold elements [0, 32) and
+// [64, 96) in their low nibbles and [32, 64), [96, 128) in their high nibbles, so activations in
+// that order meet a whole 64-byte load of quants after one AND (or one shift and AND).
+
+struct alignas(64) Q4KDecodeAct {
+  std::int8_t qs[QK_K];  // activations in q4_K's nibble order (see above)
+  // 0 at positions 0..7; at 8 + j the sum of the activations of sub-block j (32 quants), so that
+  // vpmaddwd against [scales, mins] yields the mins' offset term in lanes 4..7.
+  std::int16_t sub_block_sums[16];
+  float d;
+};
+
+void prepare_q4K_decode_acts(const block_q8_K* a, std::int64_t nb, Q4KDecodeAct* out) {
+  for (std::int64_t i = 0; i < nb; ++i) {
+    for (int h = 0; h < 2; ++h) {
+      const std::int8_t* src = a[i].qs + 128 * h;
+      std::int8_t* dst = out[i].qs + 128 * h;
+      std::memcpy(dst, src, 32);
+      std::memcpy(dst + 32, src + 64, 32);
+      std::memcpy(dst + 64, src + 32, 32);
+      std::memcpy(dst + 96, src + 96, 32);
+    }
+    for (int j = 0; j < 8; ++j) {
+      out[i].sub_block_sums[j] = 0;
+      out[i].sub_block_sums[8 + j] = static_cast<std::int16_t>(a[i].bsums[2 * j] + a[i].bsums[2 * j + 1]);
+    }
+    out[i].d = a[i].d;
+  }
+}
+
+// The 8 scales and 8 mins of q4_K as 16-bit values [scales, mins], straight from the 12 packed
+// bytes (plus 4 bytes read beyond them, inside the block): two byte shuffles gather each
+// value's low and high parts into 16-bit lanes, shifts and masks put the bits in place.
+inline __m256i q4K_scales_mins16(const std::uint8_t* packed) {
+  const __m256i bytes = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(packed)));
+  const char z = static_cast<char>(0x80);  // pshufb: zero byte
+  // Low parts: scale j < 4 is byte j, scale j >= 4 byte j + 4 (low nibble), min j < 4 byte
+  // j + 4, min j >= 4 byte j + 4 (high nibble).
+  const __m256i low_idx = _mm256_setr_epi8(0, z, 1, z, 2, z, 3, z, 8, z, 9, z, 10, z, 11, z,  //
+                                           4, z, 5, z, 6, z, 7, z, 8, z, 9, z, 10, z, 11, z);
+  // High parts (bits 6-7 of a byte, to bits 4-5): scale j >= 4 from byte j - 4, min j >= 4
+  // from byte j.
+  const __m256i high_idx = _mm256_setr_epi8(z, z, z, z, z, z, z, z, 0, z, 1, z, 2, z, 3, z,  //
+                                            z, z, z, z, z, z, z, z, 4, z, 5, z, 6, z, 7, z);
+  const __m256i low_mask = _mm256_setr_epi16(63, 63, 63, 63, 15, 15, 15, 15, 63, 63, 63, 63, 15, 15, 15, 15);
+  __m256i low = _mm256_shuffle_epi8(bytes, low_idx);
+  low = _mm256_mask_srli_epi16(low, 0xF000, low, 4);  // mins 4..7 use the high nibble
+  const __m256i high =
+      _mm256_and_si256(_mm256_srli_epi16(_mm256_shuffle_epi8(bytes, high_idx), 2), _mm256_set1_epi16(0x30));
+  return _mm256_ternarylogic_epi32(low, low_mask, high, 0xEA);  // (low & low_mask) | high
+}
+
+// Scale positions after vpackssdw of the sums of [low nibbles, high nibbles] of one 64-byte
+// load: 16-bit position 8L + i holds sub-block (L < 2 ? 0 : 2) + (i < 4 ? 0 : 1), plus 4 for
+// the second 64 bytes.
+constexpr std::array<std::int16_t, 32> q4K_decode_pattern(int first_sub_block) {
+  std::array<std::int16_t, 32> idx{};
+  for (int p = 0; p < 32; ++p) {
+    const int lane = p / 8, i = p % 8;
+    idx[p] = static_cast<std::int16_t>(first_sub_block + (lane < 2 ? 0 : 2) + (i < 4 ? 0 : 1));
+  }
+  return idx;
+}
+alignas(64) constexpr std::array<std::int16_t, 32> kQ4KDecodeLow = q4K_decode_pattern(0);
+alignas(64) constexpr std::array<std::int16_t, 32> kQ4KDecodeHigh = q4K_decode_pattern(4);
+
+template <int MR>
+void q4K_decode_rows(const std::uint8_t* w_bytes, std::size_t w_stride, std::int64_t nb, const Q4KDecodeAct* acts,
+                     std::int64_t n_begin, std::int64_t n_end, float* y, std::int64_t ldy) {
+  const __m512i low4 = _mm512_set1_epi8(0x0F);
+  const __m512i pattern_low = _mm512_load_si512(kQ4KDecodeLow.data());
+  const __m512i pattern_high = _mm512_load_si512(kQ4KDecodeHigh.data());
+  for (std::int64_t n = n_begin; n < n_end; ++n) {
+    const auto* w = reinterpret_cast<const block_q4_K*>(w_bytes + n * w_stride);
+    __m512 acc[MR];
+    __m256 acc_offset[MR];
+    for (int r = 0; r < MR; ++r) {
+      acc[r] = _mm512_setzero_ps();
+      acc_offset[r] = _mm256_setzero_ps();
+    }
+    for (std::int64_t i = 0; i < nb; ++i) {
+      const char* ahead = reinterpret_cast<const char*>(w + i) + kPrefetchBytes;
+      for (int line = 0; line < 3; ++line) _mm_prefetch(ahead + 64 * line, _MM_HINT_T0);
+      const block_q4_K& b = w[i];
+      const __m512i z0 = _mm512_loadu_si512(b.qs);
+      const __m512i z1 = _mm512_loadu_si512(b.qs + 64);
+      const __m512i lo0 = _mm512_and_si512(z0, low4), hi0 = _mm512_and_si512(_mm512_srli_epi16(z0, 4), low4);
+      const __m512i lo1 = _mm512_and_si512(z1, low4), hi1 = _mm512_and_si512(_mm512_srli_epi16(z1, 4), low4);
+      const __m256i scales_mins = q4K_scales_mins16(b.scales);
+      const __m512i scales = _mm512_zextsi256_si512(scales_mins);
+      const __m512i scales_low = _mm512_permutexvar_epi16(pattern_low, scales);
+      const __m512i scales_high = _mm512_permutexvar_epi16(pattern_high, scales);
+      const __m128 d_dmin = _mm_cvtph_ps(_mm_cvtsi32_si128(static_cast<int>(b.d | (std::uint32_t{b.dmin} << 16))));
+      for (int r = 0; r < MR; ++r) {
+        const Q4KDecodeAct& a = acts[r * nb + i];
+        const __m512i zero = _mm512_setzero_si512();
+        const __m512i p0 = _mm512_dpbusd_epi32(zero, lo0, _mm512_load_si512(a.qs));
+        const __m512i p1 = _mm512_dpbusd_epi32(zero, hi0, _mm512_load_si512(a.qs + 64));
+        const __m512i p2 = _mm512_dpbusd_epi32(zero, lo1, _mm512_load_si512(a.qs + 128));
+        const __m512i p3 = _mm512_dpbusd_epi32(zero, hi1, _mm512_load_si512(a.qs + 192));
+        __m512i sum = _mm512_dpwssd_epi32(zero, _mm512_packs_epi32(p0, p1), scales_low);
+        sum = _mm512_dpwssd_epi32(sum, _mm512_packs_epi32(p2, p3), scales_high);
+        const __m128 factors = _mm_mul_ps(d_dmin, _mm_set1_ps(a.d));  // d * a.d, dmin * a.d
+        acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum), _mm512_broadcastss_ps(factors), acc[r]);
+        const __m256i offsets =
+            _mm256_madd_epi16(scales_mins, _mm256_load_si256(reinterpret_cast<const __m256i*>(a.sub_block_sums)));
+        acc_offset[r] = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(offsets), _mm256_broadcastss_ps(_mm_movehdup_ps(factors)),
+                                         acc_offset[r]);
+      }
+    }
+    for (int r = 0; r < MR; ++r) {
+      y[r * ldy + n] = _mm512_reduce_add_ps(_mm512_add_ps(acc[r], _mm512_zextps256_ps512(acc_offset[r])));
+    }
+  }
+}
+
+void gemm_q4K_avx512(std::int64_t k, const void* w, std::size_t w_stride, const void* a, std::size_t a_stride,
+                     std::int64_t M, std::int64_t n_begin, std::int64_t n_end, float* y, std::int64_t ldy) {
+  if (M >= kTileRows) {
+    gemm_kquant<Avx512Rows, block_q4_K>(k, w, w_stride, a, a_stride, M, n_begin, n_end, y, ldy);
+    return;
+  }
+  const std::int64_t nb = k / QK_K;
+  thread_local std::vector<Q4KDecodeAct> acts;
+  if (static_cast<std::int64_t>(acts.size()) < M * nb) acts.resize(static_cast<std::size_t>(M * nb));
+  const auto* a_bytes = static_cast<const std::uint8_t*>(a);
+  for (std::int64_t m = 0; m < M; ++m) {
+    prepare_q4K_decode_acts(reinterpret_cast<const block_q8_K*>(a_bytes + m * a_stride), nb, acts.data() + m * nb);
+  }
+  const auto* w_bytes = static_cast<const std::uint8_t*>(w);
+  switch (M) {
+    case 1:
+      q4K_decode_rows<1>(w_bytes, w_stride, nb, acts.data(), n_begin, n_end, y, ldy);
+      break;
+    case 2:
+      q4K_decode_rows<2>(w_bytes, w_stride, nb, acts.data(), n_begin, n_end, y, ldy);
+      break;
+    case 3:
+      q4K_decode_rows<3>(w_bytes, w_stride, nb, acts.data(), n_begin, n_end, y, ldy);
+      break;
+    default:
+      break;
+  }
+}
+
+// vec_dot takes the same path as a one-row gemm, so the two agree bit for bit.
+float vec_dot_q4K_avx512(std::int64_t k, const void* w_row, const void* a_row) {
+  float y = 0;
+  gemm_q4K_avx512(k, w_row, 0, a_row, 0, 1, 0, 1, &y, 1);
+  return y;
+}
+
 template <typename Block>
-constexpr WeightKernels avx512_kernels(DType w) {
-  return {w,
-          DType::Q8_K,
-          quantize_row_q8_K_avx2,
-          vec_dot_kquant<Avx512Rows, Block>,
-          gemm_kquant<Avx512Rows, Block>,
-          SimdLevel::Avx512};
+constexpr WeightKernels avx512_kernels(DType w, VecDotFn vec_dot = vec_dot_kquant<Avx512Rows, Block>,
+                                       GemmFn gemm = gemm_kquant<Avx512Rows, Block>) {
+  return {w, DType::Q8_K, quantize_row_q8_K_avx2, vec_dot, gemm, SimdLevel::Avx512};
 }
 
 const WeightKernels kAvx512Kernels[] = {
-    avx512_kernels<block_q2_K>(DType::Q2_K), avx512_kernels<block_q3_K>(DType::Q3_K),
-    avx512_kernels<block_q4_K>(DType::Q4_K), avx512_kernels<block_q5_K>(DType::Q5_K),
+    avx512_kernels<block_q2_K>(DType::Q2_K),
+    avx512_kernels<block_q3_K>(DType::Q3_K),
+    avx512_kernels<block_q4_K>(DType::Q4_K, vec_dot_q4K_avx512, gemm_q4K_avx512),
+    avx512_kernels<block_q5_K>(DType::Q5_K),
     avx512_kernels<block_q6_K>(DType::Q6_K),
 };
 

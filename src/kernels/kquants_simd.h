@@ -261,7 +261,7 @@ inline void quantize_row_q8_K_avx2(const float* x, void* dst, std::int64_t k) {
 constexpr int kTileRows = 4;  // activation rows that share each unpacked weight super-block
 // Decode streams each weight once; asking for the lines ~1 KiB ahead keeps several misses in
 // flight beyond what the hardware prefetcher starts on its own.
-constexpr int kPrefetchBytes = 1024;
+constexpr int kPrefetchBytes = 4096;
 
 // NR weight rows against MR activation rows, each weight super-block unpacked in registers and
 // used at once. Several weight rows per pass give the core independent work to overlap.
