@@ -14,6 +14,7 @@
 #include "model/llama_model.h"
 #include "runtime/generator.h"
 #include "sample/sampler.h"
+#include "tokenizer/text_stream_decoder.h"
 #include "tokenizer/tokenizer.h"
 
 namespace kiln::cli {
@@ -95,24 +96,29 @@ void run_generation(RunOptions o) {
   g.batch = o.batch;
   g.ignore_eos = o.ignore_eos;
 
-  DecodeState state;
+  // The decoder is primed with the prompt so that the first generated token keeps its leading
+  // space (a fresh sentencepiece text drops it).
+  std::unique_ptr<TextStreamDecoder> decoder;
   std::string text;
-  if (o.echo) {
-    if (o.print_ids || !tokenizer) {
-      for (std::size_t i = 0; i < prompt.size(); ++i) std::printf("%s%d", i ? " " : "", prompt[i]);
-    } else {
-      for (int id : prompt) tokenizer->decode_token(id, state, text);
+  if (tokenizer && !o.print_ids) {
+    decoder = std::make_unique<TextStreamDecoder>(*tokenizer);
+    const std::vector<std::int32_t> context(prompt.begin(), prompt.end());
+    if (o.echo) {
+      for (std::int32_t id : context) text += decoder->push(id);
       std::fwrite(text.data(), 1, text.size(), stdout);
+    } else {
+      decoder->prime(context);
     }
-    std::fflush(stdout);
+  } else if (o.echo) {
+    for (std::size_t i = 0; i < prompt.size(); ++i) std::printf("%s%d", i ? " " : "", prompt[i]);
   }
+  std::fflush(stdout);
   bool first = !o.echo;
   auto on_token = [&](int id) {
-    if (o.print_ids || !tokenizer) {
+    if (!decoder) {
       std::printf("%s%d", first ? "" : " ", id);
-    } else {
-      text.clear();
-      if (!tokenizer->is_eog(id)) tokenizer->decode_token(id, state, text);
+    } else if (!tokenizer->is_eog(id)) {
+      text = decoder->push(id);
       std::fwrite(text.data(), 1, text.size(), stdout);
     }
     first = false;
@@ -124,9 +130,8 @@ void run_generation(RunOptions o) {
     return id == 2;  // llama2.c checkpoints end stories with EOS = 2 (and BOS = 1)
   };
   GenerateResult r = generate(*model, cache, pool, sampler, prompt, g, is_eog, on_token);
-  if (tokenizer && !o.print_ids) {
-    text.clear();
-    tokenizer->decode_finish(state, text);
+  if (decoder) {
+    text = decoder->finish();
     std::fwrite(text.data(), 1, text.size(), stdout);
   }
   std::printf("\n");
