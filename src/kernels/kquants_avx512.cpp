@@ -2,6 +2,7 @@
 // unsigned quants with 64 signed activations and sums each 4 into s32 (at most 4 * 63 * 127,
 // so the sums fit s16); two such vectors are packed to s16 and vpdpwssd applies the per-group
 // scales while summing pairs. One float FMA per super-block and activation row.
+#include <algorithm>
 #include <array>
 #include <cstring>
 #include <vector>
@@ -157,6 +158,171 @@ struct Avx512Rows {
   }
 };
 
+// ---- prefill (many activation rows) -------------------------------------------------------------
+// Each weight row is unpacked once into a per-thread scratch row, then swept by the activation
+// rows kPrefillTile at a time. The offset term is a small float dot product of its own: per
+// super-block and group, (dmin * offset[g]) from the weight row times (a.d * bsums[g]) from the
+// activation row, both prepared once, so it costs one FMA per super-block and activation row.
+
+constexpr int kPrefillTile = 4;
+
+struct PrefillSuperBlock {
+  Unpacked512 u;
+  __m512 offsets;  // dmin * offset[g], group order
+};
+
+inline void unpack_prefill(const Unpacked512& u, PrefillSuperBlock& out) {
+  out.u = u;
+  out.offsets = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi16_epi32(u.offset)), _mm512_set1_ps(u.dmin));
+}
+
+// NR (1 or 2) weight rows against MR activation rows: y[r * NR + j] = dot(w[j], a[r]).
+// a_sums[r][i] = a.d * bsums[g] of super-block i of activation row r, as 16 floats. Each 128
+// activations are loaded once and meet both weight rows, and each weight register meets all
+// MR activation rows, which halves the loads per multiply-add against one row at a time.
+template <int NR, int MR>
+inline void prefill_tile(const PrefillSuperBlock* const* w, std::int64_t nb, const block_q8_K* const* a,
+                         const __m512* const* a_sums, float* out) {
+  __m512 acc[NR][MR];
+  for (int j = 0; j < NR; ++j) {
+    for (int r = 0; r < MR; ++r) acc[j][r] = _mm512_setzero_ps();
+  }
+  for (std::int64_t i = 0; i < nb; ++i) {
+    __m512i sum[NR][MR];
+    for (int j = 0; j < NR; ++j) {
+      for (int r = 0; r < MR; ++r) sum[j][r] = _mm512_setzero_si512();
+    }
+    for (int half = 0; half < 2; ++half) {
+      __m512i w0[NR], w1[NR], pattern[NR];
+      for (int j = 0; j < NR; ++j) {
+        const Unpacked512& u = w[j][i].u;
+        w0[j] = u.q[2 * half];
+        w1[j] = u.q[2 * half + 1];
+        pattern[j] = half == 0 ? u.scale_low : u.scale_high;
+      }
+      for (int r = 0; r < MR; ++r) {
+        const __m512i x0 = _mm512_loadu_si512(a[r][i].qs + 128 * half);
+        const __m512i x1 = _mm512_loadu_si512(a[r][i].qs + 128 * half + 64);
+        for (int j = 0; j < NR; ++j) {
+          const __m512i p0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w0[j], x0);
+          const __m512i p1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w1[j], x1);
+          sum[j][r] = _mm512_dpwssd_epi32(sum[j][r], _mm512_packs_epi32(p0, p1), pattern[j]);
+        }
+      }
+    }
+    for (int j = 0; j < NR; ++j) {
+      const __m512 d = _mm512_set1_ps(w[j][i].u.d);
+      for (int r = 0; r < MR; ++r) {
+        acc[j][r] =
+            _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(sum[j][r]), d), _mm512_set1_ps(a[r][i].d), acc[j][r]);
+        acc[j][r] = _mm512_fnmadd_ps(w[j][i].offsets, a_sums[r][i], acc[j][r]);
+      }
+    }
+  }
+  for (int r = 0; r < MR; ++r) {
+    for (int j = 0; j < NR; ++j) out[r * NR + j] = _mm512_reduce_add_ps(acc[j][r]);
+  }
+}
+
+template <int MR>
+inline void prefill_rows(const PrefillSuperBlock* panel, std::int64_t n0, std::int64_t n1, std::int64_t nb,
+                         const block_q8_K* const* a_rows, const __m512* const* a_sums, float* y, std::int64_t ldy) {
+  const PrefillSuperBlock* w[2];
+  float out[2 * MR];
+  std::int64_t n = n0;
+  for (; n + 2 <= n1; n += 2) {
+    w[0] = panel + (n - n0) * nb;
+    w[1] = w[0] + nb;
+    prefill_tile<2, MR>(w, nb, a_rows, a_sums, out);
+    for (int r = 0; r < MR; ++r) {
+      y[r * ldy + n] = out[2 * r];
+      y[r * ldy + n + 1] = out[2 * r + 1];
+    }
+  }
+  if (n < n1) {
+    w[0] = panel + (n - n0) * nb;
+    prefill_tile<1, MR>(w, nb, a_rows, a_sums, out);
+    for (int r = 0; r < MR; ++r) y[r * ldy + n] = out[r];
+  }
+}
+
+template <typename Block>
+void gemm_prefill(std::int64_t k, const void* w, std::size_t w_stride, const void* a, std::size_t a_stride,
+                  std::int64_t M, std::int64_t n_begin, std::int64_t n_end, float* y, std::int64_t ldy) {
+  const std::int64_t nb = k / QK_K;
+  const auto* w_bytes = static_cast<const std::uint8_t*>(w);
+  const auto* a_bytes = static_cast<const std::uint8_t*>(a);
+  auto act_row = [&](std::int64_t m) { return reinterpret_cast<const block_q8_K*>(a_bytes + m * a_stride); };
+
+  thread_local std::vector<__m512> sums;  // (M, nb) vectors of 16 floats
+  if (static_cast<std::int64_t>(sums.size()) < M * nb) sums.resize(static_cast<std::size_t>(M * nb));
+  for (std::int64_t m = 0; m < M; ++m) {
+    const block_q8_K* row = act_row(m);
+    for (std::int64_t i = 0; i < nb; ++i) {
+      const __m512 bsums =
+          _mm512_cvtepi32_ps(_mm512_cvtepi16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(row[i].bsums))));
+      sums[m * nb + i] = _mm512_mul_ps(bsums, _mm512_set1_ps(row[i].d));
+    }
+  }
+
+  // Weight rows are unpacked a panel at a time (about 32 KiB, so it stays in L1/L2); each tile of
+  // activation rows (then L1-resident) sweeps the whole panel before the next tile comes in.
+  const std::int64_t panel_rows =
+      std::max<std::int64_t>(1, (std::int64_t{32} << 10) / (nb * static_cast<std::int64_t>(sizeof(PrefillSuperBlock))));
+  thread_local std::vector<PrefillSuperBlock> scratch;  // (panel_rows, nb) unpacked super-blocks
+  if (static_cast<std::int64_t>(scratch.size()) < panel_rows * nb) {
+    scratch.resize(static_cast<std::size_t>(panel_rows * nb));
+  }
+  const block_q8_K* a_rows[kPrefillTile];
+  const __m512* a_sums[kPrefillTile];
+  for (std::int64_t n0 = n_begin; n0 < n_end; n0 += panel_rows) {
+    const std::int64_t n1 = std::min(n_end, n0 + panel_rows);
+    for (std::int64_t n = n0; n < n1; ++n) {
+      const auto* w_row = reinterpret_cast<const Block*>(w_bytes + n * w_stride);
+      PrefillSuperBlock* dst = scratch.data() + (n - n0) * nb;
+      for (std::int64_t i = 0; i < nb; ++i) {
+        Unpacked512 u;
+        unpack512(w_row[i], u);
+        unpack_prefill(u, dst[i]);
+      }
+    }
+    for (std::int64_t m0 = 0; m0 < M; m0 += kPrefillTile) {
+      const int rows = static_cast<int>(std::min<std::int64_t>(kPrefillTile, M - m0));
+      for (int r = 0; r < rows; ++r) {
+        a_rows[r] = act_row(m0 + r);
+        a_sums[r] = sums.data() + (m0 + r) * nb;
+      }
+      const PrefillSuperBlock* panel = scratch.data();
+      float* y_tile = y + m0 * ldy;
+      switch (rows) {
+        case 4:
+          prefill_rows<4>(panel, n0, n1, nb, a_rows, a_sums, y_tile, ldy);
+          break;
+        case 3:
+          prefill_rows<3>(panel, n0, n1, nb, a_rows, a_sums, y_tile, ldy);
+          break;
+        case 2:
+          prefill_rows<2>(panel, n0, n1, nb, a_rows, a_sums, y_tile, ldy);
+          break;
+        default:
+          prefill_rows<1>(panel, n0, n1, nb, a_rows, a_sums, y_tile, ldy);
+          break;
+      }
+    }
+  }
+}
+
+// Decode goes through the shared streaming path, prefill through gemm_prefill.
+template <typename Block>
+void gemm_avx512(std::int64_t k, const void* w, std::size_t w_stride, const void* a, std::size_t a_stride,
+                 std::int64_t M, std::int64_t n_begin, std::int64_t n_end, float* y, std::int64_t ldy) {
+  if (M >= kTileRows) {
+    gemm_prefill<Block>(k, w, w_stride, a, a_stride, M, n_begin, n_end, y, ldy);
+  } else {
+    gemm_kquant<Avx512Rows, Block>(k, w, w_stride, a, a_stride, M, n_begin, n_end, y, ldy);
+  }
+}
+
 // ---- q4_K decode ------------------------------------------------------------------------------
 // With few activation rows every weight is used once, so the cost per super-block is what
 // bounds the matrix-vector product. This path trims it by re-laying out the (few) activation
@@ -279,7 +445,7 @@ void q4K_decode_rows(const std::uint8_t* w_bytes, std::size_t w_stride, std::int
 void gemm_q4K_avx512(std::int64_t k, const void* w, std::size_t w_stride, const void* a, std::size_t a_stride,
                      std::int64_t M, std::int64_t n_begin, std::int64_t n_end, float* y, std::int64_t ldy) {
   if (M >= kTileRows) {
-    gemm_kquant<Avx512Rows, block_q4_K>(k, w, w_stride, a, a_stride, M, n_begin, n_end, y, ldy);
+    gemm_prefill<block_q4_K>(k, w, w_stride, a, a_stride, M, n_begin, n_end, y, ldy);
     return;
   }
   const std::int64_t nb = k / QK_K;
@@ -314,7 +480,7 @@ float vec_dot_q4K_avx512(std::int64_t k, const void* w_row, const void* a_row) {
 
 template <typename Block>
 constexpr WeightKernels avx512_kernels(DType w, VecDotFn vec_dot = vec_dot_kquant<Avx512Rows, Block>,
-                                       GemmFn gemm = gemm_kquant<Avx512Rows, Block>) {
+                                       GemmFn gemm = gemm_avx512<Block>) {
   return {w, DType::Q8_K, quantize_row_q8_K_avx2, vec_dot, gemm, SimdLevel::Avx512};
 }
 

@@ -364,7 +364,7 @@ TEST(KQuantsSimd, GemmMatchesScalar) {
           const std::vector<float> x = gaussian_row(k, static_cast<std::uint32_t>(1000 + m), 0.1f);
           ref.quantize_act(x.data(), a.data() + m * a_stride, k);
         }
-        for (std::int64_t M : {1, 2, 3, 5, 8, 17}) {
+        for (std::int64_t M : {1, 2, 3, 5, 6, 7, 8, 17}) {
           const std::int64_t n_begin = 3, n_end = 3 + (M % 2 ? 19 : 12);
           const std::int64_t ldy = n_rows + 2;
           std::vector<float> expected(static_cast<std::size_t>(M * ldy), -7.0f), got(expected.size(), -7.0f);
