@@ -159,9 +159,9 @@ struct Avx512Rows {
 };
 
 // ---- prefill (many activation rows) -------------------------------------------------------------
-// Each weight row is unpacked once into a per-thread scratch row, then swept by the activation
-// rows kPrefillTile at a time. The offset term is a small float dot product of its own: per
-// super-block and group, (dmin * offset[g]) from the weight row times (a.d * bsums[g]) from the
+// Weight rows are unpacked once, a panel at a time, into per-thread scratch, and tiles of
+// kPrefillTile activation rows sweep each panel two weight rows at a time. The offset term is a small float dot product
+// of its own: per super-block and group, (dmin * offset[g]) from the weight row times (a.d * bsums[g]) from the
 // activation row, both prepared once, so it costs one FMA per super-block and activation row.
 
 constexpr int kPrefillTile = 4;

@@ -17,7 +17,6 @@
 #include <cstring>
 #include <vector>
 
-#include "core/half.h"
 #include "kernels/blocks.h"
 #include "kernels/kquants_internal.h"
 
@@ -40,6 +39,7 @@ struct UnpackedSuperBlock {
   float dmin;      // factor of the offset term, which is subtracted
 };
 
+// IEEE half to float with F16C, exact like f16_to_f32 in core/half.h.
 inline float half_to_float(std::uint16_t h) { return _cvtsh_ss(h); }
 
 // Scale of group 2p at p, of group 2p + 1 at 8 + p: byte shuffle for 16 scales in group order.
@@ -48,14 +48,14 @@ inline __m128i scales_even_odd(__m128i bytes_in_group_order) {
   return _mm_shuffle_epi8(bytes_in_group_order, even_odd);
 }
 
-// 0x10 in each byte of `bits` whose bit `mask` is set, else 0 (mask has one bit per byte).
+// `value` in each byte of `bits` that has the bit of `mask` set, else 0 (one bit per mask byte).
 inline __m256i high_bit_value(__m256i bits, __m256i mask, __m256i value) {
   return _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(bits, mask), mask), value);
 }
 
 // q4_K / q5_K: decodes the 12 packed bytes into 8 scales (bytes 0..7) and 8 mins (8..15), the
-// same reshuffle as get_scale_min_k4 done on 32-bit words.
-// Reads 16 bytes from `packed`: the 12 of the scales and 4 of the quants that follow them.
+// same reshuffle as get_scale_min_k4 done on 32-bit words. Reads 16 bytes from `packed`: the 12
+// of the scales and 4 of the block's bytes that follow them.
 inline __m128i scales_mins_k4(const std::uint8_t* packed) {
   // With u0, u1, u2 the three 32-bit words: scales 0-3 = u0 & 63 (per byte), scales 4-7 = low
   // nibbles of u2 plus the top bits of u0 at bits 4-5, mins 0-3 = u1 & 63, mins 4-7 = high
