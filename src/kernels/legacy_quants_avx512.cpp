@@ -247,7 +247,7 @@ KILN_INLINE void store_tile(const __m512 acc[MR], float* y, std::int64_t ldy, st
   for (int i = 0; i < MR; ++i) _mm512_mask_storeu_ps(y + (m0 + i) * ldy + n0, mask, acc[i]);
 }
 
-constexpr std::int64_t kPrefetchBytes = 512;
+constexpr std::int64_t kPrefetchBytes = 320;
 
 // Few activation rows: unpack each block in registers and use it at once, streaming the weights.
 template <typename F, int MR>
