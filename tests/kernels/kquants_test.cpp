@@ -270,11 +270,16 @@ std::vector<SimdLevel> fast_levels() {
   return levels;
 }
 
-// Bytes at a chosen misalignment: data() + offset is where the rows start.
+// Bytes at a chosen misalignment: data() + offset is where the rows start. Offsets keep the
+// blocks' own alignment (2 bytes for the f16 scales of weight blocks, 4 for q8_K's float), as
+// GGUF tensors and kiln's activation buffers always do, and are otherwise off any SIMD width.
+constexpr std::size_t kWeightAlign = alignof(block_q4_K), kActAlign = alignof(block_q8_K);
+static_assert(alignof(block_q2_K) == kWeightAlign && alignof(block_q3_K) == kWeightAlign &&
+              alignof(block_q5_K) == kWeightAlign && alignof(block_q6_K) == kWeightAlign);
 struct MisalignedBuffer {
   std::vector<std::uint8_t> storage;
   std::size_t offset;
-  MisalignedBuffer(std::size_t bytes, std::size_t misalign) : storage(bytes + 128), offset(0) {
+  MisalignedBuffer(std::size_t bytes, std::size_t misalign) : storage(bytes + 256), offset(0) {
     const auto base = reinterpret_cast<std::uintptr_t>(storage.data());
     offset = (64 - base % 64) % 64 + misalign;
   }
@@ -325,9 +330,9 @@ TEST(KQuantsSimd, VecDotMatchesScalar) {
       ASSERT_EQ(fast.level, level) << dtype_name(t);
       ASSERT_EQ(ref.level, SimdLevel::Scalar);
       for (std::int64_t k : {256, 512, 2816, 5632}) {
-        for (std::size_t misalign : {1u, 13u, 63u}) {
+        for (std::size_t misalign : {2u, 14u, 62u}) {
           const std::size_t wb = row_bytes(t, k), ab = row_bytes(DType::Q8_K, k);
-          MisalignedBuffer w(wb, misalign), a(ab, 64 - misalign);
+          MisalignedBuffer w(wb, misalign * kWeightAlign / 2), a(ab, (64 - misalign) * kActAlign / 2);
           const std::vector<float> wx = awkward_row(k, static_cast<std::uint32_t>(k + misalign));
           const std::vector<float> ax = gaussian_row(k, static_cast<std::uint32_t>(3 * k + misalign));
           quantize_row_ref(t, wx.data(), w.data(), k);
@@ -351,10 +356,12 @@ TEST(KQuantsSimd, GemmMatchesScalar) {
       const auto& fast = weight_kernels(t, level);
       ASSERT_EQ(fast.level, level);
       for (std::int64_t k : {256, 512, 2816, 5632}) {
-        // Rows padded by a few bytes beyond their size, and starting at an odd address.
-        const std::size_t w_stride = row_bytes(t, k) + 5, a_stride = row_bytes(DType::Q8_K, k) + 3;
-        const std::size_t misalign = static_cast<std::size_t>(k % 61) + 1;
-        MisalignedBuffer w(w_stride * n_rows, misalign), a(a_stride * 17, 63 - misalign % 63);
+        // Rows padded by a few bytes beyond their size, and starting off every SIMD alignment.
+        const std::size_t w_stride = row_bytes(t, k) + 3 * kWeightAlign;
+        const std::size_t a_stride = row_bytes(DType::Q8_K, k) + 3 * kActAlign;
+        const std::size_t misalign = static_cast<std::size_t>(k % 29) + 1;
+        MisalignedBuffer w(w_stride * n_rows, misalign * kWeightAlign),
+            a(a_stride * 17, (15 - misalign % 15) * kActAlign);
         for (std::int64_t n = 0; n < n_rows; ++n) {
           const std::vector<float> x = n % 3 == 0 ? awkward_row(k, static_cast<std::uint32_t>(n))
                                                   : gaussian_row(k, static_cast<std::uint32_t>(100 + n));
