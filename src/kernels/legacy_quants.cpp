@@ -1,9 +1,13 @@
 // The legacy block formats' entry points: picks the table of the requested SIMD level, and
 // owns the per-thread scratch the SIMD kernels repack activations and weights into.
+#include <sys/syscall.h>
+#include <unistd.h>
+
 #include <cstdlib>
 #include <memory>
 #include <new>
 
+#include "core/cpu_features.h"
 #include "kernels/kernel_families.h"
 #include "kernels/legacy_quants_internal.h"
 
@@ -36,6 +40,18 @@ std::uint8_t* legacy_scratch(int slot, std::size_t bytes) {
     buffer.capacity = capacity;
   }
   return buffer.data.get();
+}
+
+bool amx_usable() {
+  static const bool usable = [] {
+    const CpuFeatures& f = cpu_features();
+    if (!f.amx_tile || !f.amx_int8) return false;
+    // Linux keeps the 8 KB tile state off until a process asks for it (ARCH_REQ_XCOMP_PERM for
+    // XFEATURE_XTILEDATA); a refusal leaves the VNNI path in use.
+    constexpr int kArchReqXcompPerm = 0x1023, kXfeatureXtiledata = 18;
+    return syscall(SYS_arch_prctl, kArchReqXcompPerm, kXfeatureXtiledata) == 0;
+  }();
+  return usable;
 }
 
 }  // namespace legacy

@@ -24,6 +24,33 @@ std::uint8_t* legacy_scratch(int slot, std::size_t bytes);
 void quantize_act_q8_0_scalar(const float* x, void* dst, std::int64_t k);
 void quantize_act_q8_1_scalar(const float* x, void* dst, std::int64_t k);
 
+// ---- AMX (used by the AVX-512 gemm; see legacy_quants_amx.cpp) ------------------------------
+
+// True when the CPU has AMX-INT8 and Linux granted this process the tile state (asked once).
+bool amx_usable();
+
+// A group of 16 weight rows unpacked by the AVX-512 gemm: nb blocks, block_stride bytes apart,
+// each 8 x 64 bytes of quants in VNNI order followed (at scale_offset) by 16 float scales.
+struct PackedWeights {
+  const std::uint8_t* blocks;
+  std::int64_t nb;
+  std::size_t block_stride, scale_offset;
+};
+
+// Activation rows split into arrays (see ActPanel in legacy_quants_panel.h).
+struct ActRows {
+  const std::int8_t* qs;  // (M, nb * 32), row stride qs_stride
+  std::int64_t qs_stride;
+  const float* d;            // (M, nb)
+  const std::int32_t* bias;  // (M, nb)
+  std::int64_t nb;
+};
+
+// y[m][n0 + j] (j where n_mask has bit j) for m in [m_begin, m_end) in whole tiles of 16 rows
+// (m_end - m_begin a multiple of 16), for weights without a zero point.
+void amx_gemm_rows(const PackedWeights& w, const ActRows& act, std::int64_t m_begin, std::int64_t m_end, float* y,
+                   std::int64_t ldy, std::int64_t n0, std::uint16_t n_mask);
+
 // The function tables of each level; nullptr for a type outside the family.
 const WeightKernels* scalar_kernels(DType w);
 const WeightKernels* avx2_kernels(DType w);
