@@ -76,14 +76,9 @@ inline void unpack512(const Block& b, Unpacked512& u) {
   u.dmin = common.dmin;
 }
 
-// q4_K: the 32 bytes of each 64 quants are broadcast to both halves; the upper half is shifted
-// to its high nibbles, so one masked shift and one AND give the 64 quants in element order.
-inline void unpack512(const block_q4_K& b, Unpacked512& u) {
-  const __m512i low4 = _mm512_set1_epi8(0x0F);
-  for (int p = 0; p < 4; ++p) {
-    const __m512i v = _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.qs + 32 * p)));
-    u.q[p] = _mm512_and_si512(_mm512_mask_srli_epi16(v, 0xFFFF0000u, v, 4), low4);
-  }
+// q4_K and q5_K: scales, mins and the two half-precision factors.
+template <typename Block>
+inline void unpack512_scales_k4(const Block& b, Unpacked512& u) {
   const __m128i sm = scales_mins_k4(b.scales);  // 8 scales, then 8 mins
   place_scales<ScaleSource::kSubBlockOrder>(_mm512_zextsi256_si512(_mm256_cvtepu8_epi16(sm)), u);
   u.offset = _mm256_cvtepu8_epi16(
@@ -91,6 +86,69 @@ inline void unpack512(const block_q4_K& b, Unpacked512& u) {
   const __m128 d_dmin = _mm_cvtph_ps(_mm_cvtsi32_si128(static_cast<int>(b.d | (std::uint32_t{b.dmin} << 16))));
   u.d = _mm_cvtss_f32(d_dmin);
   u.dmin = _mm_cvtss_f32(_mm_movehdup_ps(d_dmin));
+}
+
+// The 64 quants 64p .. 64p + 63 of q4_K / q5_K: their 32 qs bytes are broadcast to both halves
+// and the upper half is shifted to its high nibbles, so a masked shift and an AND suffice.
+inline __m512i low_nibbles_then_high(const std::uint8_t* qs32) {
+  const __m512i v = _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(qs32)));
+  return _mm512_and_si512(_mm512_mask_srli_epi16(v, 0xFFFF0000u, v, 4), _mm512_set1_epi8(0x0F));
+}
+
+inline void unpack512(const block_q4_K& b, Unpacked512& u) {
+  for (int p = 0; p < 4; ++p) u.q[p] = low_nibbles_then_high(b.qs + 32 * p);
+  unpack512_scales_k4(b, u);
+}
+
+// q5_K adds 16 where the fifth bit is set: bit 2p of qh[l] for element 64p + l, bit 2p + 1 for
+// element 64p + 32 + l. qh broadcast to both halves is tested against those bits.
+inline void unpack512(const block_q5_K& b, Unpacked512& u) {
+  const __m512i qh = _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.qh)));
+  const __m512i sixteen = _mm512_set1_epi8(16);
+  for (int p = 0; p < 4; ++p) {
+    const __m512i bits = _mm512_inserti64x4(_mm512_set1_epi8(static_cast<char>(1 << (2 * p))),
+                                            _mm256_set1_epi8(static_cast<char>(2 << (2 * p))), 1);
+    const __m512i q = low_nibbles_then_high(b.qs + 32 * p);
+    u.q[p] = _mm512_mask_add_epi8(q, _mm512_test_epi8_mask(qh, bits), q, sixteen);
+  }
+  unpack512_scales_k4(b, u);
+}
+
+// q3_K: element 128h + 32s + l is bits 2s..2s+1 of qs[32h + l], plus 4 where bit 4h + s of
+// hmask[l] is set; x = d * (scale - 32) * (q - 4). The 16 6-bit scales are reassembled with
+// 32-bit word operations as in ggml's kmask trick.
+inline void unpack512(const block_q3_K& b, Unpacked512& u) {
+  const __m512i three = _mm512_set1_epi8(3);
+  const __m512i four = _mm512_set1_epi8(4);
+  const __m512i hm = _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.hmask)));
+  const __m512i shifts01 = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(2), 1);
+  const __m512i shifts23 = _mm512_inserti64x4(_mm512_set1_epi16(4), _mm256_set1_epi16(6), 1);
+  for (int h = 0; h < 2; ++h) {
+    const __m512i v = _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.qs + 32 * h)));
+    for (int pair = 0; pair < 2; ++pair) {
+      const int s = 2 * pair;  // shifts s and s + 1 in the two halves
+      const __m512i q = _mm512_and_si512(_mm512_srlv_epi16(v, pair == 0 ? shifts01 : shifts23), three);
+      const __m512i bits = _mm512_inserti64x4(_mm512_set1_epi8(static_cast<char>(1 << (4 * h + s))),
+                                              _mm256_set1_epi8(static_cast<char>(1 << (4 * h + s + 1))), 1);
+      u.q[2 * h + pair] = _mm512_mask_add_epi8(q, _mm512_test_epi8_mask(hm, bits), q, four);
+    }
+  }
+  // Scales: low nibbles from bytes 0..7 (scales 0..7) and their high nibbles (8..15), top two
+  // bits from bytes 8..11, two bits per scale.
+  std::uint32_t packed[3];
+  std::memcpy(packed, b.scales, 12);
+  const __m128i words = _mm_setr_epi32(static_cast<int>(packed[0]), static_cast<int>(packed[1]),
+                                       static_cast<int>(packed[0]), static_cast<int>(packed[1]));
+  const __m128i low = _mm_and_si128(_mm_srlv_epi32(words, _mm_setr_epi32(0, 0, 4, 4)), _mm_set1_epi8(0x0F));
+  const __m128i top = _mm_set1_epi32(static_cast<int>(packed[2]));
+  const __m128i high =
+      _mm_slli_epi32(_mm_and_si128(_mm_srlv_epi32(top, _mm_setr_epi32(0, 2, 4, 6)), _mm_set1_epi8(0x03)), 4);
+  const __m128i scales8 = _mm_sub_epi8(_mm_or_si128(low, high), _mm_set1_epi8(32));
+  const __m256i scales = _mm256_cvtepi8_epi16(scales8);
+  place_scales<ScaleSource::kGroupOrder>(_mm512_zextsi256_si512(scales), u);
+  u.offset = _mm256_slli_epi16(scales, 2);
+  u.d = half_to_float(b.d);
+  u.dmin = u.d;
 }
 
 // q6_K: per 128 quants, the 64 ql bytes give elements 0..63 (low nibbles) and 64..127 (high
