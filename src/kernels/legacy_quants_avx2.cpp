@@ -8,6 +8,7 @@
 // is unpacked once per tile of up to 4 activation rows.
 #include <immintrin.h>
 
+#include <cstddef>
 #include <cstring>
 
 #include "kernels/blocks.h"
@@ -50,18 +51,22 @@ KILN_INLINE float quantize_block_q8(const float* x, std::int8_t* qs, int* sum) {
 }
 
 void quantize_act_q8_0(const float* x, void* dst, std::int64_t k) {
-  auto* y = static_cast<block_q8_0*>(dst);
-  for (std::int64_t i = 0; i < k / QK8_0; ++i)
-    y[i].d = float_to_half(quantize_block_q8(x + i * QK8_0, y[i].qs, nullptr));
+  for (std::int64_t i = 0; i < k / QK8_0; ++i) {
+    std::uint8_t* block = static_cast<std::uint8_t*>(dst) + i * sizeof(block_q8_0);
+    const float d =
+        quantize_block_q8(x + i * QK8_0, reinterpret_cast<std::int8_t*>(block + offsetof(block_q8_0, qs)), nullptr);
+    store_u16(block + offsetof(block_q8_0, d), float_to_half(d));
+  }
 }
 
 void quantize_act_q8_1(const float* x, void* dst, std::int64_t k) {
-  auto* y = static_cast<block_q8_1*>(dst);
   for (std::int64_t i = 0; i < k / QK8_1; ++i) {
     int sum = 0;
-    const float d = quantize_block_q8(x + i * QK8_1, y[i].qs, &sum);
-    y[i].d = float_to_half(d);
-    y[i].s = float_to_half(static_cast<float>(sum) * d);
+    std::uint8_t* block = static_cast<std::uint8_t*>(dst) + i * sizeof(block_q8_1);
+    const float d =
+        quantize_block_q8(x + i * QK8_1, reinterpret_cast<std::int8_t*>(block + offsetof(block_q8_1, qs)), &sum);
+    store_u16(block + offsetof(block_q8_1, d), float_to_half(d));
+    store_u16(block + offsetof(block_q8_1, s), float_to_half(static_cast<float>(sum) * d));
   }
 }
 
@@ -315,14 +320,14 @@ template <typename F>
 float vec_dot(std::int64_t k, const void* w_row, const void* a_row) {
   using A = typename F::ActBlock;
   const auto* w = static_cast<const std::uint8_t*>(w_row);
-  const auto* a = static_cast<const A*>(a_row);
+  const auto* a = static_cast<const std::uint8_t*>(a_row);
   const __m256i ones16 = _mm256_set1_epi16(1);
   const __m256i offset = _mm256_set1_epi8(static_cast<char>(F::kOffset));
   __m256 acc = _mm256_setzero_ps();
   float min_sum = 0.0f;
   for (std::int64_t b = 0; b < k / 32; ++b, w += F::kBlockBytes) {
     const __m256i q = block_quants<F>(w);
-    const __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[b].qs));
+    const __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a + b * sizeof(A) + offsetof(A, qs)));
     __m256i prod;
     if constexpr (F::kSigned) {
       prod = _mm256_maddubs_epi16(_mm256_sign_epi8(q, q), _mm256_sign_epi8(x, q));
@@ -333,10 +338,11 @@ float vec_dot(std::int64_t k, const void* w_row, const void* a_row) {
     }
     const __m256i sum = _mm256_madd_epi16(prod, ones16);
     const float wd = half_to_float(static_cast<std::uint16_t>(load_i32(w) & 0xFFFF));
-    acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum), _mm256_set1_ps(wd * half_to_float(a[b].d)), acc);
+    acc =
+        _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum), _mm256_set1_ps(wd * half_to_float(load_u16(a + b * sizeof(A)))), acc);
     if constexpr (F::kHasMin) {
       const float wm = half_to_float(static_cast<std::uint16_t>(static_cast<std::uint32_t>(load_i32(w)) >> 16));
-      min_sum += wm * half_to_float(reinterpret_cast<const block_q8_1*>(&a[b])->s);
+      min_sum += wm * half_to_float(load_u16(a + b * sizeof(A) + offsetof(block_q8_1, s)));
     }
   }
   const __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));

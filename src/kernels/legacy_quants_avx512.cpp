@@ -50,18 +50,22 @@ KILN_INLINE float quantize_block_q8(const float* x, std::int8_t* qs, __m512i* su
 }
 
 void quantize_act_q8_0(const float* x, void* dst, std::int64_t k) {
-  auto* y = static_cast<block_q8_0*>(dst);
-  for (std::int64_t i = 0; i < k / QK8_0; ++i)
-    y[i].d = float_to_half(quantize_block_q8(x + i * QK8_0, y[i].qs, nullptr));
+  for (std::int64_t i = 0; i < k / QK8_0; ++i) {
+    std::uint8_t* block = static_cast<std::uint8_t*>(dst) + i * sizeof(block_q8_0);
+    const float d =
+        quantize_block_q8(x + i * QK8_0, reinterpret_cast<std::int8_t*>(block + offsetof(block_q8_0, qs)), nullptr);
+    store_u16(block + offsetof(block_q8_0, d), float_to_half(d));
+  }
 }
 
 void quantize_act_q8_1(const float* x, void* dst, std::int64_t k) {
-  auto* y = static_cast<block_q8_1*>(dst);
   for (std::int64_t i = 0; i < k / QK8_1; ++i) {
     __m512i sum;
-    const float d = quantize_block_q8(x + i * QK8_1, y[i].qs, &sum);
-    y[i].d = float_to_half(d);
-    y[i].s = float_to_half(static_cast<float>(_mm512_reduce_add_epi32(sum)) * d);
+    std::uint8_t* block = static_cast<std::uint8_t*>(dst) + i * sizeof(block_q8_1);
+    const float d =
+        quantize_block_q8(x + i * QK8_1, reinterpret_cast<std::int8_t*>(block + offsetof(block_q8_1, qs)), &sum);
+    store_u16(block + offsetof(block_q8_1, d), float_to_half(d));
+    store_u16(block + offsetof(block_q8_1, s), float_to_half(static_cast<float>(_mm512_reduce_add_epi32(sum)) * d));
   }
 }
 
@@ -98,8 +102,11 @@ KILN_INLINE void load_dwords_16x4(const RowGroup& g, std::size_t off, __m512i u[
   for (int i = 0; i < 4; ++i) {
     // z[i]'s 128-bit lane j holds row 4j + i.
     z[i] = _mm512_zextsi128_si512(_mm_loadu_si128(reinterpret_cast<const __m128i*>(quarter[0] + i * s)));
-    for (int j = 1; j < 4; ++j)
-      z[i] = _mm512_inserti32x4(z[i], _mm_loadu_si128(reinterpret_cast<const __m128i*>(quarter[j] + i * s)), j);
+    // The lane index of vinserti32x4 is an immediate, so the three inserts are spelled out
+    // (a loop only compiles when the optimizer unrolls it).
+    z[i] = _mm512_inserti32x4(z[i], _mm_loadu_si128(reinterpret_cast<const __m128i*>(quarter[1] + i * s)), 1);
+    z[i] = _mm512_inserti32x4(z[i], _mm_loadu_si128(reinterpret_cast<const __m128i*>(quarter[2] + i * s)), 2);
+    z[i] = _mm512_inserti32x4(z[i], _mm_loadu_si128(reinterpret_cast<const __m128i*>(quarter[3] + i * s)), 3);
   }
   // A 4x4 transpose inside each 128-bit lane leaves word t of row 4j + i at lane 4j + i of u[t].
   const __m512i t0 = _mm512_unpacklo_epi32(z[0], z[1]), t1 = _mm512_unpackhi_epi32(z[0], z[1]);
@@ -415,20 +422,21 @@ template <typename F>
 float vec_dot(std::int64_t k, const void* w_row, const void* a_row) {
   using A = typename F::ActBlock;
   const auto* w = static_cast<const std::uint8_t*>(w_row);
-  const auto* a = static_cast<const A*>(a_row);
+  const auto* a = static_cast<const std::uint8_t*>(a_row);
   const __m256i offset = _mm256_set1_epi8(static_cast<char>(F::kOffset));
   __m256 acc = _mm256_setzero_ps();
   float min_sum = 0.0f;
   for (std::int64_t b = 0; b < k / 32; ++b, w += F::kBlockBytes) {
     const __m256i q = block_quants<F>(w);
-    const __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[b].qs));
+    const __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a + b * sizeof(A) + offsetof(A, qs)));
     __m256i sum = _mm256_dpbusd_epi32(_mm256_setzero_si256(), q, x);
     if constexpr (F::kOffset != 0) sum = _mm256_sub_epi32(sum, _mm256_dpbusd_epi32(_mm256_setzero_si256(), offset, x));
     const float wd = half_to_float(load_i32(w) & 0xFFFF);
-    acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum), _mm256_set1_ps(wd * half_to_float(a[b].d)), acc);
+    acc =
+        _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum), _mm256_set1_ps(wd * half_to_float(load_u16(a + b * sizeof(A)))), acc);
     if constexpr (F::kHasMin) {
       const float wm = half_to_float(static_cast<std::uint16_t>(static_cast<std::uint32_t>(load_i32(w)) >> 16));
-      min_sum += wm * half_to_float(reinterpret_cast<const block_q8_1*>(&a[b])->s);
+      min_sum += wm * half_to_float(load_u16(a + b * sizeof(A) + offsetof(block_q8_1, s)));
     }
   }
   const __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));

@@ -5,6 +5,7 @@
 // compiled with its own flags (see legacy_quants_internal.h).
 #include <immintrin.h>
 
+#include <cstddef>
 #include <cstring>
 
 #include "kernels/blocks.h"
@@ -23,6 +24,14 @@ KILN_INLINE std::int32_t load_i32(const void* p) {
   std::memcpy(&v, p, sizeof(v));
   return v;
 }
+
+// Blocks are read and written through byte offsets: rows may start at any address.
+KILN_INLINE std::uint16_t load_u16(const void* p) {
+  std::uint16_t v;
+  std::memcpy(&v, p, sizeof(v));
+  return v;
+}
+KILN_INLINE void store_u16(void* p, std::uint16_t v) { std::memcpy(p, &v, sizeof(v)); }
 
 // M activation rows (q8_0 or q8_1 blocks) split into arrays.
 struct ActPanel {
@@ -47,18 +56,19 @@ ActPanel repack_activations(const void* a, std::size_t a_stride, std::int64_t M,
   auto* s = reinterpret_cast<float*>(bias + scalars);
   const __m256i flip = _mm256_set1_epi8(static_cast<char>(0x80));
   for (std::int64_t m = 0; m < M; ++m) {
-    const auto* row = reinterpret_cast<const ActBlock*>(static_cast<const std::uint8_t*>(a) + m * a_stride);
+    const std::uint8_t* row = static_cast<const std::uint8_t*>(a) + m * a_stride;
     for (std::int64_t b = 0; b < nb; ++b) {
-      const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(row[b].qs));
+      const std::uint8_t* block = row + b * sizeof(ActBlock);
+      const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(block + offsetof(ActBlock, qs)));
       _mm256_store_si256(reinterpret_cast<__m256i*>(qs + m * qs_stride + b * 32), q);
-      d[m * nb + b] = half_to_float(row[b].d);
+      d[m * nb + b] = half_to_float(load_u16(block));
       // sum(q) = sum(q ^ 0x80 read as unsigned) - 32 * 128, and psadbw sums unsigned bytes.
       const __m256i sad = _mm256_sad_epu8(_mm256_xor_si256(q, flip), _mm256_setzero_si256());
       const __m128i sad2 = _mm_add_epi64(_mm256_castsi256_si128(sad), _mm256_extracti128_si256(sad, 1));
       const int sum = static_cast<int>(_mm_cvtsi128_si64(sad2) + _mm_extract_epi64(sad2, 1)) - 32 * 128;
       bias[m * nb + b] = -offset * sum;
       if constexpr (sizeof(ActBlock) == sizeof(block_q8_1)) {
-        s[m * nb + b] = half_to_float(reinterpret_cast<const block_q8_1*>(&row[b])->s);
+        s[m * nb + b] = half_to_float(load_u16(block + offsetof(block_q8_1, s)));
       } else {
         s[m * nb + b] = 0.0f;
       }

@@ -15,6 +15,20 @@ namespace kiln::kernels {
 namespace legacy {
 namespace {
 
+// Rows may start at any byte address (the tests offset them by 1..63 bytes), so blocks are
+// copied in and out with memcpy instead of being accessed through a misaligned struct pointer.
+template <typename Block>
+Block load_block(const void* row, std::int64_t i) {
+  Block block;
+  std::memcpy(&block, static_cast<const std::uint8_t*>(row) + i * sizeof(Block), sizeof(Block));
+  return block;
+}
+
+template <typename Block>
+void store_block(void* row, std::int64_t i, const Block& block) {
+  std::memcpy(static_cast<std::uint8_t*>(row) + i * sizeof(Block), &block, sizeof(Block));
+}
+
 // ---- stored-weight quantizers, bit-exact with ggml's quantize_row_*_ref ------------------------
 
 // The value of largest magnitude (the first one if several tie), keeping its sign.
@@ -127,8 +141,11 @@ void quantize_q8_1_block(const float* x, block_q8_1* y) {
 
 template <typename Block, void (*quantize_block)(const float*, Block*)>
 void quantize_blocks(const float* x, void* dst, std::int64_t k) {
-  auto* y = static_cast<Block*>(dst);
-  for (std::int64_t i = 0; i < k / 32; ++i) quantize_block(x + i * 32, y + i);
+  for (std::int64_t i = 0; i < k / 32; ++i) {
+    Block block;
+    quantize_block(x + i * 32, &block);
+    store_block(dst, i, block);
+  }
 }
 
 // ---- dequantizers ---------------------------------------------------------------------------
@@ -140,23 +157,23 @@ std::uint32_t load_qh(const std::uint8_t* qh) {
 }
 
 void dequantize_q4_0(const void* src, float* y, std::int64_t k) {
-  const auto* x = static_cast<const block_q4_0*>(src);
   for (std::int64_t i = 0; i < k / QK4_0; ++i, y += QK4_0) {
-    const float d = f16_to_f32(x[i].d);
+    const block_q4_0 x = load_block<block_q4_0>(src, i);
+    const float d = f16_to_f32(x.d);
     for (int j = 0; j < QK4_0 / 2; ++j) {
-      y[j] = static_cast<float>((x[i].qs[j] & 0x0F) - 8) * d;
-      y[j + QK4_0 / 2] = static_cast<float>((x[i].qs[j] >> 4) - 8) * d;
+      y[j] = static_cast<float>((x.qs[j] & 0x0F) - 8) * d;
+      y[j + QK4_0 / 2] = static_cast<float>((x.qs[j] >> 4) - 8) * d;
     }
   }
 }
 
 void dequantize_q4_1(const void* src, float* y, std::int64_t k) {
-  const auto* x = static_cast<const block_q4_1*>(src);
   for (std::int64_t i = 0; i < k / QK4_1; ++i, y += QK4_1) {
-    const float d = f16_to_f32(x[i].d), m = f16_to_f32(x[i].m);
+    const block_q4_1 x = load_block<block_q4_1>(src, i);
+    const float d = f16_to_f32(x.d), m = f16_to_f32(x.m);
     for (int j = 0; j < QK4_1 / 2; ++j) {
-      y[j] = static_cast<float>(x[i].qs[j] & 0x0F) * d + m;
-      y[j + QK4_1 / 2] = static_cast<float>(x[i].qs[j] >> 4) * d + m;
+      y[j] = static_cast<float>(x.qs[j] & 0x0F) * d + m;
+      y[j + QK4_1 / 2] = static_cast<float>(x.qs[j] >> 4) * d + m;
     }
   }
 }
@@ -168,106 +185,106 @@ int q5_value(const std::uint8_t* qs, std::uint32_t qh, int j) {
 }
 
 void dequantize_q5_0(const void* src, float* y, std::int64_t k) {
-  const auto* x = static_cast<const block_q5_0*>(src);
   for (std::int64_t i = 0; i < k / QK5_0; ++i, y += QK5_0) {
-    const float d = f16_to_f32(x[i].d);
-    const std::uint32_t qh = load_qh(x[i].qh);
-    for (int j = 0; j < QK5_0; ++j) y[j] = static_cast<float>(q5_value(x[i].qs, qh, j) - 16) * d;
+    const block_q5_0 x = load_block<block_q5_0>(src, i);
+    const float d = f16_to_f32(x.d);
+    const std::uint32_t qh = load_qh(x.qh);
+    for (int j = 0; j < QK5_0; ++j) y[j] = static_cast<float>(q5_value(x.qs, qh, j) - 16) * d;
   }
 }
 
 void dequantize_q5_1(const void* src, float* y, std::int64_t k) {
-  const auto* x = static_cast<const block_q5_1*>(src);
   for (std::int64_t i = 0; i < k / QK5_1; ++i, y += QK5_1) {
-    const float d = f16_to_f32(x[i].d), m = f16_to_f32(x[i].m);
-    const std::uint32_t qh = load_qh(x[i].qh);
-    for (int j = 0; j < QK5_1; ++j) y[j] = static_cast<float>(q5_value(x[i].qs, qh, j)) * d + m;
+    const block_q5_1 x = load_block<block_q5_1>(src, i);
+    const float d = f16_to_f32(x.d), m = f16_to_f32(x.m);
+    const std::uint32_t qh = load_qh(x.qh);
+    for (int j = 0; j < QK5_1; ++j) y[j] = static_cast<float>(q5_value(x.qs, qh, j)) * d + m;
   }
 }
 
 void dequantize_q8_0(const void* src, float* y, std::int64_t k) {
-  const auto* x = static_cast<const block_q8_0*>(src);
   for (std::int64_t i = 0; i < k / QK8_0; ++i, y += QK8_0) {
-    const float d = f16_to_f32(x[i].d);
-    for (int j = 0; j < QK8_0; ++j) y[j] = static_cast<float>(x[i].qs[j]) * d;
+    const block_q8_0 x = load_block<block_q8_0>(src, i);
+    const float d = f16_to_f32(x.d);
+    for (int j = 0; j < QK8_0; ++j) y[j] = static_cast<float>(x.qs[j]) * d;
   }
 }
 
 void dequantize_q8_1(const void* src, float* y, std::int64_t k) {
-  const auto* x = static_cast<const block_q8_1*>(src);
   for (std::int64_t i = 0; i < k / QK8_1; ++i, y += QK8_1) {
-    const float d = f16_to_f32(x[i].d);
-    for (int j = 0; j < QK8_1; ++j) y[j] = static_cast<float>(x[i].qs[j]) * d;
+    const block_q8_1 x = load_block<block_q8_1>(src, i);
+    const float d = f16_to_f32(x.d);
+    for (int j = 0; j < QK8_1; ++j) y[j] = static_cast<float>(x.qs[j]) * d;
   }
 }
 
 // ---- dot products: exact integer sums per block, then the scales ------------------------------
 
 float vec_dot_q4_0_q8_0(std::int64_t k, const void* w_row, const void* a_row) {
-  const auto* x = static_cast<const block_q4_0*>(w_row);
-  const auto* a = static_cast<const block_q8_0*>(a_row);
   float sum = 0.0f;
   for (std::int64_t i = 0; i < k / QK4_0; ++i) {
+    const block_q4_0 x = load_block<block_q4_0>(w_row, i);
+    const block_q8_0 a = load_block<block_q8_0>(a_row, i);
     int sumi = 0;
     for (int j = 0; j < QK4_0 / 2; ++j) {
-      sumi += ((x[i].qs[j] & 0x0F) - 8) * a[i].qs[j];
-      sumi += ((x[i].qs[j] >> 4) - 8) * a[i].qs[j + QK4_0 / 2];
+      sumi += ((x.qs[j] & 0x0F) - 8) * a.qs[j];
+      sumi += ((x.qs[j] >> 4) - 8) * a.qs[j + QK4_0 / 2];
     }
-    sum += static_cast<float>(sumi) * f16_to_f32(x[i].d) * f16_to_f32(a[i].d);
+    sum += static_cast<float>(sumi) * f16_to_f32(x.d) * f16_to_f32(a.d);
   }
   return sum;
 }
 
 float vec_dot_q4_1_q8_1(std::int64_t k, const void* w_row, const void* a_row) {
-  const auto* x = static_cast<const block_q4_1*>(w_row);
-  const auto* a = static_cast<const block_q8_1*>(a_row);
   float sum = 0.0f;
   for (std::int64_t i = 0; i < k / QK4_1; ++i) {
+    const block_q4_1 x = load_block<block_q4_1>(w_row, i);
+    const block_q8_1 a = load_block<block_q8_1>(a_row, i);
     int sumi = 0;
     for (int j = 0; j < QK4_1 / 2; ++j) {
-      sumi += (x[i].qs[j] & 0x0F) * a[i].qs[j];
-      sumi += (x[i].qs[j] >> 4) * a[i].qs[j + QK4_1 / 2];
+      sumi += (x.qs[j] & 0x0F) * a.qs[j];
+      sumi += (x.qs[j] >> 4) * a.qs[j + QK4_1 / 2];
     }
     // The zero point m multiplies the activations' sum, which q8_1 carries as s = d * sum(q).
-    sum += f16_to_f32(x[i].d) * f16_to_f32(a[i].d) * static_cast<float>(sumi) + f16_to_f32(x[i].m) * f16_to_f32(a[i].s);
+    sum += f16_to_f32(x.d) * f16_to_f32(a.d) * static_cast<float>(sumi) + f16_to_f32(x.m) * f16_to_f32(a.s);
   }
   return sum;
 }
 
 float vec_dot_q5_0_q8_0(std::int64_t k, const void* w_row, const void* a_row) {
-  const auto* x = static_cast<const block_q5_0*>(w_row);
-  const auto* a = static_cast<const block_q8_0*>(a_row);
   float sum = 0.0f;
   for (std::int64_t i = 0; i < k / QK5_0; ++i) {
-    const std::uint32_t qh = load_qh(x[i].qh);
+    const block_q5_0 x = load_block<block_q5_0>(w_row, i);
+    const block_q8_0 a = load_block<block_q8_0>(a_row, i);
+    const std::uint32_t qh = load_qh(x.qh);
     int sumi = 0;
-    for (int j = 0; j < QK5_0; ++j) sumi += (q5_value(x[i].qs, qh, j) - 16) * a[i].qs[j];
-    sum += static_cast<float>(sumi) * f16_to_f32(x[i].d) * f16_to_f32(a[i].d);
+    for (int j = 0; j < QK5_0; ++j) sumi += (q5_value(x.qs, qh, j) - 16) * a.qs[j];
+    sum += static_cast<float>(sumi) * f16_to_f32(x.d) * f16_to_f32(a.d);
   }
   return sum;
 }
 
 float vec_dot_q5_1_q8_1(std::int64_t k, const void* w_row, const void* a_row) {
-  const auto* x = static_cast<const block_q5_1*>(w_row);
-  const auto* a = static_cast<const block_q8_1*>(a_row);
   float sum = 0.0f;
   for (std::int64_t i = 0; i < k / QK5_1; ++i) {
-    const std::uint32_t qh = load_qh(x[i].qh);
+    const block_q5_1 x = load_block<block_q5_1>(w_row, i);
+    const block_q8_1 a = load_block<block_q8_1>(a_row, i);
+    const std::uint32_t qh = load_qh(x.qh);
     int sumi = 0;
-    for (int j = 0; j < QK5_1; ++j) sumi += q5_value(x[i].qs, qh, j) * a[i].qs[j];
-    sum += f16_to_f32(x[i].d) * f16_to_f32(a[i].d) * static_cast<float>(sumi) + f16_to_f32(x[i].m) * f16_to_f32(a[i].s);
+    for (int j = 0; j < QK5_1; ++j) sumi += q5_value(x.qs, qh, j) * a.qs[j];
+    sum += f16_to_f32(x.d) * f16_to_f32(a.d) * static_cast<float>(sumi) + f16_to_f32(x.m) * f16_to_f32(a.s);
   }
   return sum;
 }
 
 float vec_dot_q8_0_q8_0(std::int64_t k, const void* w_row, const void* a_row) {
-  const auto* x = static_cast<const block_q8_0*>(w_row);
-  const auto* a = static_cast<const block_q8_0*>(a_row);
   float sum = 0.0f;
   for (std::int64_t i = 0; i < k / QK8_0; ++i) {
+    const block_q8_0 x = load_block<block_q8_0>(w_row, i);
+    const block_q8_0 a = load_block<block_q8_0>(a_row, i);
     int sumi = 0;
-    for (int j = 0; j < QK8_0; ++j) sumi += x[i].qs[j] * a[i].qs[j];
-    sum += static_cast<float>(sumi) * (f16_to_f32(x[i].d) * f16_to_f32(a[i].d));
+    for (int j = 0; j < QK8_0; ++j) sumi += x.qs[j] * a.qs[j];
+    sum += static_cast<float>(sumi) * (f16_to_f32(x.d) * f16_to_f32(a.d));
   }
   return sum;
 }
@@ -305,27 +322,29 @@ const WeightKernels kScalarQ8_0 = scalar_entry<vec_dot_q8_0_q8_0>(DType::Q8_0, D
 // ---- activation quantizers (round half to even, see legacy_quants_internal.h) ----------------
 
 void quantize_act_q8_0_scalar(const float* x, void* dst, std::int64_t k) {
-  auto* y = static_cast<block_q8_0*>(dst);
   for (std::int64_t i = 0; i < k / QK8_0; ++i, x += QK8_0) {
+    block_q8_0 y;
     const float d = absmax(x, QK8_0) / 127;
     const float id = d != 0.0f ? 1.0f / d : 0.0f;
-    y[i].d = f32_to_f16(d);
-    for (int j = 0; j < QK8_0; ++j) y[i].qs[j] = static_cast<std::int8_t>(std::nearbyint(x[j] * id));
+    y.d = f32_to_f16(d);
+    for (int j = 0; j < QK8_0; ++j) y.qs[j] = static_cast<std::int8_t>(std::nearbyint(x[j] * id));
+    store_block(dst, i, y);
   }
 }
 
 void quantize_act_q8_1_scalar(const float* x, void* dst, std::int64_t k) {
-  auto* y = static_cast<block_q8_1*>(dst);
   for (std::int64_t i = 0; i < k / QK8_1; ++i, x += QK8_1) {
+    block_q8_1 y;
     const float d = absmax(x, QK8_1) / 127;
     const float id = d != 0.0f ? 1.0f / d : 0.0f;
-    y[i].d = f32_to_f16(d);
+    y.d = f32_to_f16(d);
     int sum = 0;
     for (int j = 0; j < QK8_1; ++j) {
-      y[i].qs[j] = static_cast<std::int8_t>(std::nearbyint(x[j] * id));
-      sum += y[i].qs[j];
+      y.qs[j] = static_cast<std::int8_t>(std::nearbyint(x[j] * id));
+      sum += y.qs[j];
     }
-    y[i].s = f32_to_f16(static_cast<float>(sum) * d);
+    y.s = f32_to_f16(static_cast<float>(sum) * d);
+    store_block(dst, i, y);
   }
 }
 
