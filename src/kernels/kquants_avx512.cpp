@@ -115,8 +115,7 @@ inline void unpack512(const block_q5_K& b, Unpacked512& u) {
 }
 
 // q3_K: element 128h + 32s + l is bits 2s..2s+1 of qs[32h + l], plus 4 where bit 4h + s of
-// hmask[l] is set; x = d * (scale - 32) * (q - 4). The 16 6-bit scales are reassembled with
-// 32-bit word operations as in ggml's kmask trick.
+// hmask[l] is set; x = d * (scale - 32) * (q - 4).
 inline void unpack512(const block_q3_K& b, Unpacked512& u) {
   const __m512i three = _mm512_set1_epi8(3);
   const __m512i four = _mm512_set1_epi8(4);
@@ -133,17 +132,7 @@ inline void unpack512(const block_q3_K& b, Unpacked512& u) {
       u.q[2 * h + pair] = _mm512_mask_add_epi8(q, _mm512_test_epi8_mask(hm, bits), q, four);
     }
   }
-  // Scales: low nibbles from bytes 0..7 (scales 0..7) and their high nibbles (8..15), top two
-  // bits from bytes 8..11, two bits per scale.
-  std::uint32_t packed[3];
-  std::memcpy(packed, b.scales, 12);
-  const __m128i words = _mm_setr_epi32(static_cast<int>(packed[0]), static_cast<int>(packed[1]),
-                                       static_cast<int>(packed[0]), static_cast<int>(packed[1]));
-  const __m128i low = _mm_and_si128(_mm_srlv_epi32(words, _mm_setr_epi32(0, 0, 4, 4)), _mm_set1_epi8(0x0F));
-  const __m128i top = _mm_set1_epi32(static_cast<int>(packed[2]));
-  const __m128i high =
-      _mm_slli_epi32(_mm_and_si128(_mm_srlv_epi32(top, _mm_setr_epi32(0, 2, 4, 6)), _mm_set1_epi8(0x03)), 4);
-  const __m128i scales8 = _mm_sub_epi8(_mm_or_si128(low, high), _mm_set1_epi8(32));
+  const __m128i scales8 = q3K_scales_i8(b.scales);
   const __m256i scales = _mm256_cvtepi8_epi16(scales8);
   place_scales<ScaleSource::kGroupOrder>(_mm512_zextsi256_si512(scales), u);
   u.offset = _mm256_slli_epi16(scales, 2);

@@ -157,6 +157,21 @@ inline void unpack_2bit(const std::uint8_t* qs, __m256i* q) {
   }
 }
 
+// The 16 scales of q3_K minus their offset 32, as int8 in group order. The 6-bit values are
+// reassembled with 32-bit word operations as in ggml's kmask trick: low nibbles from bytes
+// 0..7 (scales 0..7) and their high nibbles (scales 8..15), top two bits from bytes 8..11.
+inline __m128i q3K_scales_i8(const std::uint8_t* packed12) {
+  std::uint32_t packed[3];
+  std::memcpy(packed, packed12, 12);
+  const __m128i words = _mm_setr_epi32(static_cast<int>(packed[0]), static_cast<int>(packed[1]),
+                                       static_cast<int>(packed[0]), static_cast<int>(packed[1]));
+  const __m128i low = _mm_and_si128(_mm_srlv_epi32(words, _mm_setr_epi32(0, 0, 4, 4)), _mm_set1_epi8(0x0F));
+  const __m128i top = _mm_set1_epi32(static_cast<int>(packed[2]));
+  const __m128i high =
+      _mm_slli_epi32(_mm_and_si128(_mm_srlv_epi32(top, _mm_setr_epi32(0, 2, 4, 6)), _mm_set1_epi8(0x03)), 4);
+  return _mm_sub_epi8(_mm_or_si128(low, high), _mm_set1_epi8(32));
+}
+
 inline void unpack(const block_q3_K& b, UnpackedSuperBlock& u) {
   unpack_2bit(b.qs, u.q);
   // The third bit of element 32j + l is bit j of hmask[l]; it adds 4 to the stored quant.
@@ -165,11 +180,8 @@ inline void unpack(const block_q3_K& b, UnpackedSuperBlock& u) {
   for (int j = 0; j < 8; ++j) {
     u.q[j] = _mm256_or_si256(u.q[j], high_bit_value(hm, _mm256_set1_epi8(static_cast<char>(1 << j)), four));
   }
-  std::uint8_t sc6[16];
-  unpack_q3_K_scales(b.scales, sc6);
-  const __m128i scales = _mm_sub_epi8(_mm_loadu_si128(reinterpret_cast<const __m128i*>(sc6)), _mm_set1_epi8(32));
   // x = d * (s - 32) * (q - 4).
-  unpack_signed_scales(scales, 2, u);
+  unpack_signed_scales(q3K_scales_i8(b.scales), 2, u);
   u.d = half_to_float(b.d);
   u.dmin = u.d;
 }
