@@ -1,6 +1,11 @@
 #pragma once
 // Internal to the K-quant family (q2_K .. q6_K weights, q8_K activations): the scalar reference
 // functions that every fast path is tested against, and the per-level kernel tables.
+//
+// The kernels read blocks through their structs, so rows must start at the blocks' own
+// alignment: 2 bytes for the weight blocks (f16 scales), 4 for q8_K (float scale). GGUF tensor
+// data (32-byte aligned, even row sizes) and kiln's activation buffers always satisfy this; the
+// SIMD paths need nothing more (all their vector loads are unaligned loads).
 #include <bit>
 #include <cstddef>
 #include <cstdint>
