@@ -248,8 +248,11 @@ inline void prefill_tile(const PrefillSuperBlock* const* w, std::int64_t nb, con
         pattern[j] = half == 0 ? u.scale_low : u.scale_high;
       }
       for (int r = 0; r < MR; ++r) {
-        const __m512i x0 = _mm512_loadu_si512(a[r][i].qs + 128 * half);
-        const __m512i x1 = _mm512_loadu_si512(a[r][i].qs + 128 * half + 64);
+        __m512i x0 = _mm512_loadu_si512(a[r][i].qs + 128 * half);
+        __m512i x1 = _mm512_loadu_si512(a[r][i].qs + 128 * half + 64);
+        // Load each activation vector once into a register for both weight rows (left alone,
+        // GCC folds the load into each vpdpbusd and loads it twice).
+        if constexpr (NR > 1) asm("" : "+v"(x0), "+v"(x1));
         for (int j = 0; j < NR; ++j) {
           const __m512i p0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w0[j], x0);
           const __m512i p1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w1[j], x1);
