@@ -213,6 +213,12 @@ struct Avx512Rows {
 
 constexpr int kPrefillTile = 4;
 
+// a.d * bsums[g] of one activation super-block, the activation side of the offset term. (A
+// struct, as std::vector<__m512> would drop the vector type's alignment attribute.)
+struct GroupSums {
+  __m512 v;
+};
+
 struct PrefillSuperBlock {
   Unpacked512 u;
   __m512 offsets;  // dmin * offset[g], group order
@@ -229,7 +235,7 @@ inline void unpack_prefill(const Unpacked512& u, PrefillSuperBlock& out) {
 // MR activation rows, which halves the loads per multiply-add against one row at a time.
 template <int NR, int MR>
 inline void prefill_tile(const PrefillSuperBlock* const* w, std::int64_t nb, const block_q8_K* const* a,
-                         const __m512* const* a_sums, float* out) {
+                         const GroupSums* const* a_sums, float* out) {
   __m512 acc[NR][MR];
   for (int j = 0; j < NR; ++j) {
     for (int r = 0; r < MR; ++r) acc[j][r] = _mm512_setzero_ps();
@@ -265,7 +271,7 @@ inline void prefill_tile(const PrefillSuperBlock* const* w, std::int64_t nb, con
       for (int r = 0; r < MR; ++r) {
         acc[j][r] =
             _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(sum[j][r]), d), _mm512_set1_ps(a[r][i].d), acc[j][r]);
-        acc[j][r] = _mm512_fnmadd_ps(w[j][i].offsets, a_sums[r][i], acc[j][r]);
+        acc[j][r] = _mm512_fnmadd_ps(w[j][i].offsets, a_sums[r][i].v, acc[j][r]);
       }
     }
   }
@@ -276,7 +282,7 @@ inline void prefill_tile(const PrefillSuperBlock* const* w, std::int64_t nb, con
 
 template <int MR>
 inline void prefill_rows(const PrefillSuperBlock* panel, std::int64_t n0, std::int64_t n1, std::int64_t nb,
-                         const block_q8_K* const* a_rows, const __m512* const* a_sums, float* y, std::int64_t ldy) {
+                         const block_q8_K* const* a_rows, const GroupSums* const* a_sums, float* y, std::int64_t ldy) {
   const PrefillSuperBlock* w[2];
   float out[2 * MR];
   std::int64_t n = n0;
@@ -304,14 +310,14 @@ void gemm_prefill(std::int64_t k, const void* w, std::size_t w_stride, const voi
   const auto* a_bytes = static_cast<const std::uint8_t*>(a);
   auto act_row = [&](std::int64_t m) { return reinterpret_cast<const block_q8_K*>(a_bytes + m * a_stride); };
 
-  thread_local std::vector<__m512> sums;  // (M, nb) vectors of 16 floats
+  thread_local std::vector<GroupSums> sums;  // (M, nb)
   if (static_cast<std::int64_t>(sums.size()) < M * nb) sums.resize(static_cast<std::size_t>(M * nb));
   for (std::int64_t m = 0; m < M; ++m) {
     const block_q8_K* row = act_row(m);
     for (std::int64_t i = 0; i < nb; ++i) {
       const __m512 bsums =
           _mm512_cvtepi32_ps(_mm512_cvtepi16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(row[i].bsums))));
-      sums[m * nb + i] = _mm512_mul_ps(bsums, _mm512_set1_ps(row[i].d));
+      sums[m * nb + i].v = _mm512_mul_ps(bsums, _mm512_set1_ps(row[i].d));
     }
   }
 
@@ -324,7 +330,7 @@ void gemm_prefill(std::int64_t k, const void* w, std::size_t w_stride, const voi
     scratch.resize(static_cast<std::size_t>(panel_rows * nb));
   }
   const block_q8_K* a_rows[kPrefillTile];
-  const __m512* a_sums[kPrefillTile];
+  const GroupSums* a_sums[kPrefillTile];
   for (std::int64_t n0 = n_begin; n0 < n_end; n0 += panel_rows) {
     const std::int64_t n1 = std::min(n_end, n0 + panel_rows);
     for (std::int64_t n = n0; n < n1; ++n) {
