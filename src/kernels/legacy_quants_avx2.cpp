@@ -240,12 +240,18 @@ KILN_INLINE void accumulate_block(const UnpackedBlock& u, const ActPanel& act, s
   }
 }
 
+constexpr std::int64_t kPrefetchBytes = 320;
+
 template <typename F, int MR>
 void tile(const RowGroup& g, const ActPanel& act, std::int64_t m0, float* y, std::int64_t ldy, std::int64_t n0,
           int valid) {
   __m256 acc[MR];
   for (int i = 0; i < MR; ++i) acc[i] = _mm256_setzero_ps();
   for (std::int64_t b = 0; b < act.nb; ++b) {
+    // The 8 rows are 8 streams; prefetching ahead keeps more lines in flight than the
+    // hardware prefetcher does on its own.
+    for (int r = 0; r < 8; ++r)
+      _mm_prefetch(reinterpret_cast<const char*>(g.row[r] + b * F::kBlockBytes + kPrefetchBytes), _MM_HINT_T0);
     UnpackedBlock u;
     F::unpack(g, b, u);
     accumulate_block<F, MR>(u, act, m0, b, acc);
