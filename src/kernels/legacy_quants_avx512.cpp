@@ -310,8 +310,8 @@ template <typename F>
 void gemm_packed(const std::uint8_t* w, std::size_t w_stride, const ActPanel& act, std::int64_t M, std::int64_t n_begin,
                  std::int64_t n_end, float* y, std::int64_t ldy) {
   auto* packed = reinterpret_cast<PackedBlock*>(legacy_scratch(1, sizeof(PackedBlock) * act.nb));
-  // Whole tiles of 16 activation rows go to AMX where it exists, for the types without a zero point.
-  const bool use_amx = !F::kHasMin && M >= kAmxMinRows && amx_usable();
+  // Whole tiles of 16 activation rows go to AMX where it exists.
+  const bool use_amx = M >= kAmxMinRows && amx_usable();
   for (std::int64_t n0 = n_begin; n0 < n_end; n0 += 16) {
     const int valid = static_cast<int>(n_end - n0 < 16 ? n_end - n0 : 16);
     const RowGroup g = valid == 16 ? make_row_group(w + n0 * w_stride, w_stride)
@@ -328,8 +328,8 @@ void gemm_packed(const std::uint8_t* w, std::size_t w_stride, const ActPanel& ac
     if (use_amx) {
       m0 = M / 16 * 16;
       amx_gemm_rows(PackedWeights{reinterpret_cast<const std::uint8_t*>(packed), act.nb, sizeof(PackedBlock),
-                                  offsetof(PackedBlock, d)},
-                    ActRows{act.qs, act.qs_stride, act.d, act.bias, act.nb}, 0, m0, y, ldy, n0, mask);
+                                  offsetof(PackedBlock, d), offsetof(PackedBlock, m), F::kHasMin},
+                    ActRows{act.qs, act.qs_stride, act.d, act.bias, act.s, act.nb}, 0, m0, y, ldy, n0, mask);
     }
     for (; m0 + kTileRows <= M; m0 += kTileRows) tile_from_packed<F, kTileRows>(packed, act, m0, y, ldy, n0, mask);
     switch (M - m0) {

@@ -30,11 +30,13 @@ void quantize_act_q8_1_scalar(const float* x, void* dst, std::int64_t k);
 bool amx_usable();
 
 // A group of 16 weight rows unpacked by the AVX-512 gemm: nb blocks, block_stride bytes apart,
-// each 8 x 64 bytes of quants in VNNI order followed (at scale_offset) by 16 float scales.
+// each 8 x 64 bytes of quants in VNNI order followed (at scale_offset) by 16 float scales and,
+// for q4_1 / q5_1 (has_min), at min_offset by 16 float zero points.
 struct PackedWeights {
   const std::uint8_t* blocks;
   std::int64_t nb;
-  std::size_t block_stride, scale_offset;
+  std::size_t block_stride, scale_offset, min_offset;
+  bool has_min;
 };
 
 // Activation rows split into arrays (see ActPanel in legacy_quants_panel.h).
@@ -43,11 +45,12 @@ struct ActRows {
   std::int64_t qs_stride;
   const float* d;            // (M, nb)
   const std::int32_t* bias;  // (M, nb)
+  const float* s;            // (M, nb) q8_1's d * sum(q), used when the weights have a zero point
   std::int64_t nb;
 };
 
 // y[m][n0 + j] (j where n_mask has bit j) for m in [m_begin, m_end) in whole tiles of 16 rows
-// (m_end - m_begin a multiple of 16), for weights without a zero point.
+// (m_end - m_begin a multiple of 16).
 void amx_gemm_rows(const PackedWeights& w, const ActRows& act, std::int64_t m_begin, std::int64_t m_end, float* y,
                    std::int64_t ldy, std::int64_t n0, std::uint16_t n_mask);
 
