@@ -7,7 +7,9 @@
 // result lanes are 16 consecutive outputs y[m][n0..n0+15]. Getting there needs a 16x4 dword
 // transpose per block (the `load_dwords_16x4` below); for a single activation row (decode)
 // the transpose is done in registers right before use, for many rows (prefill) each group of
-// weight rows is unpacked once into an L2-resident buffer and then reused by all M rows.
+// weight rows is unpacked once into an L2-resident buffer and then reused by all M rows; where
+// the CPU and OS allow AMX, whole tiles of 16 activation rows then go through TDPBSUD instead
+// (legacy_quants_amx.cpp), since the unpacked blocks are already in AMX's VNNI layout.
 //
 // vpdpbusd multiplies unsigned by signed bytes, so every weight quant is made unsigned by a
 // per-format offset (q4_0: q in [0,16) stands for q - 8; q5_0: q - 16; q8_0: q ^ 0x80 stands
