@@ -12,8 +12,12 @@ DEBIAN_PACKAGES=(
   libgtest-dev libgmock-dev libbenchmark-dev
   libpcre2-dev
   python3 python3-numpy python3-sentencepiece sentencepiece
-  nodejs npm
 )
+# Node.js may come from Debian (nodejs + npm) or from a vendor build that bundles npm: ask for
+# the commands, not the packages.
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+  DEBIAN_PACKAGES+=(nodejs npm)
+fi
 
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
