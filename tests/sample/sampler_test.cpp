@@ -457,6 +457,27 @@ TEST(Sampler, InvalidParametersAreRejectedByName) {
   EXPECT_NO_THROW(edges.validate());
 }
 
+TEST(Sampler, GreedyAndValidityHoldAtEveryPositionOfTheRow) {
+  // Rows longer than the 8-wide vector step put the interesting value in the vector part or in
+  // the scalar tail.
+  for (std::size_t n : {1u, 7u, 8u, 9u, 20u, 33u}) {
+    for (std::size_t pos = 0; pos < n; ++pos) {
+      std::vector<float> row(n, -1.0f);
+      row[pos] = 2.0f;
+      Sampler greedy(plain(0.0f));
+      EXPECT_EQ(greedy.sample(row, {}), static_cast<int>(pos)) << "n=" << n;
+      if (pos + 1 < n) {
+        row[n - 1] = 2.0f;  // a later tie never wins
+        EXPECT_EQ(greedy.sample(row, {}), static_cast<int>(pos)) << "n=" << n;
+      }
+      row[pos] = std::nanf("");
+      EXPECT_THROW(greedy.sample(row, {}), Error) << "NaN at " << pos << " of " << n;
+      row[pos] = std::numeric_limits<float>::infinity();
+      EXPECT_THROW(greedy.sample(row, {}), Error) << "+inf at " << pos << " of " << n;
+    }
+  }
+}
+
 TEST(Sampler, InvalidInputsAreRejected) {
   Sampler sampler(plain());
   EXPECT_THROW(sampler.sample(std::vector<float>{}, {}), Error);
