@@ -259,21 +259,43 @@ KILN_INLINE void store_tile(const __m512 acc[MR], float* y, std::int64_t ldy, st
 
 constexpr std::int64_t kPrefetchBytes = 320;
 
+// Whether gemm_direct prefetches the next group of 16 rows linearly while working on the
+// current one. The 16 rows of a group are one contiguous region, so the prefetches walk it as
+// a single sequential stream, which the memory system serves faster than 16 short row streams:
+// q4_0 decode went from 27.9 to 29.1 tok/s (1.1B model, 2 threads). For q8_0 the same scheme
+// measured slower (19.1 -> 18.0 tok/s), so it keeps the per-row prefetch only; the other
+// formats were not measured and keep it too.
+template <typename F>
+constexpr bool kPrefetchNextGroup = F::kBlockBytes == sizeof(block_q4_0) && !F::kHasMin;
+
 // Few activation rows: unpack each block in registers and use it at once, streaming the weights.
 template <typename F, int MR>
 void gemm_direct(const std::uint8_t* w, std::size_t w_stride, const ActPanel& act, std::int64_t n_begin,
                  std::int64_t n_end, float* y, std::int64_t ldy) {
+  // Bytes of the next group to prefetch per block step, so that the whole group is fetched
+  // by the time the current one is done.
+  const std::size_t next_group_step = (16 * w_stride + act.nb - 1) / act.nb;
   for (std::int64_t n0 = n_begin; n0 < n_end; n0 += 16) {
     const int valid = static_cast<int>(n_end - n0 < 16 ? n_end - n0 : 16);
     const RowGroup g = valid == 16 ? make_row_group(w + n0 * w_stride, w_stride)
                                    : tail_row_group(w + n0 * w_stride, w_stride, valid, act.nb * F::kBlockBytes);
+    // Only the first group of the range has not been prefetched by its predecessor; a last
+    // partial group is read through the scratch copy, so it is not prefetched.
+    const bool prefetch_rows = !kPrefetchNextGroup<F> || n0 == n_begin;
+    const bool prefetch_next = kPrefetchNextGroup<F> && n0 + 32 <= n_end;
+    const std::uint8_t* next = w + (n0 + 16) * w_stride;
+    const std::uint8_t* next_target = next;
     __m512 acc[MR];
     for (int i = 0; i < MR; ++i) acc[i] = _mm512_setzero_ps();
     for (std::int64_t b = 0; b < act.nb; ++b) {
       // The 16 rows are 16 streams; the hardware prefetcher alone lets them stall.
-      if constexpr (kPrefetchBytes > 0) {
+      if (prefetch_rows) {
         const std::uint8_t* ahead = g.base + b * F::kBlockBytes + kPrefetchBytes;
         for (int r = 0; r < 16; ++r) _mm_prefetch(reinterpret_cast<const char*>(ahead + r * g.stride), _MM_HINT_T0);
+      }
+      if (prefetch_next) {
+        next_target += next_group_step;
+        for (; next < next_target; next += 64) _mm_prefetch(reinterpret_cast<const char*>(next), _MM_HINT_T1);
       }
       UnpackedBlock u;
       F::unpack(g, b, u);
