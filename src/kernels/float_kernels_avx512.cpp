@@ -82,6 +82,10 @@ struct F32Ops : F32Activations {
 struct F16Ops : F32Activations {
   using WReg = __m512;
   static constexpr std::int64_t kWeightBytes = 2;
+  // Decode (M = 1) walks two far-apart tiles of 8 rows at once (see float_tiled::gemm):
+  // 1.1B f16 decode with 2 threads went from 10.0 to 11.3 tok/s (4 and 2 rows per tile: 11.15).
+  static constexpr bool kPairedDecode = true;
+  static constexpr int kPairRows = 8;
   static WReg load_w(const char* row, std::int64_t i) {
     return _mm512_cvtph_ps(
         _mm256_loadu_si256(reinterpret_cast<const __m256i*>(reinterpret_cast<const std::uint16_t*>(row) + i)));

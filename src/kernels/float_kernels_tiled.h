@@ -90,6 +90,38 @@ void tile(const TileArgs& t) {
   }
 }
 
+// One activation row against RW weight rows at w0 and RW more at w1, whole k: the two groups
+// are far apart in the weights, and reading two regions in turn streams faster than one.
+template <class Ops, int RW>
+void tile_pair_1(const char* w0, const char* w1, std::size_t w_stride, const char* a, std::int64_t k, float* y0,
+                 float* y1) {
+  typename Ops::Acc acc[2 * RW];
+#pragma GCC unroll 16
+  for (int r = 0; r < 2 * RW; ++r) acc[r] = Ops::zero();
+  const char* w_rows[2 * RW];
+  for (int r = 0; r < RW; ++r) {
+    w_rows[r] = w0 + static_cast<std::size_t>(r) * w_stride;
+    w_rows[RW + r] = w1 + static_cast<std::size_t>(r) * w_stride;
+  }
+  std::int64_t i = 0;
+  for (; i + Ops::kStep <= k; i += Ops::kStep) {
+    const typename Ops::AReg av = Ops::load_a(a, i);
+#pragma GCC unroll 16
+    for (int r = 0; r < 2 * RW; ++r) acc[r] = Ops::madd(acc[r], Ops::load_w(w_rows[r], i), av);
+  }
+  if (i < k) {
+    const typename Ops::AReg av = Ops::load_a_tail(a, i, k - i);
+#pragma GCC unroll 16
+    for (int r = 0; r < 2 * RW; ++r) acc[r] = Ops::madd(acc[r], Ops::load_w_tail(w_rows[r], i, k - i), av);
+  }
+  float sums[2 * RW];
+  Ops::template reduce<2 * RW>(acc, sums);
+  for (int r = 0; r < RW; ++r) {
+    y0[r] = sums[r];
+    y1[r] = sums[RW + r];
+  }
+}
+
 // tiles[rw - 1][ra - 1] is the tile of rw weight rows × ra activation rows.
 template <class Ops, int RW, int... RA>
 constexpr std::array<TileFn, sizeof...(RA)> tiles_for_rows(std::integer_sequence<int, RA...>) {
@@ -118,6 +150,19 @@ void gemm(std::int64_t k, const void* w, std::size_t w_stride, const void* a, st
       std::max<std::int64_t>(Ops::kRowsW, (256 * 1024) / (block_k * Ops::kWeightBytes) / Ops::kRowsW * Ops::kRowsW);
   const char* w_bytes = static_cast<const char*>(w);
   const char* a_bytes = static_cast<const char*>(a);
+  if constexpr (requires { Ops::kPairedDecode; }) {
+    // Decode: pair tile i of the first half of the range with tile i of the second half.
+    constexpr std::int64_t kPairRows = Ops::kPairRows;
+    if (M == 1 && n_end - n_begin >= 64) {
+      const std::int64_t half = (n_end - n_begin) / (2 * kPairRows) * kPairRows;
+      for (std::int64_t n = n_begin; n < n_begin + half; n += kPairRows)
+        tile_pair_1<Ops, kPairRows>(w_bytes + static_cast<std::size_t>(n) * w_stride,
+                                    w_bytes + static_cast<std::size_t>(n + half) * w_stride, w_stride, a_bytes, k,
+                                    y + n, y + n + half);
+      n_begin += 2 * half;
+      if (n_begin == n_end) return;
+    }
+  }
   for (std::int64_t n0 = n_begin; n0 < n_end; n0 += block_n) {
     const std::int64_t n1 = std::min(n_end, n0 + block_n);
     for (std::int64_t k0 = 0; k0 < k; k0 += block_k) {
