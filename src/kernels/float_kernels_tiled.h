@@ -90,36 +90,33 @@ void tile(const TileArgs& t) {
   }
 }
 
-// One activation row against RW weight rows at w0 and RW more at w1, whole k: the two groups
-// are far apart in the weights, and reading two regions in turn streams faster than one.
-template <class Ops, int RW>
-void tile_pair_1(const char* w0, const char* w1, std::size_t w_stride, const char* a, std::int64_t k, float* y0,
-                 float* y1) {
-  typename Ops::Acc acc[2 * RW];
+// One activation row against NG groups of RW weight rows, whole k: group g starts at
+// w0 + g * spacing_bytes, its sums go to y0[g * spacing ...]. The groups are far apart in the
+// weights, and reading several regions in turn streams faster than one region.
+template <class Ops, int RW, int NG>
+void tile_spread_1(const char* w0, std::size_t spacing_bytes, std::size_t w_stride, const char* a, std::int64_t k,
+                   float* y0, std::int64_t spacing) {
+  typename Ops::Acc acc[NG * RW];
 #pragma GCC unroll 16
-  for (int r = 0; r < 2 * RW; ++r) acc[r] = Ops::zero();
-  const char* w_rows[2 * RW];
-  for (int r = 0; r < RW; ++r) {
-    w_rows[r] = w0 + static_cast<std::size_t>(r) * w_stride;
-    w_rows[RW + r] = w1 + static_cast<std::size_t>(r) * w_stride;
-  }
+  for (int r = 0; r < NG * RW; ++r) acc[r] = Ops::zero();
+  const char* w_rows[NG * RW];
+  for (int g = 0; g < NG; ++g)
+    for (int r = 0; r < RW; ++r) w_rows[g * RW + r] = w0 + g * spacing_bytes + static_cast<std::size_t>(r) * w_stride;
   std::int64_t i = 0;
   for (; i + Ops::kStep <= k; i += Ops::kStep) {
     const typename Ops::AReg av = Ops::load_a(a, i);
 #pragma GCC unroll 16
-    for (int r = 0; r < 2 * RW; ++r) acc[r] = Ops::madd(acc[r], Ops::load_w(w_rows[r], i), av);
+    for (int r = 0; r < NG * RW; ++r) acc[r] = Ops::madd(acc[r], Ops::load_w(w_rows[r], i), av);
   }
   if (i < k) {
     const typename Ops::AReg av = Ops::load_a_tail(a, i, k - i);
 #pragma GCC unroll 16
-    for (int r = 0; r < 2 * RW; ++r) acc[r] = Ops::madd(acc[r], Ops::load_w_tail(w_rows[r], i, k - i), av);
+    for (int r = 0; r < NG * RW; ++r) acc[r] = Ops::madd(acc[r], Ops::load_w_tail(w_rows[r], i, k - i), av);
   }
-  float sums[2 * RW];
-  Ops::template reduce<2 * RW>(acc, sums);
-  for (int r = 0; r < RW; ++r) {
-    y0[r] = sums[r];
-    y1[r] = sums[RW + r];
-  }
+  float sums[NG * RW];
+  Ops::template reduce<NG * RW>(acc, sums);
+  for (int g = 0; g < NG; ++g)
+    for (int r = 0; r < RW; ++r) y0[g * spacing + r] = sums[g * RW + r];
 }
 
 // tiles[rw - 1][ra - 1] is the tile of rw weight rows × ra activation rows.
@@ -150,16 +147,17 @@ void gemm(std::int64_t k, const void* w, std::size_t w_stride, const void* a, st
       std::max<std::int64_t>(Ops::kRowsW, (256 * 1024) / (block_k * Ops::kWeightBytes) / Ops::kRowsW * Ops::kRowsW);
   const char* w_bytes = static_cast<const char*>(w);
   const char* a_bytes = static_cast<const char*>(a);
-  if constexpr (requires { Ops::kPairedDecode; }) {
-    // Decode: pair tile i of the first half of the range with tile i of the second half.
-    constexpr std::int64_t kPairRows = Ops::kPairRows;
+  if constexpr (requires { Ops::kSpreadDecode; }) {
+    // Decode: the range is cut into kNG equal parts, and part g's rows n + g * part go through
+    // one tile together for every n of the first part; leftover rows take the tiles below.
+    constexpr std::int64_t kDecodeGroupRows = Ops::kDecodeGroupRows;
     if (M == 1 && n_end - n_begin >= 64) {
-      const std::int64_t half = (n_end - n_begin) / (2 * kPairRows) * kPairRows;
-      for (std::int64_t n = n_begin; n < n_begin + half; n += kPairRows)
-        tile_pair_1<Ops, kPairRows>(w_bytes + static_cast<std::size_t>(n) * w_stride,
-                                    w_bytes + static_cast<std::size_t>(n + half) * w_stride, w_stride, a_bytes, k,
-                                    y + n, y + n + half);
-      n_begin += 2 * half;
+      constexpr int kNG = Ops::kDecodeGroups;
+      const std::int64_t part = (n_end - n_begin) / (kNG * kDecodeGroupRows) * kDecodeGroupRows;
+      for (std::int64_t n = n_begin; n < n_begin + part; n += kDecodeGroupRows)
+        tile_spread_1<Ops, kDecodeGroupRows, kNG>(w_bytes + static_cast<std::size_t>(n) * w_stride, part * w_stride,
+                                                  w_stride, a_bytes, k, y + n, part);
+      n_begin += kNG * part;
       if (n_begin == n_end) return;
     }
   }
