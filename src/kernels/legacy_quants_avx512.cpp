@@ -305,17 +305,18 @@ void gemm_direct(const std::uint8_t* w, std::size_t w_stride, const ActPanel& ac
   }
 }
 
-// Two full groups of 16 rows, at rows n0 and n0 + spacing, block by block. Reading two
+// Two groups of 16 rows each, rows n0 + r * row_step and n0 + spacing + r * row_step,
+// block by block; the results go to y[n0 + r * row_step] and y[n0 + spacing + r * row_step]. Reading two
 // far-apart regions in turn keeps more DRAM pages busy than one region: decode on a 1.1B model
 // with 2 threads went from 29.3 to 31.2 tok/s for q4_0 and from 19.1 to 20.2 for q8_0 (two
 // groups with 16 row streams each; three or four groups at once measured slower, and so did
 // the per-row prefetches issued group after group instead of alternating).
 template <typename F, int MR>
 void gemm_direct_pair(const std::uint8_t* w, std::size_t w_stride, const ActPanel& act, std::int64_t n0,
-                      std::int64_t spacing, float* y, std::int64_t ldy) {
+                      std::int64_t spacing, float* y, std::int64_t ldy, std::int64_t row_step) {
   const std::int64_t n1 = n0 + spacing;
-  const RowGroup g0 = make_row_group(w + n0 * w_stride, w_stride);
-  const RowGroup g1 = make_row_group(w + n1 * w_stride, w_stride);
+  const RowGroup g0 = make_row_group(w + n0 * w_stride, row_step * w_stride);
+  const RowGroup g1 = make_row_group(w + n1 * w_stride, row_step * w_stride);
   __m512 acc0[MR], acc1[MR];
   for (int i = 0; i < MR; ++i) acc0[i] = acc1[i] = _mm512_setzero_ps();
   for (std::int64_t b = 0; b < act.nb; ++b) {
@@ -323,8 +324,8 @@ void gemm_direct_pair(const std::uint8_t* w, std::size_t w_stride, const ActPane
       const std::uint8_t* a0 = g0.base + b * F::kBlockBytes + kPrefetchBytes;
       const std::uint8_t* a1 = g1.base + b * F::kBlockBytes + kPrefetchBytes;
       for (int r = 0; r < 16; ++r) {
-        _mm_prefetch(reinterpret_cast<const char*>(a0 + r * w_stride), _MM_HINT_T0);
-        _mm_prefetch(reinterpret_cast<const char*>(a1 + r * w_stride), _MM_HINT_T0);
+        _mm_prefetch(reinterpret_cast<const char*>(a0 + r * g0.stride), _MM_HINT_T0);
+        _mm_prefetch(reinterpret_cast<const char*>(a1 + r * g0.stride), _MM_HINT_T0);
       }
     }
     UnpackedBlock u;
@@ -333,20 +334,32 @@ void gemm_direct_pair(const std::uint8_t* w, std::size_t w_stride, const ActPane
     F::unpack(g1, b, u);
     accumulate_block<F, MR>(u.w, u.d, u.m, act, 0, b, acc1);
   }
-  store_tile<MR>(acc0, y, ldy, 0, n0, 0xFFFF);
-  store_tile<MR>(acc1, y, ldy, 0, n1, 0xFFFF);
+  if (row_step == 1) {
+    store_tile<MR>(acc0, y, ldy, 0, n0, 0xFFFF);
+    store_tile<MR>(acc1, y, ldy, 0, n1, 0xFFFF);
+  } else {
+    const __m512i lanes = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
+    const __m512i idx = _mm512_mullo_epi32(lanes, _mm512_set1_epi32(static_cast<int>(row_step)));
+    for (int i = 0; i < MR; ++i) {
+      _mm512_i32scatter_ps(y + i * ldy + n0, idx, acc0[i], 4);
+      _mm512_i32scatter_ps(y + i * ldy + n1, idx, acc1[i], 4);
+    }
+  }
 }
 
-// Ranges of at least 4 full groups (64 rows) pair group i with group i + half; smaller ranges
-// and the leftover rows go through gemm_direct.
+// Ranges of at least 4 full groups (64 rows) go through gemm_direct_pair with strided groups;
+// smaller ranges and the leftover rows go through gemm_direct.
 template <typename F, int MR>
 void gemm_direct_paired(const std::uint8_t* w, std::size_t w_stride, const ActPanel& act, std::int64_t n_begin,
                         std::int64_t n_end, float* y, std::int64_t ldy) {
   const std::int64_t groups = (n_end - n_begin) / 16;
   if (groups < 4) return gemm_direct<F, MR>(w, w_stride, act, n_begin, n_end, y, ldy);
   const std::int64_t half = groups / 2;
-  for (std::int64_t i = 0; i < half; ++i)
-    gemm_direct_pair<F, MR>(w, w_stride, act, n_begin + 16 * i, 16 * half, y, ldy);
+  // Group j holds rows n_begin + j + r * 2 * half (r = 0..15), so each group's 16 rows are
+  // spread over the whole range; j pairs with j + half. This measured clearly faster than
+  // groups of 16 consecutive rows (q4_0 31.2 -> 33.4 tok/s, q8_0 20.2 -> 23.4).
+  for (std::int64_t j = 0; j < half; ++j)
+    gemm_direct_pair<F, MR>(w, w_stride, act, n_begin + j, half, y, ldy, 2 * half);
   gemm_direct<F, MR>(w, w_stride, act, n_begin + 32 * half, n_end, y, ldy);
 }
 
