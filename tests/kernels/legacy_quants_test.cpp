@@ -377,6 +377,39 @@ TEST(LegacyQuants, FastGemmMatchesScalar) {
   }
 }
 
+// Decode over 64+ rows walks pairs of strided row groups (the memory-bandwidth path): every
+// row of wide ranges, odd-sized ones included, must still equal the scalar reference.
+TEST(LegacyQuants, WideDecodeRangesMatchScalar) {
+  const auto levels = fast_levels();
+  if (levels.empty()) GTEST_SKIP() << "this CPU has no AVX2: only the scalar path exists";
+  const std::int64_t n_rows = 203, k = 256;
+  for (DType t : kWeightTypes) {
+    const WeightKernels& ref = weight_kernels(t, SimdLevel::Scalar);
+    for (std::int64_t M : {1, 3}) {
+      const Operands op = make_operands(t, k, n_rows, M, 91u + static_cast<unsigned>(M), 5);
+      for (SimdLevel level : levels) {
+        const WeightKernels& fast = weight_kernels(t, level);
+        for (auto [b, e] : {std::pair<std::int64_t, std::int64_t>{0, 64}, {0, 203}, {7, 200}, {11, 139}}) {
+          std::vector<float> y(M * n_rows, std::nanf(""));
+          fast.gemm(k, op.w, op.w_stride, op.a, op.a_stride, M, b, e, y.data(), n_rows);
+          for (std::int64_t m = 0; m < M; ++m)
+            for (std::int64_t n = 0; n < n_rows; ++n) {
+              const float got = y[m * n_rows + n];
+              if (n < b || n >= e) {
+                ASSERT_TRUE(std::isnan(got)) << dtype_name(t) << " wrote outside [" << b << "," << e << ") n=" << n;
+              } else {
+                ASSERT_NEAR(got, ref.vec_dot(k, op.w + n * op.w_stride, op.a + m * op.a_stride),
+                            kRelTol * op.magnitude[m * n_rows + n] + 1e-30f)
+                    << dtype_name(t) << " " << simd_level_name(level) << " M=" << M << " [" << b << "," << e
+                    << ") m=" << m << " n=" << n;
+              }
+            }
+        }
+      }
+    }
+  }
+}
+
 TEST(LegacyQuants, GemmOfScalarLevelEqualsVecDot) {
   const Operands op = make_operands(DType::Q5_1, 96, 5, 3, 9, 7);
   const WeightKernels& ref = weight_kernels(DType::Q5_1, SimdLevel::Scalar);
