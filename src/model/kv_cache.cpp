@@ -71,12 +71,6 @@ void KvCache::set_length(int seq, int n_tokens) {
   s.length = n_tokens;
 }
 
-int KvCache::contiguous_run(int seq, int pos, int limit) const {
-  (void)seq;
-  const int in_block = options_.block_size - pos % options_.block_size;
-  return in_block < limit - pos ? in_block : limit - pos;
-}
-
 void* KvCache::row(AlignedBuffer& buf, int seq, int pos) {
   const Sequence& s = seqs_[static_cast<std::size_t>(seq)];
   const int block = s.blocks[static_cast<std::size_t>(pos / options_.block_size)];

@@ -41,8 +41,6 @@ class KvCache {
   // Pointers to the key / value row (kv_dim elements) of a position already reserved.
   void* key(int layer, int seq, int pos) { return row(k_[static_cast<std::size_t>(layer)], seq, pos); }
   void* value(int layer, int seq, int pos) { return row(v_[static_cast<std::size_t>(layer)], seq, pos); }
-  // The contiguous run of positions [pos, pos + n) inside one block starting at pos, n returned.
-  int contiguous_run(int seq, int pos, int limit) const;
 
   DType dtype() const { return options_.dtype; }
   int kv_dim() const { return options_.kv_dim; }
