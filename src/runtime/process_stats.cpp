@@ -5,8 +5,8 @@
 
 namespace kiln {
 namespace {
-std::size_t status_kib(const char* field) {
-  std::FILE* f = std::fopen("/proc/self/status", "r");
+std::size_t proc_kib(const char* file, const char* field) {
+  std::FILE* f = std::fopen(file, "r");
   if (f == nullptr) return 0;
   char line[256];
   std::size_t kib = 0;
@@ -22,7 +22,8 @@ std::size_t status_kib(const char* field) {
 }
 }  // namespace
 
-std::size_t resident_bytes() { return status_kib("VmRSS"); }
-std::size_t peak_resident_bytes() { return status_kib("VmHWM"); }
+std::size_t resident_bytes() { return proc_kib("/proc/self/status", "VmRSS"); }
+std::size_t peak_resident_bytes() { return proc_kib("/proc/self/status", "VmHWM"); }
+std::size_t file_huge_page_bytes() { return proc_kib("/proc/self/smaps_rollup", "FilePmdMapped"); }
 
 }  // namespace kiln

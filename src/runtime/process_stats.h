@@ -1,5 +1,6 @@
 #pragma once
-// Facts about this process that benchmarks report: resident memory from /proc/self/status.
+// Facts about this process that benchmarks report: resident memory from /proc/self/status and
+// how much of the mapped weight files sits in 2 MiB pages (/proc/self/smaps_rollup).
 #include <cstddef>
 
 namespace kiln {
@@ -8,5 +9,7 @@ namespace kiln {
 std::size_t resident_bytes();
 // Peak resident set size in bytes (VmHWM), or 0.
 std::size_t peak_resident_bytes();
+// Bytes of files mapped through 2 MiB page-table entries (FilePmdMapped), or 0.
+std::size_t file_huge_page_bytes();
 
 }  // namespace kiln
