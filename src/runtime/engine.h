@@ -1,0 +1,163 @@
+#pragma once
+// The serving engine: continuous batching of many generation requests through one model.
+//
+// One engine thread owns the model, the paged KV cache and the thread pool, and loops over
+// steps. Each step builds one Batch for LlamaModel::forward from
+//   - one new token of every running (decoding) sequence, and
+//   - chunks of waiting prompts, admitted in arrival order while the step's token budget
+//     (`max_batch_tokens`) and the cache have room,
+// so a long prompt is prefilled over several steps and never stalls the running streams.
+// Prompts that share a prefix with a sequence already in the cache (a system prompt, a chat
+// history) reuse its KV blocks instead of recomputing them (prefix caching, whole blocks).
+//
+// Requests arrive from any thread through submit(); their results leave through callbacks that
+// run on the engine thread and must be quick (the HTTP layer posts them to its own loop).
+// Text, not only tokens, comes out: the engine detokenizes incrementally (valid UTF-8 at every
+// event) and applies the stop strings, holding back text that might still turn into one, so a
+// stop string that spans token boundaries is caught and never shown.
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "sample/sampler.h"
+
+namespace kiln {
+
+class LlamaModel;
+class Tokenizer;
+
+// Why a sequence ended, as the OpenAI API spells the first two.
+enum class FinishReason {
+  Stop,       // an end-of-generation token or a stop string
+  Length,     // max_tokens reached, or the context is full
+  Cancelled,  // the client went away (RequestHandle::cancel)
+  Deadline,   // the request's deadline passed
+  Error,      // see Finish::error
+};
+const char* finish_reason_name(FinishReason r);  // "stop", "length", "cancelled", "deadline", "error"
+
+struct GenerationRequest {
+  std::vector<std::int32_t> prompt;   // token ids, BOS included if wanted; must be non-empty
+  SamplerParams sampling;             // validated by submit()
+  int max_tokens = 256;               // new tokens at most (the context may end it earlier)
+  std::vector<std::string> stop;      // stop strings (matched in the generated text)
+  bool ignore_eos = false;            // keep going past end-of-generation tokens
+  int top_logprobs = -1;              // -1: no logprobs; 0..20: logprob of the chosen token and this many alternatives
+  std::chrono::steady_clock::time_point deadline = std::chrono::steady_clock::time_point::max();
+};
+
+// Log-probability of one token (natural log, after penalties, at temperature 1 over the whole vocabulary).
+struct TokenLogprob {
+  std::int32_t id = 0;
+  float logprob = 0;
+};
+
+// One generated token as the client sees it.
+struct TokenEvent {
+  std::int32_t id = 0;
+  std::string text;                    // text this token releases (may be empty while a stop string or UTF-8 char is pending)
+  float logprob = 0;                   // of the chosen token (when top_logprobs >= 0)
+  std::vector<TokenLogprob> top;       // the top_logprobs most likely alternatives, best first
+};
+
+struct Usage {
+  int prompt_tokens = 0;
+  int completion_tokens = 0;
+  int cached_tokens = 0;  // prompt tokens whose KV came from the prefix cache
+};
+
+struct Finish {
+  FinishReason reason = FinishReason::Stop;
+  std::string text;   // text released at the end (held-back text that turned out not to be a stop string)
+  std::string error;  // for FinishReason::Error
+  Usage usage;
+  double time_to_first_token_s = 0;  // from submit to the first token event
+  double total_s = 0;                // from submit to finish
+};
+
+// Callbacks run on the engine thread. on_token is called once per generated token, in order;
+// on_finish exactly once, last (also for cancelled or failed requests).
+struct GenerationCallbacks {
+  std::function<void(const TokenEvent&)> on_token;
+  std::function<void(const Finish&)> on_finish;
+};
+
+// Lets the submitter cancel; cancellation takes effect at the next step (the sequence's KV
+// blocks are freed then), and on_finish still runs with FinishReason::Cancelled.
+class RequestHandle {
+ public:
+  void cancel() { cancelled_.store(true, std::memory_order_relaxed); }
+  bool cancelled() const { return cancelled_.load(std::memory_order_relaxed); }
+  std::uint64_t id() const { return id_; }
+  explicit RequestHandle(std::uint64_t id) : id_(id) {}
+
+ private:
+  std::atomic<bool> cancelled_{false};
+  std::uint64_t id_;
+};
+
+struct EngineOptions {
+  int threads = 0;              // compute threads; 0 = all cores
+  int context_tokens = 0;       // longest sequence (prompt + generated); 0 = the model's context length
+  int kv_cache_tokens = 0;      // KV pool size in positions over all sequences; 0 = 4 x context_tokens
+  int max_batch_tokens = 512;   // token budget of one step (decode tokens + prefill chunks)
+  int max_running = 64;         // sequences decoding at once
+  int max_queued = 256;         // requests waiting for admission; submit() refuses beyond it
+  bool prefix_cache = true;     // share KV blocks of common prompt prefixes
+};
+
+// What /stats, /metrics and the dashboard read. A snapshot; cheap to take from any thread.
+struct EngineStats {
+  int running = 0;               // sequences in the batch (prefilling or decoding)
+  int queued = 0;                // waiting for admission
+  int kv_blocks_total = 0;
+  int kv_blocks_used = 0;        // held by live sequences or the prefix cache
+  int kv_blocks_cached = 0;      // held only by the prefix cache (reclaimable)
+  int kv_block_tokens = 0;       // positions per block
+  std::uint64_t requests_total = 0;
+  std::uint64_t requests_cancelled = 0;
+  std::uint64_t prompt_tokens_total = 0;
+  std::uint64_t prompt_tokens_cached = 0;  // prefix-cache hits
+  std::uint64_t generated_tokens_total = 0;
+  std::uint64_t steps_total = 0;
+  double busy_seconds = 0;       // time spent in forward passes
+};
+
+// Thrown by submit() when the queue is full (the HTTP layer answers 429 with Retry-After).
+struct QueueFullError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+class Engine {
+ public:
+  // The engine does not own the model or tokenizer; they must outlive it. Starts its thread.
+  Engine(LlamaModel& model, const Tokenizer& tokenizer, const EngineOptions& options);
+  ~Engine();  // stops: cancels everything still queued or running, joins the thread
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
+
+  // Queues a request. Throws kiln::Error on invalid requests (empty prompt, prompt longer than
+  // the context, bad sampling parameters, token ids outside the vocabulary) and QueueFullError
+  // when max_queued requests are already waiting. Callbacks run on the engine thread.
+  std::shared_ptr<RequestHandle> submit(GenerationRequest request, GenerationCallbacks callbacks);
+
+  // Stops admitting new work (submit throws QueueFullError) and waits until everything in
+  // flight has finished or `grace` has passed; what is left is then cancelled. Returns true
+  // when everything finished on its own.
+  bool drain(std::chrono::milliseconds grace);
+
+  EngineStats stats() const;
+  const EngineOptions& options() const;  // with defaults resolved
+  int context_tokens() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace kiln
