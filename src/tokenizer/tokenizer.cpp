@@ -2,6 +2,7 @@
 
 #include "core/error.h"
 #include "format/gguf_file.h"
+#include "tokenizer/bpe_tokenizer.h"
 #include "tokenizer/spm_tokenizer.h"
 
 namespace kiln {
@@ -20,7 +21,9 @@ void Tokenizer::check_id(std::int32_t id) const {
 
 std::unique_ptr<Tokenizer> make_tokenizer(Vocab vocab) {
   if (vocab.model == "llama") return std::make_unique<SpmTokenizer>(std::move(vocab));
-  fail("tokenizer.ggml.model = \"{}\" is not supported (kiln knows \"llama\")", vocab.model);
+  if (vocab.model == "gpt2") return std::make_unique<BpeTokenizer>(std::move(vocab));
+  fail("{}: tokenizer.ggml.model = \"{}\" is not supported (kiln knows \"llama\" and \"gpt2\")", vocab.source,
+       vocab.model);
 }
 
 std::unique_ptr<Tokenizer> load_tokenizer(const GgufFile& gguf) { return make_tokenizer(Vocab::from_gguf(gguf)); }

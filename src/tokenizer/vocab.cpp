@@ -18,6 +18,7 @@ void check_special_id(std::string_view source, std::string_view key, std::int32_
 }  // namespace
 
 void Vocab::finalize(std::string_view source) {
+  this->source = std::string(source);
   const auto n = static_cast<std::int32_t>(tokens.size());
   KILN_CHECK(!tokens.empty(), "{}: tokenizer.ggml.tokens is empty", source);
   if (scores.empty()) scores.assign(tokens.size(), 0.0f);

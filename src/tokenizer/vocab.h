@@ -1,10 +1,13 @@
 #pragma once
 // A tokenizer vocabulary as GGUF stores it (tokenizer.ggml.*): token strings, merge scores,
-// token types, the special ids and the flags that steer encoding, plus a piece -> id index.
+// token types, the merge rules and pre-tokenizer of byte-level BPE, the special ids and the
+// flags that steer encoding, plus a piece -> id index. The other tokenizer files kiln reads
+// (tokenizer.model, tokenizer.json, encoder.json + vocab.bpe) are turned into the same struct.
 #include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "tokenizer/piece_index.h"
@@ -25,10 +28,20 @@ enum class TokenType : std::int32_t {
 };
 
 struct Vocab {
-  std::string model;                // tokenizer.ggml.model: "llama" is SentencePiece BPE
+  std::string model;                // tokenizer.ggml.model: "llama" is SentencePiece BPE, "gpt2" byte-level BPE
   std::vector<std::string> tokens;  // id -> piece text, with U+2581 for spaces in "llama" vocabs
+                                    // and GPT-2's byte-to-unicode mapping in "gpt2" vocabs
   std::vector<float> scores;        // id -> merge priority (higher merges first); 0 when absent
   std::vector<TokenType> types;     // id -> type; Normal when absent
+  // "gpt2" only: merge rules (left, right piece), highest priority first (tokenizer.ggml.merges
+  // writes each as "left right"), and the pre-tokenizer's name (tokenizer.ggml.pre).
+  std::vector<std::pair<std::string, std::string>> merges;
+  std::string pre;
+  // A Hugging Face tokenizer.json spells its pre-tokenizer out instead of naming it: when
+  // pre_patterns is not empty, it and ignore_merges are used instead of what `pre` names.
+  std::vector<std::string> pre_patterns;
+  bool ignore_merges = false;
+  std::string source;  // the file the vocabulary came from (set by finalize), for error messages
 
   // Special ids; -1 when the vocabulary has none.
   std::int32_t bos_id = -1;
@@ -41,6 +54,7 @@ struct Vocab {
   bool add_bos = false;          // tokenizer.ggml.add_bos_token: prepend BOS to prompts
   bool add_eos = false;          // tokenizer.ggml.add_eos_token
   bool add_space_prefix = true;  // tokenizer.ggml.add_space_prefix: sentencepiece's dummy prefix
+                                 // ("gpt2": a space before text that does not start with one)
 
   // Reads and validates the tokenizer.ggml.* keys. Throws kiln::Error naming the key on missing
   // tokens, lengths that disagree, ids out of range, duplicate tokens or values of the wrong type.

@@ -3,6 +3,7 @@
 
 #include "core/error.h"
 #include "format/gguf_file.h"
+#include "tokenizer/pretokenizer.h"
 #include "tokenizer/vocab.h"
 
 namespace kiln {
@@ -78,6 +79,27 @@ Vocab Vocab::from_gguf(const GgufFile& gguf) {
                gguf.path());
   }
 
+  if (const GgufArray* merges = gguf.get_array("tokenizer.ggml.merges")) {
+    KILN_CHECK(merges->elem_type == GgufType::String, "{}: tokenizer.ggml.merges holds {}, expected string",
+               gguf.path(), gguf_type_name(merges->elem_type));
+    vocab.merges.reserve(merges->strings.size());
+    for (std::size_t i = 0; i < merges->strings.size(); ++i) {
+      const std::string& rule = merges->strings[i];
+      // As llama.cpp: the separator is the first space after the first byte.
+      const std::size_t space = rule.size() > 1 ? rule.find(' ', 1) : std::string::npos;
+      KILN_CHECK(space != std::string::npos && space + 1 < rule.size(),
+                 "{}: tokenizer.ggml.merges[{}] = \"{}\" is not of the form \"left right\"", gguf.path(), i, rule);
+      vocab.merges.emplace_back(rule.substr(0, space), rule.substr(space + 1));
+    }
+  } else {
+    KILN_CHECK(gguf.find("tokenizer.ggml.merges") == nullptr, "{}: tokenizer.ggml.merges is not an array", gguf.path());
+  }
+  if (gguf.find("tokenizer.ggml.pre") != nullptr) {
+    const std::optional<std::string> pre = gguf.get_string("tokenizer.ggml.pre");
+    KILN_CHECK(pre.has_value(), "{}: tokenizer.ggml.pre is not a string", gguf.path());
+    vocab.pre = *pre;
+  }
+
   // llama.cpp's defaults for SentencePiece vocabularies: <unk>=0, <s>=1, </s>=2, BOS added,
   // a dummy space prefix. Other models name their specials explicitly.
   const bool spm = vocab.model == "llama";
@@ -89,7 +111,10 @@ Vocab Vocab::from_gguf(const GgufFile& gguf) {
   vocab.pad_id = read_token_id(gguf, "tokenizer.ggml.padding_token_id", -1);
   vocab.eot_id = read_token_id(gguf, "tokenizer.ggml.eot_token_id", -1);
   vocab.eom_id = read_token_id(gguf, "tokenizer.ggml.eom_token_id", -1);
-  vocab.add_bos = gguf.get_bool("tokenizer.ggml.add_bos_token").value_or(spm);
+  // Byte-level families such as Llama 3 add BOS unless the file says otherwise (llama.cpp).
+  const std::optional<PretokenizerSpec> family = find_pretokenizer_spec(vocab.pre);
+  const bool family_adds_bos = vocab.model == "gpt2" && family && family->add_bos;
+  vocab.add_bos = gguf.get_bool("tokenizer.ggml.add_bos_token").value_or(spm || family_adds_bos);
   vocab.add_eos = gguf.get_bool("tokenizer.ggml.add_eos_token").value_or(false);
   vocab.add_space_prefix = gguf.get_bool("tokenizer.ggml.add_space_prefix").value_or(spm);
 

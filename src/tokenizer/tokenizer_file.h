@@ -1,0 +1,24 @@
+#pragma once
+// One entry point for every file a tokenizer can come from, so that a command can take
+// MODEL|TOKENIZER: the kind is told by the path and the file's first bytes, not by its name alone.
+//   a GGUF model (magic "GGUF")           its tokenizer.ggml.* metadata
+//   tokenizer.json (a JSON object)        Hugging Face byte-level BPE (hf_tokenizer_json.h)
+//   encoder.json (JSON, vocab.bpe beside) GPT-2 / tiktoken-style files (bpe_vocab_files.h)
+//   anything else                         a SentencePiece tokenizer.model (spm_model_file.h)
+//   a directory                           its tokenizer.json, else encoder.json + vocab.bpe,
+//                                         else tokenizer.model
+#include <memory>
+#include <string>
+
+#include "tokenizer/tokenizer.h"
+
+namespace kiln {
+
+// The vocabulary in the file or directory at `path`. Throws kiln::Error naming the path when it
+// holds no tokenizer kiln reads.
+Vocab load_vocab_file(const std::string& path);
+
+// make_tokenizer(load_vocab_file(path)).
+std::unique_ptr<Tokenizer> load_tokenizer_file(const std::string& path);
+
+}  // namespace kiln
