@@ -11,6 +11,7 @@ DEBIAN_PACKAGES=(
   libcli11-dev nlohmann-json3-dev libfmt-dev libspdlog-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   libpcre2-dev
+  libboost-dev                            # Boost.Asio + Boost.Beast (header-only) for kiln serve
   python3 python3-numpy python3-sentencepiece sentencepiece
 )
 # Node.js may come from Debian (nodejs + npm) or from a vendor build that bundles npm: ask for
