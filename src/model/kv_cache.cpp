@@ -23,6 +23,7 @@ KvCache::KvCache(const KvCacheOptions& o) : options_(o) {
   bytes_ = 2 * layer_bytes * static_cast<std::size_t>(o.n_layer);
   // Hand out low block ids first so short runs touch little memory.
   for (int b = n_blocks_ - 1; b >= 0; --b) free_.push_back(b);
+  refs_.assign(static_cast<std::size_t>(n_blocks_), 0);
 }
 
 int KvCache::add_sequence() {
@@ -37,8 +38,32 @@ int KvCache::add_sequence() {
 
 void KvCache::remove_sequence(int seq) {
   Sequence& s = seqs_.at(static_cast<std::size_t>(seq));
-  for (auto it = s.blocks.rbegin(); it != s.blocks.rend(); ++it) free_.push_back(*it);
+  for (auto it = s.blocks.rbegin(); it != s.blocks.rend(); ++it) release_block(*it);
   s = Sequence{};
+}
+
+void KvCache::attach_prefix(int seq, const std::vector<int>& blocks) {
+  Sequence& s = seqs_.at(static_cast<std::size_t>(seq));
+  KILN_CHECK(s.live && s.blocks.empty() && s.length == 0, "internal: kv cache sequence {} is not empty", seq);
+  for (int b : blocks) {
+    KILN_CHECK(b >= 0 && b < n_blocks_ && refs_[static_cast<std::size_t>(b)] > 0,
+               "internal: kv block {} is not in use", b);
+    ++refs_[static_cast<std::size_t>(b)];
+  }
+  s.blocks = blocks;
+  s.length = static_cast<int>(blocks.size()) * options_.block_size;
+}
+
+void KvCache::retain_block(int block) {
+  KILN_CHECK(block >= 0 && block < n_blocks_ && refs_[static_cast<std::size_t>(block)] > 0,
+             "internal: kv block {} is not in use", block);
+  ++refs_[static_cast<std::size_t>(block)];
+}
+
+void KvCache::release_block(int block) {
+  int& r = refs_.at(static_cast<std::size_t>(block));
+  KILN_CHECK(r > 0, "internal: kv block {} released more often than held", block);
+  if (--r == 0) free_.push_back(block);
 }
 
 void KvCache::truncate(int seq, int n_tokens) {
@@ -46,7 +71,7 @@ void KvCache::truncate(int seq, int n_tokens) {
   if (n_tokens < s.length) s.length = n_tokens;
   const std::size_t keep = static_cast<std::size_t>((n_tokens + options_.block_size - 1) / options_.block_size);
   while (s.blocks.size() > keep) {
-    free_.push_back(s.blocks.back());
+    release_block(s.blocks.back());
     s.blocks.pop_back();
   }
 }
@@ -59,8 +84,10 @@ void KvCache::reserve(int seq, int n_tokens) {
     fail("kv cache is full: {} positions requested, {} of {} blocks of {} free (raise the context size)", n_tokens,
          free_.size(), n_blocks_, options_.block_size);
   while (s.blocks.size() < need) {
-    s.blocks.push_back(free_.back());
+    const int b = free_.back();
     free_.pop_back();
+    refs_[static_cast<std::size_t>(b)] = 1;
+    s.blocks.push_back(b);
   }
 }
 

@@ -4,6 +4,11 @@
 // (its block table), so memory follows the sequences' actual lengths and a finished
 // sequence's blocks return to the pool at once.
 //
+// Blocks are reference-counted so that sequences can share a common prefix (prefix caching in
+// the serving engine): a full block may sit in several block tables, and whoever else wants to
+// keep one (the engine's prefix cache) holds a reference of its own. Shared blocks are only
+// ever read: a sequence writes past its attached prefix, into blocks of its own.
+//
 // Storage per layer: K and V are each (n_blocks, block_size, kv_dim) elements of `dtype`
 // (f16 by default, as llama.cpp; f32 for exactness checks).
 #include <cstdint>
@@ -32,6 +37,16 @@ class KvCache {
   void remove_sequence(int seq);
   // Drops positions >= n_tokens of a sequence (e.g. to restart generation), freeing blocks.
   void truncate(int seq, int n_tokens);
+  // Starts an empty sequence's table with `blocks`, which must be full blocks of some other
+  // sequence's prefix; the sequence's length becomes blocks.size() * block_size.
+  void attach_prefix(int seq, const std::vector<int>& blocks);
+  // The block table of a live sequence: position p lives in blocks(seq)[p / block_size].
+  const std::vector<int>& blocks(int seq) const { return seqs_.at(static_cast<std::size_t>(seq)).blocks; }
+  // An extra reference to a block (kept alive while held); release returns it to the pool
+  // when no table and no holder is left.
+  void retain_block(int block);
+  void release_block(int block);
+  int block_refs(int block) const { return refs_.at(static_cast<std::size_t>(block)); }
   // Makes room for positions [0, n_tokens) of seq; throws kiln::Error when the pool is full.
   void reserve(int seq, int n_tokens);
   // Positions written so far (the caller advances it after a forward pass).
@@ -63,6 +78,7 @@ class KvCache {
   std::size_t bytes_ = 0;
   std::vector<AlignedBuffer> k_, v_;  // per layer
   std::vector<int> free_;
+  std::vector<int> refs_;  // (n_blocks) references: block tables holding it plus retain_block holders
   std::vector<Sequence> seqs_;
 };
 

@@ -95,6 +95,7 @@ class RequestHandle {
   bool cancelled() const { return cancelled_.load(std::memory_order_relaxed); }
   std::uint64_t id() const { return id_; }
   explicit RequestHandle(std::uint64_t id) : id_(id) {}
+  void set_id(std::uint64_t id) { id_ = id; }
 
  private:
   std::atomic<bool> cancelled_{false};
@@ -125,6 +126,7 @@ struct EngineStats {
   std::uint64_t prompt_tokens_cached = 0;  // prefix-cache hits
   std::uint64_t generated_tokens_total = 0;
   std::uint64_t steps_total = 0;
+  std::uint64_t preemptions_total = 0;     // sequences pushed out of the cache and recomputed later
   double busy_seconds = 0;       // time spent in forward passes
 };
 

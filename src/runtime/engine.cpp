@@ -1,0 +1,574 @@
+#include "runtime/engine.h"
+
+#include <algorithm>
+#include <cmath>
+#include <condition_variable>
+#include <deque>
+#include <limits>
+#include <mutex>
+#include <thread>
+#include <unordered_map>
+
+#include "core/error.h"
+#include "core/thread_pool.h"
+#include "model/llama_model.h"
+#include "runtime/prefix_cache.h"
+#include "runtime/stop_strings.h"
+#include "tokenizer/text_stream_decoder.h"
+#include "tokenizer/tokenizer.h"
+
+namespace kiln {
+
+const char* finish_reason_name(FinishReason r) {
+  switch (r) {
+    case FinishReason::Stop: return "stop";
+    case FinishReason::Length: return "length";
+    case FinishReason::Cancelled: return "cancelled";
+    case FinishReason::Deadline: return "deadline";
+    case FinishReason::Error: return "error";
+  }
+  return "error";
+}
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_between(Clock::time_point a, Clock::time_point b) {
+  return std::chrono::duration<double>(b - a).count();
+}
+
+// One request on its way through the engine. Waiting sequences hold no cache; running ones own
+// a cache sequence whose first n_computed positions hold the keys and values of tokens[0..).
+struct Sequence {
+  Sequence(const Tokenizer& tokenizer, GenerationRequest r, GenerationCallbacks c, std::shared_ptr<RequestHandle> h)
+      : request(std::move(r)),
+        callbacks(std::move(c)),
+        handle(std::move(h)),
+        sampler(request.sampling),
+        decoder(tokenizer),
+        stops(request.stop) {}
+
+  GenerationRequest request;
+  GenerationCallbacks callbacks;
+  std::shared_ptr<RequestHandle> handle;
+  Sampler sampler;
+  TextStreamDecoder decoder;
+  StopStringMatcher stops;
+
+  std::vector<std::int32_t> tokens;  // (n_prompt + n_generated) prompt, then generated ids
+  int n_prompt = 0;
+  int n_generated = 0;
+  int kv_seq = -1;       // cache sequence while running, -1 while waiting
+  int n_computed = 0;    // positions of tokens[] already in the cache
+  int n_registered = 0;  // leading full blocks already offered to the prefix cache
+  int cached_tokens = -1;  // prompt tokens served by the prefix cache at first admission
+  std::uint64_t admitted_order = 0;
+  Clock::time_point submitted;
+  Clock::time_point first_token;
+  bool sent_first_token = false;
+
+  // Tokens that still need a forward pass before the next token can be sampled.
+  int pending() const { return static_cast<int>(tokens.size()) - n_computed; }
+};
+
+}  // namespace
+
+struct Engine::Impl {
+  Impl(LlamaModel& m, const Tokenizer& t, const EngineOptions& o);
+  ~Impl();
+
+  void loop();
+  bool step();
+  void take_incoming();
+  void expire_and_cancel();
+  bool admit(Sequence& s);
+  bool ensure_free_blocks(int n);
+  bool reserve(Sequence& s, int n_tokens);
+  void preempt(Sequence& s);
+  void sample_and_emit(Sequence& s, const float* logits);
+  void register_full_blocks(Sequence& s);
+  void finish(Sequence& s, FinishReason reason, const std::string& error = {});
+  void publish_stats();
+  void run_finish_callbacks();
+  int blocks_for(int n_tokens) const { return (n_tokens + cache.block_size() - 1) / cache.block_size(); }
+
+  LlamaModel& model;
+  const Tokenizer& tokenizer;
+  EngineOptions options;
+  KvCache cache;
+  ThreadPool pool;
+  PrefixCache prefix;
+  FloatBuffer logits;  // (max_running, n_vocab)
+
+  // Shared with submitters, under mu.
+  mutable std::mutex mu;
+  std::condition_variable wake;      // the engine thread waits here for work
+  std::condition_variable idle;      // drain() waits here for the engine to run dry
+  std::deque<std::unique_ptr<Sequence>> incoming;
+  int n_waiting_shared = 0;          // waiting (admitted by nobody yet), for the queue limit
+  int n_running_shared = 0;
+  bool stopping = false;
+  bool draining = false;
+  bool cancel_all = false;
+  EngineStats stats_snapshot;
+  std::uint64_t next_id = 1;
+  std::uint64_t submitted_requests = 0;       // counted by submit()
+  std::uint64_t submitted_prompt_tokens = 0;
+
+  // Engine-thread state.
+  std::deque<std::unique_ptr<Sequence>> waiting;  // arrival order
+  std::vector<std::unique_ptr<Sequence>> running;  // admission order
+  std::uint64_t admissions = 0;
+  // on_finish calls wait until the stats say the sequence is gone, so that a client that has
+  // seen its request end also sees it gone from stats().
+  std::vector<std::pair<std::function<void(const Finish&)>, Finish>> finished;
+  EngineStats counters;  // the cumulative fields
+  std::thread thread;
+};
+
+Engine::Impl::Impl(LlamaModel& m, const Tokenizer& t, const EngineOptions& o)
+    : model(m),
+      tokenizer(t),
+      options([&] {
+        EngineOptions r = o;
+        const int n_ctx = m.config().n_ctx_train > 0 ? m.config().n_ctx_train : 2048;
+        if (r.threads <= 0) r.threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+        if (r.context_tokens <= 0) r.context_tokens = n_ctx;
+        if (r.kv_cache_tokens <= 0) r.kv_cache_tokens = 4 * r.context_tokens;
+        KILN_CHECK(r.kv_cache_tokens >= r.context_tokens, "engine: kv cache ({} tokens) is smaller than the context ({})",
+                   r.kv_cache_tokens, r.context_tokens);
+        KILN_CHECK(r.max_running >= 1, "engine: max_running must be at least 1");
+        KILN_CHECK(r.max_queued >= 0, "engine: max_queued must not be negative");
+        // Every running sequence gets its decode token each step, so the budget covers them.
+        r.max_batch_tokens = std::max(r.max_batch_tokens, r.max_running);
+        return r;
+      }()),
+      cache(m.make_kv_cache(options.kv_cache_tokens)),
+      pool(options.threads),
+      prefix(options.prefix_cache ? cache.block_size() : 0) {
+  logits.resize(static_cast<std::size_t>(options.max_running) * static_cast<std::size_t>(m.config().n_vocab));
+  counters.kv_block_tokens = cache.block_size();
+  counters.kv_blocks_total = cache.total_blocks();
+  stats_snapshot = counters;
+  thread = std::thread([this] { loop(); });
+}
+
+Engine::Impl::~Impl() {
+  {
+    std::lock_guard<std::mutex> lk(mu);
+    stopping = true;
+  }
+  wake.notify_all();
+  if (thread.joinable()) thread.join();
+}
+
+void Engine::Impl::loop() {
+  for (;;) {
+    {
+      std::unique_lock<std::mutex> lk(mu);
+      // Sleep only when there is nothing to do; waiting work that cannot be admitted yet
+      // (cache full) is retried after a short nap, since only the engine itself frees blocks.
+      wake.wait_for(lk, std::chrono::milliseconds(1000),
+                    [&] { return stopping || cancel_all || !incoming.empty() || !running.empty() || !waiting.empty(); });
+      if (stopping) cancel_all = true;
+    }
+    take_incoming();
+    bool stop_now;
+    {
+      std::lock_guard<std::mutex> lk(mu);
+      stop_now = stopping;
+    }
+    if (stop_now) {
+      expire_and_cancel();  // cancels everything (cancel_all)
+      publish_stats();
+      run_finish_callbacks();
+      return;
+    }
+    if (running.empty() && waiting.empty()) {
+      publish_stats();
+      continue;
+    }
+    bool progressed = false;
+    try {
+      progressed = step();
+    } catch (const std::exception& e) {
+      // A failed forward pass leaves the cache of the sequences in it undefined: fail them all.
+      std::vector<std::unique_ptr<Sequence>> failed;
+      failed.swap(running);
+      for (auto& s : failed) finish(*s, FinishReason::Error, e.what());
+      progressed = true;
+    }
+    publish_stats();
+    run_finish_callbacks();
+    // Waiting work that cannot be admitted yet (the cache is full of sequences still being
+    // prefilled) is retried after a short nap rather than in a busy loop.
+    if (!progressed) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+}
+
+void Engine::Impl::take_incoming() {
+  std::lock_guard<std::mutex> lk(mu);
+  while (!incoming.empty()) {
+    waiting.push_back(std::move(incoming.front()));
+    incoming.pop_front();
+    ++n_waiting_shared;
+  }
+}
+
+// Cancelled, expired (and, when stopping or after a drain's grace, all) requests finish here.
+void Engine::Impl::expire_and_cancel() {
+  bool all;
+  {
+    std::lock_guard<std::mutex> lk(mu);
+    all = cancel_all;
+  }
+  const Clock::time_point now = Clock::now();
+  auto verdict = [&](const Sequence& s) -> int {
+    if (all || s.handle->cancelled()) return 1;
+    if (now >= s.request.deadline) return 2;
+    return 0;
+  };
+  for (auto it = waiting.begin(); it != waiting.end();) {
+    const int v = verdict(**it);
+    if (v == 0) {
+      ++it;
+      continue;
+    }
+    std::unique_ptr<Sequence> s = std::move(*it);
+    it = waiting.erase(it);
+    finish(*s, v == 1 ? FinishReason::Cancelled : FinishReason::Deadline);
+  }
+  for (auto it = running.begin(); it != running.end();) {
+    const int v = verdict(**it);
+    if (v == 0) {
+      ++it;
+      continue;
+    }
+    std::unique_ptr<Sequence> s = std::move(*it);
+    it = running.erase(it);
+    finish(*s, v == 1 ? FinishReason::Cancelled : FinishReason::Deadline);
+  }
+}
+
+// Frees blocks held only by the prefix cache (least recently used first) until n are free.
+bool Engine::Impl::ensure_free_blocks(int n) {
+  if (cache.free_blocks() >= n) return true;
+  prefix.evict(cache, n - cache.free_blocks());
+  return cache.free_blocks() >= n;
+}
+
+// Makes room for positions [0, n_tokens) of a running sequence.
+bool Engine::Impl::reserve(Sequence& s, int n_tokens) {
+  const int have = static_cast<int>(cache.blocks(s.kv_seq).size());
+  const int need = blocks_for(n_tokens) - have;
+  if (need > 0 && !ensure_free_blocks(need)) return false;
+  cache.reserve(s.kv_seq, n_tokens);
+  return true;
+}
+
+// Takes a running sequence out of the cache and puts it back at the head of the queue; it
+// resumes later by recomputing its tokens (usually in part from the prefix cache), the way
+// vLLM preempts under memory pressure. Its sampler and text state carry on unchanged.
+void Engine::Impl::preempt(Sequence& s) {
+  ++counters.preemptions_total;
+  register_full_blocks(s);
+  cache.remove_sequence(s.kv_seq);
+  s.kv_seq = -1;
+  s.n_computed = 0;
+  s.n_registered = 0;
+}
+
+bool Engine::Impl::admit(Sequence& s) {
+  const int n = static_cast<int>(s.tokens.size());
+  // Reuse whole cached blocks of the prefix, but always leave the last token to compute: its
+  // logits are what the next step samples from.
+  std::vector<int> shared = prefix.match(s.tokens, (n - 1) / cache.block_size());
+  // Attach before making room: attaching takes references, so making room cannot evict the
+  // very blocks just matched.
+  s.kv_seq = cache.add_sequence();
+  if (!shared.empty()) cache.attach_prefix(s.kv_seq, shared);
+  if (!ensure_free_blocks(blocks_for(n) - static_cast<int>(shared.size()))) {
+    cache.remove_sequence(s.kv_seq);
+    s.kv_seq = -1;
+    return false;
+  }
+  s.n_computed = static_cast<int>(shared.size()) * cache.block_size();
+  s.n_registered = static_cast<int>(shared.size());
+  if (s.cached_tokens < 0) {
+    s.cached_tokens = std::min(s.n_computed, s.n_prompt);
+    counters.prompt_tokens_cached += static_cast<std::uint64_t>(s.cached_tokens);
+  }
+  s.admitted_order = ++admissions;
+  return true;
+}
+
+bool Engine::Impl::step() {
+  expire_and_cancel();
+  const int bs = cache.block_size();
+
+  // Decoding sequences first: each needs room for one more position. When the pool is short,
+  // the most recently admitted sequences give theirs up (preemption), oldest keep going.
+  std::sort(running.begin(), running.end(),
+            [](const auto& a, const auto& b) { return a->admitted_order < b->admitted_order; });
+  for (std::size_t i = 0; i < running.size(); ++i) {
+    Sequence& s = *running[i];
+    if (s.kv_seq < 0 || s.pending() != 1) continue;
+    while (!reserve(s, s.n_computed + 1)) {
+      // Preempt the youngest other running sequence that still holds cache.
+      Sequence* victim = nullptr;
+      for (std::size_t j = running.size(); j-- > i + 1;)
+        if (running[j]->kv_seq >= 0) {
+          victim = running[j].get();
+          break;
+        }
+      if (victim == nullptr) break;
+      preempt(*victim);
+    }
+  }
+  // Preempted sequences return to the front of the queue, oldest first.
+  for (std::size_t j = running.size(); j-- > 0;) {
+    if (running[j]->kv_seq >= 0) continue;
+    waiting.push_front(std::move(running[j]));
+    running.erase(running.begin() + static_cast<std::ptrdiff_t>(j));
+  }
+
+  Batch batch;
+  std::vector<Sequence*> logit_owner;  // (logit rows) the sequence each row samples for
+  int budget = options.max_batch_tokens;
+  for (auto& sp : running) {
+    Sequence& s = *sp;
+    if (s.pending() != 1 || static_cast<int>(cache.blocks(s.kv_seq).size()) * bs < s.n_computed + 1) continue;
+    batch.add(s.tokens.back(), s.n_computed, s.kv_seq, true);
+    logit_owner.push_back(&s);
+    --budget;
+  }
+  // Then prompt chunks: first of sequences already prefilling, then newly admitted ones, in
+  // arrival order, while the step's budget lasts.
+  auto add_chunk = [&](Sequence& s) {
+    const int chunk = std::min(s.pending(), budget);
+    if (chunk <= 0) return;
+    if (!reserve(s, s.n_computed + chunk)) return;
+    const int last = static_cast<int>(s.tokens.size()) - 1;
+    for (int i = 0; i < chunk; ++i) {
+      const int pos = s.n_computed + i;
+      batch.add(s.tokens[static_cast<std::size_t>(pos)], pos, s.kv_seq, pos == last);
+      if (pos == last) logit_owner.push_back(&s);
+    }
+    budget -= chunk;
+  };
+  for (auto& sp : running)
+    if (sp->pending() > 1 && budget > 0) add_chunk(*sp);
+  while (budget > 0 && !waiting.empty() && static_cast<int>(running.size()) < options.max_running) {
+    Sequence& s = *waiting.front();
+    if (!admit(s)) break;  // the cache is full; try again when something finishes
+    running.push_back(std::move(waiting.front()));
+    waiting.pop_front();
+    add_chunk(s);
+  }
+  if (batch.size() == 0) return false;
+
+  const Clock::time_point t0 = Clock::now();
+  model.forward(batch, cache, pool, logits.data());
+  counters.busy_seconds += seconds_between(t0, Clock::now());
+  ++counters.steps_total;
+  for (auto& sp : running) {
+    Sequence& s = *sp;
+    if (s.kv_seq >= 0) s.n_computed = cache.length(s.kv_seq);
+  }
+  const std::size_t n_vocab = static_cast<std::size_t>(model.config().n_vocab);
+  for (std::size_t r = 0; r < logit_owner.size(); ++r) sample_and_emit(*logit_owner[r], logits.data() + r * n_vocab);
+
+  // Offer newly completed blocks to the prefix cache, then retire finished sequences.
+  for (auto it = running.begin(); it != running.end();) {
+    Sequence& s = **it;
+    if (s.kv_seq >= 0 && s.pending() > 0) {
+      register_full_blocks(s);
+      ++it;
+      continue;
+    }
+    // pending() == 0 marks a finished sequence (see finish()).
+    it = running.erase(it);
+  }
+  return true;
+}
+
+void Engine::Impl::register_full_blocks(Sequence& s) {
+  if (!prefix.enabled() || s.kv_seq < 0) return;
+  const int full = s.n_computed / cache.block_size();
+  if (full > s.n_registered) {
+    prefix.insert(cache, s.tokens, cache.blocks(s.kv_seq), s.n_registered, full);
+    s.n_registered = full;
+  }
+}
+
+void Engine::Impl::sample_and_emit(Sequence& s, const float* row) {
+  const int n_vocab = model.config().n_vocab;
+  const std::span<const float> lg(row, static_cast<std::size_t>(n_vocab));
+  const std::int32_t id = s.sampler.sample(lg, s.tokens);
+  const Clock::time_point now = Clock::now();
+
+  if (tokenizer.is_eog(id) && !s.request.ignore_eos) {
+    ++s.n_generated;
+    counters.generated_tokens_total += 1;
+    finish(s, FinishReason::Stop);
+    return;
+  }
+  TokenEvent ev;
+  ev.id = id;
+  if (s.request.top_logprobs >= 0) {
+    // Natural-log probabilities of the model's distribution (temperature 1, before penalties).
+    float mx = -std::numeric_limits<float>::infinity();
+    for (float v : lg) mx = std::max(mx, v);
+    double sum = 0;
+    for (float v : lg) sum += std::exp(static_cast<double>(v - mx));
+    const float log_z = mx + static_cast<float>(std::log(sum));
+    ev.logprob = lg[static_cast<std::size_t>(id)] - log_z;
+    const int k = std::min(s.request.top_logprobs, n_vocab);
+    if (k > 0) {
+      std::vector<std::int32_t> ids(static_cast<std::size_t>(n_vocab));
+      for (int i = 0; i < n_vocab; ++i) ids[static_cast<std::size_t>(i)] = i;
+      std::partial_sort(ids.begin(), ids.begin() + k, ids.end(), [&](std::int32_t a, std::int32_t b) {
+        const float la = lg[static_cast<std::size_t>(a)], lb = lg[static_cast<std::size_t>(b)];
+        return la > lb || (la == lb && a < b);
+      });
+      for (int i = 0; i < k; ++i)
+        ev.top.push_back({ids[static_cast<std::size_t>(i)], lg[static_cast<std::size_t>(ids[static_cast<std::size_t>(i)])] - log_z});
+    }
+  }
+  s.tokens.push_back(id);
+  ++s.n_generated;
+  counters.generated_tokens_total += 1;
+  const StopStringMatcher::Result m = s.stops.push(s.decoder.push(id));
+  ev.text = m.released;
+  if (!s.sent_first_token) {
+    s.sent_first_token = true;
+    s.first_token = now;
+  }
+  if (s.callbacks.on_token) s.callbacks.on_token(ev);
+  if (m.stopped) {
+    finish(s, FinishReason::Stop);
+    return;
+  }
+  if (s.n_generated >= s.request.max_tokens || static_cast<int>(s.tokens.size()) >= options.context_tokens) {
+    finish(s, FinishReason::Length);
+    return;
+  }
+}
+
+// Ends a sequence: frees its cache (after offering its blocks to the prefix cache), reports,
+// and marks it so that step() drops it from `running` (pending() == 0 with kv_seq == -1).
+void Engine::Impl::finish(Sequence& s, FinishReason reason, const std::string& error) {
+  Finish f;
+  f.reason = reason;
+  f.error = error;
+  if (reason == FinishReason::Stop || reason == FinishReason::Length) {
+    // Text held back for a possible stop string, and bytes of an unfinished character.
+    if (!s.stops.stopped()) f.text = s.stops.flush(s.decoder.finish());
+  }
+  if (s.kv_seq >= 0) {
+    if (reason != FinishReason::Error) register_full_blocks(s);
+    cache.remove_sequence(s.kv_seq);
+    s.kv_seq = -1;
+  }
+  s.n_computed = static_cast<int>(s.tokens.size());
+  f.usage.prompt_tokens = s.n_prompt;
+  f.usage.completion_tokens = s.n_generated;
+  f.usage.cached_tokens = std::max(0, s.cached_tokens);
+  const Clock::time_point now = Clock::now();
+  f.time_to_first_token_s = s.sent_first_token ? seconds_between(s.submitted, s.first_token) : 0.0;
+  f.total_s = seconds_between(s.submitted, now);
+  if (reason == FinishReason::Cancelled || reason == FinishReason::Deadline) ++counters.requests_cancelled;
+  if (s.callbacks.on_finish) finished.emplace_back(std::move(s.callbacks.on_finish), std::move(f));
+}
+
+void Engine::Impl::run_finish_callbacks() {
+  for (auto& [callback, f] : finished) {
+    try {
+      callback(f);
+    } catch (...) {
+      // A callback must not take the engine down; the request is over either way.
+    }
+  }
+  finished.clear();
+}
+
+void Engine::Impl::publish_stats() {
+  EngineStats st = counters;
+  st.running = static_cast<int>(running.size());
+  st.kv_blocks_total = cache.total_blocks();
+  st.kv_blocks_used = cache.total_blocks() - cache.free_blocks();
+  st.kv_blocks_cached = prefix.blocks_held_only_by_cache(cache);
+  st.kv_block_tokens = cache.block_size();
+  std::lock_guard<std::mutex> lk(mu);
+  st.queued = static_cast<int>(incoming.size() + waiting.size());
+  st.requests_total = submitted_requests;
+  st.prompt_tokens_total = submitted_prompt_tokens;
+  n_waiting_shared = static_cast<int>(waiting.size());
+  n_running_shared = st.running;
+  stats_snapshot = st;
+  if (incoming.empty() && waiting.empty() && running.empty()) idle.notify_all();
+}
+
+Engine::Engine(LlamaModel& model, const Tokenizer& tokenizer, const EngineOptions& options)
+    : impl_(std::make_unique<Impl>(model, tokenizer, options)) {}
+
+Engine::~Engine() = default;
+
+std::shared_ptr<RequestHandle> Engine::submit(GenerationRequest request, GenerationCallbacks callbacks) {
+  Impl& m = *impl_;
+  const int n = static_cast<int>(request.prompt.size());
+  if (n == 0) fail("the prompt is empty");
+  if (n >= m.options.context_tokens)
+    fail("the prompt has {} tokens; the context holds {} (prompt and completion together)", n,
+         m.options.context_tokens);
+  const int n_vocab = m.model.config().n_vocab;
+  for (std::int32_t id : request.prompt)
+    if (id < 0 || id >= n_vocab) fail("prompt token id {} is outside the vocabulary (0..{})", id, n_vocab - 1);
+  if (request.max_tokens < 1) fail("max_tokens must be at least 1, got {}", request.max_tokens);
+  if (request.top_logprobs > 20) fail("top_logprobs must be at most 20, got {}", request.top_logprobs);
+  for (const std::string& s : request.stop)
+    if (s.empty()) fail("stop strings must not be empty");
+
+  auto handle = std::make_shared<RequestHandle>(0);
+  auto s = std::make_unique<Sequence>(m.tokenizer, std::move(request), std::move(callbacks), handle);  // validates sampling
+  s->tokens = s->request.prompt;
+  s->n_prompt = n;
+  s->submitted = Clock::now();
+  s->decoder.prime(s->tokens);
+
+  std::unique_lock<std::mutex> lk(m.mu);
+  if (m.draining || m.stopping) throw QueueFullError("the server is shutting down");
+  const int queued = static_cast<int>(m.incoming.size()) + m.n_waiting_shared;
+  if (queued >= m.options.max_queued) throw QueueFullError(fmt::format("the queue is full ({} waiting)", queued));
+  handle->set_id(m.next_id++);
+  ++m.submitted_requests;
+  m.submitted_prompt_tokens += static_cast<std::uint64_t>(n);
+  m.incoming.push_back(std::move(s));
+  lk.unlock();
+  m.wake.notify_one();
+  return handle;
+}
+
+bool Engine::drain(std::chrono::milliseconds grace) {
+  Impl& m = *impl_;
+  std::unique_lock<std::mutex> lk(m.mu);
+  m.draining = true;
+  auto empty = [&] { return m.incoming.empty() && m.n_waiting_shared == 0 && m.n_running_shared == 0; };
+  m.wake.notify_one();
+  if (m.idle.wait_for(lk, grace, empty)) return true;
+  m.cancel_all = true;
+  m.wake.notify_one();
+  m.idle.wait(lk, empty);
+  return false;
+}
+
+EngineStats Engine::stats() const {
+  std::lock_guard<std::mutex> lk(impl_->mu);
+  return impl_->stats_snapshot;
+}
+
+const EngineOptions& Engine::options() const { return impl_->options; }
+int Engine::context_tokens() const { return impl_->options.context_tokens; }
+
+}  // namespace kiln

@@ -1,0 +1,362 @@
+// The serving engine on a real (tiny, random-weight) Llama GGUF: batched results must equal the
+// same requests run alone, the prefix cache must reuse blocks without changing results, and
+// cancellation, deadlines, the queue limit, preemption and drain must behave.
+#include "runtime/engine.h"
+
+#include <gtest/gtest.h>
+
+#include <condition_variable>
+#include <future>
+#include <mutex>
+#include <thread>
+
+#include "core/error.h"
+#include "format/gguf_file.h"
+#include "model/llama_model.h"
+#include "runtime/generator.h"
+#include "test_support.h"
+#include "tokenizer/tokenizer.h"
+
+namespace kiln {
+namespace {
+
+using namespace std::chrono_literals;
+
+struct Loaded {
+  std::unique_ptr<LlamaModel> model;
+  std::unique_ptr<Tokenizer> tokenizer;
+};
+
+Loaded load_tiny(const std::string& path) {
+  Loaded l;
+  l.model = LlamaModel::load(path);
+  l.tokenizer = load_tokenizer(*l.model->source().gguf());
+  return l;
+}
+
+// Collects one request's events; wait() blocks until on_finish ran.
+struct Collector {
+  std::mutex mu;
+  std::condition_variable cv;
+  std::vector<std::int32_t> ids;
+  std::string text;
+  std::vector<TokenEvent> events;
+  bool done = false;
+  Finish finish;
+
+  GenerationCallbacks callbacks() {
+    return {[this](const TokenEvent& e) {
+              std::lock_guard<std::mutex> lk(mu);
+              ids.push_back(e.id);
+              text += e.text;
+              events.push_back(e);
+            },
+            [this](const Finish& f) {
+              std::lock_guard<std::mutex> lk(mu);
+              text += f.text;
+              finish = f;
+              done = true;
+              cv.notify_all();
+            }};
+  }
+  bool wait(std::chrono::milliseconds timeout = 20s) {
+    std::unique_lock<std::mutex> lk(mu);
+    return cv.wait_for(lk, timeout, [&] { return done; });
+  }
+};
+
+GenerationRequest greedy(std::vector<std::int32_t> prompt, int max_tokens) {
+  GenerationRequest r;
+  r.prompt = std::move(prompt);
+  r.sampling.temperature = 0;
+  r.max_tokens = max_tokens;
+  r.ignore_eos = true;
+  return r;
+}
+
+std::vector<std::int32_t> prompt_of(const Tokenizer& tok, const std::string& text) {
+  return tok.encode(text, true, false);
+}
+
+class EngineTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    path_ = test::data_file("llama-2-tiny-random.gguf");
+    if (path_.empty()) GTEST_SKIP() << "shared data file llama-2-tiny-random.gguf not found (set KILN_DATA_DIR)";
+    tiny_ = load_tiny(path_);
+  }
+  // The request run alone, on an engine of its own that admits one sequence at a time.
+  std::vector<std::int32_t> alone(const GenerationRequest& r) {
+    EngineOptions o;
+    o.threads = 1;
+    o.max_running = 1;
+    o.prefix_cache = false;
+    Engine e(*tiny_.model, *tiny_.tokenizer, o);
+    Collector c;
+    e.submit(r, c.callbacks());
+    EXPECT_TRUE(c.wait());
+    return c.ids;
+  }
+  std::string path_;
+  Loaded tiny_;
+};
+
+TEST_F(EngineTest, SingleGreedyRequestEqualsTheGenerator) {
+  const auto prompt = prompt_of(*tiny_.tokenizer, "Once upon a time");
+  // Reference: kiln run's own loop.
+  KvCache cache = tiny_.model->make_kv_cache(256);
+  ThreadPool pool(1);
+  SamplerParams sp;
+  sp.temperature = 0;
+  Sampler sampler(sp);
+  GenerateOptions go;
+  go.n_predict = 24;
+  go.ignore_eos = true;
+  const GenerateResult ref = generate(*tiny_.model, cache, pool, sampler, prompt, go, [](int) { return false; },
+                                      [](int) { return true; });
+
+  EngineOptions o;
+  o.threads = 2;
+  Engine e(*tiny_.model, *tiny_.tokenizer, o);
+  Collector c;
+  e.submit(greedy(prompt, 24), c.callbacks());
+  ASSERT_TRUE(c.wait());
+  EXPECT_EQ(c.ids, ref.tokens);
+  EXPECT_EQ(c.finish.reason, FinishReason::Length);
+  EXPECT_EQ(c.finish.usage.prompt_tokens, static_cast<int>(prompt.size()));
+  EXPECT_EQ(c.finish.usage.completion_tokens, 24);
+  EXPECT_EQ(c.text, tiny_.tokenizer->decode(ref.tokens));
+}
+
+TEST_F(EngineTest, ConcurrentRequestsEqualTheSameRequestsRunAlone) {
+  const std::vector<std::string> texts = {"Hello", "The quick brown fox", "1 2 3 4 5 6 7 8 9 10 11 12", "a",
+                                          "Paris is the capital of", "Long ago, in a galaxy far away, there",
+                                          "x y z", "Once upon a time there was a little girl"};
+  std::vector<GenerationRequest> reqs;
+  for (std::size_t i = 0; i < texts.size(); ++i) reqs.push_back(greedy(prompt_of(*tiny_.tokenizer, texts[i]), 16 + 4 * static_cast<int>(i)));
+  // A seeded sampled request too: its draws must not depend on the others.
+  GenerationRequest sampled = greedy(prompt_of(*tiny_.tokenizer, "Seeded"), 20);
+  sampled.sampling.temperature = 0.9f;
+  sampled.sampling.top_k = 40;
+  sampled.sampling.seed = 1234;
+  reqs.push_back(sampled);
+
+  std::vector<std::vector<std::int32_t>> expected;
+  for (const auto& r : reqs) expected.push_back(alone(r));
+
+  EngineOptions o;
+  o.threads = 2;
+  o.max_batch_tokens = 16;  // forces prompts to be prefilled in chunks beside running decodes
+  Engine e(*tiny_.model, *tiny_.tokenizer, o);
+  std::vector<std::unique_ptr<Collector>> cs;
+  for (const auto& r : reqs) {
+    cs.push_back(std::make_unique<Collector>());
+    e.submit(r, cs.back()->callbacks());
+  }
+  for (std::size_t i = 0; i < reqs.size(); ++i) {
+    ASSERT_TRUE(cs[i]->wait());
+    EXPECT_EQ(cs[i]->ids, expected[i]) << "request " << i;
+    EXPECT_EQ(cs[i]->finish.reason, FinishReason::Length);
+  }
+  const EngineStats st = e.stats();
+  EXPECT_EQ(st.requests_total, reqs.size());
+  EXPECT_EQ(st.running, 0);
+}
+
+TEST_F(EngineTest, PrefixCacheReusesBlocksWithoutChangingResults) {
+  // A 40-token shared "system prompt" followed by different questions.
+  std::string system = "You are a helpful assistant. Answer briefly and precisely, and never make things up. ";
+  auto a = greedy(prompt_of(*tiny_.tokenizer, system + "What is two plus two?"), 12);
+  auto b = greedy(prompt_of(*tiny_.tokenizer, system + "Name a colour."), 12);
+  const auto expect_b = alone(b);
+
+  EngineOptions o;
+  o.threads = 1;
+  Engine e(*tiny_.model, *tiny_.tokenizer, o);
+  Collector ca, cb;
+  e.submit(a, ca.callbacks());
+  ASSERT_TRUE(ca.wait());
+  EXPECT_EQ(ca.finish.usage.cached_tokens, 0);
+  e.submit(b, cb.callbacks());
+  ASSERT_TRUE(cb.wait());
+  EXPECT_EQ(cb.ids, expect_b);
+  // Whole blocks of 16 of the common prefix were reused.
+  std::size_t common = 0;
+  while (common < a.prompt.size() && common < b.prompt.size() && a.prompt[common] == b.prompt[common]) ++common;
+  EXPECT_EQ(cb.finish.usage.cached_tokens, static_cast<int>(common / 16 * 16));
+  EXPECT_GE(cb.finish.usage.cached_tokens, 16);
+  EXPECT_GT(e.stats().prompt_tokens_cached, 0u);
+
+  // The identical request again: everything but the last prompt token comes from the cache,
+  // including blocks that hold generated tokens of the first run.
+  Collector cb2;
+  e.submit(b, cb2.callbacks());
+  ASSERT_TRUE(cb2.wait());
+  EXPECT_EQ(cb2.ids, expect_b);
+  EXPECT_EQ(cb2.finish.usage.cached_tokens, static_cast<int>((b.prompt.size() - 1) / 16 * 16));
+}
+
+TEST_F(EngineTest, CancelFreesTheSequenceAtTheNextStep) {
+  EngineOptions o;
+  o.threads = 1;
+  o.prefix_cache = false;
+  Engine e(*tiny_.model, *tiny_.tokenizer, o);
+  Collector c;
+  std::promise<void> first;
+  bool fired = false;
+  GenerationCallbacks cb = c.callbacks();
+  auto on_token = cb.on_token;
+  cb.on_token = [&, on_token](const TokenEvent& ev) {
+    on_token(ev);
+    if (!fired) {
+      fired = true;
+      first.set_value();
+    }
+  };
+  auto handle = e.submit(greedy(prompt_of(*tiny_.tokenizer, "Cancel me"), 3000), cb);
+  first.get_future().wait();
+  handle->cancel();
+  ASSERT_TRUE(c.wait());
+  EXPECT_EQ(c.finish.reason, FinishReason::Cancelled);
+  EXPECT_LT(c.finish.usage.completion_tokens, 3000);
+  // Stats are published after the step that finished it.
+  for (int i = 0; i < 100 && e.stats().kv_blocks_used != 0; ++i) std::this_thread::sleep_for(10ms);
+  EXPECT_EQ(e.stats().kv_blocks_used, 0);
+  EXPECT_EQ(e.stats().requests_cancelled, 1u);
+}
+
+TEST_F(EngineTest, DeadlineEndsARequest) {
+  EngineOptions o;
+  o.threads = 1;
+  Engine e(*tiny_.model, *tiny_.tokenizer, o);
+  Collector c;
+  auto r = greedy(prompt_of(*tiny_.tokenizer, "Slow"), 3900);
+  r.deadline = std::chrono::steady_clock::now() + 30ms;
+  e.submit(r, c.callbacks());
+  ASSERT_TRUE(c.wait());
+  EXPECT_EQ(c.finish.reason, FinishReason::Deadline);
+}
+
+TEST_F(EngineTest, StopStringsEndGenerationAndAreNotShown) {
+  const auto prompt = prompt_of(*tiny_.tokenizer, "Tell me");
+  auto r = greedy(prompt, 40);
+  EngineOptions o;
+  o.threads = 1;
+  Engine e(*tiny_.model, *tiny_.tokenizer, o);
+  Collector c0;
+  e.submit(r, c0.callbacks());
+  ASSERT_TRUE(c0.wait());
+  const std::string full = c0.text;
+  ASSERT_GE(full.size(), 12u);
+  // A stop string taken from the middle of the greedy text, spanning token boundaries.
+  const std::string stop = full.substr(full.size() / 2, 5);
+  r.stop = {stop};
+  Collector c;
+  e.submit(r, c.callbacks());
+  ASSERT_TRUE(c.wait());
+  EXPECT_EQ(c.finish.reason, FinishReason::Stop);
+  EXPECT_EQ(c.text, full.substr(0, full.find(stop)));
+}
+
+TEST_F(EngineTest, LogprobsAreNormalizedAndIncludeTheGreedyChoice) {
+  auto r = greedy(prompt_of(*tiny_.tokenizer, "Probabilities"), 4);
+  r.top_logprobs = 3;
+  Collector c;
+  EngineOptions o;
+  o.threads = 1;
+  Engine e(*tiny_.model, *tiny_.tokenizer, o);
+  e.submit(r, c.callbacks());
+  ASSERT_TRUE(c.wait());
+  ASSERT_EQ(c.events.size(), 4u);
+  for (const TokenEvent& ev : c.events) {
+    ASSERT_EQ(ev.top.size(), 3u);
+    EXPECT_EQ(ev.top[0].id, ev.id);  // greedy picks the most likely token
+    EXPECT_FLOAT_EQ(ev.top[0].logprob, ev.logprob);
+    EXPECT_LE(ev.logprob, 0.0f);
+    EXPECT_GE(ev.top[0].logprob, ev.top[1].logprob);
+  }
+}
+
+TEST_F(EngineTest, FullQueueRefusesAndBadRequestsThrow) {
+  EngineOptions o;
+  o.threads = 1;
+  o.max_running = 1;
+  o.max_queued = 2;
+  Engine e(*tiny_.model, *tiny_.tokenizer, o);
+  const auto p = prompt_of(*tiny_.tokenizer, "Queue");
+  std::vector<std::unique_ptr<Collector>> cs;
+  std::vector<std::shared_ptr<RequestHandle>> hs;
+  int refused = 0;
+  for (int i = 0; i < 8; ++i) {
+    cs.push_back(std::make_unique<Collector>());
+    try {
+      hs.push_back(e.submit(greedy(p, 3000), cs.back()->callbacks()));
+    } catch (const QueueFullError&) {
+      ++refused;
+      cs.pop_back();
+    }
+  }
+  EXPECT_GE(refused, 8 - 3);  // one running, two queued at most
+  for (auto& h : hs) h->cancel();
+  for (auto& c : cs) ASSERT_TRUE(c->wait());
+
+  Collector c;
+  EXPECT_THROW(e.submit(greedy({}, 4), c.callbacks()), Error);
+  EXPECT_THROW(e.submit(greedy({1, 999999}, 4), c.callbacks()), Error);
+  EXPECT_THROW(e.submit(greedy(std::vector<std::int32_t>(5000, 1), 4), c.callbacks()), Error);
+  auto bad = greedy(p, 4);
+  bad.sampling.top_p = 2.0f;
+  EXPECT_THROW(e.submit(bad, c.callbacks()), Error);
+}
+
+TEST_F(EngineTest, PreemptionUnderCachePressureKeepsResults) {
+  // A cache of 4096 positions (the context) with 6 requests of 700+ tokens each: they cannot all
+  // hold their blocks at once, so younger ones are preempted and recomputed later.
+  std::vector<GenerationRequest> reqs;
+  for (int i = 0; i < 6; ++i) {
+    std::string text;
+    for (int w = 0; w < 120; ++w) text += "word" + std::to_string(i * 1000 + w) + " ";
+    reqs.push_back(greedy(prompt_of(*tiny_.tokenizer, text), 200));
+  }
+  std::vector<std::vector<std::int32_t>> expected;
+  for (const auto& r : reqs) expected.push_back(alone(r));
+  EngineOptions o;
+  o.threads = 2;
+  o.kv_cache_tokens = 4096;
+  o.context_tokens = 4096;
+  Engine e(*tiny_.model, *tiny_.tokenizer, o);
+  std::vector<std::unique_ptr<Collector>> cs;
+  for (const auto& r : reqs) {
+    cs.push_back(std::make_unique<Collector>());
+    e.submit(r, cs.back()->callbacks());
+  }
+  for (std::size_t i = 0; i < reqs.size(); ++i) {
+    ASSERT_TRUE(cs[i]->wait(60s));
+    std::size_t d = 0;
+    while (d < cs[i]->ids.size() && d < expected[i].size() && cs[i]->ids[d] == expected[i][d]) ++d;
+    EXPECT_EQ(cs[i]->ids, expected[i]) << "request " << i << ": " << cs[i]->ids.size() << " vs " << expected[i].size()
+                                       << " tokens, first difference at " << d << " finish " << finish_reason_name(cs[i]->finish.reason) << " " << cs[i]->finish.error;
+  }
+  EXPECT_GT(e.stats().preemptions_total, 0u);
+}
+
+TEST_F(EngineTest, DrainFinishesInFlightWorkAndRefusesNewWork) {
+  EngineOptions o;
+  o.threads = 1;
+  Engine e(*tiny_.model, *tiny_.tokenizer, o);
+  Collector a, b;
+  e.submit(greedy(prompt_of(*tiny_.tokenizer, "Drain a"), 32), a.callbacks());
+  auto slow = e.submit(greedy(prompt_of(*tiny_.tokenizer, "Drain b"), 3900), b.callbacks());
+  // The short one finishes within the grace period; the long one is cut.
+  const bool clean = e.drain(300ms);
+  EXPECT_FALSE(clean);
+  ASSERT_TRUE(a.wait());
+  ASSERT_TRUE(b.wait());
+  EXPECT_EQ(a.finish.reason, FinishReason::Length);
+  EXPECT_EQ(b.finish.reason, FinishReason::Cancelled);
+  Collector c;
+  EXPECT_THROW(e.submit(greedy(prompt_of(*tiny_.tokenizer, "late"), 4), c.callbacks()), QueueFullError);
+}
+
+}  // namespace
+}  // namespace kiln
