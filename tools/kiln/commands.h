@@ -8,5 +8,6 @@ namespace kiln::cli {
 void register_run_command(CLI::App& app);
 void register_bench_command(CLI::App& app);
 void register_inspect_command(CLI::App& app);
+void register_eval_command(CLI::App& app);
 
 }  // namespace kiln::cli
