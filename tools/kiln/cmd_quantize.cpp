@@ -1,0 +1,166 @@
+// `kiln quantize IN OUT TYPE`: rewrites a model as a GGUF quantized by a named mix (Q4_K_M, Q8_0,
+// ...), bit-exact with llama.cpp's llama-quantize (no importance matrix). See
+// src/optimize/quantize_model.h for what is written and src/optimize/quant_plan.h for the rules.
+#include <fmt/format.h>
+
+#include <csignal>
+#include <cstdio>
+#include <map>
+#include <memory>
+#include <string>
+#include <unistd.h>
+#include <vector>
+
+#include "commands.h"
+#include "core/error.h"
+#include "optimize/quantize_model.h"
+
+namespace kiln::cli {
+namespace {
+
+struct QuantizeCliOptions {
+  std::string in;
+  std::string out;
+  std::string type;
+  optimize::QuantizeOptions q;
+  bool dry_run = false;
+};
+
+std::string mib(std::uint64_t bytes) { return fmt::format("{:.2f} MiB", static_cast<double>(bytes) / (1 << 20)); }
+
+double bpw(std::uint64_t bytes, std::int64_t n) { return n > 0 ? 8.0 * static_cast<double>(bytes) / n : 0; }
+
+std::string duration(double s) {
+  if (s < 90) return fmt::format("{:.0f}s", s);
+  return fmt::format("{}m{:02d}s", static_cast<int>(s) / 60, static_cast<int>(s) % 60);
+}
+
+// A progress bar with rate and ETA on a terminal; a log line per 10% otherwise (logs, CI).
+class ProgressView {
+ public:
+  ProgressView() : tty_(::isatty(STDERR_FILENO) != 0) {}
+
+  void update(const optimize::QuantizeProgress& p) {
+    const double frac = p.elements_total > 0 ? static_cast<double>(p.elements_done) / p.elements_total : 1.0;
+    const double rate = p.seconds > 0 ? p.elements_done / p.seconds : 0;
+    const double eta = rate > 0 ? (p.elements_total - p.elements_done) / rate : 0;
+    if (tty_) {
+      if (p.seconds - last_ < 0.1 && p.elements_done < p.elements_total) return;
+      last_ = p.seconds;
+      constexpr int kWidth = 30;
+      const int filled = static_cast<int>(frac * kWidth);
+      std::string bar(static_cast<std::size_t>(filled), '=');
+      if (filled < kWidth) bar += '>' + std::string(static_cast<std::size_t>(kWidth - filled - 1), ' ');
+      std::fprintf(stderr, "\r[%s] %3.0f%%  %zu/%zu %-32.32s %7.1f Mweights/s  ETA %-6s", bar.c_str(), frac * 100,
+                   p.tensor + 1, p.n_tensors, p.name->c_str(), rate / 1e6, duration(eta).c_str());
+      drawn_ = true;
+    } else {
+      const int decile = static_cast<int>(frac * 10);
+      if (decile <= last_decile_) return;
+      last_decile_ = decile;
+      std::fprintf(stderr, "kiln quantize: %3d%% (tensor %zu/%zu %s), %.1f Mweights/s, %s elapsed, ETA %s\n",
+                   decile * 10, p.tensor + 1, p.n_tensors, p.name->c_str(), rate / 1e6, duration(p.seconds).c_str(),
+                   duration(eta).c_str());
+    }
+  }
+  void finish() {
+    if (drawn_) std::fprintf(stderr, "\n");
+  }
+
+ private:
+  bool tty_;
+  bool drawn_ = false;
+  double last_ = -1;
+  int last_decile_ = 0;
+};
+
+// The writer's temporary file is `<out>.tmp-<pid>`; on Ctrl-C or a kill it must not be left
+// behind. The path is prepared before quantizing so that the handler only calls unlink().
+char g_temp_path[4096];
+
+void remove_temp_and_die(int sig) {
+  ::unlink(g_temp_path);
+  std::signal(sig, SIG_DFL);
+  std::raise(sig);
+}
+
+void print_plan_summary(const optimize::QuantizeReport& r) {
+  std::map<std::string, int> counts;
+  for (const optimize::TensorPlan& t : r.plan) ++counts[std::string(dtype_name(t.to))];
+  std::string types;
+  for (const auto& [name, n] : counts) types += fmt::format("{}{} x{}", types.empty() ? "" : ", ", name, n);
+  std::printf("types:   %s\n", types.c_str());
+}
+
+void run_quantize(QuantizeCliOptions& o) {
+  o.q.type = o.type;
+  if (o.dry_run) {
+    const optimize::QuantizeReport r = optimize::plan_model_quantization(o.in, o.q);
+    std::printf("%-36s %-8s %-8s %s\n", "tensor", "from", "to", "note");
+    for (const optimize::TensorPlan& t : r.plan)
+      std::printf("%-36s %-8s %-8s %s\n", t.name.c_str(), std::string(dtype_name(t.from)).c_str(),
+                  std::string(dtype_name(t.to)).c_str(),
+                  !t.fallback.empty() ? t.fallback.c_str() : t.overridden ? "--tensor-type" : "");
+    std::printf("before:  %s, %.3f bits per weight\n", mib(r.bytes_in).c_str(), bpw(r.bytes_in, r.n_elements));
+    std::printf("after:   %s, %.3f bits per weight (%s, dry run: nothing written)\n", mib(r.bytes_out).c_str(),
+                bpw(r.bytes_out, r.n_elements), std::string(r.preset->name).c_str());
+    print_plan_summary(r);
+    return;
+  }
+  std::snprintf(g_temp_path, sizeof(g_temp_path), "%s.tmp-%d", o.out.c_str(), static_cast<int>(::getpid()));
+  std::signal(SIGINT, remove_temp_and_die);
+  std::signal(SIGTERM, remove_temp_and_die);
+  std::signal(SIGHUP, remove_temp_and_die);
+
+  ProgressView view;
+  const optimize::QuantizeReport r = optimize::quantize_model(
+      o.in, o.out, o.q, [&](const optimize::QuantizeProgress& p) { view.update(p); },
+      [](const std::string& line) { std::fprintf(stderr, "kiln quantize: %s\n", line.c_str()); });
+  view.finish();
+  std::signal(SIGINT, SIG_DFL);
+  std::signal(SIGTERM, SIG_DFL);
+  std::signal(SIGHUP, SIG_DFL);
+
+  std::printf("quantized %s (%s) -> %s as %s (general.file_type %u), %d threads\n", o.in.c_str(),
+              r.input_format.c_str(), o.out.c_str(), std::string(r.preset->name).c_str(), r.preset->ftype,
+              r.n_threads);
+  std::printf("before:  %s in %zu tensors, %.3f bits per weight (file %s)\n", mib(r.bytes_in).c_str(), r.plan.size(),
+              bpw(r.bytes_in, r.n_elements), mib(r.file_bytes_in).c_str());
+  std::printf("after:   %s, %.3f bits per weight (file %s)\n", mib(r.bytes_out).c_str(), bpw(r.bytes_out, r.n_elements),
+              mib(r.file_bytes_out).c_str());
+  print_plan_summary(r);
+  std::printf("time:    %.2f s, %.1f Mweights/s\n", r.seconds, r.seconds > 0 ? r.n_elements / r.seconds / 1e6 : 0.0);
+}
+
+}  // namespace
+
+void register_quantize_command(CLI::App& app) {
+  auto opt = std::make_shared<QuantizeCliOptions>();
+  CLI::App* cmd = app.add_subcommand("quantize", "Quantize a model into a GGUF file (llama.cpp's presets, bit-exact)");
+  cmd->footer(
+      "IN is a GGUF or a llama2.c checkpoint (.bin; written as a llama GGUF without a vocabulary).\n"
+      "TYPE is one of: " + optimize::quant_preset_names() + "\n"
+      "  (Q3_K, Q4_K, Q5_K mean the _M mixes). The mixes follow llama.cpp's rules: output.weight q6_K,\n"
+      "  attn_v and ffn_down with more bits in some layers for the _M and Q3_K mixes; 1-D tensors stay as they\n"
+      "  are. Rows that do not divide into a type's blocks fall back (q4_K->q5_0, q5_K->q5_1, q6_K->q8_0,\n"
+      "  q2_K/q3_K->q4_0, else f16), said on stderr. No importance matrix: the quantizers are ggml's reference.\n"
+      "The output appears only when complete (written to OUT.tmp-PID, then renamed).\n"
+      "Examples:\n"
+      "  kiln quantize model-f16.gguf model-q4_k_m.gguf Q4_K_M\n"
+      "  kiln quantize model-f16.gguf model-q4_0.gguf Q4_0 --tensor-type 'attn_v=q8_0' --threads 2\n"
+      "  kiln quantize stories260K.bin stories260K.gguf F32   # llama2.c -> GGUF\n"
+      "  kiln quantize model-q8_0.gguf model-q4_0.gguf Q4_0 --allow-requantize\n");
+  cmd->add_option("IN", opt->in, "input model (.gguf or llama2.c .bin)")->required();
+  cmd->add_option("OUT", opt->out, "output GGUF file")->required();
+  cmd->add_option("TYPE", opt->type, "quantization preset (Q4_K_M, Q8_0, ...)")->required();
+  cmd->add_option("--tensor-type", opt->q.tensor_types,
+                  "REGEX=TYPE: tensors whose name matches REGEX get TYPE (repeatable, first match wins)");
+  cmd->add_flag("--allow-requantize", opt->q.allow_requantize,
+                "dequantize already quantized tensors and quantize them again (loses quality twice)");
+  cmd->add_flag("--pure", opt->q.pure, "no mix: every 2-D weight gets TYPE's base type (fallbacks still apply)");
+  cmd->add_option("-t,--threads", opt->q.n_threads, "worker threads (0 = all hardware threads)")->capture_default_str();
+  cmd->add_flag("--dry-run", opt->dry_run, "print the per-tensor plan and sizes, write nothing");
+  cmd->callback([opt] { run_quantize(*opt); });
+}
+
+}  // namespace kiln::cli
