@@ -9,5 +9,6 @@ void register_run_command(CLI::App& app);
 void register_bench_command(CLI::App& app);
 void register_inspect_command(CLI::App& app);
 void register_eval_command(CLI::App& app);
+void register_quantize_command(CLI::App& app);
 
 }  // namespace kiln::cli
