@@ -2,8 +2,16 @@
 // Prefill runs a fixed prompt of -p tokens as one batch (chunks of --batch); decode then runs
 // -n single-token steps on top of it. End of sequence is ignored and no sampling is timed: the
 // next token is the argmax.
+//
+// With --parallel N[,N...] it measures serving instead: N streams at once through the
+// continuous-batching engine (the one `kiln serve` runs), each a distinct -p token prompt
+// generating -n tokens, and reports aggregate generated tokens/s with time-to-first-token and
+// inter-token latency percentiles, like vLLM's benchmark_serving without the HTTP layer.
 #include <algorithm>
+#include <atomic>
 #include <chrono>
+#include <condition_variable>
+#include <mutex>
 #include <cmath>
 #include <cstdio>
 #include <nlohmann/json.hpp>
@@ -15,9 +23,12 @@
 #include "commands.h"
 #include "core/cpu_features.h"
 #include "core/error.h"
+#include "format/gguf_file.h"
 #include "model/llama_model.h"
+#include "runtime/engine.h"
 #include "runtime/model_stats.h"
 #include "runtime/process_stats.h"
+#include "tokenizer/tokenizer.h"
 
 namespace kiln::cli {
 namespace {
@@ -31,6 +42,7 @@ struct BenchOptions {
   int batch = 512;
   std::string kv_type = "f16";
   bool json = false;
+  std::vector<int> parallel;  // stream counts for the serving benchmark; empty: single-stream bench
 };
 
 struct MeanStd {
@@ -66,7 +78,142 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
+double percentile(std::vector<double> v, double p) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  const double idx = p / 100.0 * static_cast<double>(v.size() - 1);
+  const std::size_t lo = static_cast<std::size_t>(idx);
+  const std::size_t hi = std::min(lo + 1, v.size() - 1);
+  return v[lo] + (v[hi] - v[lo]) * (idx - static_cast<double>(lo));
+}
+
+struct ParallelResult {
+  int streams = 0;
+  double wall_s = 0;
+  double gen_tok_s = 0;        // generated tokens / wall time, all streams together
+  double ttft_p50_ms = 0, ttft_p99_ms = 0;
+  double itl_p50_ms = 0, itl_p99_ms = 0;
+  std::uint64_t preemptions = 0;
+};
+
+// N streams submitted at once; timed from the first submit to the last finish.
+ParallelResult run_streams(LlamaModel& model, const Tokenizer& tokenizer, const BenchOptions& o, int threads,
+                           int streams) {
+  const LlamaConfig& c = model.config();
+  EngineOptions eo;
+  eo.threads = threads;
+  eo.max_running = std::max(streams, 1);
+  eo.context_tokens = o.n_prompt + o.n_gen + 1;
+  eo.kv_cache_tokens = streams * (o.n_prompt + o.n_gen + 16);
+  eo.max_batch_tokens = std::max(o.batch, streams);
+  eo.max_queued = streams;
+  eo.prefix_cache = false;  // distinct prompts; measure the work, not the cache
+  Engine engine(model, tokenizer, eo);
+
+  using Clock = std::chrono::steady_clock;
+  std::mutex mu;
+  std::condition_variable cv;
+  int done = 0;
+  std::vector<std::vector<Clock::time_point>> stamps(static_cast<std::size_t>(streams));
+  std::vector<std::string> errors;
+  const Clock::time_point t0 = Clock::now();
+  for (int s = 0; s < streams; ++s) {
+    GenerationRequest r;
+    r.prompt.resize(static_cast<std::size_t>(o.n_prompt));
+    // The peer script's prompt (ids 100 + 7i mod 1000), shifted per stream so no two match.
+    for (int i = 0; i < o.n_prompt; ++i)
+      r.prompt[static_cast<std::size_t>(i)] = (100 + (i * 7 + s * 13) % 1000) % c.n_vocab;
+    r.sampling.temperature = 0;
+    r.max_tokens = o.n_gen;
+    r.ignore_eos = true;
+    auto* st = &stamps[static_cast<std::size_t>(s)];
+    engine.submit(std::move(r), {[st](const TokenEvent&) { st->push_back(Clock::now()); },
+                                 [&](const Finish& f) {
+                                   std::lock_guard<std::mutex> lk(mu);
+                                   if (f.reason != FinishReason::Length) errors.push_back(f.error);
+                                   ++done;
+                                   cv.notify_all();
+                                 }});
+  }
+  {
+    std::unique_lock<std::mutex> lk(mu);
+    cv.wait(lk, [&] { return done == streams; });
+  }
+  ParallelResult r;
+  r.streams = streams;
+  r.wall_s = seconds_since(t0);
+  if (!errors.empty()) fail("bench: a stream failed: {}", errors.front());
+  std::vector<double> ttft, itl;
+  std::size_t tokens = 0;
+  for (const auto& st : stamps) {
+    tokens += st.size();
+    if (st.empty()) continue;
+    ttft.push_back(std::chrono::duration<double, std::milli>(st.front() - t0).count());
+    for (std::size_t i = 1; i < st.size(); ++i) itl.push_back(std::chrono::duration<double, std::milli>(st[i] - st[i - 1]).count());
+  }
+  r.gen_tok_s = static_cast<double>(tokens) / r.wall_s;
+  r.ttft_p50_ms = percentile(ttft, 50);
+  r.ttft_p99_ms = percentile(ttft, 99);
+  r.itl_p50_ms = percentile(itl, 50);
+  r.itl_p99_ms = percentile(itl, 99);
+  r.preemptions = engine.stats().preemptions_total;
+  return r;
+}
+
+void run_parallel_bench(const BenchOptions& o) {
+  if (o.n_prompt < 1 || o.n_gen < 1 || o.batch < 1) fail("bench: --parallel needs -p >= 1, -n >= 1, --batch >= 1");
+  for (int n : o.parallel)
+    if (n < 1 || n > 4096) fail("bench: --parallel takes stream counts between 1 and 4096, got {}", n);
+  const int threads = o.threads > 0 ? o.threads : static_cast<int>(std::thread::hardware_concurrency());
+  std::unique_ptr<LlamaModel> model = LlamaModel::load(o.model);
+  const GgufFile* gguf = model->source().gguf();
+  if (gguf == nullptr || gguf->find("tokenizer.ggml.tokens") == nullptr)
+    fail("{}: --parallel runs the serving engine, which needs a model with a tokenizer (a GGUF with tokenizer.ggml.*)",
+         o.model);
+  std::unique_ptr<Tokenizer> tokenizer = load_tokenizer(*gguf);
+  // Warm-up: one short stream faults the weights in.
+  {
+    BenchOptions w = o;
+    w.n_prompt = std::min(o.n_prompt, 16);
+    w.n_gen = 2;
+    run_streams(*model, *tokenizer, w, threads, 1);
+  }
+  std::vector<ParallelResult> results;
+  const bool progress = !o.json && ::isatty(STDERR_FILENO);
+  for (int n : o.parallel) {
+    if (progress) std::fprintf(stderr, "\rbench: %d streams ...", n);
+    results.push_back(run_streams(*model, *tokenizer, o, threads, n));
+  }
+  if (progress) std::fprintf(stderr, "\r%40s\r", "");
+  const double single = results.front().streams == 1 ? results.front().gen_tok_s : 0.0;
+  if (o.json) {
+    nlohmann::json arr = nlohmann::json::array();
+    for (const ParallelResult& r : results)
+      arr.push_back({{"streams", r.streams}, {"wall_s", r.wall_s}, {"gen_tok_s", r.gen_tok_s},
+                     {"ttft_p50_ms", r.ttft_p50_ms}, {"ttft_p99_ms", r.ttft_p99_ms}, {"itl_p50_ms", r.itl_p50_ms},
+                     {"itl_p99_ms", r.itl_p99_ms}, {"preemptions", r.preemptions}});
+    nlohmann::json j = {{"model", o.model}, {"threads", threads}, {"n_prompt", o.n_prompt}, {"n_gen", o.n_gen},
+                        {"results", arr}, {"peak_rss_bytes", peak_resident_bytes()}};
+    std::printf("%s\n", j.dump().c_str());
+    return;
+  }
+  std::printf("model   %s   threads %d   prompt %d   generate %d per stream (greedy, end of sequence ignored)\n\n",
+              o.model.c_str(), threads, o.n_prompt, o.n_gen);
+  std::printf("| streams | generated tok/s | vs 1 stream | TTFT p50 / p99 ms | inter-token p50 / p99 ms |\n");
+  std::printf("| ------: | --------------: | ----------: | ----------------: | -----------------------: |\n");
+  for (const ParallelResult& r : results) {
+    char ratio[32] = "";
+    if (single > 0) std::snprintf(ratio, sizeof ratio, "%.2fx", r.gen_tok_s / single);
+    std::printf("| %7d | %15.1f | %11s | %7.0f / %-7.0f | %10.1f / %-11.1f |\n", r.streams, r.gen_tok_s, ratio,
+                r.ttft_p50_ms, r.ttft_p99_ms, r.itl_p50_ms, r.itl_p99_ms);
+  }
+}
+
 void run_bench(const BenchOptions& o) {
+  if (!o.parallel.empty()) {
+    run_parallel_bench(o);
+    return;
+  }
   if (o.n_prompt < 1 || o.n_gen < 0 || o.repetitions < 1 || o.batch < 1)
     fail("bench: -p must be >= 1, -n >= 0, -r >= 1, --batch >= 1");
   const int threads = o.threads > 0 ? o.threads : static_cast<int>(std::thread::hardware_concurrency());
@@ -172,6 +319,10 @@ void register_bench_command(CLI::App& app) {
   cmd->add_option("-b,--batch", opts->batch, "Largest prefill batch")->capture_default_str();
   cmd->add_option("--kv-type", opts->kv_type, "KV cache element type: f16 or f32")->capture_default_str();
   cmd->add_flag("--json", opts->json, "Print one JSON object instead of a table");
+  cmd->add_option("--parallel", opts->parallel,
+                  "Serving benchmark: run N streams at once through the continuous-batching engine, for each N "
+                  "given (e.g. --parallel 1,4,16,64); reports aggregate tok/s, TTFT and inter-token latency")
+      ->delimiter(',');
   cmd->callback([opts] { run_bench(*opts); });
 }
 
