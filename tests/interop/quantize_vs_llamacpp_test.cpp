@@ -1,0 +1,247 @@
+// kiln quantize against llama.cpp (the npm package node-llama-cpp@3.21.1's prebuilt binaries):
+//   1. files kiln quantizes load in llama.cpp and give the same greedy tokens as kiln on them;
+//   2. kiln's output is byte for byte the file llama.cpp's own llama_model_quantize writes for the
+//      same input and preset (libllama loaded by path, as llama-quantize would run it).
+#include <dlfcn.h>
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <random>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "format/gguf_file.h"
+#include "format/gguf_writer.h"
+#include "kernels/matmul.h"
+#include "test_support.h"
+
+namespace kiln {
+namespace {
+
+std::string shell_quote(const std::string& s) {
+  std::string q = "'";
+  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return q + "'";
+}
+
+std::vector<int> parse_ids(const std::string& line) {
+  std::vector<int> ids;
+  std::stringstream ss(line);
+  int v;
+  while (ss >> v) ids.push_back(v);
+  return ids;
+}
+
+std::string read_all(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+std::string source_dir() {
+  const char* src = std::getenv("KILN_SOURCE_DIR");
+  return src ? src : "";
+}
+
+bool have_node_llama_cpp() {
+  struct stat st {};
+  return ::stat((source_dir() + "/node_modules/node-llama-cpp").c_str(), &st) == 0;
+}
+
+// ---- 1. greedy tokens on kiln-quantized files ----------------------------------------------------
+
+class QuantizedGreedy : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(QuantizedGreedy, LlamaCppLoadsItAndAgreesWithKiln) {
+  KILN_REQUIRE_DATA(model, "llama-2-tiny-random.gguf");
+  if (!have_node_llama_cpp()) GTEST_SKIP() << "node-llama-cpp is not installed (run scripts/install-deps.sh)";
+  const std::string type = GetParam();
+  const std::string out = test::temp_dir() + "/tiny-" + type + ".gguf";
+  std::string log;
+  const std::string quantize = test::kiln_binary() + " quantize " + shell_quote(model) + " " + shell_quote(out) + " " +
+                               type + " -t 2";
+  ASSERT_EQ(test::run_command(quantize, &log, true), 0) << quantize << "\n" << log;
+  // The tiny model's rows are 8 and 32 wide: report what the fallbacks made of it.
+  std::printf("kiln quantize %s on llama-2-tiny-random.gguf:\n%s", type.c_str(), log.c_str());
+
+  for (const std::string prompt : {"Hello world", "Once upon a time, in a land far away,"}) {
+    SCOPED_TRACE(prompt);
+    const int n = 24;
+    std::string ref_out;
+    const std::string node_cmd = "cd " + shell_quote(source_dir()) + " && node tests/interop/llamacpp_greedy.mjs " +
+                                 shell_quote(out) + " --prompt " + shell_quote(prompt) + " -n " + std::to_string(n);
+    ASSERT_EQ(test::run_command(node_cmd, &ref_out), 0) << node_cmd << "\n" << ref_out;
+    const nlohmann::json ref = nlohmann::json::parse(ref_out);
+    const auto ref_prompt = ref["prompt_tokens"].get<std::vector<int>>();
+    const auto ref_tokens = ref["tokens"].get<std::vector<int>>();
+    std::string kiln_out;
+    const std::string kiln_cmd = test::kiln_binary() + " run " + shell_quote(out) + " -p " + shell_quote(prompt) +
+                                 " -n " + std::to_string(n) + " --temp 0 --ignore-eos --echo --print-ids -q -t 2";
+    ASSERT_EQ(test::run_command(kiln_cmd, &kiln_out), 0) << kiln_cmd << "\n" << kiln_out;
+    const std::vector<int> ids = parse_ids(kiln_out);
+    ASSERT_EQ(ids.size(), ref_prompt.size() + ref_tokens.size()) << kiln_out;
+    EXPECT_EQ(std::vector<int>(ids.begin() + static_cast<long>(ref_prompt.size()), ids.end()), ref_tokens)
+        << "greedy continuation differs on " << type;
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Types, QuantizedGreedy, ::testing::Values("Q8_0", "Q4_0", "Q4_K_M", "Q6_K"));
+
+// ---- 2. whole files against llama.cpp's llama_model_quantize ------------------------------------
+
+// libllama's entry points. llama_model_quantize_params is passed as the bytes that
+// llama_model_quantize_default_params() returns (over-allocated), with only its first two fields
+// changed: nthread (int32) and ftype (int32), which every llama.cpp version puts first.
+struct alignas(16) QuantizeParamsBytes {
+  unsigned char bytes[1024];
+};
+struct LlamaQuantizeApi {
+  QuantizeParamsBytes (*default_params)() = nullptr;
+  std::uint32_t (*quantize)(const char*, const char*, const void*) = nullptr;
+};
+
+void silent_log(int, const char*, void*) {}
+
+const LlamaQuantizeApi* llama_quantize_api() {
+  static LlamaQuantizeApi api = [] {
+    LlamaQuantizeApi a;
+    const char* base = std::getenv("KILN_GGML_BASE_LIB");
+    if (base == nullptr) return a;
+    std::string dir(base);
+    dir = dir.substr(0, dir.rfind('/'));
+    void* lib = ::dlopen((dir + "/libllama.v0.4.0.so").c_str(), RTLD_NOW | RTLD_LOCAL);
+    if (lib == nullptr) return a;
+    if (auto init = reinterpret_cast<void (*)()>(::dlsym(lib, "llama_backend_init"))) init();
+    if (auto set_log = reinterpret_cast<void (*)(void (*)(int, const char*, void*), void*)>(::dlsym(lib, "llama_log_set")))
+      set_log(silent_log, nullptr);
+    a.default_params = reinterpret_cast<QuantizeParamsBytes (*)()>(::dlsym(lib, "llama_model_quantize_default_params"));
+    a.quantize = reinterpret_cast<std::uint32_t (*)(const char*, const char*, const void*)>(
+        ::dlsym(lib, "llama_model_quantize"));
+    return a;
+  }();
+  return api.default_params && api.quantize ? &api : nullptr;
+}
+
+// A small Llama GGUF with random weights (outliers included), `layers` layers, grouped-query
+// attention (n_gqa 4), feed-forward width `ffn`: rows of 256 fit every block; ffn = 352 makes
+// ffn_down's rows fit only the 32-blocks, so the K-quant mixes take their fallbacks there.
+std::string write_model(const std::string& path, DType weight_type, int layers, int ffn) {
+  using namespace gguf_value;
+  const int dim = 256, heads = 8, kv_heads = 2, vocab = 1000;
+  GgufWriter w;
+  w.add_metadata("general.architecture", string("llama"));
+  w.add_metadata("general.name", string("random"));
+  w.add_metadata("llama.context_length", u32(256));
+  w.add_metadata("llama.embedding_length", u32(dim));
+  w.add_metadata("llama.block_count", u32(static_cast<std::uint32_t>(layers)));
+  w.add_metadata("llama.feed_forward_length", u32(static_cast<std::uint32_t>(ffn)));
+  w.add_metadata("llama.rope.dimension_count", u32(dim / heads));
+  w.add_metadata("llama.attention.head_count", u32(heads));
+  w.add_metadata("llama.attention.head_count_kv", u32(kv_heads));
+  w.add_metadata("llama.attention.layer_norm_rms_epsilon", f32(1e-5f));
+  w.add_metadata("llama.vocab_size", u32(vocab));
+  w.add_metadata("general.file_type", u32(weight_type == DType::F32 ? 0 : 1));
+  w.add_metadata("tokenizer.ggml.model", string("no_vocab"));
+  unsigned seed = 7;
+  const auto add = [&](const std::string& name, std::int64_t ne0, std::int64_t ne1) {
+    const DType t = ne1 == 1 ? DType::F32 : weight_type;
+    std::vector<float> x(static_cast<std::size_t>(ne0 * ne1));
+    std::mt19937 rng(seed++);
+    std::normal_distribution<float> normal(0.0f, 0.02f);
+    for (float& v : x) v = ne1 == 1 ? 1.0f + normal(rng) : normal(rng);
+    for (std::size_t i = 3; i < x.size(); i += 101) x[i] *= 20.0f;
+    std::vector<std::uint8_t> bytes(row_bytes(t, ne0) * static_cast<std::size_t>(ne1));
+    kernels::quantize_row_ref(t, x.data(), bytes.data(), ne0 * ne1);
+    w.add_tensor(GgufTensorSpec(name, t, ne1 == 1 ? 1 : 2, {ne0, ne1, 1, 1}),
+                 [bytes = std::move(bytes)](GgufDataSink& out) { out.write(bytes.data(), bytes.size()); });
+  };
+  add("token_embd.weight", dim, vocab);
+  for (int l = 0; l < layers; ++l) {
+    const std::string p = "blk." + std::to_string(l) + ".";
+    add(p + "attn_norm.weight", dim, 1);
+    add(p + "attn_q.weight", dim, dim);
+    add(p + "attn_k.weight", dim, dim / heads * kv_heads);
+    add(p + "attn_v.weight", dim, dim / heads * kv_heads);
+    add(p + "attn_output.weight", dim, dim);
+    add(p + "ffn_norm.weight", dim, 1);
+    add(p + "ffn_gate.weight", dim, ffn);
+    add(p + "ffn_down.weight", ffn, dim);
+    add(p + "ffn_up.weight", dim, ffn);
+  }
+  add("output_norm.weight", dim, 1);
+  add("output.weight", dim, vocab);
+  w.write(path);
+  return path;
+}
+
+// Where two GGUFs first differ, in words: the header, or a named tensor's data.
+std::string first_difference(const std::string& a_path, const std::string& b_path) {
+  const std::string a = read_all(a_path), b = read_all(b_path);
+  std::size_t i = 0;
+  while (i < a.size() && i < b.size() && a[i] == b[i]) ++i;
+  std::string where = "sizes " + std::to_string(a.size()) + " and " + std::to_string(b.size()) +
+                      ", first difference at byte " + std::to_string(i);
+  auto f = GgufFile::open(a_path);
+  if (i < f->data_offset()) return where + " (header: metadata or tensor infos)";
+  for (const GgufTensorInfo& t : f->tensors())
+    if (i >= f->data_offset() + t.offset && i < f->data_offset() + t.offset + t.n_bytes)
+      return where + " (tensor " + t.name + ", " + dtype_name_for_id(t.ggml_type) + ")";
+  return where;
+}
+
+struct FileCase {
+  const char* preset;
+  std::uint32_t ftype;
+};
+
+TEST(QuantizeVsLlamaCpp, WholeFilesAreByteIdentical) {
+  const LlamaQuantizeApi* api = llama_quantize_api();
+  if (api == nullptr) GTEST_SKIP() << "libllama from node-llama-cpp not found (KILN_GGML_BASE_LIB's folder)";
+  const std::string dir = test::temp_dir();
+  const std::vector<FileCase> cases = {
+      {"Q4_0", 2},    {"Q4_1", 3},    {"Q5_0", 8},    {"Q5_1", 9},    {"Q8_0", 7},    {"Q2_K", 10},
+      {"Q3_K_S", 11}, {"Q3_K_M", 12}, {"Q3_K_L", 13}, {"Q4_K_S", 14}, {"Q4_K_M", 15}, {"Q5_K_S", 16},
+      {"Q5_K_M", 17}, {"Q6_K", 18},   {"F16", 1},     {"BF16", 32}};
+  struct Model {
+    std::string name;
+    DType type;
+    int layers, ffn;
+  };
+  for (const Model& m : {Model{"f16-8x512", DType::F16, 8, 512}, Model{"f32-3x352", DType::F32, 3, 352}}) {
+    const std::string in = write_model(dir + "/" + m.name + ".gguf", m.type, m.layers, m.ffn);
+    for (const FileCase& c : cases) {
+      SCOPED_TRACE(m.name + " " + c.preset);
+      const std::string ours = dir + "/kiln-" + c.preset + ".gguf";
+      const std::string theirs = dir + "/llama-" + c.preset + ".gguf";
+      std::string log;
+      const std::string cmd = test::kiln_binary() + " quantize " + shell_quote(in) + " " + shell_quote(ours) + " " +
+                              c.preset + " -t 2";
+      ASSERT_EQ(test::run_command(cmd, &log, true), 0) << cmd << "\n" << log;
+
+      QuantizeParamsBytes params = api->default_params();
+      std::int32_t fields[2];
+      std::memcpy(fields, params.bytes, sizeof(fields));
+      ASSERT_EQ(fields[0], 0) << "unexpected llama_model_quantize_params layout (nthread)";
+      ASSERT_EQ(fields[1], 7) << "unexpected llama_model_quantize_params layout (ftype default Q8_0)";
+      fields[0] = 2;
+      fields[1] = static_cast<std::int32_t>(c.ftype);
+      std::memcpy(params.bytes, fields, sizeof(fields));
+      ASSERT_EQ(api->quantize(in.c_str(), theirs.c_str(), &params), 0u) << "llama_model_quantize failed";
+
+      EXPECT_TRUE(read_all(ours) == read_all(theirs)) << first_difference(ours, theirs);
+      if (m.ffn == 352 && std::string(c.preset).find("_K") != std::string::npos) {
+        EXPECT_NE(log.find("ffn_down.weight: 352 columns are not a multiple of"), std::string::npos) << log;
+      }
+    }
+  }
+}
+
+}  // namespace
+}  // namespace kiln
