@@ -37,7 +37,7 @@ void expect_clean_error(const Result& r, const std::string& needle) {
 TEST(Cli, HelpListsEverySubcommand) {
   Result r = kiln("--help");
   EXPECT_EQ(r.code, 0);
-  for (const char* sub : {"run", "bench", "inspect"}) EXPECT_NE(r.out.find(sub), std::string::npos) << sub;
+  for (const char* sub : {"run", "bench", "inspect", "tokenize", "detokenize"}) EXPECT_NE(r.out.find(sub), std::string::npos) << sub;
   for (const char* sub : {"run", "bench", "inspect"}) {
     Result h = kiln(std::string(sub) + " --help");
     EXPECT_EQ(h.code, 0) << sub;
@@ -112,6 +112,33 @@ TEST(Cli, BadFlagsAndPromptsAreRejected) {
   for (int i = 0; i < 40; ++i) many += ",5";
   expect_clean_error(kiln("run " + model + " --tokens " + many + " --ctx 16"), "context");
   expect_clean_error(kiln("bench " + model + " -p 0"), "-p");
+}
+
+TEST(Cli, TokenizeAndDetokenizeRoundTrip) {
+  KILN_REQUIRE_DATA(gguf, "llama-2-tiny-random.gguf");
+  Result r = kiln("tokenize " + gguf + " 'Hello world' --ids", false);
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_EQ(r.out, "1,15043,3186\n");  // <s> Hello world, as sentencepiece gives
+  Result listing = kiln("tokenize " + gguf + " 'Hello world'", false);
+  EXPECT_NE(listing.out.find("15043  ' Hello'"), std::string::npos) << listing.out;
+  EXPECT_NE(listing.out.find("'<s>'"), std::string::npos) << listing.out;
+  Result back = kiln("detokenize " + gguf + " 1,15043,3186", false);
+  EXPECT_EQ(back.out, "Hello world\n");
+  Result json = kiln("tokenize " + gguf + " 'a' --json --no-bos", false);
+  EXPECT_NE(json.out.find("\"n_tokens\":"), std::string::npos) << json.out;
+
+  KILN_REQUIRE_DATA(bpe, "llama3.2-tokenizer");
+  Result l3 = kiln("tokenize " + bpe + " 'Hello world<|eot_id|>' --ids", false);
+  EXPECT_EQ(l3.out, "128000,9906,1917,128009\n");
+  Result plain = kiln("tokenize " + bpe + " '<|eot_id|>' --ids --no-parse-special --no-bos", false);
+  EXPECT_EQ(plain.out.find("128009"), std::string::npos) << plain.out;
+  Result piped = kiln("tokenize " + bpe + " 'naïve café 🙂' --ids | " + test::kiln_binary() + " detokenize " + bpe, false);
+  EXPECT_EQ(piped.out, "naïve café 🙂\n");
+
+  expect_clean_error(kiln("detokenize " + gguf + " 1,x"), "not a token id");
+  expect_clean_error(kiln("detokenize " + gguf + " 99999999"), "outside the vocabulary");
+  expect_clean_error(kiln("tokenize /nonexistent 'a'"), "nonexistent");
+  expect_clean_error(kiln("tokenize " + gguf), "text");
 }
 
 }  // namespace

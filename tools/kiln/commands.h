@@ -10,5 +10,6 @@ void register_bench_command(CLI::App& app);
 void register_inspect_command(CLI::App& app);
 void register_eval_command(CLI::App& app);
 void register_quantize_command(CLI::App& app);
+void register_tokenize_commands(CLI::App& app);  // tokenize, detokenize
 
 }  // namespace kiln::cli
