@@ -15,6 +15,8 @@ namespace {
 // Words up to this many bytes take the rescanning merge: for them a scan over a few pairs costs
 // less than keeping a heap (most English words are well below it).
 constexpr std::size_t kRescanMaxBytes = 24;
+// Words from this many bytes on take the rank buckets, whose fixed cost is a walk over all ranks.
+constexpr std::size_t kBucketsMinBytes = 4096;
 
 // A symbol of the word being merged: a token in a linked list over the word's bytes.
 struct Symbol {
@@ -182,8 +184,15 @@ void BpeTokenizer::merge_word(std::string_view word, std::vector<std::int32_t>& 
     out.push_back(id >= 0 ? id : vocab_.unk_id);
     return;
   }
-  if (path == MergePath::Rescan || (path == MergePath::Auto && word.size() <= kRescanMaxBytes)) {
+  if (path == MergePath::Auto) {
+    path = word.size() <= kRescanMaxBytes                      ? MergePath::Rescan
+           : word.size() >= kBucketsMinBytes ? MergePath::Buckets
+                                             : MergePath::Heap;
+  }
+  if (path == MergePath::Rescan) {
     merge_rescan(word, out);
+  } else if (path == MergePath::Buckets) {
+    merge_buckets(word, out);
   } else {
     merge_heap(word, out);
   }
@@ -260,6 +269,178 @@ void BpeTokenizer::merge_heap(std::string_view word, std::vector<std::int32_t>& 
   if (symbols.capacity() > kKeepScratch) {
     symbols = std::vector<Symbol>();
     heap = std::vector<Candidate>();
+  }
+}
+
+void BpeTokenizer::merge_buckets(std::string_view word, std::vector<std::int32_t>& out) const {
+  // The ranks are walked upwards and each rank's candidates in position order, which is the
+  // heap's (rank, position) order as long as merging at rank r only makes pairs of rank > r.
+  // Merge lists mostly keep to that but not always (a token made by two rules of different
+  // ranks), so a pair of rank <= r goes to a small heap, drained whenever its top comes first.
+  // The pairs of the word's bytes are most candidates; they are grouped by rank with a counting
+  // sort (sequential passes, positions stay in order). Pairs made by merges are fewer and sit
+  // in a singly linked list per rank.
+  struct Entry {
+    std::int32_t left;
+    std::int32_t right;
+    std::int32_t left_id;
+    std::int32_t right_id;
+    std::int32_t result;
+    std::int32_t next;  // next entry of the same rank, -1 at the end
+  };
+  thread_local std::vector<Symbol> symbols;        // (n_bytes) as in merge_heap
+  thread_local std::vector<std::int32_t> pair_rank;  // (n_bytes - 1) rank of the pair at i, -1 if none
+  thread_local std::vector<std::int32_t> pair_result;  // (n_bytes - 1) its merged token
+  thread_local std::vector<std::int32_t> rank_end;   // (n_ranks + 1) counting-sort offsets
+  thread_local std::vector<std::int32_t> by_rank;    // positions of the byte pairs, grouped by rank
+  thread_local std::vector<Entry> entries;         // pairs made by merges, in order of making
+  thread_local std::vector<std::int32_t> head;     // (n_ranks) first entry of each rank, -1 if none
+  thread_local std::vector<std::int32_t> made;     // entries of the rank being merged, by position
+  thread_local std::vector<Candidate> late;        // candidates of rank <= the current one
+  const auto n = static_cast<std::int32_t>(word.size());
+  const auto n_ranks = static_cast<std::int32_t>(vocab_.merges.size());
+  symbols.resize(static_cast<std::size_t>(n));
+  for (std::int32_t i = 0; i < n; ++i) {
+    symbols[static_cast<std::size_t>(i)] = {byte_token_[static_cast<unsigned char>(word[static_cast<std::size_t>(i)])],
+                                            i - 1, i + 1 < n ? i + 1 : -1};
+  }
+  if (head.size() != static_cast<std::size_t>(n_ranks)) head.assign(static_cast<std::size_t>(n_ranks), -1);
+  if (rank_end.size() != static_cast<std::size_t>(n_ranks) + 1) rank_end.assign(static_cast<std::size_t>(n_ranks) + 1, 0);
+
+  // The byte pairs, counted per rank, then their positions scattered into rank order.
+  pair_rank.resize(static_cast<std::size_t>(n - 1));
+  pair_result.resize(static_cast<std::size_t>(n - 1));
+  std::int32_t lowest = INT32_MAX, highest = -1;
+  for (std::int32_t i = 0; i + 1 < n; ++i) {
+    const std::int32_t a = symbols[static_cast<std::size_t>(i)].id, b = symbols[static_cast<std::size_t>(i + 1)].id;
+    const MergeSlot* m = a >= 0 && b >= 0 ? find_merge(a, b) : nullptr;
+    pair_rank[static_cast<std::size_t>(i)] = m != nullptr ? m->rank : -1;
+    pair_result[static_cast<std::size_t>(i)] = m != nullptr ? m->result : -1;
+    if (m != nullptr) {
+      ++rank_end[static_cast<std::size_t>(m->rank) + 1];
+      lowest = std::min(lowest, m->rank);
+      highest = std::max(highest, m->rank);
+    }
+  }
+  const std::int32_t initial_highest = highest;
+  if (highest >= 0) {
+    for (std::int32_t r = lowest; r <= highest; ++r) rank_end[static_cast<std::size_t>(r) + 1] += rank_end[static_cast<std::size_t>(r)];
+    // rank_end[r] is now where rank r begins; scattering advances it to where r ends.
+    by_rank.resize(static_cast<std::size_t>(rank_end[static_cast<std::size_t>(highest) + 1]));
+    for (std::int32_t i = 0; i + 1 < n; ++i) {
+      const std::int32_t r = pair_rank[static_cast<std::size_t>(i)];
+      if (r >= 0) by_rank[static_cast<std::size_t>(rank_end[static_cast<std::size_t>(r)]++)] = i;
+    }
+  }
+
+  entries.clear();
+  late.clear();
+  std::int32_t current = -1;
+  auto consider = [&](std::int32_t left, std::int32_t right) {
+    if (left < 0 || right < 0) return;
+    const std::int32_t left_id = symbols[static_cast<std::size_t>(left)].id;
+    const std::int32_t right_id = symbols[static_cast<std::size_t>(right)].id;
+    if (left_id < 0 || right_id < 0) return;
+    const MergeSlot* m = find_merge(left_id, right_id);
+    if (m == nullptr) return;
+    if (m->rank <= current) {
+      late.push_back({m->rank, left, right, left_id, right_id, m->result});
+      std::push_heap(late.begin(), late.end(), CandidateAfter{});
+      return;
+    }
+    std::int32_t& first = head[static_cast<std::size_t>(m->rank)];
+    entries.push_back({left, right, left_id, right_id, m->result, first});
+    first = static_cast<std::int32_t>(entries.size() - 1);
+    highest = std::max(highest, m->rank);
+  };
+  auto apply = [&](const Candidate& c) {
+    Symbol& left = symbols[static_cast<std::size_t>(c.left)];
+    Symbol& right = symbols[static_cast<std::size_t>(c.right)];
+    if (left.id != c.left_id || right.id != c.right_id || left.next != c.right) return;  // stale
+    left.id = c.result;
+    left.next = right.next;
+    if (right.next >= 0) symbols[static_cast<std::size_t>(right.next)].prev = c.left;
+    right.id = -1;
+    right.next = -1;
+    consider(left.prev, c.left);
+    consider(c.left, left.next);
+  };
+  // Merges every late candidate that comes before (rank, position).
+  auto drain_late = [&](std::int32_t rank, std::int32_t position) {
+    while (!late.empty() &&
+           (late.front().rank < rank || (late.front().rank == rank && late.front().left < position))) {
+      std::pop_heap(late.begin(), late.end(), CandidateAfter{});
+      const Candidate c = late.back();
+      late.pop_back();
+      apply(c);
+    }
+  };
+  auto byte_pair = [&](std::int32_t rank, std::int32_t i) {
+    return Candidate{rank,
+                     i,
+                     i + 1,
+                     byte_token_[static_cast<unsigned char>(word[static_cast<std::size_t>(i)])],
+                     byte_token_[static_cast<unsigned char>(word[static_cast<std::size_t>(i) + 1])],
+                     pair_result[static_cast<std::size_t>(i)]};
+  };
+  for (std::int32_t rank = lowest; highest >= 0; ++rank) {
+    if (rank > highest) {
+      // Late pairs can still be waiting, and merging them can make pairs of higher rank.
+      current = rank - 1;
+      drain_late(INT32_MAX, 0);
+      if (rank > highest) break;
+    }
+    // This rank's byte pairs (already by position) and the pairs merges made (sorted here).
+    std::size_t a = 0, a_end = 0;
+    if (rank <= initial_highest) {
+      a = rank == lowest ? 0 : static_cast<std::size_t>(rank_end[static_cast<std::size_t>(rank) - 1]);
+      a_end = static_cast<std::size_t>(rank_end[static_cast<std::size_t>(rank)]);
+    }
+    std::int32_t& first = head[static_cast<std::size_t>(rank)];
+    if (a == a_end && first < 0) continue;
+    // Late pairs of lower rank go first; what merging them makes below this rank is late too.
+    current = rank - 1;
+    drain_late(rank, -1);
+    current = rank;
+    made.clear();
+    for (std::int32_t e = first; e >= 0; e = entries[static_cast<std::size_t>(e)].next) made.push_back(e);
+    first = -1;
+    auto by_position = [&](std::int32_t x, std::int32_t y) {
+      return entries[static_cast<std::size_t>(x)].left < entries[static_cast<std::size_t>(y)].left;
+    };
+    // Pairs made while walking one earlier rank come in position order, so the list (newest
+    // first) is often exactly reversed.
+    std::reverse(made.begin(), made.end());
+    if (!std::is_sorted(made.begin(), made.end(), by_position)) std::sort(made.begin(), made.end(), by_position);
+    std::size_t b = 0;
+    while (a < a_end || b < made.size()) {
+      Candidate c;
+      if (b == made.size() ||
+          (a < a_end && by_rank[a] < entries[static_cast<std::size_t>(made[b])].left)) {
+        c = byte_pair(rank, by_rank[a++]);
+      } else {
+        const Entry& e = entries[static_cast<std::size_t>(made[b++])];
+        c = {rank, e.left, e.right, e.left_id, e.right_id, e.result};
+      }
+      drain_late(rank, c.left);
+      apply(c);
+    }
+  }
+  // Leave the offsets zeroed for the next word.
+  if (initial_highest >= 0) {
+    std::fill(rank_end.begin() + lowest, rank_end.begin() + initial_highest + 2, 0);
+  }
+  for (std::int32_t i = 0; i >= 0; i = symbols[static_cast<std::size_t>(i)].next) {
+    const std::int32_t id = symbols[static_cast<std::size_t>(i)].id;
+    out.push_back(id >= 0 ? id : vocab_.unk_id);
+  }
+  constexpr std::size_t kKeepScratch = std::size_t{1} << 16;
+  if (symbols.capacity() > kKeepScratch) {
+    symbols = std::vector<Symbol>();
+    pair_rank = std::vector<std::int32_t>();
+    pair_result = std::vector<std::int32_t>();
+    by_rank = std::vector<std::int32_t>();
+    entries = std::vector<Entry>();
   }
 }
 

@@ -34,10 +34,13 @@ class BpeTokenizer final : public Tokenizer {
   // Appends the ids of one stretch of text with no special tokens in it.
   void encode_text(std::string_view text, std::vector<std::int32_t>& out) const;
 
-  // How a word's merges are found: a heap of candidate pairs over a linked list (O(n log n)),
-  // or the plain reference that rescans all pairs after each merge (O(n^2)). Auto takes the
-  // rescan for short words, where it is faster, and the heap otherwise.
-  enum class MergePath { Auto, Heap, Rescan };
+  // How a word's merges are found: a heap of candidate pairs over a linked list (O(n log n));
+  // one bucket of candidates per rank, walked in rank order (O(n + ranks): a merge almost
+  // always makes pairs of higher rank, and the few of lower rank go to a small heap); or the
+  // plain reference that rescans all pairs after each merge (O(n^2)). Auto takes the rescan
+  // for short words, where it is fastest, buckets for very long ones (a 1 MB word is one heap
+  // of a million candidates, far out of cache) and the heap in between. All give the same ids.
+  enum class MergePath { Auto, Heap, Buckets, Rescan };
   // Appends the ids BPE gives the bytes of one word (ignore_merges does not apply here).
   void merge_word(std::string_view word, std::vector<std::int32_t>& out, MergePath path = MergePath::Auto) const;
 
@@ -68,6 +71,7 @@ class BpeTokenizer final : public Tokenizer {
   }
   void build_merges();
   void merge_heap(std::string_view word, std::vector<std::int32_t>& out) const;
+  void merge_buckets(std::string_view word, std::vector<std::int32_t>& out) const;
   void merge_rescan(std::string_view word, std::vector<std::int32_t>& out) const;
   // Appends the ids of one word: whole-word token, or merges.
   void encode_word(std::string_view word, std::vector<std::int32_t>& out) const;
