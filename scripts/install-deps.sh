@@ -12,7 +12,7 @@ DEBIAN_PACKAGES=(
   libgtest-dev libgmock-dev libbenchmark-dev
   libpcre2-dev
   libboost-dev                            # Boost.Asio + Boost.Beast (header-only) for kiln serve
-  python3 python3-numpy python3-sentencepiece sentencepiece
+  python3 python3-numpy python3-sentencepiece sentencepiece python3-jinja2
 )
 # Node.js may come from Debian (nodejs + npm) or from a vendor build that bundles npm: ask for
 # the commands, not the packages.
