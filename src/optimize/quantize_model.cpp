@@ -6,6 +6,9 @@
 #include <cstring>
 #include <mutex>
 #include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
 
 #include "core/error.h"
 #include "core/thread_pool.h"
@@ -179,6 +182,11 @@ QuantizeReport quantize_model(const std::string& in, const std::string& out, con
       fail("{}: tensor '{}' is already quantized ({}); quantizing it again to {} compounds the error "
            "(pass --allow-requantize to dequantize and requantize anyway)",
            in, t.name, dtype_name(t.from), dtype_name(t.to));
+  // An unwritable destination is reported now, not after minutes of work.
+  const std::size_t slash = out.rfind('/');
+  const std::string out_dir = slash == std::string::npos ? "." : slash == 0 ? "/" : out.substr(0, slash);
+  if (::access(out_dir.c_str(), W_OK) != 0)
+    fail("{}: cannot create a file in {}: {}", out, out_dir, std::strerror(errno));
   if (notice)
     for (const TensorPlan& t : p.plan)
       if (!t.fallback.empty()) notice(fmt::format("tensor {}: {}", t.name, t.fallback));
