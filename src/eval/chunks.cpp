@@ -1,6 +1,7 @@
 #include "eval/chunks.h"
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
