@@ -296,6 +296,7 @@ struct OracleResult {
 std::optional<std::vector<OracleResult>> run_oracle(const ordered_json& cases) {
   const char* src = std::getenv("KILN_SOURCE_DIR");
   const std::string script = std::string(src ? src : ".") + "/tests/tokenizer/chat_template_oracle.py";
+  if (!std::ifstream(script).good()) return std::nullopt;  // not run from the source tree (KILN_SOURCE_DIR)
   const std::string dir = test::temp_dir();
   const std::string in = dir + "/jinja_oracle_in.json";
   const std::string out = dir + "/jinja_oracle_out.json";
@@ -303,7 +304,10 @@ std::optional<std::vector<OracleResult>> run_oracle(const ordered_json& cases) {
   std::string ignored;
   const int rc = test::run_command("/usr/bin/python3 " + script + " < " + in + " > " + out, &ignored, true);
   if (rc == 3 || rc == 127) return std::nullopt;
-  EXPECT_EQ(rc, 0) << "oracle failed";
+  if (rc != 0) {
+    ADD_FAILURE() << "the Jinja2 oracle failed with exit code " << rc;
+    return std::nullopt;
+  }
   std::ifstream f(out);
   const ordered_json results = ordered_json::parse(f);
   std::vector<OracleResult> r;
