@@ -89,13 +89,13 @@ BpeTokenizer::BpeTokenizer(Vocab vocab)
   // A vocabulary may hold two tokens for the same bytes (a raw and a mapped spelling); the first wins.
   word_index_.build(word_pieces);
 
+  build_merges();
   for (int b = 0; b < 256; ++b) {
     byte_token_[static_cast<std::size_t>(b)] = vocab_.find(byte_unicode::byte_to_utf8(static_cast<std::uint8_t>(b)));
     KILN_CHECK(byte_token_[static_cast<std::size_t>(b)] >= 0 || vocab_.unk_id >= 0,
                "{}: byte-level vocabulary has no token for byte 0x{:02X} (\"{}\") and no unknown token", vocab_.source,
                b, byte_unicode::byte_to_utf8(static_cast<std::uint8_t>(b)));
   }
-  build_merges();
 }
 
 void BpeTokenizer::build_merges() {
