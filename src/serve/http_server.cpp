@@ -1,0 +1,700 @@
+#include "serve/http_server.h"
+
+#include <boost/asio.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+
+#include <algorithm>
+#include <cctype>
+#include <deque>
+#include <future>
+#include <mutex>
+#include <optional>
+#include <thread>
+#include <unordered_set>
+
+#include <fmt/format.h>
+
+#include "core/error.h"
+
+namespace kiln::serve {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = boost::beast::http;
+using tcp = asio::ip::tcp;
+using Clock = std::chrono::steady_clock;
+using ErrorCode = boost::system::error_code;
+
+const std::string* HttpRequest::header(std::string_view lower_name) const {
+  for (const auto& [name, value] : headers)
+    if (name == lower_name) return &value;
+  return nullptr;
+}
+
+const char* http_reason(int status) {
+  switch (status) {
+    case 100: return "Continue";
+    case 200: return "OK";
+    case 204: return "No Content";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
+    case 413: return "Content Too Large";
+    case 415: return "Unsupported Media Type";
+    case 422: return "Unprocessable Content";
+    case 429: return "Too Many Requests";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    default: return "Status";
+  }
+}
+
+namespace {
+
+std::string error_body(int status, std::string_view message, std::string_view type) {
+  // The same shape as the API's errors, so every client can parse every error.
+  return fmt::format(R"({{"error":{{"message":"{}","type":"{}","param":null,"code":{}}}}})", message, type, status);
+}
+
+std::string response_head(int status, std::string_view content_type, const HttpHeaders& extra, bool keep_alive,
+                          std::optional<std::size_t> content_length, bool chunked) {
+  std::string h = fmt::format("HTTP/1.1 {} {}\r\nServer: kiln\r\n", status, http_reason(status));
+  if (!content_type.empty()) h += fmt::format("Content-Type: {}\r\n", content_type);
+  if (content_length) h += fmt::format("Content-Length: {}\r\n", *content_length);
+  if (chunked) h += "Transfer-Encoding: chunked\r\n";
+  h += keep_alive ? "Connection: keep-alive\r\n" : "Connection: close\r\n";
+  for (const auto& [name, value] : extra) h += fmt::format("{}: {}\r\n", name, value);
+  h += "\r\n";
+  return h;
+}
+
+}  // namespace
+
+// ---- the server's shared state ---------------------------------------------------------------
+
+struct HttpServer::Impl : std::enable_shared_from_this<HttpServer::Impl> {
+  HttpServerOptions options;
+  HttpHandler handler;
+  asio::io_context ioc;
+  std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work;
+  std::optional<tcp::acceptor> acceptor;
+  std::vector<std::thread> threads;
+  int bound_port = 0;
+
+  std::atomic<bool> draining{false};
+  std::atomic<bool> stopped{false};
+  std::atomic<int> open_connections{0};
+  std::atomic<int> in_flight{0};
+  std::atomic<std::uint64_t> connections_total{0}, connections_rejected{0}, requests_total{0};
+
+  std::mutex sessions_mutex;
+  std::unordered_set<Session*> sessions;  // live sessions, for drain and stop
+
+  explicit Impl(HttpServerOptions o, HttpHandler h) : options(std::move(o)), handler(std::move(h)) {}
+  void accept();
+  void reject(tcp::socket socket);
+};
+
+// ---- one connection --------------------------------------------------------------------------
+
+class Session : public std::enable_shared_from_this<Session> {
+ public:
+  Session(std::shared_ptr<HttpServer::Impl> server, tcp::socket socket)
+      : server_(std::move(server)),
+        socket_(std::move(socket)),
+        read_timer_(socket_.get_executor()),
+        write_timer_(socket_.get_executor()) {
+    ErrorCode ec;
+    auto ep = socket_.remote_endpoint(ec);
+    if (!ec) remote_ = fmt::format("{}:{}", ep.address().to_string(), ep.port());
+  }
+
+  void start() {
+    {
+      std::lock_guard lock(server_->sessions_mutex);
+      server_->sessions.insert(this);
+    }
+    registered_ = true;
+    read_request();
+  }
+
+  ~Session() {
+    if (registered_) {
+      std::lock_guard lock(server_->sessions_mutex);
+      server_->sessions.erase(this);
+    }
+  }
+
+  template <typename F>
+  void post(F&& f) {
+    // After stop() nothing runs the queue any more; a handler left in it would keep the session
+    // (and through it the server) alive forever.
+    if (server_->stopped.load()) return;
+    asio::post(socket_.get_executor(), std::forward<F>(f));
+  }
+
+  // Drain: an idle connection closes now, a busy one after its response.
+  void drain() {
+    keep_alive_ = false;
+    if (state_ == State::Idle && buffer_.size() == 0) close();
+  }
+  void force_close() { close(); }
+
+  // ---- called through HttpExchange, on the strand ----
+  void respond(std::uint64_t serial, HttpResponse r) {
+    if (serial != serial_ || state_ != State::Handling || response_started_) return;
+    response_started_ = true;
+    status_ = r.status;
+    const bool keep = keep_alive_ && !server_->draining;
+    keep_alive_ = keep;
+    std::string out = response_head(r.status, r.content_type, r.headers, keep, r.body.size(), false);
+    out += r.body;
+    finish_response(std::move(out));
+  }
+  void begin_stream(std::uint64_t serial, int status, std::string content_type, HttpHeaders headers) {
+    if (serial != serial_ || state_ != State::Handling || response_started_) return;
+    response_started_ = true;
+    streaming_ = true;
+    status_ = status;
+    // HTTP/1.0 has no chunked encoding: the end of the stream is the end of the connection.
+    chunked_ = http_version_ >= 11;
+    if (!chunked_) keep_alive_ = false;
+    headers.emplace_back("Cache-Control", "no-cache");
+    headers.emplace_back("X-Accel-Buffering", "no");
+    enqueue(response_head(status, content_type, headers, keep_alive_ && !server_->draining, std::nullopt, chunked_));
+  }
+  void write(std::uint64_t serial, std::string data) {
+    if (serial != serial_ || !streaming_ || response_done_ || data.empty()) return;
+    if (chunked_) data = fmt::format("{:x}\r\n", data.size()) + data + "\r\n";
+    enqueue(std::move(data));
+  }
+  void end_stream(std::uint64_t serial) {
+    if (serial != serial_ || !streaming_ || response_done_) return;
+    if (server_->draining) keep_alive_ = false;
+    finish_response(chunked_ ? "0\r\n\r\n" : "");
+  }
+  void on_close(std::uint64_t serial, std::function<void()> fn) {
+    if (serial != serial_) return;
+    if (closed_ || peer_gone_) {
+      if (!response_done_) fn();
+      return;
+    }
+    on_close_ = std::move(fn);
+  }
+  void note_tokens(std::uint64_t serial, int prompt, int completion) {
+    if (serial != serial_) return;
+    prompt_tokens_ = prompt, completion_tokens_ = completion;
+  }
+  bool closed_flag() const { return closed_atomic_.load(std::memory_order_relaxed); }
+  // The exchange of a request that never answered is gone: answer for it.
+  void exchange_dropped(std::uint64_t serial) {
+    if (serial != serial_ || state_ != State::Handling) return;
+    if (!response_started_) {
+      respond(serial, HttpResponse{500, "application/json", error_body(500, "the request was dropped without a response", "server_error"), {}});
+    } else if (!response_done_) {
+      keep_alive_ = false;
+      end_stream(serial);
+    }
+  }
+
+ private:
+  enum class State { Idle, Reading, Handling, Closed };
+
+  void read_request() {
+    if (closed_) return;
+    if (server_->draining && buffer_.size() == 0) return close();
+    state_ = State::Idle;
+    parser_.emplace();
+    parser_->header_limit(static_cast<std::uint32_t>(server_->options.max_header_bytes));
+    parser_->body_limit(server_->options.max_body_bytes);
+    arm_read_timer(server_->options.idle_timeout, false);
+    http::async_read_header(socket_, buffer_, *parser_,
+                            [self = shared_from_this()](ErrorCode ec, std::size_t) { self->on_header(ec); });
+  }
+
+  void on_header(ErrorCode ec) {
+    if (closed_) return;
+    if (ec) return on_read_error(ec);
+    state_ = State::Reading;
+    auto& req = parser_->get();
+    http_version_ = req.version();
+    keep_alive_ = req.keep_alive();
+    if (parser_->is_done()) return dispatch();
+    // curl and others wait for "100 Continue" before sending a large body.
+    auto expect = req.find(http::field::expect);
+    if (expect != req.end() && beast::iequals(expect->value(), "100-continue"))
+      enqueue("HTTP/1.1 100 Continue\r\n\r\n");
+    arm_read_timer(server_->options.read_timeout, true);
+    http::async_read(socket_, buffer_, *parser_,
+                     [self = shared_from_this()](ErrorCode ec, std::size_t) { self->on_body(ec); });
+  }
+
+  void on_body(ErrorCode ec) {
+    if (closed_) return;
+    if (ec) return on_read_error(ec);
+    dispatch();
+  }
+
+  void on_read_error(ErrorCode ec) {
+    read_timer_.cancel();
+    if (ec == http::error::body_limit)
+      return reply_and_close(413, fmt::format("request body larger than the limit of {} bytes", server_->options.max_body_bytes));
+    if (ec == http::error::header_limit)
+      return reply_and_close(431, fmt::format("request headers larger than the limit of {} bytes", server_->options.max_header_bytes));
+    if (timed_out_ && state_ == State::Reading) return reply_and_close(408, "timed out reading the request");
+    if (ec == http::error::end_of_stream || ec == asio::error::eof || ec == asio::error::operation_aborted ||
+        ec == asio::error::connection_reset || timed_out_)
+      return close();
+    // Any other parse error: malformed HTTP.
+    reply_and_close(400, fmt::format("malformed HTTP request: {}", ec.message()));
+  }
+
+  // An error the server answers itself; the connection then closes (its input may be unread).
+  void reply_and_close(int status, const std::string& message) {
+    state_ = State::Handling;
+    ++serial_;
+    response_started_ = true;
+    status_ = status;
+    keep_alive_ = false;
+    std::string body = error_body(status, message, status == 413 || status == 431 ? "invalid_request_error" : "invalid_request_error");
+    response_done_ = true;
+    log_line();
+    enqueue(response_head(status, "application/json", {}, false, body.size(), false) + body);
+  }
+
+  void dispatch() {
+    read_timer_.cancel();
+    state_ = State::Handling;
+    ++serial_;
+    response_started_ = response_done_ = streaming_ = false;
+    status_ = 0;
+    prompt_tokens_ = completion_tokens_ = -1;
+    on_close_ = nullptr;
+    auto msg = parser_->release();
+    HttpRequest req;
+    req.method = std::string(msg.method_string());
+    req.target = std::string(msg.target());
+    req.path = req.target.substr(0, req.target.find('?'));
+    req.body = std::move(msg.body());
+    req.remote = remote_;
+    for (const auto& f : msg) {
+      std::string name(f.name_string());
+      std::transform(name.begin(), name.end(), name.begin(), [](unsigned char c) { return std::tolower(c); });
+      req.headers.emplace_back(std::move(name), std::string(f.value()));
+    }
+    method_ = req.method;
+    target_ = req.target;
+    started_ = Clock::now();
+    server_->in_flight.fetch_add(1);
+    in_flight_ = true;
+    server_->requests_total.fetch_add(1);
+    watch_peer();
+    auto exchange = std::make_shared<HttpExchange>(shared_from_this(), serial_);
+    try {
+      server_->handler(std::move(req), std::move(exchange));
+    } catch (const std::exception& e) {
+      respond(serial_, HttpResponse{500, "application/json", error_body(500, "internal error", "server_error"), {}});
+    }
+  }
+
+  // While a request is handled, keep one read pending: it reports a client that went away, and
+  // keeps (bounded) bytes of a pipelined next request for later.
+  void watch_peer() {
+    if (watching_ || closed_ || peer_gone_) return;
+    if (buffer_.size() > server_->options.max_header_bytes + server_->options.max_body_bytes) return;
+    watching_ = true;
+    socket_.async_read_some(buffer_.prepare(4096), [self = shared_from_this()](ErrorCode ec, std::size_t n) {
+      self->watching_ = false;
+      if (self->closed_) return;
+      // maybe_next cancelled the watch to read the next request.
+      if (ec == asio::error::operation_aborted && self->state_ == State::Idle && !self->peer_gone_) return self->read_request();
+      if (ec) {
+        self->peer_gone_ = true;
+        if (self->state_ == State::Handling && !self->response_done_) {
+          self->fire_on_close();
+          return self->close();
+        }
+        // A response still being written closes after its last write (maybe_next).
+        if (!self->writing_) self->close();
+        return;
+      }
+      self->buffer_.commit(n);
+      if (self->state_ == State::Handling) return self->watch_peer();
+      // The response is done and the connection idle: these bytes start the next request.
+      self->read_request();
+    });
+  }
+
+  void fire_on_close() {
+    if (on_close_) {
+      auto fn = std::move(on_close_);
+      on_close_ = nullptr;
+      fn();
+    }
+  }
+
+  // Logs first: asio may write the last bytes before enqueue returns, and a client that has its
+  // answer may already look at the log.
+  void finish_response(std::string last_bytes) {
+    response_done_ = true;
+    log_line();
+    if (!last_bytes.empty()) enqueue(std::move(last_bytes));
+    maybe_next();
+  }
+
+  // After the last byte of a response is written: close, or wait for the next request.
+  void maybe_next() {
+    if (!response_done_ || writing_ || state_ != State::Handling) return;
+    if (in_flight_) {
+      in_flight_ = false;
+      server_->in_flight.fetch_sub(1);
+    }
+    if (!keep_alive_ || peer_gone_) return graceful_close();
+    state_ = State::Idle;
+    if (watching_) {
+      // Only one read may be pending: stop the watch, whose handler then reads the next request
+      // (which may already sit in the buffer, pipelined). No write is pending here.
+      ErrorCode ignored;
+      socket_.cancel(ignored);
+      return;
+    }
+    read_request();
+  }
+
+  void enqueue(std::string data) {
+    if (closed_) return;
+    out_bytes_ += data.size();
+    out_.push_back(std::move(data));
+    if (out_bytes_ > server_->options.max_pending_write_bytes) {
+      // A client that does not read its stream must not hold the server's memory.
+      peer_gone_ = true;
+      fire_on_close();
+      return close();
+    }
+    if (!writing_) write_next();
+  }
+
+  void write_next() {
+    if (out_.empty() || closed_) return;
+    writing_ = true;
+    write_timer_.expires_after(server_->options.write_timeout);
+    write_timer_.async_wait([self = shared_from_this()](ErrorCode ec) {
+      if (!ec && self->writing_) self->close();
+    });
+    // Coalesce whatever is queued into one write: a stream of many small events costs one
+    // system call per wake-up, not one per event.
+    if (out_.size() > 1) {
+      std::string all;
+      all.reserve(out_bytes_);
+      for (auto& s : out_) all += s;
+      out_.clear();
+      out_.push_back(std::move(all));
+    }
+    asio::async_write(socket_, asio::buffer(out_.front()), [self = shared_from_this()](ErrorCode ec, std::size_t n) {
+      self->writing_ = false;
+      self->write_timer_.cancel();
+      if (self->closed_) return;
+      self->out_bytes_ -= n;
+      self->out_.pop_front();
+      if (ec) {
+        self->peer_gone_ = true;
+        if (!self->response_done_) self->fire_on_close();
+        return self->close();
+      }
+      if (!self->out_.empty()) return self->write_next();
+      if (self->lingering_) return self->linger();
+      self->maybe_next();
+    });
+  }
+
+  // Closes after the queued bytes are out: shut down our side, then read and discard what the
+  // client still sends for a moment, so that it sees our answer instead of a reset.
+  void graceful_close() {
+    if (closed_) return;
+    lingering_ = true;
+    if (writing_) return;  // write_next's completion calls linger()
+    linger();
+  }
+  void linger() {
+    ErrorCode ec;
+    socket_.shutdown(tcp::socket::shutdown_send, ec);
+    if (ec || watching_) {
+      if (ec) close();
+      else arm_read_timer(std::chrono::milliseconds(2000), false);  // the pending watch read sees EOF
+      return;
+    }
+    arm_read_timer(std::chrono::milliseconds(2000), false);
+    discard();
+  }
+  void discard() {
+    auto self = shared_from_this();
+    socket_.async_read_some(asio::buffer(discard_buf_, sizeof discard_buf_), [self](ErrorCode ec, std::size_t) {
+      if (self->closed_) return;
+      if (ec) return self->close();
+      self->discard();
+    });
+  }
+
+  void arm_read_timer(std::chrono::milliseconds timeout, bool reading_body) {
+    timed_out_ = false;
+    (void)reading_body;
+    read_timer_.expires_after(timeout);
+    read_timer_.async_wait([self = shared_from_this()](ErrorCode ec) {
+      if (ec || self->closed_) return;
+      self->timed_out_ = true;
+      if (self->state_ == State::Reading) {
+        // The body did not arrive in time: say so, then close.
+        ErrorCode ignored;
+        self->socket_.cancel(ignored);
+        return;
+      }
+      if (self->state_ == State::Idle || self->lingering_) self->close();
+    });
+  }
+
+  void close() {
+    if (closed_) return;
+    closed_ = true;
+    closed_atomic_.store(true, std::memory_order_relaxed);
+    state_ = State::Closed;
+    ErrorCode ec;
+    read_timer_.cancel();
+    write_timer_.cancel();
+    socket_.shutdown(tcp::socket::shutdown_both, ec);
+    socket_.close(ec);
+    if (!response_done_) {
+      fire_on_close();
+      if (in_flight_) log_line(true);
+    }
+    if (in_flight_) {
+      in_flight_ = false;
+      server_->in_flight.fetch_sub(1);
+    }
+    server_->open_connections.fetch_sub(1);
+  }
+
+  void log_line(bool client_closed = false) {
+    if (logged_serial_ == serial_ || !server_->options.access_log) return;
+    logged_serial_ = serial_;
+    AccessLogEntry e;
+    e.remote = remote_;
+    e.method = method_;
+    e.target = target_;
+    e.status = status_;
+    e.seconds = std::chrono::duration<double>(Clock::now() - started_).count();
+    e.prompt_tokens = prompt_tokens_;
+    e.completion_tokens = completion_tokens_;
+    e.client_closed = client_closed || peer_gone_;
+    server_->options.access_log(e);
+  }
+
+  std::shared_ptr<HttpServer::Impl> server_;
+  tcp::socket socket_;
+  asio::steady_timer read_timer_, write_timer_;
+  beast::flat_buffer buffer_;
+  std::optional<http::request_parser<http::string_body>> parser_;
+  std::string remote_;
+  bool registered_ = false;
+
+  State state_ = State::Idle;
+  unsigned http_version_ = 11;
+  bool keep_alive_ = true;
+  bool closed_ = false;
+  std::atomic<bool> closed_atomic_{false};
+  bool peer_gone_ = false;
+  bool watching_ = false;
+  bool timed_out_ = false;
+  bool lingering_ = false;
+  char discard_buf_[4096];
+
+  // The current request.
+  std::uint64_t serial_ = 0;
+  std::uint64_t logged_serial_ = 0;
+  bool in_flight_ = false;
+  bool response_started_ = false, response_done_ = false, streaming_ = false, chunked_ = true;
+  int status_ = 0;
+  int prompt_tokens_ = -1, completion_tokens_ = -1;
+  std::string method_, target_;
+  Clock::time_point started_;
+  std::function<void()> on_close_;
+
+  std::deque<std::string> out_;
+  std::size_t out_bytes_ = 0;
+  bool writing_ = false;
+};
+
+// ---- HttpExchange: posts everything to the session's strand ----------------------------------
+
+HttpExchange::HttpExchange(std::shared_ptr<Session> session, std::uint64_t serial)
+    : session_(std::move(session)), serial_(serial) {}
+
+HttpExchange::~HttpExchange() {
+  session_->post([s = session_, serial = serial_] { s->exchange_dropped(serial); });
+}
+
+void HttpExchange::respond(HttpResponse response) {
+  session_->post([s = session_, serial = serial_, r = std::move(response)]() mutable { s->respond(serial, std::move(r)); });
+}
+void HttpExchange::begin_stream(int status, std::string content_type, HttpHeaders headers) {
+  session_->post([s = session_, serial = serial_, status, ct = std::move(content_type), h = std::move(headers)]() mutable {
+    s->begin_stream(serial, status, std::move(ct), std::move(h));
+  });
+}
+void HttpExchange::write(std::string data) {
+  session_->post([s = session_, serial = serial_, d = std::move(data)]() mutable { s->write(serial, std::move(d)); });
+}
+void HttpExchange::end_stream() {
+  session_->post([s = session_, serial = serial_] { s->end_stream(serial); });
+}
+void HttpExchange::on_close(std::function<void()> fn) {
+  session_->post([s = session_, serial = serial_, f = std::move(fn)]() mutable { s->on_close(serial, std::move(f)); });
+}
+bool HttpExchange::closed() const { return session_->closed_flag(); }
+void HttpExchange::note_tokens(int prompt_tokens, int completion_tokens) {
+  session_->post([s = session_, serial = serial_, prompt_tokens, completion_tokens] {
+    s->note_tokens(serial, prompt_tokens, completion_tokens);
+  });
+}
+
+// ---- accepting ------------------------------------------------------------------------------
+
+void HttpServer::Impl::accept() {
+  acceptor->async_accept(asio::make_strand(ioc), [self = shared_from_this()](ErrorCode ec, tcp::socket socket) {
+    if (ec) {
+      if (ec == asio::error::operation_aborted || !self->acceptor || !self->acceptor->is_open()) return;
+      return self->accept();  // e.g. EMFILE: keep serving the connections we have
+    }
+    self->connections_total.fetch_add(1);
+    if (self->open_connections.load() >= self->options.max_connections) {
+      self->reject(std::move(socket));
+    } else {
+      self->open_connections.fetch_add(1);
+      ErrorCode ignored;
+      socket.set_option(tcp::no_delay(true), ignored);
+      std::make_shared<Session>(self, std::move(socket))->start();
+    }
+    self->accept();
+  });
+}
+
+void HttpServer::Impl::reject(tcp::socket socket) {
+  connections_rejected.fetch_add(1);
+  auto holder = std::make_shared<std::pair<tcp::socket, std::string>>(std::move(socket), std::string());
+  std::string body = error_body(503, "too many open connections; retry later", "server_overloaded");
+  holder->second = response_head(503, "application/json", {{"Retry-After", "1"}}, false, body.size(), false) + body;
+  asio::async_write(holder->first, asio::buffer(holder->second), [holder](ErrorCode, std::size_t) {
+    ErrorCode ec;
+    holder->first.shutdown(tcp::socket::shutdown_both, ec);
+    holder->first.close(ec);
+  });
+}
+
+namespace {
+// Owning pointers to the live sessions. They are released outside the lock: the last owner of a
+// session runs its destructor, which takes the lock itself.
+std::vector<std::shared_ptr<Session>> live_sessions(HttpServer::Impl& s) {
+  std::vector<std::shared_ptr<Session>> out;
+  std::lock_guard lock(s.sessions_mutex);
+  for (Session* session : s.sessions)
+    if (auto keep = session->weak_from_this().lock()) out.push_back(std::move(keep));  // skip ones being destroyed
+  return out;
+}
+}  // namespace
+
+HttpServer::HttpServer(HttpServerOptions options, HttpHandler handler)
+    : impl_(std::make_shared<Impl>(std::move(options), std::move(handler))) {}
+
+HttpServer::~HttpServer() { stop(); }
+
+void HttpServer::start() {
+  Impl& s = *impl_;
+  ErrorCode ec;
+  auto address = asio::ip::make_address(s.options.host, ec);
+  if (ec) fail("serve: --host '{}' is not an IP address ({})", s.options.host, ec.message());
+  if (s.options.port < 0 || s.options.port > 65535) fail("serve: --port {} is outside 0..65535", s.options.port);
+  tcp::endpoint endpoint(address, static_cast<unsigned short>(s.options.port));
+  s.acceptor.emplace(asio::make_strand(s.ioc));
+  s.acceptor->open(endpoint.protocol(), ec);
+  if (!ec) s.acceptor->set_option(asio::socket_base::reuse_address(true), ec);
+  if (!ec) s.acceptor->bind(endpoint, ec);
+  if (!ec) s.acceptor->listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) fail("serve: cannot listen on {}:{}: {}", s.options.host, s.options.port, ec.message());
+  s.bound_port = s.acceptor->local_endpoint().port();
+  s.work.emplace(s.ioc.get_executor());
+  s.accept();
+  const int n = std::max(1, s.options.io_threads);
+  for (int i = 0; i < n; ++i) s.threads.emplace_back([&s] { s.ioc.run(); });
+}
+
+int HttpServer::port() const { return impl_->bound_port; }
+
+void HttpServer::stop_accepting() {
+  Impl& s = *impl_;
+  if (s.draining.exchange(true)) return;
+  if (s.acceptor) {
+    std::promise<void> done;
+    asio::post(s.acceptor->get_executor(), [&s, &done] {
+      ErrorCode ec;
+      s.acceptor->close(ec);
+      done.set_value();
+    });
+    if (!s.threads.empty()) done.get_future().wait();
+  }
+  for (auto& session : live_sessions(s)) session->post([session] { session->drain(); });
+}
+
+bool HttpServer::draining() const { return impl_->draining.load(); }
+
+bool HttpServer::wait_idle(std::chrono::milliseconds timeout) {
+  const auto until = Clock::now() + timeout;
+  while (impl_->in_flight.load() > 0) {
+    if (Clock::now() >= until) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  return true;
+}
+
+void HttpServer::stop() {
+  Impl& s = *impl_;
+  if (s.threads.empty()) return;
+  s.draining = true;
+  for (auto& session : live_sessions(s)) session->post([session] { session->force_close(); });
+  if (s.acceptor) {
+    asio::post(s.acceptor->get_executor(), [&s] {
+      ErrorCode ec;
+      s.acceptor->close(ec);
+    });
+  }
+  s.work.reset();
+  // Give the posted closes a moment to run, then stop whatever is left (a stuck handler's
+  // exchange may still hold a session).
+  const auto until = Clock::now() + std::chrono::milliseconds(500);
+  while (s.open_connections.load() > 0 && Clock::now() < until) std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  s.ioc.stop();
+  for (auto& t : s.threads) t.join();
+  s.threads.clear();
+  // Run what is still queued on this thread (closing sessions, releasing their handlers), so
+  // that the sessions, and with them the server state, can be freed.
+  s.stopped = true;
+  s.ioc.restart();
+  s.ioc.poll();
+}
+
+HttpServerStats HttpServer::stats() const {
+  HttpServerStats st;
+  st.open_connections = impl_->open_connections.load();
+  st.requests_in_flight = impl_->in_flight.load();
+  st.connections_total = impl_->connections_total.load();
+  st.connections_rejected = impl_->connections_rejected.load();
+  st.requests_total = impl_->requests_total.load();
+  return st;
+}
+
+}  // namespace kiln::serve

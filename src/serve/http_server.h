@@ -1,0 +1,143 @@
+#pragma once
+// An HTTP/1.1 server on Boost.Asio with Boost.Beast's request parser: a small fixed number of
+// I/O threads run every connection asynchronously (a strand each), so thousands of idle or
+// streaming connections cost a socket and a few KiB, not a thread.
+//
+// What it enforces on its own, before any handler runs:
+//   - header and body size limits (431 and 413, then the connection closes),
+//   - an idle timeout for keep-alive connections waiting for their next request, and a read
+//     timeout for the body of a request once its header has arrived (408),
+//   - a maximum number of open connections (503 to the ones beyond it),
+//   - a bound on the bytes queued for a client that does not read (the connection is cut).
+// While a request is being handled it keeps reading the socket, so a client that disconnects
+// is noticed at once (HttpExchange::on_close), also before the response has started.
+//
+// The handler runs on the connection's I/O thread and must return quickly: real work goes to
+// another thread, which answers through the HttpExchange (every method is thread-safe).
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace kiln::serve {
+
+using HttpHeaders = std::vector<std::pair<std::string, std::string>>;
+
+struct HttpRequest {
+  std::string method;   // "GET", "POST", ...
+  std::string target;   // as sent: "/v1/models?x=1"
+  std::string path;     // target without the query string
+  std::string body;
+  HttpHeaders headers;  // names lower-cased, in arrival order
+  std::string remote;   // "127.0.0.1:54321"
+
+  // The value of the first header of that (lower-case) name, or nullptr.
+  const std::string* header(std::string_view lower_name) const;
+};
+
+struct HttpResponse {
+  int status = 200;
+  std::string content_type = "application/json";
+  std::string body;
+  HttpHeaders headers;  // extra headers (Retry-After, ...)
+};
+
+// What the access log line of one request says.
+struct AccessLogEntry {
+  std::string remote, method, target;
+  int status = 0;           // 0 when the client went away before any response
+  double seconds = 0;       // from the end of the request to the end of the response
+  int prompt_tokens = -1;   // -1: not a generation request
+  int completion_tokens = -1;
+  bool client_closed = false;
+};
+
+class Session;
+
+// One request's way back to its client. Thread-safe; calls after the response completed or
+// the connection closed are ignored.
+class HttpExchange {
+ public:
+  explicit HttpExchange(std::shared_ptr<Session> session, std::uint64_t serial);
+  ~HttpExchange();
+
+  // A complete response (Content-Length framed).
+  void respond(HttpResponse response);
+  // Starts a streamed response (chunked on HTTP/1.1); then write() any number of times, end().
+  void begin_stream(int status, std::string content_type, HttpHeaders headers = {});
+  void write(std::string data);
+  void end_stream();
+
+  // Runs `fn` once, on an I/O thread, if the client goes away before the response completed
+  // (immediately if it already has). Must be quick; typically cancels the work.
+  void on_close(std::function<void()> fn);
+  bool closed() const;
+  // For the access log line.
+  void note_tokens(int prompt_tokens, int completion_tokens);
+
+ private:
+  std::shared_ptr<Session> session_;
+  std::uint64_t serial_;  // which request of the connection this is
+};
+
+struct HttpServerOptions {
+  std::string host = "127.0.0.1";
+  int port = 8080;  // 0: any free port (see HttpServer::port)
+  int io_threads = 2;
+  std::size_t max_header_bytes = 16 * 1024;
+  std::size_t max_body_bytes = 4 * 1024 * 1024;
+  std::chrono::milliseconds idle_timeout{std::chrono::seconds(60)};  // keep-alive wait, header read
+  std::chrono::milliseconds read_timeout{std::chrono::seconds(30)};  // a request's body
+  std::chrono::milliseconds write_timeout{std::chrono::seconds(60)}; // one write to a stalled client
+  int max_connections = 1024;
+  std::size_t max_pending_write_bytes = 8 * 1024 * 1024;  // unsent bytes before a client is cut
+  std::function<void(const AccessLogEntry&)> access_log;    // called once per request, any thread
+};
+
+using HttpHandler = std::function<void(HttpRequest, std::shared_ptr<HttpExchange>)>;
+
+struct HttpServerStats {
+  int open_connections = 0;
+  int requests_in_flight = 0;  // read and not yet fully answered
+  std::uint64_t connections_total = 0;
+  std::uint64_t connections_rejected = 0;  // over max_connections
+  std::uint64_t requests_total = 0;
+};
+
+class HttpServer {
+ public:
+  HttpServer(HttpServerOptions options, HttpHandler handler);
+  ~HttpServer();  // stop()
+  HttpServer(const HttpServer&) = delete;
+  HttpServer& operator=(const HttpServer&) = delete;
+
+  // Binds and listens (throws kiln::Error naming host:port on failure), starts the I/O threads.
+  void start();
+  int port() const;  // the bound port (useful with port 0)
+
+  // Graceful shutdown, first half: closes the listening socket and idle keep-alive connections;
+  // connections with a request in flight close after their response.
+  void stop_accepting();
+  bool draining() const;
+  // Waits until no request is in flight or the timeout passes; true when none is.
+  bool wait_idle(std::chrono::milliseconds timeout);
+  // Closes every connection and joins the I/O threads.
+  void stop();
+
+  HttpServerStats stats() const;
+
+  struct Impl;
+
+ private:
+  std::shared_ptr<Impl> impl_;
+};
+
+// "HTTP/1.1 <status> <reason>" reason phrases for the codes kiln sends.
+const char* http_reason(int status);
+
+}  // namespace kiln::serve

@@ -1,0 +1,230 @@
+#include "serve/model_registry.h"
+
+#include <algorithm>
+
+#include <fmt/format.h>
+
+#include "core/error.h"
+#include "serve/api_error.h"
+
+namespace kiln::serve {
+
+using Clock = std::chrono::steady_clock;
+
+ModelRegistry::ModelRegistry(std::vector<ModelSpec> specs, ModelLoader loader, RegistryOptions options)
+    : loader_(std::move(loader)), options_(options) {
+  if (specs.empty()) fail("serve: no models given (use MODEL, --model name=path or --models-dir DIR)");
+  for (auto& s : specs) {
+    if (find(s.name) != nullptr) fail("serve: the model name '{}' is given twice", s.name);
+    Entry e;
+    e.spec = std::move(s);
+    e.last_used = Clock::now();
+    entries_.push_back(std::move(e));
+  }
+}
+
+ModelRegistry::~ModelRegistry() {
+  {
+    std::lock_guard lock(sweeper_mu_);
+    stopping_ = true;
+  }
+  sweeper_cv_.notify_all();
+  if (sweeper_.joinable()) sweeper_.join();
+  unload_all();
+}
+
+ModelRegistry::Entry* ModelRegistry::find(const std::string& name) {
+  for (Entry& e : entries_)
+    if (e.spec.name == name) return &e;
+  return nullptr;
+}
+const ModelRegistry::Entry* ModelRegistry::find(const std::string& name) const {
+  for (const Entry& e : entries_)
+    if (e.spec.name == name) return &e;
+  return nullptr;
+}
+
+bool ModelRegistry::has(const std::string& name) const { return find(name) != nullptr; }
+
+std::vector<std::string> ModelRegistry::names() const {
+  std::vector<std::string> out;
+  for (const Entry& e : entries_) out.push_back(e.spec.name);
+  return out;
+}
+
+const std::string& ModelRegistry::default_name() const { return entries_.front().spec.name; }
+
+std::shared_ptr<ServedModel> ModelRegistry::lease(Entry& e) {
+  ++e.active;
+  e.last_used = Clock::now();
+  // The deleter returns the lease; it also holds the model, so an unload cannot free it early.
+  return std::shared_ptr<ServedModel>(e.model.get(), [this, entry = &e, keep = e.model](ServedModel*) { release(entry); });
+}
+
+void ModelRegistry::release(Entry* e) {
+  std::lock_guard lock(mu_);
+  --e->active;
+  e->last_used = Clock::now();
+}
+
+std::shared_ptr<ServedModel> ModelRegistry::acquire_if_loaded(const std::string& name) {
+  std::lock_guard lock(mu_);
+  Entry* e = find(name);
+  if (e == nullptr || !e->model) return nullptr;
+  return lease(*e);
+}
+
+std::shared_ptr<ServedModel> ModelRegistry::acquire(const std::string& name) {
+  std::unique_lock lock(mu_);
+  Entry* e = find(name);
+  if (e == nullptr) {
+    ApiError err(404, "invalid_request_error", fmt::format("The model '{}' does not exist", name), "model", "model_not_found");
+    throw err;
+  }
+  while (e->loading) {
+    const std::uint64_t generation = e->load_generation;
+    cv_.wait(lock, [&] { return !e->loading; });
+    if (!e->model && e->load_generation != generation)
+      throw ApiError(500, "server_error", fmt::format("loading model '{}' failed: {}", name, e->last_error), "model", "model_load_failed");
+  }
+  if (e->model) return lease(*e);
+
+  // Make room under the budget: evict idle models, least recently used first.
+  std::size_t need = loader_.estimate_bytes ? loader_.estimate_bytes(e->spec) : 0;
+  std::vector<std::shared_ptr<ServedModel>> evicted;
+  if (options_.memory_budget > 0) {
+    if (need > options_.memory_budget)
+      throw ApiError(503, "server_error",
+                     fmt::format("model '{}' needs about {} MiB, more than the memory budget of {} MiB", name, need >> 20,
+                                 options_.memory_budget >> 20),
+                     "model", "memory_budget_exceeded");
+    while (loaded_bytes_ + need > options_.memory_budget) {
+      Entry* victim = nullptr;
+      for (Entry& c : entries_)
+        if (c.model && c.active == 0 && (victim == nullptr || c.last_used < victim->last_used)) victim = &c;
+      if (victim == nullptr) {
+        ApiError err(503, "server_error",
+                     fmt::format("no room to load model '{}' under the memory budget: the loaded models are busy", name), "model",
+                     "memory_budget_busy");
+        err.headers.emplace_back("Retry-After", "5");
+        throw err;
+      }
+      loaded_bytes_ -= victim->bytes;
+      victim->bytes = 0;
+      ++victim->unloads;
+      evicted.push_back(std::move(victim->model));
+    }
+  }
+  e->loading = true;
+  loaded_bytes_ += need;  // reserved while loading
+  lock.unlock();
+  evicted.clear();  // engines are joined here, outside the lock
+
+  std::shared_ptr<ServedModel> model;
+  std::string error;
+  try {
+    model = loader_.load(e->spec);
+    if (!model) error = "the loader returned nothing";
+  } catch (const std::exception& ex) {
+    error = ex.what();
+  }
+  lock.lock();
+  e->loading = false;
+  ++e->load_generation;
+  loaded_bytes_ -= need;
+  if (!error.empty()) {
+    e->last_error = error;
+    cv_.notify_all();
+    throw ApiError(500, "server_error", fmt::format("loading model '{}' failed: {}", name, error), "model", "model_load_failed");
+  }
+  e->model = std::move(model);
+  e->bytes = e->model->memory_bytes > 0 ? e->model->memory_bytes : need;
+  loaded_bytes_ += e->bytes;
+  ++e->loads;
+  e->last_error.clear();
+  cv_.notify_all();
+  return lease(*e);
+}
+
+void ModelRegistry::preload_all() {
+  for (Entry& e : entries_)
+    if (e.spec.preload) acquire(e.spec.name);
+  std::lock_guard lock(mu_);
+  preloaded_ = true;
+}
+
+bool ModelRegistry::all_preloaded() const {
+  std::lock_guard lock(mu_);
+  return preloaded_;
+}
+
+int ModelRegistry::unload_idle() {
+  if (options_.idle_ttl.count() <= 0) return 0;
+  std::vector<std::shared_ptr<ServedModel>> unloaded;
+  {
+    std::lock_guard lock(mu_);
+    const auto now = Clock::now();
+    for (Entry& e : entries_) {
+      if (e.model && e.active == 0 && now - e.last_used >= options_.idle_ttl) {
+        loaded_bytes_ -= e.bytes;
+        e.bytes = 0;
+        ++e.unloads;
+        unloaded.push_back(std::move(e.model));
+      }
+    }
+  }
+  return static_cast<int>(unloaded.size());  // destroyed here, outside the lock
+}
+
+void ModelRegistry::start_sweeper(std::chrono::milliseconds period) {
+  if (sweeper_.joinable() || options_.idle_ttl.count() <= 0) return;
+  sweeper_ = std::thread([this, period] {
+    std::unique_lock lock(sweeper_mu_);
+    while (!sweeper_cv_.wait_for(lock, period, [this] { return stopping_; })) {
+      lock.unlock();
+      unload_idle();
+      lock.lock();
+    }
+  });
+}
+
+void ModelRegistry::unload_all() {
+  std::vector<std::shared_ptr<ServedModel>> unloaded;
+  std::lock_guard lock(mu_);
+  for (Entry& e : entries_) {
+    if (e.model) {
+      loaded_bytes_ -= e.bytes;
+      e.bytes = 0;
+      ++e.unloads;
+      unloaded.push_back(std::move(e.model));
+    }
+  }
+}
+
+std::vector<ModelStatus> ModelRegistry::status() const {
+  std::lock_guard lock(mu_);
+  std::vector<ModelStatus> out;
+  const auto now = Clock::now();
+  for (const Entry& e : entries_) {
+    ModelStatus s;
+    s.name = e.spec.name;
+    s.path = e.spec.path;
+    s.loaded = e.model != nullptr;
+    s.loading = e.loading;
+    s.active = e.active;
+    s.memory_bytes = e.bytes;
+    s.idle_seconds = e.active > 0 ? 0 : std::chrono::duration<double>(now - e.last_used).count();
+    s.loads = e.loads;
+    s.unloads = e.unloads;
+    s.last_error = e.last_error;
+    out.push_back(std::move(s));
+  }
+  return out;
+}
+
+std::size_t ModelRegistry::loaded_bytes() const {
+  std::lock_guard lock(mu_);
+  return loaded_bytes_;
+}
+
+}  // namespace kiln::serve

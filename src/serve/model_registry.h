@@ -1,0 +1,109 @@
+#pragma once
+// The models a server offers, by name: each loaded on first use (a request for a model that is
+// loading waits for it), unloaded when idle longer than a TTL, and evicted least recently used
+// first when loading another would exceed the memory budget. A model in use (a lease is held)
+// is never unloaded.
+#include <chrono>
+#include <condition_variable>
+#include <cstddef>
+#include <functional>
+#include <list>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "serve/served_model.h"
+
+namespace kiln::serve {
+
+struct ModelSpec {
+  std::string name;
+  std::string path;
+  bool preload = false;  // load at startup (preload_all) instead of on first use
+};
+
+struct ModelLoader {
+  std::function<std::size_t(const ModelSpec&)> estimate_bytes;           // before loading, for the budget
+  std::function<std::shared_ptr<ServedModel>(const ModelSpec&)> load;   // throws kiln::Error
+};
+
+struct RegistryOptions {
+  std::chrono::milliseconds idle_ttl{0};  // 0: never unload for idleness
+  std::size_t memory_budget = 0;          // bytes; 0: no budget
+};
+
+struct ModelStatus {
+  std::string name, path;
+  bool loaded = false, loading = false;
+  int active = 0;                 // leases held (requests in flight)
+  std::size_t memory_bytes = 0;   // when loaded
+  double idle_seconds = 0;        // since the last lease was returned
+  std::uint64_t loads = 0, unloads = 0;
+  std::string last_error;         // of the last failed load
+};
+
+class ModelRegistry {
+ public:
+  ModelRegistry(std::vector<ModelSpec> specs, ModelLoader loader, RegistryOptions options);
+  ~ModelRegistry();  // stops the sweeper, unloads everything
+  ModelRegistry(const ModelRegistry&) = delete;
+  ModelRegistry& operator=(const ModelRegistry&) = delete;
+
+  bool has(const std::string& name) const;
+  std::vector<std::string> names() const;
+  const std::string& default_name() const;  // the first model
+
+  // A lease on the loaded model: the model stays loaded while any copy of the pointer lives.
+  // Loads it if needed (other callers wait for that load). Throws ApiError: 404 model_not_found
+  // for an unknown name, 503 when the memory budget cannot make room because the other models
+  // are busy, 500 when loading fails.
+  std::shared_ptr<ServedModel> acquire(const std::string& name);
+  // The loaded model without loading it, or nullptr (for stats; holds it like a lease).
+  std::shared_ptr<ServedModel> acquire_if_loaded(const std::string& name);
+
+  // Loads every model marked preload, in order (errors propagate).
+  void preload_all();
+  // Unloads idle models past the TTL; returns how many. Called by the sweeper thread.
+  int unload_idle();
+  // Runs unload_idle() every `period` on a thread of its own until destruction.
+  void start_sweeper(std::chrono::milliseconds period);
+  void unload_all();
+
+  std::vector<ModelStatus> status() const;
+  std::size_t loaded_bytes() const;
+  bool all_preloaded() const;  // true once every preload model has been loaded once
+
+ private:
+  struct Entry {
+    ModelSpec spec;
+    std::shared_ptr<ServedModel> model;
+    bool loading = false;
+    int active = 0;
+    std::chrono::steady_clock::time_point last_used;
+    std::uint64_t load_generation = 0;  // bumped when a load ends, success or not
+    std::string last_error;
+    std::uint64_t loads = 0, unloads = 0;
+    std::size_t bytes = 0;
+  };
+  Entry* find(const std::string& name);
+  const Entry* find(const std::string& name) const;
+  std::shared_ptr<ServedModel> lease(Entry& e);  // mu_ held
+  void release(Entry* e);
+
+  ModelLoader loader_;
+  RegistryOptions options_;
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::list<Entry> entries_;       // list: leases point at entries
+  std::size_t loaded_bytes_ = 0;   // loaded models + loads in progress
+  bool preloaded_ = false;
+
+  std::mutex sweeper_mu_;
+  std::condition_variable sweeper_cv_;
+  bool stopping_ = false;
+  std::thread sweeper_;
+};
+
+}  // namespace kiln::serve

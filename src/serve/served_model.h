@@ -1,0 +1,36 @@
+#pragma once
+// One loaded model as the server uses it: the weights, the tokenizer, the chat template and the
+// engine that batches every request for it. The registry owns these and lends them out.
+#include <cstddef>
+#include <memory>
+#include <string>
+
+#include "model/llama_model.h"
+#include "tokenizer/tokenizer.h"
+
+namespace kiln {
+class Engine;
+}
+
+namespace kiln::serve {
+
+class ChatFormatter;
+
+struct ServedModel {
+  std::string name;
+  std::string path;
+  std::unique_ptr<LlamaModel> model;
+  std::unique_ptr<Tokenizer> tokenizer;
+  std::shared_ptr<const ChatFormatter> chat;  // turns messages into the prompt text
+  // shared_ptr so that a ServedModel without an engine (tests) needs no Engine code at all.
+  std::shared_ptr<Engine> engine;
+  std::size_t memory_bytes = 0;  // weights + KV pool, as counted against --memory-budget
+
+  ServedModel() = default;
+  ServedModel(const ServedModel&) = delete;
+  ServedModel& operator=(const ServedModel&) = delete;
+  // The engine goes first: its thread uses the model and the tokenizer until it is joined.
+  ~ServedModel() { engine.reset(); }
+};
+
+}  // namespace kiln::serve
