@@ -463,6 +463,7 @@ Value call_filter(std::string_view name, const Value& input, CallArgs& call, con
   if (name == "indent") return filter_indent(input, call, ctx);
   if (name == "max" || name == "min") return filter_minmax(input, call, ctx, name == "max");
 
+  if (ctx.charge) ctx.charge(input.is_string() ? input.as_string().size() : input.is_list() ? input.as_list().size() : 0);
   Args a(name, call);
   if (name == "default" || name == "d") {
     const Value def = a.get(0, "default_value", Value(""));
@@ -719,6 +720,8 @@ bool has_method(const Value& obj, std::string_view name) {
 
 std::optional<Value> call_method(const Value& obj, std::string_view name, CallArgs& call, const BuiltinContext& ctx) {
   if (!has_method(obj, name)) return std::nullopt;
+  // Methods scan their object: charge for it so loops over big strings stay within the budget.
+  if (ctx.charge) ctx.charge(obj.is_string() ? obj.as_string().size() : obj.is_list() ? obj.as_list().size() : 0);
   if (obj.is_dict()) {
     const ValueDict& d = obj.as_dict();
     Args a(name, call);

@@ -391,6 +391,7 @@ class Renderer {
         const std::int64_t i = clamp_index(key.as_int(), static_cast<std::int64_t>(items.size()));
         if (i >= 0 && i < static_cast<std::int64_t>(items.size())) return items[static_cast<std::size_t>(i)];
       } else {
+        charge(obj.as_string().size());  // code point indexing scans the string
         const std::vector<std::size_t> off = text::char_offsets(obj.as_string());
         const std::int64_t n = static_cast<std::int64_t>(off.size()) - 1;
         const std::int64_t i = clamp_index(key.as_int(), n);
@@ -424,6 +425,7 @@ class Renderer {
     if (obj.is_list()) {
       len = static_cast<std::int64_t>(obj.as_list().size());
     } else if (obj.is_string()) {
+      charge(obj.as_string().size());
       off = text::char_offsets(obj.as_string());
       len = static_cast<std::int64_t>(off.size()) - 1;
     } else {
@@ -586,6 +588,7 @@ class Renderer {
   bool contains(const Value& container, const Value& item) {
     if (container.is_string()) {
       if (!item.is_string()) fail("'in <string>' requires string as left operand, not {}", item.type_name());
+      charge(container.as_string().size());
       return container.as_string().find(item.as_string()) != std::string::npos;
     }
     if (container.is_list()) {
