@@ -141,5 +141,32 @@ TEST(Cli, TokenizeAndDetokenizeRoundTrip) {
   expect_clean_error(kiln("tokenize " + gguf), "text");
 }
 
+TEST(Cli, ChatFollowsTheConversationAndResets) {
+  KILN_REQUIRE_DATA(gguf, "llama-2-tiny-random.gguf");
+  // Greedy: the reply to the same first message is the same after /reset, and a second turn
+  // (which sees the first exchange through the template) is a different prompt.
+  const std::string script = write_file("chat1.txt", "Hello there\nAnd then?\n/reset\nHello there\n/history\n");
+  Result r = kiln("chat " + gguf + " -n 8 --temp 0 < " + script, false);
+  ASSERT_EQ(r.code, 0) << r.out;
+  std::vector<std::string> lines;
+  std::stringstream ss(r.out);
+  for (std::string l; std::getline(ss, l);) lines.push_back(l);
+  ASSERT_GE(lines.size(), 6u) << r.out;
+  EXPECT_EQ(lines[0], lines[3]) << r.out;         // same reply after /reset
+  EXPECT_EQ(lines[2], "[conversation reset]");
+  EXPECT_EQ(lines[4], "[user] Hello there");      // /history shows only the new exchange
+  EXPECT_EQ(lines.size(), 6u) << r.out;
+
+  const std::string script2 = write_file("chat2.txt", "Hello there, how are you today my friend?\nTell me more please\n");
+  Result stats = kiln("chat " + gguf + " -n 8 --temp 0 --stats < " + script2);
+  ASSERT_EQ(stats.code, 0) << stats.out;
+  // The second turn reuses the first turn's blocks from the prefix cache.
+  EXPECT_NE(stats.out.find("(16 from cache)"), std::string::npos) << stats.out;
+
+  expect_clean_error(kiln("chat " + gguf + " --template nosuch </dev/null"), "nosuch");
+  KILN_REQUIRE_DATA(bin, "stories260K.bin");
+  expect_clean_error(kiln("chat " + bin + " </dev/null"), "tokenizer");
+}
+
 }  // namespace
 }  // namespace kiln

@@ -1,0 +1,229 @@
+// kiln chat MODEL: an interactive chat in the terminal with the model's own chat template.
+//
+// Each turn renders the whole conversation with the template and hands it to the serving
+// engine (the same one `kiln serve` runs). The engine's prefix cache keeps the key/value blocks
+// of earlier turns, so a turn only computes what is new, as long as the template renders the
+// history the same way each time (every common template does). When the conversation outgrows
+// the context, the oldest exchanges are dropped (the system message stays).
+//
+// Lines starting with '/' are commands: /reset, /system TEXT, /history, /help, /exit. Input that
+// is not a terminal works too (one user message per line), which makes the command scriptable.
+#include <unistd.h>
+
+#include <condition_variable>
+#include <cstdio>
+#include <iostream>
+#include <mutex>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "commands.h"
+#include "core/error.h"
+#include "format/gguf_file.h"
+#include "model/llama_model.h"
+#include "runtime/engine.h"
+#include "sample/sampler.h"
+#include "tokenizer/chat_template.h"
+#include "tokenizer/tokenizer.h"
+
+namespace kiln::cli {
+namespace {
+
+struct ChatOptions {
+  std::string model;
+  std::string system;
+  std::string template_name;  // a built-in instead of the model's own
+  int n_predict = 512;        // per reply
+  int threads = 0;
+  int ctx = 0;
+  bool seed_given = false;
+  bool show_stats = false;
+  SamplerParams sampling;
+};
+
+const char* kHelp =
+    "commands: /reset (forget the conversation), /system TEXT (set the system message and reset),\n"
+    "          /history (print the conversation), /help, /exit (or end of input)\n";
+
+class ChatSession {
+ public:
+  ChatSession(const ChatOptions& o, LlamaModel& model, const Tokenizer& tokenizer, ChatTemplate tmpl, Engine& engine)
+      : o_(o), model_(model), tokenizer_(tokenizer), template_(std::move(tmpl)), engine_(engine) {
+    (void)model_;
+    if (!o.system.empty()) set_system(o.system);
+  }
+
+  void set_system(const std::string& text) {
+    history_.clear();
+    if (!text.empty()) history_.push_back({"system", text, {}, {}, {}});
+  }
+  void reset() {
+    std::vector<ChatMessage> keep;
+    if (!history_.empty() && history_.front().role == "system") keep.push_back(history_.front());
+    history_ = std::move(keep);
+  }
+  void print_history() const {
+    for (const ChatMessage& m : history_) std::printf("[%s] %s\n", m.role.c_str(), m.content.c_str());
+  }
+
+  // One user turn: renders, generates while streaming to stdout, records the reply.
+  void turn(const std::string& user) {
+    history_.push_back({"user", user, {}, {}, {}});
+    std::vector<std::int32_t> prompt = fit_prompt();
+    GenerationRequest r;
+    r.prompt = std::move(prompt);
+    r.sampling = o_.sampling;
+    r.sampling.seed = o_.sampling.seed + turns_++;  // reproducible per turn, not the same draws each turn
+    r.max_tokens = std::min(o_.n_predict, engine_.context_tokens() - static_cast<int>(r.prompt.size()));
+
+    std::mutex mu;
+    std::condition_variable cv;
+    bool done = false;
+    Finish fin;
+    std::string reply;
+    engine_.submit(std::move(r), {[&](const TokenEvent& e) {
+                                    std::fwrite(e.text.data(), 1, e.text.size(), stdout);
+                                    std::fflush(stdout);
+                                    std::lock_guard<std::mutex> lk(mu);
+                                    reply += e.text;
+                                  },
+                                  [&](const Finish& f) {
+                                    std::fwrite(f.text.data(), 1, f.text.size(), stdout);
+                                    std::lock_guard<std::mutex> lk(mu);
+                                    reply += f.text;
+                                    fin = f;
+                                    done = true;
+                                    cv.notify_all();
+                                  }});
+    {
+      std::unique_lock<std::mutex> lk(mu);
+      cv.wait(lk, [&] { return done; });
+    }
+    std::printf("\n");
+    std::fflush(stdout);
+    if (fin.reason == FinishReason::Error) fail("chat: generation failed: {}", fin.error);
+    if (o_.show_stats)
+      std::fprintf(stderr, "[prompt %d tokens (%d from cache), reply %d tokens, first token %.2f s, %.1f tok/s, %s]\n",
+                   fin.usage.prompt_tokens, fin.usage.cached_tokens, fin.usage.completion_tokens,
+                   fin.time_to_first_token_s,
+                   fin.total_s > fin.time_to_first_token_s
+                       ? (fin.usage.completion_tokens - 1) / (fin.total_s - fin.time_to_first_token_s)
+                       : 0.0,
+                   finish_reason_name(fin.reason));
+    // Trim the whitespace templates put around replies, so the next rendering matches what
+    // the model saw (and the prefix cache keeps hitting).
+    const auto b = reply.find_first_not_of(" \n");
+    const auto e = reply.find_last_not_of(" \n");
+    history_.push_back({"assistant", b == std::string::npos ? std::string() : reply.substr(b, e - b + 1), {}, {}, {}});
+  }
+
+ private:
+  std::vector<std::int32_t> encode(const std::vector<ChatMessage>& messages) const {
+    const std::string text = template_.render(messages, true);
+    // Templates usually write the BOS text themselves; add the id only when they do not.
+    const bool starts_with_bos = !template_.bos_token().empty() && text.rfind(template_.bos_token(), 0) == 0;
+    return tokenizer_.encode(text, tokenizer_.vocab().add_bos && !starts_with_bos, true);
+  }
+
+  // The conversation's tokens, dropping the oldest exchanges until a reply of a useful length
+  // still fits in the context.
+  std::vector<std::int32_t> fit_prompt() {
+    const int room = engine_.context_tokens() - std::min(o_.n_predict, engine_.context_tokens() / 2);
+    for (;;) {
+      std::vector<std::int32_t> ids = encode(history_);
+      if (static_cast<int>(ids.size()) <= room) return ids;
+      const std::size_t first = !history_.empty() && history_.front().role == "system" ? 1 : 0;
+      if (history_.size() - first <= 1)
+        fail("chat: the message is {} tokens, more than the context leaves room for ({} tokens)", ids.size(), room);
+      // Drop the oldest message (and the reply to it, so roles keep alternating).
+      history_.erase(history_.begin() + static_cast<std::ptrdiff_t>(first));
+      if (history_.size() > first + 1 && history_[first].role == "assistant")
+        history_.erase(history_.begin() + static_cast<std::ptrdiff_t>(first));
+      std::fprintf(stderr, "[the conversation outgrew the context: dropped the oldest exchange]\n");
+    }
+  }
+
+  const ChatOptions& o_;
+  LlamaModel& model_;
+  const Tokenizer& tokenizer_;
+  ChatTemplate template_;
+  Engine& engine_;
+  std::vector<ChatMessage> history_;
+  std::uint64_t turns_ = 0;
+};
+
+void run_chat(ChatOptions o) {
+  std::unique_ptr<LlamaModel> model = LlamaModel::load(o.model);
+  const GgufFile* gguf = model->source().gguf();
+  if (gguf == nullptr || gguf->find("tokenizer.ggml.tokens") == nullptr)
+    fail("{}: chat needs a model with a tokenizer (a GGUF with tokenizer.ggml.*)", o.model);
+  std::unique_ptr<Tokenizer> tokenizer = load_tokenizer(*gguf);
+  ChatTemplate tmpl = ChatTemplate::from_gguf(*gguf);
+  if (!o.template_name.empty()) tmpl = ChatTemplate::builtin(o.template_name, tmpl.bos_token(), tmpl.eos_token());
+  if (!o.seed_given) o.sampling.seed = std::random_device{}();
+
+  EngineOptions eo;
+  eo.threads = o.threads;
+  eo.context_tokens = o.ctx > 0 ? o.ctx : std::min(model->config().n_ctx_train, 4096);
+  eo.kv_cache_tokens = 2 * eo.context_tokens;  // this turn plus the cached previous one
+  eo.max_running = 1;
+  Engine engine(*model, *tokenizer, eo);
+
+  const bool tty = ::isatty(STDIN_FILENO) && ::isatty(STDOUT_FILENO);
+  if (tty)
+    std::fprintf(stderr, "kiln chat: %s, template %s, context %d tokens. /help for commands, Ctrl-D to quit.\n",
+                 o.model.c_str(), tmpl.name().c_str(), eo.context_tokens);
+  ChatSession chat(o, *model, *tokenizer, std::move(tmpl), engine);
+  std::string line;
+  for (;;) {
+    if (tty) std::fputs("> ", stdout), std::fflush(stdout);
+    if (!std::getline(std::cin, line)) break;
+    if (line.empty()) continue;
+    if (line[0] == '/') {
+      const std::string cmd = line.substr(0, line.find(' '));
+      const std::string arg = line.size() > cmd.size() ? line.substr(cmd.size() + 1) : "";
+      if (cmd == "/exit" || cmd == "/quit") break;
+      if (cmd == "/reset") chat.reset(), std::printf("[conversation reset]\n");
+      else if (cmd == "/system") chat.set_system(arg), std::printf("[system message set; conversation reset]\n");
+      else if (cmd == "/history") chat.print_history();
+      else if (cmd == "/help") std::fputs(kHelp, stdout);
+      else std::printf("[unknown command %s]\n%s", cmd.c_str(), kHelp);
+      std::fflush(stdout);
+      continue;
+    }
+    chat.turn(line);
+  }
+}
+
+}  // namespace
+
+void register_chat_command(CLI::App& app) {
+  auto o = std::make_shared<ChatOptions>();
+  o->sampling.temperature = 0.8f;
+  o->sampling.top_k = 40;
+  o->sampling.top_p = 0.95f;
+  o->sampling.min_p = 0.05f;
+  CLI::App* cmd = app.add_subcommand("chat", "Chat with a model in the terminal, using its chat template");
+  cmd->add_option("model", o->model, "Model file (.gguf with a tokenizer)")->required()->check(CLI::ExistingFile);
+  cmd->add_option("--system", o->system, "System message");
+  cmd->add_option("--template", o->template_name,
+                  "Use a built-in chat template instead of the model's (llama2, llama3, mistral, chatml, gemma, phi3, ...)");
+  cmd->add_option("-n,--n-predict", o->n_predict, "Most tokens per reply")->capture_default_str();
+  cmd->add_option("-t,--threads", o->threads, "Worker threads (0: all hardware threads)")->capture_default_str();
+  cmd->add_option("-c,--ctx", o->ctx, "Context size in tokens (0: the model's, at most 4096)")->capture_default_str();
+  cmd->add_option("--temp", o->sampling.temperature, "Temperature (0: greedy)")->capture_default_str();
+  cmd->add_option("--top-k", o->sampling.top_k, "Keep the k most likely tokens (0: off)")->capture_default_str();
+  cmd->add_option("--top-p", o->sampling.top_p, "Nucleus sampling mass (1: off)")->capture_default_str();
+  cmd->add_option("--min-p", o->sampling.min_p, "Drop tokens below min-p × the top probability (0: off)")
+      ->capture_default_str();
+  cmd->add_option("--repeat-penalty", o->sampling.repeat_penalty, "Penalty on recently seen tokens (1: off)")
+      ->capture_default_str();
+  cmd->add_option_function<std::uint64_t>("-s,--seed", [o](std::uint64_t s) { o->sampling.seed = s, o->seed_given = true; },
+                                          "Random seed (default: random)");
+  cmd->add_flag("--stats", o->show_stats, "After each reply, print token counts, cache reuse and speed to stderr");
+  cmd->callback([o] { run_chat(*o); });
+}
+
+}  // namespace kiln::cli
