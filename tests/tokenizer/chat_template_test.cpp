@@ -687,6 +687,83 @@ TEST(ChatTemplateGguf, LlamaTwoWithoutTemplateGetsTheLlama2Builtin) {
   EXPECT_EQ(t.render(kChat, true), families()[0].expected_with_prompt);
 }
 
+// A GGUF v3 with no tensors and just the metadata ChatTemplate reads.
+std::string write_chat_gguf(const std::string& file, const std::optional<std::string>& chat_template,
+                            const std::vector<std::string>& tokens, std::uint32_t bos, std::uint32_t eos,
+                            const std::string& name = "test model") {
+  std::string b;
+  const auto u32 = [&](std::uint32_t v) { b.append(reinterpret_cast<const char*>(&v), 4); };
+  const auto u64 = [&](std::uint64_t v) { b.append(reinterpret_cast<const char*>(&v), 8); };
+  const auto str = [&](const std::string& v) {
+    u64(v.size());
+    b += v;
+  };
+  const auto kv_str = [&](const std::string& k, const std::string& v) {
+    str(k);
+    u32(static_cast<std::uint32_t>(GgufType::String));
+    str(v);
+  };
+  const auto kv_u32 = [&](const std::string& k, std::uint32_t v) {
+    str(k);
+    u32(static_cast<std::uint32_t>(GgufType::U32));
+    u32(v);
+  };
+  b += "GGUF";
+  u32(3);
+  u64(0);                           // tensors
+  u64(chat_template ? 6 : 5);       // metadata keys
+  kv_str("general.architecture", "llama");
+  kv_str("general.name", name);
+  str("tokenizer.ggml.tokens");
+  u32(static_cast<std::uint32_t>(GgufType::Array));
+  u32(static_cast<std::uint32_t>(GgufType::String));
+  u64(tokens.size());
+  for (const std::string& t : tokens) str(t);
+  kv_u32("tokenizer.ggml.bos_token_id", bos);
+  kv_u32("tokenizer.ggml.eos_token_id", eos);
+  if (chat_template) kv_str("tokenizer.chat_template", *chat_template);
+  while (b.size() % 32 != 0) b += '\0';
+  const std::string path = test::temp_dir() + "/" + file;
+  std::ofstream(path, std::ios::binary | std::ios::trunc) << b;
+  return path;
+}
+
+TEST(ChatTemplateGguf, UsesTheTemplateTheFileCarries) {
+  const std::string path = write_chat_gguf("with_template.gguf", kPhi3Mini, {"<unk>", "<s>", "<|endoftext|>"}, 1, 2);
+  const ChatTemplate t = ChatTemplate::from_gguf(*GgufFile::open(path));
+  EXPECT_EQ(t.name(), "gguf");
+  EXPECT_EQ(t.source(), kPhi3Mini);
+  EXPECT_EQ(t.eos_token(), "<|endoftext|>");
+  EXPECT_EQ(t.render(kChat, false), families()[7].expected_without_prompt);
+}
+
+TEST(ChatTemplateGguf, WithoutTemplateGuessesFromTheVocabulary) {
+  const std::string path = write_chat_gguf("chatml_tokens.gguf", std::nullopt, {"<unk>", "<s>", "</s>", "<|im_start|>"}, 1, 2);
+  const ChatTemplate t = ChatTemplate::from_gguf(*GgufFile::open(path));
+  EXPECT_EQ(t.name(), "chatml");
+  EXPECT_EQ(ChatTemplate::hints_from_gguf(*GgufFile::open(path)).tokens_present, std::vector<std::string>{"<|im_start|>"});
+}
+
+TEST(ChatTemplateGguf, BadTemplateOrTokenIdsNameTheFileAndKey) {
+  const std::string bad = write_chat_gguf("bad_template.gguf", std::string("{% for x in %}"), {"<s>", "</s>"}, 0, 1);
+  try {
+    ChatTemplate::from_gguf(*GgufFile::open(bad));
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find(bad + ": tokenizer.chat_template: chat template: line 1:13: "), std::string::npos)
+        << e.what();
+  }
+  const std::string bad_id = write_chat_gguf("bad_bos.gguf", std::string("x"), {"<s>", "</s>"}, 7, 1);
+  try {
+    ChatTemplate::from_gguf(*GgufFile::open(bad_id));
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("tokenizer.ggml.bos_token_id = 7 is outside the vocabulary of 2 tokens"),
+              std::string::npos)
+        << e.what();
+  }
+}
+
 TEST(ChatTemplateErrors, ParseErrorsAreOneLineWithPosition) {
   try {
     ChatTemplate("{% for m in messages %}\n{{ m.content | nosuchfilter }}", "", "");
