@@ -65,6 +65,11 @@ void LlamaModel::forward(const Batch& batch, KvCache& cache, ThreadPool& pool, f
   for (int t = 0; t < B; ++t)
     rope_->angles(batch.positions[static_cast<std::size_t>(t)], cs + t * c.n_rot, cs + t * c.n_rot + c.n_rot / 2);
 
+  // The calibration hook: a no-op unless an observer is set.
+  auto observe = [&](const TensorView& W, const float* in, std::int64_t rows) {
+    if (observer_ != nullptr) observer_->observe(W, in, rows);
+  };
+
   // Row-wise work is split across threads only when the batch is large enough to pay for it.
   auto for_rows = [&](auto&& fn) {
     if (B >= 8) pool.parallel_for(B, [&](std::int64_t t, int) { fn(static_cast<int>(t)); }, 2);
@@ -75,6 +80,9 @@ void LlamaModel::forward(const Batch& batch, KvCache& cache, ThreadPool& pool, f
     const LlamaLayerWeights& L = weights_.layers[static_cast<std::size_t>(il)];
     // --- attention block ---
     for_rows([&](int t) { kernels::rms_norm(x + t * E, L.attn_norm.data, xn + t * E, E, c.rms_eps); });
+    observe(L.wq, xn, B);
+    observe(L.wk, xn, B);
+    observe(L.wv, xn, B);
     prepare_activations(L.wq, xn, B, E, act_, pool);
     linear(L.wq, act_, q, pool);
     if (!activations_fit(L.wk, act_)) prepare_activations(L.wk, xn, B, E, act_, pool);
@@ -105,17 +113,21 @@ void LlamaModel::forward(const Batch& batch, KvCache& cache, ThreadPool& pool, f
       }
     });
     attention(il, batch, cache, pool);
+    observe(L.wo, attn_.data(), B);
     prepare_activations(L.wo, attn_.data(), B, QD, act_, pool);
     linear(L.wo, act_, proj, pool);
     for_rows([&](int t) { kernels::add_inplace(x + t * E, proj + t * E, E); });
 
     // --- feed-forward block: w_down(silu(w_gate x) * w_up x) ---
     for_rows([&](int t) { kernels::rms_norm(x + t * E, L.ffn_norm.data, xn + t * E, E, c.rms_eps); });
+    observe(L.w_gate, xn, B);
+    observe(L.w_up, xn, B);
     prepare_activations(L.w_gate, xn, B, E, act_, pool);
     linear(L.w_gate, act_, gate, pool);
     if (!activations_fit(L.w_up, act_)) prepare_activations(L.w_up, xn, B, E, act_, pool);
     linear(L.w_up, act_, up, pool);
     for_rows([&](int t) { kernels::silu_mul(gate + t * F, up + t * F, gate + t * F, F); });
+    observe(L.w_down, gate, B);
     prepare_activations(L.w_down, gate, B, F, act_, pool);
     linear(L.w_down, act_, proj, pool);
     for_rows([&](int t) { kernels::add_inplace(x + t * E, proj + t * E, E); });
@@ -134,6 +146,7 @@ void LlamaModel::forward(const Batch& batch, KvCache& cache, ThreadPool& pool, f
     const int t = batch.logit_rows[static_cast<std::size_t>(r)];
     kernels::rms_norm(x + t * E, weights_.output_norm.data, xn + r * E, E, c.rms_eps);
   }
+  observe(weights_.output, xn, R);
   prepare_activations(weights_.output, xn, R, E, act_, pool);
   linear(weights_.output, act_, logits, pool);
 }

@@ -8,6 +8,7 @@
 
 #include "core/aligned_buffer.h"
 #include "core/thread_pool.h"
+#include "model/activation_observer.h"
 #include "model/kv_cache.h"
 #include "model/linear.h"
 #include "model/llama_config.h"
@@ -50,6 +51,10 @@ class LlamaModel {
   // forward at a time per model object (it reuses its scratch buffers).
   void forward(const Batch& batch, KvCache& cache, ThreadPool& pool, float* logits);
 
+  // Shows every matrix product's input to `observer` during forward() (nullptr: none). The
+  // observer must outlive its use; it is not owned.
+  void set_observer(ActivationObserver* observer) { observer_ = observer; }
+
  private:
   void attention(int layer, const Batch& batch, KvCache& cache, ThreadPool& pool);
 
@@ -57,6 +62,7 @@ class LlamaModel {
   LlamaConfig config_;
   LlamaWeights weights_;
   std::unique_ptr<Rope> rope_;
+  ActivationObserver* observer_ = nullptr;
 
   // Scratch, grown to the largest batch seen. B = batch size, E = n_embd, F = n_ff.
   FloatBuffer x_;       // (B, E) residual stream
