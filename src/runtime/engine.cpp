@@ -132,7 +132,9 @@ Engine::Impl::Impl(LlamaModel& m, const Tokenizer& t, const EngineOptions& o)
       tokenizer(t),
       options([&] {
         EngineOptions r = o;
-        const int n_ctx = m.config().n_ctx_train > 0 ? m.config().n_ctx_train : 2048;
+        // The training context can be 128k tokens; the KV pool is sized from this, so the
+        // default stays at 4096 like kiln run (raise it with context_tokens / --ctx).
+        const int n_ctx = m.config().n_ctx_train > 0 ? std::min(m.config().n_ctx_train, 4096) : 2048;
         if (r.threads <= 0) r.threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
         if (r.context_tokens <= 0) r.context_tokens = n_ctx;
         if (r.kv_cache_tokens <= 0) r.kv_cache_tokens = 4 * r.context_tokens;

@@ -104,7 +104,7 @@ class RequestHandle {
 
 struct EngineOptions {
   int threads = 0;              // compute threads; 0 = all cores
-  int context_tokens = 0;       // longest sequence (prompt + generated); 0 = the model's context length
+  int context_tokens = 0;       // longest sequence (prompt + generated); 0 = the model's training context, at most 4096
   int kv_cache_tokens = 0;      // KV pool size in positions over all sequences; 0 = 4 x context_tokens
   int max_batch_tokens = 512;   // token budget of one step (decode tokens + prefill chunks)
   int max_running = 64;         // sequences decoding at once
