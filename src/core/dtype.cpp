@@ -15,7 +15,7 @@ struct Entry {
 };
 
 // Block sizes and bytes as in ggml's ggml-common.h (static_asserts live in kernels/blocks.h).
-constexpr std::array<Entry, 20> kKnown = {{
+constexpr std::array<Entry, 25> kKnown = {{
     {0, {"f32", 1, 4, false}},
     {1, {"f16", 1, 2, false}},
     {2, {"q4_0", 32, 18, true}},
@@ -36,6 +36,12 @@ constexpr std::array<Entry, 20> kKnown = {{
     {27, {"i64", 1, 8, false}},
     {28, {"f64", 1, 8, false}},
     {30, {"bf16", 1, 2, false}},
+    // kiln's affine types: f16 scale d and minimum m per group, then the quants (kernels/blocks.h).
+    {1001, {"a4g64", 64, 4 + 64 / 2, true}},
+    {1002, {"a4g128", 128, 4 + 128 / 2, true}},
+    {1003, {"a8g32", 32, 4 + 32, true}},
+    {1004, {"a8g64", 64, 4 + 64, true}},
+    {1005, {"a8g128", 128, 4 + 128, true}},
 }};
 
 // Names of ggml ids kiln recognises but cannot compute with, for clear error messages.

@@ -29,6 +29,13 @@ enum class DType : std::uint32_t {
   I64 = 27,
   F64 = 28,
   BF16 = 30,
+  // kiln's own affine block types (docs/formats.md): ids far above ggml's range, so that no
+  // ggml type added later can collide; llama.cpp refuses a GGUF that uses them.
+  A4G64 = 1001,
+  A4G128 = 1002,
+  A8G32 = 1003,
+  A8G64 = 1004,
+  A8G128 = 1005,
 };
 
 struct DTypeTraits {
@@ -42,6 +49,8 @@ struct DTypeTraits {
 std::optional<DTypeTraits> dtype_traits(std::uint32_t ggml_type_id);
 const DTypeTraits& traits(DType t);
 inline std::string_view dtype_name(DType t) { return traits(t).name; }
+// True for kiln's own block types (ids from 1000 on), which only kiln reads.
+inline bool is_kiln_only_dtype(DType t) { return static_cast<std::uint32_t>(t) >= 1000; }
 // Parses "q4_0", "Q4_0", "f16", ... ; nullopt if unknown.
 std::optional<DType> parse_dtype(std::string_view name);
 // A display name for any ggml id, known or not ("iq2_xxs", "type 99").

@@ -110,4 +110,33 @@ struct block_q8_K {
 };
 static_assert(sizeof(block_q8_K) == 4 + QK_K + QK_K / 16 * 2, "q8_K: 9.125 bits per weight");
 
+// ---- kiln's affine types (not ggml's: llama.cpp cannot read them; see docs/formats.md) -------
+// x = d * q + m with q = clamp(round((x - m) / d)) unsigned, one f16 scale d and f16 minimum m
+// per group of G weights. The 4-bit quants are packed per 32 weights as in q4_1 (byte i of
+// each 16-byte run holds q[i] in its low and q[i + 16] in its high nibble), so a group of 32
+// would be exactly block_q4_1: kiln writes that group size as q4_1. The 8-bit quants are bytes.
+template <int G>
+struct block_a4 {
+  std::uint16_t d;
+  std::uint16_t m;
+  std::uint8_t qs[G / 2];
+};
+template <int G>
+struct block_a8 {
+  std::uint16_t d;
+  std::uint16_t m;
+  std::uint8_t qs[G];
+};
+using block_a4g64 = block_a4<64>;
+using block_a4g128 = block_a4<128>;
+using block_a8g32 = block_a8<32>;
+using block_a8g64 = block_a8<64>;
+using block_a8g128 = block_a8<128>;
+static_assert(sizeof(block_a4<32>) == sizeof(block_q4_1), "a4 with groups of 32 is q4_1");
+static_assert(sizeof(block_a4g64) == 4 + 64 / 2, "a4g64: 4.5 bits per weight");
+static_assert(sizeof(block_a4g128) == 4 + 128 / 2, "a4g128: 4.25 bits per weight");
+static_assert(sizeof(block_a8g32) == 4 + 32, "a8g32: 9 bits per weight");
+static_assert(sizeof(block_a8g64) == 4 + 64, "a8g64: 8.5 bits per weight");
+static_assert(sizeof(block_a8g128) == 4 + 128, "a8g128: 8.25 bits per weight");
+
 }  // namespace kiln::kernels

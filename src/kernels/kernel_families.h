@@ -20,4 +20,9 @@ const WeightKernels* float_weight_kernels(DType w, SimdLevel level);
 bool float_quantize_row_ref(DType t, const float* x, void* dst, std::int64_t k);
 bool float_dequantize_row(DType t, const void* src, float* y, std::int64_t k);
 
+// kiln's affine a4g64, a4g128, a8g32, a8g64, a8g128 (activations q8_1): affine_quants*.cpp
+const WeightKernels* affine_weight_kernels(DType w, SimdLevel level);
+bool affine_quantize_row_ref(DType t, const float* x, void* dst, std::int64_t k);
+bool affine_dequantize_row(DType t, const void* src, float* y, std::int64_t k);
+
 }  // namespace kiln::kernels

@@ -28,6 +28,14 @@ const std::vector<QuantPreset> kPresets = {
     {"F16", 1, DType::F16, "16-bit IEEE half"},
     {"BF16", 32, DType::BF16, "16-bit bfloat"},
     {"F32", 0, DType::F32, "32-bit float (also: convert a llama2.c checkpoint to GGUF)"},
+    // Affine q = round((x - m) / d) per group (docs/formats.md). A4G32 is q4_1 itself, which
+    // llama.cpp reads; the others are kiln's own types, with kiln's own file_type values.
+    {"A4G32", 3, DType::Q4_1, "5.0 bpw, affine 4-bit per 32: written as q4_1"},
+    {"A4G64", 1001, DType::A4G64, "4.5 bpw, affine 4-bit per 64 (kiln only)"},
+    {"A4G128", 1002, DType::A4G128, "4.25 bpw, affine 4-bit per 128 (kiln only)"},
+    {"A8G32", 1003, DType::A8G32, "9.0 bpw, affine 8-bit per 32 (kiln only)"},
+    {"A8G64", 1004, DType::A8G64, "8.5 bpw, affine 8-bit per 64 (kiln only)"},
+    {"A8G128", 1005, DType::A8G128, "8.25 bpw, affine 8-bit per 128 (kiln only)"},
 };
 
 std::string upper(std::string_view s) {
@@ -37,9 +45,10 @@ std::string upper(std::string_view s) {
 }
 
 // Types a tensor may be written as: those kiln can quantize to with a ggml-exact reference.
-constexpr std::array<DType, 13> kWritable = {DType::F32,  DType::F16,  DType::BF16, DType::Q4_0, DType::Q4_1,
-                                             DType::Q5_0, DType::Q5_1, DType::Q8_0, DType::Q2_K, DType::Q3_K,
-                                             DType::Q4_K, DType::Q5_K, DType::Q6_K};
+constexpr std::array<DType, 18> kWritable = {DType::F32,  DType::F16,  DType::BF16,  DType::Q4_0,  DType::Q4_1,
+                                             DType::Q5_0, DType::Q5_1, DType::Q8_0,  DType::Q2_K,  DType::Q3_K,
+                                             DType::Q4_K, DType::Q5_K, DType::Q6_K,  DType::A4G64, DType::A4G128,
+                                             DType::A8G32, DType::A8G64, DType::A8G128};
 
 bool is_writable(DType t) { return std::find(kWritable.begin(), kWritable.end(), t) != kWritable.end(); }
 
@@ -105,8 +114,8 @@ DType mix_type(const QuantPreset& p, const ModelShape& shape, const TensorDesc& 
   if (cat == Category::Output || (c.tied_embeddings && cat == Category::TokenEmbd)) {
     if (t.ne[0] % traits(type).block_size != 0)
       type = DType::Q8_0;
-    else if (type != DType::Q8_0)
-      type = DType::Q6_K;
+    else if (type != DType::Q8_0 && type != DType::A8G32 && type != DType::A8G64 && type != DType::A8G128)
+      type = DType::Q6_K;  // 8-bit mixes (Q8_0 and the affine A8) keep their type
   } else if (cat == Category::TokenEmbd) {
     // The untied embedding keeps the mix's type for every preset kiln offers.
   } else if (cat == Category::AttnV) {
@@ -166,6 +175,19 @@ DType fallback_type(DType wanted, std::int64_t ncols, std::string* why) {
       break;
     case DType::Q6_K:
       t = DType::Q8_0;
+      break;
+    // The affine types fall back to smaller groups of the same bits (A4G32 is q4_1).
+    case DType::A4G128:
+      t = ncols % 64 == 0 ? DType::A4G64 : DType::Q4_1;
+      break;
+    case DType::A4G64:
+      t = DType::Q4_1;
+      break;
+    case DType::A8G128:
+      t = ncols % 64 == 0 ? DType::A8G64 : DType::A8G32;
+      break;
+    case DType::A8G64:
+      t = DType::A8G32;
       break;
     default:
       break;

@@ -14,6 +14,8 @@
 // mix (every 2-D weight the preset's type). Rows whose length is not a multiple of the chosen
 // type's block fall back to a type that fits, in llama.cpp's order (Q2_K, Q3_K -> Q4_0;
 // Q4_K -> Q5_0; Q5_K -> Q5_1; Q6_K -> Q8_0), then to F16 where llama.cpp would give up.
+// kiln's affine presets (A4G32 = Q4_1, A4G64, A4G128, A8G32, A8G64, A8G128) follow the same
+// rules as Q4_1 (A4) and Q8_0 (A8), and fall back to smaller groups of the same bits.
 #include <array>
 #include <cstdint>
 #include <regex>

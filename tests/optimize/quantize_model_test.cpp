@@ -71,7 +71,9 @@ TEST(QuantPresets, NamesAliasesAndFileTypes) {
   const std::map<std::string, std::uint32_t> ftypes = {
       {"F32", 0},     {"F16", 1},     {"Q4_0", 2},    {"Q4_1", 3},    {"Q8_0", 7},    {"Q5_0", 8},
       {"Q5_1", 9},    {"Q2_K", 10},   {"Q3_K_S", 11}, {"Q3_K_M", 12}, {"Q3_K_L", 13}, {"Q4_K_S", 14},
-      {"Q4_K_M", 15}, {"Q5_K_S", 16}, {"Q5_K_M", 17}, {"Q6_K", 18},   {"BF16", 32}};
+      {"Q4_K_M", 15}, {"Q5_K_S", 16}, {"Q5_K_M", 17}, {"Q6_K", 18},   {"BF16", 32},
+      // kiln's affine presets: A4G32 is q4_1's; the others carry kiln's own values.
+      {"A4G32", 3},   {"A4G64", 1001}, {"A4G128", 1002}, {"A8G32", 1003}, {"A8G64", 1004}, {"A8G128", 1005}};
   EXPECT_EQ(quant_presets().size(), ftypes.size());
   for (const auto& [name, ftype] : ftypes) EXPECT_EQ(find_quant_preset(name).ftype, ftype) << name;
   const std::string e = error_of([] { find_quant_preset("Q4_X"); });
