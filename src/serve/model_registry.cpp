@@ -54,24 +54,26 @@ std::vector<std::string> ModelRegistry::names() const {
 
 const std::string& ModelRegistry::default_name() const { return entries_.front().spec.name; }
 
-std::shared_ptr<ServedModel> ModelRegistry::lease(Entry& e) {
+std::shared_ptr<ServedModel> ModelRegistry::lease(Entry& e, bool touch) {
   ++e.active;
-  e.last_used = Clock::now();
-  // The deleter returns the lease; it also holds the model, so an unload cannot free it early.
-  return std::shared_ptr<ServedModel>(e.model.get(), [this, entry = &e, keep = e.model](ServedModel*) { release(entry); });
+  if (touch) e.last_used = Clock::now();
+  // The deleter returns the lease. It must not own the model: the last owner destroys the
+  // engine, and a lease is often returned on the engine's own thread (its last callback). The
+  // registry's own pointer keeps the model alive, since nothing unloads a model with leases.
+  return std::shared_ptr<ServedModel>(e.model.get(), [this, entry = &e, touch](ServedModel*) { release(entry, touch); });
 }
 
-void ModelRegistry::release(Entry* e) {
+void ModelRegistry::release(Entry* e, bool touch) {
   std::lock_guard lock(mu_);
   --e->active;
-  e->last_used = Clock::now();
+  if (touch) e->last_used = Clock::now();
 }
 
 std::shared_ptr<ServedModel> ModelRegistry::acquire_if_loaded(const std::string& name) {
   std::lock_guard lock(mu_);
   Entry* e = find(name);
   if (e == nullptr || !e->model) return nullptr;
-  return lease(*e);
+  return lease(*e, false);  // a look (stats, drain) is not a use: it does not keep the model loaded
 }
 
 std::shared_ptr<ServedModel> ModelRegistry::acquire(const std::string& name) {
@@ -87,7 +89,7 @@ std::shared_ptr<ServedModel> ModelRegistry::acquire(const std::string& name) {
     if (!e->model && e->load_generation != generation)
       throw ApiError(500, "server_error", fmt::format("loading model '{}' failed: {}", name, e->last_error), "model", "model_load_failed");
   }
-  if (e->model) return lease(*e);
+  if (e->model) return lease(*e, true);
 
   // Make room under the budget: evict idle models, least recently used first.
   std::size_t need = loader_.estimate_bytes ? loader_.estimate_bytes(e->spec) : 0;
@@ -143,7 +145,7 @@ std::shared_ptr<ServedModel> ModelRegistry::acquire(const std::string& name) {
   ++e->loads;
   e->last_error.clear();
   cv_.notify_all();
-  return lease(*e);
+  return lease(*e, true);
 }
 
 void ModelRegistry::preload_all() {

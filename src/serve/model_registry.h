@@ -60,7 +60,8 @@ class ModelRegistry {
   // for an unknown name, 503 when the memory budget cannot make room because the other models
   // are busy, 500 when loading fails.
   std::shared_ptr<ServedModel> acquire(const std::string& name);
-  // The loaded model without loading it, or nullptr (for stats; holds it like a lease).
+  // The loaded model without loading it, or nullptr (for stats and drain). Holds it like a lease
+  // but does not count as a use: looking at a model does not keep it from its idle TTL.
   std::shared_ptr<ServedModel> acquire_if_loaded(const std::string& name);
 
   // Loads every model marked preload, in order (errors propagate).
@@ -89,8 +90,8 @@ class ModelRegistry {
   };
   Entry* find(const std::string& name);
   const Entry* find(const std::string& name) const;
-  std::shared_ptr<ServedModel> lease(Entry& e);  // mu_ held
-  void release(Entry* e);
+  std::shared_ptr<ServedModel> lease(Entry& e, bool touch);  // mu_ held; touch: counts as a use for the TTL
+  void release(Entry* e, bool touch);
 
   ModelLoader loader_;
   RegistryOptions options_;

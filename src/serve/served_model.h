@@ -10,18 +10,17 @@
 
 namespace kiln {
 class Engine;
-}
+class ChatTemplate;
+}  // namespace kiln
 
 namespace kiln::serve {
-
-class ChatFormatter;
 
 struct ServedModel {
   std::string name;
   std::string path;
   std::unique_ptr<LlamaModel> model;
   std::unique_ptr<Tokenizer> tokenizer;
-  std::shared_ptr<const ChatFormatter> chat;  // turns messages into the prompt text
+  std::shared_ptr<const ChatTemplate> chat;  // turns messages into the prompt text
   // shared_ptr so that a ServedModel without an engine (tests) needs no Engine code at all.
   std::shared_ptr<Engine> engine;
   std::size_t memory_bytes = 0;  // weights + KV pool, as counted against --memory-budget

@@ -12,5 +12,6 @@ void register_eval_command(CLI::App& app);
 void register_quantize_command(CLI::App& app);
 void register_tokenize_commands(CLI::App& app);  // tokenize, detokenize
 void register_chat_command(CLI::App& app);
+void register_serve_command(CLI::App& app);
 
 }  // namespace kiln::cli

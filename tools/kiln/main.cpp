@@ -27,6 +27,7 @@ int main(int argc, char** argv) {
   kiln::cli::register_quantize_command(app);
   kiln::cli::register_tokenize_commands(app);
   kiln::cli::register_chat_command(app);
+  kiln::cli::register_serve_command(app);
   // CLI11 reports an unknown subcommand as "a subcommand is required"; name it instead.
   if (argc > 1 && argv[1][0] != '-') {
     bool known = false;

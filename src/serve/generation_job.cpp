@@ -1,0 +1,351 @@
+#include "serve/generation_job.h"
+
+#include <mutex>
+#include <random>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "core/error.h"
+#include "runtime/engine.h"
+#include "serve/api_error.h"
+#include "serve/sse.h"
+
+namespace kiln::serve {
+
+using json = nlohmann::json;
+
+namespace {
+
+// Token texts may be partial UTF-8 (a byte token): replace rather than throw when dumping.
+std::string dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
+
+json byte_array(const std::string& s) {
+  json a = json::array();
+  for (unsigned char c : s) a.push_back(static_cast<int>(c));
+  return a;
+}
+
+struct Choice {
+  int prompt_index = 0;
+  std::string text;            // everything released so far
+  json chat_logprobs = json::array();  // chat: logprobs.content entries
+  json tokens = json::array(), token_logprobs = json::array(), top_logprobs = json::array(), text_offset = json::array();
+  bool finished = false;
+  FinishReason reason = FinishReason::Stop;
+  std::string error;
+  Usage usage;
+};
+
+struct Job : std::enable_shared_from_this<Job> {
+  std::mutex mu;
+  std::shared_ptr<ServedModel> model;
+  GenerationParams params;
+  JobContext ctx;
+  std::shared_ptr<HttpExchange> ex;
+  ApiCounters* counters = nullptr;
+  std::vector<std::vector<std::int32_t>> prompts;
+  std::vector<Choice> choices;
+  std::vector<std::shared_ptr<RequestHandle>> handles;
+  std::vector<std::string> pending;  // stream events produced before the stream started
+  bool started = false;   // every choice submitted (and, streaming, the header sent)
+  bool aborted = false;   // submission failed: the caller answers, callbacks are ignored
+  bool completed = false;
+  bool error_sent = false;
+  int n_finished = 0;
+
+  const char* object() const { return params.chat ? "chat.completion.chunk" : "text_completion"; }
+
+  json chunk_base() const {
+    return json{{"id", ctx.id},
+                {"object", object()},
+                {"created", ctx.created},
+                {"model", params.model},
+                {"system_fingerprint", ctx.system_fingerprint}};
+  }
+
+  void emit(std::string event) {
+    if (!started) {
+      pending.push_back(std::move(event));
+    } else {
+      ex->write(std::move(event));
+    }
+  }
+
+  // One streamed piece of choice `index`: text and/or one token's logprobs and/or the end.
+  void emit_chunk(int index, const std::string& text, const json* logprobs, const char* finish_reason) {
+    json c = chunk_base();
+    json choice;
+    choice["index"] = index;
+    if (params.chat) {
+      choice["delta"] = text.empty() ? json::object() : json{{"content", text}};
+    } else {
+      choice["text"] = text;
+    }
+    choice["logprobs"] = logprobs ? *logprobs : json(nullptr);
+    choice["finish_reason"] = finish_reason ? json(finish_reason) : json(nullptr);
+    c["choices"] = json::array({choice});
+    if (params.include_usage) c["usage"] = nullptr;
+    emit(sse_event(dump(c)));
+  }
+
+  void on_token(int index, const TokenEvent& ev) {
+    std::lock_guard lock(mu);
+    if (aborted || completed) return;
+    Choice& ch = choices[static_cast<std::size_t>(index)];
+    json lp_chunk;
+    const bool want_lp = params.logprobs >= 0;
+    if (want_lp) {
+      const Tokenizer& tok = *model->tokenizer;
+      const std::string piece = tok.token_to_piece(ev.id);
+      if (params.chat) {
+        json top = json::array();
+        for (const TokenLogprob& t : ev.top) {
+          const std::string p = tok.token_to_piece(t.id);
+          top.push_back({{"token", p}, {"logprob", t.logprob}, {"bytes", byte_array(p)}});
+        }
+        json entry = {{"token", piece}, {"logprob", ev.logprob}, {"bytes", byte_array(piece)}, {"top_logprobs", top}};
+        if (params.stream) lp_chunk = json{{"content", json::array({entry})}};
+        else ch.chat_logprobs.push_back(std::move(entry));
+      } else {
+        json top = json::object();
+        for (const TokenLogprob& t : ev.top) top[tok.token_to_piece(t.id)] = t.logprob;
+        if (params.stream) {
+          lp_chunk = json{{"tokens", {piece}}, {"token_logprobs", {ev.logprob}}, {"top_logprobs", json::array({top})},
+                          {"text_offset", {ch.text.size()}}};
+        } else {
+          ch.tokens.push_back(piece);
+          ch.token_logprobs.push_back(ev.logprob);
+          ch.top_logprobs.push_back(std::move(top));
+          ch.text_offset.push_back(ch.text.size());
+        }
+      }
+    }
+    if (params.stream && (!ev.text.empty() || want_lp)) emit_chunk(index, ev.text, want_lp ? &lp_chunk : nullptr, nullptr);
+    ch.text += ev.text;
+  }
+
+  void on_finish(int index, const Finish& f) {
+    std::lock_guard lock(mu);
+    if (aborted || completed) return;
+    Choice& ch = choices[static_cast<std::size_t>(index)];
+    ch.finished = true;
+    ch.reason = f.reason;
+    ch.error = f.error;
+    ch.usage = f.usage;
+    ch.text += f.text;
+    if (params.stream) {
+      if (f.reason == FinishReason::Stop || f.reason == FinishReason::Length) {
+        if (!f.text.empty()) emit_chunk(index, f.text, nullptr, nullptr);
+        emit_chunk(index, "", nullptr, finish_reason_name(f.reason));
+      } else if (f.reason != FinishReason::Cancelled || !ex->closed()) {
+        emit_error(ch);
+      }
+    }
+    ++n_finished;
+    if (f.reason == FinishReason::Deadline && counters) counters->deadline_exceeded.fetch_add(1);
+    if (started && n_finished == static_cast<int>(choices.size())) complete();
+  }
+
+  ApiError choice_error(const Choice& ch) const {
+    switch (ch.reason) {
+      case FinishReason::Deadline:
+        return ApiError(504, "timeout", "the request took longer than the server's --request-timeout", "", "request_timeout");
+      case FinishReason::Cancelled:
+        return ApiError(503, "server_error", "the request was cancelled (the server is shutting down)", "", "cancelled");
+      default:
+        return ApiError(500, "server_error", fmt::format("generation failed: {}", ch.error), "", "generation_failed");
+    }
+  }
+
+  void emit_error(const Choice& ch) {
+    if (error_sent) return;
+    error_sent = true;
+    emit(sse_event(error_json(choice_error(ch))));
+  }
+
+  Usage total_usage() const {
+    Usage u;
+    const int n = params.n;
+    for (std::size_t p = 0; p < prompts.size(); ++p) {
+      // OpenAI counts a prompt once however many choices it has.
+      u.prompt_tokens += static_cast<int>(prompts[p].size());
+      u.cached_tokens += choices[p * static_cast<std::size_t>(n)].usage.cached_tokens;
+    }
+    for (const Choice& ch : choices) u.completion_tokens += ch.usage.completion_tokens;
+    return u;
+  }
+
+  static json usage_json(const Usage& u) {
+    return json{{"prompt_tokens", u.prompt_tokens},
+                {"completion_tokens", u.completion_tokens},
+                {"total_tokens", u.prompt_tokens + u.completion_tokens},
+                {"prompt_tokens_details", {{"cached_tokens", u.cached_tokens}}}};
+  }
+
+  void complete() {
+    completed = true;
+    if (counters) counters->active_jobs.fetch_sub(1);
+    const Usage usage = total_usage();
+    ex->note_tokens(usage.prompt_tokens, usage.completion_tokens);
+    const Choice* failed = nullptr;
+    for (const Choice& ch : choices)
+      if (ch.reason != FinishReason::Stop && ch.reason != FinishReason::Length) failed = failed ? failed : &ch;
+    if (params.stream) {
+      if (params.include_usage && !failed) {
+        json c = chunk_base();
+        c["choices"] = json::array();
+        c["usage"] = usage_json(usage);
+        ex->write(sse_event(dump(c)));
+      }
+      ex->write(sse_done());
+      ex->end_stream();
+      return;
+    }
+    if (failed) {
+      ex->respond(error_response(choice_error(*failed)));
+      return;
+    }
+    json body = {{"id", ctx.id},
+                 {"object", params.chat ? "chat.completion" : "text_completion"},
+                 {"created", ctx.created},
+                 {"model", params.model},
+                 {"system_fingerprint", ctx.system_fingerprint}};
+    json list = json::array();
+    for (std::size_t i = 0; i < choices.size(); ++i) {
+      const Choice& ch = choices[i];
+      json c;
+      c["index"] = i;
+      if (params.chat) {
+        c["message"] = {{"role", "assistant"}, {"content", ch.text}, {"refusal", nullptr}};
+        c["logprobs"] = params.logprobs >= 0 ? json{{"content", ch.chat_logprobs}, {"refusal", nullptr}} : json(nullptr);
+      } else {
+        c["text"] = ch.text;
+        c["logprobs"] = params.logprobs >= 0 ? json{{"tokens", ch.tokens},
+                                                    {"token_logprobs", ch.token_logprobs},
+                                                    {"top_logprobs", ch.top_logprobs},
+                                                    {"text_offset", ch.text_offset}}
+                                             : json(nullptr);
+      }
+      c["finish_reason"] = finish_reason_name(ch.reason);
+      list.push_back(std::move(c));
+    }
+    body["choices"] = std::move(list);
+    body["usage"] = usage_json(usage);
+    ex->respond(HttpResponse{200, "application/json", dump(body), {}});
+  }
+
+  // After every choice is submitted: start the stream and release what was buffered.
+  void start() {
+    std::lock_guard lock(mu);
+    started = true;
+    if (params.stream) {
+      ex->begin_stream(200, "text/event-stream");
+      if (params.chat) {
+        // OpenAI's first chunk of each choice carries the role.
+        for (std::size_t i = 0; i < choices.size(); ++i) {
+          json c = chunk_base();
+          c["choices"] = json::array(
+              {{{"index", i}, {"delta", {{"role", "assistant"}, {"content", ""}}}, {"logprobs", nullptr}, {"finish_reason", nullptr}}});
+          if (params.include_usage) c["usage"] = nullptr;
+          ex->write(sse_event(dump(c)));
+        }
+      }
+      for (std::string& e : pending) ex->write(std::move(e));
+      pending.clear();
+    }
+    if (n_finished == static_cast<int>(choices.size())) complete();
+  }
+
+  void cancel_all() {
+    std::vector<std::shared_ptr<RequestHandle>> hs;
+    {
+      std::lock_guard lock(mu);
+      hs = handles;
+    }
+    for (auto& h : hs) h->cancel();
+  }
+};
+
+std::uint64_t random_seed() {
+  static std::mutex mu;
+  static std::mt19937_64 rng{std::random_device{}()};
+  std::lock_guard lock(mu);
+  return rng();
+}
+
+}  // namespace
+
+void start_generation(std::shared_ptr<ServedModel> model, GenerationParams params, std::vector<std::vector<std::int32_t>> prompts,
+                      JobContext context, std::shared_ptr<HttpExchange> exchange, ApiCounters& counters, bool draining) {
+  auto job = std::make_shared<Job>();
+  job->model = std::move(model);
+  job->params = std::move(params);
+  job->ctx = std::move(context);
+  job->ex = std::move(exchange);
+  job->counters = &counters;
+  job->prompts = std::move(prompts);
+  const int n = job->params.n;
+  job->choices.resize(job->prompts.size() * static_cast<std::size_t>(n));
+  Engine& engine = *job->model->engine;
+  const int context_tokens = engine.context_tokens();
+
+  const std::uint64_t base_seed = job->params.seed_given ? job->params.sampling.seed : 0;
+  for (std::size_t p = 0; p < job->prompts.size(); ++p) {
+    for (int k = 0; k < n; ++k) {
+      const int index = static_cast<int>(p) * n + k;
+      job->choices[static_cast<std::size_t>(index)].prompt_index = static_cast<int>(p);
+      GenerationRequest req;
+      req.prompt = job->prompts[p];
+      req.sampling = job->params.sampling;
+      // Choices of one request differ by seed; a given seed still reproduces the whole set.
+      req.sampling.seed = job->params.seed_given ? base_seed + static_cast<std::uint64_t>(k) : random_seed();
+      const int room = context_tokens - static_cast<int>(req.prompt.size());
+      req.max_tokens = job->params.max_tokens > 0 ? job->params.max_tokens : std::max(1, room);
+      req.stop = job->params.stop;
+      req.ignore_eos = job->params.ignore_eos;
+      req.top_logprobs = job->params.logprobs;
+      req.deadline = job->ctx.deadline;
+      GenerationCallbacks cb;
+      cb.on_token = [job, index](const TokenEvent& ev) { job->on_token(index, ev); };
+      cb.on_finish = [job, index](const Finish& f) { job->on_finish(index, f); };
+      std::shared_ptr<RequestHandle> handle;
+      try {
+        handle = engine.submit(std::move(req), std::move(cb));
+      } catch (const QueueFullError& e) {
+        {
+          std::lock_guard lock(job->mu);
+          job->aborted = true;
+        }
+        job->cancel_all();
+        if (draining) throw ApiError(503, "server_error", "the server is shutting down", "", "shutting_down");
+        counters.rejected_queue_full.fetch_add(1);
+        ApiError err(429, "rate_limit_error", fmt::format("the server is at capacity: {}; retry later", e.what()), "", "queue_full");
+        err.headers.emplace_back("Retry-After", "1");
+        throw err;
+      } catch (const Error& e) {
+        {
+          std::lock_guard lock(job->mu);
+          job->aborted = true;
+        }
+        job->cancel_all();
+        throw ApiError(400, "invalid_request_error", e.what(), job->params.chat ? "messages" : "prompt", "invalid_value");
+      }
+      std::lock_guard lock(job->mu);
+      job->handles.push_back(std::move(handle));
+    }
+  }
+  counters.active_jobs.fetch_add(1);
+  counters.jobs_total.fetch_add(1);
+  // The client going away cancels every choice; weak, so the connection does not keep the job.
+  std::weak_ptr<Job> weak = job;
+  job->ex->on_close([weak, &counters] {
+    if (auto j = weak.lock()) {
+      counters.cancelled_by_client.fetch_add(1);
+      j->cancel_all();
+    }
+  });
+  job->start();
+}
+
+}  // namespace kiln::serve

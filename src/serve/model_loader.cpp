@@ -1,0 +1,82 @@
+#include "serve/model_loader.h"
+
+#include <algorithm>
+#include <filesystem>
+
+#include "core/error.h"
+#include "format/gguf_file.h"
+#include "model/model_source.h"
+#include "tokenizer/chat_template.h"
+
+namespace kiln::serve {
+
+namespace {
+
+// Bytes of one position of the KV cache over all layers: K and V, f16 each.
+std::size_t kv_bytes_per_token(const LlamaConfig& c) {
+  return static_cast<std::size_t>(c.n_layer) * 2 * static_cast<std::size_t>(c.kv_dim()) * 2;
+}
+
+std::size_t kv_pool_tokens(const LlamaConfig& c, const EngineOptions& o) {
+  const int ctx = o.context_tokens > 0 ? o.context_tokens : (c.n_ctx_train > 0 ? c.n_ctx_train : 2048);
+  return static_cast<std::size_t>(o.kv_cache_tokens > 0 ? o.kv_cache_tokens : 4 * ctx);
+}
+
+}  // namespace
+
+std::size_t estimate_model_bytes(const std::string& path, const EngineOptions& options) {
+  std::unique_ptr<ModelSource> source = ModelSource::open(path);
+  return source->file_size() + kv_pool_tokens(source->config(), options) * kv_bytes_per_token(source->config());
+}
+
+std::shared_ptr<ServedModel> load_served_model(const ModelSpec& spec, const EngineOptions& options) {
+  auto served = std::make_shared<ServedModel>();
+  served->name = spec.name;
+  served->path = spec.path;
+  served->model = LlamaModel::load(spec.path);
+  const GgufFile* gguf = served->model->source().gguf();
+  if (gguf == nullptr || gguf->find("tokenizer.ggml.tokens") == nullptr)
+    fail("{}: kiln serve needs a GGUF with a tokenizer (tokenizer.ggml.tokens)", spec.path);
+  served->tokenizer = load_tokenizer(*gguf);
+  const LlamaConfig& c = served->model->config();
+  if (served->tokenizer->n_vocab() != c.n_vocab)
+    fail("{}: the tokenizer has {} tokens but the model's embedding has {}", spec.path, served->tokenizer->n_vocab(), c.n_vocab);
+  try {
+    served->chat = std::make_shared<const ChatTemplate>(ChatTemplate::from_gguf(*gguf));
+  } catch (const Error&) {
+    // A template kiln's Jinja cannot parse: fall back to the built-in that fits the model, so
+    // that /v1/completions still works and chat gets the closest known format.
+    const ChatTemplateHints hints = ChatTemplate::hints_from_gguf(*gguf);
+    const Vocab& v = served->tokenizer->vocab();
+    const auto text = [&](std::int32_t id) { return id >= 0 && id < v.size() ? v.tokens[static_cast<std::size_t>(id)] : std::string(); };
+    const std::string bos = text(v.bos_id), eos = text(v.eos_id);
+    served->chat = std::make_shared<const ChatTemplate>(ChatTemplate::builtin(ChatTemplate::guess_builtin(hints), bos, eos));
+  }
+  served->engine = std::make_shared<Engine>(*served->model, *served->tokenizer, options);
+  served->memory_bytes = served->model->source().file_size() +
+                         static_cast<std::size_t>(served->engine->options().kv_cache_tokens) * kv_bytes_per_token(c);
+  return served;
+}
+
+ModelLoader make_model_loader(const EngineOptions& options) {
+  ModelLoader loader;
+  loader.estimate_bytes = [options](const ModelSpec& spec) { return estimate_model_bytes(spec.path, options); };
+  loader.load = [options](const ModelSpec& spec) { return load_served_model(spec, options); };
+  return loader;
+}
+
+std::vector<ModelSpec> scan_models_dir(const std::string& dir) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  std::vector<ModelSpec> specs;
+  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+    if (!it->is_regular_file() || it->path().extension() != ".gguf") continue;
+    specs.push_back({it->path().stem().string(), it->path().string(), false});
+  }
+  if (ec) fail("{}: cannot read the models folder: {}", dir, ec.message());
+  if (specs.empty()) fail("{}: the models folder holds no .gguf file", dir);
+  std::sort(specs.begin(), specs.end(), [](const ModelSpec& a, const ModelSpec& b) { return a.name < b.name; });
+  return specs;
+}
+
+}  // namespace kiln::serve

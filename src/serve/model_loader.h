@@ -1,0 +1,27 @@
+#pragma once
+// How `kiln serve` turns a model file into a ServedModel: the weights (memory-mapped), the
+// tokenizer and chat template from the GGUF, and an Engine with the server's options.
+#include <cstddef>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "runtime/engine.h"
+#include "serve/model_registry.h"
+
+namespace kiln::serve {
+
+// Weights plus the KV pool the engine will allocate, in bytes: what --memory-budget counts.
+std::size_t estimate_model_bytes(const std::string& path, const EngineOptions& options);
+
+// Loads a GGUF with a tokenizer (token-id-only models cannot serve text endpoints) and starts
+// its engine. Throws kiln::Error naming the file.
+std::shared_ptr<ServedModel> load_served_model(const ModelSpec& spec, const EngineOptions& options);
+
+ModelLoader make_model_loader(const EngineOptions& options);
+
+// Every *.gguf in `dir`, named by file stem, sorted by name. Throws kiln::Error when the folder
+// cannot be read or holds no GGUF.
+std::vector<ModelSpec> scan_models_dir(const std::string& dir);
+
+}  // namespace kiln::serve

@@ -1,0 +1,300 @@
+#include "serve/openai_api.h"
+
+#include <boost/asio/post.hpp>
+#include <boost/asio/thread_pool.hpp>
+
+#include <random>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "core/error.h"
+#include "runtime/engine.h"
+#include "runtime/process_stats.h"
+#include "serve/api_error.h"
+#include "tokenizer/chat_template.h"
+#include "tokenizer/utf8.h"
+
+namespace kiln::serve {
+
+using json = nlohmann::json;
+
+namespace {
+
+std::string dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
+
+HttpResponse json_response(int status, const json& body) { return HttpResponse{status, "application/json", dump(body), {}}; }
+
+std::int64_t unix_now() {
+  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+std::string random_id(std::string_view prefix) {
+  static constexpr char kAlphabet[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+  thread_local std::mt19937_64 rng{std::random_device{}()};
+  std::string id(prefix);
+  for (int i = 0; i < 24; ++i) id += kAlphabet[rng() % (sizeof kAlphabet - 1)];
+  return id;
+}
+
+json engine_stats_json(const EngineStats& s) {
+  return json{{"running", s.running},
+              {"queued", s.queued},
+              {"kv_blocks_total", s.kv_blocks_total},
+              {"kv_blocks_used", s.kv_blocks_used},
+              {"kv_blocks_cached", s.kv_blocks_cached},
+              {"kv_block_tokens", s.kv_block_tokens},
+              {"requests_total", s.requests_total},
+              {"requests_cancelled", s.requests_cancelled},
+              {"prompt_tokens_total", s.prompt_tokens_total},
+              {"prompt_tokens_cached", s.prompt_tokens_cached},
+              {"generated_tokens_total", s.generated_tokens_total},
+              {"steps_total", s.steps_total},
+              {"preemptions_total", s.preemptions_total},
+              {"busy_seconds", s.busy_seconds}};
+}
+
+}  // namespace
+
+struct OpenAiApi::Impl {
+  boost::asio::thread_pool pool;
+  explicit Impl(int threads) : pool(static_cast<std::size_t>(std::max(1, threads))) {}
+};
+
+OpenAiApi::OpenAiApi(ModelRegistry& registry, ApiKeyAuth auth, ApiOptions options)
+    : registry_(registry),
+      auth_(std::move(auth)),
+      options_(std::move(options)),
+      started_unix_(unix_now()),
+      impl_(std::make_unique<Impl>(options_.api_threads)) {}
+
+OpenAiApi::~OpenAiApi() { impl_->pool.join(); }
+
+void OpenAiApi::handle(HttpRequest request, std::shared_ptr<HttpExchange> exchange) {
+  // Cheap endpoints answer on the I/O thread; everything else goes to the API threads.
+  const std::string& p = request.path;
+  const bool cheap = request.method == "GET" && (p == "/health" || p == "/ready" || p == "/stats" || p.rfind("/v1/models", 0) == 0);
+  if (cheap) return route(request, exchange);
+  boost::asio::post(impl_->pool, [this, req = std::move(request), ex = std::move(exchange)]() mutable { route(req, ex); });
+}
+
+void OpenAiApi::route(HttpRequest& req, const std::shared_ptr<HttpExchange>& ex) {
+  const std::string& path = req.path;
+  const auto only = [&](const char* method) {
+    if (req.method != method) {
+      ApiError e(405, "invalid_request_error", fmt::format("{} {} is not supported; use {}", req.method, path, method), "",
+                 "method_not_allowed");
+      e.headers.emplace_back("Allow", method);
+      throw e;
+    }
+  };
+  try {
+    // Liveness and readiness stay open without an API key (probes do not carry one).
+    if (path == "/health") {
+      only("GET");
+      return ex->respond(json_response(200, {{"status", "ok"}}));
+    }
+    if (path == "/ready") {
+      only("GET");
+      if (draining_) return ex->respond(json_response(503, {{"status", "draining"}}));
+      if (!ready_) return ex->respond(json_response(503, {{"status", "loading"}}));
+      return ex->respond(json_response(200, {{"status", "ready"}}));
+    }
+    if (!auth_.allows(req.header("authorization"))) {
+      const bool missing = req.header("authorization") == nullptr;
+      throw ApiError(401, "invalid_request_error",
+                     missing ? "You didn't provide an API key: send 'Authorization: Bearer <key>'" : "Incorrect API key provided", "",
+                     "invalid_api_key");
+    }
+    if (path == "/v1/chat/completions") {
+      only("POST");
+      return generate(req, ex, true);
+    }
+    if (path == "/v1/completions") {
+      only("POST");
+      return generate(req, ex, false);
+    }
+    if (path == "/v1/models") {
+      only("GET");
+      return ex->respond(models());
+    }
+    if (path.rfind("/v1/models/", 0) == 0) {
+      only("GET");
+      const std::string name = path.substr(11);
+      if (!registry_.has(name))
+        throw ApiError(404, "invalid_request_error", fmt::format("The model '{}' does not exist", name), "model", "model_not_found");
+      return ex->respond(json_response(200, {{"id", name}, {"object", "model"}, {"created", started_unix_}, {"owned_by", "kiln"}}));
+    }
+    if (path == "/tokenize") {
+      only("POST");
+      return ex->respond(tokenize(req));
+    }
+    if (path == "/detokenize") {
+      only("POST");
+      return ex->respond(detokenize(req));
+    }
+    if (path == "/stats") {
+      only("GET");
+      return ex->respond(stats());
+    }
+    throw ApiError(404, "invalid_request_error", fmt::format("no such endpoint: {} {}", req.method, path), "", "not_found");
+  } catch (const ApiError& e) {
+    ex->respond(error_response(e));
+  } catch (const std::exception& e) {
+    ex->respond(error_response(ApiError(500, "server_error", fmt::format("internal error: {}", e.what()), "", "internal_error")));
+  }
+}
+
+HttpResponse OpenAiApi::models() const {
+  json data = json::array();
+  for (const ModelStatus& s : registry_.status())
+    data.push_back({{"id", s.name}, {"object", "model"}, {"created", started_unix_}, {"owned_by", "kiln"}, {"loaded", s.loaded}});
+  return json_response(200, {{"object", "list"}, {"data", data}});
+}
+
+HttpResponse OpenAiApi::stats() const {
+  json models = json::array();
+  int running = 0, queued = 0;
+  for (const ModelStatus& s : registry_.status()) {
+    json m = {{"name", s.name},
+              {"loaded", s.loaded},
+              {"loading", s.loading},
+              {"active_requests", s.active},
+              {"memory_bytes", s.memory_bytes},
+              {"idle_seconds", s.idle_seconds},
+              {"loads", s.loads},
+              {"unloads", s.unloads},
+              {"last_error", s.last_error.empty() ? json(nullptr) : json(s.last_error)}};
+    // A lease for the snapshot only; never loads.
+    if (auto served = const_cast<ModelRegistry&>(registry_).acquire_if_loaded(s.name); served && served->engine) {
+      const EngineStats es = served->engine->stats();
+      running += es.running;
+      queued += es.queued;
+      m["engine"] = engine_stats_json(es);
+    } else {
+      m["engine"] = nullptr;
+    }
+    models.push_back(std::move(m));
+  }
+  json body;
+  if (server_) {
+    const HttpServerStats hs = server_->stats();
+    body["connections"] = {{"open", hs.open_connections},
+                           {"total", hs.connections_total},
+                           {"rejected", hs.connections_rejected}};
+    body["http"] = {{"requests_in_flight", hs.requests_in_flight}, {"requests_total", hs.requests_total}};
+  }
+  body["requests"] = {{"active", counters_.active_jobs.load()},
+                      {"running", running},
+                      {"queued", queued},
+                      {"total", counters_.jobs_total.load()},
+                      {"rejected_queue_full", counters_.rejected_queue_full.load()},
+                      {"cancelled_by_client", counters_.cancelled_by_client.load()},
+                      {"deadline_exceeded", counters_.deadline_exceeded.load()}};
+  body["models"] = std::move(models);
+  body["memory"] = {{"rss_bytes", resident_bytes()}, {"loaded_model_bytes", registry_.loaded_bytes()}};
+  body["ready"] = ready_.load();
+  body["draining"] = draining_.load();
+  return json_response(200, body);
+}
+
+void OpenAiApi::generate(const HttpRequest& req, const std::shared_ptr<HttpExchange>& ex, bool chat) {
+  if (draining_) throw ApiError(503, "server_error", "the server is shutting down", "", "shutting_down");
+  const json body = parse_json_body(req.body);
+  GenerationParams params = chat ? parse_chat_request(body, options_.limits) : parse_completion_request(body, options_.limits);
+  std::shared_ptr<ServedModel> served = registry_.acquire(params.model);
+  const Tokenizer& tok = *served->tokenizer;
+  const int context = served->engine->context_tokens();
+
+  std::vector<std::vector<std::int32_t>> prompts;
+  if (chat) {
+    std::vector<kiln::ChatMessage> messages;
+    for (const auto& m : params.messages) {
+      kiln::ChatMessage cm;
+      cm.role = m.role;
+      cm.content = m.content;
+      if (!m.name.empty()) cm.name = m.name;
+      messages.push_back(std::move(cm));
+    }
+    std::string text;
+    try {
+      text = served->chat->render(messages, true);
+    } catch (const Error& e) {
+      throw invalid_field("messages", fmt::format("the model's chat template refused the messages: {}", e.what()));
+    }
+    // Templates usually write the BOS text themselves; encoding it adds no second BOS.
+    const std::string& bos = served->chat->bos_token();
+    const bool has_bos = !bos.empty() && text.compare(0, bos.size(), bos) == 0;
+    prompts.push_back(tok.encode(text, tok.vocab().add_bos && !has_bos, true));
+  } else {
+    for (std::size_t i = 0; i < params.prompts.size(); ++i) {
+      const PromptInput& p = params.prompts[i];
+      if (p.is_text) {
+        prompts.push_back(tok.encode(p.text, tok.vocab().add_bos, false));
+      } else {
+        for (std::int32_t id : p.tokens)
+          if (id >= tok.n_vocab())
+            throw invalid_field(params.prompts.size() > 1 ? fmt::format("prompt[{}]", i) : "prompt",
+                                fmt::format("token id {} is outside the vocabulary (0..{})", id, tok.n_vocab() - 1));
+        prompts.push_back(p.tokens);
+      }
+    }
+  }
+  const char* prompt_field = chat ? "messages" : "prompt";
+  for (const auto& p : prompts) {
+    const int n = static_cast<int>(p.size());
+    if (n == 0) throw invalid_field(prompt_field, "the prompt is empty");
+    if (options_.max_prompt_tokens > 0 && n > options_.max_prompt_tokens)
+      throw invalid_field(prompt_field, fmt::format("the prompt has {} tokens; this server accepts at most {} (--max-prompt-tokens)",
+                                                    n, options_.max_prompt_tokens));
+    if (n >= context)
+      throw invalid_field(prompt_field,
+                          fmt::format("the prompt has {} tokens; the model's context holds {} (prompt and completion together)", n, context));
+  }
+
+  JobContext ctx;
+  ctx.id = random_id(chat ? "chatcmpl-" : "cmpl-");
+  ctx.created = unix_now();
+  ctx.system_fingerprint = options_.system_fingerprint;
+  if (options_.request_timeout.count() > 0) ctx.deadline = std::chrono::steady_clock::now() + options_.request_timeout;
+  start_generation(std::move(served), std::move(params), std::move(prompts), std::move(ctx), ex, counters_, draining_);
+}
+
+HttpResponse OpenAiApi::tokenize(const HttpRequest& req) {
+  const TokenizeParams p = parse_tokenize_request(parse_json_body(req.body));
+  std::shared_ptr<ServedModel> served = registry_.acquire(p.model.empty() ? registry_.default_name() : p.model);
+  const Tokenizer& tok = *served->tokenizer;
+  const std::vector<std::int32_t> ids = tok.encode(p.content, p.add_special && tok.vocab().add_bos, p.parse_special);
+  json tokens = json::array();
+  for (std::int32_t id : ids) {
+    if (!p.with_pieces) {
+      tokens.push_back(id);
+      continue;
+    }
+    // llama.cpp's shape: the piece as a string when it is valid UTF-8, else its bytes.
+    const std::string piece = tok.token_to_piece(id);
+    json entry = {{"id", id}};
+    if (utf8::is_valid(piece)) {
+      entry["piece"] = piece;
+    } else {
+      json bytes = json::array();
+      for (unsigned char c : piece) bytes.push_back(static_cast<int>(c));
+      entry["piece"] = bytes;
+    }
+    tokens.push_back(std::move(entry));
+  }
+  return json_response(200, {{"tokens", tokens}});
+}
+
+HttpResponse OpenAiApi::detokenize(const HttpRequest& req) {
+  const DetokenizeParams p = parse_detokenize_request(parse_json_body(req.body));
+  std::shared_ptr<ServedModel> served = registry_.acquire(p.model.empty() ? registry_.default_name() : p.model);
+  const Tokenizer& tok = *served->tokenizer;
+  for (std::size_t i = 0; i < p.tokens.size(); ++i)
+    if (p.tokens[i] >= tok.n_vocab())
+      throw invalid_field(fmt::format("tokens[{}]", i),
+                          fmt::format("token id {} is outside the vocabulary (0..{})", p.tokens[i], tok.n_vocab() - 1));
+  return json_response(200, {{"content", tok.decode(p.tokens)}});
+}
+
+}  // namespace kiln::serve

@@ -1,0 +1,66 @@
+#pragma once
+// The HTTP API of `kiln serve`: OpenAI's /v1/chat/completions, /v1/completions and /v1/models,
+// llama.cpp server's /tokenize and /detokenize, and the operational /health, /ready and /stats.
+//
+// Requests are routed on the connection's I/O thread; anything that may take time (parsing a
+// large body, tokenizing, waiting for a model to load) runs on a small pool of API threads, and
+// generation runs on each model's engine thread. Errors leave in OpenAI's shape (api_error.h).
+#include <atomic>
+#include <chrono>
+#include <memory>
+#include <string>
+
+#include "serve/auth.h"
+#include "serve/generation_job.h"
+#include "serve/http_server.h"
+#include "serve/model_registry.h"
+#include "serve/request_validation.h"
+
+namespace kiln::serve {
+
+struct ApiOptions {
+  ValidationLimits limits;
+  int max_prompt_tokens = 0;                   // 0: only the context bounds a prompt
+  std::chrono::milliseconds request_timeout{0};  // 0: no deadline
+  int api_threads = 2;                         // parse, tokenize, wait for model loads
+  std::string system_fingerprint = "fp_kiln_0.1.0";
+};
+
+class OpenAiApi {
+ public:
+  OpenAiApi(ModelRegistry& registry, ApiKeyAuth auth, ApiOptions options);
+  ~OpenAiApi();  // waits for the API threads
+  OpenAiApi(const OpenAiApi&) = delete;
+  OpenAiApi& operator=(const OpenAiApi&) = delete;
+
+  // The HttpHandler.
+  void handle(HttpRequest request, std::shared_ptr<HttpExchange> exchange);
+
+  // For /stats (connections) and to refuse new work while draining.
+  void attach_server(const HttpServer* server) { server_ = server; }
+  void set_ready(bool ready) { ready_ = ready; }
+  void set_draining(bool draining) { draining_ = draining; }
+
+  const ApiCounters& counters() const { return counters_; }
+
+ private:
+  struct Impl;
+  void route(HttpRequest& request, const std::shared_ptr<HttpExchange>& exchange);
+  HttpResponse stats() const;
+  HttpResponse models() const;
+  void generate(const HttpRequest& request, const std::shared_ptr<HttpExchange>& exchange, bool chat);
+  HttpResponse tokenize(const HttpRequest& request);
+  HttpResponse detokenize(const HttpRequest& request);
+
+  ModelRegistry& registry_;
+  ApiKeyAuth auth_;
+  ApiOptions options_;
+  const HttpServer* server_ = nullptr;
+  std::atomic<bool> ready_{false};
+  std::atomic<bool> draining_{false};
+  ApiCounters counters_;
+  std::int64_t started_unix_ = 0;
+  std::unique_ptr<Impl> impl_;  // the API thread pool
+};
+
+}  // namespace kiln::serve

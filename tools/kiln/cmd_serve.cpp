@@ -1,0 +1,272 @@
+// kiln serve: an OpenAI-compatible HTTP server over one or more models, each batched by its own
+// engine. Binds 127.0.0.1 unless told otherwise; SIGTERM/SIGINT drain (stop accepting, let
+// in-flight requests finish within --grace-seconds, then cut them) and exit 0.
+#include <signal.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include "commands.h"
+#include "core/error.h"
+#include "runtime/engine.h"
+#include "serve/auth.h"
+#include "serve/http_server.h"
+#include "serve/model_loader.h"
+#include "serve/model_registry.h"
+#include "serve/openai_api.h"
+
+namespace kiln::cli {
+namespace {
+
+struct ServeOptions {
+  std::string model;                    // positional
+  std::vector<std::string> named;       // --model name=path
+  std::string models_dir;
+  std::string host = "127.0.0.1";
+  int port = 8080;
+  int http_threads = 2;
+  int api_threads = 2;
+  std::string api_key, api_key_file;
+  int threads = 0;
+  int ctx = 0;
+  int kv_tokens = 0;
+  int max_batch_tokens = 512;
+  int max_running = 64;
+  int max_queued = 256;
+  bool no_prefix_cache = false;
+  std::size_t max_body_bytes = 4 << 20;
+  std::size_t max_header_bytes = 16 << 10;
+  int max_prompt_tokens = 0;
+  int max_connections = 1024;
+  double idle_timeout = 60, read_timeout = 30, request_timeout = 0, grace_seconds = 30;
+  double idle_ttl = 0;
+  std::string memory_budget = "0";
+  bool lazy = false;
+  bool quiet = false;
+};
+
+std::mutex log_mutex;
+template <typename... Args>
+void log_line(fmt::format_string<Args...> format, Args&&... args) {
+  std::string line = "kiln serve: " + fmt::format(format, std::forward<Args>(args)...) + "\n";
+  std::lock_guard lock(log_mutex);
+  std::fwrite(line.data(), 1, line.size(), stderr);
+  std::fflush(stderr);
+}
+
+std::size_t parse_bytes(const std::string& text, const char* flag) {
+  std::size_t used = 0;
+  double v = 0;
+  try {
+    v = std::stod(text, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  std::string unit = text.substr(used);
+  double mul = 1;
+  if (unit == "" || unit == "B") mul = 1;
+  else if (unit == "K" || unit == "KiB") mul = 1024.0;
+  else if (unit == "M" || unit == "MiB") mul = 1024.0 * 1024;
+  else if (unit == "G" || unit == "GiB") mul = 1024.0 * 1024 * 1024;
+  else used = 0;
+  if (used == 0 || v < 0) fail("{}: '{}' is not a size (expected e.g. 512M, 8G or a byte count)", flag, text);
+  return static_cast<std::size_t>(v * mul);
+}
+
+std::chrono::milliseconds seconds_flag(double s) { return std::chrono::milliseconds(static_cast<long long>(s * 1000)); }
+
+std::vector<serve::ModelSpec> model_specs(const ServeOptions& o) {
+  std::vector<serve::ModelSpec> specs;
+  if (!o.model.empty()) specs.push_back({std::filesystem::path(o.model).stem().string(), o.model, !o.lazy});
+  for (const std::string& m : o.named) {
+    const std::size_t eq = m.find('=');
+    if (eq == std::string::npos || eq == 0 || eq + 1 == m.size())
+      fail("serve: --model '{}' is not name=path", m);
+    const std::string path = m.substr(eq + 1);
+    if (!std::filesystem::is_regular_file(path)) fail("serve: --model {}: no such file '{}'", m.substr(0, eq), path);
+    specs.push_back({m.substr(0, eq), path, !o.lazy});
+  }
+  if (!o.models_dir.empty())
+    for (serve::ModelSpec& s : serve::scan_models_dir(o.models_dir)) specs.push_back(std::move(s));  // loaded on first use
+  if (specs.empty()) fail("serve: no model given (MODEL, --model name=path or --models-dir DIR)");
+  return specs;
+}
+
+int serve_main(const ServeOptions& o) {
+  // Signals are taken by sigwait on this thread only: block them before any thread starts, so
+  // every thread (I/O, API, engines) inherits the mask.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  ::signal(SIGPIPE, SIG_IGN);
+
+  std::string key = o.api_key;
+  if (!o.api_key_file.empty()) {
+    if (!key.empty()) fail("serve: give --api-key or --api-key-file, not both");
+    key = serve::ApiKeyAuth::read_key_file(o.api_key_file);
+  }
+
+  EngineOptions engine;
+  engine.threads = o.threads;
+  engine.context_tokens = o.ctx;
+  engine.kv_cache_tokens = o.kv_tokens;
+  engine.max_batch_tokens = o.max_batch_tokens;
+  engine.max_running = o.max_running;
+  engine.max_queued = o.max_queued;
+  engine.prefix_cache = !o.no_prefix_cache;
+
+  serve::RegistryOptions reg;
+  reg.idle_ttl = seconds_flag(o.idle_ttl);
+  reg.memory_budget = parse_bytes(o.memory_budget, "--memory-budget");
+  std::vector<serve::ModelSpec> specs = model_specs(o);
+  const bool any_preload = std::any_of(specs.begin(), specs.end(), [](const serve::ModelSpec& s) { return s.preload; });
+  serve::ModelRegistry registry(specs, serve::make_model_loader(engine), reg);
+  registry.start_sweeper(std::chrono::milliseconds(std::max<long long>(100, reg.idle_ttl.count() / 4)));
+
+  serve::ApiOptions api_options;
+  api_options.max_prompt_tokens = o.max_prompt_tokens;
+  api_options.request_timeout = seconds_flag(o.request_timeout);
+  api_options.api_threads = o.api_threads;
+  serve::OpenAiApi api(registry, serve::ApiKeyAuth(key), api_options);
+
+  serve::HttpServerOptions http;
+  http.host = o.host;
+  http.port = o.port;
+  http.io_threads = o.http_threads;
+  http.max_body_bytes = o.max_body_bytes;
+  http.max_header_bytes = o.max_header_bytes;
+  http.max_connections = o.max_connections;
+  http.idle_timeout = seconds_flag(o.idle_timeout);
+  http.read_timeout = seconds_flag(o.read_timeout);
+  if (!o.quiet) {
+    http.access_log = [](const serve::AccessLogEntry& e) {
+      std::string tokens = e.prompt_tokens >= 0 ? fmt::format(" tokens {}+{}", e.prompt_tokens, e.completion_tokens) : "";
+      log_line("{} \"{} {}\" {} {:.3f}s{}{}", e.remote, e.method, e.target, e.status, e.seconds, tokens,
+               e.client_closed ? " (client closed)" : "");
+    };
+  }
+  serve::HttpServer server(http, [&api](serve::HttpRequest r, std::shared_ptr<serve::HttpExchange> ex) {
+    api.handle(std::move(r), std::move(ex));
+  });
+  api.attach_server(&server);
+  server.start();
+  std::string names;
+  for (const auto& s : specs) names += (names.empty() ? "" : ", ") + s.name;
+  log_line("listening on http://{}:{} ({} model{}: {}; {})", o.host, server.port(), specs.size(), specs.size() == 1 ? "" : "s",
+           names, key.empty() ? "no API key" : "API key required");
+
+  // Models load in the background: /health answers at once, /ready once they are in.
+  std::atomic<bool> load_failed{false};
+  std::thread loader([&] {
+    try {
+      for (const serve::ModelSpec& s : specs) {
+        if (!s.preload) continue;
+        const auto t0 = std::chrono::steady_clock::now();
+        registry.acquire(s.name);
+        const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        for (const serve::ModelStatus& st : registry.status())
+          if (st.name == s.name)
+            log_line("loaded {} from {} ({} MiB with its KV pool) in {:.2f} s", s.name, s.path, st.memory_bytes >> 20, secs);
+      }
+      registry.preload_all();
+      api.set_ready(true);
+      if (any_preload) log_line("ready");
+      else log_line("ready (models load on first use)");
+    } catch (const std::exception& e) {
+      log_line("error: {}", e.what());
+      load_failed = true;
+      ::kill(::getpid(), SIGTERM);
+    }
+  });
+
+  int sig = 0;
+  sigwait(&signals, &sig);
+  const auto grace = seconds_flag(o.grace_seconds);
+  if (!load_failed)
+    log_line("{} received: draining (no new connections; in-flight requests get {} s)", sig == SIGINT ? "SIGINT" : "SIGTERM",
+             o.grace_seconds);
+  api.set_draining(true);
+  server.stop_accepting();
+  loader.join();
+  // Every loaded engine drains in parallel within the same grace period.
+  std::vector<std::thread> drains;
+  std::atomic<int> cut{0};
+  for (const std::string& name : registry.names()) {
+    if (auto served = registry.acquire_if_loaded(name); served && served->engine) {
+      drains.emplace_back([served, grace, &cut] {
+        if (!served->engine->drain(grace)) cut.fetch_add(1);
+      });
+    }
+  }
+  for (auto& t : drains) t.join();
+  // The last responses are being written: give them a moment, then close everything.
+  server.wait_idle(std::chrono::seconds(2));
+  server.stop();
+  if (load_failed) return 1;
+  log_line("stopped{}", cut > 0 ? " (requests still running after the grace period were cancelled)" : "");
+  return 0;
+}
+
+}  // namespace
+
+void register_serve_command(CLI::App& app) {
+  auto o = std::make_shared<ServeOptions>();
+  CLI::App* cmd = app.add_subcommand("serve", "Serve models over an OpenAI-compatible HTTP API with continuous batching");
+  cmd->add_option("model", o->model, "Model file (.gguf with a tokenizer), served under its file stem")->check(CLI::ExistingFile);
+  cmd->add_option("--model", o->named, "Another model as name=path (repeatable)");
+  cmd->add_option("--models-dir", o->models_dir, "Serve every *.gguf in this folder, named by file stem, loaded on first use")
+      ->check(CLI::ExistingDirectory);
+  cmd->add_option("--host", o->host, "Address to bind (0.0.0.0 exposes the server to the network)")->capture_default_str();
+  cmd->add_option("--port", o->port, "Port to listen on (0: any free port, printed at startup)")->capture_default_str();
+  cmd->add_option("--api-key", o->api_key, "Require 'Authorization: Bearer KEY' (not for /health and /ready)");
+  cmd->add_option("--api-key-file", o->api_key_file, "Read the API key from the first line of this file")->check(CLI::ExistingFile);
+  cmd->add_option("-t,--threads", o->threads, "Compute threads per model (0: all hardware threads)")->capture_default_str();
+  cmd->add_option("-c,--ctx", o->ctx, "Context per sequence in tokens (0: the model's)")->capture_default_str();
+  cmd->add_option("--kv-tokens", o->kv_tokens, "KV cache pool in positions over all sequences (0: 4 x ctx)")->capture_default_str();
+  cmd->add_option("--max-batch-tokens", o->max_batch_tokens, "Tokens per engine step (decode + prefill chunks)")
+      ->capture_default_str();
+  cmd->add_option("--max-running", o->max_running, "Sequences decoding at once per model")->capture_default_str();
+  cmd->add_option("--max-queued", o->max_queued, "Requests waiting per model; beyond it 429 with Retry-After")->capture_default_str();
+  cmd->add_flag("--no-prefix-cache", o->no_prefix_cache, "Do not share KV blocks between prompts with a common prefix");
+  cmd->add_option("--max-body-bytes", o->max_body_bytes, "Largest request body (413 beyond)")->capture_default_str();
+  cmd->add_option("--max-header-bytes", o->max_header_bytes, "Largest request header (431 beyond)")->capture_default_str();
+  cmd->add_option("--max-prompt-tokens", o->max_prompt_tokens, "Longest prompt in tokens (0: the context)")->capture_default_str();
+  cmd->add_option("--max-connections", o->max_connections, "Open connections at most (503 beyond)")->capture_default_str();
+  cmd->add_option("--http-threads", o->http_threads, "I/O threads for all connections")->capture_default_str();
+  cmd->add_option("--api-threads", o->api_threads, "Threads that parse, tokenize and wait for model loads")->capture_default_str();
+  cmd->add_option("--idle-timeout", o->idle_timeout, "Seconds a keep-alive connection may wait for its next request")
+      ->capture_default_str();
+  cmd->add_option("--read-timeout", o->read_timeout, "Seconds to receive a request body (408 beyond)")->capture_default_str();
+  cmd->add_option("--request-timeout", o->request_timeout, "Seconds a generation may take (0: no limit)")->capture_default_str();
+  cmd->add_option("--grace-seconds", o->grace_seconds, "On SIGTERM/SIGINT, how long in-flight requests may finish")
+      ->capture_default_str();
+  cmd->add_option("--idle-ttl", o->idle_ttl, "Unload a model idle this many seconds (0: never)")->capture_default_str();
+  cmd->add_option("--memory-budget", o->memory_budget,
+                  "Bytes for loaded models and their KV pools, e.g. 8G; least recently used idle models are unloaded "
+                  "to make room (0: no budget)")
+      ->capture_default_str();
+  cmd->add_flag("--lazy", o->lazy, "Load MODEL and --model models on first use instead of at startup");
+  cmd->add_flag("-q,--quiet", o->quiet, "No access log lines");
+  cmd->footer(
+      "Examples:\n"
+      "  kiln serve model.gguf --port 8080\n"
+      "  kiln serve --model small=a.gguf --model big=b.gguf --idle-ttl 600 --memory-budget 16G\n"
+      "  kiln serve --models-dir ./models --api-key-file key.txt --host 0.0.0.0\n"
+      "  curl http://127.0.0.1:8080/v1/chat/completions -d '{\"model\":\"model\",\"messages\":[{\"role\":\"user\",\"content\":\"Hi\"}]}'");
+  cmd->callback([o] {
+    const int code = serve_main(*o);
+    if (code != 0) throw Error("serve: stopped because a model failed to load (see above)");
+  });
+}
+
+}  // namespace kiln::cli
