@@ -385,7 +385,7 @@ TEST(QuantizeModel, OutputBytesEqualKilnAndGgmlReferenceQuantizers) {
         kernels::quantize_row_ref(*t.dtype, x.data(), expect.data(), static_cast<std::int64_t>(x.size()));
         const std::uint8_t* got = f->mapped_file().data() + f->data_offset() + t.offset;
         EXPECT_EQ(std::memcmp(got, expect.data(), expect.size()), 0) << t.name << " differs from quantize_row_ref";
-        if (ggml_chunk != nullptr && *t.dtype != s->dtype) {
+        if (ggml_chunk != nullptr && *t.dtype != s->dtype && !is_kiln_only_dtype(*t.dtype)) {  // ggml has no a4g64..
           std::vector<std::uint8_t> ggml(t.n_bytes);
           const std::size_t n = ggml_chunk(static_cast<int>(*t.dtype), x.data(), ggml.data(), 0, rows, k, nullptr);
           ASSERT_EQ(n, ggml.size());
