@@ -15,6 +15,9 @@
 #include "core/thread_pool.h"
 #include "format/gguf_writer.h"
 #include "kernels/matmul.h"
+#include "optimize/calibrated_quant.h"
+#include "optimize/imatrix.h"
+#include "optimize/imatrix_quants.h"
 #include "optimize/model_input.h"
 
 namespace kiln::optimize {
@@ -28,12 +31,81 @@ constexpr std::size_t kSlabBytes = std::size_t{8} << 20;
 // Rows a thread takes at a time within a slab.
 constexpr std::int64_t kRowGrain = 8;
 
+// How one tensor's rows are quantized beyond its type.
+struct TensorCalibration {
+  std::vector<float> importance;       // (n_mat, ne[0]) quant_weights for ggml's *_impl, or empty
+  const ImatrixEntry* entry = nullptr; // its imatrix entry (gptq reads the covariance)
+  bool gptq = false;
+};
+
 struct Prepared {
   std::unique_ptr<ModelInput> input;
   const QuantPreset* preset = nullptr;
   std::vector<const InputTensor*> tensors;  // in llama.cpp's order
   std::vector<TensorPlan> plan;             // the same order
+  std::unique_ptr<Imatrix> imatrix;
+  std::vector<TensorCalibration> calibration;  // the same order
+  std::vector<std::string> notices;            // for the user, before any work
 };
+
+bool is_token_embd(const std::string& name) { return name.rfind("token_embd.", 0) == 0; }
+
+// Matches the imatrix to the model's tensors as llama.cpp does (by name; a size mismatch is an
+// error except for token_embd, which llama.cpp skips), and refuses an imatrix that matches
+// nothing at all: it was made for another model.
+void attach_imatrix(Prepared& p, const std::string& in, const QuantizeOptions& options) {
+  p.calibration.assign(p.tensors.size(), {});
+  if (options.method != "rtn" && options.method != "gptq")
+    fail("--method is rtn or gptq, not '{}'", options.method);
+  if (options.imatrix.empty()) {
+    if (options.method == "gptq") fail("--method gptq needs --imatrix FILE collected with kiln imatrix --covariance");
+    return;
+  }
+  p.imatrix = std::make_unique<Imatrix>(read_imatrix(options.imatrix));
+  const Imatrix& m = *p.imatrix;
+  std::size_t matched = 0;
+  for (const auto& [name, e] : m.entries)
+    for (const InputTensor* t : p.tensors)
+      if (t->desc.name == name) ++matched;
+  if (matched == 0)
+    fail("{}: none of its {} entries (first '{}') names a tensor of {}: the imatrix was made for another model",
+         options.imatrix, m.entries.size(), m.entries.begin()->first, in);
+  for (std::size_t i = 0; i < p.tensors.size(); ++i) {
+    const TensorDesc& d = p.tensors[i]->desc;
+    const TensorPlan& plan = p.plan[i];
+    if (!plan.quantizable || plan.from == plan.to) continue;
+    TensorCalibration& c = p.calibration[i];
+    const ImatrixEntry* e = m.find(d.name);
+    if (e == nullptr) {
+      if (uses_importance(plan.to))
+        p.notices.push_back(fmt::format("tensor {}: not in the imatrix, quantized without importance", d.name));
+      continue;
+    }
+    const std::int64_t want = d.ne[0] * d.ne[2];
+    if (static_cast<std::int64_t>(e->in_sum2.size()) != want) {
+      if (is_token_embd(d.name)) continue;  // llama.cpp ignores this one mismatch
+      fail("{}: entry '{}' has {} values but the tensor in {} has {} columns: the imatrix was made for another model",
+           options.imatrix, d.name, e->in_sum2.size(), in, want);
+    }
+    c.entry = e;
+    c.importance = m.importance(d.name);
+    if (options.method == "gptq") {
+      if (e->in_cov.empty())
+        p.notices.push_back(fmt::format("tensor {}: no covariance in the imatrix, importance-weighted rounding "
+                                        "instead of gptq (collect with kiln imatrix --covariance)", d.name));
+      else if (!gptq_supports(plan.to))
+        p.notices.push_back(fmt::format("tensor {}: gptq cannot write {}, importance-weighted rounding instead",
+                                        d.name, dtype_name(plan.to)));
+      else
+        c.gptq = true;
+    }
+  }
+  bool any_gptq = false;
+  for (const TensorCalibration& c : p.calibration) any_gptq = any_gptq || c.gptq;
+  if (options.method == "gptq" && !any_gptq)
+    fail("{}: --method gptq found no tensor it can quantize (the imatrix needs in_cov: kiln imatrix --covariance)",
+         options.imatrix);
+}
 
 Prepared prepare(const std::string& in, const QuantizeOptions& options) {
   Prepared p;
@@ -41,6 +113,7 @@ Prepared prepare(const std::string& in, const QuantizeOptions& options) {
   PlanOptions plan_options;
   plan_options.preset = p.preset;
   plan_options.pure = options.pure;
+  plan_options.has_imatrix = !options.imatrix.empty();
   for (const std::string& spec : options.tensor_types)
     plan_options.overrides.push_back(parse_tensor_type_override(spec));
   p.input = ModelInput::open(in);
@@ -52,6 +125,7 @@ Prepared prepare(const std::string& in, const QuantizeOptions& options) {
   descs.reserve(p.tensors.size());
   for (const InputTensor* t : p.tensors) descs.push_back(t->desc);
   p.plan = plan_quantization(p.input->shape(), descs, plan_options);
+  attach_imatrix(p, in, options);
   return p;
 }
 
@@ -80,8 +154,9 @@ std::int64_t first_non_finite(const float* x, std::int64_t k) {
 // Converts one tensor slab by slab and streams it to the writer.
 class TensorConverter {
  public:
-  TensorConverter(const std::string& path, const InputTensor& in, const TensorPlan& plan, ThreadPool& pool)
-      : path_(path), in_(in), plan_(plan), pool_(pool) {}
+  TensorConverter(const std::string& path, const InputTensor& in, const TensorPlan& plan,
+                  const TensorCalibration& calibration, ThreadPool& pool)
+      : path_(path), in_(in), plan_(plan), calibration_(calibration), pool_(pool) {}
 
   template <typename OnSlab>
   void run(GgufDataSink& out, OnSlab&& on_slab) {
@@ -93,6 +168,14 @@ class TensorConverter {
     // Weights are checked for NaN/Inf whenever they are floats or are converted.
     const bool check = !copy || !traits(plan_.from).quantized;
     const std::int64_t slab_rows = std::clamp<std::int64_t>(static_cast<std::int64_t>(kSlabBytes / out_row), 1, n_rows);
+    // Rows of matrix m (of a 3-D expert tensor) take importance row m.
+    const std::int64_t rows_per_mat = in_.desc.ne[1];
+    const std::vector<float>& importance = calibration_.importance;
+    GptqFactor gptq;
+    if (calibration_.gptq) {
+      const ImatrixEntry& e = *calibration_.entry;
+      gptq = prepare_gptq(e.in_cov.data(), k, static_cast<double>(e.counts[0]));
+    }
     std::vector<std::uint8_t> slab(static_cast<std::size_t>(slab_rows) * out_row);
     // scratch[w] is (k) floats: worker w's current row.
     std::vector<std::vector<float>> scratch(static_cast<std::size_t>(pool_.size()),
@@ -129,10 +212,13 @@ class TensorConverter {
                 return;
               }
             }
+            const float* qw = importance.empty() ? nullptr : importance.data() + (r / rows_per_mat) * k;
             if (copy)
               std::memcpy(dst, src, out_row);
+            else if (calibration_.gptq)
+              quantize_row_gptq(plan_.to, x, dst, k, qw, gptq);
             else
-              kernels::quantize_row_ref(plan_.to, x, dst, k);
+              quantize_row_weighted(plan_.to, x, dst, k, qw);
           },
           kRowGrain);
       if (bad_row >= 0)
@@ -157,6 +243,7 @@ class TensorConverter {
   const std::string& path_;
   const InputTensor& in_;
   const TensorPlan& plan_;
+  const TensorCalibration& calibration_;
   ThreadPool& pool_;
 };
 
@@ -198,9 +285,11 @@ QuantizeReport quantize_model(const std::string& in, const std::string& out, con
   const std::string out_dir = slash == std::string::npos ? "." : slash == 0 ? "/" : out.substr(0, slash);
   if (::access(out_dir.c_str(), W_OK) != 0)
     fail("{}: cannot create a file in {}: {}", out, out_dir, std::strerror(errno));
-  if (notice)
+  if (notice) {
     for (const TensorPlan& t : p.plan)
       if (!t.fallback.empty()) notice(fmt::format("tensor {}: {}", t.name, t.fallback));
+    for (const std::string& line : p.notices) notice(line);
+  }
 
   ThreadPool pool(options.n_threads);
   report.n_threads = pool.size();
@@ -214,6 +303,17 @@ QuantizeReport quantize_model(const std::string& in, const std::string& out, con
   }
   writer.add_metadata("general.quantization_version", gguf_value::u32(kQuantizationVersion));
   writer.add_metadata("general.file_type", gguf_value::u32(p.preset->ftype));
+  if (p.imatrix) {
+    // What llama-quantize records (as kv overrides, in this order; strings cut at 127 bytes).
+    writer.add_metadata("quantize.imatrix.file", gguf_value::string(options.imatrix.substr(0, 127)));
+    if (!p.imatrix->datasets.empty())
+      writer.add_metadata("quantize.imatrix.dataset", gguf_value::string(p.imatrix->datasets[0].substr(0, 127)));
+    writer.add_metadata("quantize.imatrix.entries_count",
+                        gguf_value::u32(static_cast<std::uint32_t>(p.imatrix->entries.size())));
+    if (p.imatrix->chunk_count > 0)
+      writer.add_metadata("quantize.imatrix.chunks_count", gguf_value::u32(p.imatrix->chunk_count));
+  }
+  if (options.method == "gptq") writer.add_metadata("quantize.kiln.method", gguf_value::string("gptq"));
 
   const auto start = std::chrono::steady_clock::now();
   const auto elapsed = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(); };
@@ -223,7 +323,7 @@ QuantizeReport quantize_model(const std::string& in, const std::string& out, con
     const TensorPlan& plan = p.plan[i];
     GgufTensorSpec spec(t.desc.name, plan.to, effective_dims(t.desc.ne), t.desc.ne);
     writer.add_tensor(std::move(spec), [&, i](GgufDataSink& sink) {
-      TensorConverter(in, *p.tensors[i], p.plan[i], pool).run(sink, [&](std::int64_t elements) {
+      TensorConverter(in, *p.tensors[i], p.plan[i], p.calibration[i], pool).run(sink, [&](std::int64_t elements) {
         done += elements;
         if (progress)
           progress({i, p.tensors.size(), &p.plan[i].name, done, report.n_elements, elapsed()});

@@ -1,7 +1,8 @@
 #pragma once
 // `kiln quantize`: rewrites a model (GGUF or llama2.c) as a GGUF whose weights are quantized by
 // a plan (optimize/quant_plan.h), with ggml's reference quantizers (bit-exact: the same input gives
-// the same bytes as llama.cpp's llama-quantize without an importance matrix). The output's
+// the same bytes as llama.cpp's llama-quantize, with or without an importance matrix), or with
+// kiln's calibrated method (--method gptq). The output's
 // metadata is the input's, with general.quantization_version = 2 and general.file_type = the
 // preset's LLAMA_FTYPE value appended as llama.cpp does; tensors are in llama.cpp's order.
 //
@@ -23,6 +24,13 @@ struct QuantizeOptions {
   bool allow_requantize = false;           // dequantize quantized inputs and quantize again
   bool pure = false;                       // every quantizable tensor the preset's type
   int n_threads = 0;                       // <= 0: the hardware threads
+  // An importance matrix (optimize/imatrix.h, GGUF or .dat): the quantizers then weigh each
+  // weight's error by its input channel's mean squared activation, exactly as llama-quantize
+  // --imatrix does (same bytes), and the file records it (quantize.imatrix.* metadata).
+  std::string imatrix;
+  // "rtn": each block rounded on its own (llama.cpp's method, the default). "gptq": kiln's
+  // calibrated method (optimize/calibrated_quant.h), which needs an imatrix with covariance.
+  std::string method = "rtn";
 };
 
 struct QuantizeProgress {

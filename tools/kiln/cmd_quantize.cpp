@@ -1,5 +1,6 @@
 // `kiln quantize IN OUT TYPE`: rewrites a model as a GGUF quantized by a named mix (Q4_K_M, Q8_0,
-// ...), bit-exact with llama.cpp's llama-quantize (no importance matrix). See
+// ...), bit-exact with llama.cpp's llama-quantize (with or without --imatrix), or with kiln's
+// calibrated method (--method gptq). See
 // src/optimize/quantize_model.h for what is written and src/optimize/quant_plan.h for the rules.
 #include <fmt/format.h>
 
@@ -143,13 +144,20 @@ void register_quantize_command(CLI::App& app) {
       "  (Q3_K, Q4_K, Q5_K mean the _M mixes). The mixes follow llama.cpp's rules: output.weight q6_K,\n"
       "  attn_v and ffn_down with more bits in some layers for the _M and Q3_K mixes; 1-D tensors stay as they\n"
       "  are. Rows that do not divide into a type's blocks fall back (q4_K->q5_0, q5_K->q5_1, q6_K->q8_0,\n"
-      "  q2_K/q3_K->q4_0, else f16), said on stderr. No importance matrix: the quantizers are ggml's reference.\n"
+      "  q2_K/q3_K->q4_0, else f16), said on stderr.\n"
+      "--imatrix FILE (from kiln imatrix or llama-imatrix, GGUF or .dat) weighs each weight's rounding error by\n"
+      "  its input channel's mean squared activation, as llama-quantize --imatrix does (same bytes); the Q4_0\n"
+      "  and Q5_0 mixes then also raise the first eighth of ffn_down to q4_1/q5_1, as llama.cpp does.\n"
+      "--method gptq (kiln's, needs an imatrix collected with --covariance) feeds each rounding error forward\n"
+      "  onto the columns not yet rounded, as the inputs' covariance says (GPTQ), into the same GGUF types.\n"
       "The output appears only when complete (written to OUT.tmp-PID, then renamed).\n"
       "Examples:\n"
       "  kiln quantize model-f16.gguf model-q4_k_m.gguf Q4_K_M\n"
       "  kiln quantize model-f16.gguf model-q4_0.gguf Q4_0 --tensor-type 'attn_v=q8_0' --threads 2\n"
       "  kiln quantize stories260K.bin stories260K.gguf F32   # llama2.c -> GGUF\n"
-      "  kiln quantize model-q8_0.gguf model-q4_0.gguf Q4_0 --allow-requantize\n");
+      "  kiln quantize model-q8_0.gguf model-q4_0.gguf Q4_0 --allow-requantize\n"
+      "  kiln quantize model-f16.gguf model-q4_k_m.gguf Q4_K_M --imatrix model.imatrix.gguf\n"
+      "  kiln quantize model-f16.gguf model-q4_k_m.gguf Q4_K_M --imatrix cov.imatrix.gguf --method gptq\n");
   cmd->add_option("IN", opt->in, "input model (.gguf or llama2.c .bin)")->required();
   cmd->add_option("OUT", opt->out, "output GGUF file")->required();
   cmd->add_option("TYPE", opt->type, "quantization preset (Q4_K_M, Q8_0, ...)")->required();
@@ -157,6 +165,9 @@ void register_quantize_command(CLI::App& app) {
                   "REGEX=TYPE: tensors whose name matches REGEX get TYPE (repeatable, first match wins)");
   cmd->add_flag("--allow-requantize", opt->q.allow_requantize,
                 "dequantize already quantized tensors and quantize them again (loses quality twice)");
+  cmd->add_option("--imatrix", opt->q.imatrix, "importance matrix file (kiln imatrix / llama-imatrix output)");
+  cmd->add_option("--method", opt->q.method, "rtn (round each block, llama.cpp's; default) or gptq (kiln's calibrated)")
+      ->capture_default_str();
   cmd->add_flag("--pure", opt->q.pure, "no mix: every 2-D weight gets TYPE's base type (fallbacks still apply)");
   cmd->add_option("-t,--threads", opt->q.n_threads, "worker threads (0 = all hardware threads)")->capture_default_str();
   cmd->add_flag("--dry-run", opt->dry_run, "print the per-tensor plan and sizes, write nothing");

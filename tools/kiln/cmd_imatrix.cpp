@@ -1,0 +1,178 @@
+// `kiln imatrix MODEL (--text FILE | --tokens FILE) -o OUT`: runs the model over calibration
+// text and writes llama.cpp's importance matrix (src/optimize/imatrix.h) for `kiln quantize
+// --imatrix` or llama-quantize. `kiln imatrix --show FILE` prints what an imatrix file holds.
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <memory>
+#include <string>
+#include <thread>
+#include <unistd.h>
+#include <vector>
+
+#include "commands.h"
+#include "core/error.h"
+#include "eval/chunks.h"
+#include "format/gguf_file.h"
+#include "model/llama_model.h"
+#include "optimize/imatrix.h"
+#include "optimize/imatrix_collect.h"
+#include "tokenizer/tokenizer.h"
+
+namespace kiln::cli {
+namespace {
+
+struct ImatrixCliOptions {
+  std::string model;
+  std::string text;
+  std::string tokens;
+  std::string out;
+  std::string format = "gguf";
+  int chunks = 0;
+  int ctx = 0;
+  int batch = 2048;
+  int threads = 0;
+  bool no_bos = false;
+  bool process_output = false;
+  bool covariance = false;
+  bool show = false;
+  bool quiet = false;
+};
+
+// The calibration tokens, cut like kiln eval cuts them (BOS over each chunk's first token).
+eval::ChunkPlan calibration_plan(const LlamaModel& model, const ImatrixCliOptions& o) {
+  if (o.text.empty() == o.tokens.empty()) fail("imatrix: give exactly one of --text FILE and --tokens FILE");
+  std::unique_ptr<Tokenizer> tokenizer;
+  if (const GgufFile* gguf = model.source().gguf(); gguf != nullptr && gguf->find("tokenizer.ggml.tokens") != nullptr)
+    tokenizer = load_tokenizer(*gguf);
+  std::vector<int> ids;
+  int bos = -1;
+  std::string source;
+  if (!o.text.empty()) {
+    if (!tokenizer)
+      fail("{}: this model has no tokenizer; give the calibration text as token ids with --tokens FILE",
+           model.source().path());
+    const std::string text = eval::read_text_file(o.text);
+    const bool add_bos = tokenizer->vocab().add_bos && !o.no_bos;
+    const std::vector<std::int32_t> t = tokenizer->encode(text, add_bos, false);
+    ids.assign(t.begin(), t.end());
+    bos = add_bos ? tokenizer->bos_id() : -1;
+    source = o.text;
+  } else {
+    ids = eval::read_token_file(o.tokens);
+    bos = o.no_bos ? -1 : (tokenizer ? (tokenizer->vocab().add_bos ? tokenizer->bos_id() : -1) : 1);
+    source = o.tokens;
+  }
+  eval::check_token_range(ids, model.config().n_vocab, source);
+  const int train_ctx = model.config().n_ctx_train;
+  int n_ctx = o.ctx;
+  if (n_ctx <= 0) n_ctx = train_ctx > 0 ? std::min(512, train_ctx) : 512;
+  else if (train_ctx > 0 && n_ctx > train_ctx)
+    fail("--ctx {} is longer than the context {} that {} was trained with", n_ctx, train_ctx, model.source().path());
+  if (o.chunks < 0) fail("--chunks must be >= 0");
+  if (static_cast<std::int64_t>(ids.size()) < n_ctx)
+    fail("{}: the calibration text has {} tokens, fewer than one chunk of {} (--ctx): give more text or a smaller "
+         "--ctx",
+         source, ids.size(), n_ctx);
+  return eval::make_chunk_plan(ids, n_ctx, o.chunks, bos, source);
+}
+
+void show(const std::string& path) {
+  const optimize::Imatrix m = optimize::read_imatrix(path);
+  std::printf("file:     %s (%s)\n", path.c_str(), m.legacy ? "legacy .dat" : "GGUF");
+  std::string datasets;
+  for (const std::string& d : m.datasets) datasets += (datasets.empty() ? "" : ", ") + d;
+  std::printf("datasets: %s\n", datasets.empty() ? "(none)" : datasets.c_str());
+  std::printf("chunks:   %u of %u tokens\n", m.chunk_count, m.chunk_size);
+  std::printf("%-36s %8s %10s %12s %12s %s\n", "weight", "columns", "tokens", "mean x²", "max x²", "covariance");
+  for (const auto& [name, e] : m.entries) {
+    const std::vector<float> w = m.importance(name);
+    double sum = 0;
+    float max = 0;
+    for (float v : w) sum += v, max = std::max(max, v);
+    float count = 0;
+    for (float c : e.counts) count += c;
+    std::printf("%-36s %8lld %10.0f %12.5g %12.5g %s\n", name.c_str(), static_cast<long long>(e.n_cols), count,
+                w.empty() ? 0.0 : sum / static_cast<double>(w.size()), static_cast<double>(max),
+                e.in_cov.empty() ? "" : "yes");
+  }
+}
+
+void run_imatrix(const ImatrixCliOptions& o) {
+  if (o.show) {
+    show(o.model);
+    return;
+  }
+  if (o.out.empty()) fail("imatrix: give the output file with -o OUT");
+  if (o.format != "gguf" && o.format != "dat") fail("imatrix: --output-format is gguf or dat, not '{}'", o.format);
+  if (o.covariance && o.format == "dat") fail("imatrix: the legacy .dat format has no place for --covariance");
+  std::unique_ptr<LlamaModel> model = LlamaModel::load(o.model);
+  const eval::ChunkPlan plan = calibration_plan(*model, o);
+  ThreadPool pool(o.threads > 0 ? o.threads : static_cast<int>(std::thread::hardware_concurrency()));
+  const bool tty = ::isatty(STDERR_FILENO) != 0;
+  auto last = std::chrono::steady_clock::now();
+  const auto progress = [&](const optimize::ImatrixCollectProgress& p) {
+    if (o.quiet) return;
+    const double rate = p.seconds > 0 ? static_cast<double>(p.tokens_done) / p.seconds : 0;
+    const double eta = p.chunks_done > 0 ? p.seconds * (p.n_chunks - p.chunks_done) / p.chunks_done : 0;
+    if (tty) {
+      std::fprintf(stderr, "\rkiln imatrix: chunk %d/%d, %.0f tok/s, ETA %.0f s   ", p.chunks_done, p.n_chunks, rate,
+                   eta);
+      if (p.chunks_done == p.n_chunks) std::fprintf(stderr, "\n");
+    } else if (p.chunks_done == p.n_chunks || std::chrono::steady_clock::now() - last > std::chrono::seconds(5)) {
+      last = std::chrono::steady_clock::now();
+      std::fprintf(stderr, "kiln imatrix: chunk %d/%d, %.0f tok/s, ETA %.0f s\n", p.chunks_done, p.n_chunks, rate, eta);
+    }
+  };
+  optimize::ImatrixCollector::Options co;
+  co.process_output = o.process_output;
+  co.covariance = o.covariance;
+  optimize::Imatrix m = optimize::collect_imatrix(*model, plan, pool, co, o.batch, progress);
+  m.datasets = {o.text.empty() ? o.tokens : o.text};
+  if (o.format == "dat") optimize::write_imatrix_legacy(m, o.out);
+  else optimize::write_imatrix(m, o.out);
+  std::printf("kiln imatrix: %zu weights from %d chunks of %d tokens (%lld tokens) -> %s (%s%s)\n", m.entries.size(),
+              plan.n_chunks, plan.n_ctx, static_cast<long long>(plan.n_chunks) * plan.n_ctx, o.out.c_str(),
+              o.format == "dat" ? "legacy .dat" : "GGUF", o.covariance ? ", with covariance" : "");
+}
+
+}  // namespace
+
+void register_imatrix_command(CLI::App& app) {
+  auto opt = std::make_shared<ImatrixCliOptions>();
+  CLI::App* cmd = app.add_subcommand(
+      "imatrix", "Collect an importance matrix (llama.cpp's imatrix) from calibration text, for quantize --imatrix");
+  cmd->footer(
+      "The model runs over chunks of --ctx tokens (BOS first, each in a fresh context), and for every\n"
+      "2-D weight of the blocks (blk.*; the output too with --process-output) the sum over tokens of each\n"
+      "input channel's squared activation is kept with the token count. OUT is llama.cpp's imatrix GGUF\n"
+      "(<weight>.in_sum2, <weight>.counts; imatrix.datasets, imatrix.chunk_count, imatrix.chunk_size), or\n"
+      "its legacy .dat with --output-format dat; both load in llama-quantize --imatrix and kiln quantize.\n"
+      "--covariance adds <weight>.in_cov (sum of x xT, columns^2 floats per weight: small models only),\n"
+      "which kiln quantize --method gptq needs.\n"
+      "Examples:\n"
+      "  kiln imatrix model-f16.gguf --text calibration.txt -o model.imatrix.gguf --chunks 100\n"
+      "  kiln imatrix stories260K.bin --tokens calib-ids.txt -o stories.imatrix --ctx 256 --covariance\n"
+      "  kiln imatrix --show model.imatrix.gguf\n");
+  cmd->add_option("MODEL", opt->model, "model (.gguf or llama2.c .bin); with --show, an imatrix file")->required();
+  cmd->add_option("--text", opt->text, "calibration text (tokenized with the model's tokenizer)");
+  cmd->add_option("--tokens", opt->tokens, "calibration token ids, whitespace-separated (models without a tokenizer)");
+  cmd->add_option("-o,--output", opt->out, "output imatrix file");
+  cmd->add_option("--output-format", opt->format, "gguf (default) or dat (llama.cpp's legacy format)");
+  cmd->add_option("--chunks", opt->chunks, "at most this many chunks (0: all that fit)")->capture_default_str();
+  cmd->add_option("-c,--ctx", opt->ctx, "tokens per chunk (0: 512, or the model's context if smaller)")
+      ->capture_default_str();
+  cmd->add_option("-b,--batch", opt->batch, "tokens per forward pass at most")->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("-t,--threads", opt->threads, "worker threads (0: all hardware threads)")->capture_default_str();
+  cmd->add_flag("--no-bos", opt->no_bos, "keep each chunk's first token instead of writing BOS over it");
+  cmd->add_flag("--process-output", opt->process_output, "also collect the output matrix (llama-imatrix's flag)");
+  cmd->add_flag("--covariance", opt->covariance, "also store each weight's input covariance (for --method gptq)");
+  cmd->add_flag("--show", opt->show, "print the entries of the imatrix file MODEL and exit");
+  cmd->add_flag("-q,--quiet", opt->quiet, "no progress on stderr");
+  cmd->callback([opt] { run_imatrix(*opt); });
+}
+
+}  // namespace kiln::cli
