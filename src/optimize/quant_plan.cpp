@@ -101,6 +101,7 @@ struct Counters {
   int n_ffn_down = 0;
   int i_ffn_down = 0;
   bool tied_embeddings = true;
+  bool has_imatrix = false;
 };
 
 // The mix's choice for one quantizable tensor (llama.cpp's llama_tensor_get_type_impl, for the
@@ -146,6 +147,8 @@ DType mix_type(const QuantPreset& p, const ModelShape& shape, const TensorDesc& 
       type = DType::Q6_K;
     else if (f == 14 && i < n / 8)  // Q4_K_S
       type = DType::Q5_K;
+    else if ((f == 2 || f == 8) && c.has_imatrix && i < n / 8)  // Q4_0, Q5_0 with an imatrix
+      type = f == 2 ? DType::Q4_1 : DType::Q5_1;
     ++c.i_ffn_down;
   } else if (cat == Category::AttnOutput) {
     if (f == 10)
@@ -261,6 +264,7 @@ std::vector<TensorPlan> plan_quantization(const ModelShape& shape, const std::ve
     if (cat == Category::Output) c.tied_embeddings = false;
   }
   c.n_ffn_down = shape.n_layer;
+  c.has_imatrix = options.has_imatrix;
 
   std::vector<TensorPlan> plan;
   plan.reserve(tensors.size());

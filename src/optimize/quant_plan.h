@@ -84,6 +84,9 @@ struct PlanOptions {
   const QuantPreset* preset = nullptr;
   std::vector<TensorTypeOverride> overrides;
   bool pure = false;
+  // Quantizing with an importance matrix: llama.cpp then raises the first eighth of the ffn_down
+  // layers of the Q4_0 and Q5_0 mixes to q4_1 / q5_1.
+  bool has_imatrix = false;
 };
 
 // The plan for `tensors`, which must be in llama.cpp's order (sort_tensors_like_llamacpp): the

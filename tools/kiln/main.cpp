@@ -25,6 +25,7 @@ int main(int argc, char** argv) {
   kiln::cli::register_inspect_command(app);
   kiln::cli::register_eval_command(app);
   kiln::cli::register_quantize_command(app);
+  kiln::cli::register_imatrix_command(app);
   kiln::cli::register_tokenize_commands(app);
   kiln::cli::register_chat_command(app);
   kiln::cli::register_serve_command(app);
