@@ -1,0 +1,367 @@
+// `kiln serve` as a child process on a free port, driven by real clients over real sockets: the
+// official openai npm client, curl for bad input and auth, and a plain socket client for
+// concurrency, stop strings, overload, disconnects and SIGTERM drain. Model: the tiny random
+// Llama 2 (real tokenizer, random weights, fast), so each test takes about a second.
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <fstream>
+#include <regex>
+#include <sstream>
+#include <thread>
+
+#include "../serve/http_test_client.h"
+#include "test_support.h"
+
+namespace kiln {
+namespace {
+
+using json = nlohmann::json;
+using namespace std::chrono_literals;
+using test::TestClient;
+
+constexpr const char* kModel = "llama-2-tiny-random";
+
+// A running `kiln serve`; stopped (SIGKILL if need be) when it goes out of scope.
+class KilnServer {
+ public:
+  KilnServer(const std::string& model_path, const std::vector<std::string>& extra) {
+    log_ = test::temp_dir() + "/serve_" + std::to_string(::getpid()) + "_" + std::to_string(counter_++) + ".log";
+    std::vector<std::string> args = {test::kiln_binary(), "serve", model_path, "--port", "0", "-t", "1"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    pid_ = ::fork();
+    if (pid_ == 0) {
+      FILE* f = std::fopen(log_.c_str(), "w");
+      ::dup2(fileno(f), 2);
+      ::dup2(fileno(f), 1);
+      std::vector<char*> argv;
+      for (auto& a : args) argv.push_back(a.data());
+      argv.push_back(nullptr);
+      ::execv(argv[0], argv.data());
+      ::_exit(127);
+    }
+    // Wait for "listening on http://127.0.0.1:PORT" and "ready".
+    const std::regex re("listening on http://127\\.0\\.0\\.1:([0-9]+)");
+    for (int i = 0; i < 500 && (port_ == 0 || log().find("ready") == std::string::npos); ++i) {
+      std::smatch m;
+      const std::string text = log();
+      if (port_ == 0 && std::regex_search(text, m, re)) port_ = std::stoi(m[1]);
+      std::this_thread::sleep_for(10ms);
+    }
+  }
+  ~KilnServer() {
+    if (pid_ > 0 && !exited_) {
+      ::kill(pid_, SIGKILL);
+      ::waitpid(pid_, nullptr, 0);
+    }
+  }
+  int port() const { return port_; }
+  std::string url() const { return "http://127.0.0.1:" + std::to_string(port_); }
+  std::string log() const {
+    std::ifstream in(log_);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+  }
+  // Sends a signal and waits for the exit code (-1 on timeout).
+  int signal_and_wait(int sig, std::chrono::milliseconds timeout) {
+    ::kill(pid_, sig);
+    const auto until = std::chrono::steady_clock::now() + timeout;
+    while (std::chrono::steady_clock::now() < until) {
+      int status = 0;
+      if (::waitpid(pid_, &status, WNOHANG) == pid_) {
+        exited_ = true;
+        return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+      }
+      std::this_thread::sleep_for(10ms);
+    }
+    return -1;
+  }
+
+ private:
+  static inline int counter_ = 0;
+  pid_t pid_ = -1;
+  int port_ = 0;
+  bool exited_ = false;
+  std::string log_;
+};
+
+struct Reply {
+  int status = 0;
+  json body;
+  std::map<std::string, std::string> headers;
+  std::string raw;
+};
+
+Reply request(int port, const std::string& method, const std::string& path, const std::string& body = "",
+              const std::string& headers = "") {
+  TestClient c(port);
+  c.send(method == "GET" ? test::http_get(path, headers) : test::http_post(path, body, headers));
+  test::ClientResponse r = c.read_response(30000);
+  Reply out{r.status, json(), r.headers, r.body};
+  out.body = json::parse(r.body, nullptr, false);
+  return out;
+}
+
+Reply post(int port, const std::string& path, const json& body) { return request(port, "POST", path, body.dump()); }
+
+// Text of a completion request, non-streamed.
+std::string complete_text(int port, const json& body) {
+  Reply r = post(port, "/v1/completions", body);
+  EXPECT_EQ(r.status, 200) << r.raw;
+  return r.body["choices"][0]["text"];
+}
+
+// Events of an SSE body ("data: ..." lines).
+std::vector<std::string> sse_data(const std::string& body) {
+  std::vector<std::string> out;
+  std::istringstream in(body);
+  for (std::string line; std::getline(in, line);)
+    if (line.rfind("data: ", 0) == 0) out.push_back(line.substr(6));
+  return out;
+}
+
+json stats(int port) { return request(port, "GET", "/stats").body; }
+
+#define REQUIRE_SERVER(server)                                                        \
+  KILN_REQUIRE_DATA(model_path, "llama-2-tiny-random.gguf");                         \
+  ASSERT_GT(server.port(), 0) << server.log()
+
+TEST(ServeApi, OfficialOpenAiClient) {
+  KILN_REQUIRE_DATA(model_path, "llama-2-tiny-random.gguf");
+  const char* src = std::getenv("KILN_SOURCE_DIR");
+  if (src == nullptr || !std::ifstream(std::string(src) + "/node_modules/openai/package.json"))
+    GTEST_SKIP() << "the openai npm package is not installed (npm ci in the source folder)";
+  KilnServer server(model_path, {"--api-key", "sk-kiln-test"});
+  ASSERT_GT(server.port(), 0) << server.log();
+  std::string out;
+  const int code = test::run_command(
+      "node " + std::string(src) + "/tests/integration/serve_openai_client.mjs " + server.url() + " " + kModel + " sk-kiln-test", &out, true);
+  EXPECT_EQ(code, 0) << out << "\n" << server.log();
+}
+
+TEST(ServeApi, CurlBadInputGetsOpenAiErrors) {
+  KILN_REQUIRE_DATA(model_path, "llama-2-tiny-random.gguf");
+  KilnServer server(model_path, {"--max-body-bytes", "20000"});
+  ASSERT_GT(server.port(), 0) << server.log();
+  const std::string curl = "curl -s -o /dev/stdout -w '\\n%{http_code}' " + server.url();
+  struct Case {
+    std::string args, status, needle;
+  };
+  const std::vector<Case> cases = {
+      {"/v1/chat/completions -d '{\"model\":'", "400", "\"code\":\"invalid_json\""},
+      {"/v1/chat/completions -d '[1,2]'", "400", "must be a JSON object"},
+      {"/v1/chat/completions -d '{\"model\":\"llama-2-tiny-random\",\"messages\":\"hi\"}'", "400", "\"param\":\"messages\""},
+      {"/v1/chat/completions -d '{\"model\":\"llama-2-tiny-random\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"temperature\":\"hot\"}'",
+       "400", "\"param\":\"temperature\""},
+      {"/v1/completions -d '{\"model\":\"llama-2-tiny-random\",\"prompt\":\"x\",\"max_tokens\":-1}'", "400", "\"param\":\"max_tokens\""},
+      {"/v1/completions -d '{\"model\":\"llama-2-tiny-random\",\"prompt\":[1,99999999]}'", "400", "outside the vocabulary"},
+      {"/v1/completions -d '{\"model\":\"gpt-4\",\"prompt\":\"x\"}'", "404", "\"code\":\"model_not_found\""},
+      {"/v1/nothing-here", "404", "\"error\""},
+      {"/v1/completions", "405", "use POST"},
+      {"/tokenize -d '{\"content\":5}'", "400", "\"param\":\"content\""},
+      {"/detokenize -d '{\"tokens\":[1,-1]}'", "400", "\"param\":\"tokens[1]\""},
+  };
+  for (const Case& c : cases) {
+    std::string out;
+    test::run_command(curl + c.args, &out);
+    const std::string status = out.substr(out.rfind('\n') + 1);
+    EXPECT_EQ(status, c.status) << c.args << " -> " << out;
+    EXPECT_NE(out.find(c.needle), std::string::npos) << c.args << " -> " << out;
+    EXPECT_NE(out.find("\"type\""), std::string::npos) << out;
+  }
+  // A huge body: refused with 413 before it is read, and the server is fine afterwards.
+  const std::string big = test::temp_dir() + "/big.json";
+  std::ofstream(big) << "{\"model\":\"x\",\"prompt\":\"" << std::string(1 << 20, 'a') << "\"}";
+  std::string out;
+  test::run_command(curl + "/v1/completions -H 'Content-Type: application/json' --data-binary @" + big, &out);
+  EXPECT_EQ(out.substr(out.rfind('\n') + 1), "413") << out.substr(0, 300);
+  EXPECT_EQ(request(server.port(), "GET", "/health").status, 200);
+}
+
+TEST(ServeApi, ApiKeyIsRequiredExceptForProbes) {
+  KILN_REQUIRE_DATA(model_path, "llama-2-tiny-random.gguf");
+  const std::string key_file = test::temp_dir() + "/key.txt";
+  std::ofstream(key_file) << "sk-secret\n";
+  KilnServer server(model_path, {"--api-key-file", key_file});
+  ASSERT_GT(server.port(), 0) << server.log();
+  const std::string curl = "curl -s -o /dev/stdout -w '\\n%{http_code}' " + server.url();
+  std::string out;
+  test::run_command(curl + "/v1/models", &out);
+  EXPECT_EQ(out.substr(out.rfind('\n') + 1), "401") << out;
+  EXPECT_NE(out.find("invalid_api_key"), std::string::npos);
+  test::run_command(curl + "/v1/models -H 'Authorization: Bearer sk-wrong'", &out);
+  EXPECT_EQ(out.substr(out.rfind('\n') + 1), "401") << out;
+  test::run_command(curl + "/v1/models -H 'Authorization: Bearer sk-secret'", &out);
+  EXPECT_EQ(out.substr(out.rfind('\n') + 1), "200") << out;
+  test::run_command(curl + "/health", &out);
+  EXPECT_EQ(out.substr(out.rfind('\n') + 1), "200") << out;
+  test::run_command(curl + "/ready", &out);
+  EXPECT_EQ(out.substr(out.rfind('\n') + 1), "200") << out;
+}
+
+TEST(ServeApi, ConcurrentStreamsEqualTheSameRequestsAlone) {
+  KILN_REQUIRE_DATA(model_path, "llama-2-tiny-random.gguf");
+  KilnServer server(model_path, {});
+  ASSERT_GT(server.port(), 0) << server.log();
+  const std::vector<std::string> prompts = {"Once upon a time", "The quick brown fox", "Hello", "In a galaxy far away",
+                                            "Once upon a time there was", "1 2 3 4", "Lorem ipsum dolor", "The"};
+  auto body = [&](std::size_t i, bool stream) {
+    return json{{"model", kModel}, {"prompt", prompts[i]}, {"max_tokens", 40}, {"temperature", 0}, {"ignore_eos", true}, {"stream", stream}};
+  };
+  std::vector<std::string> alone;
+  for (std::size_t i = 0; i < prompts.size(); ++i) alone.push_back(complete_text(server.port(), body(i, false)));
+  std::vector<std::string> together(prompts.size());
+  std::vector<std::thread> threads;
+  for (std::size_t i = 0; i < prompts.size(); ++i) {
+    threads.emplace_back([&, i] {
+      Reply r = request(server.port(), "POST", "/v1/completions", body(i, true).dump());
+      for (const std::string& d : sse_data(r.raw)) {
+        if (d == "[DONE]") break;
+        json j = json::parse(d);
+        if (!j["choices"].empty()) together[i] += j["choices"][0]["text"].get<std::string>();
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  for (std::size_t i = 0; i < prompts.size(); ++i) EXPECT_EQ(together[i], alone[i]) << prompts[i];
+  EXPECT_GE(stats(server.port())["models"][0]["engine"]["requests_total"].get<int>(), 16);
+}
+
+TEST(ServeApi, StopStringAcrossTokenBoundaries) {
+  KILN_REQUIRE_DATA(model_path, "llama-2-tiny-random.gguf");
+  KilnServer server(model_path, {});
+  ASSERT_GT(server.port(), 0) << server.log();
+  json body = {{"model", kModel}, {"prompt", "Once upon a time"}, {"max_tokens", 40}, {"temperature", 0}, {"ignore_eos", true}, {"logprobs", 0}};
+  Reply full = post(server.port(), "/v1/completions", body);
+  ASSERT_EQ(full.status, 200) << full.raw;
+  const std::string text = full.body["choices"][0]["text"];
+  const json tokens = full.body["choices"][0]["logprobs"]["tokens"];
+  const json offsets = full.body["choices"][0]["logprobs"]["text_offset"];
+  // A stop string made of the last byte of one ASCII token and the first of the next.
+  std::string stop;
+  std::size_t boundary = 0;
+  for (std::size_t i = 2; i + 1 < tokens.size() && stop.empty(); ++i) {
+    const std::string a = tokens[i], b = tokens[i + 1];
+    auto ascii = [](const std::string& s) { return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) { return c > ' ' && c < 127; }); };
+    if (!ascii(a.substr(a.size() - 1)) || b.empty() || !ascii(b.substr(0, 1))) continue;
+    boundary = offsets[i + 1].get<std::size_t>();
+    const std::string candidate = a.substr(a.size() - 1) + b.substr(0, 1);
+    if (text.find(candidate) == boundary - 1) stop = candidate;  // its first occurrence is at this boundary
+  }
+  ASSERT_FALSE(stop.empty()) << "no suitable token boundary in: " << text;
+  body["stop"] = {stop, "never-appears"};
+  for (bool stream : {false, true}) {
+    body["stream"] = stream;
+    Reply r = post(server.port(), "/v1/completions", body);
+    std::string got, finish;
+    if (!stream) {
+      got = r.body["choices"][0]["text"];
+      finish = r.body["choices"][0]["finish_reason"];
+    } else {
+      for (const std::string& d : sse_data(r.raw)) {
+        if (d == "[DONE]") break;
+        json j = json::parse(d);
+        got += j["choices"][0]["text"].get<std::string>();
+        if (j["choices"][0]["finish_reason"].is_string()) finish = j["choices"][0]["finish_reason"];
+      }
+    }
+    EXPECT_EQ(got, text.substr(0, boundary - 1)) << "stop '" << stop << "' stream " << stream;
+    EXPECT_EQ(finish, "stop");
+  }
+}
+
+TEST(ServeApi, OverloadIs429WithRetryAfter) {
+  KILN_REQUIRE_DATA(model_path, "llama-2-tiny-random.gguf");
+  KilnServer server(model_path, {"--max-running", "1", "--max-queued", "1"});
+  ASSERT_GT(server.port(), 0) << server.log();
+  std::atomic<int> ok{0}, refused{0}, other{0};
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 8; ++i) {
+    threads.emplace_back([&] {
+      Reply r = post(server.port(), "/v1/completions",
+                     {{"model", kModel}, {"prompt", "Once"}, {"max_tokens", 1500}, {"ignore_eos", true}, {"temperature", 0}});
+      if (r.status == 200) ok.fetch_add(1);
+      else if (r.status == 429 && r.headers.count("retry-after") && r.body["error"]["type"] == "rate_limit_error") refused.fetch_add(1);
+      else other.fetch_add(1);
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_GE(ok.load(), 1);
+  EXPECT_GE(refused.load(), 1);
+  EXPECT_EQ(other.load(), 0);
+  EXPECT_EQ(stats(server.port())["requests"]["rejected_queue_full"].get<int>(), refused.load());
+}
+
+TEST(ServeApi, DisconnectMidStreamFreesTheSlot) {
+  KILN_REQUIRE_DATA(model_path, "llama-2-tiny-random.gguf");
+  KilnServer server(model_path, {"--ctx", "100000"});
+  ASSERT_GT(server.port(), 0) << server.log();
+  {
+    TestClient c(server.port());
+    c.send(test::http_post("/v1/completions", json{{"model", kModel}, {"prompt", "Once"}, {"max_tokens", 90000}, {"ignore_eos", true}, {"stream", true}}.dump()));
+    ASSERT_TRUE(c.fill_for(5000));  // the stream has started
+    // The engine's stats are a snapshot taken each step: wait for the sequence to show.
+    json s;
+    for (int i = 0; i < 200; ++i) {
+      s = stats(server.port());
+      if (s["models"][0]["engine"]["running"] == 1) break;
+      std::this_thread::sleep_for(5ms);
+    }
+    EXPECT_EQ(s["models"][0]["engine"]["running"], 1) << s.dump();
+    EXPECT_EQ(s["requests"]["active"], 1);
+  }  // the client goes away
+  const auto t0 = std::chrono::steady_clock::now();
+  json s;
+  while (std::chrono::steady_clock::now() - t0 < 1s) {
+    s = stats(server.port());
+    if (s["models"][0]["engine"]["running"] == 0 && s["models"][0]["engine"]["requests_cancelled"] == 1 &&
+        s["requests"]["active"] == 0)
+      break;
+    std::this_thread::sleep_for(20ms);
+  }
+  EXPECT_EQ(s["models"][0]["engine"]["running"], 0) << s.dump();
+  EXPECT_EQ(s["models"][0]["engine"]["requests_cancelled"], 1) << s.dump();
+  EXPECT_EQ(s["requests"]["cancelled_by_client"], 1);
+  EXPECT_EQ(s["connections"]["open"], 1);  // the /stats request itself
+}
+
+TEST(ServeApi, SigtermDrainsInFlightRequestsAndExitsZero) {
+  KILN_REQUIRE_DATA(model_path, "llama-2-tiny-random.gguf");
+  KilnServer server(model_path, {"--grace-seconds", "20"});
+  ASSERT_GT(server.port(), 0) << server.log();
+  TestClient c(server.port());
+  c.send(test::http_post("/v1/completions", json{{"model", kModel}, {"prompt", "Once"}, {"max_tokens", 1500}, {"ignore_eos", true}, {"stream", true}}.dump()));
+  ASSERT_TRUE(c.fill_for(5000));
+  std::thread stopper([&] { EXPECT_EQ(server.signal_and_wait(SIGTERM, 30s), 0) << server.log(); });
+  test::ClientResponse r = c.read_response(30000);
+  stopper.join();
+  ASSERT_TRUE(r.ok);
+  const std::vector<std::string> events = sse_data(r.body);
+  ASSERT_GE(events.size(), 2u);
+  EXPECT_EQ(events.back(), "[DONE]");
+  EXPECT_EQ(json::parse(events[events.size() - 2])["choices"][0]["finish_reason"], "length");
+  EXPECT_NE(server.log().find("draining"), std::string::npos);
+}
+
+TEST(ServeApi, GraceExpiryCutsInFlightRequests) {
+  KILN_REQUIRE_DATA(model_path, "llama-2-tiny-random.gguf");
+  KilnServer server(model_path, {"--grace-seconds", "0.2", "--ctx", "100000"});
+  ASSERT_GT(server.port(), 0) << server.log();
+  TestClient c(server.port());
+  c.send(test::http_post("/v1/completions", json{{"model", kModel}, {"prompt", "Once"}, {"max_tokens", 90000}, {"ignore_eos", true}, {"stream", true}}.dump()));
+  ASSERT_TRUE(c.fill_for(5000));
+  EXPECT_EQ(server.signal_and_wait(SIGTERM, 10s), 0) << server.log();
+  test::ClientResponse r = c.read_response(5000);
+  EXPECT_TRUE(r.ok);
+  EXPECT_NE(r.body.find("shutting down"), std::string::npos) << r.body.substr(r.body.size() > 500 ? r.body.size() - 500 : 0);
+}
+
+}  // namespace
+}  // namespace kiln
