@@ -2,6 +2,7 @@
 // lives in amx_gemm_amx.cpp, which is compiled with the AMX flags and entered only from here.
 #include "kernels/amx_gemm.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <string_view>
 
@@ -67,7 +68,9 @@ void amx_convert_activations(const float* x, std::int64_t M, std::int64_t K, std
 void amx_gemm(DType weight_type, std::int64_t K, const void* w, std::size_t w_stride, const std::uint16_t* a_bf16,
               std::size_t lda, std::int64_t M, std::int64_t n_begin, std::int64_t n_end, float* y, std::int64_t ldy) {
   KILN_CHECK(amx_supports(weight_type), "amx_gemm: no AMX path for weight type {}", dtype_name(weight_type));
-  const std::int64_t k_multiple = is_k_quant(weight_type) ? 256 : 32;
+  // Whole blocks: 256 for the K-quants, the group for kiln's affine types, else 32.
+  const std::int64_t k_multiple =
+      is_k_quant(weight_type) ? 256 : std::max<std::int64_t>(32, traits(weight_type).block_size);
   KILN_CHECK(K > 0 && K % k_multiple == 0, "amx_gemm: K = {} is not a positive multiple of {} for {}", K, k_multiple,
              dtype_name(weight_type));
   KILN_CHECK(lda >= static_cast<std::size_t>(K), "amx_gemm: lda {} is smaller than K {}", lda, K);

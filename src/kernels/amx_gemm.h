@@ -22,7 +22,7 @@ namespace kiln::kernels {
 // turns the path off, and so does a SIMD level below avx512 (KILN_SIMD, set_simd_level).
 bool amx_available();
 // amx_available() and a fast bf16 decoder exists for the weight type: f32, f16, bf16, q4_0,
-// q4_1, q5_0, q5_1, q8_0, q4_K, q5_K, q6_K.
+// q4_1, q5_0, q5_1, q8_0, q4_K, q5_K, q6_K, and kiln's affine a4g64 .. a8g128.
 bool amx_supports(DType weight_type);
 
 // Converts x (M, K) floats to bf16 rows a_bf16 (M, K), rounding to nearest even exactly as

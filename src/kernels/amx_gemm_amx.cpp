@@ -139,6 +139,32 @@ void decode_q5_1(const std::uint8_t* row, std::int64_t k0, int kc, std::uint16_t
   }
 }
 
+// kiln's affine a4gG / a8gG (blocks.h): per block of G, f16 d and m, then the quants, 4-bit
+// ones packed per 32 as in q4_1. x = q * d + m as one FMA.
+template <int Bits, int Group>
+void decode_affine(const std::uint8_t* row, std::int64_t k0, int kc, std::uint16_t* dst) {
+  constexpr std::size_t kBlockBytes = 4 + static_cast<std::size_t>(Group) * Bits / 8;
+  const std::uint8_t* b = row + k0 / Group * kBlockBytes;
+  for (int j = 0; j < kc; j += Group, b += kBlockBytes) {
+    std::uint16_t d_bits, m_bits;
+    std::memcpy(&d_bits, b, 2);
+    std::memcpy(&m_bits, b + 2, 2);
+    const __m512 d = _mm512_set1_ps(half_to_float(d_bits)), m = _mm512_set1_ps(half_to_float(m_bits));
+    for (int r = 0; r < Group / 32; ++r) {
+      __m512i lo, hi;
+      if constexpr (Bits == 4) {
+        const __m512i q = load_u8x16(b + 4 + 16 * r);
+        lo = _mm512_and_si512(q, _mm512_set1_epi32(0x0F));
+        hi = _mm512_srli_epi32(q, 4);
+      } else {
+        lo = load_u8x16(b + 4 + 32 * r);
+        hi = load_u8x16(b + 4 + 32 * r + 16);
+      }
+      store_bf16x32(dst + j + 32 * r, _mm512_fmadd_ps(to_float(lo), d, m), _mm512_fmadd_ps(to_float(hi), d, m));
+    }
+  }
+}
+
 // The 6-bit scale and min of sub-block j of a q4_K / q5_K super-block (ggml's get_scale_min_k4).
 inline void scale_min_k4(int j, const std::uint8_t* packed, int* scale, int* min) {
   if (j < 4) {
@@ -259,6 +285,16 @@ DecodeFn decoder_for(DType t) {
       return decode_q5_K;
     case DType::Q6_K:
       return decode_q6_K;
+    case DType::A4G64:
+      return decode_affine<4, 64>;
+    case DType::A4G128:
+      return decode_affine<4, 128>;
+    case DType::A8G32:
+      return decode_affine<8, 32>;
+    case DType::A8G64:
+      return decode_affine<8, 64>;
+    case DType::A8G128:
+      return decode_affine<8, 128>;
     default:
       return nullptr;
   }

@@ -16,6 +16,7 @@
 #include "core/cpu_features.h"
 #include "core/dtype.h"
 #include "core/half.h"
+#include "kernels/amx_gemm.h"
 #include "kernels/blocks.h"
 #include "kernels/matmul.h"
 
@@ -396,6 +397,47 @@ TEST(AffineQuants, WideDecodeRangesMatchScalar) {
             }
         }
       }
+    }
+  }
+}
+
+// Prefill of 32+ rows goes through the AMX-BF16 path (linear() converts the activations to
+// bf16 for any type amx_supports): the affine decoders there, against double sums of the
+// dequantized weights and the same bf16 activations, within bf16's rounding of the weights.
+TEST(AffineQuants, AmxBf16GemmMatchesDequantizedWeights) {
+  if (!amx_available()) GTEST_SKIP() << "no AMX-BF16 on this CPU/OS: the prefill path is the VNNI/AMX-INT8 gemm";
+  for (DType t : kAffineTypes) {
+    ASSERT_TRUE(amx_supports(t)) << dtype_name(t);
+    for (std::int64_t K : {group_of(t) == 32 ? std::int64_t{96} : 3 * group_of(t), std::int64_t{2048 + 128}}) {
+      const std::int64_t N = 45, M = 37;
+      const std::size_t w_stride = row_bytes(t, K) + 3;  // misaligned rows
+      std::vector<std::uint8_t> w(w_stride * N + 64);
+      std::vector<float> wf(N * K);
+      for (std::int64_t n = 0; n < N; ++n) {
+        const auto x = random_floats(static_cast<std::size_t>(K), 300 + static_cast<unsigned>(n));
+        quantize_row_ref(t, x.data(), w.data() + 1 + n * w_stride, K);
+        dequantize_row(t, w.data() + 1 + n * w_stride, wf.data() + n * K, K);
+      }
+      const auto x = random_floats(static_cast<std::size_t>(M * K), 77, 2.0f);
+      std::vector<std::uint16_t> a(M * K);
+      amx_convert_activations(x.data(), M, K, a.data());
+      std::vector<float> y(M * N, std::nanf(""));
+      amx_gemm(t, K, w.data() + 1, w_stride, a.data(), static_cast<std::size_t>(K), M, 3, N, y.data(), N);
+      for (std::int64_t m = 0; m < M; ++m)
+        for (std::int64_t n = 0; n < N; ++n) {
+          if (n < 3) {
+            ASSERT_TRUE(std::isnan(y[m * N + n])) << "wrote outside its range";
+            continue;
+          }
+          double exact = 0, magnitude = 0;
+          for (std::int64_t i = 0; i < K; ++i) {
+            const double p = static_cast<double>(wf[n * K + i]) * bf16_to_f32(a[m * K + i]);
+            exact += p;
+            magnitude += std::fabs(p);
+          }
+          ASSERT_NEAR(y[m * N + n], exact, std::ldexp(1.0, -8) * magnitude + 1e-6 * magnitude)
+              << dtype_name(t) << " K=" << K << " m=" << m << " n=" << n;
+        }
     }
   }
 }
