@@ -15,6 +15,9 @@
 // Texts cross into llama.cpp as UTF-8 through N-API, so they are always valid UTF-8 (a lone
 // surrogate would arrive as U+FFFD); texts coming back are decoded by V8 the same way.
 // On a usage or load error, or a malformed request: a line on stderr, exit 2.
+// A GGUF without tensors (a vocabulary only) loads, but first node-llama-cpp simulates a full
+// load to estimate memory, which makes llama.cpp log "missing tensor 'token_embd.weight'" and
+// "failed to load model" on stderr; node-llama-cpp then falls back to its estimate and goes on.
 //
 // Runs on the CPU with the prebuilt binaries of node-llama-cpp@3.21.1 (installed at the
 // repository root by `npm ci`); run it from inside the repository so that node finds it.
