@@ -172,8 +172,9 @@ TEST(AffineForward, Stories260kQuantizedToAffinePresetsStaysCloseToF32) {
     const Quality& ref = results.at(c.reference);
     if (c.expect_attn_q == DType::A4G64 || c.expect_attn_q == DType::Q4_1) {
       // Asymmetric 4-bit (4.5-5 bpw) against symmetric q4_0 (4.5 bpw): measured 1.30 (A4G32) and
-      // 1.58 (A4G64) against 1.80.
-      EXPECT_LT(q.decode_kl, ref.decode_kl) << c.preset << " vs " << c.reference;
+      // 1.58 (A4G64) against 1.80 here; on 4096 held-out ids (docs/formats.md) A4G64 is the worse
+      // one, 2.16 against 2.02: at width 64 its group is a whole row. So: the same league.
+      EXPECT_LT(q.decode_kl, 1.3 * ref.decode_kl) << c.preset << " vs " << c.reference;
       EXPECT_GE(q.decode_top1, 0.35) << c.preset;
     } else {
       // 8-bit: measured 0.033 (A8G32), 0.056 (A8G64), 0.060 (A8G128 = A8G64 + q8_0 embeddings)
