@@ -14,6 +14,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <random>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -306,6 +307,10 @@ std::vector<std::string> hard_strings() {
       "\xE0\xA4\xB9\xE0\xA4\xBF\xE0\xA4\xA8\xE0\xA5\x8D\xE0\xA4\xA6\xE0\xA5\x80",
       "\xE2\x80\x83\xE3\x80\x80 unicode spaces \xC2\xA0 nbsp",
       "\xC2\xA0\xC2\xA0leading nbsp",
+      "whitespace kinds:\x0B\x0C|\xC2\x85|\xE1\x9A\x80|\xE2\x80\xA8|\xE2\x80\xA9|\xE2\x80\xAF|\xE2\x81\x9F| x",
+      "mongolian vowel separator a\xE1\xA0\x8E b \xE1\xA0\x8E\xE1\xA0\x8E c",
+      "zero width \xE2\x80\x8B space, \xEF\xBB\xBF bom, \xE2\x80\x8C\xE2\x80\x8D joiners",
+      "don\xE2\x80\x99t curly, \xC7\x85 titlecase, \xE2\x85\xAB roman, \xC2\xB2 superscript, \xC2\xBD half",
       "\xE0\xB8\xAA\xE0\xB8\xA7\xE0\xB8\xB1\xE0\xB8\xAA\xE0\xB8\x94\xE0\xB8\xB5",
       "\xF0\x9D\x90\x80\xF0\x9D\x90\x81 math letters, \xE2\x85\xA0\xE2\x85\xA1 roman numerals, \xD9\xA3\xD9\xA4 arabic "
       "digits",
@@ -313,6 +318,55 @@ std::vector<std::string> hard_strings() {
       std::string(200, ' ') + "x",
   };
 }
+
+void append_utf8(char32_t cp, std::string& out) {
+  if (cp < 0x80) {
+    out += static_cast<char>(cp);
+  } else if (cp < 0x800) {
+    out += static_cast<char>(0xC0 | (cp >> 6));
+    out += static_cast<char>(0x80 | (cp & 0x3F));
+  } else if (cp < 0x10000) {
+    out += static_cast<char>(0xE0 | (cp >> 12));
+    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
+    out += static_cast<char>(0x80 | (cp & 0x3F));
+  } else {
+    out += static_cast<char>(0xF0 | (cp >> 18));
+    out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
+    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
+    out += static_cast<char>(0x80 | (cp & 0x3F));
+  }
+}
+
+// Random strings mixing up to three character classes each: letters of many scripts, combining
+// marks, digits of several kinds, punctuation, symbols, emoji, ASCII and Unicode whitespace,
+// apostrophes (contractions). Surrogates are left out: they are not characters.
+std::vector<std::string> random_strings(int count, std::uint32_t seed) {
+  struct Range {
+    char32_t lo, hi;
+  };
+  static constexpr Range kRanges[] = {
+      {'a', 'z'},       {'A', 'Z'},       {'0', '9'},         {' ', ' '},         {'!', '/'},         {'\t', '\r'},
+      {'\'', '\''},     {0x00A0, 0x024F}, {0x0300, 0x036F},   {0x0370, 0x04FF},   {0x0590, 0x06FF},   {0x0900, 0x097F},
+      {0x0E00, 0x0E7F}, {0x2000, 0x206F}, {0x2160, 0x2188},   {0x3000, 0x30FF},   {0x4E00, 0x9FFF},   {0xAC00, 0xD7A3},
+      {0xFF00, 0xFFEF}, {0x0660, 0x0669}, {0x1F300, 0x1F6FF}, {0x10400, 0x1044F}, {0x1D400, 0x1D7FF}, {0x017F, 0x017F},
+  };
+  std::mt19937 rng(seed);
+  std::vector<std::string> strings;
+  for (int c = 0; c < count; ++c) {
+    const Range* picks[3];
+    for (auto& p : picks) p = &kRanges[std::uniform_int_distribution<std::size_t>(0, std::size(kRanges) - 1)(rng)];
+    std::string s;
+    const int length = std::uniform_int_distribution<int>(0, 40)(rng);
+    for (int i = 0; i < length; ++i) {
+      const Range& r = *picks[std::uniform_int_distribution<int>(0, 2)(rng)];
+      append_utf8(std::uniform_int_distribution<char32_t>(r.lo, r.hi)(rng), s);
+    }
+    strings.push_back(std::move(s));
+  }
+  return strings;
+}
+
+constexpr int kRandomStrings = 3000;
 
 void report(const char* what, const Comparison& c) {
   std::printf(
@@ -344,6 +398,7 @@ TEST(TokenizerVsLlamaCpp, SentencePieceLlama2) {
 
   const std::string book = eval::read_text_file(book_path);
   std::vector<std::string> texts = hard_strings();
+  for (std::string& r : random_strings(kRandomStrings, 20240611)) texts.push_back(std::move(r));
   const std::size_t n_hard = texts.size();
   for (std::string& line : book_lines(book)) texts.push_back(std::move(line));
   // Also the whole book as one text, and back (without BOS: see the end).
@@ -355,8 +410,8 @@ TEST(TokenizerVsLlamaCpp, SentencePieceLlama2) {
                                               json{{"detokenize", Ids(ids.begin() + 1, ids.end())}, {"special", false}},
                                               json{{"detokenize", bos_hello}, {"special", false}}},
                                              answers);
-  std::printf("SentencePiece (llama-2-tiny-random.gguf): %zu hard strings, %zu lines of War and Peace\n", n_hard,
-              texts.size() - n_hard);
+  std::printf("SentencePiece (llama-2-tiny-random.gguf): %zu hard and random strings, %zu lines of War and Peace\n",
+              n_hard, texts.size() - n_hard);
   report("SentencePiece", c);
   ASSERT_EQ(answers.size(), 3u);
   expect_same_book_ids("SentencePiece", ids, answers[0].at("ids").get<Ids>());
@@ -437,6 +492,7 @@ TEST(TokenizerVsLlamaCpp, ByteLevelBpeLlama32) {
 
   const std::string book = eval::read_text_file(book_path);
   std::vector<std::string> texts = hard_strings();
+  for (std::string& r : random_strings(kRandomStrings, 20240611)) texts.push_back(std::move(r));
   const std::size_t n_hard = texts.size();
   for (std::string& line : book_lines(book)) texts.push_back(std::move(line));
   // Also the whole book as one text (3.2 MB), and back through llama.cpp's detokenize.
@@ -446,8 +502,8 @@ TEST(TokenizerVsLlamaCpp, ByteLevelBpeLlama32) {
                                              {json{{"tokenize", book}, {"special", false}, {"add_special", true}},
                                               json{{"detokenize", ids}, {"special", false}}},
                                              answers);
-  std::printf("byte-level BPE (Llama 3.2 vocabulary GGUF): %zu hard strings, %zu lines of War and Peace\n", n_hard,
-              texts.size() - n_hard);
+  std::printf("byte-level BPE (Llama 3.2 vocabulary GGUF): %zu hard and random strings, %zu lines of War and Peace\n",
+              n_hard, texts.size() - n_hard);
   report("byte-level BPE", c);
   ASSERT_EQ(answers.size(), 2u);
   expect_same_book_ids("byte-level BPE", ids, answers[0].at("ids").get<Ids>());
