@@ -93,10 +93,10 @@ void attach_imatrix(Prepared& p, const std::string& in, const QuantizeOptions& o
       if (e->in_cov.empty())
         p.notices.push_back(fmt::format("tensor {}: no covariance in the imatrix, importance-weighted rounding "
                                         "instead of gptq (collect with kiln imatrix --covariance)", d.name));
-      else if (!gptq_supports(plan.to))
+      else if (!gptq_supports(plan.to) && traits(plan.to).quantized)
         p.notices.push_back(fmt::format("tensor {}: gptq cannot write {}, importance-weighted rounding instead",
                                         d.name, dtype_name(plan.to)));
-      else
+      else if (gptq_supports(plan.to))
         c.gptq = true;
     }
   }
@@ -304,16 +304,17 @@ QuantizeReport quantize_model(const std::string& in, const std::string& out, con
   writer.add_metadata("general.quantization_version", gguf_value::u32(kQuantizationVersion));
   writer.add_metadata("general.file_type", gguf_value::u32(p.preset->ftype));
   if (p.imatrix) {
-    // What llama-quantize records (as kv overrides, in this order; strings cut at 127 bytes).
-    writer.add_metadata("quantize.imatrix.file", gguf_value::string(options.imatrix.substr(0, 127)));
+    // What llama-quantize records (as kv overrides, in this order; strings cut at 127 bytes),
+    // replacing the input's own where it has them (a requantized file), as gguf_set_val does.
+    writer.set_metadata("quantize.imatrix.file", gguf_value::string(options.imatrix.substr(0, 127)));
     if (!p.imatrix->datasets.empty())
-      writer.add_metadata("quantize.imatrix.dataset", gguf_value::string(p.imatrix->datasets[0].substr(0, 127)));
-    writer.add_metadata("quantize.imatrix.entries_count",
+      writer.set_metadata("quantize.imatrix.dataset", gguf_value::string(p.imatrix->datasets[0].substr(0, 127)));
+    writer.set_metadata("quantize.imatrix.entries_count",
                         gguf_value::u32(static_cast<std::uint32_t>(p.imatrix->entries.size())));
     if (p.imatrix->chunk_count > 0)
-      writer.add_metadata("quantize.imatrix.chunks_count", gguf_value::u32(p.imatrix->chunk_count));
+      writer.set_metadata("quantize.imatrix.chunks_count", gguf_value::u32(p.imatrix->chunk_count));
   }
-  if (options.method == "gptq") writer.add_metadata("quantize.kiln.method", gguf_value::string("gptq"));
+  if (options.method == "gptq") writer.set_metadata("quantize.kiln.method", gguf_value::string("gptq"));
 
   const auto start = std::chrono::steady_clock::now();
   const auto elapsed = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(); };
