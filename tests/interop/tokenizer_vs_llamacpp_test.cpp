@@ -1,10 +1,12 @@
 // kiln's tokenizers against llama.cpp's (node-llama-cpp@3.21.1, prebuilt CPU binaries, loading
-// the vocabulary only) on the same GGUF: every line of War and Peace and a set of hard strings,
-// with and without BOS, with special-token parsing on and off, must give the same ids, and
-// llama.cpp's detokenize of kiln's ids must give kiln's decode.
+// the vocabulary only) on the same GGUF. On every line of War and Peace, on hard strings and on
+// seeded random ones, with and without BOS, with special-token parsing on and off, the ids must
+// be the same; llama.cpp's detokenize of kiln's ids must give kiln's decode (after llama.cpp's
+// space clean-up for byte-level BPE, see llamacpp_clean_spaces), and kiln's decode the text.
+// The whole book as one text is compared too.
 //   SentencePiece: ../shared/data/llama-2-tiny-random.gguf as it is.
 //   Byte-level BPE: a vocabulary-only GGUF of the Llama-3.2 tokenizer (../shared/data/
-//   llama3.2-tokenizer/) written here by GgufWriter, also compared on the whole book at once.
+//   llama3.2-tokenizer/) written here by GgufWriter.
 // llama.cpp's side is tests/interop/llamacpp_tokenize.mjs: one node process per model.
 #include <fmt/format.h>
 #include <gtest/gtest.h>
@@ -166,6 +168,7 @@ struct Differences {
 struct Comparison {
   Differences encode;
   Differences decode;
+  Differences round_trip;   // kiln's decode(encode(text)) != text
   std::size_t cleaned = 0;  // decodes that llama.cpp's space clean-up changes
 };
 
@@ -207,6 +210,15 @@ Comparison compare_with_llamacpp(const Tokenizer& tok, const std::string& root, 
     }
     const std::string ref_text = answers[a++].at("text").get<std::string>();
     std::string text = tok.decode(plain[i]);
+    // The clean-up below could hide a wrong space in kiln's decode: the text itself must come
+    // back, wherever the vocabulary is lossless (SentencePiece spells spaces U+2581, so a U+2581
+    // in the text comes back as a space, in sentencepiece too).
+    const bool lossless = tok.vocab().model != "llama" || texts[i].find("\xE2\x96\x81") == std::string::npos;
+    if (lossless) {
+      ++result.round_trip.checked;
+      if (text != texts[i])
+        result.round_trip.add(fmt::format("#{} {} came back as {}", i, escaped(texts[i]), escaped(text)));
+    }
     if (cleans_spaces) {
       std::string cleaned = llamacpp_clean_spaces(text);
       result.cleaned += cleaned != text;
@@ -370,12 +382,14 @@ constexpr int kRandomStrings = 3000;
 
 void report(const char* what, const Comparison& c) {
   std::printf(
-      "%s: %zu encodings, %zu differ from llama.cpp; %zu decodes, %zu differ (%zu compared after "
-      "llama.cpp's space clean-up)\n",
-      what, c.encode.checked, c.encode.count, c.decode.checked, c.decode.count, c.cleaned);
+      "%s: %zu encodings, %zu differ from llama.cpp; %zu decodes, %zu differ (%zu compared after llama.cpp's space "
+      "clean-up); %zu round trips through kiln, %zu differ\n",
+      what, c.encode.checked, c.encode.count, c.decode.checked, c.decode.count, c.cleaned, c.round_trip.checked,
+      c.round_trip.count);
   EXPECT_EQ(c.encode.count, 0u) << what << ": kiln's ids differ from llama.cpp's (first few):\n" << c.encode.shown;
   EXPECT_EQ(c.decode.count, 0u) << what << ": llama.cpp's detokenize of kiln's ids differs from kiln's decode:\n"
                                 << c.decode.shown;
+  EXPECT_EQ(c.round_trip.count, 0u) << what << ": kiln's decode does not give the text back:\n" << c.round_trip.shown;
 }
 
 // The whole book as one text: kiln's ids against llama.cpp's, reporting where they first part.
