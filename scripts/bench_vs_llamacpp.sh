@@ -14,6 +14,11 @@
 # scripts/llamacpp_bench.mjs (prebuilt CPU binaries). Both run one warm-up and REPS timed runs.
 # The raw JSON lines go to DIR/results-<time>.jsonl; the table goes to stdout.
 # The machine should be otherwise idle: the 1-minute load average is printed with the table.
+# Before each engine's run the model file is dropped from the page cache (posix_fadvise
+# DONTNEED), so each starts cold and neither inherits the page layout the other left: kiln maps
+# weights with MADV_HUGEPAGE and gets 2 MiB page-cache folios only for pages it reads in itself
+# (see docs/architecture.md), so a file left cached in 4 KiB folios by another reader decodes
+# slower. The warm-up run absorbs the cold read for both.
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -77,6 +82,12 @@ done
 results="$models/results-$(date +%Y%m%d-%H%M%S).jsonl"
 load_before=$(cut -d' ' -f1 /proc/loadavg)
 
+drop_page_cache() {
+  python3 -c 'import os, sys
+fd = os.open(sys.argv[1], os.O_RDONLY)
+os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)' "$1"
+}
+
 run_kiln() {
   "$kiln" bench "$1" -p "$n_prompt" -n "$n_gen" -t "$threads" -r "$reps" --json |
     node -e 'const j = JSON.parse(require("fs").readFileSync(0, "utf8").trim().split("\n").pop());
@@ -105,6 +116,7 @@ for t in $types; do
   fi
   for engine in $order; do
     echo "bench_vs_llamacpp: $engine on $t ..." >&2
+    drop_page_cache "$model"
     "run_$engine" "$model" "$t" >>"$results"
   done
 done
@@ -126,5 +138,9 @@ for (const t of types) {
   console.log(`| ${t} | ${cell(k, "prefill")} | ${cell(l, "prefill")} | ${ratio(k, l, "prefill")} | ` +
               `${cell(k, "decode")} | ${cell(l, "decode")} | ${ratio(k, l, "decode")} |`);
 }
+const huge = types.map((t) => rows.find((r) => r.type === t && r.engine === "kiln"))
+  .filter((k) => k && typeof k.huge_page_mapped_bytes === "number")
+  .map((k) => `${k.type} ${(100 * k.huge_page_mapped_bytes / k.file_bytes).toFixed(0)}%`);
+if (huge.length) console.log(`\nkiln's weights in 2 MiB pages: ${huge.join(", ")}`);
 console.log(`\nraw results: ${file}`);
 EOF
