@@ -74,6 +74,21 @@ void f16_to_f32_row(const std::uint16_t* x, float* y, std::int64_t n) {
   for (std::int64_t i = 0; i < n; ++i) y[i] = f16_to_f32(x[i]);
 }
 
+void attn_scores_f16(const std::uint16_t* k, std::int64_t k_stride, std::int64_t n_rows, const float* q,
+                     std::int64_t q_stride, std::int64_t n_q, std::int64_t hd, float scale, float* s,
+                     std::int64_t s_stride) {
+  for (std::int64_t g = 0; g < n_q; ++g)
+    for (std::int64_t r = 0; r < n_rows; ++r)
+      s[g * s_stride + r] = scale * dot_f16_f32(k + r * k_stride, q + g * q_stride, hd);
+}
+
+void attn_values_f16(const std::uint16_t* v, std::int64_t v_stride, std::int64_t n_rows, const float* p,
+                     std::int64_t p_stride, std::int64_t n_q, std::int64_t hd, float* out, std::int64_t out_stride) {
+  for (std::int64_t g = 0; g < n_q; ++g)
+    for (std::int64_t r = 0; r < n_rows; ++r)
+      axpy_f16_f32(p[g * p_stride + r], v + r * v_stride, out + g * out_stride, hd);
+}
+
 }  // namespace ref
 
 // Each operation reads the level once per call and takes the matching path.
@@ -104,6 +119,16 @@ void axpy_f16_f32(float alpha, const std::uint16_t* x, float* y, std::int64_t n)
 }
 void f32_to_f16_row(const float* x, std::uint16_t* y, std::int64_t n) { KILN_DISPATCH_OP(f32_to_f16_row(x, y, n)); }
 void f16_to_f32_row(const std::uint16_t* x, float* y, std::int64_t n) { KILN_DISPATCH_OP(f16_to_f32_row(x, y, n)); }
+
+void attn_scores_f16(const std::uint16_t* k, std::int64_t k_stride, std::int64_t n_rows, const float* q,
+                     std::int64_t q_stride, std::int64_t n_q, std::int64_t hd, float scale, float* s,
+                     std::int64_t s_stride) {
+  KILN_DISPATCH_OP(attn_scores_f16(k, k_stride, n_rows, q, q_stride, n_q, hd, scale, s, s_stride));
+}
+void attn_values_f16(const std::uint16_t* v, std::int64_t v_stride, std::int64_t n_rows, const float* p,
+                     std::int64_t p_stride, std::int64_t n_q, std::int64_t hd, float* out, std::int64_t out_stride) {
+  KILN_DISPATCH_OP(attn_values_f16(v, v_stride, n_rows, p, p_stride, n_q, hd, out, out_stride));
+}
 
 #undef KILN_DISPATCH_OP
 

@@ -23,6 +23,17 @@ void axpy_f16_f32(float alpha, const std::uint16_t* x, float* y, std::int64_t n)
 // Conversions of whole rows.
 void f32_to_f16_row(const float* x, std::uint16_t* y, std::int64_t n);
 void f16_to_f32_row(const std::uint16_t* x, float* y, std::int64_t n);
+// Attention over a run of cached rows for the n_q query heads that share one key/value head
+// (grouped-query attention), so each f16 row is read once for all of them and the loop runs
+// inside one call instead of one dispatched call per (head, position):
+//   scores: s[g * s_stride + r] = scale * dot(k + r * k_stride, q + g * q_stride)   (hd each)
+//   values: out[g * out_stride + i] += sum_r p[g * p_stride + r] * v[r * v_stride + i]
+// for g < n_q, r < n_rows, i < hd.
+void attn_scores_f16(const std::uint16_t* k, std::int64_t k_stride, std::int64_t n_rows, const float* q,
+                     std::int64_t q_stride, std::int64_t n_q, std::int64_t hd, float scale, float* s,
+                     std::int64_t s_stride);
+void attn_values_f16(const std::uint16_t* v, std::int64_t v_stride, std::int64_t n_rows, const float* p,
+                     std::int64_t p_stride, std::int64_t n_q, std::int64_t hd, float* out, std::int64_t out_stride);
 
 namespace ref {
 void rms_norm(const float* x, const float* w, float* y, std::int64_t n, float eps);
@@ -35,6 +46,11 @@ float dot_f16_f32(const std::uint16_t* a, const float* b, std::int64_t n);
 void axpy_f16_f32(float alpha, const std::uint16_t* x, float* y, std::int64_t n);
 void f32_to_f16_row(const float* x, std::uint16_t* y, std::int64_t n);
 void f16_to_f32_row(const std::uint16_t* x, float* y, std::int64_t n);
+void attn_scores_f16(const std::uint16_t* k, std::int64_t k_stride, std::int64_t n_rows, const float* q,
+                     std::int64_t q_stride, std::int64_t n_q, std::int64_t hd, float scale, float* s,
+                     std::int64_t s_stride);
+void attn_values_f16(const std::uint16_t* v, std::int64_t v_stride, std::int64_t n_rows, const float* p,
+                     std::int64_t p_stride, std::int64_t n_q, std::int64_t hd, float* out, std::int64_t out_stride);
 }  // namespace ref
 
 }  // namespace kiln::kernels

@@ -223,4 +223,21 @@ void f16_to_f32_row(const std::uint16_t* x, float* y, std::int64_t n) {
   }
 }
 
+// The loops call this file's own dot/axpy, which the compiler inlines: what the fused form
+// saves is a dispatched call per (head, position).
+void attn_scores_f16(const std::uint16_t* k, std::int64_t k_stride, std::int64_t n_rows, const float* q,
+                     std::int64_t q_stride, std::int64_t n_q, std::int64_t hd, float scale, float* s,
+                     std::int64_t s_stride) {
+  for (std::int64_t r = 0; r < n_rows; ++r)
+    for (std::int64_t g = 0; g < n_q; ++g)
+      s[g * s_stride + r] = scale * dot_f16_f32(k + r * k_stride, q + g * q_stride, hd);
+}
+
+void attn_values_f16(const std::uint16_t* v, std::int64_t v_stride, std::int64_t n_rows, const float* p,
+                     std::int64_t p_stride, std::int64_t n_q, std::int64_t hd, float* out, std::int64_t out_stride) {
+  for (std::int64_t g = 0; g < n_q; ++g)
+    for (std::int64_t r = 0; r < n_rows; ++r)
+      axpy_f16_f32(p[g * p_stride + r], v + r * v_stride, out + g * out_stride, hd);
+}
+
 }  // namespace kiln::kernels::avx512

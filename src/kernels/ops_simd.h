@@ -17,6 +17,11 @@ float dot_f16_f32(const std::uint16_t* a, const float* b, std::int64_t n);
 void axpy_f16_f32(float alpha, const std::uint16_t* x, float* y, std::int64_t n);
 void f32_to_f16_row(const float* x, std::uint16_t* y, std::int64_t n);
 void f16_to_f32_row(const std::uint16_t* x, float* y, std::int64_t n);
+void attn_scores_f16(const std::uint16_t* k, std::int64_t k_stride, std::int64_t n_rows, const float* q,
+                     std::int64_t q_stride, std::int64_t n_q, std::int64_t hd, float scale, float* s,
+                     std::int64_t s_stride);
+void attn_values_f16(const std::uint16_t* v, std::int64_t v_stride, std::int64_t n_rows, const float* p,
+                     std::int64_t p_stride, std::int64_t n_q, std::int64_t hd, float* out, std::int64_t out_stride);
 }  // namespace avx2
 
 namespace avx512 {
@@ -30,6 +35,11 @@ float dot_f16_f32(const std::uint16_t* a, const float* b, std::int64_t n);
 void axpy_f16_f32(float alpha, const std::uint16_t* x, float* y, std::int64_t n);
 void f32_to_f16_row(const float* x, std::uint16_t* y, std::int64_t n);
 void f16_to_f32_row(const std::uint16_t* x, float* y, std::int64_t n);
+void attn_scores_f16(const std::uint16_t* k, std::int64_t k_stride, std::int64_t n_rows, const float* q,
+                     std::int64_t q_stride, std::int64_t n_q, std::int64_t hd, float scale, float* s,
+                     std::int64_t s_stride);
+void attn_values_f16(const std::uint16_t* v, std::int64_t v_stride, std::int64_t n_rows, const float* p,
+                     std::int64_t p_stride, std::int64_t n_q, std::int64_t hd, float* out, std::int64_t out_stride);
 }  // namespace avx512
 
 }  // namespace kiln::kernels

@@ -165,7 +165,39 @@ void LlamaModel::attention(int il, const Batch& batch, KvCache& cache, ThreadPoo
   float* out = attn_.data();
   const bool f16 = cache.dtype() == DType::F16;
 
-  // One task per (token, head): causal attention over positions [0, pos] of its sequence.
+  if (f16) {
+    // One task per (token, kv head): the `group` query heads that share a key/value head are
+    // done together, so each cached row is read once for all of them, a block's rows (which
+    // are contiguous) at a time.
+    float* scores_group = scores_.resize(stride * static_cast<std::size_t>(group) * static_cast<std::size_t>(pool.size()));
+    const int bs = cache.block_size();
+    const std::int64_t row_elems = c.kv_dim();
+    pool.parallel_for(static_cast<std::int64_t>(B) * c.n_head_kv, [&](std::int64_t task, int worker) {
+      const int t = static_cast<int>(task / c.n_head_kv);
+      const int kvh = static_cast<int>(task % c.n_head_kv);
+      const int seq = batch.seq_ids[static_cast<std::size_t>(t)];
+      const int n = batch.positions[static_cast<std::size_t>(t)] + 1;
+      const float* qh = q + static_cast<std::ptrdiff_t>(t) * c.q_dim() + kvh * group * hd;  // (group, hd)
+      float* scores = scores_group + stride * static_cast<std::size_t>(group) * static_cast<std::size_t>(worker);  // (group, stride)
+      const auto s_stride = static_cast<std::int64_t>(stride);
+      for (int p0 = 0; p0 < n; p0 += bs) {
+        const int rows = std::min(bs, n - p0);
+        const auto* krow = static_cast<const std::uint16_t*>(cache.key(il, seq, p0)) + kvh * hd;
+        kernels::attn_scores_f16(krow, row_elems, rows, qh, hd, group, hd, scale, scores + p0, s_stride);
+      }
+      for (int g = 0; g < group; ++g) kernels::softmax_inplace(scores + g * s_stride, n);
+      float* oh = out + static_cast<std::ptrdiff_t>(t) * c.q_dim() + kvh * group * hd;  // (group, hd)
+      std::memset(oh, 0, static_cast<std::size_t>(group) * static_cast<std::size_t>(hd) * sizeof(float));
+      for (int p0 = 0; p0 < n; p0 += bs) {
+        const int rows = std::min(bs, n - p0);
+        const auto* vrow = static_cast<const std::uint16_t*>(cache.value(il, seq, p0)) + kvh * hd;
+        kernels::attn_values_f16(vrow, row_elems, rows, scores + p0, s_stride, group, hd, oh, hd);
+      }
+    }, 1);
+    return;
+  }
+
+  // f32 cache: one task per (token, head), causal attention over positions [0, pos].
   pool.parallel_for(static_cast<std::int64_t>(B) * c.n_head, [&](std::int64_t task, int worker) {
     const int t = static_cast<int>(task / c.n_head);
     const int h = static_cast<int>(task % c.n_head);
@@ -174,20 +206,13 @@ void LlamaModel::attention(int il, const Batch& batch, KvCache& cache, ThreadPoo
     const int n = batch.positions[static_cast<std::size_t>(t)] + 1;
     const float* qh = q + static_cast<std::ptrdiff_t>(t) * c.q_dim() + h * hd;
     float* scores = scores_all + stride * static_cast<std::size_t>(worker);
-    for (int p = 0; p < n; ++p) {
-      const void* krow = cache.key(il, seq, p);
-      const float s = f16 ? kernels::dot_f16_f32(static_cast<const std::uint16_t*>(krow) + kvh * hd, qh, hd)
-                          : kernels::dot_f32(static_cast<const float*>(krow) + kvh * hd, qh, hd);
-      scores[p] = s * scale;
-    }
+    for (int p = 0; p < n; ++p)
+      scores[p] = kernels::dot_f32(static_cast<const float*>(cache.key(il, seq, p)) + kvh * hd, qh, hd) * scale;
     kernels::softmax_inplace(scores, n);
     float* oh = out + static_cast<std::ptrdiff_t>(t) * c.q_dim() + h * hd;
     std::memset(oh, 0, static_cast<std::size_t>(hd) * sizeof(float));
-    for (int p = 0; p < n; ++p) {
-      const void* vrow = cache.value(il, seq, p);
-      if (f16) kernels::axpy_f16_f32(scores[p], static_cast<const std::uint16_t*>(vrow) + kvh * hd, oh, hd);
-      else kernels::axpy_f32(scores[p], static_cast<const float*>(vrow) + kvh * hd, oh, hd);
-    }
+    for (int p = 0; p < n; ++p)
+      kernels::axpy_f32(scores[p], static_cast<const float*>(cache.value(il, seq, p)) + kvh * hd, oh, hd);
   }, 4);
 }
 

@@ -257,6 +257,34 @@ TEST_P(OpsTest, F32ToF16IsBitExact) {
   }
 }
 
+TEST_P(OpsTest, AttentionScoresAndValuesMatchReference) {
+  // Grouped heads over a run of rows with strides wider than a head, as in the KV cache.
+  for (std::int64_t hd : {1, 7, 16, 64, 80, 128}) {
+    for (std::int64_t n_q : {1, 3, 8}) {
+      for (std::int64_t n_rows : {1, 5, 16}) {
+        const auto seed = static_cast<std::uint32_t>(hd * 1000 + n_q * 100 + n_rows);
+        const std::int64_t k_stride = hd * 4 + 3, q_stride = hd + 5, s_stride = n_rows + 2;
+        std::vector<float> kf = random_floats(n_rows * k_stride, -2.0f, 2.0f, seed);
+        std::vector<std::uint16_t> k(kf.size());
+        for (std::size_t i = 0; i < k.size(); ++i) k[i] = f32_to_f16(kf[i]);
+        std::vector<float> q = random_floats(n_q * q_stride, -1.0f, 1.0f, seed + 1);
+        std::vector<float> s(n_q * s_stride, 7.0f), s_ref(s);
+        attn_scores_f16(k.data() + 1, k_stride, n_rows, q.data(), q_stride, n_q, hd, 0.125f, s.data(), s_stride);
+        ref::attn_scores_f16(k.data() + 1, k_stride, n_rows, q.data(), q_stride, n_q, hd, 0.125f, s_ref.data(), s_stride);
+        for (std::size_t i = 0; i < s.size(); ++i)
+          ASSERT_NEAR(s[i], s_ref[i], 2e-6f * static_cast<float>(hd) + 1e-6f) << "scores hd=" << hd << " i=" << i;
+
+        std::vector<float> p = random_floats(n_q * s_stride, 0.0f, 1.0f, seed + 2);
+        std::vector<float> out = random_floats(n_q * q_stride, -1.0f, 1.0f, seed + 3), out_ref(out);
+        attn_values_f16(k.data() + 1, k_stride, n_rows, p.data(), s_stride, n_q, hd, out.data(), q_stride);
+        ref::attn_values_f16(k.data() + 1, k_stride, n_rows, p.data(), s_stride, n_q, hd, out_ref.data(), q_stride);
+        for (std::size_t i = 0; i < out.size(); ++i)
+          ASSERT_NEAR(out[i], out_ref[i], 3e-6f * static_cast<float>(n_rows + 1)) << "values hd=" << hd << " i=" << i;
+      }
+    }
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Levels, OpsTest, ::testing::Values(SimdLevel::Scalar, SimdLevel::Avx2, SimdLevel::Avx512),
                          [](const ::testing::TestParamInfo<SimdLevel>& info) {
                            return std::string(simd_level_name(info.param));
