@@ -15,9 +15,15 @@ int main(int argc, char** argv) {
       "  kiln run model.gguf -p \"Once upon a time\" -n 64\n"
       "  kiln run stories260K.bin --tokens 1 -n 64 --temp 0 --print-ids\n"
       "  kiln bench model.gguf -p 128 -n 64 -t 2 --json\n"
-      "  kiln inspect model.gguf\n\n"
+      "  kiln inspect model.gguf\n"
+      "  kiln chat model.gguf --system \"Be brief.\"\n"
+      "  kiln serve model.gguf --port 8080 --api-key-file key.txt\n"
+      "  kiln quantize model-f16.gguf model-q4_k_m.gguf Q4_K_M\n"
+      "  kiln eval perplexity model.gguf --text wiki.txt\n"
+      "  kiln tokenize model.gguf \"Hello world\"\n\n"
       "Environment:\n"
-      "  KILN_SIMD=scalar|avx2|avx512   use at most this SIMD path (default: the best the CPU has)\n\n"
+      "  KILN_SIMD=scalar|avx2|avx512   use at most this SIMD path (default: the best the CPU has)\n"
+      "  KILN_AMX=0                     do not use AMX tiles for prefill\n\n"
       "Each subcommand has its own --help.");
   app.fallthrough(false);
   kiln::cli::register_run_command(app);
