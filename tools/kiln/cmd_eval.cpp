@@ -17,6 +17,7 @@
 
 #include "commands.h"
 #include "core/error.h"
+#include "eval/chunk_source.h"
 #include "eval/chunks.h"
 #include "eval/compare.h"
 #include "eval/kl_divergence.h"
@@ -68,48 +69,8 @@ int thread_count(const InputOptions& o) {
   return o.threads > 0 ? o.threads : static_cast<int>(std::thread::hardware_concurrency());
 }
 
-std::unique_ptr<Tokenizer> model_tokenizer(const LlamaModel& model) {
-  const GgufFile* gguf = model.source().gguf();
-  if (gguf == nullptr || gguf->find("tokenizer.ggml.tokens") == nullptr) return nullptr;
-  std::unique_ptr<Tokenizer> t = load_tokenizer(*gguf);
-  if (t->n_vocab() != model.config().n_vocab)
-    fail("{}: the tokenizer has {} tokens but the model's embedding has {}", model.source().path(), t->n_vocab(),
-         model.config().n_vocab);
-  return t;
-}
-
-// The chunks to evaluate `model` on, from --text (with its tokenizer) or --tokens. BOS: the
-// tokenizer's when its vocabulary asks for one, 1 for models without a tokenizer (llama2.c's
-// convention), none with --no-bos.
 ChunkPlan make_plan(const LlamaModel& model, const InputOptions& o) {
-  if (o.text.empty() == o.tokens.empty()) fail("eval: give exactly one of --text FILE and --tokens FILE");
-  std::unique_ptr<Tokenizer> tokenizer = model_tokenizer(model);
-  std::vector<int> ids;
-  int bos = -1;
-  std::string source;
-  if (!o.text.empty()) {
-    if (!tokenizer)
-      fail("{}: this model has no tokenizer; give the text as token ids with --tokens FILE", model.source().path());
-    const std::string text = eval::read_text_file(o.text);
-    if (text.find_first_not_of(" \t\r\n") == std::string::npos) fail("{}: the text is empty", o.text);
-    const bool add_bos = tokenizer->vocab().add_bos && !o.no_bos;
-    const std::vector<std::int32_t> t = tokenizer->encode(text, add_bos, false);
-    ids.assign(t.begin(), t.end());
-    bos = add_bos ? tokenizer->bos_id() : -1;
-    source = o.text;
-  } else {
-    ids = eval::read_token_file(o.tokens);
-    bos = o.no_bos ? -1 : (tokenizer ? (tokenizer->vocab().add_bos ? tokenizer->bos_id() : -1) : 1);
-    source = o.tokens;
-    eval::check_token_range(ids, model.config().n_vocab, source);
-  }
-  const int train_ctx = model.config().n_ctx_train;
-  int n_ctx = o.ctx;
-  if (n_ctx <= 0) n_ctx = train_ctx > 0 ? std::min(512, train_ctx) : 512;
-  else if (train_ctx > 0 && n_ctx > train_ctx)
-    fail("--ctx {} is longer than the context {} that {} was trained with", n_ctx, train_ctx, model.source().path());
-  if (o.chunks < 0) fail("--chunks must be >= 0");
-  return eval::make_chunk_plan(ids, n_ctx, o.chunks, bos, source);
+  return eval::plan_chunks(model, eval::ChunkSource{o.text, o.tokens, o.no_bos, o.ctx, o.chunks}, "eval");
 }
 
 // Progress on stderr: a bar on a terminal, a line every 5 s otherwise.

@@ -14,6 +14,7 @@
 
 #include "commands.h"
 #include "core/error.h"
+#include "eval/chunk_source.h"
 #include "eval/chunks.h"
 #include "format/gguf_file.h"
 #include "model/llama_model.h"
@@ -43,40 +44,7 @@ struct ImatrixCliOptions {
 
 // The calibration tokens, cut like kiln eval cuts them (BOS over each chunk's first token).
 eval::ChunkPlan calibration_plan(const LlamaModel& model, const ImatrixCliOptions& o) {
-  if (o.text.empty() == o.tokens.empty()) fail("imatrix: give exactly one of --text FILE and --tokens FILE");
-  std::unique_ptr<Tokenizer> tokenizer;
-  if (const GgufFile* gguf = model.source().gguf(); gguf != nullptr && gguf->find("tokenizer.ggml.tokens") != nullptr)
-    tokenizer = load_tokenizer(*gguf);
-  std::vector<int> ids;
-  int bos = -1;
-  std::string source;
-  if (!o.text.empty()) {
-    if (!tokenizer)
-      fail("{}: this model has no tokenizer; give the calibration text as token ids with --tokens FILE",
-           model.source().path());
-    const std::string text = eval::read_text_file(o.text);
-    const bool add_bos = tokenizer->vocab().add_bos && !o.no_bos;
-    const std::vector<std::int32_t> t = tokenizer->encode(text, add_bos, false);
-    ids.assign(t.begin(), t.end());
-    bos = add_bos ? tokenizer->bos_id() : -1;
-    source = o.text;
-  } else {
-    ids = eval::read_token_file(o.tokens);
-    bos = o.no_bos ? -1 : (tokenizer ? (tokenizer->vocab().add_bos ? tokenizer->bos_id() : -1) : 1);
-    source = o.tokens;
-  }
-  eval::check_token_range(ids, model.config().n_vocab, source);
-  const int train_ctx = model.config().n_ctx_train;
-  int n_ctx = o.ctx;
-  if (n_ctx <= 0) n_ctx = train_ctx > 0 ? std::min(512, train_ctx) : 512;
-  else if (train_ctx > 0 && n_ctx > train_ctx)
-    fail("--ctx {} is longer than the context {} that {} was trained with", n_ctx, train_ctx, model.source().path());
-  if (o.chunks < 0) fail("--chunks must be >= 0");
-  if (static_cast<std::int64_t>(ids.size()) < n_ctx)
-    fail("{}: the calibration text has {} tokens, fewer than one chunk of {} (--ctx): give more text or a smaller "
-         "--ctx",
-         source, ids.size(), n_ctx);
-  return eval::make_chunk_plan(ids, n_ctx, o.chunks, bos, source);
+  return eval::plan_chunks(model, eval::ChunkSource{o.text, o.tokens, o.no_bos, o.ctx, o.chunks}, "imatrix");
 }
 
 void show(const std::string& path) {
