@@ -111,6 +111,7 @@ struct Engine::Impl {
   bool stopping = false;
   bool draining = false;
   bool cancel_all = false;
+  bool callbacks_pending = false;    // on_finish calls of the last step not yet made (drain waits for them)
   EngineStats stats_snapshot;
   std::uint64_t next_id = 1;
   std::uint64_t submitted_requests = 0;       // counted by submit()
@@ -224,6 +225,9 @@ void Engine::Impl::expire_and_cancel() {
   {
     std::lock_guard<std::mutex> lk(mu);
     all = cancel_all;
+    // A drain's cancel-everything is consumed here (draining already refuses new work); left
+    // set, it would keep the engine thread from ever sleeping again.
+    if (!stopping) cancel_all = false;
   }
   const Clock::time_point now = Clock::now();
   auto verdict = [&](const Sequence& s) -> int {
@@ -295,6 +299,10 @@ bool Engine::Impl::admit(Sequence& s) {
     s.kv_seq = -1;
     return false;
   }
+  // Take the whole prompt's blocks now: admissions in the same step must not count the same
+  // free blocks twice, and a sequence being prefilled then never waits for blocks that a
+  // younger decoding sequence holds (only decode steps need new blocks, and they may preempt).
+  cache.reserve(s.kv_seq, n);
   s.n_computed = static_cast<int>(shared.size()) * cache.block_size();
   s.n_registered = static_cast<int>(shared.size());
   if (s.cached_tokens < 0) {
@@ -447,7 +455,14 @@ void Engine::Impl::sample_and_emit(Sequence& s, const float* row) {
     s.sent_first_token = true;
     s.first_token = now;
   }
-  if (s.callbacks.on_token) s.callbacks.on_token(ev);
+  if (s.callbacks.on_token) {
+    try {
+      s.callbacks.on_token(ev);
+    } catch (...) {
+      // The receiver is broken (out of memory, gone): end this request only, at the next step.
+      s.handle->cancel();
+    }
+  }
   if (m.stopped) {
     finish(s, FinishReason::Stop);
     return;
@@ -493,6 +508,9 @@ void Engine::Impl::run_finish_callbacks() {
     }
   }
   finished.clear();
+  std::lock_guard<std::mutex> lk(mu);
+  callbacks_pending = false;
+  if (incoming.empty() && waiting.empty() && running.empty()) idle.notify_all();
 }
 
 void Engine::Impl::publish_stats() {
@@ -509,7 +527,8 @@ void Engine::Impl::publish_stats() {
   n_waiting_shared = static_cast<int>(waiting.size());
   n_running_shared = st.running;
   stats_snapshot = st;
-  if (incoming.empty() && waiting.empty() && running.empty()) idle.notify_all();
+  callbacks_pending = !finished.empty();
+  if (!callbacks_pending && incoming.empty() && waiting.empty() && running.empty()) idle.notify_all();
 }
 
 Engine::Engine(LlamaModel& model, const Tokenizer& tokenizer, const EngineOptions& options)
@@ -556,7 +575,9 @@ bool Engine::drain(std::chrono::milliseconds grace) {
   Impl& m = *impl_;
   std::unique_lock<std::mutex> lk(m.mu);
   m.draining = true;
-  auto empty = [&] { return m.incoming.empty() && m.n_waiting_shared == 0 && m.n_running_shared == 0; };
+  auto empty = [&] {
+    return m.incoming.empty() && m.n_waiting_shared == 0 && m.n_running_shared == 0 && !m.callbacks_pending;
+  };
   m.wake.notify_one();
   if (m.idle.wait_for(lk, grace, empty)) return true;
   m.cancel_all = true;

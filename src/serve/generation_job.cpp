@@ -289,6 +289,12 @@ void start_generation(std::shared_ptr<ServedModel> model, GenerationParams param
   job->choices.resize(job->prompts.size() * static_cast<std::size_t>(n));
   Engine& engine = *job->model->engine;
   const int context_tokens = engine.context_tokens();
+  // More choices than the queue can ever hold would be refused with 429 forever: say so once.
+  if (job->choices.size() > static_cast<std::size_t>(engine.options().max_queued))
+    throw ApiError(400, "invalid_request_error",
+                   fmt::format("this request asks for {} completions (prompts x n), more than the server queues at once ({})",
+                               job->choices.size(), engine.options().max_queued),
+                   "n", "too_many_choices");
 
   const std::uint64_t base_seed = job->params.seed_given ? job->params.sampling.seed : 0;
   for (std::size_t p = 0; p < job->prompts.size(); ++p) {

@@ -18,7 +18,8 @@ std::size_t kv_bytes_per_token(const LlamaConfig& c) {
 }
 
 std::size_t kv_pool_tokens(const LlamaConfig& c, const EngineOptions& o) {
-  const int ctx = o.context_tokens > 0 ? o.context_tokens : (c.n_ctx_train > 0 ? c.n_ctx_train : 2048);
+  // The engine's default context: the training context capped at 4096 (runtime/engine.cpp).
+  const int ctx = o.context_tokens > 0 ? o.context_tokens : (c.n_ctx_train > 0 ? std::min(c.n_ctx_train, 4096) : 2048);
   return static_cast<std::size_t>(o.kv_cache_tokens > 0 ? o.kv_cache_tokens : 4 * ctx);
 }
 

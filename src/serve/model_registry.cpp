@@ -100,17 +100,24 @@ std::shared_ptr<ServedModel> ModelRegistry::acquire(const std::string& name) {
                      fmt::format("model '{}' needs about {} MiB, more than the memory budget of {} MiB", name, need >> 20,
                                  options_.memory_budget >> 20),
                      "model", "memory_budget_exceeded");
-    while (loaded_bytes_ + need > options_.memory_budget) {
-      Entry* victim = nullptr;
-      for (Entry& c : entries_)
-        if (c.model && c.active == 0 && (victim == nullptr || c.last_used < victim->last_used)) victim = &c;
-      if (victim == nullptr) {
-        ApiError err(503, "server_error",
-                     fmt::format("no room to load model '{}' under the memory budget: the loaded models are busy", name), "model",
-                     "memory_budget_busy");
-        err.headers.emplace_back("Retry-After", "5");
-        throw err;
-      }
+    // Choose the victims first (idle models, least recently used first) and unload them only
+    // if together they make enough room: a request that cannot be served unloads nothing.
+    std::vector<Entry*> victims;
+    for (Entry& c : entries_)
+      if (c.model && c.active == 0) victims.push_back(&c);
+    std::sort(victims.begin(), victims.end(), [](const Entry* a, const Entry* b) { return a->last_used < b->last_used; });
+    std::size_t freed = 0;
+    std::size_t take = 0;
+    while (loaded_bytes_ - freed + need > options_.memory_budget && take < victims.size()) freed += victims[take++]->bytes;
+    if (loaded_bytes_ - freed + need > options_.memory_budget) {
+      ApiError err(503, "server_error",
+                   fmt::format("no room to load model '{}' under the memory budget: the loaded models are busy", name), "model",
+                   "memory_budget_busy");
+      err.headers.emplace_back("Retry-After", "5");
+      throw err;
+    }
+    for (std::size_t i = 0; i < take; ++i) {
+      Entry* victim = victims[i];
       loaded_bytes_ -= victim->bytes;
       victim->bytes = 0;
       ++victim->unloads;

@@ -203,6 +203,8 @@ void OpenAiApi::generate(const HttpRequest& req, const std::shared_ptr<HttpExcha
   const json body = parse_json_body(req.body);
   GenerationParams params = chat ? parse_chat_request(body, options_.limits) : parse_completion_request(body, options_.limits);
   std::shared_ptr<ServedModel> served = registry_.acquire(params.model);
+  // acquire() may have waited for a load; a drain that began meanwhile does not know this engine.
+  if (draining_) throw ApiError(503, "server_error", "the server is shutting down", "", "shutting_down");
   const Tokenizer& tok = *served->tokenizer;
   const int context = served->engine->context_tokens();
 

@@ -212,6 +212,8 @@ int serve_main(const ServeOptions& o) {
   // The last responses are being written: give them a moment, then close everything.
   server.wait_idle(std::chrono::seconds(2));
   server.stop();
+  // Engines go (and run their last callbacks) while the API they report to still exists.
+  registry.unload_all();
   if (load_failed) return 1;
   log_line("stopped{}", cut > 0 ? " (requests still running after the grace period were cancelled)" : "");
   return 0;
