@@ -557,7 +557,8 @@ TEST(BpeLlama32, MergePathsAgreeOnLongWords) {
 }
 
 // Not quadratic: a 1 MB line without spaces (one word of random letters, and one character
-// repeated) encodes in about the time of 1 MB of ordinary text (loosely: under 5x).
+// repeated) encodes in about the time of 1 MB of ordinary text (loosely: under 5x, in a Release
+// build), and the random word's time grows linearly (1 MB vs 64 KB: far from quadratic's 256x).
 TEST(BpeLlama32, MegabyteWithoutSpacesIsNotQuadratic) {
   KILN_REQUIRE_LLAMA32_TOKENIZER(tok);
   KILN_REQUIRE_DATA(path, "war-and-peace.txt");
@@ -581,11 +582,22 @@ TEST(BpeLlama32, MegabyteWithoutSpacesIsNotQuadratic) {
     return best;
   };
   const double t_ordinary = seconds(ordinary), t_letters = seconds(letters), t_same = seconds(same);
+  // A sixteenth of the random word: linear work takes about a sixteenth of the time (a little
+  // more once the 1 MB word's working set leaves the caches), quadratic work 1/256.
+  const double t_letters_q = seconds(letters.substr(0, letters.size() / 16));
   std::cout << fmt::format("[ tokenizer ] 1 MB: ordinary text {:.3f} s, random letters {:.3f} s ({:.1f}x), "
-                           "one letter {:.3f} s ({:.1f}x)\n",
-                           t_ordinary, t_letters, t_letters / t_ordinary, t_same, t_same / t_ordinary);
+                           "one letter {:.3f} s ({:.1f}x); random letters 1 MB / 64 KB: {:.1f}x\n",
+                           t_ordinary, t_letters, t_letters / t_ordinary, t_same, t_same / t_ordinary,
+                           t_letters / t_letters_q);
+  EXPECT_LT(t_letters, 48 * t_letters_q);
+#if defined(__SANITIZE_ADDRESS__)
+  // Under AddressSanitizer the long-word path's extra memory checks cost more than ordinary
+  // text's (7x measured); the constant is a Release-build property.
+  GTEST_SKIP() << "timing against ordinary text is not meaningful under AddressSanitizer";
+#else
   EXPECT_LT(t_letters, 5 * t_ordinary);
   EXPECT_LT(t_same, 5 * t_ordinary);
+#endif
 }
 
 }  // namespace
