@@ -6,6 +6,9 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <string_view>
+#include <cstdlib>
+#include <algorithm>
 #include <cstring>
 #include <utility>
 
@@ -47,6 +50,48 @@ void* map_huge_aligned(int fd, std::size_t size) {
   return p;
 }
 
+// KILN_LOAD=copy: the file's bytes read into anonymous memory (2 MiB-aligned, transparent huge
+// pages) instead of mapped. Why offer it: on these VMs the page cache's memory has at times read
+// at half the speed of freshly allocated anonymous memory (16 against 32 GB/s measured on the
+// same 0.6 GB file, both in 2 MiB pages), which halves decode; llama.cpp keeps its repacked
+// weights in anonymous memory and does not see it. The cost is a private copy per process (no
+// sharing of the page cache between servers) and the read at load. Returns MAP_FAILED when the
+// copy cannot be made, and the caller falls back to the mapping.
+bool load_copy_requested() {
+  const char* v = std::getenv("KILN_LOAD");
+  return v != nullptr && std::string_view(v) == "copy";
+}
+
+void* read_into_anonymous(int fd, std::size_t size) {
+  void* reserve = ::mmap(nullptr, size + kHugePage, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (reserve == MAP_FAILED) return MAP_FAILED;
+  const auto base = reinterpret_cast<std::uintptr_t>(reserve);
+  const std::uintptr_t aligned = (base + kHugePage - 1) & ~(std::uintptr_t{kHugePage} - 1);
+  const auto page = static_cast<std::uintptr_t>(::sysconf(_SC_PAGESIZE));
+  const std::size_t len = (size + page - 1) / page * page;
+  void* p = ::mmap(reinterpret_cast<void*>(aligned), len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+  if (p == MAP_FAILED) {
+    ::munmap(reserve, size + kHugePage);
+    return MAP_FAILED;
+  }
+  if (aligned > base) ::munmap(reserve, aligned - base);
+  const std::uintptr_t end = aligned + len, reserve_end = base + size + kHugePage;
+  if (reserve_end > end) ::munmap(reinterpret_cast<void*>(end), reserve_end - end);
+  ::madvise(p, len, MADV_HUGEPAGE);
+  auto* dst = static_cast<std::uint8_t*>(p);
+  for (std::size_t done = 0; done < size;) {
+    const ssize_t n = ::pread(fd, dst + done, std::min<std::size_t>(size - done, std::size_t{64} << 20), static_cast<off_t>(done));
+    if (n <= 0) {
+      if (n < 0 && errno == EINTR) continue;
+      ::munmap(p, len);
+      return MAP_FAILED;
+    }
+    done += static_cast<std::size_t>(n);
+  }
+  ::mprotect(p, len, PROT_READ);
+  return p;
+}
+
 }  // namespace
 
 MappedFile::MappedFile(const std::string& path) : path_(path) {
@@ -64,7 +109,9 @@ MappedFile::MappedFile(const std::string& path) : path_(path) {
   }
   size_ = static_cast<std::size_t>(st.st_size);
   if (size_ > 0) {
-    void* p = map_huge_aligned(fd, size_);
+    void* p = MAP_FAILED;
+    if (load_copy_requested() && size_ >= kHugePage) p = read_into_anonymous(fd, size_);
+    if (p == MAP_FAILED) p = map_huge_aligned(fd, size_);
     if (p == MAP_FAILED) {
       int e = errno;
       ::close(fd);

@@ -25,5 +25,6 @@ std::size_t proc_kib(const char* file, const char* field) {
 std::size_t resident_bytes() { return proc_kib("/proc/self/status", "VmRSS"); }
 std::size_t peak_resident_bytes() { return proc_kib("/proc/self/status", "VmHWM"); }
 std::size_t file_huge_page_bytes() { return proc_kib("/proc/self/smaps_rollup", "FilePmdMapped"); }
+std::size_t anon_huge_page_bytes() { return proc_kib("/proc/self/smaps_rollup", "AnonHugePages"); }
 
 }  // namespace kiln

@@ -11,5 +11,8 @@ std::size_t resident_bytes();
 std::size_t peak_resident_bytes();
 // Bytes of files mapped through 2 MiB page-table entries (FilePmdMapped), or 0.
 std::size_t file_huge_page_bytes();
+// Bytes of anonymous memory in transparent huge pages (AnonHugePages), or 0: where the weights
+// live with KILN_LOAD=copy.
+std::size_t anon_huge_page_bytes();
 
 }  // namespace kiln

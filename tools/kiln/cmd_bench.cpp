@@ -13,6 +13,7 @@
 #include <condition_variable>
 #include <mutex>
 #include <cmath>
+#include <cstdlib>
 #include <cstdio>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -285,7 +286,7 @@ void run_bench(const BenchOptions& o) {
                         {"decode_weight_gb_s", decode_gbs},
                         {"rss_bytes", resident_bytes()},
                         {"peak_rss_bytes", peak_resident_bytes()},
-                        {"huge_page_mapped_bytes", file_huge_page_bytes()}};
+                        {"huge_page_mapped_bytes", file_huge_page_bytes() + anon_huge_page_bytes()}};
     std::printf("%s\n", j.dump().c_str());
     return;
   }
@@ -297,8 +298,12 @@ void run_bench(const BenchOptions& o) {
               static_cast<double>(cache.bytes()) / 1e6);
   // Decode speed depends on it (see core/mapped_file.cpp): a file first read without the
   // huge-page advice stays in 4 KiB pages until the page cache drops it.
-  std::printf("weights in 2 MiB pages: %.0f MB of %.0f MB\n\n", static_cast<double>(file_huge_page_bytes()) / 1e6,
-              static_cast<double>(model->source().file_size()) / 1e6);
+  const char* load = std::getenv("KILN_LOAD");
+  std::printf("weights in 2 MiB pages: %.0f MB of %.0f MB (%s)\n\n",
+              static_cast<double>(file_huge_page_bytes() + anon_huge_page_bytes()) / 1e6,
+              static_cast<double>(model->source().file_size()) / 1e6,
+              load != nullptr && std::string(load) == "copy" ? "copied into anonymous memory, KILN_LOAD=copy"
+                                                             : "memory-mapped file");
   std::printf("| test    | tokens | tok/s              | weights streamed |\n");
   std::printf("| ------- | ------ | ------------------ | ---------------- |\n");
   std::printf("| prefill | %6d | %8.2f ± %-7.2f |                  |\n", o.n_prompt, pf.mean, pf.std);
