@@ -4,13 +4,13 @@
 #include "optimize/imatrix_quants.h"
 
 #include <algorithm>
-#include <bit>
 #include <cmath>
 #include <cstring>
 
 #include "core/error.h"
 #include "core/half.h"
 #include "kernels/blocks.h"
+#include "kernels/kquants_internal.h"
 #include "kernels/matmul.h"
 
 namespace kiln::optimize {
@@ -20,11 +20,7 @@ using namespace kiln::kernels;
 
 constexpr float kGroupMaxEps = 1e-15f;  // ggml's GROUP_MAX_EPS
 
-// ggml's nearest_int (round to nearest even through the FPU's mantissa).
-inline int nearest_int(float x) {
-  const std::uint32_t bits = std::bit_cast<std::uint32_t>(x + 12582912.f);
-  return static_cast<int>(bits & 0x007fffffu) - 0x00400000;
-}
+using kernels::kquant::nearest_int;  // ggml's rounding, shared with the reference quantizers
 
 // Symmetric quantization to [-nmax, nmax) minimizing the qw-weighted squared error over 19
 // candidate scales (make_qx_quants, rmse_type 1, with weights). L gets q + nmax.
@@ -389,16 +385,6 @@ void pack_scales_k4(const std::uint8_t* Ls, const std::uint8_t* Lm, std::uint8_t
   }
 }
 
-void scale_min_k4(int j, const std::uint8_t* q, std::uint8_t* d, std::uint8_t* m) {
-  if (j < 4) {
-    *d = q[j] & 63;
-    *m = q[j + 4] & 63;
-  } else {
-    *d = static_cast<std::uint8_t>((q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4));
-    *m = static_cast<std::uint8_t>((q[j + 4] >> 4) | ((q[j - 0] >> 6) << 4));
-  }
-}
-
 // q4_K (nmax 15) and q5_K (nmax 31): the same scale search, different packing.
 template <typename Block, int nmax>
 void q45_K_row(const float* x, Block* y, std::int64_t n, const float* quant_weights) {
@@ -423,7 +409,7 @@ void q45_K_row(const float* x, Block* y, std::int64_t n, const float* quant_weig
     y[i].dmin = f32_to_f16(m_block);
     for (int j = 0; j < QK_K / 32; ++j) {
       std::uint8_t sc, m;
-      scale_min_k4(j, y[i].scales, &sc, &m);
+      kernels::kquant::get_scale_min_k4(j, y[i].scales, &sc, &m);
       const float d = f16_to_f32(y[i].d) * sc;
       if (!d) continue;
       const float dm = f16_to_f32(y[i].dmin) * m;
