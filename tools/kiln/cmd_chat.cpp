@@ -49,9 +49,8 @@ const char* kHelp =
 
 class ChatSession {
  public:
-  ChatSession(const ChatOptions& o, LlamaModel& model, const Tokenizer& tokenizer, ChatTemplate tmpl, Engine& engine)
-      : o_(o), model_(model), tokenizer_(tokenizer), template_(std::move(tmpl)), engine_(engine) {
-    (void)model_;
+  ChatSession(const ChatOptions& o, const Tokenizer& tokenizer, ChatTemplate tmpl, Engine& engine)
+      : o_(o), tokenizer_(tokenizer), template_(std::move(tmpl)), engine_(engine) {
     if (!o.system.empty()) set_system(o.system);
   }
 
@@ -146,7 +145,6 @@ class ChatSession {
   }
 
   const ChatOptions& o_;
-  LlamaModel& model_;
   const Tokenizer& tokenizer_;
   ChatTemplate template_;
   Engine& engine_;
@@ -175,7 +173,7 @@ void run_chat(ChatOptions o) {
   if (tty)
     std::fprintf(stderr, "kiln chat: %s, template %s, context %d tokens. /help for commands, Ctrl-D to quit.\n",
                  o.model.c_str(), tmpl.name().c_str(), eo.context_tokens);
-  ChatSession chat(o, *model, *tokenizer, std::move(tmpl), engine);
+  ChatSession chat(o, *tokenizer, std::move(tmpl), engine);
   std::string line;
   for (;;) {
     if (tty) std::fputs("> ", stdout), std::fflush(stdout);
