@@ -39,6 +39,7 @@ CpuFeatures detect() {
   f.avx512bw = ((b >> 30) & 1) && zmm_ok;
   f.avx512vl = ((b >> 31) & 1) && zmm_ok;
   f.avx512vnni = ((c >> 11) & 1) && zmm_ok;
+  f.avx512vbmi = ((c >> 1) & 1) && zmm_ok;
   f.amx_bf16 = (d >> 22) & 1;
   f.amx_tile = (d >> 24) & 1;
   f.amx_int8 = (d >> 25) & 1;

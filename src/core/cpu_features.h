@@ -10,7 +10,7 @@ enum class SimdLevel { Scalar = 0, Avx2 = 1, Avx512 = 2 };
 struct CpuFeatures {
   bool avx2 = false, fma = false, f16c = false;
   bool avx512f = false, avx512bw = false, avx512vl = false, avx512dq = false;
-  bool avx512vnni = false, avx512bf16 = false;
+  bool avx512vnni = false, avx512bf16 = false, avx512vbmi = false;
   bool amx_tile = false, amx_int8 = false, amx_bf16 = false;
 };
 

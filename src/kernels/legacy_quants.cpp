@@ -54,11 +54,51 @@ bool amx_usable() {
   return usable;
 }
 
+namespace {
+
+template <DType T>
+void vbmi_gemm(std::int64_t k, const void* w, std::size_t w_stride, const void* a, std::size_t a_stride,
+               std::int64_t M, std::int64_t n_begin, std::int64_t n_end, float* y, std::int64_t ldy) {
+  if (M <= kRowwiseMaxRows) return rowwise_gemm(T, k, w, w_stride, a, a_stride, M, n_begin, n_end, y, ldy);
+  avx512_kernels(T)->gemm(k, w, w_stride, a, a_stride, M, n_begin, n_end, y, ldy);
+}
+
+template <DType T>
+const WeightKernels* vbmi_table() {
+  static const WeightKernels table = [] {
+    WeightKernels t = *avx512_kernels(T);
+    t.gemm = vbmi_gemm<T>;
+    return t;
+  }();
+  return &table;
+}
+
+}  // namespace
+
+const WeightKernels* vbmi_kernels(DType w) {
+  if (!cpu_features().avx512vbmi || avx512_kernels(w) == nullptr) return nullptr;
+  switch (w) {
+    case DType::Q4_0:
+      return vbmi_table<DType::Q4_0>();
+    case DType::Q4_1:
+      return vbmi_table<DType::Q4_1>();
+    case DType::Q5_0:
+      return vbmi_table<DType::Q5_0>();
+    case DType::Q5_1:
+      return vbmi_table<DType::Q5_1>();
+    case DType::Q8_0:
+      return vbmi_table<DType::Q8_0>();
+    default:
+      return nullptr;
+  }
+}
+
 }  // namespace legacy
 
 const WeightKernels* legacy_weight_kernels(DType w, SimdLevel level) {
   const WeightKernels* kernels = nullptr;
-  if (level >= SimdLevel::Avx512) kernels = legacy::avx512_kernels(w);
+  if (level >= SimdLevel::Avx512) kernels = legacy::vbmi_kernels(w);
+  if (kernels == nullptr && level >= SimdLevel::Avx512) kernels = legacy::avx512_kernels(w);
   if (kernels == nullptr && level >= SimdLevel::Avx2) kernels = legacy::avx2_kernels(w);
   if (kernels == nullptr) kernels = legacy::scalar_kernels(w);
   return kernels;

@@ -59,4 +59,20 @@ const WeightKernels* scalar_kernels(DType w);
 const WeightKernels* avx2_kernels(DType w);
 const WeightKernels* avx512_kernels(DType w);
 
+// ---- AVX-512 VBMI (legacy_quants_vbmi.cpp) ----------------------------------------------------
+
+// Up to this many activation rows, CPUs with VBMI take the row-wise kernel below instead of
+// the AVX-512 gemm's row-per-lane one.
+constexpr std::int64_t kRowwiseMaxRows = 4;
+
+// The gemm contract of WeightKernels for w_type in {Q4_0, Q4_1, Q5_0, Q5_1, Q8_0}, one weight
+// row at a time in stored order; M <= kRowwiseMaxRows. Needs AVX-512 VBMI.
+void rowwise_gemm(DType w_type, std::int64_t k, const void* w, std::size_t w_stride, const void* a,
+                  std::size_t a_stride, std::int64_t M, std::int64_t n_begin, std::int64_t n_end, float* y,
+                  std::int64_t ldy);
+
+// The AVX-512 tables with few-row gemms going to rowwise_gemm; nullptr for a type outside the
+// family or a CPU without VBMI. The AVX-512 level uses these where they exist.
+const WeightKernels* vbmi_kernels(DType w);
+
 }  // namespace kiln::kernels::legacy

@@ -15,6 +15,7 @@
 #include "core/dtype.h"
 #include "core/half.h"
 #include "kernels/blocks.h"
+#include "kernels/legacy_quants_internal.h"
 #include "kernels/matmul.h"
 
 namespace kiln::kernels {
@@ -232,6 +233,39 @@ std::vector<SimdLevel> fast_levels() {
   return levels;
 }
 
+// The gemm paths to hold against the scalar reference: each fast level's table and, on CPUs
+// with VBMI (whose AVX-512 level takes the row-wise kernel for few rows), the AVX-512 gemm
+// without it, which other AVX-512 CPUs run.
+struct GemmPath {
+  std::string name;
+  const WeightKernels* (*table)(DType);
+};
+
+std::vector<GemmPath> gemm_paths() {
+  std::vector<GemmPath> paths;
+  if (SimdLevel::Avx2 <= max_supported_simd_level())
+    paths.push_back({"avx2", [](DType t) { return &weight_kernels(t, SimdLevel::Avx2); }});
+  if (SimdLevel::Avx512 <= max_supported_simd_level()) {
+    paths.push_back({"avx512", [](DType t) { return &weight_kernels(t, SimdLevel::Avx512); }});
+    if (cpu_features().avx512vbmi) paths.push_back({"avx512 without vbmi", legacy::avx512_kernels});
+  }
+  return paths;
+}
+
+TEST(LegacyQuants, Avx512LevelTakesTheRowwiseKernelWhereVbmiExists) {
+  if (SimdLevel::Avx512 > max_supported_simd_level()) GTEST_SKIP() << "this CPU has no AVX-512";
+  for (DType t : kWeightTypes) {
+    const WeightKernels& k = weight_kernels(t, SimdLevel::Avx512);
+    if (cpu_features().avx512vbmi) {
+      EXPECT_EQ(&k, legacy::vbmi_kernels(t)) << dtype_name(t);
+      EXPECT_NE(k.gemm, legacy::avx512_kernels(t)->gemm) << dtype_name(t);
+    } else {
+      EXPECT_EQ(&k, legacy::avx512_kernels(t)) << dtype_name(t);
+    }
+  }
+  if (!cpu_features().avx512vbmi) GTEST_SKIP() << "this CPU has no AVX-512 VBMI: the row-wise kernel is not used";
+}
+
 TEST(LegacyQuants, FastLevelsAreTheOnesAskedFor) {
   const auto levels = fast_levels();
   if (levels.empty()) GTEST_SKIP() << "this CPU has no AVX2: only the scalar path exists";
@@ -331,8 +365,7 @@ TEST(LegacyQuants, FastVecDotMatchesScalar) {
 }
 
 TEST(LegacyQuants, FastGemmMatchesScalar) {
-  const auto levels = fast_levels();
-  if (levels.empty()) GTEST_SKIP() << "this CPU has no AVX2: only the scalar path exists";
+  if (gemm_paths().empty()) GTEST_SKIP() << "this CPU has no AVX2: only the scalar path exists";
   const std::int64_t n_rows = 37;
   struct Range {
     std::int64_t begin, end;
@@ -352,15 +385,15 @@ TEST(LegacyQuants, FastGemmMatchesScalar) {
         for (std::int64_t m = 0; m < M; ++m)
           for (std::int64_t n = 0; n < n_rows; ++n)
             expected[m * ldy + n] = ref.vec_dot(k, op.w + n * op.w_stride, op.a + m * op.a_stride);
-        for (SimdLevel level : levels) {
-          const WeightKernels& fast = weight_kernels(t, level);
+        for (const GemmPath& path : gemm_paths()) {
+          const WeightKernels& fast = *path.table(t);
           for (const Range& r : ranges) {
             std::vector<float> y(M * ldy, std::nanf(""));
             fast.gemm(k, op.w, op.w_stride, op.a, op.a_stride, M, r.begin, r.end, y.data(), ldy);
             for (std::int64_t m = 0; m < M; ++m)
               for (std::int64_t n = 0; n < ldy; ++n) {
                 const float got = y[m * ldy + n];
-                const std::string where = std::string(dtype_name(t)) + " " + std::string(simd_level_name(level)) +
+                const std::string where = std::string(dtype_name(t)) + " " + path.name +
                                           " k=" + std::to_string(k) + " M=" + std::to_string(M) + " range [" +
                                           std::to_string(r.begin) + "," + std::to_string(r.end) +
                                           ") m=" + std::to_string(m) + " n=" + std::to_string(n);
@@ -377,18 +410,18 @@ TEST(LegacyQuants, FastGemmMatchesScalar) {
   }
 }
 
-// Decode over 64+ rows walks pairs of strided row groups (the memory-bandwidth path): every
-// row of wide ranges, odd-sized ones included, must still equal the scalar reference.
+// Decode over many rows walks rows or row groups far apart (the memory-bandwidth paths): every
+// row of wide ranges, odd-sized ones included, must still equal the scalar reference, also
+// when a row ends in a partial step of the row-wise kernel (k = 192, 224: 6 and 7 blocks).
 TEST(LegacyQuants, WideDecodeRangesMatchScalar) {
-  const auto levels = fast_levels();
-  if (levels.empty()) GTEST_SKIP() << "this CPU has no AVX2: only the scalar path exists";
-  const std::int64_t n_rows = 203, k = 256;
+  if (gemm_paths().empty()) GTEST_SKIP() << "this CPU has no AVX2: only the scalar path exists";
+  const std::int64_t n_rows = 203;
   for (DType t : kWeightTypes) {
     const WeightKernels& ref = weight_kernels(t, SimdLevel::Scalar);
-    for (std::int64_t M : {1, 3}) {
-      const Operands op = make_operands(t, k, n_rows, M, 91u + static_cast<unsigned>(M), 5);
-      for (SimdLevel level : levels) {
-        const WeightKernels& fast = weight_kernels(t, level);
+    for (auto [M, k] : {std::pair<std::int64_t, std::int64_t>{1, 256}, {3, 256}, {1, 224}, {2, 192}, {4, 224}}) {
+      const Operands op = make_operands(t, k, n_rows, M, 91u + static_cast<unsigned>(M + k), 5);
+      for (const GemmPath& path : gemm_paths()) {
+        const WeightKernels& fast = *path.table(t);
         for (auto [b, e] : {std::pair<std::int64_t, std::int64_t>{0, 64}, {0, 203}, {7, 200}, {11, 139}}) {
           std::vector<float> y(M * n_rows, std::nanf(""));
           fast.gemm(k, op.w, op.w_stride, op.a, op.a_stride, M, b, e, y.data(), n_rows);
@@ -400,7 +433,7 @@ TEST(LegacyQuants, WideDecodeRangesMatchScalar) {
               } else {
                 ASSERT_NEAR(got, ref.vec_dot(k, op.w + n * op.w_stride, op.a + m * op.a_stride),
                             kRelTol * op.magnitude[m * n_rows + n] + 1e-30f)
-                    << dtype_name(t) << " " << simd_level_name(level) << " M=" << M << " [" << b << "," << e
+                    << dtype_name(t) << " " << path.name << " M=" << M << " k=" << k << " [" << b << "," << e
                     << ") m=" << m << " n=" << n;
               }
             }
