@@ -92,7 +92,8 @@ void tile(const TileArgs& t) {
 
 // One activation row against NG groups of RW weight rows, whole k: group g starts at
 // w0 + g * spacing_bytes, its sums go to y0[g * spacing ...]. The groups are far apart in the
-// weights, and reading several regions in turn streams faster than one region.
+// weights, and reading several regions in turn streams faster than one region; each row is
+// also prefetched Ops::kDecodePrefetchBytes ahead.
 template <class Ops, int RW, int NG>
 void tile_spread_1(const char* w0, std::size_t spacing_bytes, std::size_t w_stride, const char* a, std::int64_t k,
                    float* y0, std::int64_t spacing) {
@@ -105,6 +106,12 @@ void tile_spread_1(const char* w0, std::size_t spacing_bytes, std::size_t w_stri
   std::int64_t i = 0;
   for (; i + Ops::kStep <= k; i += Ops::kStep) {
     const typename Ops::AReg av = Ops::load_a(a, i);
+    // Each row is prefetched a fixed distance ahead, once per cache line of it.
+    if (((i * Ops::kWeightBytes) & 63) == 0) {
+#pragma GCC unroll 16
+      for (int r = 0; r < NG * RW; ++r)
+        __builtin_prefetch(w_rows[r] + i * Ops::kWeightBytes + Ops::kDecodePrefetchBytes, 0, 3);
+    }
 #pragma GCC unroll 16
     for (int r = 0; r < NG * RW; ++r) acc[r] = Ops::madd(acc[r], Ops::load_w(w_rows[r], i), av);
   }
