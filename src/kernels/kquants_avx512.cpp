@@ -448,54 +448,81 @@ constexpr std::array<std::int16_t, 32> q4K_decode_pattern(int first_sub_block) {
 alignas(64) constexpr std::array<std::int16_t, 32> kQ4KDecodeLow = q4K_decode_pattern(0);
 alignas(64) constexpr std::array<std::int16_t, 32> kQ4KDecodeHigh = q4K_decode_pattern(4);
 
-template <int MR>
-void q4K_decode_rows(const std::uint8_t* w_bytes, std::size_t w_stride, std::int64_t nb, const Q4KDecodeAct* acts,
-                     std::int64_t n_begin, std::int64_t n_end, float* y, std::int64_t ldy) {
+// One super-block of R weight rows (rows[r]) against MR activation rows.
+template <int MR, int R>
+inline __attribute__((always_inline)) void q4K_decode_block(const block_q4_K* const rows[R], std::int64_t i, std::int64_t nb,
+                                      const Q4KDecodeAct* acts, __m512 (&acc)[R][MR], __m256 (&acc_offset)[R][MR],
+                                      std::size_t prefetch_bytes) {
   const __m512i low4 = _mm512_set1_epi8(0x0F);
   const __m512i pattern_low = _mm512_load_si512(kQ4KDecodeLow.data());
   const __m512i pattern_high = _mm512_load_si512(kQ4KDecodeHigh.data());
-  for (std::int64_t n = n_begin; n < n_end; ++n) {
-    const auto* w = reinterpret_cast<const block_q4_K*>(w_bytes + n * w_stride);
-    __m512 acc[MR];
-    __m256 acc_offset[MR];
+#pragma GCC unroll 8
+  for (int w = 0; w < R; ++w) {
+    const char* ahead = reinterpret_cast<const char*>(rows[w] + i) + prefetch_bytes;
+    for (int line = 0; line < 3; ++line) _mm_prefetch(ahead + 64 * line, _MM_HINT_T0);
+    const block_q4_K& b = rows[w][i];
+    const __m512i z0 = _mm512_loadu_si512(b.qs);
+    const __m512i z1 = _mm512_loadu_si512(b.qs + 64);
+    const __m512i lo0 = _mm512_and_si512(z0, low4), hi0 = _mm512_and_si512(_mm512_srli_epi16(z0, 4), low4);
+    const __m512i lo1 = _mm512_and_si512(z1, low4), hi1 = _mm512_and_si512(_mm512_srli_epi16(z1, 4), low4);
+    const __m256i scales_mins = q4K_scales_mins16(b.scales);
+    const __m512i scales = _mm512_zextsi256_si512(scales_mins);
+    const __m512i scales_low = _mm512_permutexvar_epi16(pattern_low, scales);
+    const __m512i scales_high = _mm512_permutexvar_epi16(pattern_high, scales);
+    const __m128 d_dmin = _mm_cvtph_ps(_mm_cvtsi32_si128(static_cast<int>(b.d | (std::uint32_t{b.dmin} << 16))));
+#pragma GCC unroll 4
     for (int r = 0; r < MR; ++r) {
-      acc[r] = _mm512_setzero_ps();
-      acc_offset[r] = _mm256_setzero_ps();
-    }
-    for (std::int64_t i = 0; i < nb; ++i) {
-      const char* ahead = reinterpret_cast<const char*>(w + i) + kPrefetchBytes;
-      for (int line = 0; line < 3; ++line) _mm_prefetch(ahead + 64 * line, _MM_HINT_T0);
-      const block_q4_K& b = w[i];
-      const __m512i z0 = _mm512_loadu_si512(b.qs);
-      const __m512i z1 = _mm512_loadu_si512(b.qs + 64);
-      const __m512i lo0 = _mm512_and_si512(z0, low4), hi0 = _mm512_and_si512(_mm512_srli_epi16(z0, 4), low4);
-      const __m512i lo1 = _mm512_and_si512(z1, low4), hi1 = _mm512_and_si512(_mm512_srli_epi16(z1, 4), low4);
-      const __m256i scales_mins = q4K_scales_mins16(b.scales);
-      const __m512i scales = _mm512_zextsi256_si512(scales_mins);
-      const __m512i scales_low = _mm512_permutexvar_epi16(pattern_low, scales);
-      const __m512i scales_high = _mm512_permutexvar_epi16(pattern_high, scales);
-      const __m128 d_dmin = _mm_cvtph_ps(_mm_cvtsi32_si128(static_cast<int>(b.d | (std::uint32_t{b.dmin} << 16))));
-      for (int r = 0; r < MR; ++r) {
-        const Q4KDecodeAct& a = acts[r * nb + i];
-        const __m512i zero = _mm512_setzero_si512();
-        const __m512i p0 = _mm512_dpbusd_epi32(zero, lo0, _mm512_load_si512(a.qs));
-        const __m512i p1 = _mm512_dpbusd_epi32(zero, hi0, _mm512_load_si512(a.qs + 64));
-        const __m512i p2 = _mm512_dpbusd_epi32(zero, lo1, _mm512_load_si512(a.qs + 128));
-        const __m512i p3 = _mm512_dpbusd_epi32(zero, hi1, _mm512_load_si512(a.qs + 192));
-        __m512i sum = _mm512_dpwssd_epi32(zero, _mm512_packs_epi32(p0, p1), scales_low);
-        sum = _mm512_dpwssd_epi32(sum, _mm512_packs_epi32(p2, p3), scales_high);
-        const __m128 factors = _mm_mul_ps(d_dmin, _mm_set1_ps(a.d));  // d * a.d, dmin * a.d
-        acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum), _mm512_broadcastss_ps(factors), acc[r]);
-        const __m256i offsets =
-            _mm256_madd_epi16(scales_mins, _mm256_load_si256(reinterpret_cast<const __m256i*>(a.sub_block_sums)));
-        acc_offset[r] = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(offsets), _mm256_broadcastss_ps(_mm_movehdup_ps(factors)),
-                                         acc_offset[r]);
-      }
-    }
-    for (int r = 0; r < MR; ++r) {
-      y[r * ldy + n] = _mm512_reduce_add_ps(_mm512_add_ps(acc[r], _mm512_zextps256_ps512(acc_offset[r])));
+      const Q4KDecodeAct& a = acts[r * nb + i];
+      const __m512i zero = _mm512_setzero_si512();
+      const __m512i p0 = _mm512_dpbusd_epi32(zero, lo0, _mm512_load_si512(a.qs));
+      const __m512i p1 = _mm512_dpbusd_epi32(zero, hi0, _mm512_load_si512(a.qs + 64));
+      const __m512i p2 = _mm512_dpbusd_epi32(zero, lo1, _mm512_load_si512(a.qs + 128));
+      const __m512i p3 = _mm512_dpbusd_epi32(zero, hi1, _mm512_load_si512(a.qs + 192));
+      __m512i sum = _mm512_dpwssd_epi32(zero, _mm512_packs_epi32(p0, p1), scales_low);
+      sum = _mm512_dpwssd_epi32(sum, _mm512_packs_epi32(p2, p3), scales_high);
+      const __m128 factors = _mm_mul_ps(d_dmin, _mm_set1_ps(a.d));  // d * a.d, dmin * a.d
+      acc[w][r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum), _mm512_broadcastss_ps(factors), acc[w][r]);
+      const __m256i offsets =
+          _mm256_madd_epi16(scales_mins, _mm256_load_si256(reinterpret_cast<const __m256i*>(a.sub_block_sums)));
+      acc_offset[w][r] = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(offsets), _mm256_broadcastss_ps(_mm_movehdup_ps(factors)),
+                                          acc_offset[w][r]);
     }
   }
+}
+
+// Weight rows n0 + w * span (w < R) against MR activation rows.
+template <int MR, int R>
+void q4K_decode_group(const std::uint8_t* w_bytes, std::size_t w_stride, std::int64_t nb, const Q4KDecodeAct* acts,
+                      std::int64_t n0, std::int64_t span, float* y, std::int64_t ldy, std::size_t prefetch_bytes) {
+  const block_q4_K* rows[R];
+  __m512 acc[R][MR];
+  __m256 acc_offset[R][MR];
+#pragma GCC unroll 8
+  for (int w = 0; w < R; ++w) {
+    rows[w] = reinterpret_cast<const block_q4_K*>(w_bytes + (n0 + w * span) * w_stride);
+#pragma GCC unroll 4
+    for (int r = 0; r < MR; ++r) {
+      acc[w][r] = _mm512_setzero_ps();
+      acc_offset[w][r] = _mm256_setzero_ps();
+    }
+  }
+  for (std::int64_t i = 0; i < nb; ++i) q4K_decode_block<MR, R>(rows, i, nb, acts, acc, acc_offset, prefetch_bytes);
+#pragma GCC unroll 8
+  for (int w = 0; w < R; ++w)
+#pragma GCC unroll 4
+    for (int r = 0; r < MR; ++r)
+      y[r * ldy + n0 + w * span] = _mm512_reduce_add_ps(_mm512_add_ps(acc[w][r], _mm512_zextps256_ps512(acc_offset[w][r])));
+}
+
+template <int MR>
+void q4K_decode_rows(const std::uint8_t* w_bytes, std::size_t w_stride, std::int64_t nb, const Q4KDecodeAct* acts,
+                     std::int64_t n_begin, std::int64_t n_end, float* y, std::int64_t ldy) {
+  std::int64_t n = n_begin;
+  const std::int64_t span = (n_end - n_begin) / kSpreadRows;
+  for (; n < n_begin + span; ++n)
+    q4K_decode_group<MR, kSpreadRows>(w_bytes, w_stride, nb, acts, n, span, y, ldy, kSpreadPrefetchBytes);
+  n = n_begin + kSpreadRows * span;
+  for (; n < n_end; ++n) q4K_decode_group<MR, 1>(w_bytes, w_stride, nb, acts, n, 0, y, ldy, kPrefetchBytes);
 }
 
 void gemm_q4K_avx512(std::int64_t k, const void* w, std::size_t w_stride, const void* a, std::size_t a_stride,

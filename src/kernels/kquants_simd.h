@@ -274,10 +274,17 @@ constexpr int kTileRows = 4;  // activation rows that share each unpacked weight
 // Decode streams each weight once. Asking for the lines 4 KiB ahead keeps more misses in flight
 // than the hardware prefetcher alone (measured on Sapphire Rapids: 1 KiB and 16 KiB were slower).
 constexpr int kPrefetchBytes = 4096;
+// Decode reads kSpreadRows weight rows far apart at once (rows n, n + span, ...), each its own
+// stream in its own pages, prefetched kSpreadPrefetchBytes ahead: one core streams several such
+// rows much faster than one row after another. On a 1.1B Q4_K_M model (q4_K and q6_K rows),
+// 2 threads, decode went from 29.0 to 39.2 tok/s (2 rows: 35.9, 8: 36.9; prefetching 640 bytes
+// ahead 38.6, 4096 bytes 37.2).
+constexpr int kSpreadRows = 4;
+constexpr std::size_t kSpreadPrefetchBytes = 1024;
 
 // One weight row against MR activation rows, each weight super-block unpacked in registers and
-// used at once: out[r] = dot(w, a[r]). (Interleaving two or four weight rows measured no faster
-// on Sapphire Rapids: the out-of-order core already overlaps consecutive super-blocks.)
+// used at once: out[r] = dot(w, a[r]). (Interleaving two or four neighbouring weight rows measured
+// no faster on Sapphire Rapids; rows far apart are, see dot_rows_streaming_spread.)
 template <template <int> class Rows, int MR, typename Block>
 inline void dot_rows_streaming(const Block* w, std::int64_t nb, const block_q8_K* const* a, float* out) {
   Rows<MR> rows;
@@ -291,11 +298,44 @@ inline void dot_rows_streaming(const Block* w, std::int64_t nb, const block_q8_K
   for (int r = 0; r < MR; ++r) out[r] = rows.result(r);
 }
 
+// R weight rows far apart (w[0..R)) against MR activation rows at once, each a stream of its own.
+template <template <int> class Rows, int MR, int R, typename Block>
+inline void dot_rows_streaming_spread(const Block* const* w, std::int64_t nb, const block_q8_K* const* a,
+                                      float (*out)[MR], std::size_t prefetch_bytes) {
+  Rows<MR> rows[R];
+  for (std::int64_t i = 0; i < nb; ++i) {
+#pragma GCC unroll 8
+    for (int g = 0; g < R; ++g) {
+      const char* ahead = reinterpret_cast<const char*>(w[g] + i) + prefetch_bytes;
+      for (std::size_t line = 0; line < sizeof(Block); line += 64) _mm_prefetch(ahead + line, _MM_HINT_T0);
+      typename Rows<MR>::Unpacked u;
+      Rows<MR>::unpack(w[g][i], u);
+      rows[g].add(u, a, i);
+    }
+  }
+  for (int g = 0; g < R; ++g)
+    for (int r = 0; r < MR; ++r) out[g][r] = rows[g].result(r);
+}
+
 // Weight rows [n_begin, n_end) against MR activation rows.
 template <template <int> class Rows, int MR, typename Block>
 void matvec_streaming(const std::uint8_t* w_bytes, std::size_t w_stride, std::int64_t nb, const block_q8_K* const* a,
                       std::int64_t n_begin, std::int64_t n_end, float* y, std::int64_t ldy) {
   float out[MR];
+  {
+    constexpr int R = kSpreadRows;
+    const std::int64_t span = (n_end - n_begin) / R;
+    float outs[R][MR];
+    for (std::int64_t n = n_begin; n < n_begin + span; ++n) {
+      const Block* w[R];
+      for (int g = 0; g < R; ++g) w[g] = reinterpret_cast<const Block*>(w_bytes + (n + g * span) * w_stride);
+      dot_rows_streaming_spread<Rows, MR, R>(w, nb, a, outs, kSpreadPrefetchBytes);
+      for (int g = 0; g < R; ++g)
+        for (int r = 0; r < MR; ++r) y[r * ldy + n + g * span] = outs[g][r];
+    }
+    n_begin += R * span;
+  }
+  // The rows left over (fewer than kSpreadRows), one at a time.
   for (std::int64_t n = n_begin; n < n_end; ++n) {
     dot_rows_streaming<Rows, MR>(reinterpret_cast<const Block*>(w_bytes + n * w_stride), nb, a, out);
     for (int r = 0; r < MR; ++r) y[r * ldy + n] = out[r];
