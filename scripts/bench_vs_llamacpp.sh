@@ -3,12 +3,13 @@
 # tokens/s (mean ± stdev over repetitions) per weight type, and the ratio kiln / llama.cpp.
 #
 # usage: scripts/bench_vs_llamacpp.sh [-p N_PROMPT] [-n N_GEN] [-t THREADS] [-r REPS]
-#                                     [--types "q4_0 q8_0 f16"] [--models DIR] [--kiln PATH] [--llamacpp-only]
-#   defaults: -p 128 -n 64 -t 2 -r 3, all three types, models in build/bench-models/,
+#                                     [--types "q4_0 q8_0 f16 q4_k_m"] [--models DIR] [--kiln PATH] [--llamacpp-only]
+#   defaults: -p 128 -n 64 -t 2 -r 3, all four types, models in build/bench-models/,
 #   kiln from $KILN_BIN or build/kiln.
 #
 # The models are made once by ../shared/tools/synth_gguf.py (about 1.5 s, 4 s and 7 s for q4_0,
-# q8_0 and f16; 0.6, 1.2 and 2.2 GB) and reused while present. For each type the two engines run
+# q8_0 and f16; 0.6, 1.2 and 2.2 GB), q4_k_m by `kiln quantize` from the f16 one (about 40 s,
+# 0.67 GB), and reused while present. For each type the two engines run
 # back to back, and the one that goes first alternates from type to type so that neither always
 # meets a cooler or warmer machine. llama.cpp is the npm package node-llama-cpp@3.21.1 driven by
 # scripts/llamacpp_bench.mjs (prebuilt CPU binaries). Both run one warm-up and REPS timed runs.
@@ -23,7 +24,7 @@ set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 n_prompt=128 n_gen=64 threads=2 reps=3
-types="q4_0 q8_0 f16"
+types="q4_0 q8_0 f16 q4_k_m"
 models="$repo/build/bench-models"
 kiln="${KILN_BIN:-$repo/build/kiln}"
 llamacpp_only=0
@@ -45,7 +46,7 @@ while [[ $# -gt 0 ]]; do
     --models) models="$2"; shift 2 ;;
     --kiln) kiln="$2"; shift 2 ;;
     --llamacpp-only) llamacpp_only=1; shift ;;
-    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
     *) die "unknown argument '$1' (see --help)" ;;
   esac
 done
@@ -53,7 +54,7 @@ for v in "$n_prompt" "$n_gen" "$threads" "$reps"; do
   [[ "$v" =~ ^[0-9]+$ ]] || die "-p, -n, -t and -r take non-negative integers, got '$v'"
 done
 for t in $types; do
-  [[ "$t" =~ ^(q4_0|q8_0|f16|f32)$ ]] || die "type '$t' is not one of q4_0 q8_0 f16 f32"
+  [[ "$t" =~ ^(q4_0|q8_0|f16|f32|q4_k_m)$ ]] || die "type '$t' is not one of q4_0 q8_0 f16 f32 q4_k_m"
 done
 
 command -v node >/dev/null || die "node is not installed (needed to run llama.cpp through node-llama-cpp)"
@@ -67,16 +68,27 @@ if [[ $llamacpp_only -eq 0 ]]; then
 fi
 
 mkdir -p "$models"
-for t in $types; do
-  model="$models/synth-1.1b-$t.gguf"
-  if [[ ! -f "$model" ]]; then
-    echo "bench_vs_llamacpp: writing $model ..." >&2
-    start=$(date +%s.%N)
+make_model() {  # type, path
+  local t="$1" model="$2"
+  echo "bench_vs_llamacpp: writing $model ..." >&2
+  start=$(date +%s.%N)
+  if [[ "$t" == q4_k_m ]]; then
+    # llama.cpp's most used mix, quantized by kiln from the f16 model (byte-identical to what
+    # llama-quantize writes; see tests/interop/quantize_vs_llamacpp_test.cpp).
+    local f16="$models/synth-1.1b-f16.gguf"
+    [[ -f "$f16" ]] || make_model f16 "$f16"
+    [[ -x "$kiln" ]] || die "q4_k_m is quantized by kiln, and no kiln binary was found at $kiln"
+    "$kiln" quantize "$f16" "$model" Q4_K_M >&2
+  else
     # Written under a temporary name so that an interrupted run never leaves a truncated model.
     python3 "$synth" "$donor" "$model.tmp" "$t" >&2
     mv "$model.tmp" "$model"
-    echo "bench_vs_llamacpp: $t written in $(awk "BEGIN { printf \"%.1f\", $(date +%s.%N) - $start }") s" >&2
   fi
+  echo "bench_vs_llamacpp: $t written in $(awk "BEGIN { printf \"%.1f\", $(date +%s.%N) - $start }") s" >&2
+}
+for t in $types; do
+  model="$models/synth-1.1b-$t.gguf"
+  [[ -f "$model" ]] || make_model "$t" "$model"
 done
 
 results="$models/results-$(date +%Y%m%d-%H%M%S).jsonl"
