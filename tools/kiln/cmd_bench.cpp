@@ -24,6 +24,7 @@
 #include "commands.h"
 #include "core/cpu_features.h"
 #include "core/error.h"
+#include "core/memory_bandwidth.h"
 #include "format/gguf_file.h"
 #include "model/llama_model.h"
 #include "runtime/engine.h"
@@ -43,6 +44,7 @@ struct BenchOptions {
   int batch = 512;
   std::string kv_type = "f16";
   bool json = false;
+  bool no_bandwidth = false;  // skip measuring the memory read bandwidth after decode
   std::vector<int> parallel;  // stream counts for the serving benchmark; empty: single-stream bench
 };
 
@@ -263,6 +265,8 @@ void run_bench(const BenchOptions& o) {
   if (progress) std::fprintf(stderr, "\r%40s\r", "");
   const MeanStd pf = mean_std(prefill_rates), dc = mean_std(decode_rates);
   const double decode_gbs = dc.mean * static_cast<double>(stats.decode_bytes_per_token) / 1e9;
+  // The ceiling decode is measured against, read with the same threads right after it.
+  const double read_gbs = o.no_bandwidth || o.n_gen == 0 ? 0.0 : measure_read_bandwidth(pool) / 1e9;
   const std::string simd(simd_level_name(simd_level()));
   const double rss_mb = static_cast<double>(resident_bytes()) / 1e6;
   if (o.json) {
@@ -284,6 +288,7 @@ void run_bench(const BenchOptions& o) {
                         {"decode_tok_s_std", dc.std},
                         {"decode_weight_bytes_per_token", stats.decode_bytes_per_token},
                         {"decode_weight_gb_s", decode_gbs},
+                        {"read_bandwidth_gb_s", read_gbs > 0 ? nlohmann::json(read_gbs) : nlohmann::json(nullptr)},
                         {"rss_bytes", resident_bytes()},
                         {"peak_rss_bytes", peak_resident_bytes()},
                         {"huge_page_mapped_bytes", file_huge_page_bytes() + anon_huge_page_bytes()}};
@@ -309,6 +314,9 @@ void run_bench(const BenchOptions& o) {
   std::printf("| prefill | %6d | %8.2f ± %-7.2f |                  |\n", o.n_prompt, pf.mean, pf.std);
   if (o.n_gen > 0)
     std::printf("| decode  | %6d | %8.2f ± %-7.2f | %9.1f GB/s   |\n", o.n_gen, dc.mean, dc.std, decode_gbs);
+  if (read_gbs > 0)
+    std::printf("\nmemory read bandwidth %.1f GB/s (%d threads, 2 MiB pages): decode streams %.0f%% of it\n", read_gbs,
+                threads, 100.0 * decode_gbs / read_gbs);
 }
 
 }  // namespace
@@ -324,6 +332,9 @@ void register_bench_command(CLI::App& app) {
   cmd->add_option("-b,--batch", opts->batch, "Largest prefill batch")->capture_default_str();
   cmd->add_option("--kv-type", opts->kv_type, "KV cache element type: f16 or f32")->capture_default_str();
   cmd->add_flag("--json", opts->json, "Print one JSON object instead of a table");
+  cmd->add_flag("--no-bandwidth", opts->no_bandwidth,
+                "Skip measuring the memory read bandwidth after decode (printed beside decode's weights GB/s; "
+                "takes about half a second and 512 MiB)");
   cmd->add_option("--parallel", opts->parallel,
                   "Serving benchmark: run N streams at once through the continuous-batching engine, for each N "
                   "given (e.g. --parallel 1,4,16,64); reports aggregate tok/s, TTFT and inter-token latency")
