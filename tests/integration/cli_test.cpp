@@ -2,6 +2,8 @@
 // gets one clear line on stderr and a non-zero exit, never a crash or a hang.
 #include <gtest/gtest.h>
 
+#include <nlohmann/json.hpp>
+
 #include <fstream>
 #include <sstream>
 
@@ -84,6 +86,14 @@ TEST(Cli, BenchPrintsJson) {
   ASSERT_EQ(r.code, 0) << r.out;
   EXPECT_NE(r.out.find("\"prefill_tok_s_mean\""), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("\"decode_tok_s_mean\""), std::string::npos) << r.out;
+  // The read bandwidth decode is measured against: a real measurement, or null when skipped.
+  const auto j = nlohmann::json::parse(r.out.substr(r.out.find('{')));
+  ASSERT_TRUE(j["read_bandwidth_gb_s"].is_number()) << r.out;
+  EXPECT_GT(j["read_bandwidth_gb_s"].get<double>(), 0.1);
+  Result skipped = kiln("bench " + model + " -p 4 -n 2 -r 1 --json --no-bandwidth", false);
+  ASSERT_EQ(skipped.code, 0) << skipped.out;
+  EXPECT_TRUE(nlohmann::json::parse(skipped.out.substr(skipped.out.find('{')))["read_bandwidth_gb_s"].is_null())
+      << skipped.out;
 }
 
 TEST(Cli, BadInputGetsOneLineErrors) {
