@@ -9,6 +9,7 @@
 #include <immintrin.h>
 
 #include <cstddef>
+#include <cstdint>
 #include <cstring>
 
 #include "kernels/blocks.h"
@@ -77,13 +78,15 @@ struct RowGroup {
   __m256i offsets;             // row[r] - row[0] as int32, for gathers
 };
 
-KILN_INLINE RowGroup make_row_group(const std::uint8_t* w, std::size_t w_stride, std::int64_t n0, int valid) {
+// Rows n0 + r * span for r < 8 (span 1: neighbouring rows).
+KILN_INLINE RowGroup make_row_group(const std::uint8_t* w, std::size_t w_stride, std::int64_t n0, int valid,
+                                   std::int64_t span = 1) {
   RowGroup g;
   alignas(32) std::int32_t offsets[8];
   for (int r = 0; r < 8; ++r) {
     const int rr = r < valid ? r : valid - 1;
-    g.row[r] = w + (n0 + rr) * w_stride;
-    offsets[r] = static_cast<std::int32_t>(rr * w_stride);
+    g.row[r] = w + (n0 + rr * span) * w_stride;
+    offsets[r] = static_cast<std::int32_t>(rr * span * static_cast<std::int64_t>(w_stride));
   }
   g.offsets = _mm256_load_si256(reinterpret_cast<const __m256i*>(offsets));
   return g;
@@ -240,25 +243,46 @@ KILN_INLINE void accumulate_block(const UnpackedBlock& u, const ActPanel& act, s
   }
 }
 
-constexpr std::int64_t kPrefetchBytes = 320;
+// How many blocks ahead of the current one decode prefetches each row (into L1): 324 bytes for
+// q4_0, 612 for q8_0. The kernel spends about the same time on a block of any format, so the
+// distance is counted in blocks. 1.1B decode with 2 threads and KILN_SIMD=avx2 (far-apart row
+// groups, host read bandwidth 28-29 GB/s): q4_0 at 192 / 320 / 640 bytes ahead measured
+// 34.4-34.9 / 36.7-39.0 / 36.2-37.5 tok/s and 31.7-32.4 without prefetches; q8_0 at 320 / 640 /
+// 1024 bytes 21.7-22.1 / 22.6-23.7 / 22.0-22.5 and 20.9-21.0 without. Prefetching each row only
+// once per 64 bytes (every third q4_0 block) measured no faster (36.3-37.0).
+constexpr std::int64_t kPrefetchBlocks = 18;
+// The neighbouring rows of prefill (M > 4) keep the 320 bytes they had before: q8_0 at M = 128
+// measured 86-88 GOP/s with the decode distance against 87-90 with this one.
+constexpr std::int64_t kPrefillPrefetchBytes = 320;
 
+// y[(m0 + i) * ldy + n0 + r * span] receives row r of the group (r < valid) against activation
+// row m0 + i.
 template <typename F, int MR>
 void tile(const RowGroup& g, const ActPanel& act, std::int64_t m0, float* y, std::int64_t ldy, std::int64_t n0,
-          int valid) {
+          int valid, std::int64_t span = 1) {
   __m256 acc[MR];
   for (int i = 0; i < MR; ++i) acc[i] = _mm256_setzero_ps();
+  const std::int64_t ahead = span == 1 ? kPrefillPrefetchBytes : kPrefetchBlocks * F::kBlockBytes;
   for (std::int64_t b = 0; b < act.nb; ++b) {
     // The 8 rows are 8 streams; prefetching ahead keeps more lines in flight than the
     // hardware prefetcher does on its own.
     for (int r = 0; r < 8; ++r)
-      _mm_prefetch(reinterpret_cast<const char*>(g.row[r] + b * F::kBlockBytes + kPrefetchBytes), _MM_HINT_T0);
+      _mm_prefetch(reinterpret_cast<const char*>(g.row[r] + b * F::kBlockBytes + ahead), _MM_HINT_T0);
     UnpackedBlock u;
     F::unpack(g, b, u);
     accumulate_block<F, MR>(u, act, m0, b, acc);
   }
-  const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-  const __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(valid), lane);
-  for (int i = 0; i < MR; ++i) _mm256_maskstore_ps(y + (m0 + i) * ldy + n0, mask, acc[i]);
+  if (span == 1) {
+    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    const __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(valid), lane);
+    for (int i = 0; i < MR; ++i) _mm256_maskstore_ps(y + (m0 + i) * ldy + n0, mask, acc[i]);
+    return;
+  }
+  for (int i = 0; i < MR; ++i) {
+    alignas(32) float sums[8];
+    _mm256_store_ps(sums, acc[i]);
+    for (int r = 0; r < valid; ++r) y[(m0 + i) * ldy + n0 + r * span] = sums[r];
+  }
 }
 
 constexpr int kTileRows = 4;
@@ -269,6 +293,35 @@ void gemm(std::int64_t k, const void* w, std::size_t w_stride, const void* a, st
   if (M <= 0 || n_end <= n_begin) return;
   const ActPanel act = repack_activations<typename F::ActBlock>(a, a_stride, M, k / 32, F::kOffset);
   const auto* wb = static_cast<const std::uint8_t*>(w);
+  if (M <= kTileRows) {
+    // Decode: the 8 rows of a group lie far apart, n, n + span, ..., n + 7 * span, so that each
+    // is its own sequential stream in its own pages (see legacy_quants_vbmi.cpp: one core reads
+    // several far-apart streams much faster than neighbouring rows interleaved): 1.1B decode
+    // with 2 threads and KILN_SIMD=avx2 went from 24-25 to 38-40 tok/s for q4_0 and from 17-18
+    // to 24-25 for q8_0. The gathers address the rows by 32-bit offsets from row 0, which
+    // bounds the span.
+    const std::int64_t span = (n_end - n_begin) / 8;
+    if (span > 0 && 7 * span * static_cast<std::int64_t>(w_stride) <= INT32_MAX) {
+      for (std::int64_t n = n_begin; n < n_begin + span; ++n) {
+        const RowGroup g = make_row_group(wb, w_stride, n, 8, span);
+        switch (M) {
+          case 1:
+            tile<F, 1>(g, act, 0, y, ldy, n, 8, span);
+            break;
+          case 2:
+            tile<F, 2>(g, act, 0, y, ldy, n, 8, span);
+            break;
+          case 3:
+            tile<F, 3>(g, act, 0, y, ldy, n, 8, span);
+            break;
+          default:
+            tile<F, 4>(g, act, 0, y, ldy, n, 8, span);
+            break;
+        }
+      }
+      n_begin += 8 * span;
+    }
+  }
   for (std::int64_t n0 = n_begin; n0 < n_end; n0 += 8) {
     const int valid = static_cast<int>(n_end - n0 < 8 ? n_end - n0 : 8);
     const RowGroup g = make_row_group(wb, w_stride, n0, valid);
