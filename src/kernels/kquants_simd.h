@@ -282,26 +282,13 @@ constexpr int kPrefetchBytes = 4096;
 constexpr int kSpreadRows = 4;
 constexpr std::size_t kSpreadPrefetchBytes = 1024;
 
-// One weight row against MR activation rows, each weight super-block unpacked in registers and
-// used at once: out[r] = dot(w, a[r]). (Interleaving two or four neighbouring weight rows measured
-// no faster on Sapphire Rapids; rows far apart are, see dot_rows_streaming_spread.)
-template <template <int> class Rows, int MR, typename Block>
-inline void dot_rows_streaming(const Block* w, std::int64_t nb, const block_q8_K* const* a, float* out) {
-  Rows<MR> rows;
-  for (std::int64_t i = 0; i < nb; ++i) {
-    const char* ahead = reinterpret_cast<const char*>(w + i) + kPrefetchBytes;
-    for (std::size_t line = 0; line < sizeof(Block); line += 64) _mm_prefetch(ahead + line, _MM_HINT_T0);
-    typename Rows<MR>::Unpacked u;
-    Rows<MR>::unpack(w[i], u);
-    rows.add(u, a, i);
-  }
-  for (int r = 0; r < MR; ++r) out[r] = rows.result(r);
-}
-
-// R weight rows far apart (w[0..R)) against MR activation rows at once, each a stream of its own.
+// R weight rows (w[0..R)) against MR activation rows, each weight super-block unpacked in
+// registers and used at once: out[g * MR + r] = dot(w[g], a[r]), each row prefetched
+// prefetch_bytes ahead. R > 1 is for rows far apart, each a stream of its own in its own pages
+// (interleaving two or four neighbouring rows measured no faster on Sapphire Rapids).
 template <template <int> class Rows, int MR, int R, typename Block>
-inline void dot_rows_streaming_spread(const Block* const* w, std::int64_t nb, const block_q8_K* const* a,
-                                      float (*out)[MR], std::size_t prefetch_bytes) {
+inline void dot_rows_streaming(const Block* const* w, std::int64_t nb, const block_q8_K* const* a, float* out,
+                               std::size_t prefetch_bytes) {
   Rows<MR> rows[R];
   for (std::int64_t i = 0; i < nb; ++i) {
 #pragma GCC unroll 8
@@ -314,30 +301,28 @@ inline void dot_rows_streaming_spread(const Block* const* w, std::int64_t nb, co
     }
   }
   for (int g = 0; g < R; ++g)
-    for (int r = 0; r < MR; ++r) out[g][r] = rows[g].result(r);
+    for (int r = 0; r < MR; ++r) out[g * MR + r] = rows[g].result(r);
 }
 
-// Weight rows [n_begin, n_end) against MR activation rows.
+// Weight rows [n_begin, n_end) against MR activation rows: kSpreadRows far-apart rows at a time
+// (n, n + span, ...), then the rows left over one at a time.
 template <template <int> class Rows, int MR, typename Block>
 void matvec_streaming(const std::uint8_t* w_bytes, std::size_t w_stride, std::int64_t nb, const block_q8_K* const* a,
                       std::int64_t n_begin, std::int64_t n_end, float* y, std::int64_t ldy) {
-  float out[MR];
-  {
-    constexpr int R = kSpreadRows;
-    const std::int64_t span = (n_end - n_begin) / R;
-    float outs[R][MR];
-    for (std::int64_t n = n_begin; n < n_begin + span; ++n) {
-      const Block* w[R];
-      for (int g = 0; g < R; ++g) w[g] = reinterpret_cast<const Block*>(w_bytes + (n + g * span) * w_stride);
-      dot_rows_streaming_spread<Rows, MR, R>(w, nb, a, outs, kSpreadPrefetchBytes);
-      for (int g = 0; g < R; ++g)
-        for (int r = 0; r < MR; ++r) y[r * ldy + n + g * span] = outs[g][r];
-    }
-    n_begin += R * span;
+  constexpr int R = kSpreadRows;
+  auto row = [&](std::int64_t n) { return reinterpret_cast<const Block*>(w_bytes + n * w_stride); };
+  float out[R * MR];
+  const std::int64_t span = (n_end - n_begin) / R;
+  for (std::int64_t n = n_begin; n < n_begin + span; ++n) {
+    const Block* w[R];
+    for (int g = 0; g < R; ++g) w[g] = row(n + g * span);
+    dot_rows_streaming<Rows, MR, R>(w, nb, a, out, kSpreadPrefetchBytes);
+    for (int g = 0; g < R; ++g)
+      for (int r = 0; r < MR; ++r) y[r * ldy + n + g * span] = out[g * MR + r];
   }
-  // The rows left over (fewer than kSpreadRows), one at a time.
-  for (std::int64_t n = n_begin; n < n_end; ++n) {
-    dot_rows_streaming<Rows, MR>(reinterpret_cast<const Block*>(w_bytes + n * w_stride), nb, a, out);
+  for (std::int64_t n = n_begin + R * span; n < n_end; ++n) {
+    const Block* w = row(n);
+    dot_rows_streaming<Rows, MR, 1>(&w, nb, a, out, kPrefetchBytes);
     for (int r = 0; r < MR; ++r) y[r * ldy + n] = out[r];
   }
 }
@@ -418,7 +403,8 @@ template <template <int> class Rows, typename Block>
 float vec_dot_kquant(std::int64_t k, const void* w_row, const void* a_row) {
   const block_q8_K* a_rows[1] = {static_cast<const block_q8_K*>(a_row)};
   float out[1];
-  dot_rows_streaming<Rows, 1>(static_cast<const Block*>(w_row), k / QK_K, a_rows, out);
+  const Block* row = static_cast<const Block*>(w_row);
+  dot_rows_streaming<Rows, 1, 1>(&row, k / QK_K, a_rows, out, kPrefetchBytes);
   return out[0];
 }
 
