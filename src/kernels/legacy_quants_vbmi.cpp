@@ -51,14 +51,15 @@ struct WeightStep {
 
 // ---- the formats ------------------------------------------------------------------------------
 
-// Byte index vectors for vpermt2b over the 128 bytes [p, p + 128): quant byte i of block j of a
-// nibble format at 16j + i; the f16 word at byte `field` of block j into words (16/G)j.. of the
-// low 256 bits.
-template <int S, int QsOff>
-KILN_INLINE __m512i nibble_index() {
+// Byte index vectors for vpermt2b over the 128 bytes [p, p + 128) of a step. quant_index: the
+// first N quant bytes of each block j < 64 / N at N * j + i (N = 16: a nibble format's 16 bytes,
+// N = 32: q8_0's 32); word_index: the f16 word at byte `Field` of block j into the words of the
+// low 256 bits that block j's sums land in.
+template <int S, int QsOff, int N>
+KILN_INLINE __m512i quant_index() {
   alignas(64) std::int8_t idx[64];
-  for (int j = 0; j < 4; ++j)
-    for (int i = 0; i < 16; ++i) idx[16 * j + i] = static_cast<std::int8_t>(j * S + QsOff + i);
+  for (int j = 0; j < 64 / N; ++j)
+    for (int i = 0; i < N; ++i) idx[N * j + i] = static_cast<std::int8_t>(j * S + QsOff + i);
   return _mm512_load_si512(idx);
 }
 template <int S, int G, int Field>
@@ -69,14 +70,6 @@ KILN_INLINE __m512i word_index() {
     idx[2 * k] = static_cast<std::int8_t>(j * S + Field);
     idx[2 * k + 1] = static_cast<std::int8_t>(j * S + Field + 1);
   }
-  return _mm512_load_si512(idx);
-}
-// q8_0: the 32 quants of block j at 32j + i.
-template <int S, int QsOff>
-KILN_INLINE __m512i byte_index() {
-  alignas(64) std::int8_t idx[64];
-  for (int j = 0; j < 2; ++j)
-    for (int i = 0; i < 32; ++i) idx[32 * j + i] = static_cast<std::int8_t>(j * S + QsOff + i);
   return _mm512_load_si512(idx);
 }
 // q5_0 / q5_1: the four qh words of a step as bytes 0..7 = low halves of qh_0..qh_3 (the fifth
@@ -122,7 +115,7 @@ struct NibbleFormat {
 
   static KILN_INLINE Indices indices() {
     Indices ix;
-    ix.qs = nibble_index<S, QsOff>();
+    ix.qs = quant_index<S, QsOff, 16>();
     ix.d = word_index<S, 4, 0>();
     if constexpr (kHasMin) ix.m = word_index<S, 4, (MinOff < 0 ? 0 : MinOff)>();
     if constexpr (kHasQh) ix.qh = qh_index<S, (QhOff < 0 ? 0 : QhOff)>();
@@ -177,7 +170,7 @@ struct RowQ8_0 {
 
   static KILN_INLINE Indices indices() {
     Indices ix;
-    ix.qs = byte_index<sizeof(block_q8_0), offsetof(block_q8_0, qs)>();
+    ix.qs = quant_index<sizeof(block_q8_0), offsetof(block_q8_0, qs), 32>();
     ix.d = word_index<sizeof(block_q8_0), 2, 0>();
     return ix;
   }
