@@ -1,5 +1,7 @@
 #include "core/mapped_file.h"
 
+#include "core/anonymous_memory.h"
+
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -63,32 +65,19 @@ bool load_copy_requested() {
 }
 
 void* read_into_anonymous(int fd, std::size_t size) {
-  void* reserve = ::mmap(nullptr, size + kHugePage, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-  if (reserve == MAP_FAILED) return MAP_FAILED;
-  const auto base = reinterpret_cast<std::uintptr_t>(reserve);
-  const std::uintptr_t aligned = (base + kHugePage - 1) & ~(std::uintptr_t{kHugePage} - 1);
-  const auto page = static_cast<std::uintptr_t>(::sysconf(_SC_PAGESIZE));
-  const std::size_t len = (size + page - 1) / page * page;
-  void* p = ::mmap(reinterpret_cast<void*>(aligned), len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
-  if (p == MAP_FAILED) {
-    ::munmap(reserve, size + kHugePage);
-    return MAP_FAILED;
-  }
-  if (aligned > base) ::munmap(reserve, aligned - base);
-  const std::uintptr_t end = aligned + len, reserve_end = base + size + kHugePage;
-  if (reserve_end > end) ::munmap(reinterpret_cast<void*>(end), reserve_end - end);
-  ::madvise(p, len, MADV_HUGEPAGE);
+  void* p = map_anonymous_huge(size);
+  if (p == nullptr) return MAP_FAILED;
   auto* dst = static_cast<std::uint8_t*>(p);
   for (std::size_t done = 0; done < size;) {
     const ssize_t n = ::pread(fd, dst + done, std::min<std::size_t>(size - done, std::size_t{64} << 20), static_cast<off_t>(done));
     if (n <= 0) {
       if (n < 0 && errno == EINTR) continue;
-      ::munmap(p, len);
+      unmap_anonymous(p, size);
       return MAP_FAILED;
     }
     done += static_cast<std::size_t>(n);
   }
-  ::mprotect(p, len, PROT_READ);
+  ::mprotect(p, size, PROT_READ);
   return p;
 }
 

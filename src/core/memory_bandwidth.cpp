@@ -1,7 +1,6 @@
 #include "core/memory_bandwidth.h"
 
 #include <emmintrin.h>
-#include <sys/mman.h>
 
 #include <cerrno>
 #include <chrono>
@@ -9,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "core/anonymous_memory.h"
 #include "core/error.h"
 
 namespace kiln {
@@ -27,13 +27,11 @@ std::uint64_t sum_words(const std::uint8_t* p, std::size_t n) {
 }
 
 double measure_read_bandwidth(ThreadPool& pool, std::size_t bytes, double min_seconds) {
-  constexpr std::size_t kAlign = std::size_t{2} << 20;
+  constexpr std::size_t kAlign = kHugePageBytes;
   bytes = (bytes + kAlign - 1) / kAlign * kAlign;
-  void* raw = ::mmap(nullptr, bytes + kAlign, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  if (raw == MAP_FAILED)
+  auto* p = static_cast<std::uint8_t*>(map_anonymous_huge(bytes));
+  if (p == nullptr)
     throw Error("memory bandwidth: cannot map a " + std::to_string(bytes >> 20) + " MiB buffer: " + std::strerror(errno));
-  auto* p = reinterpret_cast<std::uint8_t*>((reinterpret_cast<std::uintptr_t>(raw) + kAlign - 1) & ~(kAlign - 1));
-  ::madvise(p, bytes, MADV_HUGEPAGE);
   const int n = pool.size();
   std::vector<std::uint64_t> sums(static_cast<std::size_t>(n) * 8);  // a cache line per worker
   auto pass = [&](bool fill) {
@@ -62,7 +60,7 @@ double measure_read_bandwidth(ThreadPool& pool, std::size_t bytes, double min_se
   for (std::uint64_t s : sums) total += s;
   volatile std::uint64_t sink = total;
   (void)sink;
-  ::munmap(raw, bytes + kAlign);
+  unmap_anonymous(p, bytes);
   return static_cast<double>(bytes) * passes / elapsed;
 }
 

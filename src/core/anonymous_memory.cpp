@@ -1,0 +1,43 @@
+#include "core/anonymous_memory.h"
+
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <cstdint>
+
+namespace kiln {
+namespace {
+
+std::size_t whole_pages(std::size_t bytes) {
+  const auto page = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
+  return (bytes + page - 1) / page * page;
+}
+
+}  // namespace
+
+void* map_anonymous_huge(std::size_t bytes) {
+  // Reserve 2 MiB more than needed, place the memory at the first aligned address in it and
+  // give the slack on both sides back.
+  const std::size_t len = whole_pages(bytes);
+  void* reserve = ::mmap(nullptr, len + kHugePageBytes, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (reserve == MAP_FAILED) return nullptr;
+  const auto base = reinterpret_cast<std::uintptr_t>(reserve);
+  const std::uintptr_t aligned = (base + kHugePageBytes - 1) & ~(std::uintptr_t{kHugePageBytes} - 1);
+  void* p = ::mmap(reinterpret_cast<void*>(aligned), len, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+  if (p == MAP_FAILED) {
+    ::munmap(reserve, len + kHugePageBytes);
+    return nullptr;
+  }
+  if (aligned > base) ::munmap(reserve, aligned - base);
+  const std::uintptr_t end = aligned + len, reserve_end = base + len + kHugePageBytes;
+  if (reserve_end > end) ::munmap(reinterpret_cast<void*>(end), reserve_end - end);
+  ::madvise(p, len, MADV_HUGEPAGE);  // a hint: EINVAL where THP is compiled out is fine
+  return p;
+}
+
+void unmap_anonymous(void* p, std::size_t bytes) {
+  if (p != nullptr) ::munmap(p, whole_pages(bytes));
+}
+
+}  // namespace kiln
