@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <string_view>
 #include <cstdlib>
@@ -52,16 +53,22 @@ void* map_huge_aligned(int fd, std::size_t size) {
   return p;
 }
 
-// KILN_LOAD=copy: the file's bytes read into anonymous memory (2 MiB-aligned, transparent huge
-// pages) instead of mapped. Why offer it: on these VMs the page cache's memory has at times read
-// at half the speed of freshly allocated anonymous memory (16 against 32 GB/s measured on the
-// same 0.6 GB file, both in 2 MiB pages), which halves decode; llama.cpp keeps its repacked
-// weights in anonymous memory and does not see it. The cost is a private copy per process (no
-// sharing of the page cache between servers) and the read at load. Returns MAP_FAILED when the
-// copy cannot be made, and the caller falls back to the mapping.
-bool load_copy_requested() {
+// LoadMode::copy: the file's bytes read into anonymous memory (2 MiB-aligned, transparent huge
+// pages) instead of mapped. On these VMs the page cache's memory has at times read at half the
+// speed of freshly allocated anonymous memory (16 against 32 GB/s measured on the same 0.6 GB
+// file, both in 2 MiB pages), which halves decode; llama.cpp keeps its repacked weights in
+// anonymous memory and does not see it. The cost is a private copy per process (no sharing of
+// the page cache between servers) and the read at load. pread, not a copy out of a mapping, so
+// the page cache is not also mapped into this process and RSS stays about the file size.
+// Returns MAP_FAILED when the copy cannot be made, and the caller falls back to the mapping.
+LoadMode initial_load_mode() {
   const char* v = std::getenv("KILN_LOAD");
-  return v != nullptr && std::string_view(v) == "copy";
+  return v != nullptr && std::string_view(v) == "copy" ? LoadMode::copy : LoadMode::map;
+}
+
+std::atomic<LoadMode>& process_load_mode() {
+  static std::atomic<LoadMode> mode{initial_load_mode()};
+  return mode;
 }
 
 void* read_into_anonymous(int fd, std::size_t size) {
@@ -83,7 +90,13 @@ void* read_into_anonymous(int fd, std::size_t size) {
 
 }  // namespace
 
-MappedFile::MappedFile(const std::string& path) : path_(path) {
+LoadMode load_mode() { return process_load_mode().load(std::memory_order_relaxed); }
+void set_load_mode(LoadMode mode) { process_load_mode().store(mode, std::memory_order_relaxed); }
+const char* load_mode_name(LoadMode mode) { return mode == LoadMode::copy ? "copy" : "map"; }
+
+MappedFile::MappedFile(const std::string& path) : MappedFile(path, load_mode()) {}
+
+MappedFile::MappedFile(const std::string& path, LoadMode mode) : path_(path) {
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) fail("{}: cannot open: {}", path, std::strerror(errno));
   struct stat st {};
@@ -99,7 +112,8 @@ MappedFile::MappedFile(const std::string& path) : path_(path) {
   size_ = static_cast<std::size_t>(st.st_size);
   if (size_ > 0) {
     void* p = MAP_FAILED;
-    if (load_copy_requested() && size_ >= kHugePage) p = read_into_anonymous(fd, size_);
+    if (mode == LoadMode::copy) p = read_into_anonymous(fd, size_);
+    copied_ = p != MAP_FAILED;
     if (p == MAP_FAILED) p = map_huge_aligned(fd, size_);
     if (p == MAP_FAILED) {
       int e = errno;
@@ -116,7 +130,10 @@ MappedFile::~MappedFile() {
 }
 
 MappedFile::MappedFile(MappedFile&& other) noexcept
-    : path_(std::move(other.path_)), data_(std::exchange(other.data_, nullptr)), size_(std::exchange(other.size_, 0)) {}
+    : path_(std::move(other.path_)),
+      data_(std::exchange(other.data_, nullptr)),
+      size_(std::exchange(other.size_, 0)),
+      copied_(std::exchange(other.copied_, false)) {}
 
 MappedFile& MappedFile::operator=(MappedFile&& other) noexcept {
   if (this != &other) {
@@ -124,6 +141,7 @@ MappedFile& MappedFile::operator=(MappedFile&& other) noexcept {
     path_ = std::move(other.path_);
     data_ = std::exchange(other.data_, nullptr);
     size_ = std::exchange(other.size_, 0);
+    copied_ = std::exchange(other.copied_, false);
   }
   return *this;
 }

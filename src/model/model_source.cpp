@@ -46,6 +46,10 @@ std::size_t ModelSource::file_size() const {
   return gguf_ ? gguf_->mapped_file().size() : llama2c_->mapped_file().size();
 }
 
+bool ModelSource::weights_copied() const {
+  return gguf_ ? gguf_->mapped_file().copied() : llama2c_->mapped_file().copied();
+}
+
 std::string ModelSource::format_name() const {
   return gguf_ ? "gguf v" + std::to_string(gguf_->version()) : "llama2.c";
 }

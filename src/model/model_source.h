@@ -27,6 +27,8 @@ class ModelSource {
   const GgufFile* gguf() const { return gguf_.get(); }
   std::size_t file_size() const;
   std::string format_name() const;
+  // Whether the weights were read into private memory (LoadMode::copy) rather than mapped.
+  bool weights_copied() const;
 
  private:
   ModelSource() = default;

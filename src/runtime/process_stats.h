@@ -12,7 +12,7 @@ std::size_t peak_resident_bytes();
 // Bytes of files mapped through 2 MiB page-table entries (FilePmdMapped), or 0.
 std::size_t file_huge_page_bytes();
 // Bytes of anonymous memory in transparent huge pages (AnonHugePages), or 0: where the weights
-// live with KILN_LOAD=copy.
+// live with --no-mmap (LoadMode::copy).
 std::size_t anon_huge_page_bytes();
 
 }  // namespace kiln

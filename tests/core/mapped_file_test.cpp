@@ -1,11 +1,10 @@
-// MappedFile in both load modes: the memory map (default) and KILN_LOAD=copy (the bytes read
-// into anonymous memory) must present exactly the file's bytes, for files below and above the
-// 2 MiB size where the huge-page paths start.
+// MappedFile in both load modes: the memory map (default) and LoadMode::copy (--no-mmap,
+// KILN_LOAD=copy: the bytes read into anonymous memory) must present exactly the file's bytes,
+// for files below and above the 2 MiB size where the huge-page paths start.
 #include "core/mapped_file.h"
 
 #include <gtest/gtest.h>
 
-#include <cstdlib>
 #include <fstream>
 #include <string>
 #include <vector>
@@ -32,26 +31,37 @@ void expect_pattern(const MappedFile& f, std::size_t n) {
 TEST(MappedFile, BothLoadModesPresentTheFileBytes) {
   for (std::size_t n : {std::size_t{1000}, std::size_t{3} << 20, (std::size_t{5} << 20) + 777}) {
     const std::string path = write_pattern("pattern-" + std::to_string(n), n);
-    ::unsetenv("KILN_LOAD");
     {
-      MappedFile mapped(path);
+      MappedFile mapped(path, LoadMode::map);
+      EXPECT_FALSE(mapped.copied());
       expect_pattern(mapped, n);
     }
-    ::setenv("KILN_LOAD", "copy", 1);
     {
-      MappedFile copied(path);
+      MappedFile copied(path, LoadMode::copy);
+      EXPECT_TRUE(copied.copied()) << n;
       expect_pattern(copied, n);
       MappedFile moved(std::move(copied));  // ownership moves with the bytes
+      EXPECT_TRUE(moved.copied());
       expect_pattern(moved, n);
     }
-    ::unsetenv("KILN_LOAD");
   }
 }
 
+TEST(MappedFile, TheProcessWideModeIsWhatTheOneArgumentConstructorUses) {
+  const std::string path = write_pattern("pattern-mode", std::size_t{3} << 20);
+  const LoadMode before = load_mode();
+  set_load_mode(LoadMode::copy);
+  EXPECT_STREQ(load_mode_name(load_mode()), "copy");
+  EXPECT_TRUE(MappedFile(path).copied());
+  set_load_mode(LoadMode::map);
+  EXPECT_STREQ(load_mode_name(load_mode()), "map");
+  EXPECT_FALSE(MappedFile(path).copied());
+  set_load_mode(before);
+}
+
 TEST(MappedFile, MissingFileIsAOneLineError) {
-  ::setenv("KILN_LOAD", "copy", 1);
-  EXPECT_THROW(MappedFile("/nonexistent/kiln-model.gguf"), std::exception);
-  ::unsetenv("KILN_LOAD");
+  for (LoadMode mode : {LoadMode::map, LoadMode::copy})
+    EXPECT_THROW(MappedFile("/nonexistent/kiln-model.gguf", mode), std::exception);
 }
 
 }  // namespace

@@ -94,6 +94,24 @@ TEST(Cli, BenchPrintsJson) {
   ASSERT_EQ(skipped.code, 0) << skipped.out;
   EXPECT_TRUE(nlohmann::json::parse(skipped.out.substr(skipped.out.find('{')))["read_bandwidth_gb_s"].is_null())
       << skipped.out;
+  EXPECT_EQ(j["load"], "map") << r.out;
+}
+
+TEST(Cli, NoMmapReadsTheWeightsIntoMemoryAndGivesTheSameTokens) {
+  KILN_REQUIRE_DATA(model, "stories260K.bin");
+  const std::string bench = "bench " + model + " -p 4 -n 2 -r 1 --json --no-bandwidth";
+  Result flag = kiln(bench + " --no-mmap", false);
+  Result env;
+  env.code = test::run_command("KILN_LOAD=copy timeout 120 " + test::kiln_binary() + " " + bench, &env.out, false);
+  for (const Result* r : {&flag, &env}) {
+    ASSERT_EQ(r->code, 0) << r->out;
+    EXPECT_EQ(nlohmann::json::parse(r->out.substr(r->out.find('{')))["load"], "copy") << r->out;
+  }
+  const std::string gen = "run " + model + " --tokens 1 -n 24 --temp 0 --print-ids -q";
+  Result mapped = kiln(gen, false), copied = kiln(gen + " --no-mmap", false);
+  ASSERT_EQ(mapped.code, 0) << mapped.out;
+  ASSERT_EQ(copied.code, 0) << copied.out;
+  EXPECT_EQ(mapped.out, copied.out);
 }
 
 TEST(Cli, BadInputGetsOneLineErrors) {

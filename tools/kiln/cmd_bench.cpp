@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "commands.h"
+#include "load_option.h"
 #include "core/cpu_features.h"
 #include "core/error.h"
 #include "core/memory_bandwidth.h"
@@ -291,7 +292,8 @@ void run_bench(const BenchOptions& o) {
                         {"read_bandwidth_gb_s", read_gbs > 0 ? nlohmann::json(read_gbs) : nlohmann::json(nullptr)},
                         {"rss_bytes", resident_bytes()},
                         {"peak_rss_bytes", peak_resident_bytes()},
-                        {"huge_page_mapped_bytes", file_huge_page_bytes() + anon_huge_page_bytes()}};
+                        {"huge_page_mapped_bytes", file_huge_page_bytes() + anon_huge_page_bytes()},
+                        {"load", model->source().weights_copied() ? "copy" : "map"}};
     std::printf("%s\n", j.dump().c_str());
     return;
   }
@@ -303,12 +305,11 @@ void run_bench(const BenchOptions& o) {
               static_cast<double>(cache.bytes()) / 1e6);
   // Decode speed depends on it (see core/mapped_file.cpp): a file first read without the
   // huge-page advice stays in 4 KiB pages until the page cache drops it.
-  const char* load = std::getenv("KILN_LOAD");
   std::printf("weights in 2 MiB pages: %.0f MB of %.0f MB (%s)\n\n",
               static_cast<double>(file_huge_page_bytes() + anon_huge_page_bytes()) / 1e6,
               static_cast<double>(model->source().file_size()) / 1e6,
-              load != nullptr && std::string(load) == "copy" ? "copied into anonymous memory, KILN_LOAD=copy"
-                                                             : "memory-mapped file");
+              model->source().weights_copied() ? "copied into anonymous memory, --no-mmap"
+                                               : "memory-mapped file");
   std::printf("| test    | tokens | tok/s              | weights streamed |\n");
   std::printf("| ------- | ------ | ------------------ | ---------------- |\n");
   std::printf("| prefill | %6d | %8.2f ± %-7.2f |                  |\n", o.n_prompt, pf.mean, pf.std);
@@ -332,6 +333,7 @@ void register_bench_command(CLI::App& app) {
   cmd->add_option("-b,--batch", opts->batch, "Largest prefill batch")->capture_default_str();
   cmd->add_option("--kv-type", opts->kv_type, "KV cache element type: f16 or f32")->capture_default_str();
   cmd->add_flag("--json", opts->json, "Print one JSON object instead of a table");
+  add_no_mmap_flag(cmd);
   cmd->add_flag("--no-bandwidth", opts->no_bandwidth,
                 "Skip measuring the memory read bandwidth after decode (printed beside decode's weights GB/s; "
                 "takes about half a second and 512 MiB)");

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "commands.h"
+#include "load_option.h"
 #include "core/error.h"
 #include "format/gguf_file.h"
 #include "model/llama_model.h"
@@ -210,6 +211,7 @@ void register_chat_command(CLI::App& app) {
                   "Use a built-in chat template instead of the model's (llama2, llama3, mistral, chatml, gemma, phi3, ...)");
   cmd->add_option("-n,--n-predict", o->n_predict, "Most tokens per reply")->capture_default_str();
   cmd->add_option("-t,--threads", o->threads, "Worker threads (0: all hardware threads)")->capture_default_str();
+  add_no_mmap_flag(cmd);
   cmd->add_option("-c,--ctx", o->ctx, "Context size in tokens (0: the model's, at most 4096)")->capture_default_str();
   cmd->add_option("--temp", o->sampling.temperature, "Temperature (0: greedy)")->capture_default_str();
   cmd->add_option("--top-k", o->sampling.top_k, "Keep the k most likely tokens (0: off)")->capture_default_str();

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "commands.h"
+#include "load_option.h"
 #include "core/error.h"
 #include "eval/chunk_source.h"
 #include "eval/chunks.h"
@@ -63,6 +64,7 @@ void add_input_options(CLI::App* cmd, InputOptions& o) {
   cmd->add_flag("--no-bos", o.no_bos, "Keep each chunk's first token instead of writing BOS over it");
   cmd->add_flag("--json", o.json, "Print one JSON object instead of a report");
   cmd->add_flag("-q,--quiet", o.quiet, "No progress on stderr");
+  add_no_mmap_flag(cmd);
 }
 
 int thread_count(const InputOptions& o) {

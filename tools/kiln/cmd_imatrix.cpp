@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "commands.h"
+#include "load_option.h"
 #include "core/error.h"
 #include "eval/chunk_source.h"
 #include "eval/chunks.h"
@@ -140,6 +141,7 @@ void register_imatrix_command(CLI::App& app) {
   cmd->add_flag("--covariance", opt->covariance, "also store each weight's input covariance (for --method gptq)");
   cmd->add_flag("--show", opt->show, "print the entries of the imatrix file MODEL and exit");
   cmd->add_flag("-q,--quiet", opt->quiet, "no progress on stderr");
+  add_no_mmap_flag(cmd);
   cmd->callback([opt] { run_imatrix(*opt); });
 }
 

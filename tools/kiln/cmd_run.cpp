@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "commands.h"
+#include "load_option.h"
 #include "core/error.h"
 #include "format/gguf_file.h"
 #include "model/llama_model.h"
@@ -186,6 +187,7 @@ void register_run_command(CLI::App& app) {
   cmd->add_flag("--special", o->parse_special, "Recognize special-token texts such as <s> in the prompt");
   cmd->add_flag("--echo", o->echo, "Print the prompt before the generated text");
   cmd->add_flag("-q,--quiet", o->quiet, "Do not print timings to stderr");
+  add_no_mmap_flag(cmd);
   cmd->callback([o] { run_generation(*o); });
 }
 

@@ -15,6 +15,7 @@
 #include <fmt/format.h>
 
 #include "commands.h"
+#include "load_option.h"
 #include "core/error.h"
 #include "runtime/engine.h"
 #include "serve/auth.h"
@@ -259,6 +260,7 @@ void register_serve_command(CLI::App& app) {
       ->capture_default_str();
   cmd->add_flag("--lazy", o->lazy, "Load MODEL and --model models on first use instead of at startup");
   cmd->add_flag("-q,--quiet", o->quiet, "No access log lines");
+  add_no_mmap_flag(cmd);
   cmd->footer(
       "Examples:\n"
       "  kiln serve model.gguf --port 8080\n"

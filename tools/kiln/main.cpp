@@ -24,8 +24,9 @@ int main(int argc, char** argv) {
       "Environment:\n"
       "  KILN_SIMD=scalar|avx2|avx512   use at most this SIMD path (default: the best the CPU has)\n"
       "  KILN_AMX=0                     do not use AMX tiles for prefill\n"
-      "  KILN_LOAD=copy                 read weights into anonymous huge-page memory instead of\n"
-      "                                 mapping the file (faster decode where the page cache is slow)\n\n"
+      "  KILN_LOAD=copy                 as --no-mmap: read weights into anonymous huge-page memory\n"
+      "                                 instead of mapping the file (steadier decode where the page\n"
+      "                                 cache reads slowly)\n\n"
       "Each subcommand has its own --help.");
   app.fallthrough(false);
   kiln::cli::register_run_command(app);
