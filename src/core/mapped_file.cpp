@@ -53,14 +53,7 @@ void* map_huge_aligned(int fd, std::size_t size) {
   return p;
 }
 
-// LoadMode::copy: the file's bytes read into anonymous memory (2 MiB-aligned, transparent huge
-// pages) instead of mapped. On these VMs the page cache's memory has at times read at half the
-// speed of freshly allocated anonymous memory (16 against 32 GB/s measured on the same 0.6 GB
-// file, both in 2 MiB pages), which halves decode; llama.cpp keeps its repacked weights in
-// anonymous memory and does not see it. The cost is a private copy per process (no sharing of
-// the page cache between servers) and the read at load. pread, not a copy out of a mapping, so
-// the page cache is not also mapped into this process and RSS stays about the file size.
-// Returns MAP_FAILED when the copy cannot be made, and the caller falls back to the mapping.
+// KILN_LOAD=copy sets the starting mode; --no-mmap sets it through set_load_mode().
 LoadMode initial_load_mode() {
   const char* v = std::getenv("KILN_LOAD");
   return v != nullptr && std::string_view(v) == "copy" ? LoadMode::copy : LoadMode::map;
@@ -71,6 +64,14 @@ std::atomic<LoadMode>& process_load_mode() {
   return mode;
 }
 
+// LoadMode::copy: the file's bytes read into anonymous memory (2 MiB-aligned, transparent huge
+// pages) instead of mapped. On these VMs the page cache's memory has at times read at half the
+// speed of freshly allocated anonymous memory (16 against 32 GB/s measured on the same 0.6 GB
+// file, both in 2 MiB pages), which halves decode; llama.cpp keeps its repacked weights in
+// anonymous memory and does not see it. The cost is a private copy per process (no sharing of
+// the page cache between servers) and the read at load. pread, not a copy out of a mapping, so
+// the page cache is not also mapped into this process and RSS stays about the file size.
+// Returns MAP_FAILED when the copy cannot be made, and the caller falls back to the mapping.
 void* read_into_anonymous(int fd, std::size_t size) {
   void* p = map_anonymous_huge(size);
   if (p == nullptr) return MAP_FAILED;
