@@ -5,9 +5,13 @@
 # a sanitizer report, a leak, an uncaught exception, a timeout or an out-of-memory input; the
 # reproducer is kept in build-fuzz/fuzz-artifacts/<target>/.
 # Usage: scripts/fuzz.sh [SECONDS]
+#        scripts/fuzz.sh --replay   # only run every committed corpus input once (the CI check
+#                                   # that the fuzz targets still build and the seeds stay clean)
 set -euo pipefail
+replay=0
+if [ "${1:-}" = "--replay" ]; then replay=1; shift; fi
 seconds=${1:-60}
-[[ "$seconds" =~ ^[0-9]+$ ]] || { echo "usage: $0 [SECONDS]" >&2; exit 2; }
+[[ "$seconds" =~ ^[0-9]+$ ]] || { echo "usage: $0 [SECONDS] | --replay" >&2; exit 2; }
 root=$(cd "$(dirname "$0")/.." && pwd)
 build="$root/build-fuzz"
 targets=(gguf_fuzz llama2c_fuzz jinja_fuzz tokenizer_fuzz)
@@ -18,6 +22,24 @@ cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
 cmake --build "$build" --target "${targets[@]}"
 
 status=0
+if [ "$replay" -eq 1 ]; then
+  for target in "${targets[@]}"; do
+    log="$build/fuzz-artifacts/$target.replay.log"
+    mkdir -p "$build/fuzz-artifacts"
+    rc=0
+    # -runs=0: execute the corpus inputs and stop; nothing is written to the corpus.
+    ASAN_OPTIONS=detect_leaks=1:allocator_may_return_null=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+      "$build/fuzz/$target" "$root/fuzz/corpus/$target" -runs=0 -timeout=10 -rss_limit_mb=2048 >"$log" 2>&1 || rc=$?
+    if [ "$rc" -ne 0 ]; then
+      echo "fuzz.sh: $target replay FAILED (exit $rc); last lines of its log:" >&2
+      tail -n 40 "$log" >&2
+      status=1
+    else
+      echo "fuzz.sh: $target replayed $(find "$root/fuzz/corpus/$target" -type f | wc -l) corpus files cleanly"
+    fi
+  done
+  exit "$status"
+fi
 for target in "${targets[@]}"; do
   # The fuzzer adds what it finds to the corpus directory; keep the committed seeds unchanged.
   work=$(mktemp -d "/tmp/kiln_fuzz_${target}_XXXXXX")
