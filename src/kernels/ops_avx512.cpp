@@ -2,10 +2,12 @@
 // that no element is read or written outside [0, n).
 #include <immintrin.h>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
 #include "kernels/ops_simd.h"
+#include "kernels/reduce_avx512.h"
 
 // GCC 12's AVX-512 headers build their "undefined" registers from self-initialised locals,
 // which -Wuninitialized reports at every inlined use; the warning says nothing about this code.
@@ -66,6 +68,78 @@ inline __m256i to_f16(__m512 v) {
   const __m512i sign = _mm512_and_si512(_mm512_srli_epi32(_mm512_castps_si512(v), 16), _mm512_set1_epi32(0x8000));
   const __m256i canonical_nan = _mm512_cvtepi32_epi16(_mm512_or_si512(sign, _mm512_set1_epi32(0x7E00)));
   return _mm256_mask_blend_epi16(nan_lanes, halves, canonical_nan);
+}
+
+// Attention over the KV cache for the query heads that share one key/value head (grouped-query
+// attention), at most kMaxHeads at a time so that every accumulator stays in a register.
+constexpr std::int64_t kMaxHeads = 8;
+
+// s[g * s_stride + r] = scale * (K row r · q_g) for NQ heads: each K row is converted from f16
+// once for all the heads, and the NQ dot products of a row are reduced together. (Before: one
+// dot_f16_f32 call per row and head, the row converted and the sum reduced every time; decode
+// at position 1024 of the 1.1B model spent 16% of its time there.)
+template <int NQ>
+void scores_for_heads(const std::uint16_t* k, std::int64_t k_stride, std::int64_t n_rows, const float* q,
+                      std::int64_t q_stride, std::int64_t hd, float scale, float* s, std::int64_t s_stride) {
+  for (std::int64_t r = 0; r < n_rows; ++r) {
+    const std::uint16_t* kr = k + r * k_stride;
+    __m512 part[NQ];
+#pragma GCC unroll 8
+    for (int g = 0; g < NQ; ++g) part[g] = _mm512_setzero_ps();
+    std::int64_t d = 0;
+    for (; d + 16 <= hd; d += 16) {
+      const __m512 kv = load_f16(kr + d);
+#pragma GCC unroll 8
+      for (int g = 0; g < NQ; ++g) part[g] = _mm512_fmadd_ps(kv, _mm512_loadu_ps(q + g * q_stride + d), part[g]);
+    }
+    if (d < hd) {
+      const __mmask16 mask = first_lanes(hd - d);
+      const __m512 kv = load_f16_masked(kr + d, mask);
+#pragma GCC unroll 8
+      for (int g = 0; g < NQ; ++g)
+        part[g] = _mm512_fmadd_ps(kv, _mm512_maskz_loadu_ps(mask, q + g * q_stride + d), part[g]);
+    }
+    float sums[NQ];
+    reduce_lanes(part, sums);
+#pragma GCC unroll 8
+    for (int g = 0; g < NQ; ++g) s[g * s_stride + r] = scale * sums[g];
+  }
+}
+
+// out[g] += sum over rows r of p[g * p_stride + r] * V row r, for NQ heads, 32 columns at a
+// time: the heads' 2 x NQ accumulators stay in registers across all the rows, and each V row is
+// converted once for all the heads. (Before: one axpy per row and head, which loaded and stored
+// the head's output every time; 12% of decode at position 1024.)
+template <int NQ>
+void values_for_heads(const std::uint16_t* v, std::int64_t v_stride, std::int64_t n_rows, const float* p,
+                      std::int64_t p_stride, std::int64_t hd, float* out, std::int64_t out_stride) {
+  for (std::int64_t d = 0; d < hd; d += 32) {
+    const std::int64_t width = std::min<std::int64_t>(32, hd - d);
+    const __mmask16 m0 = first_lanes(std::min<std::int64_t>(16, width));
+    const __mmask16 m1 = first_lanes(std::max<std::int64_t>(0, width - 16));
+    __m512 acc[NQ][2];
+#pragma GCC unroll 8
+    for (int g = 0; g < NQ; ++g) {
+      acc[g][0] = _mm512_maskz_loadu_ps(m0, out + g * out_stride + d);
+      acc[g][1] = _mm512_maskz_loadu_ps(m1, out + g * out_stride + d + 16);
+    }
+    for (std::int64_t r = 0; r < n_rows; ++r) {
+      const std::uint16_t* vr = v + r * v_stride + d;
+      const __m512 v0 = load_f16_masked(vr, m0);
+      const __m512 v1 = load_f16_masked(vr + 16, m1);
+#pragma GCC unroll 8
+      for (int g = 0; g < NQ; ++g) {
+        const __m512 pr = _mm512_set1_ps(p[g * p_stride + r]);
+        acc[g][0] = _mm512_fmadd_ps(pr, v0, acc[g][0]);
+        acc[g][1] = _mm512_fmadd_ps(pr, v1, acc[g][1]);
+      }
+    }
+#pragma GCC unroll 8
+    for (int g = 0; g < NQ; ++g) {
+      _mm512_mask_storeu_ps(out + g * out_stride + d, m0, acc[g][0]);
+      _mm512_mask_storeu_ps(out + g * out_stride + d + 16, m1, acc[g][1]);
+    }
+  }
 }
 
 }  // namespace
@@ -228,16 +302,38 @@ void f16_to_f32_row(const std::uint16_t* x, float* y, std::int64_t n) {
 void attn_scores_f16(const std::uint16_t* k, std::int64_t k_stride, std::int64_t n_rows, const float* q,
                      std::int64_t q_stride, std::int64_t n_q, std::int64_t hd, float scale, float* s,
                      std::int64_t s_stride) {
-  for (std::int64_t r = 0; r < n_rows; ++r)
-    for (std::int64_t g = 0; g < n_q; ++g)
-      s[g * s_stride + r] = scale * dot_f16_f32(k + r * k_stride, q + g * q_stride, hd);
+  for (std::int64_t g0 = 0; g0 < n_q; g0 += kMaxHeads) {
+    const float* qg = q + g0 * q_stride;
+    float* sg = s + g0 * s_stride;
+    switch (std::min<std::int64_t>(kMaxHeads, n_q - g0)) {
+      case 1: scores_for_heads<1>(k, k_stride, n_rows, qg, q_stride, hd, scale, sg, s_stride); break;
+      case 2: scores_for_heads<2>(k, k_stride, n_rows, qg, q_stride, hd, scale, sg, s_stride); break;
+      case 3: scores_for_heads<3>(k, k_stride, n_rows, qg, q_stride, hd, scale, sg, s_stride); break;
+      case 4: scores_for_heads<4>(k, k_stride, n_rows, qg, q_stride, hd, scale, sg, s_stride); break;
+      case 5: scores_for_heads<5>(k, k_stride, n_rows, qg, q_stride, hd, scale, sg, s_stride); break;
+      case 6: scores_for_heads<6>(k, k_stride, n_rows, qg, q_stride, hd, scale, sg, s_stride); break;
+      case 7: scores_for_heads<7>(k, k_stride, n_rows, qg, q_stride, hd, scale, sg, s_stride); break;
+      default: scores_for_heads<8>(k, k_stride, n_rows, qg, q_stride, hd, scale, sg, s_stride); break;
+    }
+  }
 }
 
 void attn_values_f16(const std::uint16_t* v, std::int64_t v_stride, std::int64_t n_rows, const float* p,
                      std::int64_t p_stride, std::int64_t n_q, std::int64_t hd, float* out, std::int64_t out_stride) {
-  for (std::int64_t g = 0; g < n_q; ++g)
-    for (std::int64_t r = 0; r < n_rows; ++r)
-      axpy_f16_f32(p[g * p_stride + r], v + r * v_stride, out + g * out_stride, hd);
+  for (std::int64_t g0 = 0; g0 < n_q; g0 += kMaxHeads) {
+    const float* pg = p + g0 * p_stride;
+    float* og = out + g0 * out_stride;
+    switch (std::min<std::int64_t>(kMaxHeads, n_q - g0)) {
+      case 1: values_for_heads<1>(v, v_stride, n_rows, pg, p_stride, hd, og, out_stride); break;
+      case 2: values_for_heads<2>(v, v_stride, n_rows, pg, p_stride, hd, og, out_stride); break;
+      case 3: values_for_heads<3>(v, v_stride, n_rows, pg, p_stride, hd, og, out_stride); break;
+      case 4: values_for_heads<4>(v, v_stride, n_rows, pg, p_stride, hd, og, out_stride); break;
+      case 5: values_for_heads<5>(v, v_stride, n_rows, pg, p_stride, hd, og, out_stride); break;
+      case 6: values_for_heads<6>(v, v_stride, n_rows, pg, p_stride, hd, og, out_stride); break;
+      case 7: values_for_heads<7>(v, v_stride, n_rows, pg, p_stride, hd, og, out_stride); break;
+      default: values_for_heads<8>(v, v_stride, n_rows, pg, p_stride, hd, og, out_stride); break;
+    }
+  }
 }
 
 }  // namespace kiln::kernels::avx512

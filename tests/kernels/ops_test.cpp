@@ -259,9 +259,9 @@ TEST_P(OpsTest, F32ToF16IsBitExact) {
 
 TEST_P(OpsTest, AttentionScoresAndValuesMatchReference) {
   // Grouped heads over a run of rows with strides wider than a head, as in the KV cache.
-  for (std::int64_t hd : {1, 7, 16, 64, 80, 128}) {
-    for (std::int64_t n_q : {1, 3, 8}) {
-      for (std::int64_t n_rows : {1, 5, 16}) {
+  for (std::int64_t hd : {1, 7, 16, 40, 64, 80, 128}) {
+    for (std::int64_t n_q : {1, 3, 4, 8, 12}) {  // 12: more heads than one register pass takes
+      for (std::int64_t n_rows : {1, 5, 16, 33}) {
         const auto seed = static_cast<std::uint32_t>(hd * 1000 + n_q * 100 + n_rows);
         const std::int64_t k_stride = hd * 4 + 3, q_stride = hd + 5, s_stride = n_rows + 2;
         std::vector<float> kf = random_floats(n_rows * k_stride, -2.0f, 2.0f, seed);
