@@ -4,6 +4,8 @@
 #include <unistd.h>
 
 #include <cstdint>
+#include <new>
+#include <utility>
 
 namespace kiln {
 namespace {
@@ -38,6 +40,23 @@ void* map_anonymous_huge(std::size_t bytes) {
 
 void unmap_anonymous(void* p, std::size_t bytes) {
   if (p != nullptr) ::munmap(p, whole_pages(bytes));
+}
+
+AnonymousRegion::AnonymousRegion(std::size_t bytes) : size_(bytes) {
+  data_ = static_cast<std::uint8_t*>(map_anonymous_huge(bytes));
+  if (data_ == nullptr) throw std::bad_alloc();
+}
+
+AnonymousRegion::AnonymousRegion(AnonymousRegion&& o) noexcept
+    : data_(std::exchange(o.data_, nullptr)), size_(std::exchange(o.size_, 0)) {}
+
+AnonymousRegion& AnonymousRegion::operator=(AnonymousRegion&& o) noexcept {
+  if (this != &o) {
+    unmap_anonymous(data_, size_);
+    data_ = std::exchange(o.data_, nullptr);
+    size_ = std::exchange(o.size_, 0);
+  }
+  return *this;
 }
 
 }  // namespace kiln

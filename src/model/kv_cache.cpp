@@ -14,13 +14,12 @@ KvCache::KvCache(const KvCacheOptions& o) : options_(o) {
   n_blocks_ = (o.capacity_tokens + o.block_size - 1) / o.block_size;
   row_bytes_ = static_cast<std::size_t>(o.kv_dim) * (o.dtype == DType::F16 ? 2 : 4);
   const std::size_t layer_bytes = row_bytes_ * static_cast<std::size_t>(o.block_size) * static_cast<std::size_t>(n_blocks_);
-  k_.resize(static_cast<std::size_t>(o.n_layer));
-  v_.resize(static_cast<std::size_t>(o.n_layer));
-  for (int l = 0; l < o.n_layer; ++l) {
-    k_[static_cast<std::size_t>(l)].reserve(layer_bytes);
-    v_[static_cast<std::size_t>(l)].reserve(layer_bytes);
-  }
   bytes_ = 2 * layer_bytes * static_cast<std::size_t>(o.n_layer);
+  storage_ = AnonymousRegion(bytes_);
+  for (int l = 0; l < o.n_layer; ++l) {
+    k_.push_back(storage_.data() + 2 * static_cast<std::size_t>(l) * layer_bytes);
+    v_.push_back(storage_.data() + (2 * static_cast<std::size_t>(l) + 1) * layer_bytes);
+  }
   // Hand out low block ids first so short runs touch little memory.
   for (int b = n_blocks_ - 1; b >= 0; --b) free_.push_back(b);
   refs_.assign(static_cast<std::size_t>(n_blocks_), 0);
@@ -98,12 +97,12 @@ void KvCache::set_length(int seq, int n_tokens) {
   s.length = n_tokens;
 }
 
-void* KvCache::row(AlignedBuffer& buf, int seq, int pos) {
+void* KvCache::row(std::uint8_t* layer_base, int seq, int pos) {
   const Sequence& s = seqs_[static_cast<std::size_t>(seq)];
   const int block = s.blocks[static_cast<std::size_t>(pos / options_.block_size)];
   const std::size_t index = static_cast<std::size_t>(block) * static_cast<std::size_t>(options_.block_size) +
                             static_cast<std::size_t>(pos % options_.block_size);
-  return buf.as<std::uint8_t>() + index * row_bytes_;
+  return layer_base + index * row_bytes_;
 }
 
 }  // namespace kiln

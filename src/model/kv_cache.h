@@ -14,7 +14,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "core/aligned_buffer.h"
+#include "core/anonymous_memory.h"
 #include "core/dtype.h"
 
 namespace kiln {
@@ -70,13 +70,17 @@ class KvCache {
     int length = 0;
     std::vector<int> blocks;
   };
-  void* row(AlignedBuffer& buf, int seq, int pos);
+  void* row(std::uint8_t* layer_base, int seq, int pos);
 
   KvCacheOptions options_;
   int n_blocks_ = 0;
   std::size_t row_bytes_ = 0;
   std::size_t bytes_ = 0;
-  std::vector<AlignedBuffer> k_, v_;  // per layer
+  // All layers' K and V in one region of 2 MiB pages. Attention reads each KV head's 128-byte
+  // piece of every cached row, a strided walk that in 4 KiB pages misses the TLB every 8 rows
+  // (see LlamaModel::attention for the measurement).
+  AnonymousRegion storage_;
+  std::vector<std::uint8_t*> k_, v_;  // per layer: (n_blocks, block_size, kv_dim) inside storage_
   std::vector<int> free_;
   std::vector<int> refs_;  // (n_blocks) references: block tables holding it plus retain_block holders
   std::vector<Sequence> seqs_;

