@@ -17,16 +17,15 @@ std::size_t whole_pages(std::size_t bytes) {
 
 }  // namespace
 
-void* map_anonymous_huge(std::size_t bytes) {
-  // Reserve 2 MiB more than needed, place the memory at the first aligned address in it and
+void* map_huge_aligned(std::size_t len, int prot, int flags, int fd) {
+  // Reserve 2 MiB more than needed, place the mapping at the first aligned address in it and
   // give the slack on both sides back.
-  const std::size_t len = whole_pages(bytes);
+  len = whole_pages(len);
   void* reserve = ::mmap(nullptr, len + kHugePageBytes, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
   if (reserve == MAP_FAILED) return nullptr;
   const auto base = reinterpret_cast<std::uintptr_t>(reserve);
   const std::uintptr_t aligned = (base + kHugePageBytes - 1) & ~(std::uintptr_t{kHugePageBytes} - 1);
-  void* p = ::mmap(reinterpret_cast<void*>(aligned), len, PROT_READ | PROT_WRITE,
-                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+  void* p = ::mmap(reinterpret_cast<void*>(aligned), len, prot, flags | MAP_FIXED, fd, 0);
   if (p == MAP_FAILED) {
     ::munmap(reserve, len + kHugePageBytes);
     return nullptr;
@@ -36,6 +35,10 @@ void* map_anonymous_huge(std::size_t bytes) {
   if (reserve_end > end) ::munmap(reinterpret_cast<void*>(end), reserve_end - end);
   ::madvise(p, len, MADV_HUGEPAGE);  // a hint: EINVAL where THP is compiled out is fine
   return p;
+}
+
+void* map_anonymous_huge(std::size_t bytes) {
+  return map_huge_aligned(bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1);
 }
 
 void unmap_anonymous(void* p, std::size_t bytes) {

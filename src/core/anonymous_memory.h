@@ -10,6 +10,11 @@ namespace kiln {
 
 constexpr std::size_t kHugePageBytes = std::size_t{2} << 20;
 
+// mmap(len, prot, flags, fd, offset 0) placed at a 2 MiB-aligned address, with MADV_HUGEPAGE:
+// the one placement both anonymous memory below and file mappings (core/mapped_file.cpp) use.
+// nullptr when it cannot be mapped. Release with unmap_anonymous (any mapping it made).
+void* map_huge_aligned(std::size_t len, int prot, int flags, int fd);
+
 // Maps `bytes` (rounded up to whole pages) read-write at a 2 MiB-aligned address, with
 // MADV_HUGEPAGE; nullptr when the memory cannot be mapped. Release with unmap_anonymous.
 void* map_anonymous_huge(std::size_t bytes);

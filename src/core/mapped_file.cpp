@@ -21,8 +21,6 @@ namespace kiln {
 
 namespace {
 
-constexpr std::size_t kHugePage = std::size_t{2} << 20;
-
 // Maps the file read-only at a 2 MiB-aligned address and asks for transparent huge pages.
 // Why: decode streams every weight once per token, so it is bound by memory bandwidth, and
 // 4 KiB pages cost a TLB miss every 4 KiB of a stream. With the start aligned, file offsets and
@@ -31,26 +29,11 @@ constexpr std::size_t kHugePage = std::size_t{2} << 20;
 // one PMD each: measured on these machines, a 0.6 GB weight file reads at 28.7 GB/s that way
 // against 24 GB/s through 4 KiB pages. The weights are still the page cache, never copied.
 // Files already cached in small folios keep them; the advice only shapes future reads.
-void* map_huge_aligned(int fd, std::size_t size) {
-  if (size < kHugePage) return ::mmap(nullptr, size, PROT_READ, MAP_SHARED, fd, 0);
-  // Reserve size + 2 MiB of address space, then place the file at its first aligned address
-  // and give the slack on both sides back.
-  void* reserve = ::mmap(nullptr, size + kHugePage, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-  if (reserve == MAP_FAILED) return ::mmap(nullptr, size, PROT_READ, MAP_SHARED, fd, 0);
-  const auto base = reinterpret_cast<std::uintptr_t>(reserve);
-  const std::uintptr_t aligned = (base + kHugePage - 1) & ~(std::uintptr_t{kHugePage} - 1);
-  void* p = ::mmap(reinterpret_cast<void*>(aligned), size, PROT_READ, MAP_SHARED | MAP_FIXED, fd, 0);
-  if (p == MAP_FAILED) {
-    ::munmap(reserve, size + kHugePage);
-    return ::mmap(nullptr, size, PROT_READ, MAP_SHARED, fd, 0);
+void* map_file(int fd, std::size_t size) {
+  if (size >= kHugePageBytes) {
+    if (void* p = map_huge_aligned(size, PROT_READ, MAP_SHARED, fd)) return p;
   }
-  if (aligned > base) ::munmap(reserve, aligned - base);
-  const auto page = static_cast<std::uintptr_t>(::sysconf(_SC_PAGESIZE));
-  const std::uintptr_t end = aligned + (size + page - 1) / page * page;  // the map's last page is whole
-  const std::uintptr_t reserve_end = base + size + kHugePage;
-  if (reserve_end > end) ::munmap(reinterpret_cast<void*>(end), reserve_end - end);
-  ::madvise(p, size, MADV_HUGEPAGE);  // a hint: EINVAL where THP is compiled out is fine
-  return p;
+  return ::mmap(nullptr, size, PROT_READ, MAP_SHARED, fd, 0);
 }
 
 // KILN_LOAD=copy sets the starting mode; --no-mmap sets it through set_load_mode().
@@ -115,7 +98,7 @@ MappedFile::MappedFile(const std::string& path, LoadMode mode) : path_(path) {
     void* p = MAP_FAILED;
     if (mode == LoadMode::copy) p = read_into_anonymous(fd, size_);
     copied_ = p != MAP_FAILED;
-    if (p == MAP_FAILED) p = map_huge_aligned(fd, size_);
+    if (p == MAP_FAILED) p = map_file(fd, size_);
     if (p == MAP_FAILED) {
       int e = errno;
       ::close(fd);
