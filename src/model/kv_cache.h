@@ -78,7 +78,8 @@ class KvCache {
   std::size_t bytes_ = 0;
   // All layers' K and V in one region of 2 MiB pages. Attention reads each KV head's 128-byte
   // piece of every cached row, a strided walk that in 4 KiB pages misses the TLB every 8 rows
-  // (see LlamaModel::attention for the measurement).
+  // (see LlamaModel::attention for the measurement). Pages are still committed on first touch,
+  // 2 MiB at a time: a lightly used pool holds up to one huge page per layer's K and V.
   AnonymousRegion storage_;
   std::vector<std::uint8_t*> k_, v_;  // per layer: (n_blocks, block_size, kv_dim) inside storage_
   std::vector<int> free_;

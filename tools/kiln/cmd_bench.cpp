@@ -293,7 +293,7 @@ void run_bench(const BenchOptions& o) {
                         {"rss_bytes", resident_bytes()},
                         {"peak_rss_bytes", peak_resident_bytes()},
                         {"huge_page_mapped_bytes", file_huge_page_bytes() + anon_huge_page_bytes()},
-                        {"load", model->source().weights_copied() ? "copy" : "map"}};
+                        {"load", load_mode_name(model->source().weights_copied() ? LoadMode::copy : LoadMode::map)}};
     std::printf("%s\n", j.dump().c_str());
     return;
   }
