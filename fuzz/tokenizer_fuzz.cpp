@@ -18,6 +18,7 @@
 #include "tokenizer/bpe_tokenizer.h"
 #include "tokenizer/bpe_vocab_files.h"
 #include "tokenizer/byte_unicode.h"
+#include "tokenizer/load_tokenizer.h"
 #include "tokenizer/hf_tokenizer_json.h"
 #include "tokenizer/spm_model_file.h"
 #include "tokenizer/spm_tokenizer.h"

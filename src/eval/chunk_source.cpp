@@ -6,7 +6,7 @@
 #include "core/error.h"
 #include "format/gguf_file.h"
 #include "model/llama_model.h"
-#include "tokenizer/tokenizer.h"
+#include "tokenizer/load_tokenizer.h"
 
 namespace kiln::eval {
 

@@ -6,7 +6,8 @@
 #include "core/error.h"
 #include "format/gguf_file.h"
 #include "model/model_source.h"
-#include "tokenizer/chat_template.h"
+#include "chat/chat_template.h"
+#include "tokenizer/load_tokenizer.h"
 
 namespace kiln::serve {
 

@@ -12,7 +12,7 @@
 #include "runtime/engine.h"
 #include "runtime/process_stats.h"
 #include "serve/api_error.h"
-#include "tokenizer/chat_template.h"
+#include "chat/chat_template.h"
 #include "tokenizer/utf8.h"
 
 namespace kiln::serve {

@@ -13,8 +13,6 @@
 
 namespace kiln {
 
-class GgufFile;
-
 // What decoding has carried over from earlier tokens of the same sequence.
 struct DecodeState {
   std::string pending_bytes;  // bytes of a UTF-8 character not yet complete
@@ -67,9 +65,6 @@ class Tokenizer {
   Vocab vocab_;
 };
 
-// The tokenizer a vocabulary asks for (tokenizer.ggml.model). Throws kiln::Error naming the
-// model when kiln has no tokenizer of that kind.
-std::unique_ptr<Tokenizer> make_tokenizer(Vocab vocab);
-std::unique_ptr<Tokenizer> load_tokenizer(const GgufFile& gguf);
+// Building a tokenizer from a vocabulary or a file: tokenizer/load_tokenizer.h.
 
 }  // namespace kiln

@@ -25,7 +25,7 @@
 #include "format/gguf_file.h"
 #include "model/llama_model.h"
 #include "test_support.h"
-#include "tokenizer/tokenizer.h"
+#include "tokenizer/load_tokenizer.h"
 
 namespace kiln::eval {
 namespace {

@@ -15,7 +15,7 @@
 #include "format/gguf_file.h"
 #include "model/llama_model.h"
 #include "test_support.h"
-#include "tokenizer/tokenizer.h"
+#include "tokenizer/load_tokenizer.h"
 
 namespace kiln {
 namespace {

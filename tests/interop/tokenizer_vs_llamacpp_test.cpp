@@ -26,7 +26,7 @@
 #include "format/gguf_writer.h"
 #include "test_support.h"
 #include "tokenizer/tokenizer.h"
-#include "tokenizer/tokenizer_file.h"
+#include "tokenizer/load_tokenizer.h"
 
 namespace kiln {
 namespace {

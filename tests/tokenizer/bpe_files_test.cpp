@@ -15,7 +15,7 @@
 #include "tokenizer/bpe_vocab_files.h"
 #include "tokenizer/byte_unicode.h"
 #include "tokenizer/hf_tokenizer_json.h"
-#include "tokenizer/tokenizer_file.h"
+#include "tokenizer/load_tokenizer.h"
 
 namespace kiln {
 namespace {

@@ -14,7 +14,7 @@
 #include "format/gguf_file.h"
 #include "test_support.h"
 #include "tokenizer/bpe_tokenizer.h"
-#include "tokenizer/tokenizer_file.h"
+#include "tokenizer/load_tokenizer.h"
 #include "tokenizer_test_support.h"
 
 namespace kiln::test {

@@ -12,7 +12,7 @@
 
 #include "core/error.h"
 #include "tokenizer/spm_tokenizer.h"
-#include "tokenizer/tokenizer_file.h"
+#include "tokenizer/load_tokenizer.h"
 #include "tokenizer_test_support.h"
 
 namespace kiln {

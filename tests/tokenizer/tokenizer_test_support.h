@@ -14,7 +14,7 @@
 
 #include "format/gguf_file.h"
 #include "test_support.h"
-#include "tokenizer/tokenizer.h"
+#include "tokenizer/load_tokenizer.h"
 
 namespace kiln::test {
 

@@ -14,7 +14,7 @@
 #include "core/error.h"
 #include "format/gguf_file.h"
 #include "test_support.h"
-#include "tokenizer/tokenizer.h"
+#include "tokenizer/load_tokenizer.h"
 
 namespace kiln {
 namespace {

@@ -31,7 +31,7 @@
 #include "runtime/engine.h"
 #include "runtime/model_stats.h"
 #include "runtime/process_stats.h"
-#include "tokenizer/tokenizer.h"
+#include "tokenizer/load_tokenizer.h"
 
 namespace kiln::cli {
 namespace {

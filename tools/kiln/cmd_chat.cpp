@@ -26,8 +26,8 @@
 #include "model/llama_model.h"
 #include "runtime/engine.h"
 #include "sample/sampler.h"
-#include "tokenizer/chat_template.h"
-#include "tokenizer/tokenizer.h"
+#include "chat/chat_template.h"
+#include "tokenizer/load_tokenizer.h"
 
 namespace kiln::cli {
 namespace {

@@ -16,7 +16,7 @@
 #include "runtime/generator.h"
 #include "sample/sampler.h"
 #include "tokenizer/text_stream_decoder.h"
-#include "tokenizer/tokenizer.h"
+#include "tokenizer/load_tokenizer.h"
 
 namespace kiln::cli {
 namespace {

@@ -16,7 +16,7 @@
 #include "commands.h"
 #include "core/error.h"
 #include "tokenizer/tokenizer.h"
-#include "tokenizer/tokenizer_file.h"
+#include "tokenizer/load_tokenizer.h"
 
 namespace kiln::cli {
 namespace {

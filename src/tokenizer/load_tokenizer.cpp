@@ -1,13 +1,15 @@
-#include "tokenizer/tokenizer_file.h"
+#include "tokenizer/load_tokenizer.h"
 
 #include <filesystem>
 #include <fstream>
 
 #include "core/error.h"
 #include "format/gguf_file.h"
+#include "tokenizer/bpe_tokenizer.h"
 #include "tokenizer/bpe_vocab_files.h"
 #include "tokenizer/hf_tokenizer_json.h"
 #include "tokenizer/spm_model_file.h"
+#include "tokenizer/spm_tokenizer.h"
 
 namespace kiln {
 namespace {
@@ -38,6 +40,15 @@ Sniff sniff(const std::string& path) {
 }
 
 }  // namespace
+
+std::unique_ptr<Tokenizer> make_tokenizer(Vocab vocab) {
+  if (vocab.model == "llama") return std::make_unique<SpmTokenizer>(std::move(vocab));
+  if (vocab.model == "gpt2") return std::make_unique<BpeTokenizer>(std::move(vocab));
+  fail("{}: tokenizer.ggml.model = \"{}\" is not supported (kiln knows \"llama\" and \"gpt2\")", vocab.source,
+       vocab.model);
+}
+
+std::unique_ptr<Tokenizer> load_tokenizer(const GgufFile& gguf) { return make_tokenizer(Vocab::from_gguf(gguf)); }
 
 Vocab load_vocab_file(const std::string& path) {
   std::error_code ec;

@@ -12,7 +12,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "tokenizer/jinja_interpreter.h"
+#include "chat/jinja_interpreter.h"
 
 namespace kiln {
 

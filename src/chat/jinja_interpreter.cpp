@@ -1,7 +1,7 @@
 // Tree-walking evaluation of the parsed template. Scopes follow Jinja2: a for loop opens a
 // scope (so `set` inside a loop does not leak out, which is why templates use namespace()),
 // `if` does not, macros run in a scope below the template's top level.
-#include "tokenizer/jinja_interpreter.h"
+#include "chat/jinja_interpreter.h"
 
 #include <cmath>
 #include <limits>
@@ -9,9 +9,9 @@
 #include <stdexcept>
 
 #include "core/error.h"
-#include "tokenizer/jinja_builtins.h"
-#include "tokenizer/jinja_parser.h"
-#include "tokenizer/jinja_strings.h"
+#include "chat/jinja_builtins.h"
+#include "chat/jinja_parser.h"
+#include "chat/jinja_strings.h"
 
 namespace kiln::jinja {
 namespace {

@@ -1,13 +1,13 @@
 // Recursive-descent parser for kiln's Jinja subset; the grammar and precedence are Jinja2's:
 // condexpr < or < and < not < compare < + - < ~ < * / // % < ** < unary, with postfix access,
 // calls, filters and tests binding tightest (so `a + b | trim` trims b only).
-#include "tokenizer/jinja_parser.h"
+#include "chat/jinja_parser.h"
 
 #include <algorithm>
 #include <initializer_list>
 
 #include "core/error.h"
-#include "tokenizer/jinja_builtins.h"
+#include "chat/jinja_builtins.h"
 
 namespace kiln::jinja {
 namespace {

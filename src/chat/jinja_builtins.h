@@ -7,7 +7,7 @@
 #include <optional>
 #include <string_view>
 
-#include "tokenizer/jinja_value.h"
+#include "chat/jinja_value.h"
 
 namespace kiln::jinja {
 

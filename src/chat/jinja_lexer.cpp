@@ -2,14 +2,14 @@
 // jinja2/lexer.py: a "-" sign strips all whitespace on that side of the tag, lstrip_blocks strips
 // the spaces that precede a block tag or comment on an otherwise blank line, trim_blocks removes
 // the one newline after a block tag or comment, and a "+" sign turns either option off.
-#include "tokenizer/jinja_lexer.h"
+#include "chat/jinja_lexer.h"
 
 #include <algorithm>
 #include <charconv>
 #include <cmath>
 
 #include "core/error.h"
-#include "tokenizer/jinja_strings.h"
+#include "chat/jinja_strings.h"
 
 namespace kiln::jinja {
 namespace {

@@ -2,9 +2,9 @@
 // tokenizer_config.json publishes them (the escapes are those of the JSON), each rendered for a
 // system + user + assistant + user conversation with and without add_generation_prompt and
 // compared with the exact expected text (derived by reading the template), then with Jinja2
-// itself under Hugging Face's settings (tests/tokenizer/chat_template_oracle.py) when
+// itself under Hugging Face's settings (tests/chat/chat_template_oracle.py) when
 // python3-jinja2 is installed. Also: tools, built-ins, the choice of a built-in, GGUF loading.
-#include "tokenizer/chat_template.h"
+#include "chat/chat_template.h"
 
 #include <gtest/gtest.h>
 
@@ -777,7 +777,7 @@ TEST(ChatTemplateErrors, ParseErrorsAreOneLineWithPosition) {
 
 std::optional<ordered_json> run_oracle(const ordered_json& cases) {
   const char* src = std::getenv("KILN_SOURCE_DIR");
-  const std::string script = std::string(src ? src : ".") + "/tests/tokenizer/chat_template_oracle.py";
+  const std::string script = std::string(src ? src : ".") + "/tests/chat/chat_template_oracle.py";
   if (!std::ifstream(script).good()) return std::nullopt;  // not run from the source tree (KILN_SOURCE_DIR)
   const std::string dir = test::temp_dir();
   std::ofstream(dir + "/chat_oracle_in.json") << cases.dump();

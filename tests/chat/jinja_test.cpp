@@ -1,7 +1,7 @@
 // kiln's Jinja interpreter: every construct of the supported subset with its expected output,
 // the same cases (and more, for whitespace rules) rendered by Jinja2 itself under Hugging Face's
-// settings through tests/tokenizer/chat_template_oracle.py, and the errors and limits.
-#include "tokenizer/jinja_interpreter.h"
+// settings through tests/chat/chat_template_oracle.py, and the errors and limits.
+#include "chat/jinja_interpreter.h"
 
 #include <gtest/gtest.h>
 
@@ -295,7 +295,7 @@ struct OracleResult {
 // Renders each case with Jinja2 (Hugging Face's settings); nullopt when python3-jinja2 is absent.
 std::optional<std::vector<OracleResult>> run_oracle(const ordered_json& cases) {
   const char* src = std::getenv("KILN_SOURCE_DIR");
-  const std::string script = std::string(src ? src : ".") + "/tests/tokenizer/chat_template_oracle.py";
+  const std::string script = std::string(src ? src : ".") + "/tests/chat/chat_template_oracle.py";
   if (!std::ifstream(script).good()) return std::nullopt;  // not run from the source tree (KILN_SOURCE_DIR)
   const std::string dir = test::temp_dir();
   const std::string in = dir + "/jinja_oracle_in.json";

@@ -1,5 +1,6 @@
 #pragma once
-// One entry point for every file a tokenizer can come from, so that a command can take
+// Where tokenizers come from: the factory that picks the implementation a vocabulary asks for,
+// and one entry point for every file a tokenizer can come from, so that a command can take
 // MODEL|TOKENIZER: the kind is told by the path and the file's first bytes, not by its name alone.
 //   a GGUF model (magic "GGUF")           its tokenizer.ggml.* metadata
 //   tokenizer.json (a JSON object)        Hugging Face byte-level BPE (hf_tokenizer_json.h)
@@ -13,6 +14,15 @@
 #include "tokenizer/tokenizer.h"
 
 namespace kiln {
+
+class GgufFile;
+
+// The tokenizer a vocabulary asks for (tokenizer.ggml.model): SentencePiece for "llama",
+// byte-level BPE for "gpt2". Throws kiln::Error naming the model when kiln has no tokenizer of
+// that kind.
+std::unique_ptr<Tokenizer> make_tokenizer(Vocab vocab);
+// make_tokenizer(Vocab::from_gguf(gguf)).
+std::unique_ptr<Tokenizer> load_tokenizer(const GgufFile& gguf);
 
 // The vocabulary in the file or directory at `path`. Throws kiln::Error naming the path when it
 // holds no tokenizer kiln reads.

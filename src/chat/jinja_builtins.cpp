@@ -1,5 +1,5 @@
 // Filters, tests, methods and globals of kiln's Jinja subset (Jinja2 3.1 / Python semantics).
-#include "tokenizer/jinja_builtins.h"
+#include "chat/jinja_builtins.h"
 
 #include <algorithm>
 #include <charconv>
@@ -9,7 +9,7 @@
 #include <string>
 
 #include "core/error.h"
-#include "tokenizer/jinja_strings.h"
+#include "chat/jinja_strings.h"
 
 namespace kiln::jinja {
 namespace {

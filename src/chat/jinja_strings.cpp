@@ -1,5 +1,5 @@
 // Python str semantics over UTF-8 bytes for the chat-template interpreter.
-#include "tokenizer/jinja_strings.h"
+#include "chat/jinja_strings.h"
 
 #include "core/error.h"
 #include "tokenizer/utf8.h"

@@ -10,8 +10,8 @@
 #include <utility>
 #include <vector>
 
-#include "tokenizer/jinja_lexer.h"
-#include "tokenizer/jinja_value.h"
+#include "chat/jinja_lexer.h"
+#include "chat/jinja_value.h"
 
 namespace kiln::jinja {
 

@@ -1,5 +1,5 @@
 // Value: Python semantics for truth, equality, ordering, str(), repr() and json.dumps().
-#include "tokenizer/jinja_value.h"
+#include "chat/jinja_value.h"
 
 #include <algorithm>
 #include <charconv>

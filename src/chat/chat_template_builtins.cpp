@@ -1,7 +1,7 @@
 // Built-in chat templates, for models whose GGUF carries none. Those named after a published
 // model are that model's tokenizer_config.json chat_template, byte for byte; chatml and alpaca
 // are kiln's own minimal forms of those common formats.
-#include "tokenizer/chat_template_builtins.h"
+#include "chat/chat_template_builtins.h"
 
 namespace kiln {
 

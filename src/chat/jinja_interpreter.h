@@ -12,8 +12,8 @@
 #include <string>
 #include <string_view>
 
-#include "tokenizer/jinja_lexer.h"
-#include "tokenizer/jinja_value.h"
+#include "chat/jinja_lexer.h"
+#include "chat/jinja_value.h"
 
 namespace kiln::jinja {
 

@@ -1,13 +1,13 @@
 // ChatTemplate: the model's Jinja chat template (or a built-in) rendered with Hugging Face's
 // variables, and the choice of a built-in for GGUFs that carry no template.
-#include "tokenizer/chat_template.h"
+#include "chat/chat_template.h"
 
 #include <algorithm>
 #include <cctype>
 
 #include "core/error.h"
 #include "format/gguf_file.h"
-#include "tokenizer/chat_template_builtins.h"
+#include "chat/chat_template_builtins.h"
 
 namespace kiln {
 namespace {
