@@ -2,6 +2,9 @@
 //   BM_SpmEncode      kiln's SentencePiece BPE with the Llama-2 vocabulary of the shared GGUF
 //   BM_BpeEncode      kiln's byte-level BPE with the Llama-3.2 vocabulary
 //   BM_SpmEncodeTool  sentencepiece's own spm_encode on the same file (its user CPU time)
+// and one long word without spaces (random letters), 64 KiB and 1 MiB, against War and Peace's
+// bytes per second: the long-word paths should stay within a small factor of ordinary text
+//   BM_SpmLongWord/<bytes>, BM_BpeLongWord/<bytes>
 // bytes_per_second is the figure to compare. The shared data folder is KILN_DATA_DIR, else
 // ../shared/data beside the repository.
 #include <benchmark/benchmark.h>
@@ -9,12 +12,13 @@
 
 #include <cstdlib>
 #include <fstream>
+#include <random>
 #include <string>
 #include <vector>
 
 #include "format/gguf_file.h"
 #include "tokenizer/tokenizer.h"
-#include "tokenizer/tokenizer_file.h"
+#include "tokenizer/load_tokenizer.h"
 
 namespace {
 
@@ -55,12 +59,9 @@ void encode_book(benchmark::State& state, const kiln::Tokenizer& tok) {
   state.counters["ids/line"] = static_cast<double>(ids) / static_cast<double>(state.iterations() * lines.size());
 }
 
-void BM_SpmEncode(benchmark::State& state) {
-  static const std::unique_ptr<kiln::Tokenizer> tok = [] {
-    return kiln::load_tokenizer(*kiln::GgufFile::open(data_dir() + "/llama-2-tiny-random.gguf"));
-  }();
-  encode_book(state, *tok);
-}
+const kiln::Tokenizer& spm_tokenizer();
+
+void BM_SpmEncode(benchmark::State& state) { encode_book(state, spm_tokenizer()); }
 
 void BM_BpeEncode(benchmark::State& state) {
   static const std::unique_ptr<kiln::Tokenizer> tok = kiln::load_tokenizer_file(data_dir() + "/llama3.2-tokenizer");
@@ -91,8 +92,33 @@ void BM_SpmEncodeTool(benchmark::State& state) {
   state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations() * bytes));
 }
 
+const kiln::Tokenizer& spm_tokenizer() {
+  static const std::unique_ptr<kiln::Tokenizer> tok =
+      kiln::load_tokenizer(*kiln::GgufFile::open(data_dir() + "/llama-2-tiny-random.gguf"));
+  return *tok;
+}
+
+void encode_long_word(benchmark::State& state, const kiln::Tokenizer& tok) {
+  std::mt19937 rng(7);
+  std::string word(static_cast<std::size_t>(state.range(0)), 'a');
+  for (char& c : word) c = static_cast<char>('a' + std::uniform_int_distribution<int>(0, 25)(rng));
+  std::size_t ids = 0;
+  for (auto _ : state) ids += tok.encode(word, false, false).size();
+  benchmark::DoNotOptimize(ids);
+  state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations() * word.size()));
+}
+
+void BM_SpmLongWord(benchmark::State& state) { encode_long_word(state, spm_tokenizer()); }
+
+void BM_BpeLongWord(benchmark::State& state) {
+  static const std::unique_ptr<kiln::Tokenizer> tok = kiln::load_tokenizer_file(data_dir() + "/llama3.2-tokenizer");
+  encode_long_word(state, *tok);
+}
+
 BENCHMARK(BM_SpmEncode)->Unit(benchmark::kMillisecond)->MinTime(2.0);
 BENCHMARK(BM_BpeEncode)->Unit(benchmark::kMillisecond)->MinTime(2.0);
 BENCHMARK(BM_SpmEncodeTool)->Unit(benchmark::kMillisecond)->UseManualTime()->Iterations(2);
+BENCHMARK(BM_SpmLongWord)->Arg(64 << 10)->Arg(1 << 20)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_BpeLongWord)->Arg(64 << 10)->Arg(1 << 20)->Unit(benchmark::kMillisecond);
 
 }  // namespace

@@ -177,7 +177,8 @@ void BpeTokenizer::encode_word(std::string_view word, std::vector<std::int32_t>&
   merge_word(word, out);
 }
 
-void BpeTokenizer::merge_word(std::string_view word, std::vector<std::int32_t>& out, MergePath path) const {
+void BpeTokenizer::merge_word(std::string_view word, std::vector<std::int32_t>& out, MergePath path,
+                              MergeWork* work) const {
   if (word.empty()) return;
   if (word.size() == 1) {
     const std::int32_t id = byte_token_[static_cast<unsigned char>(word[0])];
@@ -189,16 +190,18 @@ void BpeTokenizer::merge_word(std::string_view word, std::vector<std::int32_t>& 
            : word.size() >= kBucketsMinBytes ? MergePath::Buckets
                                              : MergePath::Heap;
   }
+  MergeWork counted;
   if (path == MergePath::Rescan) {
-    merge_rescan(word, out);
+    merge_rescan(word, out, counted);
   } else if (path == MergePath::Buckets) {
-    merge_buckets(word, out);
+    merge_buckets(word, out, counted);
   } else {
-    merge_heap(word, out);
+    merge_heap(word, out, counted);
   }
+  if (work != nullptr) *work += counted;
 }
 
-void BpeTokenizer::merge_rescan(std::string_view word, std::vector<std::int32_t>& out) const {
+void BpeTokenizer::merge_rescan(std::string_view word, std::vector<std::int32_t>& out, MergeWork& work) const {
   thread_local std::vector<std::int32_t> ids;  // (n_symbols) current tokens, in order
   ids.clear();
   for (char c : word) ids.push_back(byte_token_[static_cast<unsigned char>(c)]);
@@ -208,6 +211,7 @@ void BpeTokenizer::merge_rescan(std::string_view word, std::vector<std::int32_t>
     std::size_t best_at = 0;
     for (std::size_t i = 0; i + 1 < ids.size(); ++i) {
       if (ids[i] < 0 || ids[i + 1] < 0) continue;
+      ++work.pairs_considered;
       const MergeSlot* m = find_merge(ids[i], ids[i + 1]);
       if (m != nullptr && m->rank < best_rank) {
         best_rank = m->rank;
@@ -216,6 +220,7 @@ void BpeTokenizer::merge_rescan(std::string_view word, std::vector<std::int32_t>
       }
     }
     if (best_result < 0) break;
+    ++work.merges;
     ids[best_at] = best_result;
     ids.erase(ids.begin() + static_cast<std::ptrdiff_t>(best_at) + 1);
   }
@@ -224,7 +229,7 @@ void BpeTokenizer::merge_rescan(std::string_view word, std::vector<std::int32_t>
   if (ids.capacity() > kKeepScratch) ids = std::vector<std::int32_t>();
 }
 
-void BpeTokenizer::merge_heap(std::string_view word, std::vector<std::int32_t>& out) const {
+void BpeTokenizer::merge_heap(std::string_view word, std::vector<std::int32_t>& out, MergeWork& work) const {
   thread_local std::vector<Symbol> symbols;  // (n_bytes) one per byte of the word, linked past merged ones
   thread_local std::vector<Candidate> heap;
   const auto n = static_cast<std::int32_t>(word.size());
@@ -239,6 +244,7 @@ void BpeTokenizer::merge_heap(std::string_view word, std::vector<std::int32_t>& 
     const std::int32_t left_id = symbols[static_cast<std::size_t>(left)].id;
     const std::int32_t right_id = symbols[static_cast<std::size_t>(right)].id;
     if (left_id < 0 || right_id < 0) return;
+    ++work.pairs_considered;
     const MergeSlot* m = find_merge(left_id, right_id);
     if (m == nullptr) return;
     heap.push_back({m->rank, left, right, left_id, right_id, m->result});
@@ -249,9 +255,11 @@ void BpeTokenizer::merge_heap(std::string_view word, std::vector<std::int32_t>& 
     std::pop_heap(heap.begin(), heap.end(), CandidateAfter{});
     const Candidate top = heap.back();
     heap.pop_back();
+    ++work.candidates_taken;
     Symbol& left = symbols[static_cast<std::size_t>(top.left)];
     Symbol& right = symbols[static_cast<std::size_t>(top.right)];
     if (left.id != top.left_id || right.id != top.right_id || left.next != top.right) continue;
+    ++work.merges;
     left.id = top.result;
     left.next = right.next;
     if (right.next >= 0) symbols[static_cast<std::size_t>(right.next)].prev = top.left;
@@ -272,7 +280,7 @@ void BpeTokenizer::merge_heap(std::string_view word, std::vector<std::int32_t>& 
   }
 }
 
-void BpeTokenizer::merge_buckets(std::string_view word, std::vector<std::int32_t>& out) const {
+void BpeTokenizer::merge_buckets(std::string_view word, std::vector<std::int32_t>& out, MergeWork& work) const {
   // The ranks are walked upwards and each rank's candidates in position order, which is the
   // heap's (rank, position) order as long as merging at rank r only makes pairs of rank > r.
   // Merge lists mostly keep to that but not always (a token made by two rules of different
@@ -313,6 +321,7 @@ void BpeTokenizer::merge_buckets(std::string_view word, std::vector<std::int32_t
   std::int32_t lowest = INT32_MAX, highest = -1;
   for (std::int32_t i = 0; i + 1 < n; ++i) {
     const std::int32_t a = symbols[static_cast<std::size_t>(i)].id, b = symbols[static_cast<std::size_t>(i + 1)].id;
+    work.pairs_considered += a >= 0 && b >= 0 ? 1 : 0;
     const MergeSlot* m = a >= 0 && b >= 0 ? find_merge(a, b) : nullptr;
     pair_rank[static_cast<std::size_t>(i)] = m != nullptr ? m->rank : -1;
     pair_result[static_cast<std::size_t>(i)] = m != nullptr ? m->result : -1;
@@ -341,6 +350,7 @@ void BpeTokenizer::merge_buckets(std::string_view word, std::vector<std::int32_t
     const std::int32_t left_id = symbols[static_cast<std::size_t>(left)].id;
     const std::int32_t right_id = symbols[static_cast<std::size_t>(right)].id;
     if (left_id < 0 || right_id < 0) return;
+    ++work.pairs_considered;
     const MergeSlot* m = find_merge(left_id, right_id);
     if (m == nullptr) return;
     if (m->rank <= current) {
@@ -356,7 +366,9 @@ void BpeTokenizer::merge_buckets(std::string_view word, std::vector<std::int32_t
   auto apply = [&](const Candidate& c) {
     Symbol& left = symbols[static_cast<std::size_t>(c.left)];
     Symbol& right = symbols[static_cast<std::size_t>(c.right)];
+    ++work.candidates_taken;
     if (left.id != c.left_id || right.id != c.right_id || left.next != c.right) return;  // stale
+    ++work.merges;
     left.id = c.result;
     left.next = right.next;
     if (right.next >= 0) symbols[static_cast<std::size_t>(right.next)].prev = c.left;
@@ -384,6 +396,7 @@ void BpeTokenizer::merge_buckets(std::string_view word, std::vector<std::int32_t
                      pair_result[static_cast<std::size_t>(i)]};
   };
   for (std::int32_t rank = lowest; highest >= 0; ++rank) {
+    ++work.ranks_walked;
     if (rank > highest) {
       // Late pairs can still be waiting, and merging them can make pairs of higher rank.
       current = rank - 1;

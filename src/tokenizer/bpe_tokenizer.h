@@ -16,6 +16,7 @@
 #include <string_view>
 #include <vector>
 
+#include "tokenizer/merge_work.h"
 #include "tokenizer/piece_index.h"
 #include "tokenizer/pretokenizer.h"
 #include "tokenizer/special_tokens.h"
@@ -41,8 +42,10 @@ class BpeTokenizer final : public Tokenizer {
   // for short words, where it is fastest, buckets for very long ones (a 1 MB word is one heap
   // of a million candidates, far out of cache) and the heap in between. All give the same ids.
   enum class MergePath { Auto, Heap, Buckets, Rescan };
-  // Appends the ids BPE gives the bytes of one word (ignore_merges does not apply here).
-  void merge_word(std::string_view word, std::vector<std::int32_t>& out, MergePath path = MergePath::Auto) const;
+  // Appends the ids BPE gives the bytes of one word (ignore_merges does not apply here), and
+  // adds what it took to `work` when given.
+  void merge_word(std::string_view word, std::vector<std::int32_t>& out, MergePath path = MergePath::Auto,
+                  MergeWork* work = nullptr) const;
 
   void decode_token(std::int32_t id, DecodeState& state, std::string& out) const override;
   void decode_finish(DecodeState& state, std::string& out) const override;
@@ -70,9 +73,9 @@ class BpeTokenizer final : public Tokenizer {
     }
   }
   void build_merges();
-  void merge_heap(std::string_view word, std::vector<std::int32_t>& out) const;
-  void merge_buckets(std::string_view word, std::vector<std::int32_t>& out) const;
-  void merge_rescan(std::string_view word, std::vector<std::int32_t>& out) const;
+  void merge_heap(std::string_view word, std::vector<std::int32_t>& out, MergeWork& work) const;
+  void merge_buckets(std::string_view word, std::vector<std::int32_t>& out, MergeWork& work) const;
+  void merge_rescan(std::string_view word, std::vector<std::int32_t>& out, MergeWork& work) const;
   // Appends the ids of one word: whole-word token, or merges.
   void encode_word(std::string_view word, std::vector<std::int32_t>& out) const;
 

@@ -167,7 +167,9 @@ std::size_t SpmTokenizer::match_user_defined(std::string_view s) const {
   return 0;
 }
 
-void SpmTokenizer::encode_text(std::string_view text, bool add_space_prefix, std::vector<std::int32_t>& out) const {
+void SpmTokenizer::encode_text(std::string_view text, bool add_space_prefix, std::vector<std::int32_t>& out,
+                               MergeWork* work) const {
+  MergeWork counted;
   // Reused across calls on the same thread: encoding many short lines would otherwise spend
   // much of its time in malloc.
   thread_local std::string normalized;
@@ -178,7 +180,7 @@ void SpmTokenizer::encode_text(std::string_view text, bool add_space_prefix, std
   const std::string_view norm = normalized;
   bool prev_unknown = false;
   if (!split_before_spaces_) {
-    merge_segment(norm, prev_unknown, out);
+    merge_segment(norm, prev_unknown, out, counted);
   } else {
     // Cut before every "▁" that follows another character: no piece spans such a point, so
     // the parts merge independently, and small agendas stay in cache on long texts.
@@ -189,16 +191,18 @@ void SpmTokenizer::encode_text(std::string_view text, bool add_space_prefix, std
       if (at >= kSpaceSymbol.size() && norm.substr(at - kSpaceSymbol.size(), kSpaceSymbol.size()) == kSpaceSymbol) {
         continue;
       }
-      merge_segment(norm.substr(begin, at - begin), prev_unknown, out);
+      merge_segment(norm.substr(begin, at - begin), prev_unknown, out, counted);
       begin = at;
     }
-    merge_segment(norm.substr(begin), prev_unknown, out);
+    merge_segment(norm.substr(begin), prev_unknown, out, counted);
   }
+  if (work != nullptr) *work += counted;
   constexpr std::size_t kKeepScratchBytes = std::size_t{1} << 20;
   if (normalized.capacity() > kKeepScratchBytes) normalized = std::string();
 }
 
-void SpmTokenizer::merge_segment(std::string_view norm, bool& prev_unknown, std::vector<std::int32_t>& out) const {
+void SpmTokenizer::merge_segment(std::string_view norm, bool& prev_unknown, std::vector<std::int32_t>& out,
+                                 MergeWork& work) const {
   if (norm.empty()) return;
   thread_local std::vector<Symbol> symbols;  // (n_chars) in text order, linked past merged entries
   thread_local std::vector<Candidate> agenda;
@@ -224,6 +228,7 @@ void SpmTokenizer::merge_segment(std::string_view norm, bool& prev_unknown, std:
     const Symbol& l = symbols[static_cast<std::size_t>(left)];
     const Symbol& r = symbols[static_cast<std::size_t>(right)];
     if (l.frozen || r.frozen) return;
+    ++work.pairs_considered;
     const std::string_view merged = norm.substr(l.begin, l.size + r.size);
     const std::int32_t id = vocab_.find(merged);
     if (id < 0 || !mergeable_[static_cast<std::size_t>(id)]) return;
@@ -239,9 +244,11 @@ void SpmTokenizer::merge_segment(std::string_view norm, bool& prev_unknown, std:
     std::pop_heap(agenda.begin(), agenda.end(), CandidateLess{});
     const Candidate top = agenda.back();
     agenda.pop_back();
+    ++work.candidates_taken;
     Symbol& left = symbols[static_cast<std::size_t>(top.left)];
     Symbol& right = symbols[static_cast<std::size_t>(top.right)];
     if (left.size == 0 || right.size == 0 || left.size + right.size != top.size) continue;
+    ++work.merges;
     left.size += right.size;
     left.next = right.next;
     if (right.next >= 0) symbols[static_cast<std::size_t>(right.next)].prev = top.left;

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "tokenizer/special_tokens.h"
+#include "tokenizer/merge_work.h"
 #include "tokenizer/tokenizer.h"
 
 namespace kiln {
@@ -25,8 +26,10 @@ class SpmTokenizer final : public Tokenizer {
   explicit SpmTokenizer(Vocab vocab);
 
   std::vector<std::int32_t> encode(std::string_view text, bool add_bos, bool parse_special) const override;
-  // Appends the ids of one stretch of plain text, as sentencepiece's Encode does.
-  void encode_text(std::string_view text, bool add_space_prefix, std::vector<std::int32_t>& out) const;
+  // Appends the ids of one stretch of plain text, as sentencepiece's Encode does, and adds what
+  // the merges took to `work` when given.
+  void encode_text(std::string_view text, bool add_space_prefix, std::vector<std::int32_t>& out,
+                   MergeWork* work = nullptr) const;
 
   void decode_token(std::int32_t id, DecodeState& state, std::string& out) const override;
   void decode_finish(DecodeState& state, std::string& out) const override;
@@ -38,7 +41,8 @@ class SpmTokenizer final : public Tokenizer {
   // Byte length of the user-defined piece at the start of `s`, or 0.
   std::size_t match_user_defined(std::string_view s) const;
   // Splits normalized text into characters, merges them and appends the resulting ids.
-  void merge_segment(std::string_view norm, bool& prev_unknown, std::vector<std::int32_t>& out) const;
+  void merge_segment(std::string_view norm, bool& prev_unknown, std::vector<std::int32_t>& out,
+                     MergeWork& work) const;
   // Appends the ids for one final symbol, with byte fallback or the unknown token.
   void emit_piece(std::string_view piece, bool& prev_unknown, std::vector<std::int32_t>& out) const;
 

@@ -7,6 +7,7 @@
 
 #include <condition_variable>
 #include <future>
+#include <functional>
 #include <mutex>
 #include <thread>
 
@@ -15,7 +16,7 @@
 #include "model/llama_model.h"
 #include "runtime/generator.h"
 #include "test_support.h"
-#include "tokenizer/tokenizer.h"
+#include "tokenizer/load_tokenizer.h"
 
 namespace kiln {
 namespace {
@@ -43,13 +44,20 @@ struct Collector {
   std::vector<TokenEvent> events;
   bool done = false;
   Finish finish;
+  // Runs on the engine thread after each token is recorded, with the number of tokens so far.
+  std::function<void(std::size_t)> after_token;
 
   GenerationCallbacks callbacks() {
     return {[this](const TokenEvent& e) {
-              std::lock_guard<std::mutex> lk(mu);
-              ids.push_back(e.id);
-              text += e.text;
-              events.push_back(e);
+              std::size_t n = 0;
+              {
+                std::lock_guard<std::mutex> lk(mu);
+                ids.push_back(e.id);
+                text += e.text;
+                events.push_back(e);
+                n = ids.size();
+              }
+              if (after_token) after_token(n);
             },
             [this](const Finish& f) {
               std::lock_guard<std::mutex> lk(mu);
@@ -345,10 +353,17 @@ TEST_F(EngineTest, DrainFinishesInFlightWorkAndRefusesNewWork) {
   o.threads = 1;
   Engine e(*tiny_.model, *tiny_.tokenizer, o);
   Collector a, b;
+  // The long request holds the engine thread in its 64th token's callback for twice the grace
+  // period, long after the short one (32 tokens) finished: it cannot finish within the grace
+  // period however fast the machine is, and the short one has the whole period.
+  constexpr auto grace = 2s;
+  b.after_token = [&](std::size_t n) {
+    if (n == 64) std::this_thread::sleep_for(2 * grace);
+  };
   e.submit(greedy(prompt_of(*tiny_.tokenizer, "Drain a"), 32), a.callbacks());
   auto slow = e.submit(greedy(prompt_of(*tiny_.tokenizer, "Drain b"), 3900), b.callbacks());
   // The short one finishes within the grace period; the long one is cut.
-  const bool clean = e.drain(300ms);
+  const bool clean = e.drain(grace);
   EXPECT_FALSE(clean);
   ASSERT_TRUE(a.wait());
   ASSERT_TRUE(b.wait());

@@ -163,9 +163,9 @@ TEST(HttpServer, IdleKeepAliveConnectionsAreClosed) {
   TestClient c(f.port());
   ASSERT_TRUE(c.send(test::http_get("/echo")));
   EXPECT_EQ(c.read_response().status, 200);
-  const auto t0 = std::chrono::steady_clock::now();
-  EXPECT_TRUE(c.wait_closed(3000));
-  EXPECT_LT(std::chrono::steady_clock::now() - t0, 2s);
+  // Closed by the 200 ms idle timeout; the wait is long so that a busy machine cannot fail it, and
+  // still far below the 60 s default that a server ignoring the option would use.
+  EXPECT_TRUE(c.wait_closed(15000));
 }
 
 TEST(HttpServer, SlowBodyTimesOutWith408) {

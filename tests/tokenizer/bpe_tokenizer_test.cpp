@@ -8,7 +8,6 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
-#include <chrono>
 #include <fstream>
 #include <functional>
 #include <iostream>
@@ -20,6 +19,7 @@
 #include "bpe_test_support.h"
 #include "core/error.h"
 #include "tokenizer/byte_unicode.h"
+#include "tokenizer/load_tokenizer.h"
 #include "tokenizer/text_stream_decoder.h"
 #include "tokenizer/utf8.h"
 
@@ -556,48 +556,51 @@ TEST(BpeLlama32, MergePathsAgreeOnLongWords) {
   }
 }
 
-// Not quadratic: a 1 MB line without spaces (one word of random letters, and one character
-// repeated) encodes in about the time of 1 MB of ordinary text (loosely: under 5x, in a Release
-// build), and the random word's time grows linearly (1 MB vs 64 KB: far from quadratic's 256x).
+// Not quadratic: a 1 MB word (random letters, or one letter repeated: the Llama 3 pre-tokenizer
+// keeps either whole) is merged with work linear in its length. Work is counted, not timed, so
+// that a busy machine cannot decide: every merge considers at most two new pairs, so pairs
+// considered, candidates taken and merges are each at most about 3 per byte, and the bucket path
+// visits each rank once. Timing lives in bench/tokenizer_bench (BM_BpeLongWord).
 TEST(BpeLlama32, MegabyteWithoutSpacesIsNotQuadratic) {
   KILN_REQUIRE_LLAMA32_TOKENIZER(tok);
-  KILN_REQUIRE_DATA(path, "war-and-peace.txt");
-  std::ifstream in(path, std::ios::binary);
-  std::string ordinary(1 << 20, '\0');
-  in.read(ordinary.data(), static_cast<std::streamsize>(ordinary.size()));
-  ordinary.resize(static_cast<std::size_t>(in.gcount()));
   std::mt19937 rng(7);
-  std::string letters(ordinary.size(), 'a');
+  std::string letters(1 << 20, 'a');
   for (char& c : letters) c = static_cast<char>('a' + std::uniform_int_distribution<int>(0, 25)(rng));
-  const std::string same(ordinary.size(), 'a');
-  // Best of three, so that one descheduling on a shared machine does not decide.
-  auto seconds = [&](const std::string& text) {
-    double best = 1e9;
-    for (int rep = 0; rep < 3; ++rep) {
-      const auto start = std::chrono::steady_clock::now();
-      const Ids ids = tok->encode(text, false, false);
-      best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
-      EXPECT_EQ(tok->decode(ids), text);
-    }
-    return best;
+  const std::string same(letters.size(), 'a');
+  const auto merge_work = [&](const std::string& word) {
+    MergeWork work;
+    Ids ids;
+    tok->merge_word(word, ids, BpeTokenizer::MergePath::Auto, &work);
+    EXPECT_EQ(tok->decode(ids), word);
+    // The same ids as the encoder gives the whole text (one pre-tokenizer word).
+    EXPECT_EQ(tok->encode(word, false, false), ids);
+    return work;
   };
-  const double t_ordinary = seconds(ordinary), t_letters = seconds(letters), t_same = seconds(same);
-  // A sixteenth of the random word: linear work takes about a sixteenth of the time (a little
-  // more once the 1 MB word's working set leaves the caches), quadratic work 1/256.
-  const double t_letters_q = seconds(letters.substr(0, letters.size() / 16));
-  std::cout << fmt::format("[ tokenizer ] 1 MB: ordinary text {:.3f} s, random letters {:.3f} s ({:.1f}x), "
-                           "one letter {:.3f} s ({:.1f}x); random letters 1 MB / 64 KB: {:.1f}x\n",
-                           t_ordinary, t_letters, t_letters / t_ordinary, t_same, t_same / t_ordinary,
-                           t_letters / t_letters_q);
-  EXPECT_LT(t_letters, 48 * t_letters_q);
-#if defined(__SANITIZE_ADDRESS__)
-  // Under AddressSanitizer the long-word path's extra memory checks cost more than ordinary
-  // text's (7x measured); the constant is a Release-build property.
-  GTEST_SKIP() << "timing against ordinary text is not meaningful under AddressSanitizer";
-#else
-  EXPECT_LT(t_letters, 5 * t_ordinary);
-  EXPECT_LT(t_same, 5 * t_ordinary);
-#endif
+  for (const std::string* word : {static_cast<const std::string*>(&letters), &same}) {
+    const MergeWork w = merge_work(*word);
+    const double per_byte = static_cast<double>(w.pairs_considered + w.candidates_taken + w.merges) / word->size();
+    std::cout << fmt::format("[ tokenizer ] 1 MB word ({}): {} pairs considered, {} candidates, {} merges, {} ranks "
+                             "walked: {:.2f} per byte\n",
+                             word == &same ? "one letter" : "random letters", w.pairs_considered, w.candidates_taken,
+                             w.merges, w.ranks_walked, per_byte);
+    EXPECT_LE(per_byte, 7.0);
+    EXPECT_LE(w.merges, word->size());
+    EXPECT_LE(w.ranks_walked, tok->n_merges() + 1);
+  }
+  // Growth: a sixteenth of the random word takes about a sixteenth of the pair work (quadratic
+  // work would take 1/256).
+  const MergeWork whole = merge_work(letters);
+  const MergeWork part = merge_work(letters.substr(0, letters.size() / 16));
+  const double ratio = static_cast<double>(whole.pairs_considered + whole.candidates_taken) /
+                       static_cast<double>(part.pairs_considered + part.candidates_taken);
+  EXPECT_GT(ratio, 12.0);
+  EXPECT_LT(ratio, 20.0);
+  // And the measure tells quadratic work apart: the reference path rescans every pair after each
+  // merge, about n^2 / 2 lookups on a word of n bytes.
+  MergeWork rescan;
+  Ids ids;
+  tok->merge_word(letters.substr(0, 2048), ids, BpeTokenizer::MergePath::Rescan, &rescan);
+  EXPECT_GT(rescan.pairs_considered, std::size_t{2048} * 2048 / 8);
 }
 
 }  // namespace
