@@ -58,7 +58,7 @@ for t in $types; do
 done
 
 command -v node >/dev/null || die "node is not installed (needed to run llama.cpp through node-llama-cpp)"
-[[ -d "$repo/node_modules/node-llama-cpp" ]] || die "node-llama-cpp is missing: run 'npm ci' at $repo"
+[[ -d "$repo/node_modules/node-llama-cpp" ]] || die "node-llama-cpp is missing: run scripts/install-deps.sh --test (npm ci of the pinned peers) at $repo"
 [[ -f "$donor" ]] || die "donor model $donor is missing (the shared data folder)"
 [[ -f "$synth" ]] || die "$synth is missing (the shared tools folder)"
 if [[ $llamacpp_only -eq 0 ]]; then

@@ -1,23 +1,37 @@
 #!/usr/bin/env bash
-# Installs everything kiln needs to build and test on Debian 12: compilers, libraries from
-# Debian's packages, and the pinned npm peers (llama.cpp via node-llama-cpp) used by interop
-# tests and benchmarks. Idempotent and non-interactive; safe to run on every CI start.
+# Installs what kiln needs on Debian 12, in two tiers:
+#   scripts/install-deps.sh          to build and run kiln: compiler, CMake, Ninja and the libraries
+#                                    kiln links (CLI11, nlohmann-json, fmt, PCRE2, Boost headers)
+#   scripts/install-deps.sh --test   also what the tests and benchmarks use: GoogleTest, Google
+#                                    Benchmark, clang with libFuzzer, Python references
+#                                    (sentencepiece, Jinja2), and the pinned npm peers (llama.cpp via
+#                                    node-llama-cpp, the openai client) from package-lock.json
+# scripts/quickstart.sh runs the first, scripts/test.sh the second. Idempotent and
+# non-interactive; safe to run on every CI start.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+with_tests=0
+[ "${1:-}" = "--test" ] && with_tests=1
+
 DEBIAN_PACKAGES=(
-  build-essential cmake ninja-build pkg-config git
-  clang lld libclang-rt-14-dev            # libFuzzer + sanitizers for the fuzz tier
-  libcli11-dev nlohmann-json3-dev libfmt-dev libspdlog-dev
-  libgtest-dev libgmock-dev libbenchmark-dev
-  libpcre2-dev
+  build-essential cmake ninja-build pkg-config
+  libcli11-dev nlohmann-json3-dev libfmt-dev
+  libpcre2-dev                            # byte-level BPE pre-tokenizer regexes
   libboost-dev                            # Boost.Asio + Boost.Beast (header-only) for kiln serve
-  python3 python3-numpy python3-sentencepiece sentencepiece python3-jinja2
 )
-# Node.js may come from Debian (nodejs + npm) or from a vendor build that bundles npm: ask for
-# the commands, not the packages.
-if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
-  DEBIAN_PACKAGES+=(nodejs npm)
+if [ "$with_tests" -eq 1 ]; then
+  DEBIAN_PACKAGES+=(
+    git
+    clang lld libclang-rt-14-dev          # libFuzzer + sanitizers for the fuzz tier
+    libgtest-dev libgmock-dev libbenchmark-dev
+    python3 python3-sentencepiece sentencepiece python3-jinja2
+  )
+  # Node.js may come from Debian (nodejs + npm) or from a vendor build that bundles npm: ask for
+  # the commands, not the packages.
+  if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+    DEBIAN_PACKAGES+=(nodejs npm)
+  fi
 fi
 
 SUDO=""
@@ -36,8 +50,9 @@ else
   echo "install-deps: Debian packages present"
 fi
 
-# npm peers, pinned by package-lock.json. Skipped with KILN_NO_NPM=1 (e.g. offline builds).
-if [ "${KILN_NO_NPM:-0}" != "1" ] && [ -f package.json ]; then
+# npm peers for the tests, pinned by package-lock.json. Skipped with KILN_NO_NPM=1 (e.g. offline
+# builds); the tests that need them then skip visibly.
+if [ "$with_tests" -eq 1 ] && [ "${KILN_NO_NPM:-0}" != "1" ] && [ -f package.json ]; then
   if [ ! -d node_modules/node-llama-cpp ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
     echo "install-deps: npm ci (pinned peers)"
     npm ci --no-audit --no-fund --loglevel=error

@@ -8,8 +8,8 @@
 #   build/kiln run MODEL.gguf -p "your prompt"
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/install-deps.sh
-cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
+scripts/install-deps.sh   # what building and running kiln needs; the tests' peers come with test.sh
+cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DKILN_BUILD_TESTS=OFF -DKILN_BUILD_BENCH=OFF >/dev/null
 cmake --build build -j "$(nproc)" --target kiln
 
 DATA=${KILN_DATA_DIR:-../shared/data}

@@ -4,13 +4,13 @@
 # The slow tier (fuzzing, long peer comparisons) runs with:  scripts/test.sh --slow
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/install-deps.sh
+scripts/install-deps.sh --test
 
 JOBS=${JOBS:-$(nproc)}
 LABELS="unit|integration|interop"
 [ "${1:-}" = "--slow" ] && LABELS="slow"
 
-cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DKILN_BUILD_TESTS=ON -DKILN_BUILD_BENCH=ON >/dev/null
 cmake --build build -j "$JOBS"
 (cd build && ctest -L "$LABELS" -j "$JOBS" --output-on-failure)
 
