@@ -75,7 +75,10 @@ class LlamaModel {
   FloatBuffer gate_;    // (B, F)
   FloatBuffer up_;      // (B, F)
   FloatBuffer rope_cs_; // (B, n_rot) cos then sin per token
-  FloatBuffer scores_;  // (n_workers, max context) attention scores per worker
+  // Attention scores per worker, one row of `stride` (the batch's longest context rounded up to
+  // 16) per query head it handles at once: (n_workers, group, stride) with an f16 KV cache
+  // (group = query heads per KV head), (n_workers, stride) with an f32 one.
+  FloatBuffer scores_;
   ActivationRows act_;  // converted activations for the current matmuls
 };
 

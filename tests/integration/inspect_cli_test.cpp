@@ -21,7 +21,7 @@ std::string inspect(const std::string& args, int* exit_code, bool merge_stderr =
   return out;
 }
 
-TEST(InspectCommand, PrintsTheTinyLlamaGguf) {
+TEST(InspectCli, PrintsTheTinyLlamaGguf) {
   KILN_REQUIRE_DATA(path, "llama-2-tiny-random.gguf");
   int rc = -1;
   const std::string out = inspect(path, &rc);
@@ -37,7 +37,7 @@ TEST(InspectCommand, PrintsTheTinyLlamaGguf) {
   EXPECT_THAT(out, HasSubstr("16.001 bits per weight"));
 }
 
-TEST(InspectCommand, JsonForTheTinyLlamaGguf) {
+TEST(InspectCli, JsonForTheTinyLlamaGguf) {
   KILN_REQUIRE_DATA(path, "llama-2-tiny-random.gguf");
   int rc = -1;
   const std::string out = inspect("--json --items 3 " + path, &rc);
@@ -71,7 +71,7 @@ TEST(InspectCommand, JsonForTheTinyLlamaGguf) {
   EXPECT_NEAR(j["totals"]["bits_per_weight"].get<double>(), 16.0011, 1e-3);
 }
 
-TEST(InspectCommand, ReportsStories260K) {
+TEST(InspectCli, ReportsStories260K) {
   KILN_REQUIRE_DATA(path, "stories260K.bin");
   int rc = -1;
   const std::string text = inspect(path, &rc);
@@ -90,7 +90,7 @@ TEST(InspectCommand, ReportsStories260K) {
   EXPECT_EQ(j["totals"]["parameters"], 260032);
 }
 
-TEST(InspectCommand, FailsWithOneLineOnABadFile) {
+TEST(InspectCli, FailsWithOneLineOnABadFile) {
   const std::string bad = test::temp_dir() + "/truncated.gguf";
   {
     std::ofstream out(bad, std::ios::binary);
@@ -113,7 +113,7 @@ TEST(InspectCommand, FailsWithOneLineOnABadFile) {
   EXPECT_EQ(std::count(out2.begin(), out2.end(), '\n'), 1) << out2;
 }
 
-TEST(InspectCommand, HelpDescribesTheOptions) {
+TEST(InspectCli, HelpDescribesTheOptions) {
   int rc = -1;
   const std::string out = inspect("--help", &rc);
   EXPECT_EQ(rc, 0);
