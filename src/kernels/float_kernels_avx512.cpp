@@ -10,6 +10,7 @@
 
 #include "kernels/float_kernels.h"
 #include "kernels/float_kernels_tiled.h"
+#include "kernels/kernel_families.h"
 #include "kernels/reduce_avx512.h"
 
 // GCC 12's AVX-512 headers build their "undefined" registers from self-initialised locals,
@@ -186,26 +187,14 @@ void quantize_bf16_act(const float* x, void* dst, std::int64_t k) {
   if (i < k) _mm256_mask_storeu_epi16(y + i, first_16(k - i), to_bf16(_mm512_maskz_loadu_ps(first_16(k - i), x + i)));
 }
 
-constexpr WeightKernels kF32{
-    DType::F32, DType::F32, copy_f32_row, float_tiled::vec_dot<F32Ops>, float_tiled::gemm<F32Ops>, SimdLevel::Avx512};
-constexpr WeightKernels kF16{
-    DType::F16, DType::F32, copy_f32_row, float_tiled::vec_dot<F16Ops>, float_tiled::gemm<F16Ops>, SimdLevel::Avx512};
-constexpr WeightKernels kBF16{DType::BF16, DType::BF16,      quantize_bf16_act, float_tiled::vec_dot<BF16Ops>,
-                              gemm_bf16,   SimdLevel::Avx512};
+constexpr WeightKernels kKernels[] = {
+    {DType::F32, DType::F32, copy_f32_row, float_tiled::vec_dot<F32Ops>, float_tiled::gemm<F32Ops>, SimdLevel::Avx512},
+    {DType::F16, DType::F32, copy_f32_row, float_tiled::vec_dot<F16Ops>, float_tiled::gemm<F16Ops>, SimdLevel::Avx512},
+    {DType::BF16, DType::BF16, quantize_bf16_act, float_tiled::vec_dot<BF16Ops>, gemm_bf16, SimdLevel::Avx512},
+};
 
 }  // namespace
 
-const WeightKernels* avx512_weight_kernels(DType w) {
-  switch (w) {
-    case DType::F32:
-      return &kF32;
-    case DType::F16:
-      return &kF16;
-    case DType::BF16:
-      return &kBF16;
-    default:
-      return nullptr;
-  }
-}
+const WeightKernels* avx512_weight_kernels(DType w) { return find_kernels(kKernels, w); }
 
 }  // namespace kiln::kernels::float_kernels
