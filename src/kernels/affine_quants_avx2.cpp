@@ -14,6 +14,7 @@
 
 #include "kernels/affine_quants_internal.h"
 #include "kernels/affine_quants_simd.h"
+#include "kernels/row_count.h"
 #include "kernels/row_group_avx2.h"
 
 namespace kiln::kernels::affine {
@@ -119,19 +120,8 @@ void gemm(std::int64_t k, const void* w, std::size_t w_stride, const void* a, st
     const RowGroup g = make_row_group(wb, w_stride, n0, valid);
     std::int64_t m0 = 0;
     for (; m0 + kTileRows <= M; m0 += kTileRows) tile<F, kTileRows>(g, act, qsum, m0, y, ldy, n0, valid);
-    switch (M - m0) {
-      case 0:
-        break;
-      case 1:
-        tile<F, 1>(g, act, qsum, m0, y, ldy, n0, valid);
-        break;
-      case 2:
-        tile<F, 2>(g, act, qsum, m0, y, ldy, n0, valid);
-        break;
-      default:
-        tile<F, 3>(g, act, qsum, m0, y, ldy, n0, valid);
-        break;
-    }
+    with_row_count<kTileRows - 1>(
+        M - m0, [&](auto rows) { tile<F, decltype(rows)::value>(g, act, qsum, m0, y, ldy, n0, valid); });
   }
 }
 

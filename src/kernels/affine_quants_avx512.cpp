@@ -23,6 +23,7 @@
 
 #include "kernels/affine_quants_internal.h"
 #include "kernels/affine_quants_simd.h"
+#include "kernels/row_count.h"
 #include "kernels/row_group_avx512.h"
 
 namespace kiln::kernels::affine {
@@ -257,31 +258,9 @@ void gemm_packed(const std::uint8_t* w, std::size_t w_stride, const ActView& act
                     m0, y, ldy, n0, mask);
     }
     for (; m0 + kTileRows <= M; m0 += kTileRows) tile_from_packed<F, kTileRows>(runs, scales, act, m0, y, ldy, n0, mask);
-    switch (M - m0) {
-      case 0:
-        break;
-      case 1:
-        tile_from_packed<F, 1>(runs, scales, act, m0, y, ldy, n0, mask);
-        break;
-      case 2:
-        tile_from_packed<F, 2>(runs, scales, act, m0, y, ldy, n0, mask);
-        break;
-      case 3:
-        tile_from_packed<F, 3>(runs, scales, act, m0, y, ldy, n0, mask);
-        break;
-      case 4:
-        tile_from_packed<F, 4>(runs, scales, act, m0, y, ldy, n0, mask);
-        break;
-      case 5:
-        tile_from_packed<F, 5>(runs, scales, act, m0, y, ldy, n0, mask);
-        break;
-      case 6:
-        tile_from_packed<F, 6>(runs, scales, act, m0, y, ldy, n0, mask);
-        break;
-      default:
-        tile_from_packed<F, 7>(runs, scales, act, m0, y, ldy, n0, mask);
-        break;
-    }
+    with_row_count<kTileRows - 1>(M - m0, [&](auto rows) {
+      tile_from_packed<F, decltype(rows)::value>(runs, scales, act, m0, y, ldy, n0, mask);
+    });
   }
 }
 

@@ -51,9 +51,6 @@ void gemm_ref(std::int64_t k, const void* w, std::size_t w_stride, const void* a
                                       a_bytes + static_cast<std::size_t>(m) * a_stride);
 }
 
-void copy_f32_row(const float* x, void* dst, std::int64_t k) {
-  std::memcpy(dst, x, static_cast<std::size_t>(k) * sizeof(float));
-}
 void quantize_bf16_act_ref(const float* x, void* dst, std::int64_t k) {
   f32_to_bf16_row_ref(x, static_cast<std::uint16_t*>(dst), k);
 }
@@ -68,6 +65,10 @@ constexpr WeightKernels kScalarKernels[] = {
 }  // namespace
 
 const WeightKernels* scalar_weight_kernels(DType w) { return find_kernels(kScalarKernels, w); }
+
+void copy_f32_row(const float* x, void* dst, std::int64_t k) {
+  std::memcpy(dst, x, static_cast<std::size_t>(k) * sizeof(float));
+}
 
 void f32_to_bf16_row_ref(const float* x, std::uint16_t* y, std::int64_t k) {
   for (std::int64_t i = 0; i < k; ++i) y[i] = f32_to_bf16(x[i]);

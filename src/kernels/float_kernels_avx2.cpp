@@ -103,10 +103,6 @@ struct BF16Ops : F32Registers {
   static AReg load_a_tail(const char* row, std::int64_t i, std::int64_t count) { return load_tail(row, i, count); }
 };
 
-void copy_f32_row(const float* x, void* dst, std::int64_t k) {
-  std::memcpy(dst, x, static_cast<std::size_t>(k) * sizeof(float));
-}
-
 // 8 floats to bf16 with the integer rounding of kiln::f32_to_bf16 (bit-exact).
 inline __m128i to_bf16(__m256 v) {
   const __m256i u = _mm256_castps_si256(v);

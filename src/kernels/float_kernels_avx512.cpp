@@ -164,10 +164,6 @@ void gemm_bf16(std::int64_t k, const void* w, std::size_t w_stride, const void* 
                                     n_begin, n_end, y, ldy);
 }
 
-void copy_f32_row(const float* x, void* dst, std::int64_t k) {
-  std::memcpy(dst, x, static_cast<std::size_t>(k) * sizeof(float));
-}
-
 // 16 floats to bf16 with the integer rounding of kiln::f32_to_bf16 (bit-exact, subnormals
 // kept). vcvtneps2bf16 is not used because it flushes subnormal inputs to zero.
 inline __m256i to_bf16(__m512 v) {

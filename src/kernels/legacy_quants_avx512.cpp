@@ -29,6 +29,7 @@
 #include "kernels/kernel_families.h"
 #include "kernels/legacy_quants_internal.h"
 #include "kernels/legacy_quants_panel.h"
+#include "kernels/row_count.h"
 #include "kernels/row_group_avx512.h"
 
 namespace kiln::kernels::legacy {
@@ -368,31 +369,8 @@ void gemm_packed(const std::uint8_t* w, std::size_t w_stride, const ActPanel& ac
                     ActRows{act.qs, act.qs_stride, act.d, act.bias, act.s, act.nb}, 0, m0, y, ldy, n0, mask);
     }
     for (; m0 + kTileRows <= M; m0 += kTileRows) tile_from_packed<F, kTileRows>(packed, act, m0, y, ldy, n0, mask);
-    switch (M - m0) {
-      case 0:
-        break;
-      case 1:
-        tile_from_packed<F, 1>(packed, act, m0, y, ldy, n0, mask);
-        break;
-      case 2:
-        tile_from_packed<F, 2>(packed, act, m0, y, ldy, n0, mask);
-        break;
-      case 3:
-        tile_from_packed<F, 3>(packed, act, m0, y, ldy, n0, mask);
-        break;
-      case 4:
-        tile_from_packed<F, 4>(packed, act, m0, y, ldy, n0, mask);
-        break;
-      case 5:
-        tile_from_packed<F, 5>(packed, act, m0, y, ldy, n0, mask);
-        break;
-      case 6:
-        tile_from_packed<F, 6>(packed, act, m0, y, ldy, n0, mask);
-        break;
-      default:
-        tile_from_packed<F, 7>(packed, act, m0, y, ldy, n0, mask);
-        break;
-    }
+    with_row_count<kTileRows - 1>(
+        M - m0, [&](auto rows) { tile_from_packed<F, decltype(rows)::value>(packed, act, m0, y, ldy, n0, mask); });
   }
 }
 
