@@ -204,12 +204,6 @@ KILN_INLINE void accumulate_block(const __m512i w[8], __m512 wd, __m512 wm, cons
   }
 }
 
-template <int MR>
-KILN_INLINE void store_tile(const __m512 acc[MR], float* y, std::int64_t ldy, std::int64_t m0, std::int64_t n0,
-                            __mmask16 mask) {
-  for (int i = 0; i < MR; ++i) _mm512_mask_storeu_ps(y + (m0 + i) * ldy + n0, mask, acc[i]);
-}
-
 constexpr std::int64_t kPrefetchBytes = 320;
 
 // Whether gemm_direct prefetches the next group of 16 rows linearly while working on the
@@ -288,17 +282,7 @@ void gemm_direct_pair(const std::uint8_t* w, std::size_t w_stride, const ActPane
     F::unpack(g1, b, u);
     accumulate_block<F, MR>(u.w, u.d, u.m, act, 0, b, acc1);
   }
-  if (row_step == 1) {
-    store_tile<MR>(acc0, y, ldy, 0, n0, 0xFFFF);
-    store_tile<MR>(acc1, y, ldy, 0, n1, 0xFFFF);
-  } else {
-    const __m512i lanes = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
-    const __m512i idx = _mm512_mullo_epi32(lanes, _mm512_set1_epi32(static_cast<int>(row_step)));
-    for (int i = 0; i < MR; ++i) {
-      _mm512_i32scatter_ps(y + i * ldy + n0, idx, acc0[i], 4);
-      _mm512_i32scatter_ps(y + i * ldy + n1, idx, acc1[i], 4);
-    }
-  }
+  store_tile_pair<MR>(acc0, acc1, y, ldy, n0, n1, row_step);
 }
 
 // Ranges of at least 4 full groups (64 rows) go through gemm_direct_pair with strided groups;

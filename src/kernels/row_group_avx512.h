@@ -65,5 +65,32 @@ KILN_INLINE __m512i gather_dword(const RowGroup& g, std::size_t off) {
   return _mm512_i32gather_epi32(g.offsets, g.base + off, 1);
 }
 
+// y[(m0 + i) * ldy + n0 + r] = lane r of acc[i] for the lanes r in mask: MR rows of a tile
+// of 16 output columns.
+template <int MR>
+KILN_INLINE void store_tile(const __m512 acc[MR], float* y, std::int64_t ldy, std::int64_t m0, std::int64_t n0,
+                            __mmask16 mask) {
+  for (int i = 0; i < MR; ++i) _mm512_mask_storeu_ps(y + (m0 + i) * ldy + n0, mask, acc[i]);
+}
+
+// The tiles of two row groups worked on together (the gemms' gemm_direct_pair): lane r of
+// acc0[i] / acc1[i] is output column n0 + r * row_step / n1 + r * row_step of row i; with
+// row_step 1 the columns are consecutive, else they are scattered.
+template <int MR>
+KILN_INLINE void store_tile_pair(const __m512 acc0[MR], const __m512 acc1[MR], float* y, std::int64_t ldy,
+                                 std::int64_t n0, std::int64_t n1, std::int64_t row_step) {
+  if (row_step == 1) {
+    store_tile<MR>(acc0, y, ldy, 0, n0, 0xFFFF);
+    store_tile<MR>(acc1, y, ldy, 0, n1, 0xFFFF);
+  } else {
+    const __m512i lanes = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
+    const __m512i idx = _mm512_mullo_epi32(lanes, _mm512_set1_epi32(static_cast<int>(row_step)));
+    for (int i = 0; i < MR; ++i) {
+      _mm512_i32scatter_ps(y + i * ldy + n0, idx, acc0[i], 4);
+      _mm512_i32scatter_ps(y + i * ldy + n1, idx, acc1[i], 4);
+    }
+  }
+}
+
 }  // namespace
 }  // namespace kiln::kernels
