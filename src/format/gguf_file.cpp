@@ -51,22 +51,6 @@ std::optional<ForeignBlock> block_geometry(std::uint32_t ggml_type) {
   return std::nullopt;
 }
 
-bool is_integer_type(GgufType t) {
-  switch (t) {
-    case GgufType::U8:
-    case GgufType::I8:
-    case GgufType::U16:
-    case GgufType::I16:
-    case GgufType::U32:
-    case GgufType::I32:
-    case GgufType::U64:
-    case GgufType::I64:
-      return true;
-    default:
-      return false;
-  }
-}
-
 // Bytes of one scalar of a fixed-size type; 0 for string and array.
 std::uint64_t scalar_bytes(GgufType t) {
   switch (t) {
@@ -262,6 +246,22 @@ std::string value_type_description(const GgufValue& value) {
 }
 
 }  // namespace
+
+bool is_integer_type(GgufType t) {
+  switch (t) {
+    case GgufType::U8:
+    case GgufType::I8:
+    case GgufType::U16:
+    case GgufType::I16:
+    case GgufType::U32:
+    case GgufType::I32:
+    case GgufType::U64:
+    case GgufType::I64:
+      return true;
+    default:
+      return false;
+  }
+}
 
 std::string_view gguf_type_name(GgufType t) {
   switch (t) {

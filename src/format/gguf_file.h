@@ -22,6 +22,8 @@ enum class GgufType : std::uint32_t {
   String = 8, Array = 9, U64 = 10, I64 = 11, F64 = 12,
 };
 std::string_view gguf_type_name(GgufType t);
+// The eight integer types U8 .. I64 (Bool, which as_int also reads, is not one).
+bool is_integer_type(GgufType t);
 
 struct GgufArray;
 

@@ -44,22 +44,6 @@ class HeaderBuilder {
   std::string out_;
 };
 
-bool is_integer_type(GgufType t) {
-  switch (t) {
-    case GgufType::U8:
-    case GgufType::I8:
-    case GgufType::U16:
-    case GgufType::I16:
-    case GgufType::U32:
-    case GgufType::I32:
-    case GgufType::U64:
-    case GgufType::I64:
-      return true;
-    default:
-      return false;
-  }
-}
-
 // The range an integer type holds, as int64 (U64 is handled by the caller).
 std::pair<std::int64_t, std::int64_t> integer_range(GgufType t) {
   switch (t) {

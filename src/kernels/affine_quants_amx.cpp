@@ -15,36 +15,13 @@
 #include <immintrin.h>
 
 #include "kernels/affine_quants_internal.h"
+#include "kernels/amx_tiles.h"
 
 namespace kiln::kernels::affine {
 namespace {
 
-struct alignas(64) TileConfig {
-  std::uint8_t palette_id;
-  std::uint8_t start_row;
-  std::uint8_t reserved[14];
-  std::uint16_t colsb[16];
-  std::uint8_t rows[16];
-};
-
 constexpr std::size_t kActBlockBytes = 36;  // block_q8_1: f16 d, f16 s, 32 int8 quants
 constexpr std::size_t kActQs = 4;
-
-// Two runs are in flight at a time so that the tile unit works on one while AVX-512 scales the
-// other: tiles 0, 1 = C of runs b, b + 1 (16 x 16 int32); 2, 3 = their A (16 rows x 32
-// activation bytes); 4, 5 = their B (8 rows x 64 weight bytes).
-void configure_tiles() {
-  TileConfig config = {};
-  config.palette_id = 1;
-  for (int t = 0; t < 2; ++t) {
-    config.rows[t] = 16, config.colsb[t] = 64;
-    config.rows[2 + t] = 16, config.colsb[2 + t] = 32;
-    config.rows[4 + t] = 8, config.colsb[4 + t] = 64;
-  }
-  // GCC 12's _tile_loadconfig tells the compiler it reads only 8 bytes of the config, which
-  // then drops the stores of rows and colsb as dead; this asm names the whole struct instead.
-  __asm__ volatile("ldtilecfg %0" : : "m"(config));
-}
 
 // t[i] += C[i] * da[m0 + i][b] for the 16 rows of one run.
 inline __attribute__((always_inline)) void scale_run(const std::int32_t* c, const ActView& act, std::int64_t m0,
@@ -59,7 +36,7 @@ inline __attribute__((always_inline)) void scale_run(const std::int32_t* c, cons
 
 void amx_gemm_rows(const PackedRows& w, const ActView& act, std::int64_t m_begin, std::int64_t m_end, float* y,
                    std::int64_t ldy, std::int64_t n0, std::uint16_t n_mask) {
-  configure_tiles();
+  configure_paired_block_tiles();
   alignas(64) std::int32_t c[2][16 * 16];
   // The accumulators of y live in memory between groups: 16 of them plus the 16 partial sums t
   // would take every zmm register.

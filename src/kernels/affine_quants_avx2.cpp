@@ -14,53 +14,15 @@
 
 #include "kernels/affine_quants_internal.h"
 #include "kernels/affine_quants_simd.h"
+#include "kernels/row_count.h"
+#include "kernels/row_group_avx2.h"
 
 namespace kiln::kernels::affine {
 namespace {
 
-struct RowGroup {
-  const std::uint8_t* row[8];  // rows past the range repeat the last valid one
-  __m256i offsets;             // row[r] - row[0] as int32, for gathers
-};
-
-KILN_INLINE RowGroup make_row_group(const std::uint8_t* w, std::size_t w_stride, std::int64_t n0, int valid) {
-  RowGroup g;
-  alignas(32) std::int32_t offsets[8];
-  for (int r = 0; r < 8; ++r) {
-    const int rr = r < valid ? r : valid - 1;
-    g.row[r] = w + (n0 + rr) * w_stride;
-    offsets[r] = static_cast<std::int32_t>(rr * w_stride);
-  }
-  g.offsets = _mm256_load_si256(reinterpret_cast<const __m256i*>(offsets));
-  return g;
-}
-
-// u[t] lane r = the 32-bit word t of the 16 bytes at row[r] + off.
-KILN_INLINE void load_dwords_8x4(const RowGroup& g, std::size_t off, __m256i u[4]) {
-  __m256i z[4];
-  for (int i = 0; i < 4; ++i) {
-    // z[i]'s 128-bit lane j holds row 4j + i.
-    z[i] = _mm256_loadu2_m128i(reinterpret_cast<const __m128i*>(g.row[4 + i] + off),
-                               reinterpret_cast<const __m128i*>(g.row[i] + off));
-  }
-  const __m256i t0 = _mm256_unpacklo_epi32(z[0], z[1]), t1 = _mm256_unpackhi_epi32(z[0], z[1]);
-  const __m256i t2 = _mm256_unpacklo_epi32(z[2], z[3]), t3 = _mm256_unpackhi_epi32(z[2], z[3]);
-  u[0] = _mm256_unpacklo_epi64(t0, t2);
-  u[1] = _mm256_unpackhi_epi64(t0, t2);
-  u[2] = _mm256_unpacklo_epi64(t1, t3);
-  u[3] = _mm256_unpackhi_epi64(t1, t3);
-}
-
-// The low 16 bits of each lane, read as halves.
-KILN_INLINE __m256 low_half_to_float(__m256i v) {
-  const __m256i packed =
-      _mm256_shuffle_epi8(v, _mm256_setr_epi8(0, 1, 4, 5, 8, 9, 12, 13, -1, -1, -1, -1, -1, -1, -1, -1, 0, 1, 4, 5, 8,
-                                              9, 12, 13, -1, -1, -1, -1, -1, -1, -1, -1));
-  return _mm256_cvtph_ps(_mm256_castsi256_si128(_mm256_permute4x64_epi64(packed, 0x08)));
-}
-
+// Lane r = the f16 scale and minimum of row r's block at off, as floats.
 KILN_INLINE void load_scales(const RowGroup& g, std::size_t off, __m256* d, __m256* m) {
-  const __m256i dm = _mm256_i32gather_epi32(reinterpret_cast<const int*>(g.row[0] + off), g.offsets, 1);
+  const __m256i dm = gather_dword(g, off);
   *d = low_half_to_float(dm);
   *m = low_half_to_float(_mm256_srli_epi32(dm, 16));
 }
@@ -158,19 +120,8 @@ void gemm(std::int64_t k, const void* w, std::size_t w_stride, const void* a, st
     const RowGroup g = make_row_group(wb, w_stride, n0, valid);
     std::int64_t m0 = 0;
     for (; m0 + kTileRows <= M; m0 += kTileRows) tile<F, kTileRows>(g, act, qsum, m0, y, ldy, n0, valid);
-    switch (M - m0) {
-      case 0:
-        break;
-      case 1:
-        tile<F, 1>(g, act, qsum, m0, y, ldy, n0, valid);
-        break;
-      case 2:
-        tile<F, 2>(g, act, qsum, m0, y, ldy, n0, valid);
-        break;
-      default:
-        tile<F, 3>(g, act, qsum, m0, y, ldy, n0, valid);
-        break;
-    }
+    with_row_count<kTileRows - 1>(
+        M - m0, [&](auto rows) { tile<F, decltype(rows)::value>(g, act, qsum, m0, y, ldy, n0, valid); });
   }
 }
 
@@ -210,9 +161,7 @@ float vec_dot(std::int64_t k, const void* w_row, const void* a_row) {
     acc = _mm256_fmadd_ps(t, _mm256_set1_ps(half_to_float(load_u16(w))), acc);
     min_sum += half_to_float(load_u16(w + 2)) * s;
   }
-  const __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
-  const __m128 s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
-  return _mm_cvtss_f32(_mm_add_ss(s2, _mm_movehdup_ps(s2))) + min_sum;
+  return reduce_add(acc) + min_sum;
 }
 
 template <typename F>
@@ -220,29 +169,12 @@ constexpr Fns avx2_entry() {
   return Fns{vec_dot<F>, gemm<F>};
 }
 
-constexpr Fns kAvx2A4G64 = avx2_entry<Format<4, 64>>();
-constexpr Fns kAvx2A4G128 = avx2_entry<Format<4, 128>>();
-constexpr Fns kAvx2A8G32 = avx2_entry<Format<8, 32>>();
-constexpr Fns kAvx2A8G64 = avx2_entry<Format<8, 64>>();
-constexpr Fns kAvx2A8G128 = avx2_entry<Format<8, 128>>();
+// In the order of kAffineTypes.
+constexpr Fns kAvx2Fns[] = {avx2_entry<Format<4, 64>>(), avx2_entry<Format<4, 128>>(), avx2_entry<Format<8, 32>>(),
+                            avx2_entry<Format<8, 64>>(), avx2_entry<Format<8, 128>>()};
 
 }  // namespace
 
-const Fns* avx2_fns(DType w) {
-  switch (w) {
-    case DType::A4G64:
-      return &kAvx2A4G64;
-    case DType::A4G128:
-      return &kAvx2A4G128;
-    case DType::A8G32:
-      return &kAvx2A8G32;
-    case DType::A8G64:
-      return &kAvx2A8G64;
-    case DType::A8G128:
-      return &kAvx2A8G128;
-    default:
-      return nullptr;
-  }
-}
+const Fns* avx2_fns(DType w) { return fns_of(kAvx2Fns, w); }
 
 }  // namespace kiln::kernels::affine

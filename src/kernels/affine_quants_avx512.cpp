@@ -23,6 +23,8 @@
 
 #include "kernels/affine_quants_internal.h"
 #include "kernels/affine_quants_simd.h"
+#include "kernels/row_count.h"
+#include "kernels/row_group_avx512.h"
 
 namespace kiln::kernels::affine {
 namespace {
@@ -32,52 +34,9 @@ using unaligned_i32 = std::int32_t __attribute__((may_alias, aligned(1)));
 
 // ---- weight unpacking: one run of 32 weights of 16 rows into row-per-lane registers -----------
 
-// 16 weight rows, row r at base + r * stride. A last group of fewer rows is first copied into
-// scratch (tail_row_group), so that every lane reads a real row.
-struct RowGroup {
-  const std::uint8_t* base;
-  std::size_t stride;
-  __m512i offsets;  // lane r = r * stride, for gathers
-};
-
-KILN_INLINE RowGroup make_row_group(const std::uint8_t* base, std::size_t stride) {
-  const __m512i r = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
-  return RowGroup{base, stride, _mm512_mullo_epi32(r, _mm512_set1_epi32(static_cast<int>(stride)))};
-}
-
-// The `valid` (< 16) rows at `first`, copied with the last one repeated up to 16 rows.
-RowGroup tail_row_group(const std::uint8_t* first, std::size_t stride, int valid, std::size_t row_bytes) {
-  std::uint8_t* rows = affine_scratch(2, 16 * row_bytes);
-  for (int r = 0; r < 16; ++r)
-    std::memcpy(rows + r * row_bytes, first + (r < valid ? r : valid - 1) * stride, row_bytes);
-  return make_row_group(rows, row_bytes);
-}
-
-// u[t] lane r = the 32-bit word t of the 16 bytes at row r + off.
-KILN_INLINE void load_dwords_16x4(const RowGroup& g, std::size_t off, __m512i u[4]) {
-  const std::uint8_t* p = g.base + off;
-  const std::size_t s = g.stride, s4 = 4 * g.stride;
-  const std::uint8_t* quarter[4] = {p, p + s4, p + 2 * s4, p + 3 * s4};  // rows 0, 4, 8, 12
-  __m512i z[4];
-  for (int i = 0; i < 4; ++i) {
-    // z[i]'s 128-bit lane j holds row 4j + i (the lane index of vinserti32x4 is an immediate).
-    z[i] = _mm512_zextsi128_si512(_mm_loadu_si128(reinterpret_cast<const __m128i*>(quarter[0] + i * s)));
-    z[i] = _mm512_inserti32x4(z[i], _mm_loadu_si128(reinterpret_cast<const __m128i*>(quarter[1] + i * s)), 1);
-    z[i] = _mm512_inserti32x4(z[i], _mm_loadu_si128(reinterpret_cast<const __m128i*>(quarter[2] + i * s)), 2);
-    z[i] = _mm512_inserti32x4(z[i], _mm_loadu_si128(reinterpret_cast<const __m128i*>(quarter[3] + i * s)), 3);
-  }
-  // A 4x4 transpose inside each 128-bit lane leaves word t of row 4j + i at lane 4j + i of u[t].
-  const __m512i t0 = _mm512_unpacklo_epi32(z[0], z[1]), t1 = _mm512_unpackhi_epi32(z[0], z[1]);
-  const __m512i t2 = _mm512_unpacklo_epi32(z[2], z[3]), t3 = _mm512_unpackhi_epi32(z[2], z[3]);
-  u[0] = _mm512_unpacklo_epi64(t0, t2);
-  u[1] = _mm512_unpackhi_epi64(t0, t2);
-  u[2] = _mm512_unpacklo_epi64(t1, t3);
-  u[3] = _mm512_unpackhi_epi64(t1, t3);
-}
-
 // Lane r = the f16 scale and minimum of row r's block at off, as floats.
 KILN_INLINE void load_scales(const RowGroup& g, std::size_t off, __m512* d, __m512* m) {
-  const __m512i dm = _mm512_i32gather_epi32(g.offsets, g.base + off, 1);
+  const __m512i dm = gather_dword(g, off);
   *d = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(dm));
   *m = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(dm, 16)));
 }
@@ -130,12 +89,6 @@ KILN_INLINE void finish_group(const __m512 t[MR], __m512 d, __m512 m, const ActV
   }
 }
 
-template <int MR>
-KILN_INLINE void store_tile(const __m512 acc[MR], float* y, std::int64_t ldy, std::int64_t m0, std::int64_t n0,
-                            __mmask16 mask) {
-  for (int i = 0; i < MR; ++i) _mm512_mask_storeu_ps(y + (m0 + i) * ldy + n0, mask, acc[i]);
-}
-
 constexpr std::int64_t kPrefetchBytes = 320;
 
 KILN_INLINE void prefetch_rows(const RowGroup& g, std::size_t off) {
@@ -167,8 +120,9 @@ void gemm_direct(const std::uint8_t* w, std::size_t w_stride, const ActView& act
                  std::int64_t n_end, float* y, std::int64_t ldy) {
   for (std::int64_t n0 = n_begin; n0 < n_end; n0 += 16) {
     const int valid = static_cast<int>(n_end - n0 < 16 ? n_end - n0 : 16);
-    const RowGroup g = valid == 16 ? make_row_group(w + n0 * w_stride, w_stride)
-                                   : tail_row_group(w + n0 * w_stride, w_stride, valid, act.n_groups * F::kBlockBytes);
+    const RowGroup g =
+        valid == 16 ? make_row_group(w + n0 * w_stride, w_stride)
+                    : tail_row_group(affine_scratch, w + n0 * w_stride, w_stride, valid, act.n_groups * F::kBlockBytes);
     __m512 acc[MR];
     for (int i = 0; i < MR; ++i) acc[i] = _mm512_setzero_ps();
     direct_group<F, MR>(g, act, acc);
@@ -206,17 +160,7 @@ void gemm_direct_pair(const std::uint8_t* w, std::size_t w_stride, const ActView
     load_scales(g1, static_cast<std::size_t>(gi) * F::kBlockBytes, &d, &m);
     finish_group<MR>(t1, d, m, act, 0, gi, acc1);
   }
-  if (row_step == 1) {
-    store_tile<MR>(acc0, y, ldy, 0, n0, 0xFFFF);
-    store_tile<MR>(acc1, y, ldy, 0, n1, 0xFFFF);
-  } else {
-    const __m512i lanes = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
-    const __m512i idx = _mm512_mullo_epi32(lanes, _mm512_set1_epi32(static_cast<int>(row_step)));
-    for (int i = 0; i < MR; ++i) {
-      _mm512_i32scatter_ps(y + i * ldy + n0, idx, acc0[i], 4);
-      _mm512_i32scatter_ps(y + i * ldy + n1, idx, acc1[i], 4);
-    }
-  }
+  store_tile_pair<MR>(acc0, acc1, y, ldy, n0, n1, row_step);
 }
 
 // Ranges of at least 4 full groups (64 rows) go through gemm_direct_pair with strided groups:
@@ -276,8 +220,9 @@ void gemm_packed(const std::uint8_t* w, std::size_t w_stride, const ActView& act
   const bool use_amx = M >= kAmxMinRows && amx_usable();
   for (std::int64_t n0 = n_begin; n0 < n_end; n0 += 16) {
     const int valid = static_cast<int>(n_end - n0 < 16 ? n_end - n0 : 16);
-    const RowGroup g = valid == 16 ? make_row_group(w + n0 * w_stride, w_stride)
-                                   : tail_row_group(w + n0 * w_stride, w_stride, valid, act.n_groups * F::kBlockBytes);
+    const RowGroup g =
+        valid == 16 ? make_row_group(w + n0 * w_stride, w_stride)
+                    : tail_row_group(affine_scratch, w + n0 * w_stride, w_stride, valid, act.n_groups * F::kBlockBytes);
     for (std::int64_t gi = 0; gi < act.n_groups; ++gi) {
       for (int s = 0; s < F::kSubBlocks; ++s) {
         __m512i wv[8];
@@ -297,31 +242,9 @@ void gemm_packed(const std::uint8_t* w, std::size_t w_stride, const ActView& act
                     m0, y, ldy, n0, mask);
     }
     for (; m0 + kTileRows <= M; m0 += kTileRows) tile_from_packed<F, kTileRows>(runs, scales, act, m0, y, ldy, n0, mask);
-    switch (M - m0) {
-      case 0:
-        break;
-      case 1:
-        tile_from_packed<F, 1>(runs, scales, act, m0, y, ldy, n0, mask);
-        break;
-      case 2:
-        tile_from_packed<F, 2>(runs, scales, act, m0, y, ldy, n0, mask);
-        break;
-      case 3:
-        tile_from_packed<F, 3>(runs, scales, act, m0, y, ldy, n0, mask);
-        break;
-      case 4:
-        tile_from_packed<F, 4>(runs, scales, act, m0, y, ldy, n0, mask);
-        break;
-      case 5:
-        tile_from_packed<F, 5>(runs, scales, act, m0, y, ldy, n0, mask);
-        break;
-      case 6:
-        tile_from_packed<F, 6>(runs, scales, act, m0, y, ldy, n0, mask);
-        break;
-      default:
-        tile_from_packed<F, 7>(runs, scales, act, m0, y, ldy, n0, mask);
-        break;
-    }
+    with_row_count<kTileRows - 1>(M - m0, [&](auto rows) {
+      tile_from_packed<F, decltype(rows)::value>(runs, scales, act, m0, y, ldy, n0, mask);
+    });
   }
 }
 
@@ -379,9 +302,7 @@ float vec_dot(std::int64_t k, const void* w_row, const void* a_row) {
     acc = _mm256_fmadd_ps(t, _mm256_set1_ps(half_to_float(load_u16(w))), acc);
     min_sum += half_to_float(load_u16(w + 2)) * s;
   }
-  const __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
-  const __m128 s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
-  return _mm_cvtss_f32(_mm_add_ss(s2, _mm_movehdup_ps(s2))) + min_sum;
+  return reduce_add(acc) + min_sum;
 }
 
 template <typename F>
@@ -389,29 +310,13 @@ constexpr Fns avx512_entry() {
   return Fns{vec_dot<F>, gemm<F>};
 }
 
-constexpr Fns kAvx512A4G64 = avx512_entry<Format<4, 64>>();
-constexpr Fns kAvx512A4G128 = avx512_entry<Format<4, 128>>();
-constexpr Fns kAvx512A8G32 = avx512_entry<Format<8, 32>>();
-constexpr Fns kAvx512A8G64 = avx512_entry<Format<8, 64>>();
-constexpr Fns kAvx512A8G128 = avx512_entry<Format<8, 128>>();
+// In the order of kAffineTypes.
+constexpr Fns kAvx512Fns[] = {avx512_entry<Format<4, 64>>(), avx512_entry<Format<4, 128>>(),
+                              avx512_entry<Format<8, 32>>(), avx512_entry<Format<8, 64>>(),
+                              avx512_entry<Format<8, 128>>()};
 
 }  // namespace
 
-const Fns* avx512_fns(DType w) {
-  switch (w) {
-    case DType::A4G64:
-      return &kAvx512A4G64;
-    case DType::A4G128:
-      return &kAvx512A4G128;
-    case DType::A8G32:
-      return &kAvx512A8G32;
-    case DType::A8G64:
-      return &kAvx512A8G64;
-    case DType::A8G128:
-      return &kAvx512A8G128;
-    default:
-      return nullptr;
-  }
-}
+const Fns* avx512_fns(DType w) { return fns_of(kAvx512Fns, w); }
 
 }  // namespace kiln::kernels::affine

@@ -9,9 +9,10 @@
 //   dot(w, a) = sum over groups of  d * sum_b(da[b] * sum(q * qa)[b])  +  m * sum_b(s[b]),
 // an exact integer sum per block of 32, then the scales.
 //
-// As in the legacy family, the SIMD files include only this header, <immintrin.h> and C
-// headers, never inline C++ library code (an inline function compiled with -mavx512f could be
-// the copy the linker keeps). Scratch memory comes from `affine_scratch`, in the plain TU.
+// As in the legacy family, the SIMD files include only this header, <immintrin.h>, C headers
+// and the helpers with internal linkage (simd_scalars.h, ...), never inline C++ library code
+// (an inline function compiled with -mavx512f could be the copy the linker keeps). Scratch
+// memory comes from `affine_scratch`, in the plain TU.
 #include <cstddef>
 #include <cstdint>
 
@@ -45,6 +46,28 @@ struct Fns {
 const Fns* scalar_fns(DType w);
 const Fns* avx2_fns(DType w);
 const Fns* avx512_fns(DType w);
+
+namespace {  // internal linkage: the SIMD translation units include these too
+
+// The family's types, in the order of every level's table of Fns.
+constexpr DType kAffineTypes[] = {DType::A4G64, DType::A4G128, DType::A8G32, DType::A8G64, DType::A8G128};
+constexpr int kAffineTypeCount = sizeof(kAffineTypes) / sizeof(kAffineTypes[0]);
+
+// The index of t in kAffineTypes, or -1 for a type outside the family.
+constexpr int affine_type_index(DType t) {
+  for (int i = 0; i < kAffineTypeCount; ++i) {
+    if (kAffineTypes[i] == t) return i;
+  }
+  return -1;
+}
+
+// One level's entry for w from its table in kAffineTypes order; nullptr outside the family.
+constexpr const Fns* fns_of(const Fns (&table)[kAffineTypeCount], DType w) {
+  const int i = affine_type_index(w);
+  return i < 0 ? nullptr : &table[i];
+}
+
+}  // namespace
 
 // ---- activation rows as the SIMD kernels read them ----------------------------------------
 

@@ -109,26 +109,14 @@ float vec_dot(std::int64_t k, const void* w_row, const void* a_row) {
   return sum;
 }
 
-template <VecDotFn vec_dot>
-void gemm_by_vec_dot(std::int64_t k, const void* w, std::size_t w_stride, const void* a, std::size_t a_stride,
-                     std::int64_t M, std::int64_t n_begin, std::int64_t n_end, float* y, std::int64_t ldy) {
-  const auto* w_bytes = static_cast<const std::uint8_t*>(w);
-  const auto* a_bytes = static_cast<const std::uint8_t*>(a);
-  for (std::int64_t m = 0; m < M; ++m)
-    for (std::int64_t n = n_begin; n < n_end; ++n)
-      y[m * ldy + n] = vec_dot(k, w_bytes + n * w_stride, a_bytes + m * a_stride);
-}
-
 template <const Layout& L>
 constexpr Fns scalar_entry() {
   return Fns{vec_dot<L>, gemm_by_vec_dot<vec_dot<L>>};
 }
 
-constexpr Fns kScalarA4G64 = scalar_entry<kA4G64>();
-constexpr Fns kScalarA4G128 = scalar_entry<kA4G128>();
-constexpr Fns kScalarA8G32 = scalar_entry<kA8G32>();
-constexpr Fns kScalarA8G64 = scalar_entry<kA8G64>();
-constexpr Fns kScalarA8G128 = scalar_entry<kA8G128>();
+// In the order of kAffineTypes.
+constexpr Fns kScalarFns[] = {scalar_entry<kA4G64>(), scalar_entry<kA4G128>(), scalar_entry<kA8G32>(),
+                              scalar_entry<kA8G64>(), scalar_entry<kA8G128>()};
 
 }  // namespace
 
@@ -149,22 +137,7 @@ const Layout* layout_of(DType t) {
   }
 }
 
-const Fns* scalar_fns(DType w) {
-  switch (w) {
-    case DType::A4G64:
-      return &kScalarA4G64;
-    case DType::A4G128:
-      return &kScalarA4G128;
-    case DType::A8G32:
-      return &kScalarA8G32;
-    case DType::A8G64:
-      return &kScalarA8G64;
-    case DType::A8G128:
-      return &kScalarA8G128;
-    default:
-      return nullptr;
-  }
-}
+const Fns* scalar_fns(DType w) { return fns_of(kScalarFns, w); }
 
 }  // namespace affine
 

@@ -10,11 +10,11 @@
 
 #include "kernels/affine_quants_internal.h"
 #include "kernels/blocks.h"
+#include "kernels/reduce_avx2.h"
+#include "kernels/simd_scalars.h"
 
 namespace kiln::kernels::affine {
 namespace {
-
-#define KILN_INLINE inline __attribute__((always_inline))
 
 // An affine format as template constants: a block of kGroup weights is {f16 d, f16 m, quants},
 // and each run of 32 weights (one q8_1 activation block) has kSubBytes bytes of quants.
@@ -31,20 +31,6 @@ static_assert(Format<4, 64>::kBlockBytes == sizeof(block_a4g64) && Format<4, 128
                   Format<8, 64>::kBlockBytes == sizeof(block_a8g64) &&
                   Format<8, 128>::kBlockBytes == sizeof(block_a8g128),
               "Format matches the block structs");
-
-KILN_INLINE float half_to_float(std::uint16_t h) { return _cvtsh_ss(h); }
-
-KILN_INLINE std::int32_t load_i32(const void* p) {
-  std::int32_t v;
-  std::memcpy(&v, p, sizeof(v));
-  return v;
-}
-
-KILN_INLINE std::uint16_t load_u16(const void* p) {
-  std::uint16_t v;
-  std::memcpy(&v, p, sizeof(v));
-  return v;
-}
 
 // Offsets inside a q8_1 block (block_q8_1 is {f16 d, f16 s, int8 qs[32]}).
 constexpr std::size_t kActBlockBytes = sizeof(block_q8_1);

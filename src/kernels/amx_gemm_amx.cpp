@@ -16,7 +16,9 @@
 
 #include "core/aligned_buffer.h"
 #include "kernels/amx_gemm.h"
+#include "kernels/amx_tiles.h"
 #include "kernels/blocks.h"
+#include "kernels/simd_scalars.h"
 
 namespace kiln::kernels::amx_detail {
 namespace {
@@ -35,8 +37,6 @@ inline void store_bf16x32(std::uint16_t* dst, __m512 lo, __m512 hi) {
   const __m512bh packed = _mm512_cvtne2ps_pbh(hi, lo);
   _mm512_storeu_si512(dst, reinterpret_cast<const __m512i&>(packed));
 }
-
-inline float half_to_float(std::uint16_t h) { return _cvtsh_ss(h); }
 
 // 16 bytes -> 16 unsigned int32 lanes.
 inline __m512i load_u8x16(const std::uint8_t* p) {
@@ -351,23 +351,15 @@ void pack_panel(DecodeFn decode, const std::uint8_t* w, std::size_t w_stride, in
 
 // ---- the tile product ---------------------------------------------------------------------
 
-struct alignas(64) TileConfig {
-  std::uint8_t palette_id;
-  std::uint8_t start_row;
-  std::uint8_t reserved[14];
-  std::uint16_t colsb[16];
-  std::uint8_t rows[16];
-};
-static_assert(sizeof(TileConfig) == 64, "LDTILECFG reads 64 bytes");
-
-void load_tile_config() {
+// Tiles 0..7 all kTileRows x 64 bytes.
+void configure_tiles() {
   TileConfig cfg{};
   cfg.palette_id = 1;
   for (int t = 0; t < 8; ++t) {
     cfg.rows[t] = kTileRows;
     cfg.colsb[t] = 64;
   }
-  _tile_loadconfig(&cfg);
+  load_tile_config(cfg);
 }
 
 // Where one 16 x 16 C tile goes: straight into y when it is whole, else through a scratch tile.
@@ -505,7 +497,7 @@ void gemm(DType weight_type, std::int64_t K, const void* w, std::size_t w_stride
     return (g < full_groups ? lda : static_cast<std::size_t>(K)) * sizeof(std::uint16_t);
   };
 
-  load_tile_config();
+  configure_tiles();
   const auto* w_bytes = static_cast<const std::uint8_t*>(w);
   const BlockSizes blocks = block_sizes(K);
   for (std::int64_t c0 = n_begin; c0 < n_end; c0 += blocks.weight_rows) {

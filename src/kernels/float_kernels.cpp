@@ -51,34 +51,23 @@ void gemm_ref(std::int64_t k, const void* w, std::size_t w_stride, const void* a
                                       a_bytes + static_cast<std::size_t>(m) * a_stride);
 }
 
-void copy_f32_row(const float* x, void* dst, std::int64_t k) {
-  std::memcpy(dst, x, static_cast<std::size_t>(k) * sizeof(float));
-}
 void quantize_bf16_act_ref(const float* x, void* dst, std::int64_t k) {
   f32_to_bf16_row_ref(x, static_cast<std::uint16_t*>(dst), k);
 }
 
-constexpr WeightKernels kScalarF32{DType::F32,           DType::F32,       copy_f32_row, vec_dot_ref<DType::F32>,
-                                   gemm_ref<DType::F32>, SimdLevel::Scalar};
-constexpr WeightKernels kScalarF16{DType::F16,           DType::F32,       copy_f32_row, vec_dot_ref<DType::F16>,
-                                   gemm_ref<DType::F16>, SimdLevel::Scalar};
-constexpr WeightKernels kScalarBF16{DType::BF16,           DType::BF16,
-                                    quantize_bf16_act_ref, vec_dot_ref<DType::BF16>,
-                                    gemm_ref<DType::BF16>, SimdLevel::Scalar};
+constexpr WeightKernels kScalarKernels[] = {
+    {DType::F32, DType::F32, copy_f32_row, vec_dot_ref<DType::F32>, gemm_ref<DType::F32>, SimdLevel::Scalar},
+    {DType::F16, DType::F32, copy_f32_row, vec_dot_ref<DType::F16>, gemm_ref<DType::F16>, SimdLevel::Scalar},
+    {DType::BF16, DType::BF16, quantize_bf16_act_ref, vec_dot_ref<DType::BF16>, gemm_ref<DType::BF16>,
+     SimdLevel::Scalar},
+};
 
 }  // namespace
 
-const WeightKernels* scalar_weight_kernels(DType w) {
-  switch (w) {
-    case DType::F32:
-      return &kScalarF32;
-    case DType::F16:
-      return &kScalarF16;
-    case DType::BF16:
-      return &kScalarBF16;
-    default:
-      return nullptr;
-  }
+const WeightKernels* scalar_weight_kernels(DType w) { return find_kernels(kScalarKernels, w); }
+
+void copy_f32_row(const float* x, void* dst, std::int64_t k) {
+  std::memcpy(dst, x, static_cast<std::size_t>(k) * sizeof(float));
 }
 
 void f32_to_bf16_row_ref(const float* x, std::uint16_t* y, std::int64_t k) {
@@ -88,16 +77,11 @@ void f32_to_bf16_row_ref(const float* x, std::uint16_t* y, std::int64_t k) {
 }  // namespace float_kernels
 
 const WeightKernels* float_weight_kernels(DType w, SimdLevel level) {
-  if (float_kernels::scalar_weight_kernels(w) == nullptr) return nullptr;
-  switch (level) {
-    case SimdLevel::Avx512:
-      return float_kernels::avx512_weight_kernels(w);
-    case SimdLevel::Avx2:
-      return float_kernels::avx2_weight_kernels(w);
-    case SimdLevel::Scalar:
-      break;
-  }
-  return float_kernels::scalar_weight_kernels(w);
+  // Every float type has all three levels.
+  static constexpr KernelLevel kLevels[] = {{SimdLevel::Avx512, float_kernels::avx512_weight_kernels},
+                                            {SimdLevel::Avx2, float_kernels::avx2_weight_kernels},
+                                            {SimdLevel::Scalar, float_kernels::scalar_weight_kernels}};
+  return best_kernels(w, level, kLevels);
 }
 
 // f16 rows go through the dispatched converters of kernels/ops.h, which are bit-exact with

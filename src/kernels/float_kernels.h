@@ -17,6 +17,9 @@ const WeightKernels* scalar_weight_kernels(DType w);
 const WeightKernels* avx2_weight_kernels(DType w);
 const WeightKernels* avx512_weight_kernels(DType w);
 
+// The activation "quantizer" of f32 and f16 weights at every level: activations stay f32.
+void copy_f32_row(const float* x, void* dst, std::int64_t k);
+
 // k floats to k bf16 values, rounded to nearest even as kiln::f32_to_bf16 (bit-exact).
 void f32_to_bf16_row_ref(const float* x, std::uint16_t* y, std::int64_t k);
 

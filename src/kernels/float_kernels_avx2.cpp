@@ -10,6 +10,8 @@
 
 #include "kernels/float_kernels.h"
 #include "kernels/float_kernels_tiled.h"
+#include "kernels/kernel_families.h"
+#include "kernels/reduce_avx2.h"
 
 namespace kiln::kernels::float_kernels {
 namespace {
@@ -46,12 +48,7 @@ struct F32Registers {
   static Acc madd(Acc acc, WReg w, AReg a) { return _mm256_fmadd_ps(w, a, acc); }
   template <int N>
   static void reduce(const Acc (&acc)[N], float* sums) {
-    for (int j = 0; j < N; ++j) {
-      __m128 s = _mm_add_ps(_mm256_castps256_ps128(acc[j]), _mm256_extractf128_ps(acc[j], 1));
-      s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-      s = _mm_add_ss(s, _mm_movehdup_ps(s));
-      sums[j] = _mm_cvtss_f32(s);
-    }
+    for (int j = 0; j < N; ++j) sums[j] = reduce_add(acc[j]);
   }
   static __m256 load_f32(const char* row, std::int64_t i) {
     return _mm256_loadu_ps(reinterpret_cast<const float*>(row) + i);
@@ -106,10 +103,6 @@ struct BF16Ops : F32Registers {
   static AReg load_a_tail(const char* row, std::int64_t i, std::int64_t count) { return load_tail(row, i, count); }
 };
 
-void copy_f32_row(const float* x, void* dst, std::int64_t k) {
-  std::memcpy(dst, x, static_cast<std::size_t>(k) * sizeof(float));
-}
-
 // 8 floats to bf16 with the integer rounding of kiln::f32_to_bf16 (bit-exact).
 inline __m128i to_bf16(__m256 v) {
   const __m256i u = _mm256_castps_si256(v);
@@ -131,27 +124,15 @@ void quantize_bf16_act(const float* x, void* dst, std::int64_t k) {
   if (i < k) f32_to_bf16_row_ref(x + i, y + i, k - i);
 }
 
-constexpr WeightKernels kF32{
-    DType::F32, DType::F32, copy_f32_row, float_tiled::vec_dot<F32Ops>, float_tiled::gemm<F32Ops>, SimdLevel::Avx2};
-constexpr WeightKernels kF16{
-    DType::F16, DType::F32, copy_f32_row, float_tiled::vec_dot<F16Ops>, float_tiled::gemm<F16Ops>, SimdLevel::Avx2};
-constexpr WeightKernels kBF16{
-    DType::BF16,    DType::BF16, quantize_bf16_act, float_tiled::vec_dot<BF16Ops>, float_tiled::gemm<BF16Ops>,
-    SimdLevel::Avx2};
+constexpr WeightKernels kKernels[] = {
+    {DType::F32, DType::F32, copy_f32_row, float_tiled::vec_dot<F32Ops>, float_tiled::gemm<F32Ops>, SimdLevel::Avx2},
+    {DType::F16, DType::F32, copy_f32_row, float_tiled::vec_dot<F16Ops>, float_tiled::gemm<F16Ops>, SimdLevel::Avx2},
+    {DType::BF16, DType::BF16, quantize_bf16_act, float_tiled::vec_dot<BF16Ops>, float_tiled::gemm<BF16Ops>,
+     SimdLevel::Avx2},
+};
 
 }  // namespace
 
-const WeightKernels* avx2_weight_kernels(DType w) {
-  switch (w) {
-    case DType::F32:
-      return &kF32;
-    case DType::F16:
-      return &kF16;
-    case DType::BF16:
-      return &kBF16;
-    default:
-      return nullptr;
-  }
-}
+const WeightKernels* avx2_weight_kernels(DType w) { return find_kernels(kKernels, w); }
 
 }  // namespace kiln::kernels::float_kernels

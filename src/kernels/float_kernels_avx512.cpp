@@ -10,6 +10,7 @@
 
 #include "kernels/float_kernels.h"
 #include "kernels/float_kernels_tiled.h"
+#include "kernels/kernel_families.h"
 #include "kernels/reduce_avx512.h"
 
 // GCC 12's AVX-512 headers build their "undefined" registers from self-initialised locals,
@@ -163,10 +164,6 @@ void gemm_bf16(std::int64_t k, const void* w, std::size_t w_stride, const void* 
                                     n_begin, n_end, y, ldy);
 }
 
-void copy_f32_row(const float* x, void* dst, std::int64_t k) {
-  std::memcpy(dst, x, static_cast<std::size_t>(k) * sizeof(float));
-}
-
 // 16 floats to bf16 with the integer rounding of kiln::f32_to_bf16 (bit-exact, subnormals
 // kept). vcvtneps2bf16 is not used because it flushes subnormal inputs to zero.
 inline __m256i to_bf16(__m512 v) {
@@ -186,26 +183,14 @@ void quantize_bf16_act(const float* x, void* dst, std::int64_t k) {
   if (i < k) _mm256_mask_storeu_epi16(y + i, first_16(k - i), to_bf16(_mm512_maskz_loadu_ps(first_16(k - i), x + i)));
 }
 
-constexpr WeightKernels kF32{
-    DType::F32, DType::F32, copy_f32_row, float_tiled::vec_dot<F32Ops>, float_tiled::gemm<F32Ops>, SimdLevel::Avx512};
-constexpr WeightKernels kF16{
-    DType::F16, DType::F32, copy_f32_row, float_tiled::vec_dot<F16Ops>, float_tiled::gemm<F16Ops>, SimdLevel::Avx512};
-constexpr WeightKernels kBF16{DType::BF16, DType::BF16,      quantize_bf16_act, float_tiled::vec_dot<BF16Ops>,
-                              gemm_bf16,   SimdLevel::Avx512};
+constexpr WeightKernels kKernels[] = {
+    {DType::F32, DType::F32, copy_f32_row, float_tiled::vec_dot<F32Ops>, float_tiled::gemm<F32Ops>, SimdLevel::Avx512},
+    {DType::F16, DType::F32, copy_f32_row, float_tiled::vec_dot<F16Ops>, float_tiled::gemm<F16Ops>, SimdLevel::Avx512},
+    {DType::BF16, DType::BF16, quantize_bf16_act, float_tiled::vec_dot<BF16Ops>, gemm_bf16, SimdLevel::Avx512},
+};
 
 }  // namespace
 
-const WeightKernels* avx512_weight_kernels(DType w) {
-  switch (w) {
-    case DType::F32:
-      return &kF32;
-    case DType::F16:
-      return &kF16;
-    case DType::BF16:
-      return &kBF16;
-    default:
-      return nullptr;
-  }
-}
+const WeightKernels* avx512_weight_kernels(DType w) { return find_kernels(kKernels, w); }
 
 }  // namespace kiln::kernels::float_kernels

@@ -6,14 +6,11 @@
 namespace kiln::kernels {
 
 const WeightKernels* kquant_weight_kernels(DType w, SimdLevel level) {
-  // The best path at or below `level`; every type has at least the scalar one.
-  if (level >= SimdLevel::Avx512) {
-    if (const WeightKernels* k = kquant::avx512_weight_kernels(w)) return k;
-  }
-  if (level >= SimdLevel::Avx2) {
-    if (const WeightKernels* k = kquant::avx2_weight_kernels(w)) return k;
-  }
-  return kquant::scalar_weight_kernels(w);
+  // Every type has at least the scalar path.
+  static constexpr KernelLevel kLevels[] = {{SimdLevel::Avx512, kquant::avx512_weight_kernels},
+                                            {SimdLevel::Avx2, kquant::avx2_weight_kernels},
+                                            {SimdLevel::Scalar, kquant::scalar_weight_kernels}};
+  return best_kernels(w, level, kLevels);
 }
 
 bool kquant_quantize_row_ref(DType t, const float* x, void* dst, std::int64_t k) {

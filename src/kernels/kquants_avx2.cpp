@@ -1,6 +1,7 @@
 // AVX2 dot products of the K-quants with q8_K activations. Each 32 unpacked quants meet their
 // activations in vpmaddubsw (u8 x s8 -> pairs summed to s16, no saturation for quants < 64),
 // then vpmaddwd applies the per-group scales and sums to s32; one float FMA per super-block.
+#include "kernels/kernel_families.h"
 #include "kernels/kquants_simd.h"
 
 namespace kiln::kernels::kquant {
@@ -46,7 +47,7 @@ struct Avx2Rows {
     }
   }
 
-  float result(int r) const { return hsum(_mm256_add_ps(acc[r], acc_offset[r])); }
+  float result(int r) const { return reduce_add(_mm256_add_ps(acc[r], acc_offset[r])); }
 };
 
 template <typename Block>
@@ -66,11 +67,6 @@ const WeightKernels kAvx2Kernels[] = {
 
 }  // namespace
 
-const WeightKernels* avx2_weight_kernels(DType w) {
-  for (const WeightKernels& k : kAvx2Kernels) {
-    if (k.weight_type == w) return &k;
-  }
-  return nullptr;
-}
+const WeightKernels* avx2_weight_kernels(DType w) { return find_kernels(kAvx2Kernels, w); }
 
 }  // namespace kiln::kernels::kquant

@@ -12,6 +12,7 @@
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 
+#include "kernels/kernel_families.h"
 #include "kernels/kquants_simd.h"
 
 namespace kiln::kernels::kquant {
@@ -577,11 +578,6 @@ const WeightKernels kAvx512Kernels[] = {
 
 }  // namespace
 
-const WeightKernels* avx512_weight_kernels(DType w) {
-  for (const WeightKernels& k : kAvx512Kernels) {
-    if (k.weight_type == w) return &k;
-  }
-  return nullptr;
-}
+const WeightKernels* avx512_weight_kernels(DType w) { return find_kernels(kAvx512Kernels, w); }
 
 }  // namespace kiln::kernels::kquant

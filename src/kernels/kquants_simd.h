@@ -19,6 +19,8 @@
 
 #include "kernels/blocks.h"
 #include "kernels/kquants_internal.h"
+#include "kernels/reduce_avx2.h"
+#include "kernels/simd_scalars.h"
 
 #if !defined(__AVX2__) || !defined(__FMA__)
 #error "kquants_simd.h needs AVX2 and FMA (include it from a *_avx2.cpp or *_avx512.cpp file)"
@@ -40,7 +42,6 @@ struct UnpackedSuperBlock {
 };
 
 // IEEE half to float with F16C, exact like f16_to_f32 in core/half.h.
-inline float half_to_float(std::uint16_t h) { return _cvtsh_ss(h); }
 
 // Scale of group 2p at p, of group 2p + 1 at 8 + p: byte shuffle for 16 scales in group order.
 inline __m128i scales_even_odd(__m128i bytes_in_group_order) {
@@ -199,13 +200,6 @@ inline void unpack(const block_q2_K& b, UnpackedSuperBlock& u) {
   u.dmin = half_to_float(b.dmin);
 }
 
-inline float hsum(__m256 v) {
-  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_add_ss(s, _mm_movehdup_ps(s));
-  return _mm_cvtss_f32(s);
-}
-
 // q8_K activations, bit-exact with quantize_row_q8_K_ref: the same scale from the first value of
 // largest magnitude, and vcvtps2dq rounds half to even exactly as nearest_int does.
 inline void quantize_row_q8_K_avx2(const float* x, void* dst, std::int64_t k) {
@@ -215,10 +209,7 @@ inline void quantize_row_q8_K_avx2(const float* x, void* dst, std::int64_t k) {
   for (std::int64_t i = 0; i < nb; ++i, x += QK_K) {
     __m256 amax8 = _mm256_setzero_ps();
     for (int j = 0; j < QK_K; j += 8) amax8 = _mm256_max_ps(amax8, _mm256_andnot_ps(sign, _mm256_loadu_ps(x + j)));
-    __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(amax8), _mm256_extractf128_ps(amax8, 1));
-    m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
-    m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
-    const float amax = _mm_cvtss_f32(m4);
+    const float amax = reduce_max(amax8);
     if (!(amax > 0)) {
       y[i].d = 0;
       std::memset(y[i].qs, 0, QK_K);

@@ -1,45 +1,21 @@
-// The legacy block formats' entry points: picks the table of the requested SIMD level, and
-// owns the per-thread scratch the SIMD kernels repack activations and weights into.
+// Entry points of the legacy block formats (ggml's original q4_0, q4_1, q5_0, q5_1 and q8_0
+// blocks of 32, "legacy" since the K-quants; activations in q8_0 / q8_1): picks the table of the
+// requested SIMD level, and owns the per-thread scratch the SIMD kernels repack activations and
+// weights into.
 #include <sys/syscall.h>
 #include <unistd.h>
-
-#include <cstdlib>
-#include <memory>
-#include <new>
 
 #include "core/cpu_features.h"
 #include "kernels/kernel_families.h"
 #include "kernels/legacy_quants_internal.h"
+#include "kernels/thread_scratch.h"
 
 namespace kiln::kernels {
 namespace legacy {
 
-namespace {
-
-struct AlignedFree {
-  void operator()(std::uint8_t* p) const { std::free(p); }
-};
-
-struct ScratchBuffer {
-  std::unique_ptr<std::uint8_t, AlignedFree> data;
-  std::size_t capacity = 0;
-};
-
-}  // namespace
-
 std::uint8_t* legacy_scratch(int slot, std::size_t bytes) {
-  thread_local ScratchBuffer buffers[3];
-  ScratchBuffer& buffer = buffers[slot];
-  if (buffer.capacity < bytes) {
-    // Grow geometrically and round to whole cache lines so aligned_alloc accepts the size.
-    std::size_t capacity = buffer.capacity * 2 > bytes ? buffer.capacity * 2 : bytes;
-    capacity = (capacity + 63) / 64 * 64;
-    auto* p = static_cast<std::uint8_t*>(std::aligned_alloc(64, capacity));
-    if (p == nullptr) throw std::bad_alloc();
-    buffer.data.reset(p);
-    buffer.capacity = capacity;
-  }
-  return buffer.data.get();
+  thread_local ScratchSlots slots;
+  return slots.get(slot, bytes);
 }
 
 bool amx_usable() {
@@ -96,12 +72,12 @@ const WeightKernels* vbmi_kernels(DType w) {
 }  // namespace legacy
 
 const WeightKernels* legacy_weight_kernels(DType w, SimdLevel level) {
-  const WeightKernels* kernels = nullptr;
-  if (level >= SimdLevel::Avx512) kernels = legacy::vbmi_kernels(w);
-  if (kernels == nullptr && level >= SimdLevel::Avx512) kernels = legacy::avx512_kernels(w);
-  if (kernels == nullptr && level >= SimdLevel::Avx2) kernels = legacy::avx2_kernels(w);
-  if (kernels == nullptr) kernels = legacy::scalar_kernels(w);
-  return kernels;
+  // vbmi_kernels answers only on CPUs with AVX512-VBMI (an extension SimdLevel does not name).
+  static constexpr KernelLevel kLevels[] = {{SimdLevel::Avx512, legacy::vbmi_kernels},
+                                            {SimdLevel::Avx512, legacy::avx512_kernels},
+                                            {SimdLevel::Avx2, legacy::avx2_kernels},
+                                            {SimdLevel::Scalar, legacy::scalar_kernels}};
+  return best_kernels(w, level, kLevels);
 }
 
 }  // namespace kiln::kernels

@@ -13,8 +13,11 @@
 #include <cstring>
 
 #include "kernels/blocks.h"
+#include "kernels/kernel_families.h"
 #include "kernels/legacy_quants_internal.h"
 #include "kernels/legacy_quants_panel.h"
+#include "kernels/row_count.h"
+#include "kernels/row_group_avx2.h"
 
 namespace kiln::kernels::legacy {
 namespace {
@@ -30,10 +33,7 @@ KILN_INLINE float quantize_block_q8(const float* x, std::int8_t* qs, int* sum) {
     v[i] = _mm256_loadu_ps(x + 8 * i);
     amax = _mm256_max_ps(amax, _mm256_andnot_ps(sign, v[i]));
   }
-  __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(amax), _mm256_extractf128_ps(amax, 1));
-  m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
-  m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
-  const float d = _mm_cvtss_f32(m4) / 127;
+  const float d = reduce_max(amax) / 127;
   const float id = d != 0.0f ? 1.0f / d : 0.0f;
   __m256i q[4];
   for (int i = 0; i < 4; ++i) q[i] = _mm256_cvtps_epi32(_mm256_mul_ps(v[i], _mm256_set1_ps(id)));
@@ -72,53 +72,6 @@ void quantize_act_q8_1(const float* x, void* dst, std::int64_t k) {
 }
 
 // ---- weight unpacking: one block of 8 rows into row-per-lane registers ------------------------
-
-struct RowGroup {
-  const std::uint8_t* row[8];  // rows past the range repeat the last valid one
-  __m256i offsets;             // row[r] - row[0] as int32, for gathers
-};
-
-// Rows n0 + r * span for r < 8 (span 1: neighbouring rows).
-KILN_INLINE RowGroup make_row_group(const std::uint8_t* w, std::size_t w_stride, std::int64_t n0, int valid,
-                                   std::int64_t span = 1) {
-  RowGroup g;
-  alignas(32) std::int32_t offsets[8];
-  for (int r = 0; r < 8; ++r) {
-    const int rr = r < valid ? r : valid - 1;
-    g.row[r] = w + (n0 + rr * span) * w_stride;
-    offsets[r] = static_cast<std::int32_t>(rr * span * static_cast<std::int64_t>(w_stride));
-  }
-  g.offsets = _mm256_load_si256(reinterpret_cast<const __m256i*>(offsets));
-  return g;
-}
-
-// u[t] lane r = the 32-bit word t of the 16 bytes at row[r] + off.
-KILN_INLINE void load_dwords_8x4(const RowGroup& g, std::size_t off, __m256i u[4]) {
-  __m256i z[4];
-  for (int i = 0; i < 4; ++i) {
-    // z[i]'s 128-bit lane j holds row 4j + i.
-    z[i] = _mm256_loadu2_m128i(reinterpret_cast<const __m128i*>(g.row[4 + i] + off),
-                               reinterpret_cast<const __m128i*>(g.row[i] + off));
-  }
-  const __m256i t0 = _mm256_unpacklo_epi32(z[0], z[1]), t1 = _mm256_unpackhi_epi32(z[0], z[1]);
-  const __m256i t2 = _mm256_unpacklo_epi32(z[2], z[3]), t3 = _mm256_unpackhi_epi32(z[2], z[3]);
-  u[0] = _mm256_unpacklo_epi64(t0, t2);
-  u[1] = _mm256_unpackhi_epi64(t0, t2);
-  u[2] = _mm256_unpacklo_epi64(t1, t3);
-  u[3] = _mm256_unpackhi_epi64(t1, t3);
-}
-
-KILN_INLINE __m256i gather_dword(const RowGroup& g, std::size_t off) {
-  return _mm256_i32gather_epi32(reinterpret_cast<const int*>(g.row[0] + off), g.offsets, 1);
-}
-
-// The low 16 bits of each lane, read as halves.
-KILN_INLINE __m256 low_half_to_float(__m256i v) {
-  const __m256i packed =
-      _mm256_shuffle_epi8(v, _mm256_setr_epi8(0, 1, 4, 5, 8, 9, 12, 13, -1, -1, -1, -1, -1, -1, -1, -1, 0, 1, 4, 5, 8,
-                                              9, 12, 13, -1, -1, -1, -1, -1, -1, -1, -1));
-  return _mm256_cvtph_ps(_mm256_castsi256_si128(_mm256_permute4x64_epi64(packed, 0x08)));
-}
 
 struct UnpackedBlock {
   __m256i w[8];  // w[v] lane r = quants 4v..4v+3 of row r
@@ -327,19 +280,8 @@ void gemm(std::int64_t k, const void* w, std::size_t w_stride, const void* a, st
     const RowGroup g = make_row_group(wb, w_stride, n0, valid);
     std::int64_t m0 = 0;
     for (; m0 + kTileRows <= M; m0 += kTileRows) tile<F, kTileRows>(g, act, m0, y, ldy, n0, valid);
-    switch (M - m0) {
-      case 0:
-        break;
-      case 1:
-        tile<F, 1>(g, act, m0, y, ldy, n0, valid);
-        break;
-      case 2:
-        tile<F, 2>(g, act, m0, y, ldy, n0, valid);
-        break;
-      default:
-        tile<F, 3>(g, act, m0, y, ldy, n0, valid);
-        break;
-    }
+    with_row_count<kTileRows - 1>(M - m0,
+                                  [&](auto rows) { tile<F, decltype(rows)::value>(g, act, m0, y, ldy, n0, valid); });
   }
 }
 
@@ -396,53 +338,23 @@ float vec_dot(std::int64_t k, const void* w_row, const void* a_row) {
       prod = _mm256_maddubs_epi16(q, x);
     }
     const __m256i sum = _mm256_madd_epi16(prod, ones16);
-    const float wd = half_to_float(static_cast<std::uint16_t>(load_i32(w) & 0xFFFF));
-    acc =
-        _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum), _mm256_set1_ps(wd * half_to_float(load_u16(a + b * sizeof(A)))), acc);
-    if constexpr (F::kHasMin) {
-      const float wm = half_to_float(static_cast<std::uint16_t>(static_cast<std::uint32_t>(load_i32(w)) >> 16));
-      min_sum += wm * half_to_float(load_u16(a + b * sizeof(A) + offsetof(block_q8_1, s)));
-    }
+    scale_block_dot<F>(sum, w, a, b, acc, min_sum);
   }
-  const __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
-  const __m128 s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
-  return _mm_cvtss_f32(_mm_add_ss(s2, _mm_movehdup_ps(s2))) + min_sum;
+  return reduce_add(acc) + min_sum;
 }
 
 template <typename F>
 constexpr WeightKernels avx2_entry(DType w) {
-  const bool q8_1 = sizeof(typename F::ActBlock) == sizeof(block_q8_1);
-  return WeightKernels{w,
-                       q8_1 ? DType::Q8_1 : DType::Q8_0,
-                       q8_1 ? quantize_act_q8_1 : quantize_act_q8_0,
-                       vec_dot<F>,
-                       gemm<F>,
-                       SimdLevel::Avx2};
+  return table_entry<F>(w, quantize_act_q8_0, quantize_act_q8_1, vec_dot<F>, gemm<F>, SimdLevel::Avx2);
 }
 
-constexpr WeightKernels kAvx2Q4_0 = avx2_entry<FormatQ4_0>(DType::Q4_0);
-constexpr WeightKernels kAvx2Q4_1 = avx2_entry<FormatQ4_1>(DType::Q4_1);
-constexpr WeightKernels kAvx2Q5_0 = avx2_entry<FormatQ5_0>(DType::Q5_0);
-constexpr WeightKernels kAvx2Q5_1 = avx2_entry<FormatQ5_1>(DType::Q5_1);
-constexpr WeightKernels kAvx2Q8_0 = avx2_entry<FormatQ8_0>(DType::Q8_0);
+constexpr WeightKernels kAvx2Kernels[] = {
+    avx2_entry<FormatQ4_0>(DType::Q4_0), avx2_entry<FormatQ4_1>(DType::Q4_1), avx2_entry<FormatQ5_0>(DType::Q5_0),
+    avx2_entry<FormatQ5_1>(DType::Q5_1), avx2_entry<FormatQ8_0>(DType::Q8_0),
+};
 
 }  // namespace
 
-const WeightKernels* avx2_kernels(DType w) {
-  switch (w) {
-    case DType::Q4_0:
-      return &kAvx2Q4_0;
-    case DType::Q4_1:
-      return &kAvx2Q4_1;
-    case DType::Q5_0:
-      return &kAvx2Q5_0;
-    case DType::Q5_1:
-      return &kAvx2Q5_1;
-    case DType::Q8_0:
-      return &kAvx2Q8_0;
-    default:
-      return nullptr;
-  }
-}
+const WeightKernels* avx2_kernels(DType w) { return find_kernels(kAvx2Kernels, w); }
 
 }  // namespace kiln::kernels::legacy

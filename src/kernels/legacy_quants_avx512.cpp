@@ -26,8 +26,11 @@
 #include <cstring>
 
 #include "kernels/blocks.h"
+#include "kernels/kernel_families.h"
 #include "kernels/legacy_quants_internal.h"
 #include "kernels/legacy_quants_panel.h"
+#include "kernels/row_count.h"
+#include "kernels/row_group_avx512.h"
 
 namespace kiln::kernels::legacy {
 namespace {
@@ -73,56 +76,6 @@ void quantize_act_q8_1(const float* x, void* dst, std::int64_t k) {
 
 // ---- weight unpacking: one block of 16 rows into row-per-lane registers -----------------------
 
-// 16 weight rows, row r at base + r * stride. A last group of fewer rows is first copied into
-// scratch (see `tail_row_group`), so that every lane reads a real row and the kernels address
-// all 16 rows from one base and one stride instead of 16 pointers.
-struct RowGroup {
-  const std::uint8_t* base;
-  std::size_t stride;
-  __m512i offsets;  // lane r = r * stride, for gathers
-};
-
-KILN_INLINE RowGroup make_row_group(const std::uint8_t* base, std::size_t stride) {
-  const __m512i r = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
-  return RowGroup{base, stride, _mm512_mullo_epi32(r, _mm512_set1_epi32(static_cast<int>(stride)))};
-}
-
-// The `valid` (< 16) rows at `first`, copied with the last one repeated up to 16 rows.
-RowGroup tail_row_group(const std::uint8_t* first, std::size_t stride, int valid, std::size_t row_bytes) {
-  std::uint8_t* rows = legacy_scratch(2, 16 * row_bytes);
-  for (int r = 0; r < 16; ++r)
-    std::memcpy(rows + r * row_bytes, first + (r < valid ? r : valid - 1) * stride, row_bytes);
-  return make_row_group(rows, row_bytes);
-}
-
-// u[t] lane r = the 32-bit word t of the 16 bytes at row r + off.
-KILN_INLINE void load_dwords_16x4(const RowGroup& g, std::size_t off, __m512i u[4]) {
-  const std::uint8_t* p = g.base + off;
-  const std::size_t s = g.stride, s4 = 4 * g.stride;
-  const std::uint8_t* quarter[4] = {p, p + s4, p + 2 * s4, p + 3 * s4};  // rows 0, 4, 8, 12
-  __m512i z[4];
-  for (int i = 0; i < 4; ++i) {
-    // z[i]'s 128-bit lane j holds row 4j + i.
-    z[i] = _mm512_zextsi128_si512(_mm_loadu_si128(reinterpret_cast<const __m128i*>(quarter[0] + i * s)));
-    // The lane index of vinserti32x4 is an immediate, so the three inserts are spelled out
-    // (a loop only compiles when the optimizer unrolls it).
-    z[i] = _mm512_inserti32x4(z[i], _mm_loadu_si128(reinterpret_cast<const __m128i*>(quarter[1] + i * s)), 1);
-    z[i] = _mm512_inserti32x4(z[i], _mm_loadu_si128(reinterpret_cast<const __m128i*>(quarter[2] + i * s)), 2);
-    z[i] = _mm512_inserti32x4(z[i], _mm_loadu_si128(reinterpret_cast<const __m128i*>(quarter[3] + i * s)), 3);
-  }
-  // A 4x4 transpose inside each 128-bit lane leaves word t of row 4j + i at lane 4j + i of u[t].
-  const __m512i t0 = _mm512_unpacklo_epi32(z[0], z[1]), t1 = _mm512_unpackhi_epi32(z[0], z[1]);
-  const __m512i t2 = _mm512_unpacklo_epi32(z[2], z[3]), t3 = _mm512_unpackhi_epi32(z[2], z[3]);
-  u[0] = _mm512_unpacklo_epi64(t0, t2);
-  u[1] = _mm512_unpackhi_epi64(t0, t2);
-  u[2] = _mm512_unpacklo_epi64(t1, t3);
-  u[3] = _mm512_unpackhi_epi64(t1, t3);
-}
-
-// Lane r = the 32 bits at row r + off.
-KILN_INLINE __m512i gather_dword(const RowGroup& g, std::size_t off) {
-  return _mm512_i32gather_epi32(g.offsets, g.base + off, 1);
-}
 KILN_INLINE __m512 low_half_to_float(__m512i v) { return _mm512_cvtph_ps(_mm512_cvtepi32_epi16(v)); }
 KILN_INLINE __m512 high_half_to_float(__m512i v) {
   return _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(v, 16)));
@@ -251,12 +204,6 @@ KILN_INLINE void accumulate_block(const __m512i w[8], __m512 wd, __m512 wm, cons
   }
 }
 
-template <int MR>
-KILN_INLINE void store_tile(const __m512 acc[MR], float* y, std::int64_t ldy, std::int64_t m0, std::int64_t n0,
-                            __mmask16 mask) {
-  for (int i = 0; i < MR; ++i) _mm512_mask_storeu_ps(y + (m0 + i) * ldy + n0, mask, acc[i]);
-}
-
 constexpr std::int64_t kPrefetchBytes = 320;
 
 // Whether gemm_direct prefetches the next group of 16 rows linearly while working on the
@@ -277,8 +224,9 @@ void gemm_direct(const std::uint8_t* w, std::size_t w_stride, const ActPanel& ac
   const std::size_t next_group_step = (16 * w_stride + act.nb - 1) / act.nb;
   for (std::int64_t n0 = n_begin; n0 < n_end; n0 += 16) {
     const int valid = static_cast<int>(n_end - n0 < 16 ? n_end - n0 : 16);
-    const RowGroup g = valid == 16 ? make_row_group(w + n0 * w_stride, w_stride)
-                                   : tail_row_group(w + n0 * w_stride, w_stride, valid, act.nb * F::kBlockBytes);
+    const RowGroup g =
+        valid == 16 ? make_row_group(w + n0 * w_stride, w_stride)
+                    : tail_row_group(legacy_scratch, w + n0 * w_stride, w_stride, valid, act.nb * F::kBlockBytes);
     // Only the first group of the range has not been prefetched by its predecessor; a last
     // partial group is read through the scratch copy, so it is not prefetched.
     const bool prefetch_rows = !kPrefetchNextGroup<F> || n0 == n_begin;
@@ -334,17 +282,7 @@ void gemm_direct_pair(const std::uint8_t* w, std::size_t w_stride, const ActPane
     F::unpack(g1, b, u);
     accumulate_block<F, MR>(u.w, u.d, u.m, act, 0, b, acc1);
   }
-  if (row_step == 1) {
-    store_tile<MR>(acc0, y, ldy, 0, n0, 0xFFFF);
-    store_tile<MR>(acc1, y, ldy, 0, n1, 0xFFFF);
-  } else {
-    const __m512i lanes = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
-    const __m512i idx = _mm512_mullo_epi32(lanes, _mm512_set1_epi32(static_cast<int>(row_step)));
-    for (int i = 0; i < MR; ++i) {
-      _mm512_i32scatter_ps(y + i * ldy + n0, idx, acc0[i], 4);
-      _mm512_i32scatter_ps(y + i * ldy + n1, idx, acc1[i], 4);
-    }
-  }
+  store_tile_pair<MR>(acc0, acc1, y, ldy, n0, n1, row_step);
 }
 
 // Ranges of at least 4 full groups (64 rows) go through gemm_direct_pair with strided groups;
@@ -396,8 +334,9 @@ void gemm_packed(const std::uint8_t* w, std::size_t w_stride, const ActPanel& ac
   const bool use_amx = M >= kAmxMinRows && amx_usable();
   for (std::int64_t n0 = n_begin; n0 < n_end; n0 += 16) {
     const int valid = static_cast<int>(n_end - n0 < 16 ? n_end - n0 : 16);
-    const RowGroup g = valid == 16 ? make_row_group(w + n0 * w_stride, w_stride)
-                                   : tail_row_group(w + n0 * w_stride, w_stride, valid, act.nb * F::kBlockBytes);
+    const RowGroup g =
+        valid == 16 ? make_row_group(w + n0 * w_stride, w_stride)
+                    : tail_row_group(legacy_scratch, w + n0 * w_stride, w_stride, valid, act.nb * F::kBlockBytes);
     for (std::int64_t b = 0; b < act.nb; ++b) {
       UnpackedBlock u;
       F::unpack(g, b, u);
@@ -414,31 +353,8 @@ void gemm_packed(const std::uint8_t* w, std::size_t w_stride, const ActPanel& ac
                     ActRows{act.qs, act.qs_stride, act.d, act.bias, act.s, act.nb}, 0, m0, y, ldy, n0, mask);
     }
     for (; m0 + kTileRows <= M; m0 += kTileRows) tile_from_packed<F, kTileRows>(packed, act, m0, y, ldy, n0, mask);
-    switch (M - m0) {
-      case 0:
-        break;
-      case 1:
-        tile_from_packed<F, 1>(packed, act, m0, y, ldy, n0, mask);
-        break;
-      case 2:
-        tile_from_packed<F, 2>(packed, act, m0, y, ldy, n0, mask);
-        break;
-      case 3:
-        tile_from_packed<F, 3>(packed, act, m0, y, ldy, n0, mask);
-        break;
-      case 4:
-        tile_from_packed<F, 4>(packed, act, m0, y, ldy, n0, mask);
-        break;
-      case 5:
-        tile_from_packed<F, 5>(packed, act, m0, y, ldy, n0, mask);
-        break;
-      case 6:
-        tile_from_packed<F, 6>(packed, act, m0, y, ldy, n0, mask);
-        break;
-      default:
-        tile_from_packed<F, 7>(packed, act, m0, y, ldy, n0, mask);
-        break;
-    }
+    with_row_count<kTileRows - 1>(
+        M - m0, [&](auto rows) { tile_from_packed<F, decltype(rows)::value>(packed, act, m0, y, ldy, n0, mask); });
   }
 }
 
@@ -529,53 +445,23 @@ float vec_dot(std::int64_t k, const void* w_row, const void* a_row) {
     const __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a + b * sizeof(A) + offsetof(A, qs)));
     __m256i sum = _mm256_dpbusd_epi32(_mm256_setzero_si256(), q, x);
     if constexpr (F::kOffset != 0) sum = _mm256_sub_epi32(sum, _mm256_dpbusd_epi32(_mm256_setzero_si256(), offset, x));
-    const float wd = half_to_float(load_i32(w) & 0xFFFF);
-    acc =
-        _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum), _mm256_set1_ps(wd * half_to_float(load_u16(a + b * sizeof(A)))), acc);
-    if constexpr (F::kHasMin) {
-      const float wm = half_to_float(static_cast<std::uint16_t>(static_cast<std::uint32_t>(load_i32(w)) >> 16));
-      min_sum += wm * half_to_float(load_u16(a + b * sizeof(A) + offsetof(block_q8_1, s)));
-    }
+    scale_block_dot<F>(sum, w, a, b, acc, min_sum);
   }
-  const __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
-  const __m128 s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
-  return _mm_cvtss_f32(_mm_add_ss(s2, _mm_movehdup_ps(s2))) + min_sum;
+  return reduce_add(acc) + min_sum;
 }
 
 template <typename F>
 constexpr WeightKernels avx512_entry(DType w) {
-  const bool q8_1 = sizeof(typename F::ActBlock) == sizeof(block_q8_1);
-  return WeightKernels{w,
-                       q8_1 ? DType::Q8_1 : DType::Q8_0,
-                       q8_1 ? quantize_act_q8_1 : quantize_act_q8_0,
-                       vec_dot<F>,
-                       gemm<F>,
-                       SimdLevel::Avx512};
+  return table_entry<F>(w, quantize_act_q8_0, quantize_act_q8_1, vec_dot<F>, gemm<F>, SimdLevel::Avx512);
 }
 
-constexpr WeightKernels kAvx512Q4_0 = avx512_entry<FormatQ4_0>(DType::Q4_0);
-constexpr WeightKernels kAvx512Q4_1 = avx512_entry<FormatQ4_1>(DType::Q4_1);
-constexpr WeightKernels kAvx512Q5_0 = avx512_entry<FormatQ5_0>(DType::Q5_0);
-constexpr WeightKernels kAvx512Q5_1 = avx512_entry<FormatQ5_1>(DType::Q5_1);
-constexpr WeightKernels kAvx512Q8_0 = avx512_entry<FormatQ8_0>(DType::Q8_0);
+constexpr WeightKernels kAvx512Kernels[] = {
+    avx512_entry<FormatQ4_0>(DType::Q4_0), avx512_entry<FormatQ4_1>(DType::Q4_1), avx512_entry<FormatQ5_0>(DType::Q5_0),
+    avx512_entry<FormatQ5_1>(DType::Q5_1), avx512_entry<FormatQ8_0>(DType::Q8_0),
+};
 
 }  // namespace
 
-const WeightKernels* avx512_kernels(DType w) {
-  switch (w) {
-    case DType::Q4_0:
-      return &kAvx512Q4_0;
-    case DType::Q4_1:
-      return &kAvx512Q4_1;
-    case DType::Q5_0:
-      return &kAvx512Q5_0;
-    case DType::Q5_1:
-      return &kAvx512Q5_1;
-    case DType::Q8_0:
-      return &kAvx512Q8_0;
-    default:
-      return nullptr;
-  }
-}
+const WeightKernels* avx512_kernels(DType w) { return find_kernels(kAvx512Kernels, w); }
 
 }  // namespace kiln::kernels::legacy

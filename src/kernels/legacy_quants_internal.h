@@ -1,9 +1,11 @@
 #pragma once
-// Internal to the legacy block formats (q4_0, q4_1, q5_0, q5_1, q8_0 weights; q8_0 / q8_1
-// activations): what the scalar, AVX2 and AVX-512 translation units share.
+// Internal to the legacy block formats (ggml's original blocks of 32 from before the K-quants:
+// q4_0, q4_1, q5_0, q5_1, q8_0 weights; q8_0 / q8_1 activations): what the scalar, AVX2 and
+// AVX-512 translation units share.
 //
-// The SIMD files include only this header, <immintrin.h> and the C headers, never inline C++
-// library code: an inline function instantiated in a TU built with -mavx512f could be the copy
+// The SIMD files include only this header, <immintrin.h>, the C headers and the helpers with
+// internal linkage (simd_scalars.h, reduce_avx2.h, row_group_*.h), never inline C++ library
+// code: an inline function instantiated in a TU built with -mavx512f could be the copy
 // the linker keeps, and would then run on a CPU without AVX-512. Scratch memory therefore comes
 // from `legacy_scratch` below, which lives in the scalar TU.
 #include <cstddef>

@@ -10,28 +10,11 @@
 
 #include "kernels/blocks.h"
 #include "kernels/legacy_quants_internal.h"
+#include "kernels/reduce_avx2.h"
+#include "kernels/simd_scalars.h"
 
 namespace kiln::kernels::legacy {
 namespace {
-
-#define KILN_INLINE inline __attribute__((always_inline))
-
-KILN_INLINE float half_to_float(std::uint16_t h) { return _cvtsh_ss(h); }
-KILN_INLINE std::uint16_t float_to_half(float f) { return _cvtss_sh(f, _MM_FROUND_TO_NEAREST_INT); }
-
-KILN_INLINE std::int32_t load_i32(const void* p) {
-  std::int32_t v;
-  std::memcpy(&v, p, sizeof(v));
-  return v;
-}
-
-// Blocks are read and written through byte offsets: rows may start at any address.
-KILN_INLINE std::uint16_t load_u16(const void* p) {
-  std::uint16_t v;
-  std::memcpy(&v, p, sizeof(v));
-  return v;
-}
-KILN_INLINE void store_u16(void* p, std::uint16_t v) { std::memcpy(p, &v, sizeof(v)); }
 
 // M activation rows (q8_0 or q8_1 blocks) split into arrays.
 struct ActPanel {
@@ -75,6 +58,30 @@ ActPanel repack_activations(const void* a, std::size_t a_stride, std::int64_t M,
     }
   }
   return ActPanel{qs, qs_stride, d, bias, s, nb};
+}
+
+// The scale step of a vec_dot, per block b of 32: acc += sum · dw · da (sum the block's 8 lanes
+// of integer dot product), and for formats with a zero point (F::kHasMin) min_sum += mw · s.
+// w is the weight block, a the activation row (blocks of F::ActBlock).
+template <typename F>
+KILN_INLINE void scale_block_dot(__m256i sum, const std::uint8_t* w, const std::uint8_t* a, std::int64_t b, __m256& acc,
+                                 float& min_sum) {
+  using A = typename F::ActBlock;
+  const float wd = half_to_float(static_cast<std::uint16_t>(load_i32(w) & 0xFFFF));
+  acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum), _mm256_set1_ps(wd * half_to_float(load_u16(a + b * sizeof(A)))), acc);
+  if constexpr (F::kHasMin) {
+    const float wm = half_to_float(static_cast<std::uint16_t>(static_cast<std::uint32_t>(load_i32(w)) >> 16));
+    min_sum += wm * half_to_float(load_u16(a + b * sizeof(A) + offsetof(block_q8_1, s)));
+  }
+}
+
+// One entry of a level's table: the activation format (and its quantizer, quantize_q8_0 or
+// quantize_q8_1 of the same level) follows F's activation block.
+template <typename F>
+constexpr WeightKernels table_entry(DType w, QuantizeActFn quantize_q8_0, QuantizeActFn quantize_q8_1, VecDotFn vec_dot,
+                                    GemmFn gemm, SimdLevel level) {
+  const bool q8_1 = sizeof(typename F::ActBlock) == sizeof(block_q8_1);
+  return WeightKernels{w, q8_1 ? DType::Q8_1 : DType::Q8_0, q8_1 ? quantize_q8_1 : quantize_q8_0, vec_dot, gemm, level};
 }
 
 }  // namespace

@@ -289,16 +289,6 @@ float vec_dot_q8_0_q8_0(std::int64_t k, const void* w_row, const void* a_row) {
   return sum;
 }
 
-template <VecDotFn vec_dot>
-void gemm_by_vec_dot(std::int64_t k, const void* w, std::size_t w_stride, const void* a, std::size_t a_stride,
-                     std::int64_t M, std::int64_t n_begin, std::int64_t n_end, float* y, std::int64_t ldy) {
-  const auto* w_bytes = static_cast<const std::uint8_t*>(w);
-  const auto* a_bytes = static_cast<const std::uint8_t*>(a);
-  for (std::int64_t m = 0; m < M; ++m)
-    for (std::int64_t n = n_begin; n < n_end; ++n)
-      y[m * ldy + n] = vec_dot(k, w_bytes + n * w_stride, a_bytes + m * a_stride);
-}
-
 // ---- the scalar table ---------------------------------------------------------------------
 
 template <VecDotFn vec_dot>
@@ -311,11 +301,13 @@ constexpr WeightKernels scalar_entry(DType w, DType act) {
                        SimdLevel::Scalar};
 }
 
-const WeightKernels kScalarQ4_0 = scalar_entry<vec_dot_q4_0_q8_0>(DType::Q4_0, DType::Q8_0);
-const WeightKernels kScalarQ4_1 = scalar_entry<vec_dot_q4_1_q8_1>(DType::Q4_1, DType::Q8_1);
-const WeightKernels kScalarQ5_0 = scalar_entry<vec_dot_q5_0_q8_0>(DType::Q5_0, DType::Q8_0);
-const WeightKernels kScalarQ5_1 = scalar_entry<vec_dot_q5_1_q8_1>(DType::Q5_1, DType::Q8_1);
-const WeightKernels kScalarQ8_0 = scalar_entry<vec_dot_q8_0_q8_0>(DType::Q8_0, DType::Q8_0);
+const WeightKernels kScalarKernels[] = {
+    scalar_entry<vec_dot_q4_0_q8_0>(DType::Q4_0, DType::Q8_0),
+    scalar_entry<vec_dot_q4_1_q8_1>(DType::Q4_1, DType::Q8_1),
+    scalar_entry<vec_dot_q5_0_q8_0>(DType::Q5_0, DType::Q8_0),
+    scalar_entry<vec_dot_q5_1_q8_1>(DType::Q5_1, DType::Q8_1),
+    scalar_entry<vec_dot_q8_0_q8_0>(DType::Q8_0, DType::Q8_0),
+};
 
 }  // namespace
 
@@ -348,22 +340,7 @@ void quantize_act_q8_1_scalar(const float* x, void* dst, std::int64_t k) {
   }
 }
 
-const WeightKernels* scalar_kernels(DType w) {
-  switch (w) {
-    case DType::Q4_0:
-      return &kScalarQ4_0;
-    case DType::Q4_1:
-      return &kScalarQ4_1;
-    case DType::Q5_0:
-      return &kScalarQ5_0;
-    case DType::Q5_1:
-      return &kScalarQ5_1;
-    case DType::Q8_0:
-      return &kScalarQ8_0;
-    default:
-      return nullptr;
-  }
-}
+const WeightKernels* scalar_kernels(DType w) { return find_kernels(kScalarKernels, w); }
 
 }  // namespace legacy
 

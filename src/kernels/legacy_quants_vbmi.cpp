@@ -28,18 +28,10 @@
 
 #include "kernels/blocks.h"
 #include "kernels/legacy_quants_internal.h"
+#include "kernels/simd_scalars.h"
 
 namespace kiln::kernels::legacy {
 namespace {
-
-#define KILN_INLINE inline __attribute__((always_inline))
-
-KILN_INLINE std::uint16_t load_u16(const void* p) {
-  std::uint16_t v;
-  std::memcpy(&v, p, sizeof(v));
-  return v;
-}
-KILN_INLINE float half_to_float(std::uint16_t h) { return _cvtsh_ss(h); }
 
 // What a step of G blocks of one weight row decodes to.
 struct WeightStep {

@@ -8,6 +8,7 @@
 #include <limits>
 
 #include "kernels/ops_simd.h"
+#include "kernels/reduce_avx2.h"
 
 namespace kiln::kernels::avx2 {
 namespace {
@@ -31,19 +32,6 @@ inline __m256 load_f16_partial(const std::uint16_t* p, std::int64_t count) {
   alignas(16) std::uint16_t lanes[8] = {};
   std::memcpy(lanes, p, static_cast<std::size_t>(count) * sizeof(std::uint16_t));
   return load_f16(lanes);
-}
-
-inline float reduce_add(__m256 v) {
-  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_add_ss(s, _mm_movehdup_ps(s));
-  return _mm_cvtss_f32(s);
-}
-inline float reduce_max(__m256 v) {
-  __m128 s = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  s = _mm_max_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_max_ss(s, _mm_movehdup_ps(s));
-  return _mm_cvtss_f32(s);
 }
 
 // exp(x) for 8 floats, the same reduction and Cephes polynomial as the AVX-512 path (maximum

@@ -1,23 +1,24 @@
 #include "optimize/quantize_model.h"
 
-#include <algorithm>
-#include <atomic>
-#include <chrono>
-#include <cstring>
-#include <mutex>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <atomic>
 #include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <mutex>
 
 #include "core/error.h"
 #include "core/thread_pool.h"
 #include "format/gguf_writer.h"
+#include "kernels/gptq_block.h"
 #include "kernels/matmul.h"
-#include "optimize/calibrated_quant.h"
+#include "kernels/weighted_quants.h"
+#include "optimize/gptq_quant.h"
 #include "optimize/imatrix.h"
-#include "optimize/imatrix_quants.h"
 #include "optimize/model_input.h"
 
 namespace kiln::optimize {
@@ -77,7 +78,7 @@ void attach_imatrix(Prepared& p, const std::string& in, const QuantizeOptions& o
     TensorCalibration& c = p.calibration[i];
     const ImatrixEntry* e = m.find(d.name);
     if (e == nullptr) {
-      if (uses_importance(plan.to))
+      if (kernels::uses_importance(plan.to))
         p.notices.push_back(fmt::format("tensor {}: not in the imatrix, quantized without importance", d.name));
       continue;
     }
@@ -93,10 +94,10 @@ void attach_imatrix(Prepared& p, const std::string& in, const QuantizeOptions& o
       if (e->in_cov.empty())
         p.notices.push_back(fmt::format("tensor {}: no covariance in the imatrix, importance-weighted rounding "
                                         "instead of gptq (collect with kiln imatrix --covariance)", d.name));
-      else if (!gptq_supports(plan.to) && traits(plan.to).quantized)
+      else if (!kernels::gptq_supports(plan.to) && traits(plan.to).quantized)
         p.notices.push_back(fmt::format("tensor {}: gptq cannot write {}, importance-weighted rounding instead",
                                         d.name, dtype_name(plan.to)));
-      else if (gptq_supports(plan.to))
+      else if (kernels::gptq_supports(plan.to))
         c.gptq = true;
     }
   }
@@ -218,7 +219,7 @@ class TensorConverter {
             else if (calibration_.gptq)
               quantize_row_gptq(plan_.to, x, dst, k, qw, gptq);
             else
-              quantize_row_weighted(plan_.to, x, dst, k, qw);
+              kernels::quantize_row_weighted(plan_.to, x, dst, k, qw);
           },
           kRowGrain);
       if (bad_row >= 0)

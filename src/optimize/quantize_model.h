@@ -29,7 +29,7 @@ struct QuantizeOptions {
   // --imatrix does (same bytes), and the file records it (quantize.imatrix.* metadata).
   std::string imatrix;
   // "rtn": each block rounded on its own (llama.cpp's method, the default). "gptq": kiln's
-  // calibrated method (optimize/calibrated_quant.h), which needs an imatrix with covariance.
+  // calibrated method (optimize/gptq_quant.h), which needs an imatrix with covariance.
   std::string method = "rtn";
 };
 

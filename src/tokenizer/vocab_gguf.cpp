@@ -15,22 +15,6 @@ const GgufArray& require_array(const GgufFile& gguf, const std::string& key) {
   return *array;
 }
 
-bool is_integer_type(GgufType t) {
-  switch (t) {
-    case GgufType::U8:
-    case GgufType::I8:
-    case GgufType::U16:
-    case GgufType::I16:
-    case GgufType::U32:
-    case GgufType::I32:
-    case GgufType::U64:
-    case GgufType::I64:
-      return true;
-    default:
-      return false;
-  }
-}
-
 // A special token id: absent keeps `fallback`; -1 and 0xFFFFFFFF (how some converters write
 // "none" into a u32) mean no such token.
 std::int32_t read_token_id(const GgufFile& gguf, const std::string& key, std::int32_t fallback) {

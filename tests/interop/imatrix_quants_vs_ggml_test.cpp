@@ -12,7 +12,7 @@
 
 #include "core/dtype.h"
 #include "kernels/matmul.h"
-#include "optimize/imatrix_quants.h"
+#include "kernels/weighted_quants.h"
 
 namespace kiln {
 namespace {
@@ -68,7 +68,7 @@ TEST(ImatrixQuantsVsGgml, SameBytesAsGgmlQuantizeChunkWithImatrix) {
       const std::size_t row_size = row_bytes(t, k);
       std::vector<std::uint8_t> ours(row_size * rows), theirs(row_size * rows);
       for (std::int64_t r = 0; r < rows; ++r)
-        optimize::quantize_row_weighted(t, x.data() + r * k, ours.data() + r * row_size, k, qw.data());
+        kernels::quantize_row_weighted(t, x.data() + r * k, ours.data() + r * row_size, k, qw.data());
       ASSERT_EQ(chunk(static_cast<int>(t), x.data(), theirs.data(), 0, rows, k, qw.data()), row_size * rows);
       for (std::int64_t r = 0; r < rows; ++r)
         EXPECT_EQ(0, std::memcmp(ours.data() + r * row_size, theirs.data() + r * row_size, row_size)) << "row " << r;
@@ -85,7 +85,7 @@ TEST(ImatrixQuantsVsGgml, ImportanceChangesTheBytes) {
     const std::vector<float> x = make_rows(1, k, 3);
     const std::vector<float> qw = make_importance(k, 5);
     std::vector<std::uint8_t> weighted(row_bytes(t, k)), plain(row_bytes(t, k));
-    optimize::quantize_row_weighted(t, x.data(), weighted.data(), k, qw.data());
+    kernels::quantize_row_weighted(t, x.data(), weighted.data(), k, qw.data());
     kernels::quantize_row_ref(t, x.data(), plain.data(), k);
     EXPECT_NE(weighted, plain);
   }

@@ -1,5 +1,7 @@
 // kiln imatrix and the calibrated method: collection against a hand computation, file round
 // trips (GGUF and legacy .dat), gptq against plain rounding on fixed data, and bad input.
+#include "optimize/imatrix.h"
+
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -10,9 +12,8 @@
 
 #include "core/error.h"
 #include "kernels/matmul.h"
-#include "optimize/calibrated_quant.h"
-#include "optimize/imatrix.h"
-#include "optimize/imatrix_quants.h"
+#include "kernels/weighted_quants.h"
+#include "optimize/gptq_quant.h"
 #include "optimize/quantize_model.h"
 #include "test_support.h"
 
@@ -130,7 +131,7 @@ TEST(Gptq, LowersTheOutputErrorOfPlainRoundingOnCorrelatedInputs) {
       kernels::quantize_row_ref(t, w.data(), q.data(), k);
       kernels::dequantize_row(t, q.data(), d.data(), k);
       err_plain += optimize::output_error(w.data(), d.data(), cov.data(), k, n_tokens);
-      optimize::quantize_row_weighted(t, w.data(), q.data(), k, imp.data());
+      kernels::quantize_row_weighted(t, w.data(), q.data(), k, imp.data());
       kernels::dequantize_row(t, q.data(), d.data(), k);
       err_weighted += optimize::output_error(w.data(), d.data(), cov.data(), k, n_tokens);
       optimize::quantize_row_gptq(t, w.data(), q.data(), k, imp.data(), g);

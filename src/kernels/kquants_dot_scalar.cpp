@@ -1,9 +1,12 @@
-// Scalar reference dot products of the K-quants against q8_K activations. Each follows ggml's
+// The K-quants' scalar level: reference dot products against q8_K activations (what every SIMD
+// path is tested against, and the fallback on CPUs without AVX2) and the gemm built on them;
+// the reference quantizers are in kquants_quantize_ref.cpp. Each dot product follows ggml's
 // generic (non-SIMD) vec_dot: exact integer sums per super-block, the same float accumulation
 // (eight partial sums for q3_K .. q6_K), so results match llama.cpp's scalar build.
 #include <cstring>
 
 #include "core/half.h"
+#include "kernels/kernel_families.h"
 #include "kernels/kquants_internal.h"
 
 namespace kiln::kernels::kquant {
@@ -172,19 +175,6 @@ void quantize_act_q8_K(const float* x, void* dst, std::int64_t k) {
   quantize_row_q8_K_ref(x, static_cast<block_q8_K*>(dst), k);
 }
 
-// The reference tile product: one dot product per output.
-template <VecDotFn Dot>
-void gemm_by_vec_dot(std::int64_t k, const void* w, std::size_t w_stride, const void* a, std::size_t a_stride,
-                     std::int64_t M, std::int64_t n_begin, std::int64_t n_end, float* y, std::int64_t ldy) {
-  const auto* w_bytes = static_cast<const std::uint8_t*>(w);
-  const auto* a_bytes = static_cast<const std::uint8_t*>(a);
-  for (std::int64_t m = 0; m < M; ++m) {
-    for (std::int64_t n = n_begin; n < n_end; ++n) {
-      y[m * ldy + n] = Dot(k, w_bytes + n * w_stride, a_bytes + m * a_stride);
-    }
-  }
-}
-
 constexpr WeightKernels kScalarKernels[] = {
     {DType::Q2_K, DType::Q8_K, quantize_act_q8_K, vec_dot_q2_K, gemm_by_vec_dot<vec_dot_q2_K>, SimdLevel::Scalar},
     {DType::Q3_K, DType::Q8_K, quantize_act_q8_K, vec_dot_q3_K, gemm_by_vec_dot<vec_dot_q3_K>, SimdLevel::Scalar},
@@ -195,11 +185,6 @@ constexpr WeightKernels kScalarKernels[] = {
 
 }  // namespace
 
-const WeightKernels* scalar_weight_kernels(DType w) {
-  for (const WeightKernels& k : kScalarKernels) {
-    if (k.weight_type == w) return &k;
-  }
-  return nullptr;
-}
+const WeightKernels* scalar_weight_kernels(DType w) { return find_kernels(kScalarKernels, w); }
 
 }  // namespace kiln::kernels::kquant

@@ -1,5 +1,5 @@
 #pragma once
-// kiln's calibrated quantization (`kiln quantize --method gptq`): GPTQ-style error feedback
+// GPTQ, kiln's calibrated quantization (`kiln quantize --method gptq`): GPTQ-style error feedback
 // (Frantar et al., 2022) on top of the importance-weighted block quantizers, writing the same
 // standard GGUF block types, so llama.cpp loads the files unchanged.
 //
@@ -32,10 +32,8 @@ struct GptqFactor {
 // the diagonal). Throws kiln::Error if H is not positive definite even so.
 GptqFactor prepare_gptq(const float* cov, std::int64_t k, double n_tokens, double damp = 0.01);
 
-// The types --method gptq can write (the block types with an affine grid per block).
-bool gptq_supports(DType t);
-
-// Quantizes one row of k floats to t (k a multiple of t's block size) with error feedback.
+// Quantizes one row of k floats to t (k a multiple of t's block size, t one that
+// kernels::gptq_supports) with error feedback.
 // qw (k floats, or nullptr) is the importance the block scales are chosen with.
 void quantize_row_gptq(DType t, const float* x, void* dst, std::int64_t k, const float* qw, const GptqFactor& g);
 
