@@ -86,23 +86,6 @@ Value make_list(ValueList items, const BuiltinContext& ctx) {
   return Value::list(std::move(items));
 }
 
-// The items of an iterable as Python's iter() yields them: list items, dict keys, string code
-// points; undefined is empty (Jinja2's Undefined iterates as nothing).
-ValueList iterate(const Value& v, std::string_view what) {
-  if (v.is_list()) return v.as_list();
-  if (v.is_undefined()) return {};
-  if (v.is_dict()) {
-    ValueList keys;
-    for (const auto& kv : v.as_dict().items) keys.emplace_back(kv.first);
-    return keys;
-  }
-  if (v.is_string()) {
-    ValueList out;
-    for (std::string& c : text::chars(v.as_string())) out.emplace_back(std::move(c));
-    return out;
-  }
-  fail("{}: '{}' object is not iterable", what, v.type_name());
-}
 
 std::size_t length_of(const Value& v) {
   if (v.is_string()) return text::char_count(v.as_string());
@@ -919,6 +902,23 @@ Value make_global(std::string_view name, std::optional<long long> now, const Bui
     });
   }
   fail("no global named '{}'", name);
+}
+
+ValueList iterate(const Value& v, std::string_view what) {
+  if (v.is_list()) return v.as_list();
+  if (v.is_undefined()) return {};
+  if (v.is_dict()) {
+    ValueList keys;
+    for (const auto& kv : v.as_dict().items) keys.emplace_back(kv.first);
+    return keys;
+  }
+  if (v.is_string()) {
+    ValueList out;
+    for (std::string& c : text::chars(v.as_string())) out.emplace_back(std::move(c));
+    return out;
+  }
+  if (what.empty()) fail("'{}' object is not iterable", v.type_name());
+  fail("{}: '{}' object is not iterable", what, v.type_name());
 }
 
 }  // namespace kiln::jinja

@@ -38,6 +38,11 @@ bool has_method(const Value& obj, std::string_view name);
 Value make_global(std::string_view name, std::optional<long long> now, const BuiltinContext& ctx);
 bool is_global(std::string_view name);
 
+// The items of an iterable as Python's iter() yields them: list items, dict keys, string code
+// points; undefined is empty (Jinja2's Undefined iterates as nothing). Throws kiln::Error
+// ("<what>: 'int' object is not iterable", without the prefix when `what` is empty).
+ValueList iterate(const Value& v, std::string_view what = {});
+
 // Checks a value the interpreter or a builtin made against the limits.
 void check_string_size(std::size_t bytes, const BuiltinContext& ctx);
 void check_list_size(std::size_t items, const BuiltinContext& ctx);

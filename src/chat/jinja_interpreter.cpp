@@ -219,24 +219,8 @@ class Renderer {
     for (std::size_t i = 0; i < targets.size(); ++i) f.set(targets[i], items[i]);
   }
 
-  ValueList iterable_items(const Value& v) {
-    if (v.is_list()) return v.as_list();
-    if (v.is_undefined()) return {};
-    if (v.is_dict()) {
-      ValueList keys;
-      for (const auto& kv : v.as_dict().items) keys.emplace_back(kv.first);
-      return keys;
-    }
-    if (v.is_string()) {
-      ValueList out;
-      for (std::string& c : text::chars(v.as_string())) out.emplace_back(std::move(c));
-      return out;
-    }
-    fail("'{}' object is not iterable", v.type_name());
-  }
-
   void exec_for(const Node& n, Frame& f, std::string& out) {
-    ValueList items = iterable_items(eval(*n.expr, f));
+    ValueList items = iterate(eval(*n.expr, f));
     if (n.filter) {
       // Jinja2 filters first, so loop.index, loop.length and loop.last count kept items only.
       ValueList kept;

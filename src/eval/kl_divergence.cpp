@@ -203,21 +203,9 @@ PerplexityResult save_base_logits(LlamaModel& base, const ChunkPlan& plan, Threa
       nll.add(-static_cast<double>(row.target_log_prob));
       if ((i + 1) % n_scored == 0) r.running_ppl.push_back(std::exp(nll.mean()));
     }
-    r.n_evaluated += static_cast<std::int64_t>(count) * plan.n_ctx;
-    if (progress) {
-      EvalProgress p;
-      p.chunks_done = begin + count;
-      p.n_chunks = plan.n_chunks;
-      p.tokens_done = r.n_evaluated;
-      p.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-      p.running_ppl = r.running_ppl.back();
-      progress(p);
-    }
+    record_chunks(r, begin + count, count, plan, t0, progress);
   }
-  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  r.n_scored = nll.count();
-  r.nll = nll.mean_estimate();
-  r.ppl = perplexity_estimate(nll);
+  finish_perplexity(r, nll, t0);
   return r;
 }
 

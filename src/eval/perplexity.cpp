@@ -44,22 +44,30 @@ PerplexityResult perplexity(LlamaModel& model, const ChunkPlan& plan, ThreadPool
       }
       r.running_ppl.push_back(std::exp(nll_stats.mean()));
     }
-    r.n_evaluated += static_cast<std::int64_t>(count) * plan.n_ctx;
-    if (progress) {
-      EvalProgress p;
-      p.chunks_done = begin + count;
-      p.n_chunks = plan.n_chunks;
-      p.tokens_done = r.n_evaluated;
-      p.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-      p.running_ppl = r.running_ppl.back();
-      progress(p);
-    }
+    record_chunks(r, begin + count, count, plan, t0, progress);
   }
-  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  r.n_scored = nll_stats.count();
-  r.nll = nll_stats.mean_estimate();
-  r.ppl = perplexity_estimate(nll_stats);
+  finish_perplexity(r, nll_stats, t0);
   return r;
+}
+
+void record_chunks(PerplexityResult& r, int chunks_done, int count, const ChunkPlan& plan,
+                   std::chrono::steady_clock::time_point t0, const ProgressFn& progress) {
+  r.n_evaluated += static_cast<std::int64_t>(count) * plan.n_ctx;
+  if (!progress) return;
+  EvalProgress p;
+  p.chunks_done = chunks_done;
+  p.n_chunks = plan.n_chunks;
+  p.tokens_done = r.n_evaluated;
+  p.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  p.running_ppl = r.running_ppl.empty() ? 0 : r.running_ppl.back();
+  progress(p);
+}
+
+void finish_perplexity(PerplexityResult& r, const RunningStats& nll, std::chrono::steady_clock::time_point t0) {
+  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  r.n_scored = nll.count();
+  r.nll = nll.mean_estimate();
+  r.ppl = perplexity_estimate(nll);
 }
 
 }  // namespace kiln::eval

@@ -2,6 +2,7 @@
 // Perplexity of a model on a token stream, measured like llama-perplexity (see eval/chunks.h
 // for the chunking): PPL = exp(mean NLL over the scored tokens) ± its standard error, with the
 // running value after every chunk.
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <vector>
@@ -39,6 +40,13 @@ struct PerplexityResult {
 // NLL of each scored row: nll[r] = token_nll(logits row r, targets[r]), rows spread over the pool.
 // logits is (n_rows, n_vocab).
 void score_rows(const float* logits, int n_rows, int n_vocab, const int* targets, double* nll, ThreadPool& pool);
+
+// The bookkeeping every chunked run shares (perplexity, and kld when it saves base logits):
+// after a forward over `count` chunks ending at chunk `chunks_done`, counts their tokens and
+// reports progress; at the end, the time and the NLL's statistics.
+void record_chunks(PerplexityResult& r, int chunks_done, int count, const ChunkPlan& plan,
+                   std::chrono::steady_clock::time_point t0, const ProgressFn& progress);
+void finish_perplexity(PerplexityResult& r, const RunningStats& nll, std::chrono::steady_clock::time_point t0);
 
 // Runs every chunk of `plan` through `model` (n_batch tokens per forward at most) and returns
 // its perplexity. Throws kiln::Error if the logits are not finite.
