@@ -11,12 +11,11 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
-#include <thread>
 #include <unistd.h>
 #include <vector>
 
 #include "commands.h"
-#include "load_option.h"
+#include "common_options.h"
 #include "core/error.h"
 #include "eval/chunk_source.h"
 #include "eval/chunks.h"
@@ -60,15 +59,11 @@ void add_input_options(CLI::App* cmd, InputOptions& o) {
   cmd->add_option("-b,--batch", o.batch, "Most tokens per forward pass (whole chunks are packed into it)")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
-  cmd->add_option("-t,--threads", o.threads, "Worker threads (0: all hardware threads)")->capture_default_str();
+  add_threads_option(cmd, o.threads);
   cmd->add_flag("--no-bos", o.no_bos, "Keep each chunk's first token instead of writing BOS over it");
   cmd->add_flag("--json", o.json, "Print one JSON object instead of a report");
   cmd->add_flag("-q,--quiet", o.quiet, "No progress on stderr");
-  add_no_mmap_flag(cmd);
-}
-
-int thread_count(const InputOptions& o) {
-  return o.threads > 0 ? o.threads : static_cast<int>(std::thread::hardware_concurrency());
+  add_load_mode_option(cmd);
 }
 
 ChunkPlan make_plan(const LlamaModel& model, const InputOptions& o) {
@@ -136,7 +131,7 @@ struct PerplexityOptions {
 void run_perplexity(const PerplexityOptions& o) {
   std::unique_ptr<LlamaModel> model = LlamaModel::load(o.model);
   const ChunkPlan plan = make_plan(*model, o.in);
-  ThreadPool pool(thread_count(o.in));
+  ThreadPool pool(thread_count(o.in.threads));
   ProgressReporter progress(!o.in.quiet);
   const eval::PerplexityResult r = eval::perplexity(
       *model, plan, pool, o.in.batch, [&](const EvalProgress& p) { progress.update("perplexity", p); });
@@ -250,7 +245,7 @@ void run_kld(const KldOptions& o) {
   if (o.base_logits.empty() && o.base.empty()) fail("kld: give the base model (--base BASE) or its saved logits (--base-logits FILE)");
   if (o.model.empty() && o.save_base_logits.empty())
     fail("kld: give the MODEL to compare with the base (or only --save-base-logits FILE to save the base)");
-  ThreadPool pool(thread_count(o.in));
+  ThreadPool pool(thread_count(o.in.threads));
   ProgressReporter progress(!o.in.quiet);
 
   if (!o.base_logits.empty()) {
@@ -341,7 +336,7 @@ void run_compare(const CompareCliOptions& o) {
   if (o.models.size() < 2) fail("compare: give the base model and at least one variant");
   if (!o.base_logits.empty() && !o.save_base_logits.empty())
     fail("compare: --base-logits and --save-base-logits exclude each other");
-  ThreadPool pool(thread_count(o.in));
+  ThreadPool pool(thread_count(o.in.threads));
   ChunkPlan plan;
   if (o.base_logits.empty()) {
     std::unique_ptr<LlamaModel> base = LlamaModel::load(o.models[0]);

@@ -8,12 +8,11 @@
 #include <cstdio>
 #include <memory>
 #include <string>
-#include <thread>
 #include <unistd.h>
 #include <vector>
 
 #include "commands.h"
-#include "load_option.h"
+#include "common_options.h"
 #include "core/error.h"
 #include "eval/chunk_source.h"
 #include "eval/chunks.h"
@@ -79,7 +78,7 @@ void run_imatrix(const ImatrixCliOptions& o) {
   if (o.covariance && o.format == "dat") fail("imatrix: the legacy .dat format has no place for --covariance");
   std::unique_ptr<LlamaModel> model = LlamaModel::load(o.model);
   const eval::ChunkPlan plan = calibration_plan(*model, o);
-  ThreadPool pool(o.threads > 0 ? o.threads : static_cast<int>(std::thread::hardware_concurrency()));
+  ThreadPool pool(thread_count(o.threads));
   const bool tty = ::isatty(STDERR_FILENO) != 0;
   auto last = std::chrono::steady_clock::now();
   const auto progress = [&](const optimize::ImatrixCollectProgress& p) {
@@ -135,13 +134,13 @@ void register_imatrix_command(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("-b,--batch", opt->batch, "tokens per forward pass at most")->capture_default_str()
       ->check(CLI::PositiveNumber);
-  cmd->add_option("-t,--threads", opt->threads, "worker threads (0: all hardware threads)")->capture_default_str();
+  add_threads_option(cmd, opt->threads);
   cmd->add_flag("--no-bos", opt->no_bos, "keep each chunk's first token instead of writing BOS over it");
   cmd->add_flag("--process-output", opt->process_output, "also collect the output matrix (llama-imatrix's flag)");
   cmd->add_flag("--covariance", opt->covariance, "also store each weight's input covariance (for --method gptq)");
   cmd->add_flag("--show", opt->show, "print the entries of the imatrix file MODEL and exit");
   cmd->add_flag("-q,--quiet", opt->quiet, "no progress on stderr");
-  add_no_mmap_flag(cmd);
+  add_load_mode_option(cmd);
   cmd->callback([opt] { run_imatrix(*opt); });
 }
 
