@@ -7,6 +7,8 @@
 #include <string>
 
 #include "core/error.h"
+#include "format/gguf_file.h"
+#include "format/gguf_writer.h"
 #include "test_support.h"
 
 namespace kiln {
@@ -53,6 +55,38 @@ TEST(LoadModel, AGgufGivesTokenizerAndChatTemplateAsAsked) {
     const std::string text = chat.chat_template->render(std::vector<ChatMessage>{{"user", "Hi", {}, {}, {}}}, true);
     EXPECT_NE(text.find("Hi"), std::string::npos) << text;
   }
+}
+
+// A copy of `model` whose tokenizer.chat_template is `source`.
+std::string with_chat_template(const std::string& model, const std::string& source) {
+  const std::string out = test::temp_dir() + "/bad-template.gguf";
+  auto file = GgufFile::open(model);
+  GgufWriter w;
+  for (const auto& [k, v] : file->metadata())
+    if (k != "tokenizer.chat_template") w.add_metadata(k, v);
+  w.add_metadata("tokenizer.chat_template", gguf_value::string(source));
+  for (const GgufTensorInfo& t : file->tensors()) {
+    const std::uint8_t* src = file->mapped_file().data() + file->data_offset() + t.offset;
+    w.add_tensor(GgufTensorSpec(t.name, *t.dtype, t.n_dims, t.ne),
+                 [src, n = t.n_bytes](GgufDataSink& sink) { sink.write(src, n); });
+  }
+  w.write(out);
+  return out;
+}
+
+TEST(LoadModel, ATemplateKilnCannotParseIsAnErrorOrTheGuessedBuiltIn) {
+  KILN_REQUIRE_DATA(model, "llama-2-tiny-random.gguf");
+  const std::string path = with_chat_template(model, "{% if messages %}never closed");
+  const std::string e =
+      load_error(path, {.tokenizer = TokenizerNeed::required, .chat_template = ChatTemplateNeed::model});
+  EXPECT_NE(e.find(path), std::string::npos) << e;
+  EXPECT_NE(e.find("tokenizer.chat_template"), std::string::npos) << e;
+
+  const LoadedModel m =
+      load_model(path, {.tokenizer = TokenizerNeed::required, .chat_template = ChatTemplateNeed::model_or_builtin});
+  ASSERT_TRUE(m.chat_template.has_value());
+  EXPECT_NE(m.chat_template->name(), "gguf");
+  EXPECT_EQ(m.chat_template->bos_token(), "<s>");
 }
 
 }  // namespace
