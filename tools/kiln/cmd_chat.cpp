@@ -159,7 +159,7 @@ void run_chat(ChatOptions o) {
 
   EngineOptions eo;
   eo.threads = o.threads;
-  eo.context_tokens = o.ctx > 0 ? o.ctx : std::min(loaded.model->config().n_ctx_train, 4096);
+  eo.context_tokens = context_tokens(o.ctx, loaded.model->config().n_ctx_train);
   eo.kv_cache_tokens = 2 * eo.context_tokens;  // this turn plus the cached previous one
   eo.max_running = 1;
   Engine engine(*loaded.model, tokenizer, eo);

@@ -74,8 +74,7 @@ void run_generation(const RunOptions& o) {
     prompt = parse_token_list(o.tokens);
   }
 
-  const int ctx = o.ctx > 0 ? o.ctx : std::min(c.n_ctx_train, 4096);
-  KvCache cache = model->make_kv_cache(ctx, kv_type_from_flag(o.kv_type, "run"));
+  KvCache cache = model->make_kv_cache(context_tokens(o.ctx, c.n_ctx_train), kv_type_from_flag(o.kv_type, "run"));
   ThreadPool pool(thread_count(o.threads));
   const SamplerParams sampling = seeded_sampling(o.sampling);
   Sampler sampler(sampling);

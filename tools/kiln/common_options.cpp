@@ -1,5 +1,6 @@
 #include "common_options.h"
 
+#include <algorithm>
 #include <random>
 #include <thread>
 
@@ -64,6 +65,8 @@ void add_context_option(CLI::App* cmd, int& ctx, std::string_view whose) {
       ->capture_default_str();
 }
 
+int context_tokens(int requested, int n_ctx_train) { return requested > 0 ? requested : std::min(n_ctx_train, 4096); }
+
 void add_kv_type_option(CLI::App* cmd, std::string& kv_type) {
   cmd->add_option("--kv-type", kv_type, "KV cache element type: f16 or f32")->capture_default_str();
 }
@@ -80,6 +83,18 @@ void add_load_mode_option(CLI::App* cmd) {
       "Read the weights into private huge-page memory instead of mapping the file, as llama.cpp's "
       "--no-mmap (also KILN_LOAD=copy): steadier decode where the page cache reads slowly, at the "
       "cost of page-cache sharing between processes");
+}
+
+void add_chunk_source_options(CLI::App* cmd, eval::ChunkSource& source) {
+  cmd->add_option("--text", source.text, "Text file to run the model over (tokenized with the model's tokenizer)")
+      ->check(CLI::ExistingFile);
+  cmd->add_option("--tokens", source.tokens,
+                  "File of whitespace-separated token ids instead of text (for models without a tokenizer)")
+      ->check(CLI::ExistingFile);
+  cmd->add_option("-c,--ctx", source.ctx, "Tokens per chunk (0: 512, or the model's context if smaller)")
+      ->capture_default_str();
+  cmd->add_option("--chunks", source.chunks, "At most this many chunks (0: all that fit)")->capture_default_str();
+  cmd->add_flag("--no-bos", source.no_bos, "Keep each chunk's first token instead of writing BOS over it");
 }
 
 }  // namespace kiln::cli

@@ -1,7 +1,7 @@
 #pragma once
 // The options several subcommands share, each declared once here so that every command spells
 // it the same way, with the same default and help text: sampling, worker threads, context size,
-// KV cache type and the load mode (--no-mmap).
+// KV cache type, the load mode (--no-mmap) and the chunks that eval and imatrix run over.
 #include <CLI/CLI.hpp>
 
 #include <cstdint>
@@ -9,6 +9,7 @@
 #include <string_view>
 
 #include "core/dtype.h"
+#include "eval/chunk_source.h"
 #include "sample/sampler.h"
 
 namespace kiln::cli {
@@ -38,6 +39,8 @@ int thread_count(int requested);
 // -c/--ctx: the context of a generation in tokens, 0 for the model's capped at 4096. `whose`
 // as for --threads ("per sequence").
 void add_context_option(CLI::App* cmd, int& ctx, std::string_view whose = "");
+// --ctx as a count of tokens: 0 (or less) means the training context, at most 4096.
+int context_tokens(int requested, int n_ctx_train);
 
 // --kv-type: the KV cache's element type, kept as text until the command runs so that a bad
 // name fails with the command's own message (kv_type_from_flag).
@@ -46,5 +49,9 @@ DType kv_type_from_flag(const std::string& kv_type, std::string_view command);
 
 // --no-mmap: the load mode of every command that loads a model to run it.
 void add_load_mode_option(CLI::App* cmd);
+
+// --text, --tokens, -c/--ctx (tokens per chunk), --chunks and --no-bos: the chunks a model is
+// run over by eval and imatrix (eval/chunk_source.h).
+void add_chunk_source_options(CLI::App* cmd, eval::ChunkSource& source);
 
 }  // namespace kiln::cli
