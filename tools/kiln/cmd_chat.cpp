@@ -37,7 +37,6 @@ struct ChatOptions {
   int ctx = 0;
   bool show_stats = false;
   SamplingOptions sampling = interactive_sampling_defaults();
-  SamplerParams seeded;  // `sampling` with its seed drawn when none was given
 };
 
 const char* kHelp =
@@ -46,8 +45,10 @@ const char* kHelp =
 
 class ChatSession {
  public:
-  ChatSession(const ChatOptions& o, const Tokenizer& tokenizer, ChatTemplate tmpl, Engine& engine)
-      : o_(o), tokenizer_(tokenizer), template_(std::move(tmpl)), engine_(engine) {
+  // `sampling` carries the seed of the first turn (given or drawn).
+  ChatSession(const ChatOptions& o, const SamplerParams& sampling, const Tokenizer& tokenizer, ChatTemplate tmpl,
+              Engine& engine)
+      : o_(o), sampling_(sampling), tokenizer_(tokenizer), template_(std::move(tmpl)), engine_(engine) {
     if (!o.system.empty()) set_system(o.system);
   }
 
@@ -70,8 +71,8 @@ class ChatSession {
     std::vector<std::int32_t> prompt = fit_prompt();
     GenerationRequest r;
     r.prompt = std::move(prompt);
-    r.sampling = o_.seeded;
-    r.sampling.seed = o_.seeded.seed + turns_++;  // reproducible per turn, not the same draws each turn
+    r.sampling = sampling_;
+    r.sampling.seed = sampling_.seed + turns_++;  // reproducible per turn, not the same draws each turn
     r.max_tokens = std::min(o_.n_predict, engine_.context_tokens() - static_cast<int>(r.prompt.size()));
 
     std::mutex mu;
@@ -142,6 +143,7 @@ class ChatSession {
   }
 
   const ChatOptions& o_;
+  const SamplerParams sampling_;
   const Tokenizer& tokenizer_;
   ChatTemplate template_;
   Engine& engine_;
@@ -149,13 +151,12 @@ class ChatSession {
   std::uint64_t turns_ = 0;
 };
 
-void run_chat(ChatOptions o) {
+void run_chat(const ChatOptions& o) {
   LoadedModel loaded = load_model(
       o.model, {.tokenizer = TokenizerNeed::required, .chat_template = ChatTemplateNeed::model, .needed_by = "chat"});
   const Tokenizer& tokenizer = *loaded.tokenizer;
   ChatTemplate tmpl = std::move(*loaded.chat_template);
   if (!o.template_name.empty()) tmpl = ChatTemplate::builtin(o.template_name, tmpl.bos_token(), tmpl.eos_token());
-  o.seeded = seeded_sampling(o.sampling);
 
   EngineOptions eo;
   eo.threads = o.threads;
@@ -168,7 +169,7 @@ void run_chat(ChatOptions o) {
   if (tty)
     std::fprintf(stderr, "kiln chat: %s, template %s, context %d tokens. /help for commands, Ctrl-D to quit.\n",
                  o.model.c_str(), tmpl.name().c_str(), eo.context_tokens);
-  ChatSession chat(o, tokenizer, std::move(tmpl), engine);
+  ChatSession chat(o, seeded_sampling(o.sampling), tokenizer, std::move(tmpl), engine);
   std::string line;
   for (;;) {
     if (tty) std::fputs("> ", stdout), std::fflush(stdout);
