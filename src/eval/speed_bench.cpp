@@ -5,13 +5,12 @@
 
 #include "core/error.h"
 #include "eval/bench_prompt.h"
+#include "eval/log_softmax.h"
 #include "model/llama_model.h"
 
 namespace kiln::eval {
 
 namespace {
-
-int argmax(const float* x, int n) { return static_cast<int>(std::max_element(x, x + n) - x); }
 
 double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
