@@ -4,25 +4,15 @@
 #include <vector>
 
 #include "core/error.h"
-#include "format/gguf_file.h"
 #include "model/llama_model.h"
-#include "tokenizer/load_tokenizer.h"
+#include "runtime/loaded_model.h"
+#include "tokenizer/tokenizer.h"
 
 namespace kiln::eval {
 
-std::unique_ptr<Tokenizer> model_tokenizer(const LlamaModel& model) {
-  const GgufFile* gguf = model.source().gguf();
-  if (gguf == nullptr || gguf->find("tokenizer.ggml.tokens") == nullptr) return nullptr;
-  std::unique_ptr<Tokenizer> t = load_tokenizer(*gguf);
-  if (t->n_vocab() != model.config().n_vocab)
-    fail("{}: the tokenizer has {} tokens but the model's embedding has {}", model.source().path(), t->n_vocab(),
-         model.config().n_vocab);
-  return t;
-}
-
 ChunkPlan plan_chunks(const LlamaModel& model, const ChunkSource& src, const std::string& command) {
   if (src.text.empty() == src.tokens.empty()) fail("{}: give exactly one of --text FILE and --tokens FILE", command);
-  std::unique_ptr<Tokenizer> tokenizer = model_tokenizer(model);
+  std::unique_ptr<Tokenizer> tokenizer = load_model_tokenizer(model);
   std::vector<int> ids;
   int bos = -1;
   std::string source;

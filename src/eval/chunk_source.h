@@ -2,14 +2,12 @@
 // Where the chunks that eval and imatrix run a model over come from: a text file tokenized with
 // the model's own tokenizer, or a file of token ids (for checkpoints without a tokenizer), cut
 // like llama-perplexity cuts them (see chunks.h). Shared by `kiln eval` and `kiln imatrix`.
-#include <memory>
 #include <string>
 
 #include "eval/chunks.h"
 
 namespace kiln {
 class LlamaModel;
-class Tokenizer;
 }  // namespace kiln
 
 namespace kiln::eval {
@@ -21,10 +19,6 @@ struct ChunkSource {
   int ctx = 0;         // tokens per chunk; 0: 512, or the training context if shorter
   int chunks = 0;      // at most this many chunks; 0: all
 };
-
-// The model's tokenizer from its GGUF, or nullptr when it has none (llama2.c checkpoints).
-// Throws kiln::Error when the vocabulary's size disagrees with the model's embedding.
-std::unique_ptr<Tokenizer> model_tokenizer(const LlamaModel& model);
 
 // The chunks of `src` for `model`. BOS: the tokenizer's when its vocabulary asks for one, 1 for
 // models without a tokenizer (llama2.c's convention), none with no_bos. `command` names the

@@ -1,6 +1,5 @@
 #include "eval/compare.h"
 
-#include <chrono>
 #include <filesystem>
 #include <unistd.h>
 
@@ -8,6 +7,7 @@
 #include "eval/kl_divergence.h"
 #include "eval/log_softmax.h"
 #include "eval/logits_file.h"
+#include "eval/speed_bench.h"
 
 namespace kiln::eval {
 
@@ -27,30 +27,10 @@ MatrixWeights matrix_weights(const LlamaModel& model) {
 
 double decode_tokens_per_second(LlamaModel& model, ThreadPool& pool, int n_tokens, int repetitions) {
   KILN_CHECK(n_tokens >= 1 && repetitions >= 1, "decode speed needs at least one token and one repetition");
-  const int n_vocab = model.config().n_vocab;
-  const int n_prompt = 16;
-  KvCache cache = model.make_kv_cache(n_prompt + n_tokens + 1);
-  std::vector<float> logits(static_cast<std::size_t>(n_vocab));
-  double total = 0;
-  for (int rep = 0; rep <= repetitions; ++rep) {
-    const int seq = cache.add_sequence();
-    Batch batch;
-    // The same synthetic prompt as kiln bench: ids 100 + 7i mod 1000.
-    for (int i = 0; i < n_prompt; ++i) batch.add((100 + (i * 7) % 1000) % n_vocab, i, seq, i == n_prompt - 1);
-    model.forward(batch, cache, pool, logits.data());
-    int token = argmax(logits.data(), n_vocab);
-    const auto t0 = std::chrono::steady_clock::now();
-    for (int i = 0; i < n_tokens; ++i) {
-      batch.clear();
-      batch.add(token, n_prompt + i, seq, true);
-      model.forward(batch, cache, pool, logits.data());
-      token = argmax(logits.data(), n_vocab);
-    }
-    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    cache.remove_sequence(seq);
-    if (rep > 0) total += n_tokens / s;  // repetition 0 warms up
-  }
-  return total / repetitions;
+  // A short prompt first, so that decode attends to a few positions as in generation.
+  const SpeedBenchOptions o{.n_prompt = 16, .n_gen = n_tokens, .repetitions = repetitions, .batch = 16};
+  KvCache cache = model.make_kv_cache(speed_bench_positions(o));
+  return run_speed_bench(model, cache, pool, o).decode.mean;
 }
 
 namespace {

@@ -22,6 +22,19 @@ Estimate perplexity_estimate(const RunningStats& nll) {
   return e;
 }
 
+MeanStdev mean_stdev(const std::vector<double>& samples) {
+  MeanStdev r;
+  if (samples.empty()) return r;
+  for (double x : samples) r.mean += x;
+  r.mean /= static_cast<double>(samples.size());
+  if (samples.size() > 1) {
+    double ss = 0;
+    for (double x : samples) ss += (x - r.mean) * (x - r.mean);
+    r.stdev = std::sqrt(ss / static_cast<double>(samples.size() - 1));
+  }
+  return r;
+}
+
 double percentile(const std::vector<double>& sorted, double q) {
   if (sorted.empty()) return 0;
   const double pos = q * static_cast<double>(sorted.size() - 1);

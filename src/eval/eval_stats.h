@@ -1,6 +1,6 @@
 #pragma once
 // The statistics evaluation reports: means with their standard error, perplexity with its
-// uncertainty propagated through exp, and percentiles.
+// uncertainty propagated through exp, means with the spread of the samples, and percentiles.
 #include <cstdint>
 #include <vector>
 
@@ -31,6 +31,15 @@ class RunningStats {
 // Perplexity exp(mean NLL) with its standard error: d exp(m) = exp(m) dm, so the error of the
 // mean NLL scales by the perplexity itself.
 Estimate perplexity_estimate(const RunningStats& nll);
+
+struct MeanStdev {
+  double mean = 0;
+  double stdev = 0;  // sample standard deviation (n - 1); 0 when fewer than two samples
+};
+
+// Mean and spread of a few samples (benchmark repetitions), two-pass so that close values keep
+// their digits. {0, 0} for an empty vector.
+MeanStdev mean_stdev(const std::vector<double>& samples);
 
 // Linear interpolation between the closest ranks of `sorted` (ascending) at fraction q in [0,1]
 // (numpy's default). 0 for an empty vector.

@@ -4,10 +4,8 @@
 #include <filesystem>
 
 #include "core/error.h"
-#include "format/gguf_file.h"
 #include "model/model_source.h"
-#include "chat/chat_template.h"
-#include "tokenizer/load_tokenizer.h"
+#include "runtime/loaded_model.h"
 
 namespace kiln::serve {
 
@@ -32,28 +30,16 @@ std::size_t estimate_model_bytes(const std::string& path, const EngineOptions& o
 }
 
 std::shared_ptr<ServedModel> load_served_model(const ModelSpec& spec, const EngineOptions& options) {
+  LoadedModel loaded = load_model(spec.path, {.tokenizer = TokenizerNeed::required,
+                                              .chat_template = ChatTemplateNeed::model_or_builtin,
+                                              .needed_by = "kiln serve"});
   auto served = std::make_shared<ServedModel>();
   served->name = spec.name;
   served->path = spec.path;
-  served->model = LlamaModel::load(spec.path);
-  const GgufFile* gguf = served->model->source().gguf();
-  if (gguf == nullptr || gguf->find("tokenizer.ggml.tokens") == nullptr)
-    fail("{}: kiln serve needs a GGUF with a tokenizer (tokenizer.ggml.tokens)", spec.path);
-  served->tokenizer = load_tokenizer(*gguf);
+  served->model = std::move(loaded.model);
+  served->tokenizer = std::move(loaded.tokenizer);
+  served->chat = std::make_shared<const ChatTemplate>(std::move(*loaded.chat_template));
   const LlamaConfig& c = served->model->config();
-  if (served->tokenizer->n_vocab() != c.n_vocab)
-    fail("{}: the tokenizer has {} tokens but the model's embedding has {}", spec.path, served->tokenizer->n_vocab(), c.n_vocab);
-  try {
-    served->chat = std::make_shared<const ChatTemplate>(ChatTemplate::from_gguf(*gguf));
-  } catch (const Error&) {
-    // A template kiln's Jinja cannot parse: fall back to the built-in that fits the model, so
-    // that /v1/completions still works and chat gets the closest known format.
-    const ChatTemplateHints hints = ChatTemplate::hints_from_gguf(*gguf);
-    const Vocab& v = served->tokenizer->vocab();
-    const auto text = [&](std::int32_t id) { return id >= 0 && id < v.size() ? v.tokens[static_cast<std::size_t>(id)] : std::string(); };
-    const std::string bos = text(v.bos_id), eos = text(v.eos_id);
-    served->chat = std::make_shared<const ChatTemplate>(ChatTemplate::builtin(ChatTemplate::guess_builtin(hints), bos, eos));
-  }
   served->engine = std::make_shared<Engine>(*served->model, *served->tokenizer, options);
   served->memory_bytes = served->model->source().file_size() +
                          static_cast<std::size_t>(served->engine->options().kv_cache_tokens) * kv_bytes_per_token(c);

@@ -1,6 +1,7 @@
 #pragma once
-// How `kiln serve` turns a model file into a ServedModel: the weights (memory-mapped), the
-// tokenizer and chat template from the GGUF, and an Engine with the server's options.
+// How `kiln serve` turns a model file into a ServedModel: the weights, tokenizer and chat
+// template as runtime/loaded_model.h loads them (a template kiln cannot parse falls back to the
+// fitting built-in), and an Engine with the server's options.
 #include <cstddef>
 #include <memory>
 #include <string>

@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include <fstream>
+#include <map>
 #include <sstream>
 
 #include "test_support.h"
@@ -45,6 +46,44 @@ TEST(Cli, HelpListsEverySubcommand) {
     EXPECT_EQ(h.code, 0) << sub;
     EXPECT_NE(h.out.find("model"), std::string::npos) << sub << ": " << h.out;
   }
+}
+
+// The line of `flag` in a --help text ("" when absent), from the flag to the end of the line.
+std::string help_line(const std::string& help, const std::string& flag) {
+  std::stringstream ss(help);
+  for (std::string line; std::getline(ss, line);) {
+    const std::size_t at = line.find(flag);
+    const std::size_t end = at + flag.size();
+    if (at != std::string::npos && line.find_first_not_of(' ') == at && (end == line.size() || line[end] == ' '))
+      return line.substr(at);
+  }
+  return "";
+}
+
+// Options several commands share are declared once: each reads the same in every command.
+TEST(Cli, SharedOptionsReadTheSameInEveryCommand) {
+  std::map<std::string, std::string> help;
+  for (const char* sub : {"run", "chat", "bench", "serve", "eval perplexity", "eval kld", "eval compare", "imatrix", "quantize"}) {
+    Result h = kiln(std::string(sub) + " --help");
+    ASSERT_EQ(h.code, 0) << sub;
+    help[sub] = h.out;
+  }
+  for (const auto& [sub, text] : help)
+    EXPECT_NE(help_line(text, "-t,--threads INT=0").find("(0: all hardware threads)"), std::string::npos) << sub;
+  for (const char* sub : {"run", "chat", "bench", "serve", "eval perplexity", "imatrix"})
+    EXPECT_EQ(help_line(help[sub], "--no-mmap"), help_line(help["run"], "--no-mmap")) << sub;
+  for (const char* flag : {"--temp", "--top-k", "--top-p", "--min-p", "--repeat-penalty", "--repeat-last-n",
+                           "--presence-penalty", "--frequency-penalty", "-c,--ctx"}) {
+    EXPECT_NE(help_line(help["run"], flag), "") << flag;
+    EXPECT_EQ(help_line(help["chat"], flag), help_line(help["run"], flag)) << flag;
+  }
+  EXPECT_NE(help_line(help["run"], "--kv-type"), "");
+  EXPECT_EQ(help_line(help["bench"], "--kv-type"), help_line(help["run"], "--kv-type"));
+  for (const char* flag : {"--text", "--tokens", "-c,--ctx", "--chunks", "--no-bos"})
+    EXPECT_NE(help_line(help["eval perplexity"], flag), "") << flag;
+  for (const char* sub : {"eval kld", "eval compare", "imatrix"})
+    for (const char* flag : {"--text", "--tokens", "-c,--ctx", "--chunks", "--no-bos"})
+      EXPECT_EQ(help_line(help[sub], flag), help_line(help["eval perplexity"], flag)) << sub << " " << flag;
 }
 
 TEST(Cli, RunStories260kGreedyByIdsIsDeterministic) {

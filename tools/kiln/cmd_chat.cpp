@@ -14,20 +14,16 @@
 #include <cstdio>
 #include <iostream>
 #include <mutex>
-#include <random>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "commands.h"
-#include "load_option.h"
+#include "common_options.h"
 #include "core/error.h"
-#include "format/gguf_file.h"
-#include "model/llama_model.h"
 #include "runtime/engine.h"
+#include "runtime/loaded_model.h"
 #include "sample/sampler.h"
 #include "chat/chat_template.h"
-#include "tokenizer/load_tokenizer.h"
 
 namespace kiln::cli {
 namespace {
@@ -39,9 +35,8 @@ struct ChatOptions {
   int n_predict = 512;        // per reply
   int threads = 0;
   int ctx = 0;
-  bool seed_given = false;
   bool show_stats = false;
-  SamplerParams sampling;
+  SamplingOptions sampling = interactive_sampling_defaults();
 };
 
 const char* kHelp =
@@ -50,8 +45,10 @@ const char* kHelp =
 
 class ChatSession {
  public:
-  ChatSession(const ChatOptions& o, const Tokenizer& tokenizer, ChatTemplate tmpl, Engine& engine)
-      : o_(o), tokenizer_(tokenizer), template_(std::move(tmpl)), engine_(engine) {
+  // `sampling` carries the seed of the first turn (given or drawn).
+  ChatSession(const ChatOptions& o, const SamplerParams& sampling, const Tokenizer& tokenizer, ChatTemplate tmpl,
+              Engine& engine)
+      : o_(o), sampling_(sampling), tokenizer_(tokenizer), template_(std::move(tmpl)), engine_(engine) {
     if (!o.system.empty()) set_system(o.system);
   }
 
@@ -74,8 +71,8 @@ class ChatSession {
     std::vector<std::int32_t> prompt = fit_prompt();
     GenerationRequest r;
     r.prompt = std::move(prompt);
-    r.sampling = o_.sampling;
-    r.sampling.seed = o_.sampling.seed + turns_++;  // reproducible per turn, not the same draws each turn
+    r.sampling = sampling_;
+    r.sampling.seed = sampling_.seed + turns_++;  // reproducible per turn, not the same draws each turn
     r.max_tokens = std::min(o_.n_predict, engine_.context_tokens() - static_cast<int>(r.prompt.size()));
 
     std::mutex mu;
@@ -146,6 +143,7 @@ class ChatSession {
   }
 
   const ChatOptions& o_;
+  const SamplerParams sampling_;
   const Tokenizer& tokenizer_;
   ChatTemplate template_;
   Engine& engine_;
@@ -153,28 +151,25 @@ class ChatSession {
   std::uint64_t turns_ = 0;
 };
 
-void run_chat(ChatOptions o) {
-  std::unique_ptr<LlamaModel> model = LlamaModel::load(o.model);
-  const GgufFile* gguf = model->source().gguf();
-  if (gguf == nullptr || gguf->find("tokenizer.ggml.tokens") == nullptr)
-    fail("{}: chat needs a model with a tokenizer (a GGUF with tokenizer.ggml.*)", o.model);
-  std::unique_ptr<Tokenizer> tokenizer = load_tokenizer(*gguf);
-  ChatTemplate tmpl = ChatTemplate::from_gguf(*gguf);
+void run_chat(const ChatOptions& o) {
+  LoadedModel loaded = load_model(
+      o.model, {.tokenizer = TokenizerNeed::required, .chat_template = ChatTemplateNeed::model, .needed_by = "chat"});
+  const Tokenizer& tokenizer = *loaded.tokenizer;
+  ChatTemplate tmpl = std::move(*loaded.chat_template);
   if (!o.template_name.empty()) tmpl = ChatTemplate::builtin(o.template_name, tmpl.bos_token(), tmpl.eos_token());
-  if (!o.seed_given) o.sampling.seed = std::random_device{}();
 
   EngineOptions eo;
   eo.threads = o.threads;
-  eo.context_tokens = o.ctx > 0 ? o.ctx : std::min(model->config().n_ctx_train, 4096);
+  eo.context_tokens = context_tokens(o.ctx, loaded.model->config().n_ctx_train);
   eo.kv_cache_tokens = 2 * eo.context_tokens;  // this turn plus the cached previous one
   eo.max_running = 1;
-  Engine engine(*model, *tokenizer, eo);
+  Engine engine(*loaded.model, tokenizer, eo);
 
   const bool tty = ::isatty(STDIN_FILENO) && ::isatty(STDOUT_FILENO);
   if (tty)
     std::fprintf(stderr, "kiln chat: %s, template %s, context %d tokens. /help for commands, Ctrl-D to quit.\n",
                  o.model.c_str(), tmpl.name().c_str(), eo.context_tokens);
-  ChatSession chat(o, *tokenizer, std::move(tmpl), engine);
+  ChatSession chat(o, seeded_sampling(o.sampling), tokenizer, std::move(tmpl), engine);
   std::string line;
   for (;;) {
     if (tty) std::fputs("> ", stdout), std::fflush(stdout);
@@ -200,28 +195,16 @@ void run_chat(ChatOptions o) {
 
 void register_chat_command(CLI::App& app) {
   auto o = std::make_shared<ChatOptions>();
-  o->sampling.temperature = 0.8f;
-  o->sampling.top_k = 40;
-  o->sampling.top_p = 0.95f;
-  o->sampling.min_p = 0.05f;
   CLI::App* cmd = app.add_subcommand("chat", "Chat with a model in the terminal, using its chat template");
   cmd->add_option("model", o->model, "Model file (.gguf with a tokenizer)")->required()->check(CLI::ExistingFile);
   cmd->add_option("--system", o->system, "System message");
   cmd->add_option("--template", o->template_name,
                   "Use a built-in chat template instead of the model's (llama2, llama3, mistral, chatml, gemma, phi3, ...)");
   cmd->add_option("-n,--n-predict", o->n_predict, "Most tokens per reply")->capture_default_str();
-  cmd->add_option("-t,--threads", o->threads, "Worker threads (0: all hardware threads)")->capture_default_str();
-  add_no_mmap_flag(cmd);
-  cmd->add_option("-c,--ctx", o->ctx, "Context size in tokens (0: the model's, at most 4096)")->capture_default_str();
-  cmd->add_option("--temp", o->sampling.temperature, "Temperature (0: greedy)")->capture_default_str();
-  cmd->add_option("--top-k", o->sampling.top_k, "Keep the k most likely tokens (0: off)")->capture_default_str();
-  cmd->add_option("--top-p", o->sampling.top_p, "Nucleus sampling mass (1: off)")->capture_default_str();
-  cmd->add_option("--min-p", o->sampling.min_p, "Drop tokens below min-p × the top probability (0: off)")
-      ->capture_default_str();
-  cmd->add_option("--repeat-penalty", o->sampling.repeat_penalty, "Penalty on recently seen tokens (1: off)")
-      ->capture_default_str();
-  cmd->add_option_function<std::uint64_t>("-s,--seed", [o](std::uint64_t s) { o->sampling.seed = s, o->seed_given = true; },
-                                          "Random seed (default: random)");
+  add_threads_option(cmd, o->threads);
+  add_load_mode_option(cmd);
+  add_context_option(cmd, o->ctx);
+  add_sampling_options(cmd, o->sampling);
   cmd->add_flag("--stats", o->show_stats, "After each reply, print token counts, cache reuse and speed to stderr");
   cmd->callback([o] { run_chat(*o); });
 }

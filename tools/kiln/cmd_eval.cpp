@@ -11,12 +11,11 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
-#include <thread>
 #include <unistd.h>
 #include <vector>
 
 #include "commands.h"
-#include "load_option.h"
+#include "common_options.h"
 #include "core/error.h"
 #include "eval/chunk_source.h"
 #include "eval/chunks.h"
@@ -37,42 +36,26 @@ using eval::EvalProgress;
 
 // Options shared by the three subcommands: where the tokens come from and how they are cut.
 struct InputOptions {
-  std::string text;
-  std::string tokens;
-  int ctx = 0;
-  int chunks = 0;
+  eval::ChunkSource source;
   int batch = 2048;
   int threads = 0;
-  bool no_bos = false;
   bool json = false;
   bool quiet = false;
 };
 
 void add_input_options(CLI::App* cmd, InputOptions& o) {
-  cmd->add_option("--text", o.text, "Text file to evaluate on (tokenized with the model's tokenizer)")
-      ->check(CLI::ExistingFile);
-  cmd->add_option("--tokens", o.tokens,
-                  "File of whitespace-separated token ids instead of text (for models without a tokenizer)")
-      ->check(CLI::ExistingFile);
-  cmd->add_option("-c,--ctx", o.ctx, "Tokens per chunk (0: 512, or the model's context if smaller)")
-      ->capture_default_str();
-  cmd->add_option("--chunks", o.chunks, "Evaluate at most this many chunks (0: all that fit)")->capture_default_str();
+  add_chunk_source_options(cmd, o.source);
   cmd->add_option("-b,--batch", o.batch, "Most tokens per forward pass (whole chunks are packed into it)")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
-  cmd->add_option("-t,--threads", o.threads, "Worker threads (0: all hardware threads)")->capture_default_str();
-  cmd->add_flag("--no-bos", o.no_bos, "Keep each chunk's first token instead of writing BOS over it");
+  add_threads_option(cmd, o.threads);
   cmd->add_flag("--json", o.json, "Print one JSON object instead of a report");
   cmd->add_flag("-q,--quiet", o.quiet, "No progress on stderr");
-  add_no_mmap_flag(cmd);
-}
-
-int thread_count(const InputOptions& o) {
-  return o.threads > 0 ? o.threads : static_cast<int>(std::thread::hardware_concurrency());
+  add_load_mode_option(cmd);
 }
 
 ChunkPlan make_plan(const LlamaModel& model, const InputOptions& o) {
-  return eval::plan_chunks(model, eval::ChunkSource{o.text, o.tokens, o.no_bos, o.ctx, o.chunks}, "eval");
+  return eval::plan_chunks(model, o.source, "eval");
 }
 
 // Progress on stderr: a bar on a terminal, a line every 5 s otherwise.
@@ -136,7 +119,7 @@ struct PerplexityOptions {
 void run_perplexity(const PerplexityOptions& o) {
   std::unique_ptr<LlamaModel> model = LlamaModel::load(o.model);
   const ChunkPlan plan = make_plan(*model, o.in);
-  ThreadPool pool(thread_count(o.in));
+  ThreadPool pool(thread_count(o.in.threads));
   ProgressReporter progress(!o.in.quiet);
   const eval::PerplexityResult r = eval::perplexity(
       *model, plan, pool, o.in.batch, [&](const EvalProgress& p) { progress.update("perplexity", p); });
@@ -250,7 +233,7 @@ void run_kld(const KldOptions& o) {
   if (o.base_logits.empty() && o.base.empty()) fail("kld: give the base model (--base BASE) or its saved logits (--base-logits FILE)");
   if (o.model.empty() && o.save_base_logits.empty())
     fail("kld: give the MODEL to compare with the base (or only --save-base-logits FILE to save the base)");
-  ThreadPool pool(thread_count(o.in));
+  ThreadPool pool(thread_count(o.in.threads));
   ProgressReporter progress(!o.in.quiet);
 
   if (!o.base_logits.empty()) {
@@ -258,14 +241,14 @@ void run_kld(const KldOptions& o) {
     const eval::LogitsFile base(o.base_logits);
     std::unique_ptr<LlamaModel> model = LlamaModel::load(o.model);
     // Text given too: it must make exactly the chunks the base was run on.
-    if (!o.in.text.empty() || !o.in.tokens.empty()) {
+    if (!o.in.source.text.empty() || !o.in.source.tokens.empty()) {
       InputOptions in = o.in;
-      if (in.ctx == 0) in.ctx = base.plan().n_ctx;
+      if (in.source.ctx == 0) in.source.ctx = base.plan().n_ctx;
       const ChunkPlan plan = make_plan(*model, in);
       const std::size_t n = std::min(plan.tokens.size(), base.plan().tokens.size());
       if (plan.n_ctx != base.plan().n_ctx || !std::equal(plan.tokens.begin(), plan.tokens.begin() + static_cast<std::ptrdiff_t>(n), base.plan().tokens.begin()))
         fail("{}: the saved base was run on other tokens than {} (leave out --text/--tokens to use the file's)",
-             o.base_logits, !o.in.text.empty() ? o.in.text : o.in.tokens);
+             o.base_logits, !o.in.source.text.empty() ? o.in.source.text : o.in.source.tokens);
     }
     const eval::KldResult r = eval::kl_divergence(base, *model, pool, o.in.batch,
                                                   [&](const EvalProgress& p) { progress.update("kld", p); });
@@ -341,12 +324,12 @@ void run_compare(const CompareCliOptions& o) {
   if (o.models.size() < 2) fail("compare: give the base model and at least one variant");
   if (!o.base_logits.empty() && !o.save_base_logits.empty())
     fail("compare: --base-logits and --save-base-logits exclude each other");
-  ThreadPool pool(thread_count(o.in));
+  ThreadPool pool(thread_count(o.in.threads));
   ChunkPlan plan;
   if (o.base_logits.empty()) {
     std::unique_ptr<LlamaModel> base = LlamaModel::load(o.models[0]);
     plan = make_plan(*base, o.in);
-  } else if (!o.in.text.empty() || !o.in.tokens.empty()) {
+  } else if (!o.in.source.text.empty() || !o.in.source.tokens.empty()) {
     fail("compare: --base-logits brings its own tokens; leave out --text/--tokens");
   }
   eval::CompareOptions co;

@@ -8,12 +8,11 @@
 #include <cstdio>
 #include <memory>
 #include <string>
-#include <thread>
 #include <unistd.h>
 #include <vector>
 
 #include "commands.h"
-#include "load_option.h"
+#include "common_options.h"
 #include "core/error.h"
 #include "eval/chunk_source.h"
 #include "eval/chunks.h"
@@ -28,15 +27,11 @@ namespace {
 
 struct ImatrixCliOptions {
   std::string model;
-  std::string text;
-  std::string tokens;
+  eval::ChunkSource source;
   std::string out;
   std::string format = "gguf";
-  int chunks = 0;
-  int ctx = 0;
   int batch = 2048;
   int threads = 0;
-  bool no_bos = false;
   bool process_output = false;
   bool covariance = false;
   bool show = false;
@@ -45,7 +40,7 @@ struct ImatrixCliOptions {
 
 // The calibration tokens, cut like kiln eval cuts them (BOS over each chunk's first token).
 eval::ChunkPlan calibration_plan(const LlamaModel& model, const ImatrixCliOptions& o) {
-  return eval::plan_chunks(model, eval::ChunkSource{o.text, o.tokens, o.no_bos, o.ctx, o.chunks}, "imatrix");
+  return eval::plan_chunks(model, o.source, "imatrix");
 }
 
 void show(const std::string& path) {
@@ -79,7 +74,7 @@ void run_imatrix(const ImatrixCliOptions& o) {
   if (o.covariance && o.format == "dat") fail("imatrix: the legacy .dat format has no place for --covariance");
   std::unique_ptr<LlamaModel> model = LlamaModel::load(o.model);
   const eval::ChunkPlan plan = calibration_plan(*model, o);
-  ThreadPool pool(o.threads > 0 ? o.threads : static_cast<int>(std::thread::hardware_concurrency()));
+  ThreadPool pool(thread_count(o.threads));
   const bool tty = ::isatty(STDERR_FILENO) != 0;
   auto last = std::chrono::steady_clock::now();
   const auto progress = [&](const optimize::ImatrixCollectProgress& p) {
@@ -99,7 +94,7 @@ void run_imatrix(const ImatrixCliOptions& o) {
   co.process_output = o.process_output;
   co.covariance = o.covariance;
   optimize::Imatrix m = optimize::collect_imatrix(*model, plan, pool, co, o.batch, progress);
-  m.datasets = {o.text.empty() ? o.tokens : o.text};
+  m.datasets = {o.source.text.empty() ? o.source.tokens : o.source.text};
   if (o.format == "dat") optimize::write_imatrix_legacy(m, o.out);
   else optimize::write_imatrix(m, o.out);
   std::printf("kiln imatrix: %zu weights from %d chunks of %d tokens (%lld tokens) -> %s (%s%s)\n", m.entries.size(),
@@ -126,22 +121,17 @@ void register_imatrix_command(CLI::App& app) {
       "  kiln imatrix stories260K.bin --tokens calib-ids.txt -o stories.imatrix --ctx 256 --covariance\n"
       "  kiln imatrix --show model.imatrix.gguf\n");
   cmd->add_option("MODEL", opt->model, "model (.gguf or llama2.c .bin); with --show, an imatrix file")->required();
-  cmd->add_option("--text", opt->text, "calibration text (tokenized with the model's tokenizer)");
-  cmd->add_option("--tokens", opt->tokens, "calibration token ids, whitespace-separated (models without a tokenizer)");
+  add_chunk_source_options(cmd, opt->source);
   cmd->add_option("-o,--output", opt->out, "output imatrix file");
   cmd->add_option("--output-format", opt->format, "gguf (default) or dat (llama.cpp's legacy format)");
-  cmd->add_option("--chunks", opt->chunks, "at most this many chunks (0: all that fit)")->capture_default_str();
-  cmd->add_option("-c,--ctx", opt->ctx, "tokens per chunk (0: 512, or the model's context if smaller)")
-      ->capture_default_str();
   cmd->add_option("-b,--batch", opt->batch, "tokens per forward pass at most")->capture_default_str()
       ->check(CLI::PositiveNumber);
-  cmd->add_option("-t,--threads", opt->threads, "worker threads (0: all hardware threads)")->capture_default_str();
-  cmd->add_flag("--no-bos", opt->no_bos, "keep each chunk's first token instead of writing BOS over it");
+  add_threads_option(cmd, opt->threads);
   cmd->add_flag("--process-output", opt->process_output, "also collect the output matrix (llama-imatrix's flag)");
   cmd->add_flag("--covariance", opt->covariance, "also store each weight's input covariance (for --method gptq)");
   cmd->add_flag("--show", opt->show, "print the entries of the imatrix file MODEL and exit");
   cmd->add_flag("-q,--quiet", opt->quiet, "no progress on stderr");
-  add_no_mmap_flag(cmd);
+  add_load_mode_option(cmd);
   cmd->callback([opt] { run_imatrix(*opt); });
 }
 

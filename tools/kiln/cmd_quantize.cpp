@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "commands.h"
+#include "common_options.h"
 #include "core/error.h"
 #include "optimize/quantize_model.h"
 
@@ -169,7 +170,7 @@ void register_quantize_command(CLI::App& app) {
   cmd->add_option("--method", opt->q.method, "rtn (round each block, llama.cpp's; default) or gptq (kiln's calibrated)")
       ->capture_default_str();
   cmd->add_flag("--pure", opt->q.pure, "no mix: every 2-D weight gets TYPE's base type (fallbacks still apply)");
-  cmd->add_option("-t,--threads", opt->q.n_threads, "worker threads (0 = all hardware threads)")->capture_default_str();
+  add_threads_option(cmd, opt->q.n_threads);
   cmd->add_flag("--dry-run", opt->dry_run, "print the per-tensor plan and sizes, write nothing");
   cmd->callback([opt] { run_quantize(*opt); });
 }

@@ -2,21 +2,17 @@
 // Models without a tokenizer (llama2.c checkpoints) are driven by ids: --tokens 1,2,3 and
 // --print-ids. Timings go to stderr so stdout holds only the generated text (or ids).
 #include <cstdio>
-#include <random>
 #include <sstream>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "commands.h"
-#include "load_option.h"
+#include "common_options.h"
 #include "core/error.h"
-#include "format/gguf_file.h"
-#include "model/llama_model.h"
 #include "runtime/generator.h"
+#include "runtime/loaded_model.h"
 #include "sample/sampler.h"
 #include "tokenizer/text_stream_decoder.h"
-#include "tokenizer/load_tokenizer.h"
 
 namespace kiln::cli {
 namespace {
@@ -37,8 +33,7 @@ struct RunOptions {
   bool parse_special = false;
   bool echo = false;
   bool quiet = false;
-  bool seed_given = false;
-  SamplerParams sampling;
+  SamplingOptions sampling = interactive_sampling_defaults();
 };
 
 std::vector<int> parse_token_list(const std::string& text) {
@@ -62,18 +57,13 @@ std::vector<int> parse_token_list(const std::string& text) {
   return ids;
 }
 
-void run_generation(RunOptions o) {
+void run_generation(const RunOptions& o) {
   if (o.prompt_given == !o.tokens.empty())
     fail("run: give exactly one of -p/--prompt (text) and --tokens (ids)");
-  const int threads = o.threads > 0 ? o.threads : static_cast<int>(std::thread::hardware_concurrency());
-  std::unique_ptr<LlamaModel> model = LlamaModel::load(o.model);
+  const LoadedModel loaded = load_model(o.model);
+  LlamaModel* model = loaded.model.get();
+  const Tokenizer* tokenizer = loaded.tokenizer.get();
   const LlamaConfig& c = model->config();
-
-  std::unique_ptr<Tokenizer> tokenizer;
-  if (model->source().gguf() != nullptr && model->source().gguf()->find("tokenizer.ggml.tokens") != nullptr)
-    tokenizer = load_tokenizer(*model->source().gguf());
-  if (tokenizer && tokenizer->n_vocab() != c.n_vocab)
-    fail("{}: the tokenizer has {} tokens but the model's embedding has {}", o.model, tokenizer->n_vocab(), c.n_vocab);
 
   std::vector<int> prompt;
   if (o.prompt_given) {
@@ -84,13 +74,10 @@ void run_generation(RunOptions o) {
     prompt = parse_token_list(o.tokens);
   }
 
-  const int ctx = o.ctx > 0 ? o.ctx : std::min(c.n_ctx_train, 4096);
-  std::optional<DType> kv = parse_dtype(o.kv_type);
-  if (!kv) fail("run: --kv-type '{}' is not a type (expected f16 or f32)", o.kv_type);
-  KvCache cache = model->make_kv_cache(ctx, *kv);
-  ThreadPool pool(threads);
-  if (!o.seed_given) o.sampling.seed = std::random_device{}();
-  Sampler sampler(o.sampling);
+  KvCache cache = model->make_kv_cache(context_tokens(o.ctx, c.n_ctx_train), kv_type_from_flag(o.kv_type, "run"));
+  ThreadPool pool(thread_count(o.threads));
+  const SamplerParams sampling = seeded_sampling(o.sampling);
+  Sampler sampler(sampling);
 
   GenerateOptions g;
   g.n_predict = o.n_predict;
@@ -143,7 +130,7 @@ void run_generation(RunOptions o) {
     const double dc = decoded > 0 && r.decode_seconds > 0 ? decoded / r.decode_seconds : 0;
     std::fprintf(stderr, "\nkiln run: prompt %d tokens in %.3f s (%.1f tok/s), generated %zu tokens (%.1f tok/s), stop: %s, seed %llu\n",
                  r.n_prompt, r.prefill_seconds, pf, r.tokens.size(), dc, r.stop_reason.c_str(),
-                 static_cast<unsigned long long>(o.sampling.seed));
+                 static_cast<unsigned long long>(sampling.seed));
   }
 }
 
@@ -151,11 +138,6 @@ void run_generation(RunOptions o) {
 
 void register_run_command(CLI::App& app) {
   auto o = std::make_shared<RunOptions>();
-  // llama.cpp's defaults for interactive generation.
-  o->sampling.temperature = 0.8f;
-  o->sampling.top_k = 40;
-  o->sampling.top_p = 0.95f;
-  o->sampling.min_p = 0.05f;
   CLI::App* cmd = app.add_subcommand("run", "Generate text from a prompt (or token ids) and stream it");
   cmd->add_option("model", o->model, "Model file (.gguf or llama2.c .bin)")->required()->check(CLI::ExistingFile);
   cmd->add_option_function<std::string>("-p,--prompt", [o](const std::string& p) { o->prompt = p, o->prompt_given = true; },
@@ -163,31 +145,20 @@ void register_run_command(CLI::App& app) {
   cmd->add_option("--tokens", o->tokens, "Prompt as comma-separated token ids, e.g. 1,415,2232");
   cmd->add_option("-n,--n-predict", o->n_predict, "Tokens to generate (-1: until the context is full)")
       ->capture_default_str();
-  cmd->add_option("-t,--threads", o->threads, "Worker threads (0: all hardware threads)")->capture_default_str();
-  cmd->add_option("-c,--ctx", o->ctx, "Context size in tokens (0: the model's, at most 4096)")->capture_default_str();
+  add_threads_option(cmd, o->threads);
+  add_context_option(cmd, o->ctx);
   cmd->add_option("-b,--batch", o->batch, "Largest prefill batch")->capture_default_str()->check(CLI::PositiveNumber);
-  cmd->add_option("--kv-type", o->kv_type, "KV cache element type: f16 or f32")->capture_default_str();
-  cmd->add_option("--temp", o->sampling.temperature, "Temperature (0: greedy)")->capture_default_str();
-  cmd->add_option("--top-k", o->sampling.top_k, "Keep the k most likely tokens (0: off)")->capture_default_str();
-  cmd->add_option("--top-p", o->sampling.top_p, "Nucleus sampling mass (1: off)")->capture_default_str();
-  cmd->add_option("--min-p", o->sampling.min_p, "Drop tokens below min-p × the top probability (0: off)")
-      ->capture_default_str();
-  cmd->add_option("--repeat-penalty", o->sampling.repeat_penalty, "Penalty on recently seen tokens (1: off)")
-      ->capture_default_str();
-  cmd->add_option("--repeat-last-n", o->sampling.repeat_last_n, "Window of the repeat penalty (-1: all)")
-      ->capture_default_str();
-  cmd->add_option("--presence-penalty", o->sampling.presence_penalty, "OpenAI presence penalty")->capture_default_str();
-  cmd->add_option("--frequency-penalty", o->sampling.frequency_penalty, "OpenAI frequency penalty")
-      ->capture_default_str();
-  cmd->add_option_function<std::uint64_t>("-s,--seed", [o](std::uint64_t s) { o->sampling.seed = s, o->seed_given = true; },
-                                          "Random seed (default: random; printed at the end)");
+  add_kv_type_option(cmd, o->kv_type);
+  add_sampling_options(cmd, o->sampling);
+  // run prints the seed it used, so that a random draw can be repeated.
+  cmd->get_option("--seed")->description("Random seed (default: random; printed at the end)");
   cmd->add_flag("--ignore-eos", o->ignore_eos, "Keep generating past end-of-sequence tokens");
   cmd->add_flag("--print-ids", o->print_ids, "Print generated token ids instead of text");
   cmd->add_flag("--no-bos", o->no_bos, "Do not prepend the BOS token to a text prompt");
   cmd->add_flag("--special", o->parse_special, "Recognize special-token texts such as <s> in the prompt");
   cmd->add_flag("--echo", o->echo, "Print the prompt before the generated text");
   cmd->add_flag("-q,--quiet", o->quiet, "Do not print timings to stderr");
-  add_no_mmap_flag(cmd);
+  add_load_mode_option(cmd);
   cmd->callback([o] { run_generation(*o); });
 }
 

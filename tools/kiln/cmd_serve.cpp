@@ -15,7 +15,7 @@
 #include <fmt/format.h>
 
 #include "commands.h"
-#include "load_option.h"
+#include "common_options.h"
 #include "core/error.h"
 #include "runtime/engine.h"
 #include "serve/auth.h"
@@ -233,8 +233,8 @@ void register_serve_command(CLI::App& app) {
   cmd->add_option("--port", o->port, "Port to listen on (0: any free port, printed at startup)")->capture_default_str();
   cmd->add_option("--api-key", o->api_key, "Require 'Authorization: Bearer KEY' (not for /health and /ready)");
   cmd->add_option("--api-key-file", o->api_key_file, "Read the API key from the first line of this file")->check(CLI::ExistingFile);
-  cmd->add_option("-t,--threads", o->threads, "Compute threads per model (0: all hardware threads)")->capture_default_str();
-  cmd->add_option("-c,--ctx", o->ctx, "Context per sequence in tokens (0: the model's)")->capture_default_str();
+  add_threads_option(cmd, o->threads, "per model");
+  add_context_option(cmd, o->ctx, "per sequence");
   cmd->add_option("--kv-tokens", o->kv_tokens, "KV cache pool in positions over all sequences (0: 4 x ctx)")->capture_default_str();
   cmd->add_option("--max-batch-tokens", o->max_batch_tokens, "Tokens per engine step (decode + prefill chunks)")
       ->capture_default_str();
@@ -260,7 +260,7 @@ void register_serve_command(CLI::App& app) {
       ->capture_default_str();
   cmd->add_flag("--lazy", o->lazy, "Load MODEL and --model models on first use instead of at startup");
   cmd->add_flag("-q,--quiet", o->quiet, "No access log lines");
-  add_no_mmap_flag(cmd);
+  add_load_mode_option(cmd);
   cmd->footer(
       "Examples:\n"
       "  kiln serve model.gguf --port 8080\n"

@@ -1,0 +1,44 @@
+#pragma once
+// Serving throughput and latency, like vLLM's benchmark_serving without the HTTP layer: N
+// streams at once through the continuous-batching engine (the one `kiln serve` runs), each a
+// distinct prompt of n_prompt tokens generating n_gen tokens greedily, end of sequence ignored.
+#include <cstdint>
+#include <functional>
+#include <vector>
+
+namespace kiln {
+class LlamaModel;
+class Tokenizer;
+}  // namespace kiln
+
+namespace kiln::eval {
+
+struct ServingBenchOptions {
+  int n_prompt = 128;
+  int n_gen = 64;     // per stream
+  int batch = 512;    // the engine's tokens per step (raised to the stream count when smaller)
+  int threads = 0;    // 0: all hardware threads
+};
+
+struct ServingBenchResult {
+  int streams = 0;
+  double wall_s = 0;     // from the first submit to the last finish
+  double gen_tok_s = 0;  // generated tokens / wall time, all streams together
+  double ttft_p50_ms = 0, ttft_p99_ms = 0;  // time to first token, from the first submit
+  double itl_p50_ms = 0, itl_p99_ms = 0;    // inter-token latency within a stream
+  std::uint64_t preemptions = 0;
+};
+
+// Called before each stream count is measured.
+using ServingBenchProgress = std::function<void(int streams)>;
+
+// One short warm-up stream (faults the weights in), then one measurement per entry of
+// `stream_counts`, each with a fresh engine and no prefix cache (distinct prompts: the work is
+// measured, not the cache). Throws kiln::Error when the options or counts are out of range
+// or a stream fails.
+std::vector<ServingBenchResult> run_serving_bench(LlamaModel& model, const Tokenizer& tokenizer,
+                                                  const ServingBenchOptions& options,
+                                                  const std::vector<int>& stream_counts,
+                                                  const ServingBenchProgress& progress = {});
+
+}  // namespace kiln::eval
