@@ -1,6 +1,6 @@
 #pragma once
 // The scale searches of ggml's block quantizers (ggml-quants.c), shared by the reference
-// quantizers (kquants_quantize.cpp) and the importance-weighted ones (weighted_quants.cpp):
+// quantizers (kquants_quantize_ref.cpp) and the importance-weighted ones (weighted_quants.cpp):
 // given a group of n values and a weight per value, each chooses the scale (and for the affine
 // ones the min) of the group and the integer level of every value. The float expressions keep
 // ggml's order of operations and its rounding, so that the bytes built on them are ggml's.
@@ -15,14 +15,16 @@ inline constexpr float kGroupMaxEps = 1e-15f;
 
 // ggml's nearest_int: adding 1.5 * 2^23 makes the FPU round to an integer in round-to-nearest-
 // even mode, which the low mantissa bits then hold. Valid for |x| <= 2^22 - 1.
-inline __attribute__((always_inline)) int nearest_int(float x) {
+// static: each translation unit keeps its own copy, so that one compiled with AVX-512 can never
+// become the copy that a translation unit for an older CPU calls.
+static inline __attribute__((always_inline)) int nearest_int(float x) {
   const std::uint32_t bits = std::bit_cast<std::uint32_t>(x + 12582912.f);
   return static_cast<int>(bits & 0x007fffffu) - 0x00400000;
 }
 
 // The value of x[0..n) with the largest magnitude (the first of several), sign kept; *amax gets
 // that magnitude. The start of every symmetric scale search.
-inline __attribute__((always_inline)) float signed_absmax(int n, const float* x, float* amax) {
+static inline __attribute__((always_inline)) float signed_absmax(int n, const float* x, float* amax) {
   float max = 0;
   *amax = 0;
   for (int i = 0; i < n; ++i) {

@@ -2,7 +2,7 @@
 // What the merge step of a tokenizer did for one word or text, counted rather than timed: tests
 // check the merges' complexity with it (work per byte stays flat as the input grows), which
 // holds on a busy machine where wall-clock ratios do not. Encoders take an optional pointer to
-// one and add to it; without one they count nothing.
+// one and add to it; without one the count (a few increments per merge) is dropped.
 #include <cstddef>
 
 namespace kiln {

@@ -57,9 +57,22 @@ LayerTable parse_layer_table(std::istream& in) {
     r.third_party = backticked(m[4]);
     table.by_name[r.name] = r;
   }
-  for (const auto& [name, r] : table.by_name)
-    for (const std::string& dep : r.may_include)
-      if (!table.by_name.count(dep)) table.errors.push_back("layer `" + name + "` may include `" + dep + "`, which has no row");
+  for (const auto& [name, r] : table.by_name) {
+    for (const std::string& dep : r.may_include) {
+      const auto d = table.by_name.find(dep);
+      if (d == table.by_name.end()) {
+        table.errors.push_back("layer `" + name + "` may include `" + dep + "`, which has no row");
+        continue;
+      }
+      // Closed rows: the build links rows privately, so a layer's include path holds only its
+      // row's layers, and the headers of those include what their own rows name.
+      if (!r.every_layer)
+        for (const std::string& indirect : d->second.may_include)
+          if (indirect != name && !r.may_include.count(indirect))
+            table.errors.push_back("layer `" + name + "` may include `" + dep + "`, which may include `" + indirect +
+                                   "`: name `" + indirect + "` in its row too");
+    }
+  }
   return table;
 }
 
@@ -176,6 +189,16 @@ TEST(LayerIncludes, EveryIncludeUnderSrcAndToolsFollowsTheTable) {
   const std::vector<std::string> violations = check_includes(source_dir(), table);
   EXPECT_TRUE(violations.empty()) << violations.size() << " include(s) cross the layer table:\n"
                                   << join_lines(violations);
+}
+
+TEST(LayerTable, ARowMustNameWhatItsLayersInclude) {
+  std::istringstream text(
+      "| `core` | `src/core/` | — | — | errors |\n"
+      "| `kernels` | `src/kernels/` | `core` | — | kernels |\n"
+      "| `model` | `src/model/` | `kernels` | — | forward |\n");
+  const LayerTable table = parse_layer_table(text);
+  ASSERT_EQ(table.errors.size(), 1u);
+  EXPECT_EQ(table.errors[0], "layer `model` may include `kernels`, which may include `core`: name `core` in its row too");
 }
 
 // The checker itself, on a small tree with planted violations: it must find each, by file and line.

@@ -1,7 +1,7 @@
 // The importance-weighted quantizers, the scale searches under them and the GPTQ block step:
 // properties that hold whatever the data (levels in range, least-squares scales, the x²
 // weighting being the reference's, rounding to the nearest point of a block's grid). Their bytes
-// against ggml's own quantize_chunk are checked in tests/interop/imatrix_quants_vs_ggml_test.cpp.
+// against ggml's own quantize_chunk are checked in tests/interop/weighted_quants_vs_ggml_test.cpp.
 #include "kernels/weighted_quants.h"
 
 #include <gtest/gtest.h>
