@@ -58,9 +58,22 @@ const char* http_reason(int status) {
 
 namespace {
 
+// The API's error codes are strings (OpenAI's shape); these are the server's own.
+std::string_view error_code(int status) {
+  switch (status) {
+    case 400: return "malformed_request";
+    case 408: return "request_timeout";
+    case 413: return "request_too_large";
+    case 431: return "headers_too_large";
+    case 503: return "server_overloaded";
+    default: return "server_error";
+  }
+}
+
 std::string error_body(int status, std::string_view message, std::string_view type) {
   // The same shape as the API's errors, so every client can parse every error.
-  return fmt::format(R"({{"error":{{"message":"{}","type":"{}","param":null,"code":{}}}}})", message, type, status);
+  return fmt::format(R"({{"error":{{"message":"{}","type":"{}","param":null,"code":"{}"}}}})", message, type,
+                     error_code(status));
 }
 
 std::string response_head(int status, std::string_view content_type, const HttpHeaders& extra, bool keep_alive,
@@ -155,7 +168,8 @@ class Session : public std::enable_shared_from_this<Session> {
     const bool keep = keep_alive_ && !server_->draining;
     keep_alive_ = keep;
     std::string out = response_head(r.status, r.content_type, r.headers, keep, r.body.size(), false);
-    out += r.body;
+    // HEAD: the head GET would send (its Content-Length included), without the body.
+    if (method_ != "HEAD") out += r.body;
     finish_response(std::move(out));
   }
   void begin_stream(std::uint64_t serial, int status, std::string content_type, HttpHeaders headers) {
@@ -263,7 +277,7 @@ class Session : public std::enable_shared_from_this<Session> {
     response_started_ = true;
     status_ = status;
     keep_alive_ = false;
-    std::string body = error_body(status, message, status == 413 || status == 431 ? "invalid_request_error" : "invalid_request_error");
+    std::string body = error_body(status, message, "invalid_request_error");
     response_done_ = true;
     log_line();
     enqueue(response_head(status, "application/json", {}, false, body.size(), false) + body);
@@ -342,9 +356,10 @@ class Session : public std::enable_shared_from_this<Session> {
 
   // Logs first: asio may write the last bytes before enqueue returns, and a client that has its
   // answer may already look at the log.
+  // The access log line is written once the last byte is out (maybe_next), or when the
+  // connection closes first (close): it says whether the client got the whole answer.
   void finish_response(std::string last_bytes) {
     response_done_ = true;
-    log_line();
     if (!last_bytes.empty()) enqueue(std::move(last_bytes));
     maybe_next();
   }
@@ -353,6 +368,7 @@ class Session : public std::enable_shared_from_this<Session> {
   void maybe_next() {
     if (!response_done_ || writing_ || state_ != State::Handling) return;
     if (in_flight_) {
+      log_line();
       in_flight_ = false;
       server_->in_flight.fetch_sub(1);
     }
@@ -372,8 +388,10 @@ class Session : public std::enable_shared_from_this<Session> {
     if (closed_) return;
     out_bytes_ += data.size();
     out_.push_back(std::move(data));
-    if (out_bytes_ > server_->options.max_pending_write_bytes) {
-      // A client that does not read its stream must not hold the server's memory.
+    // A client that does not read its stream must not hold the server's memory. A whole answer
+    // is one buffer that exists already: it goes out at the pace the client reads (the write
+    // timeout cuts a client that stops), however large it is.
+    if (streaming_ && out_bytes_ > server_->options.max_pending_write_bytes) {
       peer_gone_ = true;
       fire_on_close();
       return close();
@@ -469,10 +487,8 @@ class Session : public std::enable_shared_from_this<Session> {
     write_timer_.cancel();
     socket_.shutdown(tcp::socket::shutdown_both, ec);
     socket_.close(ec);
-    if (!response_done_) {
-      fire_on_close();
-      if (in_flight_) log_line(true);
-    }
+    if (!response_done_) fire_on_close();
+    if (in_flight_) log_line(true);  // the answer, whole or streamed, did not all reach the client
     if (in_flight_) {
       in_flight_ = false;
       server_->in_flight.fetch_sub(1);

@@ -95,7 +95,7 @@ struct HttpServerOptions {
   std::chrono::milliseconds read_timeout{std::chrono::seconds(30)};  // a request's body
   std::chrono::milliseconds write_timeout{std::chrono::seconds(60)}; // one write to a stalled client
   int max_connections = 1024;
-  std::size_t max_pending_write_bytes = 8 * 1024 * 1024;  // unsent bytes before a client is cut
+  std::size_t max_pending_write_bytes = 8 * 1024 * 1024;  // unsent bytes of a stream before its client is cut
   std::function<void(const AccessLogEntry&)> access_log;    // called once per request, any thread
 };
 

@@ -56,17 +56,27 @@ const std::string& ModelRegistry::default_name() const { return entries_.front()
 
 std::shared_ptr<ServedModel> ModelRegistry::lease(Entry& e, bool touch) {
   ++e.active;
+  ++leases_out_;
   if (touch) e.last_used = Clock::now();
-  // The deleter returns the lease. It must not own the model: the last owner destroys the
-  // engine, and a lease is often returned on the engine's own thread (its last callback). The
-  // registry's own pointer keeps the model alive, since nothing unloads a model with leases.
-  return std::shared_ptr<ServedModel>(e.model.get(), [this, entry = &e, touch](ServedModel*) { release(entry, touch); });
+  // The lease owns a reference, so the model cannot be destroyed under a request that holds it
+  // (say, one still tokenizing when the server shuts down). Its deleter returns the reference
+  // to the registry instead of dropping it: the last owner destroys the engine, and a lease is
+  // often returned on the engine's own thread (its last callback), which cannot join itself.
+  std::shared_ptr<ServedModel> owner = e.model;
+  ServedModel* model = owner.get();
+  return std::shared_ptr<ServedModel>(model, [this, entry = &e, touch, owner = std::move(owner)](ServedModel*) mutable {
+    release(entry, touch, std::move(owner));
+  });
 }
 
-void ModelRegistry::release(Entry* e, bool touch) {
+void ModelRegistry::release(Entry* e, bool touch, std::shared_ptr<ServedModel> owner) {
   std::lock_guard lock(mu_);
   --e->active;
+  --leases_out_;
   if (touch) e->last_used = Clock::now();
+  // Unloaded while leased: keep the reference for a registry thread to destroy.
+  if (e->model != owner) retired_.push_back(std::move(owner));
+  cv_.notify_all();
 }
 
 std::shared_ptr<ServedModel> ModelRegistry::acquire_if_loaded(const std::string& name) {
@@ -199,15 +209,21 @@ void ModelRegistry::start_sweeper(std::chrono::milliseconds period) {
 
 void ModelRegistry::unload_all() {
   std::vector<std::shared_ptr<ServedModel>> unloaded;
-  std::lock_guard lock(mu_);
-  for (Entry& e : entries_) {
-    if (e.model) {
-      loaded_bytes_ -= e.bytes;
-      e.bytes = 0;
-      ++e.unloads;
-      unloaded.push_back(std::move(e.model));
+  {
+    std::unique_lock lock(mu_);
+    for (Entry& e : entries_) {
+      if (e.model) {
+        loaded_bytes_ -= e.bytes;
+        e.bytes = 0;
+        ++e.unloads;
+        unloaded.push_back(std::move(e.model));
+      }
     }
+    cv_.wait(lock, [&] { return leases_out_ == 0; });
+    for (auto& m : retired_) unloaded.push_back(std::move(m));
+    retired_.clear();
   }
+  // Destroyed here, outside the lock: engines are joined on this thread.
 }
 
 std::vector<ModelStatus> ModelRegistry::status() const {

@@ -55,7 +55,10 @@ class ModelRegistry {
   std::vector<std::string> names() const;
   const std::string& default_name() const;  // the first model
 
-  // A lease on the loaded model: the model stays loaded while any copy of the pointer lives.
+  // A lease on the loaded model: the model stays loaded, and alive, while any copy of the
+  // pointer lives (the lease owns a reference; when the model was unloaded meanwhile, the last
+  // lease hands it back to the registry, which destroys it on a thread of its own choosing:
+  // never on the engine thread that often returns the last lease).
   // Loads it if needed (other callers wait for that load). Throws ApiError: 404 model_not_found
   // for an unknown name, 503 when the memory budget cannot make room because the other models
   // are busy, 500 when loading fails.
@@ -70,6 +73,9 @@ class ModelRegistry {
   int unload_idle();
   // Runs unload_idle() every `period` on a thread of its own until destruction.
   void start_sweeper(std::chrono::milliseconds period);
+  // Unloads every model: waits until every lease has been returned (the caller has stopped
+  // whatever holds them: the HTTP server, the API threads, the engines' requests), then destroys
+  // the models on the calling thread.
   void unload_all();
 
   std::vector<ModelStatus> status() const;
@@ -91,7 +97,8 @@ class ModelRegistry {
   Entry* find(const std::string& name);
   const Entry* find(const std::string& name) const;
   std::shared_ptr<ServedModel> lease(Entry& e, bool touch);  // mu_ held; touch: counts as a use for the TTL
-  void release(Entry* e, bool touch);
+  // Returns a lease; `owner` is the lease's reference to the model.
+  void release(Entry* e, bool touch, std::shared_ptr<ServedModel> owner);
 
   ModelLoader loader_;
   RegistryOptions options_;
@@ -99,6 +106,10 @@ class ModelRegistry {
   std::condition_variable cv_;
   std::list<Entry> entries_;       // list: leases point at entries
   std::size_t loaded_bytes_ = 0;   // loaded models + loads in progress
+  int leases_out_ = 0;             // leases not yet returned, over all entries
+  // Models unloaded while leased (only unload_all does that), handed back by their leases:
+  // destroyed by unload_all on its thread, not on the thread that returned the lease.
+  std::vector<std::shared_ptr<ServedModel>> retired_;
   bool preloaded_ = false;
 
   std::mutex sweeper_mu_;

@@ -3,16 +3,17 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/thread_pool.hpp>
 
+#include <cstdio>
 #include <random>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "chat/chat_template.h"
 #include "core/error.h"
 #include "runtime/engine.h"
 #include "runtime/process_stats.h"
 #include "serve/api_error.h"
-#include "chat/chat_template.h"
 #include "tokenizer/utf8.h"
 
 namespace kiln::serve {
@@ -68,20 +69,30 @@ OpenAiApi::OpenAiApi(ModelRegistry& registry, ApiKeyAuth auth, ApiOptions option
       started_unix_(unix_now()),
       impl_(std::make_unique<Impl>(options_.api_threads)) {}
 
-OpenAiApi::~OpenAiApi() { impl_->pool.join(); }
+OpenAiApi::~OpenAiApi() { join(); }
+
+void OpenAiApi::join() { impl_->pool.join(); }
 
 void OpenAiApi::handle(HttpRequest request, std::shared_ptr<HttpExchange> exchange) {
   // Cheap endpoints answer on the I/O thread; everything else goes to the API threads.
   const std::string& p = request.path;
-  const bool cheap = request.method == "GET" && (p == "/health" || p == "/ready" || p == "/stats" || p.rfind("/v1/models", 0) == 0);
+  const bool cheap = (request.method == "GET" || request.method == "HEAD") && (p == "/health" || p == "/ready" || p == "/stats" || p.rfind("/v1/models", 0) == 0);
   if (cheap) return route(request, exchange);
+  // A request that arrives once the server drains is refused here, at once; one that arrived
+  // before runs to completion (the grace period bounds it).
+  if (draining_) {
+    return exchange->respond(
+        error_response(ApiError(503, "server_error", "the server is shutting down", "", "shutting_down")));
+  }
   boost::asio::post(impl_->pool, [this, req = std::move(request), ex = std::move(exchange)]() mutable { route(req, ex); });
 }
 
 void OpenAiApi::route(HttpRequest& req, const std::shared_ptr<HttpExchange>& ex) {
   const std::string& path = req.path;
   const auto only = [&](const char* method) {
-    if (req.method != method) {
+    // HEAD is GET without the body (the HTTP server leaves it out): probes and load balancers use it.
+    const bool head_for_get = req.method == "HEAD" && std::string_view(method) == "GET";
+    if (req.method != method && !head_for_get) {
       ApiError e(405, "invalid_request_error", fmt::format("{} {} is not supported; use {}", req.method, path, method), "",
                  "method_not_allowed");
       e.headers.emplace_back("Allow", method);
@@ -141,7 +152,10 @@ void OpenAiApi::route(HttpRequest& req, const std::shared_ptr<HttpExchange>& ex)
   } catch (const ApiError& e) {
     ex->respond(error_response(e));
   } catch (const std::exception& e) {
-    ex->respond(error_response(ApiError(500, "server_error", fmt::format("internal error: {}", e.what()), "", "internal_error")));
+    // The detail goes to the server's log, never to the client: an exception's text can hold
+    // paths, file contents or library internals.
+    std::fprintf(stderr, "kiln serve: internal error on %s %s: %s\n", req.method.c_str(), path.c_str(), e.what());
+    ex->respond(error_response(ApiError(500, "server_error", "internal error (see the server's log)", "", "internal_error")));
   }
 }
 
@@ -199,12 +213,12 @@ HttpResponse OpenAiApi::stats() const {
 }
 
 void OpenAiApi::generate(const HttpRequest& req, const std::shared_ptr<HttpExchange>& ex, bool chat) {
-  if (draining_) throw ApiError(503, "server_error", "the server is shutting down", "", "shutting_down");
   const json body = parse_json_body(req.body);
   GenerationParams params = chat ? parse_chat_request(body, options_.limits) : parse_completion_request(body, options_.limits);
   std::shared_ptr<ServedModel> served = registry_.acquire(params.model);
-  // acquire() may have waited for a load; a drain that began meanwhile does not know this engine.
-  if (draining_) throw ApiError(503, "server_error", "the server is shutting down", "", "shutting_down");
+  // Past the grace period the engines have been told to cancel; acquire() may also have
+  // loaded a model whose engine the drain did not see.
+  if (grace_over_) throw ApiError(503, "server_error", "the server is shutting down", "", "shutting_down");
   const Tokenizer& tok = *served->tokenizer;
   const int context = served->engine->context_tokens();
 

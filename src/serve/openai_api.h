@@ -39,7 +39,15 @@ class OpenAiApi {
   // For /stats (connections) and to refuse new work while draining.
   void attach_server(const HttpServer* server) { server_ = server; }
   void set_ready(bool ready) { ready_ = ready; }
+  // Draining: requests that arrive from now on are refused (503); those already accepted go on.
   void set_draining(bool draining) { draining_ = draining; }
+  // The grace period is over: a request still on an API thread is refused instead of reaching
+  // an engine.
+  void set_grace_over(bool over) { grace_over_ = over; }
+  // Waits for the API threads to finish what they hold (a request being parsed, tokenized or
+  // rendered keeps its model lease until then). Call after the HTTP server stopped: nothing may
+  // hand the API new requests afterwards.
+  void join();
 
   const ApiCounters& counters() const { return counters_; }
 
@@ -58,6 +66,7 @@ class OpenAiApi {
   const HttpServer* server_ = nullptr;
   std::atomic<bool> ready_{false};
   std::atomic<bool> draining_{false};
+  std::atomic<bool> grace_over_{false};
   ApiCounters counters_;
   std::int64_t started_unix_ = 0;
   std::unique_ptr<Impl> impl_;  // the API thread pool

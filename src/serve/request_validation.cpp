@@ -181,11 +181,24 @@ std::vector<std::int32_t> token_array(const json& v, const std::string& name) {
 
 json parse_json_body(const std::string& body) {
   json j;
+  // The key being read, so that a value the parser rejects (a number beyond double's range such
+  // as 1e400) is reported against its field rather than as the parser's own message.
+  std::string key;
+  const json::parser_callback_t track_key = [&key](int, json::parse_event_t event, json& parsed) {
+    if (event == json::parse_event_t::key && parsed.is_string()) key = parsed.get<std::string>().substr(0, 64);
+    return true;
+  };
   try {
-    j = json::parse(body);
+    j = json::parse(body, track_key);
   } catch (const json::parse_error& e) {
     throw ApiError(400, "invalid_request_error", fmt::format("the request body is not valid JSON (byte {})", e.byte), "",
                    "invalid_json");
+  } catch (const json::out_of_range&) {
+    if (key.empty())
+      throw ApiError(400, "invalid_request_error", "the request body holds a number out of range", "", "invalid_json");
+    throw invalid_field(key, fmt::format("'{}' holds a number out of range", key));
+  } catch (const json::exception&) {
+    throw ApiError(400, "invalid_request_error", "the request body is not valid JSON", "", "invalid_json");
   }
   if (!j.is_object())
     throw ApiError(400, "invalid_request_error", fmt::format("the request body must be a JSON object, got {}", type_name(j)), "",

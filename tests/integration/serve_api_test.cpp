@@ -17,6 +17,7 @@
 #include <thread>
 
 #include "../serve/http_test_client.h"
+#include "kiln_server.h"
 #include "test_support.h"
 
 namespace kiln {
@@ -24,92 +25,13 @@ namespace {
 
 using json = nlohmann::json;
 using namespace std::chrono_literals;
+using test::KilnServer;
+using test::post;
+using test::Reply;
+using test::request;
 using test::TestClient;
 
 constexpr const char* kModel = "llama-2-tiny-random";
-
-// A running `kiln serve`; stopped (SIGKILL if need be) when it goes out of scope.
-class KilnServer {
- public:
-  KilnServer(const std::string& model_path, const std::vector<std::string>& extra) {
-    log_ = test::temp_dir() + "/serve_" + std::to_string(::getpid()) + "_" + std::to_string(counter_++) + ".log";
-    std::vector<std::string> args = {test::kiln_binary(), "serve", model_path, "--port", "0", "-t", "1"};
-    args.insert(args.end(), extra.begin(), extra.end());
-    pid_ = ::fork();
-    if (pid_ == 0) {
-      FILE* f = std::fopen(log_.c_str(), "w");
-      ::dup2(fileno(f), 2);
-      ::dup2(fileno(f), 1);
-      std::vector<char*> argv;
-      for (auto& a : args) argv.push_back(a.data());
-      argv.push_back(nullptr);
-      ::execv(argv[0], argv.data());
-      ::_exit(127);
-    }
-    // Wait for "listening on http://127.0.0.1:PORT" and "ready".
-    const std::regex re("listening on http://127\\.0\\.0\\.1:([0-9]+)");
-    for (int i = 0; i < 500 && (port_ == 0 || log().find("ready") == std::string::npos); ++i) {
-      std::smatch m;
-      const std::string text = log();
-      if (port_ == 0 && std::regex_search(text, m, re)) port_ = std::stoi(m[1]);
-      std::this_thread::sleep_for(10ms);
-    }
-  }
-  ~KilnServer() {
-    if (pid_ > 0 && !exited_) {
-      ::kill(pid_, SIGKILL);
-      ::waitpid(pid_, nullptr, 0);
-    }
-  }
-  int port() const { return port_; }
-  std::string url() const { return "http://127.0.0.1:" + std::to_string(port_); }
-  std::string log() const {
-    std::ifstream in(log_);
-    std::stringstream ss;
-    ss << in.rdbuf();
-    return ss.str();
-  }
-  // Sends a signal and waits for the exit code (-1 on timeout).
-  int signal_and_wait(int sig, std::chrono::milliseconds timeout) {
-    ::kill(pid_, sig);
-    const auto until = std::chrono::steady_clock::now() + timeout;
-    while (std::chrono::steady_clock::now() < until) {
-      int status = 0;
-      if (::waitpid(pid_, &status, WNOHANG) == pid_) {
-        exited_ = true;
-        return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-      }
-      std::this_thread::sleep_for(10ms);
-    }
-    return -1;
-  }
-
- private:
-  static inline int counter_ = 0;
-  pid_t pid_ = -1;
-  int port_ = 0;
-  bool exited_ = false;
-  std::string log_;
-};
-
-struct Reply {
-  int status = 0;
-  json body;
-  std::map<std::string, std::string> headers;
-  std::string raw;
-};
-
-Reply request(int port, const std::string& method, const std::string& path, const std::string& body = "",
-              const std::string& headers = "") {
-  TestClient c(port);
-  c.send(method == "GET" ? test::http_get(path, headers) : test::http_post(path, body, headers));
-  test::ClientResponse r = c.read_response(30000);
-  Reply out{r.status, json(), r.headers, r.body};
-  out.body = json::parse(r.body, nullptr, false);
-  return out;
-}
-
-Reply post(int port, const std::string& path, const json& body) { return request(port, "POST", path, body.dump()); }
 
 // Text of a completion request, non-streamed.
 std::string complete_text(int port, const json& body) {
@@ -167,6 +89,9 @@ TEST(ServeApi, CurlBadInputGetsOpenAiErrors) {
       {"/v1/completions", "405", "use POST"},
       {"/tokenize -d '{\"content\":5}'", "400", "\"param\":\"content\""},
       {"/detokenize -d '{\"tokens\":[1,-1]}'", "400", "\"param\":\"tokens[1]\""},
+      // A number beyond double's range: 400 naming the field, not the parser's own message.
+      {"/v1/completions -d '{\"model\":\"llama-2-tiny-random\",\"prompt\":\"x\",\"temperature\":1e400}'", "400",
+       "\"param\":\"temperature\""},
   };
   for (const Case& c : cases) {
     std::string out;
@@ -175,6 +100,9 @@ TEST(ServeApi, CurlBadInputGetsOpenAiErrors) {
     EXPECT_EQ(status, c.status) << c.args << " -> " << out;
     EXPECT_NE(out.find(c.needle), std::string::npos) << c.args << " -> " << out;
     EXPECT_NE(out.find("\"type\""), std::string::npos) << out;
+    // No internal exception text reaches a client.
+    EXPECT_EQ(out.find("[json.exception"), std::string::npos) << c.args << " -> " << out;
+    EXPECT_EQ(out.find("internal error"), std::string::npos) << c.args << " -> " << out;
   }
   // A huge body: refused with 413 before it is read, and the server is fine afterwards.
   const std::string big = test::temp_dir() + "/big.json";
@@ -182,7 +110,35 @@ TEST(ServeApi, CurlBadInputGetsOpenAiErrors) {
   std::string out;
   test::run_command(curl + "/v1/completions -H 'Content-Type: application/json' --data-binary @" + big, &out);
   EXPECT_EQ(out.substr(out.rfind('\n') + 1), "413") << out.substr(0, 300);
+  // Its code is a string, as every other error's.
+  EXPECT_NE(out.find("\"code\":\"request_too_large\""), std::string::npos) << out.substr(0, 300);
   EXPECT_EQ(request(server.port(), "GET", "/health").status, 200);
+}
+
+// Load balancers and probes send HEAD: the head GET would send, without the body.
+TEST(ServeApi, HeadOnHealthIsAnswered) {
+  KILN_REQUIRE_DATA(model_path, "llama-2-tiny-random.gguf");
+  KilnServer server(model_path, {});
+  ASSERT_GT(server.port(), 0) << server.log();
+  const Reply get = request(server.port(), "GET", "/health");
+  TestClient c(server.port());
+  ASSERT_TRUE(c.send("HEAD /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"));
+  const test::ClientResponse head = c.read_response(1000);  // waits for a body that must not come
+  EXPECT_EQ(head.status, 200);
+  EXPECT_EQ(head.headers.at("content-length"), get.headers.at("content-length"));
+  EXPECT_TRUE(c.pending().empty());
+  // The connection stays usable for the next request.
+  ASSERT_TRUE(c.send(test::http_get("/health")));
+  EXPECT_EQ(c.read_response().status, 200);
+}
+
+// An empty key would quietly serve without authentication: refused, as an empty key file is.
+TEST(ServeApi, EmptyApiKeyIsAnError) {
+  KILN_REQUIRE_DATA(model_path, "llama-2-tiny-random.gguf");
+  std::string out;
+  const int code = test::run_command("timeout 20 " + test::kiln_binary() + " serve " + model_path + " --port 0 --api-key ''", &out, true);
+  EXPECT_NE(code, 0) << out;
+  EXPECT_NE(out.find("--api-key is empty"), std::string::npos) << out;
 }
 
 TEST(ServeApi, ApiKeyIsRequiredExceptForProbes) {

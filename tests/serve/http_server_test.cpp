@@ -310,6 +310,15 @@ TEST(HttpServer, AccessLogHasOneLinePerRequest) {
   EXPECT_EQ(c.read_response().status, 200);
   ASSERT_TRUE(c.send(test::http_get("/nope")));
   EXPECT_EQ(c.read_response().status, 404);
+  // A line is written once its answer is out, which the server learns just after the client
+  // has it.
+  for (int i = 0; i < 5000; ++i) {
+    {
+      std::lock_guard lock(f.log_mu);
+      if (f.log.size() >= 2) break;
+    }
+    std::this_thread::sleep_for(1ms);
+  }
   std::lock_guard lock(f.log_mu);
   ASSERT_EQ(f.log.size(), 2u);
   EXPECT_EQ(f.log[0].method, "POST");

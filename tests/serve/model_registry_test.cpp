@@ -21,6 +21,7 @@ struct FakeLoader {
   std::atomic<int> loads{0};
   std::atomic<bool> fail_next{false};
   std::chrono::milliseconds delay{0};
+  std::weak_ptr<ServedModel> last_loaded;  // to see when the registry's model is destroyed
 
   ModelLoader loader() {
     ModelLoader l;
@@ -33,6 +34,7 @@ struct FakeLoader {
       m->name = s.name;
       m->path = s.path;
       m->memory_bytes = sizes.at(s.path);
+      last_loaded = m;
       return m;
     };
     return l;
@@ -60,6 +62,32 @@ TEST(ModelRegistry, LoadsOnFirstUseAndReusesTheModel) {
   b1.reset();
   b2.reset();
   EXPECT_EQ(r.status()[1].active, 0);
+}
+
+// Shutdown unloads every model; a request still holding a lease (one being tokenized, say) must
+// keep using its model: unload_all waits for the lease, and the model lives until then.
+TEST(ModelRegistry, UnloadAllWaitsForLeasesAndLeasedModelsStayAlive) {
+  FakeLoader f;
+  f.sizes = {{"a.gguf", 100}, {"b.gguf", 100}, {"c.gguf", 100}};
+  ModelRegistry r(three(), f.loader(), RegistryOptions{});
+  auto lease = r.acquire("a");
+  const std::weak_ptr<ServedModel> model = f.last_loaded;
+  std::atomic<bool> unloaded{false};
+  std::thread shutdown([&] {
+    r.unload_all();
+    unloaded = true;
+  });
+  // unload_all takes the model out of the registry at once, then waits for the lease.
+  for (int i = 0; i < 5000 && r.status()[0].loaded; ++i) std::this_thread::sleep_for(1ms);
+  EXPECT_FALSE(r.status()[0].loaded);
+  EXPECT_EQ(r.loaded_bytes(), 0u);
+  EXPECT_FALSE(unloaded.load());
+  ASSERT_FALSE(model.expired());
+  EXPECT_EQ(lease->name, "a");
+  lease.reset();
+  shutdown.join();
+  EXPECT_TRUE(unloaded.load());
+  EXPECT_TRUE(model.expired());
 }
 
 TEST(ModelRegistry, UnknownNameIs404NamingTheModel) {

@@ -36,6 +36,7 @@ struct ServeOptions {
   int http_threads = 2;
   int api_threads = 2;
   std::string api_key, api_key_file;
+  bool api_key_given = false;
   int threads = 0;
   int ctx = 0;
   int kv_tokens = 0;
@@ -112,6 +113,9 @@ int serve_main(const ServeOptions& o) {
   ::signal(SIGPIPE, SIG_IGN);
 
   std::string key = o.api_key;
+  // An empty key must not quietly turn authentication off (an unset variable in a deploy
+  // script gives --api-key ""); an empty key file is refused the same way.
+  if (o.api_key_given && key.empty()) fail("serve: --api-key is empty (leave the flag out to serve without a key)");
   if (!o.api_key_file.empty()) {
     if (!key.empty()) fail("serve: give --api-key or --api-key-file, not both");
     key = serve::ApiKeyAuth::read_key_file(o.api_key_file);
@@ -199,24 +203,30 @@ int serve_main(const ServeOptions& o) {
   api.set_draining(true);
   server.stop_accepting();
   loader.join();
-  // Every loaded engine drains in parallel within the same grace period.
+  // Every request accepted before the signal runs to completion within the grace period. The
+  // HTTP server counts a request from its request line to the end of its response, so this
+  // covers the whole of it: reading, tokenizing, rendering the chat template, generating and
+  // writing, not only the part the engines see.
+  const bool finished = server.wait_idle(grace);
+  if (!finished) api.set_grace_over(true);
+  // Past the grace period, every engine cancels what it still runs (in parallel); the requests
+  // end with what they have, and a request not yet in an engine is refused by it.
   std::vector<std::thread> drains;
-  std::atomic<int> cut{0};
   for (const std::string& name : registry.names()) {
-    if (auto served = registry.acquire_if_loaded(name); served && served->engine) {
-      drains.emplace_back([served, grace, &cut] {
-        if (!served->engine->drain(grace)) cut.fetch_add(1);
-      });
-    }
+    if (auto served = registry.acquire_if_loaded(name); served && served->engine)
+      drains.emplace_back([served] { served->engine->drain(std::chrono::milliseconds(0)); });
   }
   for (auto& t : drains) t.join();
   // The last responses are being written: give them a moment, then close everything.
   server.wait_idle(std::chrono::seconds(2));
   server.stop();
-  // Engines go (and run their last callbacks) while the API they report to still exists.
+  // The API threads return their leases (a request still tokenizing when the grace period
+  // ended finishes that first), then the engines go, running their last callbacks while the
+  // API they report to still exists.
+  api.join();
   registry.unload_all();
   if (load_failed) return 1;
-  log_line("stopped{}", cut > 0 ? " (requests still running after the grace period were cancelled)" : "");
+  log_line("stopped{}", finished ? "" : " (requests still running after the grace period were cancelled)");
   return 0;
 }
 
@@ -231,7 +241,9 @@ void register_serve_command(CLI::App& app) {
       ->check(CLI::ExistingDirectory);
   cmd->add_option("--host", o->host, "Address to bind (0.0.0.0 exposes the server to the network)")->capture_default_str();
   cmd->add_option("--port", o->port, "Port to listen on (0: any free port, printed at startup)")->capture_default_str();
-  cmd->add_option("--api-key", o->api_key, "Require 'Authorization: Bearer KEY' (not for /health and /ready)");
+  cmd->add_option_function<std::string>(
+      "--api-key", [o](const std::string& k) { o->api_key = k, o->api_key_given = true; },
+      "Require 'Authorization: Bearer KEY' (not for /health and /ready)");
   cmd->add_option("--api-key-file", o->api_key_file, "Read the API key from the first line of this file")->check(CLI::ExistingFile);
   add_threads_option(cmd, o->threads, "per model");
   add_context_option(cmd, o->ctx, "per sequence");
