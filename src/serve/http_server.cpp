@@ -4,8 +4,12 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <cctype>
+#include <cerrno>
 #include <deque>
 #include <future>
 #include <mutex>
@@ -110,8 +114,19 @@ struct HttpServer::Impl : std::enable_shared_from_this<HttpServer::Impl> {
   std::mutex sessions_mutex;
   std::unordered_set<Session*> sessions;  // live sessions, for drain and stop
 
+  // Out of file descriptors (EMFILE): a descriptor held in reserve is let go for a moment so
+  // that the waiting client can be accepted and told 503 instead of hanging, and accepting pauses
+  // briefly instead of retrying at once (which would spin at 100% CPU).
+  int spare_fd = -1;
+  std::optional<asio::steady_timer> accept_pause;
+  std::atomic<std::uint64_t> accept_errors{0};
+
   explicit Impl(HttpServerOptions o, HttpHandler h) : options(std::move(o)), handler(std::move(h)) {}
+  ~Impl() {
+    if (spare_fd >= 0) ::close(spare_fd);
+  }
   void accept();
+  void accept_failed(const ErrorCode& ec);
   void reject(tcp::socket socket);
 };
 
@@ -585,7 +600,7 @@ void HttpServer::Impl::accept() {
   acceptor->async_accept(asio::make_strand(ioc), [self = shared_from_this()](ErrorCode ec, tcp::socket socket) {
     if (ec) {
       if (ec == asio::error::operation_aborted || !self->acceptor || !self->acceptor->is_open()) return;
-      return self->accept();  // e.g. EMFILE: keep serving the connections we have
+      return self->accept_failed(ec);
     }
     self->connections_total.fetch_add(1);
     if (self->open_connections.load() >= self->options.max_connections) {
@@ -596,6 +611,33 @@ void HttpServer::Impl::accept() {
       socket.set_option(tcp::no_delay(true), ignored);
       std::make_shared<Session>(self, std::move(socket))->start();
     }
+    self->accept();
+  });
+}
+
+void HttpServer::Impl::accept_failed(const ErrorCode& ec) {
+  accept_errors.fetch_add(1);
+  if ((ec == asio::error::no_descriptors || ec.value() == ENFILE) && spare_fd >= 0) {
+    // Free the reserve, take the waiting connection, answer it 503, take the reserve back.
+    ::close(spare_fd);
+    spare_fd = -1;
+    ErrorCode ignored;
+    acceptor->non_blocking(true, ignored);
+    tcp::socket socket(ioc);
+    ErrorCode accept_ec;
+    acceptor->accept(socket, accept_ec);
+    acceptor->non_blocking(false, ignored);
+    if (!accept_ec) {
+      connections_total.fetch_add(1);
+      reject(std::move(socket));
+    }
+    spare_fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+  }
+  // Pause before the next accept: the condition (no descriptors, no memory) lasts until
+  // connections close.
+  accept_pause->expires_after(std::chrono::milliseconds(20));
+  accept_pause->async_wait([self = shared_from_this()](ErrorCode wait_ec) {
+    if (wait_ec || !self->acceptor || !self->acceptor->is_open()) return;
     self->accept();
   });
 }
@@ -643,6 +685,8 @@ void HttpServer::start() {
   if (!ec) s.acceptor->listen(asio::socket_base::max_listen_connections, ec);
   if (ec) fail("serve: cannot listen on {}:{}: {}", s.options.host, s.options.port, ec.message());
   s.bound_port = s.acceptor->local_endpoint().port();
+  s.spare_fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+  s.accept_pause.emplace(s.acceptor->get_executor());
   s.work.emplace(s.ioc.get_executor());
   s.accept();
   const int n = std::max(1, s.options.io_threads);
@@ -709,6 +753,7 @@ HttpServerStats HttpServer::stats() const {
   st.requests_in_flight = impl_->in_flight.load();
   st.connections_total = impl_->connections_total.load();
   st.connections_rejected = impl_->connections_rejected.load();
+  st.accept_errors = impl_->accept_errors.load();
   st.requests_total = impl_->requests_total.load();
   return st;
 }

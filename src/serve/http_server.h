@@ -105,7 +105,8 @@ struct HttpServerStats {
   int open_connections = 0;
   int requests_in_flight = 0;  // read and not yet fully answered
   std::uint64_t connections_total = 0;
-  std::uint64_t connections_rejected = 0;  // over max_connections
+  std::uint64_t connections_rejected = 0;  // over max_connections, or out of file descriptors (503)
+  std::uint64_t accept_errors = 0;         // accept() failures (EMFILE, ENFILE, ENOMEM, ...)
   std::uint64_t requests_total = 0;
 };
 

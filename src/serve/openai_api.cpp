@@ -195,7 +195,8 @@ HttpResponse OpenAiApi::stats() const {
     const HttpServerStats hs = server_->stats();
     body["connections"] = {{"open", hs.open_connections},
                            {"total", hs.connections_total},
-                           {"rejected", hs.connections_rejected}};
+                           {"rejected", hs.connections_rejected},
+                           {"accept_errors", hs.accept_errors}};
     body["http"] = {{"requests_in_flight", hs.requests_in_flight}, {"requests_total", hs.requests_total}};
   }
   body["requests"] = {{"active", counters_.active_jobs.load()},

@@ -27,10 +27,13 @@ using json = nlohmann::json;
 // A running `kiln serve`; stopped (SIGKILL if need be) when it goes out of scope.
 class KilnServer {
  public:
-  KilnServer(const std::string& model_path, const std::vector<std::string>& extra) {
+  // `wrapper` runs before the binary (e.g. {"/usr/bin/prlimit", "--nofile=96:96", "--"}).
+  KilnServer(const std::string& model_path, const std::vector<std::string>& extra,
+             const std::vector<std::string>& wrapper = {}) {
     log_ = test::temp_dir() + "/serve_" + std::to_string(::getpid()) + "_" + std::to_string(counter_++) + ".log";
     std::vector<std::string> args = {test::kiln_binary(), "serve", model_path, "--port", "0", "-t", "1"};
     args.insert(args.end(), extra.begin(), extra.end());
+    args.insert(args.begin(), wrapper.begin(), wrapper.end());
     pid_ = ::fork();
     if (pid_ == 0) {
       FILE* f = std::fopen(log_.c_str(), "w");
@@ -58,6 +61,7 @@ class KilnServer {
     }
   }
   int port() const { return port_; }
+  pid_t pid() const { return pid_; }
   std::string url() const { return "http://127.0.0.1:" + std::to_string(port_); }
   std::string log() const {
     std::ifstream in(log_);

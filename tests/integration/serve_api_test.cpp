@@ -12,6 +12,7 @@
 #include <atomic>
 #include <chrono>
 #include <fstream>
+#include <memory>
 #include <regex>
 #include <sstream>
 #include <thread>
@@ -130,6 +131,46 @@ TEST(ServeApi, HeadOnHealthIsAnswered) {
   // The connection stays usable for the next request.
   ASSERT_TRUE(c.send(test::http_get("/health")));
   EXPECT_EQ(c.read_response().status, 200);
+}
+
+// CPU seconds a process has used (user + system), from /proc.
+double cpu_seconds(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::istringstream fields(text.substr(text.rfind(')') + 2));
+  std::string f;
+  double ticks = 0;
+  for (int i = 3; fields >> f; ++i)
+    if (i == 14 || i == 15) ticks += std::stod(f);
+  return ticks / static_cast<double>(::sysconf(_SC_CLK_TCK));
+}
+
+// A soft open-file limit below --max-connections (1024 is a common default): the cap follows
+// the limit, so a full connection table answers 503 instead of accept() failing with EMFILE,
+// retrying at once (100% CPU) and leaving every new client, /health included, without answer.
+TEST(ServeApi, AFullFileTableIsAnsweredAndDoesNotSpin) {
+  KILN_REQUIRE_DATA(model_path, "llama-2-tiny-random.gguf");
+  KilnServer server(model_path, {}, {"/usr/bin/prlimit", "--nofile=96:96", "--"});
+  ASSERT_GT(server.port(), 0) << server.log();
+  EXPECT_NE(server.log().find("connections: at most 32 (the open-file limit is 96"), std::string::npos) << server.log();
+  std::vector<std::unique_ptr<TestClient>> idle;
+  for (int i = 0; i < 150; ++i) idle.push_back(std::make_unique<TestClient>(server.port()));
+  std::this_thread::sleep_for(500ms);
+  // With the table full, a new client is answered (503 with Retry-After), not left hanging...
+  TestClient late(server.port());
+  ASSERT_TRUE(late.send(test::http_get("/health")));
+  const test::ClientResponse r = late.read_response(5000);
+  EXPECT_EQ(r.status, 503) << server.log();
+  EXPECT_EQ(r.headers.count("retry-after"), 1u);
+  // ...and the server does not spin while the table stays full: an idle server uses next to no
+  // CPU; a retrying accept loop uses a whole core.
+  const double before = cpu_seconds(server.pid());
+  std::this_thread::sleep_for(2s);
+  EXPECT_LT(cpu_seconds(server.pid()) - before, 0.5);
+  // Once clients go, new ones are served again.
+  idle.clear();
+  std::this_thread::sleep_for(200ms);
+  EXPECT_EQ(request(server.port(), "GET", "/health").status, 200);
 }
 
 // An empty key would quietly serve without authentication: refused, as an empty key file is.

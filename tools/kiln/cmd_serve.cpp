@@ -22,6 +22,7 @@
 #include "serve/http_server.h"
 #include "serve/model_loader.h"
 #include "serve/model_registry.h"
+#include "serve/open_files_limit.h"
 #include "serve/openai_api.h"
 
 namespace kiln::cli {
@@ -150,7 +151,10 @@ int serve_main(const ServeOptions& o) {
   http.io_threads = o.http_threads;
   http.max_body_bytes = o.max_body_bytes;
   http.max_header_bytes = o.max_header_bytes;
-  http.max_connections = o.max_connections;
+  // Every connection is a file descriptor: the cap must fit under the open-file limit, or a
+  // full table ends in accept() failing (EMFILE) instead of a 503.
+  const std::size_t open_files = serve::raise_open_files_limit();
+  http.max_connections = serve::connection_cap(o.max_connections, open_files);
   http.idle_timeout = seconds_flag(o.idle_timeout);
   http.read_timeout = seconds_flag(o.read_timeout);
   if (!o.quiet) {
@@ -169,6 +173,10 @@ int serve_main(const ServeOptions& o) {
   for (const auto& s : specs) names += (names.empty() ? "" : ", ") + s.name;
   log_line("listening on http://{}:{} ({} model{}: {}; {})", o.host, server.port(), specs.size(), specs.size() == 1 ? "" : "s",
            names, key.empty() ? "no API key" : "API key required");
+  if (http.max_connections < o.max_connections)
+    log_line("connections: at most {} (the open-file limit is {}, {} kept for the server itself; raise it with "
+             "ulimit -n to allow --max-connections {})",
+             http.max_connections, open_files, serve::kReservedFileDescriptors, o.max_connections);
 
   // Models load in the background: /health answers at once, /ready once they are in.
   std::atomic<bool> load_failed{false};
