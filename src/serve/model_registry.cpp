@@ -1,6 +1,8 @@
 #include "serve/model_registry.h"
 
 #include <algorithm>
+#include <cmath>
+#include <cstdio>
 
 #include <fmt/format.h>
 
@@ -79,6 +81,27 @@ void ModelRegistry::release(Entry* e, bool touch, std::shared_ptr<ServedModel> o
   cv_.notify_all();
 }
 
+void ModelRegistry::record_failed_load(Entry& e, const std::string& error) {
+  e.last_error = error;
+  ++e.failed_loads;
+  const auto backoff = std::min<std::chrono::milliseconds>(
+      options_.load_retry_backoff * (1LL << std::min(e.failed_loads - 1, 16)), std::chrono::minutes(1));
+  e.retry_after = Clock::now() + backoff;
+  // The detail goes to the server's log; the client learns which model failed, not why.
+  std::fprintf(stderr, "kiln serve: loading model '%s' failed: %s (next attempt in %.1f s)\n", e.spec.name.c_str(),
+               error.c_str(), std::chrono::duration<double>(backoff).count());
+}
+
+ApiError ModelRegistry::load_failed_error(const Entry& e) const {
+  const double wait = std::max(0.0, std::chrono::duration<double>(e.retry_after - Clock::now()).count());
+  ApiError err(503, "server_error",
+               fmt::format("model '{}' failed to load (the server's log says why); the next attempt is in {:.0f} s",
+                           e.spec.name, std::ceil(wait)),
+               "model", "model_load_failed");
+  err.headers.emplace_back("Retry-After", std::to_string(static_cast<long long>(std::ceil(std::max(wait, 1.0)))));
+  return err;
+}
+
 std::shared_ptr<ServedModel> ModelRegistry::acquire_if_loaded(const std::string& name) {
   std::lock_guard lock(mu_);
   Entry* e = find(name);
@@ -96,13 +119,21 @@ std::shared_ptr<ServedModel> ModelRegistry::acquire(const std::string& name) {
   while (e->loading) {
     const std::uint64_t generation = e->load_generation;
     cv_.wait(lock, [&] { return !e->loading; });
-    if (!e->model && e->load_generation != generation)
-      throw ApiError(500, "server_error", fmt::format("loading model '{}' failed: {}", name, e->last_error), "model", "model_load_failed");
+    if (!e->model && e->load_generation != generation) throw load_failed_error(*e);
   }
   if (e->model) return lease(*e, true);
+  if (e->failed_loads > 0 && Clock::now() < e->retry_after) throw load_failed_error(*e);
 
   // Make room under the budget: evict idle models, least recently used first.
-  std::size_t need = loader_.estimate_bytes ? loader_.estimate_bytes(e->spec) : 0;
+  // Reading the file's header to size it is the first step of loading: a file that fails here
+  // has failed to load.
+  std::size_t need = 0;
+  try {
+    if (loader_.estimate_bytes) need = loader_.estimate_bytes(e->spec);
+  } catch (const std::exception& ex) {
+    record_failed_load(*e, ex.what());
+    throw load_failed_error(*e);
+  }
   std::vector<std::shared_ptr<ServedModel>> evicted;
   if (options_.memory_budget > 0) {
     if (need > options_.memory_budget)
@@ -152,15 +183,16 @@ std::shared_ptr<ServedModel> ModelRegistry::acquire(const std::string& name) {
   ++e->load_generation;
   loaded_bytes_ -= need;
   if (!error.empty()) {
-    e->last_error = error;
+    record_failed_load(*e, error);
     cv_.notify_all();
-    throw ApiError(500, "server_error", fmt::format("loading model '{}' failed: {}", name, error), "model", "model_load_failed");
+    throw load_failed_error(*e);
   }
   e->model = std::move(model);
   e->bytes = e->model->memory_bytes > 0 ? e->model->memory_bytes : need;
   loaded_bytes_ += e->bytes;
   ++e->loads;
   e->last_error.clear();
+  e->failed_loads = 0;
   cv_.notify_all();
   return lease(*e, true);
 }
@@ -242,6 +274,7 @@ std::vector<ModelStatus> ModelRegistry::status() const {
     s.loads = e.loads;
     s.unloads = e.unloads;
     s.last_error = e.last_error;
+    s.failed_loads = e.failed_loads;
     out.push_back(std::move(s));
   }
   return out;

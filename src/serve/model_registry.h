@@ -14,6 +14,7 @@
 #include <thread>
 #include <vector>
 
+#include "serve/api_error.h"
 #include "serve/served_model.h"
 
 namespace kiln::serve {
@@ -32,6 +33,9 @@ struct ModelLoader {
 struct RegistryOptions {
   std::chrono::milliseconds idle_ttl{0};  // 0: never unload for idleness
   std::size_t memory_budget = 0;          // bytes; 0: no budget
+  // After a failed load, requests for the model are refused (503, Retry-After) for this long,
+  // doubled after each further failure up to a minute, instead of reading the file again each time.
+  std::chrono::milliseconds load_retry_backoff{1000};
 };
 
 struct ModelStatus {
@@ -41,7 +45,8 @@ struct ModelStatus {
   std::size_t memory_bytes = 0;   // when loaded
   double idle_seconds = 0;        // since the last lease was returned
   std::uint64_t loads = 0, unloads = 0;
-  std::string last_error;         // of the last failed load
+  std::string last_error;         // of the last failed load (for the server's log, not for clients)
+  int failed_loads = 0;           // failed loads in a row
 };
 
 class ModelRegistry {
@@ -90,11 +95,18 @@ class ModelRegistry {
     int active = 0;
     std::chrono::steady_clock::time_point last_used;
     std::uint64_t load_generation = 0;  // bumped when a load ends, success or not
-    std::string last_error;
+    std::string last_error;          // the failed load's own message: for the server's log only
+    int failed_loads = 0;             // in a row; 0 after a load succeeds
+    std::chrono::steady_clock::time_point retry_after;  // no load before this after a failure
     std::uint64_t loads = 0, unloads = 0;
     std::size_t bytes = 0;
   };
   Entry* find(const std::string& name);
+  // The error a request for a model that failed to load gets: it names the model only (the
+  // loader's message can quote the file's path and bytes), with the wait until the next attempt.
+  ApiError load_failed_error(const Entry& e) const;
+  // Records a failed load (mu_ held): the message for the log, the backoff before the next try.
+  void record_failed_load(Entry& e, const std::string& error);
   const Entry* find(const std::string& name) const;
   std::shared_ptr<ServedModel> lease(Entry& e, bool touch);  // mu_ held; touch: counts as a use for the TTL
   // Returns a lease; `owner` is the lease's reference to the model.

@@ -178,7 +178,10 @@ HttpResponse OpenAiApi::stats() const {
               {"idle_seconds", s.idle_seconds},
               {"loads", s.loads},
               {"unloads", s.unloads},
-              {"last_error", s.last_error.empty() ? json(nullptr) : json(s.last_error)}};
+              // Whether the last load failed and how often in a row; why is in the server's log
+              // (the loader's message can quote the file's path and bytes).
+              {"load_failed", !s.last_error.empty()},
+              {"failed_loads", s.failed_loads}};
     // A lease for the snapshot only; never loads.
     if (auto served = const_cast<ModelRegistry&>(registry_).acquire_if_loaded(s.name); served && served->engine) {
       const EngineStats es = served->engine->stats();

@@ -173,6 +173,38 @@ TEST(ServeApi, AFullFileTableIsAnsweredAndDoesNotSpin) {
   EXPECT_EQ(request(server.port(), "GET", "/health").status, 200);
 }
 
+// A model file that is not a model (here a link to a text file of secrets): the client gets a
+// 503 naming the model, never the file's path or bytes; the detail is in the server's log.
+TEST(ServeApi, AModelThatFailsToLoadIsNamedNotQuoted) {
+  KILN_REQUIRE_DATA(model_path, "llama-2-tiny-random.gguf");
+  const std::string secret = test::temp_dir() + "/serve_secret_" + std::to_string(::getpid()) + ".txt";
+  std::ofstream(secret) << "root:x:0:0:root:/root:/bin/bash\n" << std::string(4096, 'z');
+  const std::string link = test::temp_dir() + "/serve_bad_" + std::to_string(::getpid()) + ".gguf";
+  std::remove(link.c_str());
+  ASSERT_EQ(::symlink(secret.c_str(), link.c_str()), 0);
+  KilnServer server(model_path, {"--model", "bad=" + link, "--lazy"});
+  ASSERT_GT(server.port(), 0) << server.log();
+  for (int i = 0; i < 2; ++i) {
+    const Reply r = post(server.port(), "/v1/completions", json{{"model", "bad"}, {"prompt", "x"}, {"max_tokens", 1}});
+    EXPECT_EQ(r.status, 503) << r.raw;
+    EXPECT_EQ(r.body["error"]["code"], "model_load_failed") << r.raw;
+    EXPECT_NE(r.raw.find("'bad'"), std::string::npos) << r.raw;
+    EXPECT_EQ(r.raw.find("root"), std::string::npos) << r.raw;
+    EXPECT_EQ(r.raw.find(link), std::string::npos) << r.raw;
+    EXPECT_EQ(r.headers.count("retry-after"), 1u) << r.raw;
+  }
+  // Read once: the second request came within the backoff.
+  const std::string log = server.log();
+  const auto first = log.find("loading model 'bad' failed");
+  ASSERT_NE(first, std::string::npos) << log;
+  EXPECT_EQ(log.find("loading model 'bad' failed", first + 1), std::string::npos) << log;
+  const json st = request(server.port(), "GET", "/stats").body;
+  EXPECT_EQ(st["models"][1]["failed_loads"], 1) << st.dump();
+  EXPECT_EQ(st.dump().find("root"), std::string::npos) << st.dump();
+  std::remove(link.c_str());
+  std::remove(secret.c_str());
+}
+
 // An empty key would quietly serve without authentication: refused, as an empty key file is.
 TEST(ServeApi, EmptyApiKeyIsAnError) {
   KILN_REQUIRE_DATA(model_path, "llama-2-tiny-random.gguf");

@@ -19,6 +19,7 @@ using namespace std::chrono_literals;
 struct FakeLoader {
   std::map<std::string, std::size_t> sizes;  // by path
   std::atomic<int> loads{0};
+  std::atomic<int> attempts{0};  // loads tried, failed ones included
   std::atomic<bool> fail_next{false};
   std::chrono::milliseconds delay{0};
   std::weak_ptr<ServedModel> last_loaded;  // to see when the registry's model is destroyed
@@ -28,6 +29,7 @@ struct FakeLoader {
     l.estimate_bytes = [this](const ModelSpec& s) { return sizes.at(s.path); };
     l.load = [this](const ModelSpec& s) {
       std::this_thread::sleep_for(delay);
+      attempts.fetch_add(1);
       if (fail_next.exchange(false)) throw Error(s.path + ": broken file");
       loads.fetch_add(1);
       auto m = std::make_shared<ServedModel>();
@@ -189,21 +191,36 @@ TEST(ModelRegistry, BudgetNeverEvictsABusyModel) {
   EXPECT_EQ(r.acquire_if_loaded("a"), nullptr);
 }
 
-TEST(ModelRegistry, FailedLoadIsReportedAndRetried) {
+// A model that fails to load: the client learns which model and when to retry, not the loader's
+// message (it can quote the file's path and bytes); the failure is recorded for the log and
+// /stats, and the file is not read again until the backoff has passed.
+TEST(ModelRegistry, FailedLoadIsReportedWithoutItsDetailAndRetriedAfterABackoff) {
   FakeLoader f;
   f.sizes = {{"a.gguf", 1}, {"b.gguf", 1}, {"c.gguf", 1}};
-  ModelRegistry r(three(), f.loader(), RegistryOptions{});
+  RegistryOptions o;
+  o.load_retry_backoff = 300ms;
+  ModelRegistry r(three(), f.loader(), o);
   f.fail_next = true;
   try {
     r.acquire("a");
     FAIL();
   } catch (const ApiError& e) {
-    EXPECT_EQ(e.status, 500);
-    EXPECT_NE(std::string(e.what()).find("broken file"), std::string::npos);
+    EXPECT_EQ(e.status, 503);
+    EXPECT_EQ(e.code, "model_load_failed");
+    const std::string message = e.what();
+    EXPECT_NE(message.find("'a'"), std::string::npos) << message;
+    EXPECT_EQ(message.find("broken file"), std::string::npos) << message;
+    EXPECT_EQ(message.find("a.gguf"), std::string::npos) << message;
   }
   EXPECT_EQ(r.status()[0].last_error, "a.gguf: broken file");
   EXPECT_EQ(r.loaded_bytes(), 0u);
+  // Within the backoff: refused again without touching the file (the next load would succeed).
+  const int attempts = f.attempts.load();
+  EXPECT_THROW(r.acquire("a"), ApiError);
+  EXPECT_EQ(f.attempts.load(), attempts);
+  std::this_thread::sleep_for(400ms);
   EXPECT_NE(r.acquire("a"), nullptr);
+  EXPECT_EQ(f.attempts.load(), attempts + 1);
   EXPECT_TRUE(r.status()[0].last_error.empty());
 }
 
