@@ -6,7 +6,7 @@ namespace kiln::serve {
 
 std::string error_json(const ApiError& e) {
   nlohmann::json body = {{"error",
-                          {{"message", e.what()},
+                          {{"message", e.message},
                            {"type", e.type},
                            {"param", e.param.empty() ? nlohmann::json(nullptr) : nlohmann::json(e.param)},
                            {"code", e.code.empty() ? nlohmann::json(nullptr) : nlohmann::json(e.code)}}}};

@@ -15,13 +15,17 @@ struct ApiError : std::runtime_error {
   std::string param;  // the offending field ("messages[1].content"), or "" for none
   std::string code;   // machine-readable ("model_not_found", "invalid_api_key", ...), or ""
   HttpHeaders headers;  // e.g. Retry-After on 429 and 503
+  // The whole message: what() stops at the first NUL, and a message may quote client text that
+  // holds one (a model name, say).
+  std::string message;
 
-  ApiError(int status_, std::string type_, std::string message, std::string param_ = "", std::string code_ = "")
-      : std::runtime_error(std::move(message)),
+  ApiError(int status_, std::string type_, std::string message_, std::string param_ = "", std::string code_ = "")
+      : std::runtime_error(message_),
         status(status_),
         type(std::move(type_)),
         param(std::move(param_)),
-        code(std::move(code_)) {}
+        code(std::move(code_)),
+        message(std::move(message_)) {}
 };
 
 // 400 invalid_request_error naming the field.

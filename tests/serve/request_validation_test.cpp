@@ -294,5 +294,14 @@ TEST(RequestValidation, ErrorJsonHasOpenAIShape) {
   EXPECT_TRUE(j["error"]["code"].is_null());
 }
 
+// A message quoting client text with a NUL in it (a model name, say) is echoed whole, not cut
+// at the NUL.
+TEST(RequestValidation, ErrorJsonKeepsTheWholeMessage) {
+  const std::string name("gpt\0-4", 6);
+  const ApiError e(404, "invalid_request_error", "The model '" + name + "' does not exist", "model", "model_not_found");
+  const json j = json::parse(error_json(e));
+  EXPECT_EQ(j["error"]["message"].get<std::string>(), "The model '" + name + "' does not exist");
+}
+
 }  // namespace
 }  // namespace kiln::serve
