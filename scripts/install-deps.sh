@@ -22,7 +22,7 @@ DEBIAN_PACKAGES=(
 )
 if [ "$with_tests" -eq 1 ]; then
   DEBIAN_PACKAGES+=(
-    git
+    git curl                              # curl: the serve tests send raw bad input with it
     clang lld libclang-rt-14-dev          # libFuzzer + sanitizers for the fuzz tier
     libgtest-dev libgmock-dev libbenchmark-dev
     python3 python3-sentencepiece sentencepiece python3-jinja2
