@@ -58,7 +58,6 @@ const std::string& ModelRegistry::default_name() const { return entries_.front()
 
 std::shared_ptr<ServedModel> ModelRegistry::lease(Entry& e, bool touch) {
   ++e.active;
-  ++leases_out_;
   if (touch) e.last_used = Clock::now();
   // The lease owns a reference, so the model cannot be destroyed under a request that holds it
   // (say, one still tokenizing when the server shuts down). Its deleter returns the reference
@@ -74,7 +73,6 @@ std::shared_ptr<ServedModel> ModelRegistry::lease(Entry& e, bool touch) {
 void ModelRegistry::release(Entry* e, bool touch, std::shared_ptr<ServedModel> owner) {
   std::lock_guard lock(mu_);
   --e->active;
-  --leases_out_;
   if (touch) e->last_used = Clock::now();
   // Unloaded while leased: keep the reference for a registry thread to destroy.
   if (e->model != owner) retired_.push_back(std::move(owner));
@@ -251,7 +249,9 @@ void ModelRegistry::unload_all() {
         unloaded.push_back(std::move(e.model));
       }
     }
-    cv_.wait(lock, [&] { return leases_out_ == 0; });
+    cv_.wait(lock, [&] {
+      return std::all_of(entries_.begin(), entries_.end(), [](const Entry& e) { return e.active == 0; });
+    });
     for (auto& m : retired_) unloaded.push_back(std::move(m));
     retired_.clear();
   }

@@ -118,7 +118,6 @@ class ModelRegistry {
   std::condition_variable cv_;
   std::list<Entry> entries_;       // list: leases point at entries
   std::size_t loaded_bytes_ = 0;   // loaded models + loads in progress
-  int leases_out_ = 0;             // leases not yet returned, over all entries
   // Models unloaded while leased (only unload_all does that), handed back by their leases:
   // destroyed by unload_all on its thread, not on the thread that returned the lease.
   std::vector<std::shared_ptr<ServedModel>> retired_;

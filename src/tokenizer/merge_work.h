@@ -13,7 +13,6 @@ struct MergeWork {
   std::size_t merges = 0;            // pairs actually merged
   std::size_t ranks_walked = 0;      // rank buckets visited (byte-level BPE's bucket path)
 
-  std::size_t total() const { return pairs_considered + candidates_taken + merges + ranks_walked; }
   MergeWork& operator+=(const MergeWork& o) {
     pairs_considered += o.pairs_considered;
     candidates_taken += o.candidates_taken;
