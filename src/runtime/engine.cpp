@@ -9,6 +9,8 @@
 #include <thread>
 #include <unordered_map>
 
+#include <unistd.h>
+
 #include "core/error.h"
 #include "core/thread_pool.h"
 #include "model/llama_model.h"
@@ -56,6 +58,7 @@ struct Sequence {
   TextStreamDecoder decoder;
   StopStringMatcher stops;
 
+  std::uint64_t group = 0;           // fairness group (GenerationRequest::group, or a group of its own)
   std::vector<std::int32_t> tokens;  // (n_prompt + n_generated) prompt, then generated ids
   int n_prompt = 0;
   int n_generated = 0;
@@ -72,7 +75,45 @@ struct Sequence {
   int pending() const { return static_cast<int>(tokens.size()) - n_computed; }
 };
 
+std::size_t physical_memory_bytes() {
+  const long pages = ::sysconf(_SC_PHYS_PAGES), page = ::sysconf(_SC_PAGESIZE);
+  return pages > 0 && page > 0 ? static_cast<std::size_t>(pages) * static_cast<std::size_t>(page) : std::size_t{8} << 30;
+}
+
 }  // namespace
+
+std::size_t kv_bytes_per_token(const LlamaConfig& c) {
+  return static_cast<std::size_t>(c.n_layer) * 2 * static_cast<std::size_t>(c.kv_dim()) * 2;
+}
+
+EngineOptions resolve_engine_options(const LlamaConfig& config, EngineOptions r) {
+  if (r.threads <= 0) r.threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  const std::size_t per_token = std::max<std::size_t>(1, kv_bytes_per_token(config));
+  const std::size_t budget = r.kv_memory_bytes > 0 ? r.kv_memory_bytes : physical_memory_bytes() / 4;
+  constexpr int kBlock = 16;  // KvCacheOptions::block_size: the budget is rounded down to whole blocks
+  const std::size_t fit = std::min<std::size_t>(budget / per_token / kBlock * kBlock, std::numeric_limits<int>::max() / 2);
+  const int budget_tokens = static_cast<int>(fit);
+  if (r.context_tokens <= 0) {
+    const int trained = config.n_ctx_train > 0 ? config.n_ctx_train : 2048;
+    const int fitted = r.kv_cache_tokens > 0 ? std::min(trained, r.kv_cache_tokens) : std::min(trained, budget_tokens);
+    KILN_CHECK(fitted >= 64,
+               "engine: the KV memory budget ({} MiB) holds only {} positions of this model ({} KiB each); raise it or "
+               "give the context explicitly",
+               budget >> 20, budget_tokens, per_token >> 10);
+    r.context_tokens = fitted;
+  }
+  if (r.kv_cache_tokens <= 0) {
+    const long long four = 4LL * r.context_tokens;
+    r.kv_cache_tokens = static_cast<int>(std::max<long long>(r.context_tokens, std::min<long long>(four, budget_tokens)));
+  }
+  KILN_CHECK(r.kv_cache_tokens >= r.context_tokens, "engine: kv cache ({} tokens) is smaller than the context ({})",
+             r.kv_cache_tokens, r.context_tokens);
+  KILN_CHECK(r.max_running >= 1, "engine: max_running must be at least 1");
+  KILN_CHECK(r.max_queued >= 0, "engine: max_queued must not be negative");
+  // Every running sequence gets its decode token each step, so the budget covers them.
+  r.max_batch_tokens = std::max(r.max_batch_tokens, r.max_running);
+  return r;
+}
 
 struct Engine::Impl {
   Impl(LlamaModel& m, const Tokenizer& t, const EngineOptions& o);
@@ -83,6 +124,8 @@ struct Engine::Impl {
   void take_incoming();
   void expire_and_cancel();
   bool admit(Sequence& s);
+  void share_slots();
+  std::size_t next_to_admit() const;
   bool ensure_free_blocks(int n);
   bool reserve(Sequence& s, int n_tokens);
   void preempt(Sequence& s);
@@ -131,22 +174,7 @@ struct Engine::Impl {
 Engine::Impl::Impl(LlamaModel& m, const Tokenizer& t, const EngineOptions& o)
     : model(m),
       tokenizer(t),
-      options([&] {
-        EngineOptions r = o;
-        // The training context can be 128k tokens; the KV pool is sized from this, so the
-        // default stays at 4096 like kiln run (raise it with context_tokens / --ctx).
-        const int n_ctx = m.config().n_ctx_train > 0 ? std::min(m.config().n_ctx_train, 4096) : 2048;
-        if (r.threads <= 0) r.threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-        if (r.context_tokens <= 0) r.context_tokens = n_ctx;
-        if (r.kv_cache_tokens <= 0) r.kv_cache_tokens = 4 * r.context_tokens;
-        KILN_CHECK(r.kv_cache_tokens >= r.context_tokens, "engine: kv cache ({} tokens) is smaller than the context ({})",
-                   r.kv_cache_tokens, r.context_tokens);
-        KILN_CHECK(r.max_running >= 1, "engine: max_running must be at least 1");
-        KILN_CHECK(r.max_queued >= 0, "engine: max_queued must not be negative");
-        // Every running sequence gets its decode token each step, so the budget covers them.
-        r.max_batch_tokens = std::max(r.max_batch_tokens, r.max_running);
-        return r;
-      }()),
+      options(resolve_engine_options(m.config(), o)),
       cache(m.make_kv_cache(options.kv_cache_tokens)),
       pool(options.threads),
       prefix(options.prefix_cache ? cache.block_size() : 0) {
@@ -313,8 +341,64 @@ bool Engine::Impl::admit(Sequence& s) {
   return true;
 }
 
+// Running slots per group, for the fair share.
+using GroupCounts = std::unordered_map<std::uint64_t, int>;
+
+// When every slot is taken and a waiting group runs fewer sequences than its share, the group
+// running the most (above its share) gives up its youngest sequence: it is preempted (its full
+// blocks stay in the prefix cache) and queued again, and the admission below picks the group
+// with the fewest running sequences first.
+void Engine::Impl::share_slots() {
+  if (waiting.empty() || static_cast<int>(running.size()) < options.max_running) return;
+  GroupCounts run_count, wait_count;
+  for (const auto& s : running) ++run_count[s->group];
+  for (const auto& s : waiting) ++wait_count[s->group];
+  std::size_t groups = run_count.size();
+  for (const auto& [g, n] : wait_count) groups += run_count.count(g) ? 0 : 1;
+  const int share = std::max(1, options.max_running / static_cast<int>(groups));
+  int wanted = 0;  // slots the groups under their share could use now
+  for (const auto& [g, n] : wait_count) {
+    const auto it = run_count.find(g);
+    const int have = it == run_count.end() ? 0 : it->second;
+    if (have < share) wanted += std::min(n, share - have);
+  }
+  for (; wanted > 0; --wanted) {
+    std::uint64_t richest = 0;
+    int most = share;
+    for (const auto& [g, n] : run_count)
+      if (n > most) richest = g, most = n;
+    if (most <= share) break;
+    // Its youngest sequence (the least work lost).
+    std::size_t victim = running.size();
+    for (std::size_t i = 0; i < running.size(); ++i)
+      if (running[i]->group == richest && (victim == running.size() || running[i]->admitted_order > running[victim]->admitted_order))
+        victim = i;
+    Sequence& s = *running[victim];
+    if (s.kv_seq >= 0) preempt(s);
+    waiting.push_back(std::move(running[victim]));
+    running.erase(running.begin() + static_cast<std::ptrdiff_t>(victim));
+    --run_count[richest];
+  }
+}
+
+// The waiting sequence to admit next: of the group running the fewest sequences, the first in
+// the queue (preempted sequences are at its front, then arrival order).
+std::size_t Engine::Impl::next_to_admit() const {
+  GroupCounts run_count;
+  for (const auto& s : running) ++run_count[s->group];
+  std::size_t best = 0;
+  int fewest = std::numeric_limits<int>::max();
+  for (std::size_t i = 0; i < waiting.size() && fewest > 0; ++i) {
+    const auto it = run_count.find(waiting[i]->group);
+    const int n = it == run_count.end() ? 0 : it->second;
+    if (n < fewest) best = i, fewest = n;
+  }
+  return best;
+}
+
 bool Engine::Impl::step() {
   expire_and_cancel();
+  share_slots();
   const int bs = cache.block_size();
 
   // Decoding sequences first: each needs room for one more position. When the pool is short,
@@ -370,10 +454,11 @@ bool Engine::Impl::step() {
   for (auto& sp : running)
     if (sp->pending() > 1 && budget > 0) add_chunk(*sp);
   while (budget > 0 && !waiting.empty() && static_cast<int>(running.size()) < options.max_running) {
-    Sequence& s = *waiting.front();
+    const std::size_t pick = next_to_admit();
+    Sequence& s = *waiting[pick];
     if (!admit(s)) break;  // the cache is full; try again when something finishes
-    running.push_back(std::move(waiting.front()));
-    waiting.pop_front();
+    running.push_back(std::move(waiting[pick]));
+    waiting.erase(waiting.begin() + static_cast<std::ptrdiff_t>(pick));
     add_chunk(s);
   }
   if (batch.size() == 0) return false;
@@ -563,6 +648,8 @@ std::shared_ptr<RequestHandle> Engine::submit(GenerationRequest request, Generat
   const int queued = static_cast<int>(m.incoming.size()) + m.n_waiting_shared;
   if (queued >= m.options.max_queued) throw QueueFullError(fmt::format("the queue is full ({} waiting)", queued));
   handle->set_id(m.next_id++);
+  // A request without a group is a group of its own (ids from the top half never meet callers' groups).
+  s->group = s->request.group != 0 ? s->request.group : (std::uint64_t{1} << 63) | handle->id();
   ++m.submitted_requests;
   m.submitted_prompt_tokens += static_cast<std::uint64_t>(n);
   m.incoming.push_back(std::move(s));

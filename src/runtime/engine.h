@@ -17,6 +17,7 @@
 // stop string that spans token boundaries is caught and never shown.
 #include <atomic>
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -30,6 +31,7 @@ namespace kiln {
 
 class LlamaModel;
 class Tokenizer;
+struct LlamaConfig;
 
 // Why a sequence ended, as the OpenAI API spells the first two.
 enum class FinishReason {
@@ -49,6 +51,9 @@ struct GenerationRequest {
   bool ignore_eos = false;            // keep going past end-of-generation tokens
   int top_logprobs = -1;              // -1: no logprobs; 0..20: logprob of the chosen token and this many alternatives
   std::chrono::steady_clock::time_point deadline = std::chrono::steady_clock::time_point::max();
+  // Sequences of one client request (its prompts x n choices) share a group; running slots are
+  // shared fairly between groups (see EngineOptions::max_running). 0: a group of its own.
+  std::uint64_t group = 0;
 };
 
 // Log-probability of one token (natural log, after penalties, at temperature 1 over the whole vocabulary).
@@ -104,10 +109,15 @@ class RequestHandle {
 
 struct EngineOptions {
   int threads = 0;              // compute threads; 0 = all cores
-  int context_tokens = 0;       // longest sequence (prompt + generated); 0 = the model's training context, at most 4096
-  int kv_cache_tokens = 0;      // KV pool size in positions over all sequences; 0 = 4 x context_tokens
+  int context_tokens = 0;       // longest sequence (prompt + generated); 0 = the model's training context, within the KV budget
+  int kv_cache_tokens = 0;      // KV pool size in positions over all sequences; 0 = 4 x context_tokens, within the KV budget
+  std::size_t kv_memory_bytes = 0;  // what the defaults above may spend on the KV pool; 0 = a quarter of physical memory
   int max_batch_tokens = 512;   // token budget of one step (decode tokens + prefill chunks)
-  int max_running = 64;         // sequences decoding at once
+  // Sequences decoding at once. While sequences of several groups compete for them, each group
+  // gets an equal share (max_running / groups with work, at least 1): a group over its share gives
+  // up its youngest sequences to a group under it (preemption), so one request of many choices
+  // cannot hold every slot while other requests wait. Slots no other group wants are used in full.
+  int max_running = 64;
   int max_queued = 256;         // requests waiting for admission; submit() refuses beyond it
   bool prefix_cache = true;     // share KV blocks of common prompt prefixes
 };
@@ -129,6 +139,16 @@ struct EngineStats {
   std::uint64_t preemptions_total = 0;     // sequences pushed out of the cache and recomputed later
   double busy_seconds = 0;       // time spent in forward passes
 };
+
+// Bytes of one position of the engine's KV cache over all layers (K and V, f16).
+std::size_t kv_bytes_per_token(const LlamaConfig& config);
+
+// The options an engine over this model really runs with: zeros replaced by defaults, checked.
+// With context_tokens 0 the context is the model's training context; with kv_cache_tokens 0 the
+// pool holds four such sequences. Both defaults shrink to fit kv_memory_bytes (a model trained
+// on 128k tokens would otherwise ask for tens of GiB); explicit values are taken as given.
+// Throws kiln::Error when the budget cannot hold one useful sequence.
+EngineOptions resolve_engine_options(const LlamaConfig& config, EngineOptions requested);
 
 // Thrown by submit() when the queue is full (the HTTP layer answers 429 with Retry-After).
 struct QueueFullError : std::runtime_error {

@@ -1,5 +1,6 @@
 #include "serve/generation_job.h"
 
+#include <atomic>
 #include <mutex>
 #include <random>
 
@@ -296,6 +297,10 @@ void start_generation(std::shared_ptr<ServedModel> model, GenerationParams param
                                job->choices.size(), engine.options().max_queued),
                    "n", "too_many_choices");
 
+  // The choices of one request are one group: the engine shares its running slots between
+  // requests, not between choices.
+  static std::atomic<std::uint64_t> next_group{1};
+  const std::uint64_t group = next_group.fetch_add(1);
   const std::uint64_t base_seed = job->params.seed_given ? job->params.sampling.seed : 0;
   for (std::size_t p = 0; p < job->prompts.size(); ++p) {
     for (int k = 0; k < n; ++k) {
@@ -312,6 +317,7 @@ void start_generation(std::shared_ptr<ServedModel> model, GenerationParams param
       req.ignore_eos = job->params.ignore_eos;
       req.top_logprobs = job->params.logprobs;
       req.deadline = job->ctx.deadline;
+      req.group = group;
       GenerationCallbacks cb;
       cb.on_token = [job, index](const TokenEvent& ev) { job->on_token(index, ev); };
       cb.on_finish = [job, index](const Finish& f) { job->on_finish(index, f); };

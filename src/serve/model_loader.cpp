@@ -9,24 +9,10 @@
 
 namespace kiln::serve {
 
-namespace {
-
-// Bytes of one position of the KV cache over all layers: K and V, f16 each.
-std::size_t kv_bytes_per_token(const LlamaConfig& c) {
-  return static_cast<std::size_t>(c.n_layer) * 2 * static_cast<std::size_t>(c.kv_dim()) * 2;
-}
-
-std::size_t kv_pool_tokens(const LlamaConfig& c, const EngineOptions& o) {
-  // The engine's default context: the training context capped at 4096 (runtime/engine.cpp).
-  const int ctx = o.context_tokens > 0 ? o.context_tokens : (c.n_ctx_train > 0 ? std::min(c.n_ctx_train, 4096) : 2048);
-  return static_cast<std::size_t>(o.kv_cache_tokens > 0 ? o.kv_cache_tokens : 4 * ctx);
-}
-
-}  // namespace
-
 std::size_t estimate_model_bytes(const std::string& path, const EngineOptions& options) {
   std::unique_ptr<ModelSource> source = ModelSource::open(path);
-  return source->file_size() + kv_pool_tokens(source->config(), options) * kv_bytes_per_token(source->config());
+  const EngineOptions resolved = resolve_engine_options(source->config(), options);
+  return source->file_size() + static_cast<std::size_t>(resolved.kv_cache_tokens) * kv_bytes_per_token(source->config());
 }
 
 std::shared_ptr<ServedModel> load_served_model(const ModelSpec& spec, const EngineOptions& options) {
@@ -41,6 +27,10 @@ std::shared_ptr<ServedModel> load_served_model(const ModelSpec& spec, const Engi
   served->chat = std::make_shared<const ChatTemplate>(std::move(*loaded.chat_template));
   const LlamaConfig& c = served->model->config();
   served->engine = std::make_shared<Engine>(*served->model, *served->tokenizer, options);
+  const Tokenizer& tok = *served->tokenizer;
+  for (std::int32_t id = 0; id < tok.n_vocab(); ++id)
+    served->max_token_bytes = std::max({served->max_token_bytes, tok.token_to_piece(id).size(),
+                                        tok.vocab().tokens[static_cast<std::size_t>(id)].size()});
   served->memory_bytes = served->model->source().file_size() +
                          static_cast<std::size_t>(served->engine->options().kv_cache_tokens) * kv_bytes_per_token(c);
   return served;

@@ -4,6 +4,10 @@
 #include <boost/asio/thread_pool.hpp>
 
 #include <cstdio>
+#include <iterator>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 #include <random>
 
 #include <fmt/format.h>
@@ -13,6 +17,7 @@
 #include "core/error.h"
 #include "runtime/engine.h"
 #include "runtime/process_stats.h"
+#include "serve/served_model.h"
 #include "serve/api_error.h"
 #include "tokenizer/utf8.h"
 
@@ -38,6 +43,26 @@ std::string random_id(std::string_view prefix) {
   return id;
 }
 
+// `text` (valid UTF-8) as a JSON string literal, appended to `out`.
+void append_json_string(std::string& out, std::string_view text) {
+  out += '"';
+  for (char c : text) {
+    const auto u = static_cast<unsigned char>(c);
+    if (c == '"') out += "\\\"";
+    else if (c == '\\') out += "\\\\";
+    else if (u < 0x20) fmt::format_to(std::back_inserter(out), "\\u{:04x}", u);
+    else out += c;
+  }
+  out += '"';
+}
+
+// Hands free heap pages back to the system (glibc keeps them after a peak otherwise).
+void release_free_memory() {
+#if defined(__GLIBC__)
+  ::malloc_trim(0);
+#endif
+}
+
 json engine_stats_json(const EngineStats& s) {
   return json{{"running", s.running},
               {"queued", s.queued},
@@ -58,8 +83,10 @@ json engine_stats_json(const EngineStats& s) {
 }  // namespace
 
 struct OpenAiApi::Impl {
-  boost::asio::thread_pool pool;
-  explicit Impl(int threads) : pool(static_cast<std::size_t>(std::max(1, threads))) {}
+  boost::asio::thread_pool pool;   // small requests
+  boost::asio::thread_pool large;  // bodies over ApiOptions::large_body_bytes
+  explicit Impl(int threads)
+      : pool(static_cast<std::size_t>(std::max(1, threads))), large(static_cast<std::size_t>(std::max(1, threads))) {}
 };
 
 OpenAiApi::OpenAiApi(ModelRegistry& registry, ApiKeyAuth auth, ApiOptions options)
@@ -71,7 +98,10 @@ OpenAiApi::OpenAiApi(ModelRegistry& registry, ApiKeyAuth auth, ApiOptions option
 
 OpenAiApi::~OpenAiApi() { join(); }
 
-void OpenAiApi::join() { impl_->pool.join(); }
+void OpenAiApi::join() {
+  impl_->pool.join();
+  impl_->large.join();
+}
 
 void OpenAiApi::handle(HttpRequest request, std::shared_ptr<HttpExchange> exchange) {
   // Cheap endpoints answer on the I/O thread; everything else goes to the API threads.
@@ -84,7 +114,15 @@ void OpenAiApi::handle(HttpRequest request, std::shared_ptr<HttpExchange> exchan
     return exchange->respond(
         error_response(ApiError(503, "server_error", "the server is shutting down", "", "shutting_down")));
   }
-  boost::asio::post(impl_->pool, [this, req = std::move(request), ex = std::move(exchange)]() mutable { route(req, ex); });
+  // A large body costs its thread a while (parsing, rendering, tokenizing megabytes): those run
+  // apart, so a small request's latency does not depend on them.
+  const bool large = request.body.size() > options_.large_body_bytes;
+  boost::asio::post(large ? impl_->large : impl_->pool, [this, large, req = std::move(request), ex = std::move(exchange)]() mutable {
+    route(req, ex);
+    // The allocator keeps the peak of a large request (its body, its JSON, its tokens) unless
+    // told to give free pages back.
+    if (large) release_free_memory();
+  });
 }
 
 void OpenAiApi::route(HttpRequest& req, const std::shared_ptr<HttpExchange>& ex) {
@@ -225,6 +263,15 @@ void OpenAiApi::generate(const HttpRequest& req, const std::shared_ptr<HttpExcha
   if (grace_over_) throw ApiError(503, "server_error", "the server is shutting down", "", "shutting_down");
   const Tokenizer& tok = *served->tokenizer;
   const int context = served->engine->context_tokens();
+  // Refused by its length in bytes before it is tokenized: no token stands for more than
+  // max_token_bytes bytes, so a longer text has too many tokens for certain.
+  const int prompt_limit = options_.max_prompt_tokens > 0 ? std::min(options_.max_prompt_tokens, context - 1) : context - 1;
+  const auto refuse_if_too_long = [&](std::size_t bytes, const std::string& field) {
+    if (served->max_token_bytes == 0 || bytes <= static_cast<std::size_t>(prompt_limit) * served->max_token_bytes) return;
+    throw invalid_field(field, fmt::format("the prompt has {} bytes, so more than {} tokens (no token of this model stands for "
+                                           "more than {} bytes); this server accepts prompts of at most {} tokens for this model",
+                                           bytes, prompt_limit, served->max_token_bytes, prompt_limit));
+  };
 
   std::vector<std::vector<std::int32_t>> prompts;
   if (chat) {
@@ -242,6 +289,7 @@ void OpenAiApi::generate(const HttpRequest& req, const std::shared_ptr<HttpExcha
     } catch (const Error& e) {
       throw invalid_field("messages", fmt::format("the model's chat template refused the messages: {}", e.what()));
     }
+    refuse_if_too_long(text.size(), "messages");
     // Templates usually write the BOS text themselves; encoding it adds no second BOS.
     const std::string& bos = served->chat->bos_token();
     const bool has_bos = !bos.empty() && text.compare(0, bos.size(), bos) == 0;
@@ -250,6 +298,7 @@ void OpenAiApi::generate(const HttpRequest& req, const std::shared_ptr<HttpExcha
     for (std::size_t i = 0; i < params.prompts.size(); ++i) {
       const PromptInput& p = params.prompts[i];
       if (p.is_text) {
+        refuse_if_too_long(p.text.size(), params.prompts.size() > 1 ? fmt::format("prompt[{}]", i) : "prompt");
         prompts.push_back(tok.encode(p.text, tok.vocab().add_bos, false));
       } else {
         for (std::int32_t id : p.tokens)
@@ -272,6 +321,22 @@ void OpenAiApi::generate(const HttpRequest& req, const std::shared_ptr<HttpExcha
                           fmt::format("the prompt has {} tokens; the model's context holds {} (prompt and completion together)", n, context));
   }
 
+  // What the request may hold at once: every choice's prompt and completion. One request must
+  // not take a model's whole capacity (64 prompts x n=4 x 4000 tokens is a 1 KB body).
+  const long long cap = options_.max_request_tokens > 0 ? options_.max_request_tokens : 16LL * context;
+  long long total = 0;
+  for (const auto& p : prompts) {
+    const int room = context - static_cast<int>(p.size());
+    const int completion = params.max_tokens > 0 ? std::min(params.max_tokens, room) : room;
+    total += static_cast<long long>(params.n) * (static_cast<long long>(p.size()) + completion);
+  }
+  if (total > cap)
+    throw ApiError(400, "invalid_request_error",
+                   fmt::format("this request may take {} tokens (prompt and max_tokens of each of its {} completions); this "
+                               "server allows {} per request (--max-request-tokens): lower max_tokens, n or the number of prompts",
+                               total, prompts.size() * static_cast<std::size_t>(params.n), cap),
+                   "max_tokens", "request_too_large");
+
   JobContext ctx;
   ctx.id = random_id(chat ? "chatcmpl-" : "cmpl-");
   ctx.created = unix_now();
@@ -285,25 +350,33 @@ HttpResponse OpenAiApi::tokenize(const HttpRequest& req) {
   std::shared_ptr<ServedModel> served = registry_.acquire(p.model.empty() ? registry_.default_name() : p.model);
   const Tokenizer& tok = *served->tokenizer;
   const std::vector<std::int32_t> ids = tok.encode(p.content, p.add_special && tok.vocab().add_bos, p.parse_special);
-  json tokens = json::array();
-  for (std::int32_t id : ids) {
+  // Written straight into the body: a JSON tree of a million tokens with their pieces would
+  // take about a kilobyte per token. This way the peak is the body itself (about 30 bytes per
+  // token with pieces).
+  std::string body = "{\"tokens\":[";
+  body.reserve(body.size() + ids.size() * (p.with_pieces ? 32 : 7));
+  for (std::size_t i = 0; i < ids.size(); ++i) {
+    if (i > 0) body += ',';
+    const std::int32_t id = ids[i];
     if (!p.with_pieces) {
-      tokens.push_back(id);
+      fmt::format_to(std::back_inserter(body), "{}", id);
       continue;
     }
     // llama.cpp's shape: the piece as a string when it is valid UTF-8, else its bytes.
     const std::string piece = tok.token_to_piece(id);
-    json entry = {{"id", id}};
+    fmt::format_to(std::back_inserter(body), "{{\"id\":{},\"piece\":", id);
     if (utf8::is_valid(piece)) {
-      entry["piece"] = piece;
+      append_json_string(body, piece);
     } else {
-      json bytes = json::array();
-      for (unsigned char c : piece) bytes.push_back(static_cast<int>(c));
-      entry["piece"] = bytes;
+      body += '[';
+      for (std::size_t b = 0; b < piece.size(); ++b)
+        fmt::format_to(std::back_inserter(body), "{}{}", b ? "," : "", static_cast<int>(static_cast<unsigned char>(piece[b])));
+      body += ']';
     }
-    tokens.push_back(std::move(entry));
+    body += '}';
   }
-  return json_response(200, {{"tokens", tokens}});
+  body += "]}";
+  return HttpResponse{200, "application/json", std::move(body), {}};
 }
 
 HttpResponse OpenAiApi::detokenize(const HttpRequest& req) {

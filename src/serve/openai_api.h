@@ -3,8 +3,8 @@
 // llama.cpp server's /tokenize and /detokenize, and the operational /health, /ready and /stats.
 //
 // Requests are routed on the connection's I/O thread; anything that may take time (parsing a
-// large body, tokenizing, waiting for a model to load) runs on a small pool of API threads, and
-// generation runs on each model's engine thread. Errors leave in OpenAI's shape (api_error.h).
+// body, tokenizing, waiting for a model to load) runs on a small pool of API threads (large
+// bodies on a pool of their own), and generation runs on each model's engine thread. Errors leave in OpenAI's shape (api_error.h).
 #include <atomic>
 #include <chrono>
 #include <memory>
@@ -21,8 +21,14 @@ namespace kiln::serve {
 struct ApiOptions {
   ValidationLimits limits;
   int max_prompt_tokens = 0;                   // 0: only the context bounds a prompt
+  // Sum over a request's choices of prompt + max_tokens (the KV positions it may hold at once):
+  // beyond it 400 before anything runs. 0: 16 x the model's context.
+  long long max_request_tokens = 0;
   std::chrono::milliseconds request_timeout{0};  // 0: no deadline
-  int api_threads = 2;                         // parse, tokenize, wait for model loads
+  // Threads that parse, tokenize and wait for model loads; as many again take the requests whose
+  // body is larger than large_body_bytes, so that small requests never queue behind them.
+  int api_threads = 2;
+  std::size_t large_body_bytes = 64 * 1024;
   std::string system_fingerprint = "fp_kiln_0.1.0";
 };
 

@@ -24,6 +24,9 @@ struct ServedModel {
   // shared_ptr so that a ServedModel without an engine (tests) needs no Engine code at all.
   std::shared_ptr<Engine> engine;
   std::size_t memory_bytes = 0;  // weights + KV pool, as counted against --memory-budget
+  // The most bytes of text one token can stand for (its piece, or its text as a special token):
+  // a text longer than n x this has more than n tokens, known without tokenizing it.
+  std::size_t max_token_bytes = 0;
 
   ServedModel() = default;
   ServedModel(const ServedModel&) = delete;

@@ -373,5 +373,90 @@ TEST_F(EngineTest, DrainFinishesInFlightWorkAndRefusesNewWork) {
   EXPECT_THROW(e.submit(greedy(prompt_of(*tiny_.tokenizer, "late"), 4), c.callbacks()), QueueFullError);
 }
 
+TEST_F(EngineTest, AWaitingRequestGetsItsShareOfTheRunningSlots) {
+  // Request A (one group of 8 long choices) fills every slot of an engine that runs 4 at once;
+  // request B (one short choice) arrives after it. B must get a slot while A still runs (A gives
+  // up its youngest sequence), not wait for A's sequences to finish; A's results stay exact.
+  EngineOptions o;
+  o.threads = 2;
+  o.max_running = 4;
+  Engine e(*tiny_.model, *tiny_.tokenizer, o);
+  std::vector<GenerationRequest> a_reqs;
+  for (int i = 0; i < 8; ++i) {
+    a_reqs.push_back(greedy(prompt_of(*tiny_.tokenizer, "Request A choice " + std::to_string(i)), 300));
+    a_reqs.back().group = 1;
+  }
+  // Computed first: two engines must not run one model at once (its scratch buffers are shared).
+  std::vector<std::vector<std::int32_t>> expected;
+  for (int i = 1; i < 4; ++i) expected.push_back(alone(a_reqs[static_cast<std::size_t>(i)]));
+  std::vector<std::unique_ptr<Collector>> a;
+  std::mutex mu;
+  int a_finished = 0;
+  int a_finished_when_b_finished = -1;
+  for (const auto& r : a_reqs) {
+    a.push_back(std::make_unique<Collector>());
+    GenerationCallbacks cb = a.back()->callbacks();
+    auto inner = cb.on_finish;
+    cb.on_finish = [&, inner](const Finish& f) {
+      {
+        std::lock_guard lock(mu);
+        ++a_finished;
+      }
+      inner(f);
+    };
+    e.submit(r, std::move(cb));
+  }
+  // B arrives once A holds every slot.
+  for (int i = 0; i < 2000 && e.stats().running < 4; ++i) std::this_thread::sleep_for(1ms);
+  ASSERT_EQ(e.stats().running, 4);
+  GenerationRequest b_req = greedy(prompt_of(*tiny_.tokenizer, "Request B"), 5);
+  b_req.group = 2;
+  Collector b;
+  GenerationCallbacks bcb = b.callbacks();
+  auto inner = bcb.on_finish;
+  bcb.on_finish = [&, inner](const Finish& f) {
+    {
+      std::lock_guard lock(mu);
+      a_finished_when_b_finished = a_finished;
+    }
+    inner(f);
+  };
+  e.submit(b_req, std::move(bcb));
+  ASSERT_TRUE(b.wait(60s));
+  EXPECT_EQ(b.finish.reason, FinishReason::Length);
+  EXPECT_EQ(a_finished_when_b_finished, 0) << "B waited for A's choices to finish";
+  EXPECT_GT(e.stats().preemptions_total, 0u);
+  for (auto& c : a) ASSERT_TRUE(c->wait(120s));
+  // Choice 3 was the youngest when B arrived: preempted, recomputed, and still the same tokens.
+  for (std::size_t i = 0; i < expected.size(); ++i) EXPECT_EQ(a[i + 1]->ids, expected[i]) << "choice " << i + 1;
+}
+
+TEST_F(EngineTest, DefaultContextIsTheTrainedOneWithinTheKvBudget) {
+  const LlamaConfig& c = tiny_.model->config();
+  ASSERT_GT(c.n_ctx_train, 64);
+  const std::size_t per_token = kv_bytes_per_token(c);
+  EngineOptions o;
+  o.kv_memory_bytes = std::size_t{1} << 40;  // room for anything
+  EngineOptions r = resolve_engine_options(c, o);
+  EXPECT_EQ(r.context_tokens, c.n_ctx_train);
+  EXPECT_EQ(r.kv_cache_tokens, 4 * c.n_ctx_train);
+  // A budget of 100 positions: the context shrinks to what fits, in whole blocks.
+  o.kv_memory_bytes = per_token * 100;
+  r = resolve_engine_options(c, o);
+  EXPECT_EQ(r.context_tokens, 96);
+  EXPECT_EQ(r.kv_cache_tokens, 96);
+  // Explicit sizes are taken as given.
+  o.context_tokens = 1000;
+  r = resolve_engine_options(c, o);
+  EXPECT_EQ(r.context_tokens, 1000);
+  EXPECT_EQ(r.kv_cache_tokens, 1000);
+  o.kv_cache_tokens = 5000;
+  EXPECT_EQ(resolve_engine_options(c, o).kv_cache_tokens, 5000);
+  // A budget that cannot hold a useful sequence is an error, not a silent 16-token context.
+  EngineOptions tiny_budget;
+  tiny_budget.kv_memory_bytes = per_token * 20;
+  EXPECT_THROW(resolve_engine_options(c, tiny_budget), Error);
+}
+
 }  // namespace
 }  // namespace kiln

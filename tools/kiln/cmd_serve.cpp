@@ -17,6 +17,7 @@
 #include "commands.h"
 #include "common_options.h"
 #include "core/error.h"
+#include "model/llama_model.h"
 #include "runtime/engine.h"
 #include "serve/auth.h"
 #include "serve/http_server.h"
@@ -49,9 +50,11 @@ struct ServeOptions {
   std::size_t max_header_bytes = 16 << 10;
   int max_prompt_tokens = 0;
   int max_connections = 1024;
-  double idle_timeout = 60, read_timeout = 30, request_timeout = 0, grace_seconds = 30;
+  long long max_request_tokens = 0;
+  double idle_timeout = 60, read_timeout = 30, request_timeout = 600, grace_seconds = 30;
   double idle_ttl = 0;
   std::string memory_budget = "0";
+  std::string kv_memory = "0";
   bool lazy = false;
   bool quiet = false;
 };
@@ -126,6 +129,7 @@ int serve_main(const ServeOptions& o) {
   engine.threads = o.threads;
   engine.context_tokens = o.ctx;
   engine.kv_cache_tokens = o.kv_tokens;
+  engine.kv_memory_bytes = parse_bytes(o.kv_memory, "--kv-memory");
   engine.max_batch_tokens = o.max_batch_tokens;
   engine.max_running = o.max_running;
   engine.max_queued = o.max_queued;
@@ -141,6 +145,7 @@ int serve_main(const ServeOptions& o) {
 
   serve::ApiOptions api_options;
   api_options.max_prompt_tokens = o.max_prompt_tokens;
+  api_options.max_request_tokens = o.max_request_tokens;
   api_options.request_timeout = seconds_flag(o.request_timeout);
   api_options.api_threads = o.api_threads;
   serve::OpenAiApi api(registry, serve::ApiKeyAuth(key), api_options);
@@ -187,9 +192,14 @@ int serve_main(const ServeOptions& o) {
         const auto t0 = std::chrono::steady_clock::now();
         registry.acquire(s.name);
         const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-        for (const serve::ModelStatus& st : registry.status())
-          if (st.name == s.name)
-            log_line("loaded {} from {} ({} MiB with its KV pool) in {:.2f} s", s.name, s.path, st.memory_bytes >> 20, secs);
+        std::shared_ptr<serve::ServedModel> served = registry.acquire_if_loaded(s.name);
+        if (!served || !served->engine) continue;
+        const EngineOptions& eo = served->engine->options();
+        const LlamaConfig& c = served->model->config();
+        log_line("loaded {} from {} in {:.2f} s: context {} tokens (trained {}), KV pool {} positions ({} MiB), {} MiB "
+                 "with the weights",
+                 s.name, s.path, secs, eo.context_tokens, c.n_ctx_train, eo.kv_cache_tokens,
+                 (static_cast<std::size_t>(eo.kv_cache_tokens) * kv_bytes_per_token(c)) >> 20, served->memory_bytes >> 20);
       }
       registry.preload_all();
       api.set_ready(true);
@@ -254,8 +264,13 @@ void register_serve_command(CLI::App& app) {
       "Require 'Authorization: Bearer KEY' (not for /health and /ready)");
   cmd->add_option("--api-key-file", o->api_key_file, "Read the API key from the first line of this file")->check(CLI::ExistingFile);
   add_threads_option(cmd, o->threads, "per model");
-  add_context_option(cmd, o->ctx, "per sequence");
-  cmd->add_option("--kv-tokens", o->kv_tokens, "KV cache pool in positions over all sequences (0: 4 x ctx)")->capture_default_str();
+  cmd->add_option("-c,--ctx", o->ctx, "Context size in tokens per sequence (0: the model's training context, within --kv-memory)")
+      ->capture_default_str();
+  cmd->add_option("--kv-tokens", o->kv_tokens, "KV cache pool in positions over all sequences (0: 4 x ctx, within --kv-memory)")
+      ->capture_default_str();
+  cmd->add_option("--kv-memory", o->kv_memory,
+                  "Bytes each model's KV pool may take when --ctx or --kv-tokens is 0, e.g. 2G (0: a quarter of physical memory)")
+      ->capture_default_str();
   cmd->add_option("--max-batch-tokens", o->max_batch_tokens, "Tokens per engine step (decode + prefill chunks)")
       ->capture_default_str();
   cmd->add_option("--max-running", o->max_running, "Sequences decoding at once per model")->capture_default_str();
@@ -264,13 +279,17 @@ void register_serve_command(CLI::App& app) {
   cmd->add_option("--max-body-bytes", o->max_body_bytes, "Largest request body (413 beyond)")->capture_default_str();
   cmd->add_option("--max-header-bytes", o->max_header_bytes, "Largest request header (431 beyond)")->capture_default_str();
   cmd->add_option("--max-prompt-tokens", o->max_prompt_tokens, "Longest prompt in tokens (0: the context)")->capture_default_str();
+  cmd->add_option("--max-request-tokens", o->max_request_tokens,
+                  "Tokens one request may hold: prompt + max_tokens summed over its completions (0: 16 x ctx)")
+      ->capture_default_str();
   cmd->add_option("--max-connections", o->max_connections, "Open connections at most (503 beyond)")->capture_default_str();
   cmd->add_option("--http-threads", o->http_threads, "I/O threads for all connections")->capture_default_str();
   cmd->add_option("--api-threads", o->api_threads, "Threads that parse, tokenize and wait for model loads")->capture_default_str();
   cmd->add_option("--idle-timeout", o->idle_timeout, "Seconds a keep-alive connection may wait for its next request")
       ->capture_default_str();
   cmd->add_option("--read-timeout", o->read_timeout, "Seconds to receive a request body (408 beyond)")->capture_default_str();
-  cmd->add_option("--request-timeout", o->request_timeout, "Seconds a generation may take (0: no limit)")->capture_default_str();
+  cmd->add_option("--request-timeout", o->request_timeout, "Seconds a generation request may take (0: no limit; beyond it 504, "
+                  "or an error event that ends the stream)")->capture_default_str();
   cmd->add_option("--grace-seconds", o->grace_seconds, "On SIGTERM/SIGINT, how long in-flight requests may finish")
       ->capture_default_str();
   cmd->add_option("--idle-ttl", o->idle_ttl, "Unload a model idle this many seconds (0: never)")->capture_default_str();
