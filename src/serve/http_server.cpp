@@ -182,9 +182,12 @@ class Session : public std::enable_shared_from_this<Session> {
     status_ = r.status;
     const bool keep = keep_alive_ && !server_->draining;
     keep_alive_ = keep;
-    std::string out = response_head(r.status, r.content_type, r.headers, keep, r.body.size(), false);
+    // 204 and 304 have no body and no Content-Length (RFC 9110).
+    const bool bodiless = r.status == 204 || r.status == 304;
+    std::string out = response_head(r.status, r.content_type, r.headers, keep,
+                                    bodiless ? std::nullopt : std::optional<std::size_t>(r.body.size()), false);
     // HEAD: the head GET would send (its Content-Length included), without the body.
-    if (method_ != "HEAD") out += r.body;
+    if (method_ != "HEAD" && !bodiless) out += r.body;
     finish_response(std::move(out));
   }
   void begin_stream(std::uint64_t serial, int status, std::string content_type, HttpHeaders headers) {
@@ -223,10 +226,11 @@ class Session : public std::enable_shared_from_this<Session> {
   }
   bool closed_flag() const { return closed_atomic_.load(std::memory_order_relaxed); }
   // The exchange of a request that never answered is gone: answer for it.
-  void exchange_dropped(std::uint64_t serial) {
+  void exchange_dropped(std::uint64_t serial, HttpHeaders headers) {
     if (serial != serial_ || state_ != State::Handling) return;
     if (!response_started_) {
-      respond(serial, HttpResponse{500, "application/json", error_body(500, "the request was dropped without a response", "server_error"), {}});
+      respond(serial, HttpResponse{500, "application/json", error_body(500, "the request was dropped without a response", "server_error"),
+                                   std::move(headers)});
     } else if (!response_done_) {
       keep_alive_ = false;
       end_stream(serial);
@@ -313,6 +317,7 @@ class Session : public std::enable_shared_from_this<Session> {
     req.path = req.target.substr(0, req.target.find('?'));
     req.body = std::move(msg.body());
     req.remote = remote_;
+    req.version = msg.version();
     for (const auto& f : msg) {
       std::string name(f.name_string());
       std::transform(name.begin(), name.end(), name.begin(), [](unsigned char c) { return std::tolower(c); });
@@ -567,13 +572,24 @@ HttpExchange::HttpExchange(std::shared_ptr<Session> session, std::uint64_t seria
     : session_(std::move(session)), serial_(serial) {}
 
 HttpExchange::~HttpExchange() {
-  session_->post([s = session_, serial = serial_] { s->exchange_dropped(serial); });
+  session_->post([s = session_, serial = serial_, h = added_headers()]() mutable { s->exchange_dropped(serial, std::move(h)); });
+}
+
+void HttpExchange::add_headers(const HttpHeaders& headers) {
+  std::lock_guard lock(mutex_);
+  added_.insert(added_.end(), headers.begin(), headers.end());
+}
+HttpHeaders HttpExchange::added_headers() const {
+  std::lock_guard lock(mutex_);
+  return added_;
 }
 
 void HttpExchange::respond(HttpResponse response) {
+  for (auto& h : added_headers()) response.headers.push_back(std::move(h));
   session_->post([s = session_, serial = serial_, r = std::move(response)]() mutable { s->respond(serial, std::move(r)); });
 }
 void HttpExchange::begin_stream(int status, std::string content_type, HttpHeaders headers) {
+  for (auto& h : added_headers()) headers.push_back(std::move(h));
   session_->post([s = session_, serial = serial_, status, ct = std::move(content_type), h = std::move(headers)]() mutable {
     s->begin_stream(serial, status, std::move(ct), std::move(h));
   });

@@ -19,6 +19,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -35,6 +36,7 @@ struct HttpRequest {
   std::string body;
   HttpHeaders headers;  // names lower-cased, in arrival order
   std::string remote;   // "127.0.0.1:54321"
+  unsigned version = 11;  // HTTP/1.1: 11, HTTP/1.0: 10
 
   // The value of the first header of that (lower-case) name, or nullptr.
   const std::string* header(std::string_view lower_name) const;
@@ -79,10 +81,18 @@ class HttpExchange {
   bool closed() const;
   // For the access log line.
   void note_tokens(int prompt_tokens, int completion_tokens);
+  // Headers for whatever answers this request from now on: a response, a stream's head, or the
+  // server's 500 when the exchange is dropped unanswered (e.g. CORS headers, which a browser
+  // needs on errors too).
+  void add_headers(const HttpHeaders& headers);
 
  private:
+  HttpHeaders added_headers() const;
+
   std::shared_ptr<Session> session_;
   std::uint64_t serial_;  // which request of the connection this is
+  mutable std::mutex mutex_;
+  HttpHeaders added_;  // add_headers(), under mutex_
 };
 
 struct HttpServerOptions {

@@ -89,9 +89,10 @@ struct OpenAiApi::Impl {
       : pool(static_cast<std::size_t>(std::max(1, threads))), large(static_cast<std::size_t>(std::max(1, threads))) {}
 };
 
-OpenAiApi::OpenAiApi(ModelRegistry& registry, ApiKeyAuth auth, ApiOptions options)
+OpenAiApi::OpenAiApi(ModelRegistry& registry, ApiKeyAuth auth, RequestGuard guard, ApiOptions options)
     : registry_(registry),
       auth_(std::move(auth)),
+      guard_(std::move(guard)),
       options_(std::move(options)),
       started_unix_(unix_now()),
       impl_(std::make_unique<Impl>(options_.api_threads)) {}
@@ -104,6 +105,22 @@ void OpenAiApi::join() {
 }
 
 void OpenAiApi::handle(HttpRequest request, std::shared_ptr<HttpExchange> exchange) {
+  // The guard comes before anything else, the probes included: a request a web page forged
+  // through a browser is refused before it can reach a model, and a preflight is answered
+  // without the API key (browsers never send it on one). Its CORS headers go on every answer
+  // to the request, errors and streams included.
+  GuardVerdict verdict = guard_.check(request);
+  if (!verdict.headers.empty()) exchange->add_headers(verdict.headers);
+  if (verdict.error) {
+    switch (verdict.refused) {
+      case GuardRefusal::host: refused_host_.fetch_add(1); break;
+      case GuardRefusal::origin: refused_origin_.fetch_add(1); break;
+      case GuardRefusal::content_type: refused_content_type_.fetch_add(1); break;
+      case GuardRefusal::none: break;
+    }
+    return exchange->respond(error_response(*verdict.error));
+  }
+  if (verdict.preflight) return exchange->respond(HttpResponse{204, "", "", {}});
   // Cheap endpoints answer on the I/O thread; everything else goes to the API threads.
   const std::string& p = request.path;
   const bool cheap = (request.method == "GET" || request.method == "HEAD") && (p == "/health" || p == "/ready" || p == "/stats" || p.rfind("/v1/models", 0) == 0);
@@ -246,7 +263,10 @@ HttpResponse OpenAiApi::stats() const {
                       {"total", counters_.jobs_total.load()},
                       {"rejected_queue_full", counters_.rejected_queue_full.load()},
                       {"cancelled_by_client", counters_.cancelled_by_client.load()},
-                      {"deadline_exceeded", counters_.deadline_exceeded.load()}};
+                      {"deadline_exceeded", counters_.deadline_exceeded.load()},
+                      {"refused_host", refused_host_.load()},
+                      {"refused_origin", refused_origin_.load()},
+                      {"refused_content_type", refused_content_type_.load()}};
   body["models"] = std::move(models);
   body["memory"] = {{"rss_bytes", resident_bytes()}, {"loaded_model_bytes", registry_.loaded_bytes()}};
   body["ready"] = ready_.load();

@@ -4,7 +4,9 @@
 //
 // Requests are routed on the connection's I/O thread; anything that may take time (parsing a
 // body, tokenizing, waiting for a model to load) runs on a small pool of API threads (large
-// bodies on a pool of their own), and generation runs on each model's engine thread. Errors leave in OpenAI's shape (api_error.h).
+// bodies on a pool of their own), and generation runs on each model's engine thread. Errors
+// leave in OpenAI's shape (api_error.h). Every request first passes the RequestGuard (Host,
+// Origin, Content-Type; request_guard.h), then the API key, then the router.
 #include <atomic>
 #include <chrono>
 #include <memory>
@@ -14,6 +16,7 @@
 #include "serve/generation_job.h"
 #include "serve/http_server.h"
 #include "serve/model_registry.h"
+#include "serve/request_guard.h"
 #include "serve/request_validation.h"
 
 namespace kiln::serve {
@@ -34,7 +37,7 @@ struct ApiOptions {
 
 class OpenAiApi {
  public:
-  OpenAiApi(ModelRegistry& registry, ApiKeyAuth auth, ApiOptions options);
+  OpenAiApi(ModelRegistry& registry, ApiKeyAuth auth, RequestGuard guard, ApiOptions options);
   ~OpenAiApi();  // waits for the API threads
   OpenAiApi(const OpenAiApi&) = delete;
   OpenAiApi& operator=(const OpenAiApi&) = delete;
@@ -68,12 +71,15 @@ class OpenAiApi {
 
   ModelRegistry& registry_;
   ApiKeyAuth auth_;
+  RequestGuard guard_;
   ApiOptions options_;
   const HttpServer* server_ = nullptr;
   std::atomic<bool> ready_{false};
   std::atomic<bool> draining_{false};
   std::atomic<bool> grace_over_{false};
   ApiCounters counters_;
+  // Requests the guard refused, for /stats.
+  std::atomic<std::uint64_t> refused_host_{0}, refused_origin_{0}, refused_content_type_{0};
   std::int64_t started_unix_ = 0;
   std::unique_ptr<Impl> impl_;  // the API thread pool
 };

@@ -99,14 +99,20 @@ struct Reply {
   std::string raw;
 };
 
-Reply request(int port, const std::string& method, const std::string& path, const std::string& body = "",
-              const std::string& headers = "") {
+// Sends the bytes of a request as they are (whatever Host, Origin or Content-Type a test needs)
+// and reads the answer.
+Reply send_raw(int port, const std::string& bytes) {
   TestClient c(port);
-  c.send(method == "GET" ? test::http_get(path, headers) : test::http_post(path, body, headers));
+  c.send(bytes);
   test::ClientResponse r = c.read_response(30000);
   Reply out{r.status, json(), r.headers, r.body};
   out.body = json::parse(r.body, nullptr, false);
   return out;
+}
+
+Reply request(int port, const std::string& method, const std::string& path, const std::string& body = "",
+              const std::string& headers = "") {
+  return send_raw(port, method == "GET" ? test::http_get(path, headers) : test::http_post(path, body, headers));
 }
 
 Reply post(int port, const std::string& path, const json& body) { return request(port, "POST", path, body.dump()); }

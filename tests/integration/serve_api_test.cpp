@@ -30,6 +30,7 @@ using test::KilnServer;
 using test::post;
 using test::Reply;
 using test::request;
+using test::send_raw;
 using test::TestClient;
 
 constexpr const char* kModel = "llama-2-tiny-random";
@@ -73,7 +74,7 @@ TEST(ServeApi, CurlBadInputGetsOpenAiErrors) {
   KILN_REQUIRE_DATA(model_path, "llama-2-tiny-random.gguf");
   KilnServer server(model_path, {"--max-body-bytes", "20000"});
   ASSERT_GT(server.port(), 0) << server.log();
-  const std::string curl = "curl -s -o /dev/stdout -w '\\n%{http_code}' " + server.url();
+  const std::string curl = "curl -s -o /dev/stdout -w '\\n%{http_code}' -H 'Content-Type: application/json' " + server.url();
   struct Case {
     std::string args, status, needle;
   };
@@ -109,7 +110,7 @@ TEST(ServeApi, CurlBadInputGetsOpenAiErrors) {
   const std::string big = test::temp_dir() + "/big.json";
   std::ofstream(big) << "{\"model\":\"x\",\"prompt\":\"" << std::string(1 << 20, 'a') << "\"}";
   std::string out;
-  test::run_command(curl + "/v1/completions -H 'Content-Type: application/json' --data-binary @" + big, &out);
+  test::run_command(curl + "/v1/completions --data-binary @" + big, &out);
   EXPECT_EQ(out.substr(out.rfind('\n') + 1), "413") << out.substr(0, 300);
   // Its code is a string, as every other error's.
   EXPECT_NE(out.find("\"code\":\"request_too_large\""), std::string::npos) << out.substr(0, 300);
@@ -233,6 +234,168 @@ TEST(ServeApi, ApiKeyIsRequiredExceptForProbes) {
   EXPECT_EQ(out.substr(out.rfind('\n') + 1), "200") << out;
   test::run_command(curl + "/ready", &out);
   EXPECT_EQ(out.substr(out.rfind('\n') + 1), "200") << out;
+}
+
+// A request with exactly these header lines ("Name: value\r\n" each; no Host unless given).
+std::string raw_request(const std::string& method, const std::string& path, const std::string& header_lines,
+                        const std::string& body = "") {
+  const std::string length = method == "POST" ? "Content-Length: " + std::to_string(body.size()) + "\r\n" : "";
+  return method + " " + path + " HTTP/1.1\r\n" + header_lines + length + "\r\n" + body;
+}
+
+std::string completion_body() { return json{{"model", kModel}, {"prompt", "Once"}, {"max_tokens", 2}}.dump(); }
+
+// DNS rebinding: a page whose own name resolves to 127.0.0.1 is same-origin for the browser,
+// but its requests carry that name in Host.
+TEST(ServeApi, ForeignHostNamesAreRefused) {
+  KILN_REQUIRE_DATA(model_path, "llama-2-tiny-random.gguf");
+  KilnServer server(model_path, {});
+  ASSERT_GT(server.port(), 0) << server.log();
+  const std::string port = std::to_string(server.port());
+  Reply r = send_raw(server.port(), raw_request("POST", "/v1/completions",
+                                                "Host: evil.example:" + port + "\r\nContent-Type: application/json\r\n",
+                                                completion_body()));
+  EXPECT_EQ(r.status, 403) << r.raw;
+  EXPECT_EQ(r.body["error"]["code"], "host_not_allowed") << r.raw;
+  EXPECT_NE(r.raw.find("--allowed-hosts evil.example"), std::string::npos) << r.raw;
+  // The probes too: the Host check comes before anything else.
+  r = send_raw(server.port(), raw_request("GET", "/health", "Host: evil.example\r\n"));
+  EXPECT_EQ(r.status, 403) << r.raw;
+  // HTTP/1.1 without Host is malformed (RFC 9112): 400.
+  r = send_raw(server.port(), raw_request("GET", "/v1/models", ""));
+  EXPECT_EQ(r.status, 400) << r.raw;
+  EXPECT_EQ(r.body["error"]["code"], "invalid_host") << r.raw;
+  // Names of this machine, with or without port, in any case, with a trailing dot.
+  for (const std::string& host : std::vector<std::string>{"localhost:" + port, "127.0.0.1:" + port, "LOCALHOST.:" + port, "[::1]:" + port, "localhost"}) {
+    r = send_raw(server.port(), raw_request("GET", "/v1/models", "Host: " + host + "\r\n"));
+    EXPECT_EQ(r.status, 200) << host << ": " << r.raw;
+  }
+  r = send_raw(server.port(), raw_request("POST", "/v1/completions",
+                                          "Host: 127.0.0.1:" + port + "\r\nContent-Type: application/json\r\n", completion_body()));
+  EXPECT_EQ(r.status, 200) << r.raw;
+  const json st = stats(server.port());
+  EXPECT_EQ(st["requests"]["refused_host"], 3) << st.dump();
+  EXPECT_EQ(st["requests"]["total"], 1) << st.dump();
+}
+
+// What a page on another site can send without a preflight: a POST with a text/plain (or form)
+// body, from fetch or an HTML form. Refused before anything runs.
+TEST(ServeApi, CrossSiteSimplePostsAreRefusedBeforeGenerating) {
+  KILN_REQUIRE_DATA(model_path, "llama-2-tiny-random.gguf");
+  KilnServer server(model_path, {});
+  ASSERT_GT(server.port(), 0) << server.log();
+  const std::string host = "Host: 127.0.0.1:" + std::to_string(server.port()) + "\r\n";
+  for (const std::string origin : {"https://evil.example", "null"}) {
+    for (const std::string type : {"text/plain;charset=UTF-8", "application/x-www-form-urlencoded", "application/json"}) {
+      const Reply r = send_raw(server.port(), raw_request("POST", "/v1/completions",
+                                                          host + "Origin: " + origin + "\r\nContent-Type: " + type + "\r\n",
+                                                          completion_body()));
+      EXPECT_EQ(r.status, 403) << origin << " " << type << ": " << r.raw;
+      EXPECT_EQ(r.body["error"]["code"], "origin_not_allowed") << r.raw;
+      EXPECT_NE(r.raw.find("--cors-origins"), std::string::npos) << r.raw;
+      EXPECT_EQ(r.headers.count("access-control-allow-origin"), 0u) << r.raw;
+    }
+  }
+  const json st = stats(server.port());
+  EXPECT_EQ(st["requests"]["total"], 0) << st.dump();
+  EXPECT_EQ(st["models"][0]["engine"]["requests_total"], 0) << st.dump();
+  EXPECT_EQ(st["requests"]["refused_origin"], 6) << st.dump();
+}
+
+// Without Origin (curl, scripts): the body must still be declared JSON. `curl -d` sends
+// application/x-www-form-urlencoded.
+TEST(ServeApi, NonJsonContentTypesAre415) {
+  KILN_REQUIRE_DATA(model_path, "llama-2-tiny-random.gguf");
+  KilnServer server(model_path, {});
+  ASSERT_GT(server.port(), 0) << server.log();
+  const std::string curl = "curl -s -o /dev/stdout -w '\\n%{http_code}' " + server.url();
+  const std::string body = " -d '" + completion_body() + "'";
+  for (const std::string& args : std::vector<std::string>{"/v1/completions" + body, "/v1/completions -H 'Content-Type: text/plain'" + body,
+                                 "/tokenize -d '{\"content\":\"x\"}'", "/v1/chat/completions -F 'x=y'"}) {
+    std::string out;
+    test::run_command(curl + args, &out);
+    EXPECT_EQ(out.substr(out.rfind('\n') + 1), "415") << args << " -> " << out;
+    EXPECT_NE(out.find("\"code\":\"unsupported_media_type\""), std::string::npos) << out;
+    EXPECT_NE(out.find("Content-Type: application/json"), std::string::npos) << out;
+  }
+  std::string out;
+  test::run_command(curl + "/v1/completions -H 'Content-Type: application/json; charset=utf-8'" + body, &out);
+  EXPECT_EQ(out.substr(out.rfind('\n') + 1), "200") << out;
+  // No Content-Type at all is accepted: a browser cannot send that cross-site without Origin.
+  const Reply r = send_raw(server.port(), raw_request("POST", "/v1/completions", "Host: localhost\r\n", completion_body()));
+  EXPECT_EQ(r.status, 200) << r.raw;
+  const json st = stats(server.port());
+  EXPECT_EQ(st["requests"]["refused_content_type"], 4) << st.dump();
+  EXPECT_EQ(st["requests"]["total"], 2) << st.dump();
+}
+
+// A web app on an origin given with --cors-origins: its preflight is answered without the API
+// key, and every answer to it carries the CORS headers, errors and streams included.
+TEST(ServeApi, AllowedOriginsGetCorsAnswers) {
+  KILN_REQUIRE_DATA(model_path, "llama-2-tiny-random.gguf");
+  KilnServer server(model_path, {"--cors-origins", "https://app.example", "--api-key", "sk-cors"});
+  ASSERT_GT(server.port(), 0) << server.log();
+  const std::string host = "Host: 127.0.0.1:" + std::to_string(server.port()) + "\r\n";
+  const std::string app = host + "Origin: https://app.example\r\n";
+  Reply r = send_raw(server.port(),
+                     raw_request("OPTIONS", "/v1/chat/completions",
+                                 app + "Access-Control-Request-Method: POST\r\n"
+                                       "Access-Control-Request-Headers: authorization,content-type,x-stainless-os,x-stainless-retry-count,x-other\r\n"));
+  EXPECT_EQ(r.status, 204) << r.raw;
+  EXPECT_EQ(r.headers["access-control-allow-origin"], "https://app.example");
+  EXPECT_NE(r.headers["access-control-allow-methods"].find("POST"), std::string::npos);
+  EXPECT_EQ(r.headers["access-control-allow-headers"], "authorization, content-type, x-stainless-os, x-stainless-retry-count");
+  EXPECT_EQ(r.headers["access-control-max-age"], "600");
+  EXPECT_EQ(r.headers["vary"], "Origin");
+  // The request itself.
+  const std::string key = "Authorization: Bearer sk-cors\r\n";
+  const std::string json_type = "Content-Type: application/json\r\n";
+  const std::string chat = json{{"model", kModel}, {"messages", {{{"role", "user"}, {"content", "Hi"}}}}, {"max_tokens", 2}}.dump();
+  r = send_raw(server.port(), raw_request("POST", "/v1/chat/completions", app + key + json_type, chat));
+  EXPECT_EQ(r.status, 200) << r.raw;
+  EXPECT_EQ(r.headers["access-control-allow-origin"], "https://app.example");
+  EXPECT_NE(r.headers["access-control-expose-headers"].find("Retry-After"), std::string::npos);
+  json streamed = json::parse(chat);
+  streamed["stream"] = true;
+  r = send_raw(server.port(), raw_request("POST", "/v1/chat/completions", app + key + json_type, streamed.dump()));
+  EXPECT_EQ(r.status, 200) << r.raw;
+  EXPECT_EQ(r.headers["content-type"], "text/event-stream");
+  EXPECT_EQ(r.headers["access-control-allow-origin"], "https://app.example");
+  // Errors too, so that the page can read them: a wrong key, an unknown model.
+  r = send_raw(server.port(), raw_request("POST", "/v1/chat/completions", app + json_type, chat));
+  EXPECT_EQ(r.status, 401) << r.raw;
+  EXPECT_EQ(r.headers["access-control-allow-origin"], "https://app.example");
+  r = send_raw(server.port(), raw_request("GET", "/v1/models/nope", app + key));
+  EXPECT_EQ(r.status, 404) << r.raw;
+  EXPECT_EQ(r.headers["access-control-allow-origin"], "https://app.example");
+  // Pages on this machine may call by default.
+  r = send_raw(server.port(), raw_request("GET", "/v1/models", host + "Origin: http://localhost:3000\r\n" + key));
+  EXPECT_EQ(r.status, 200) << r.raw;
+  EXPECT_EQ(r.headers["access-control-allow-origin"], "http://localhost:3000");
+  // Another origin: its preflight and its request are refused, with no CORS answer.
+  const std::string evil = host + "Origin: https://evil.example\r\n";
+  r = send_raw(server.port(), raw_request("OPTIONS", "/v1/chat/completions", evil + "Access-Control-Request-Method: POST\r\n"));
+  EXPECT_EQ(r.status, 403) << r.raw;
+  EXPECT_EQ(r.headers.count("access-control-allow-origin"), 0u);
+  r = send_raw(server.port(), raw_request("POST", "/v1/chat/completions", evil + key + json_type, chat));
+  EXPECT_EQ(r.status, 403) << r.raw;
+  EXPECT_EQ(r.headers.count("access-control-allow-origin"), 0u);
+}
+
+TEST(ServeApi, AllowedHostsLetNamedHostsThrough) {
+  KILN_REQUIRE_DATA(model_path, "llama-2-tiny-random.gguf");
+  KilnServer server(model_path, {"--host", "127.0.0.1", "--allowed-hosts", "kiln.internal,*.corp.example"});
+  ASSERT_GT(server.port(), 0) << server.log();
+  const std::string port = std::to_string(server.port());
+  for (const std::string& host : std::vector<std::string>{"kiln.internal:" + port, "kiln.internal", "api.corp.example:" + port}) {
+    const Reply r = send_raw(server.port(), raw_request("POST", "/v1/completions",
+                                                        "Host: " + host + "\r\nContent-Type: application/json\r\n", completion_body()));
+    EXPECT_EQ(r.status, 200) << host << ": " << r.raw;
+  }
+  for (const std::string& host : std::vector<std::string>{"other.internal:" + port, "corp.example"}) {
+    const Reply r = send_raw(server.port(), raw_request("GET", "/v1/models", "Host: " + host + "\r\n"));
+    EXPECT_EQ(r.status, 403) << host << ": " << r.raw;
+  }
 }
 
 TEST(ServeApi, ConcurrentStreamsEqualTheSameRequestsAlone) {

@@ -38,9 +38,11 @@ struct Parked {
   }
 };
 
-// /echo answers with the body; /park keeps the exchange; /stream starts a stream and parks it.
+// /echo answers with the body; /park keeps the exchange; /stream starts a stream and parks it;
+// /empty answers 204. A request with X-Add-Header has its value added to every answer as X-Added.
 HttpHandler test_handler(Parked& parked) {
   return [&parked](HttpRequest req, std::shared_ptr<HttpExchange> ex) {
+    if (const std::string* added = req.header("x-add-header")) ex->add_headers({{"X-Added", *added}});
     if (req.path == "/echo") {
       ex->respond({200, "text/plain", req.method + " " + req.body, {{"X-Test", "1"}}});
     } else if (req.path == "/park") {
@@ -50,6 +52,8 @@ HttpHandler test_handler(Parked& parked) {
       ex->begin_stream(200, "text/event-stream");
       ex->on_close([&parked] { parked.closed.fetch_add(1); });
       parked.add(ex);
+    } else if (req.path == "/empty") {
+      ex->respond({204, "", "", {}});
     } else if (req.path == "/drop") {
       // No answer at all: the server must answer 500 for it.
     } else {
@@ -252,6 +256,44 @@ TEST(HttpServer, ExchangeDroppedWithoutAnswerGets500) {
   TestClient c(f.port());
   ASSERT_TRUE(c.send(test::http_get("/drop")));
   EXPECT_EQ(c.read_response().status, 500);
+}
+
+// Headers added to an exchange (CORS headers, say) go on its answer whatever form it takes.
+TEST(HttpServer, AddedHeadersGoOnResponsesStreamsAndDroppedExchanges) {
+  ServerFixture f;
+  TestClient c(f.port());
+  ASSERT_TRUE(c.send(test::http_get("/echo", "X-Add-Header: a\r\n")));
+  test::ClientResponse r = c.read_response();
+  EXPECT_EQ(r.headers["x-added"], "a");
+  EXPECT_EQ(r.headers["x-test"], "1");
+  ASSERT_TRUE(c.send(test::http_get("/drop", "X-Add-Header: b\r\n")));
+  r = c.read_response();
+  EXPECT_EQ(r.status, 500);
+  EXPECT_EQ(r.headers["x-added"], "b");
+  ASSERT_TRUE(c.send(test::http_get("/stream", "X-Add-Header: c\r\n")));
+  ASSERT_TRUE(f.parked.wait_for(1));
+  f.parked.exchanges[0]->end_stream();
+  r = c.read_response();
+  EXPECT_EQ(r.headers["x-added"], "c");
+  EXPECT_EQ(r.headers["content-type"], "text/event-stream");
+  // Only the request that asked: the next one on the connection has none.
+  ASSERT_TRUE(c.send(test::http_get("/echo")));
+  EXPECT_EQ(c.read_response().headers.count("x-added"), 0u);
+}
+
+// A 204 has neither a body nor Content-Length, and the connection goes on.
+TEST(HttpServer, NoContentHasNoLengthAndKeepsTheConnection) {
+  ServerFixture f;
+  TestClient c(f.port());
+  ASSERT_TRUE(c.send(test::http_get("/empty")));
+  test::ClientResponse r = c.read_response();
+  EXPECT_EQ(r.status, 204);
+  EXPECT_EQ(r.headers.count("content-length"), 0u);
+  EXPECT_EQ(r.headers.count("content-type"), 0u);
+  ASSERT_TRUE(c.send(test::http_get("/echo")));
+  r = c.read_response();
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(r.body, "GET ");
 }
 
 TEST(HttpServer, DrainStopsAcceptingAndLetsInFlightRequestsFinish) {

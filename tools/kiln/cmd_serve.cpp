@@ -25,6 +25,7 @@
 #include "serve/model_registry.h"
 #include "serve/open_files_limit.h"
 #include "serve/openai_api.h"
+#include "serve/request_guard.h"
 
 namespace kiln::cli {
 namespace {
@@ -38,6 +39,7 @@ struct ServeOptions {
   int http_threads = 2;
   int api_threads = 2;
   std::string api_key, api_key_file;
+  std::vector<std::string> allowed_hosts, cors_origins;
   bool api_key_given = false;
   int threads = 0;
   int ctx = 0;
@@ -124,6 +126,12 @@ int serve_main(const ServeOptions& o) {
     if (!key.empty()) fail("serve: give --api-key or --api-key-file, not both");
     key = serve::ApiKeyAuth::read_key_file(o.api_key_file);
   }
+  // Checked before any model loads: a mistyped entry fails at once.
+  serve::RequestGuardOptions guard;
+  guard.bind_address = o.host;
+  guard.allowed_hosts = o.allowed_hosts;
+  guard.cors_origins = o.cors_origins;
+  serve::RequestGuard request_guard(guard);
 
   EngineOptions engine;
   engine.threads = o.threads;
@@ -148,7 +156,7 @@ int serve_main(const ServeOptions& o) {
   api_options.max_request_tokens = o.max_request_tokens;
   api_options.request_timeout = seconds_flag(o.request_timeout);
   api_options.api_threads = o.api_threads;
-  serve::OpenAiApi api(registry, serve::ApiKeyAuth(key), api_options);
+  serve::OpenAiApi api(registry, serve::ApiKeyAuth(key), std::move(request_guard), api_options);
 
   serve::HttpServerOptions http;
   http.host = o.host;
@@ -263,6 +271,17 @@ void register_serve_command(CLI::App& app) {
       "--api-key", [o](const std::string& k) { o->api_key = k, o->api_key_given = true; },
       "Require 'Authorization: Bearer KEY' (not for /health and /ready)");
   cmd->add_option("--api-key-file", o->api_key_file, "Read the API key from the first line of this file")->check(CLI::ExistingFile);
+  cmd->add_option("--allowed-hosts", o->allowed_hosts,
+                  "Host names to answer besides localhost, loopback addresses and --host, comma-separated (*.example.com: "
+                  "its subdomains; *: any). Bound to a loopback address, other Host headers get 403 (DNS rebinding); "
+                  "bound elsewhere, any Host is answered unless this is given")
+      ->delimiter(',')
+      ->allow_extra_args(false);  // one value per use: a following MODEL is not taken for a name
+  cmd->add_option("--cors-origins", o->cors_origins,
+                  "Web origins whose pages may call the API from a browser, comma-separated (e.g. https://app.example.com; "
+                  "*: any). Pages on localhost and the server's own origin always may; requests from other origins get 403")
+      ->delimiter(',')
+      ->allow_extra_args(false);  // one value per use: a following MODEL is not taken for a name
   add_threads_option(cmd, o->threads, "per model");
   cmd->add_option("-c,--ctx", o->ctx, "Context size in tokens per sequence (0: the model's training context, within --kv-memory)")
       ->capture_default_str();
@@ -305,7 +324,8 @@ void register_serve_command(CLI::App& app) {
       "  kiln serve model.gguf --port 8080\n"
       "  kiln serve --model small=a.gguf --model big=b.gguf --idle-ttl 600 --memory-budget 16G\n"
       "  kiln serve --models-dir ./models --api-key-file key.txt --host 0.0.0.0\n"
-      "  curl http://127.0.0.1:8080/v1/chat/completions -d '{\"model\":\"model\",\"messages\":[{\"role\":\"user\",\"content\":\"Hi\"}]}'");
+      "  curl http://127.0.0.1:8080/v1/chat/completions -H 'Content-Type: application/json' \\\n"
+      "    -d '{\"model\":\"model\",\"messages\":[{\"role\":\"user\",\"content\":\"Hi\"}]}'");
   cmd->callback([o] {
     const int code = serve_main(*o);
     if (code != 0) throw Error("serve: stopped because a model failed to load (see above)");
