@@ -9,6 +9,7 @@
 #include <chrono>
 #include <fstream>
 #include <mutex>
+#include <regex>
 #include <string>
 #include <thread>
 
@@ -167,6 +168,31 @@ TEST(ServeLimits, AWaitingRequestIsServedWhileARequestOfManyChoicesRuns) {
   for (std::size_t pos = 0; (pos = rest.body.find("\"finish_reason\":\"length\"", pos)) != std::string::npos; ++pos) ++finished;
   EXPECT_EQ(finished, 6);
   EXPECT_GT(test::request(server.port(), "GET", "/stats").body["models"][0]["engine"]["preemptions_total"].get<int>(), 0);
+}
+
+TEST(ServeLimits, TheContextIsTheTrainedOneWithinTheKvBudgetAndSaidAtStartup) {
+  KILN_REQUIRE_DATA(model_path, "llama-2-tiny-random.gguf");
+  {
+    KilnServer server(model_path, {});
+    ASSERT_GT(server.port(), 0) << server.log();
+    EXPECT_NE(server.log().find("context 4096 tokens (trained 4096), KV pool 16384 positions"), std::string::npos)
+        << server.log();
+  }
+  // A KV budget of 64 KiB holds fewer positions than the trained context: the context shrinks
+  // to fit (instead of the pool outgrowing the budget), and the log says so.
+  KilnServer small(model_path, {"--kv-memory", "64K"});
+  ASSERT_GT(small.port(), 0) << small.log();
+  std::smatch m;
+  const std::string log = small.log();
+  ASSERT_TRUE(std::regex_search(log, m, std::regex("context ([0-9]+) tokens \\(trained 4096\\), KV pool ([0-9]+) positions")))
+      << log;
+  const int ctx = std::stoi(m[1]);
+  EXPECT_LT(ctx, 4096);
+  EXPECT_GE(ctx, 64);
+  EXPECT_EQ(std::stoi(m[2]), ctx);
+  Reply r = post(small.port(), "/v1/completions", {{"model", kModel}, {"prompt", words(ctx * 8)}, {"max_tokens", 1}});
+  EXPECT_EQ(r.status, 400) << r.raw.substr(0, 300);
+  EXPECT_EQ(post(small.port(), "/v1/completions", {{"model", kModel}, {"prompt", "Once"}, {"max_tokens", 4}}).status, 200);
 }
 
 }  // namespace

@@ -204,10 +204,12 @@ int serve_main(const ServeOptions& o) {
         if (!served || !served->engine) continue;
         const EngineOptions& eo = served->engine->options();
         const LlamaConfig& c = served->model->config();
-        log_line("loaded {} from {} in {:.2f} s: context {} tokens (trained {}), KV pool {} positions ({} MiB), {} MiB "
-                 "with the weights",
+        const double mib = 1024.0 * 1024.0;
+        log_line("loaded {} from {} in {:.2f} s: context {} tokens (trained {}), KV pool {} positions ({:.1f} MiB), "
+                 "{:.1f} MiB with the weights",
                  s.name, s.path, secs, eo.context_tokens, c.n_ctx_train, eo.kv_cache_tokens,
-                 (static_cast<std::size_t>(eo.kv_cache_tokens) * kv_bytes_per_token(c)) >> 20, served->memory_bytes >> 20);
+                 static_cast<double>(static_cast<std::size_t>(eo.kv_cache_tokens) * kv_bytes_per_token(c)) / mib,
+                 static_cast<double>(served->memory_bytes) / mib);
       }
       registry.preload_all();
       api.set_ready(true);
