@@ -199,6 +199,9 @@ HttpResponse OpenAiApi::stats() const {
     body["connections"] = {{"open", hs.open_connections},
                            {"total", hs.connections_total},
                            {"rejected", hs.connections_rejected},
+                           {"evicted", hs.connections_evicted},
+                           {"reserve", hs.connections_reserve},
+                           {"header_timeouts", hs.header_timeouts},
                            {"accept_errors", hs.accept_errors}};
     body["http"] = {{"requests_in_flight", hs.requests_in_flight}, {"requests_total", hs.requests_total}};
   }
