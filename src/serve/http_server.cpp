@@ -15,6 +15,7 @@
 #include <list>
 #include <mutex>
 #include <optional>
+#include <random>
 #include <thread>
 #include <unordered_map>
 #include <unordered_set>
@@ -83,8 +84,9 @@ std::string error_body(int status, std::string_view message, std::string_view ty
 }
 
 std::string response_head(int status, std::string_view content_type, const HttpHeaders& extra, bool keep_alive,
-                          std::optional<std::size_t> content_length, bool chunked) {
+                          std::optional<std::size_t> content_length, bool chunked, std::string_view request_id = {}) {
   std::string h = fmt::format("HTTP/1.1 {} {}\r\nServer: kiln\r\n", status, http_reason(status));
+  if (!request_id.empty()) h += fmt::format("X-Request-Id: {}\r\n", request_id);
   if (!content_type.empty()) h += fmt::format("Content-Type: {}\r\n", content_type);
   if (content_length) h += fmt::format("Content-Length: {}\r\n", *content_length);
   if (chunked) h += "Transfer-Encoding: chunked\r\n";
@@ -92,6 +94,19 @@ std::string response_head(int status, std::string_view content_type, const HttpH
   for (const auto& [name, value] : extra) h += fmt::format("{}: {}\r\n", name, value);
   h += "\r\n";
   return h;
+}
+
+// 128 random bits in hex.
+std::string new_request_id() {
+  thread_local std::mt19937_64 rng{std::random_device{}()};
+  return fmt::format("{:016x}{:016x}", rng(), rng());
+}
+
+// A client's id is echoed in a response header and written into the access log line: it must
+// not be able to break either (no controls, spaces, quotes or backslashes) nor make them large.
+bool sane_request_id(std::string_view id) {
+  if (id.empty() || id.size() > 128) return false;
+  return std::all_of(id.begin(), id.end(), [](unsigned char c) { return c > 0x20 && c < 0x7f && c != '"' && c != '\'' && c != '\\'; });
 }
 
 }  // namespace
@@ -237,9 +252,10 @@ class Session : public std::enable_shared_from_this<Session> {
     // Unread input would turn the close into a reset, which can discard the answer before the
     // client reads it.
     for (int i = 0; i < 16 && !ec; ++i) socket_.read_some(asio::buffer(discard_buf_, sizeof discard_buf_), ec);
+    if (request_id_.empty()) request_id_ = new_request_id();
     const std::string body =
         error_body(408, "the connection was closed to make room for others before its request header arrived", "invalid_request_error");
-    const std::string out = response_head(408, "application/json", {}, false, body.size(), false) + body;
+    const std::string out = response_head(408, "application/json", {}, false, body.size(), false, request_id_) + body;
     socket_.write_some(asio::buffer(out), ec);
     close();
   }
@@ -251,7 +267,7 @@ class Session : public std::enable_shared_from_this<Session> {
     status_ = r.status;
     const bool keep = keep_alive_ && !server_->draining;
     keep_alive_ = keep;
-    std::string out = response_head(r.status, r.content_type, r.headers, keep, r.body.size(), false);
+    std::string out = response_head(r.status, r.content_type, r.headers, keep, r.body.size(), false, request_id_);
     // HEAD: the head GET would send (its Content-Length included), without the body.
     if (method_ != "HEAD") out += r.body;
     finish_response(std::move(out));
@@ -266,7 +282,7 @@ class Session : public std::enable_shared_from_this<Session> {
     if (!chunked_) keep_alive_ = false;
     headers.emplace_back("Cache-Control", "no-cache");
     headers.emplace_back("X-Accel-Buffering", "no");
-    enqueue(response_head(status, content_type, headers, keep_alive_ && !server_->draining, std::nullopt, chunked_));
+    enqueue(response_head(status, content_type, headers, keep_alive_ && !server_->draining, std::nullopt, chunked_, request_id_));
   }
   void write(std::uint64_t serial, std::string data) {
     if (serial != serial_ || !streaming_ || response_done_ || data.empty()) return;
@@ -323,6 +339,7 @@ class Session : public std::enable_shared_from_this<Session> {
     parser_->body_limit(server_->options.max_body_bytes);
     method_.clear();
     target_.clear();
+    request_id_.clear();
     // Bytes already here (pipelined) start the request at once; so does a reserve connection,
     // whose one request must come within reserve_timeout.
     if (reserve_ || buffer_.size() > 0) return read_header(!fresh);
@@ -377,12 +394,15 @@ class Session : public std::enable_shared_from_this<Session> {
                      [self = shared_from_this()](ErrorCode ec, std::size_t) { self->on_body(ec); });
   }
 
-  // What the access log line says of the request: taken from whatever of the header the parser
-  // has (also when it failed, e.g. a Content-Length over the limit).
+  // What the access log line and the response head say of the request: taken from whatever of
+  // the header the parser has (also when it failed, e.g. a Content-Length over the limit).
   void note_request_head() {
     const auto& req = parser_->get();
     method_ = std::string(req.method_string());
     target_ = std::string(req.target());
+    auto id = req.find("X-Request-Id");
+    const std::string_view client_id = id != req.end() ? std::string_view(id->value().data(), id->value().size()) : std::string_view();
+    request_id_ = sane_request_id(client_id) ? std::string(client_id) : new_request_id();
   }
 
   void on_body(ErrorCode ec) {
@@ -426,12 +446,13 @@ class Session : public std::enable_shared_from_this<Session> {
     status_ = status;
     keep_alive_ = false;
     started_ = Clock::now();
+    if (request_id_.empty()) request_id_ = new_request_id();
     // Closing: a newer connection may have its slot at once.
     server_->end_request(*this);
     std::string body = error_body(status, message, type);
     response_done_ = true;
     log_line();
-    enqueue(response_head(status, "application/json", headers, false, body.size(), false) + body);
+    enqueue(response_head(status, "application/json", headers, false, body.size(), false, request_id_) + body);
   }
 
   void dispatch() {
@@ -449,6 +470,7 @@ class Session : public std::enable_shared_from_this<Session> {
     req.path = req.target.substr(0, req.target.find('?'));
     req.body = std::move(msg.body());
     req.remote = remote_;
+    req.id = request_id_;
     for (const auto& f : msg) {
       std::string name(f.name_string());
       std::transform(name.begin(), name.end(), name.begin(), [](unsigned char c) { return std::tolower(c); });
@@ -670,6 +692,7 @@ class Session : public std::enable_shared_from_this<Session> {
     e.remote = remote_;
     e.method = method_;
     e.target = target_;
+    e.request_id = request_id_;
     e.status = status_;
     e.seconds = std::chrono::duration<double>(Clock::now() - started_).count();
     e.prompt_tokens = prompt_tokens_;
@@ -707,7 +730,7 @@ class Session : public std::enable_shared_from_this<Session> {
   bool response_started_ = false, response_done_ = false, streaming_ = false, chunked_ = true;
   int status_ = 0;
   int prompt_tokens_ = -1, completion_tokens_ = -1;
-  std::string method_, target_;
+  std::string method_, target_, request_id_;
   Clock::time_point started_;
   std::function<void()> on_close_;
 

@@ -16,6 +16,8 @@
 //     still answers GET/HEAD of the probe paths (/health, /ready), so a liveness probe never fails
 //     on a full table; anything else there gets 503 with Retry-After,
 //   - a bound on the bytes queued for a client that does not read (the connection is cut).
+// Every request carries an id (the client's X-Request-Id when it is sane, else a random one),
+// echoed in its response head and given to the access log.
 // While a request is being handled it keeps reading the socket, so a client that disconnects
 // is noticed at once (HttpExchange::on_close), also before the response has started.
 //
@@ -42,6 +44,7 @@ struct HttpRequest {
   std::string body;
   HttpHeaders headers;  // names lower-cased, in arrival order
   std::string remote;   // "127.0.0.1:54321"
+  std::string id;       // X-Request-Id: the client's when sane, else generated; echoed in the response
 
   // The value of the first header of that (lower-case) name, or nullptr.
   const std::string* header(std::string_view lower_name) const;
@@ -57,6 +60,7 @@ struct HttpResponse {
 // What the access log line of one request says.
 struct AccessLogEntry {
   std::string remote, method, target;
+  std::string request_id;   // as echoed in X-Request-Id
   int status = 0;           // 0 when the client went away before any response
   double seconds = 0;       // from the end of the request to the end of the response
   int prompt_tokens = -1;   // -1: not a generation request

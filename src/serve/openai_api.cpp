@@ -154,7 +154,8 @@ void OpenAiApi::route(HttpRequest& req, const std::shared_ptr<HttpExchange>& ex)
   } catch (const std::exception& e) {
     // The detail goes to the server's log, never to the client: an exception's text can hold
     // paths, file contents or library internals.
-    std::fprintf(stderr, "kiln serve: internal error on %s %s: %s\n", req.method.c_str(), path.c_str(), e.what());
+    std::fprintf(stderr, "kiln serve: internal error on %s %s (id=%s): %s\n", req.method.c_str(), path.c_str(), req.id.c_str(),
+                 e.what());
     ex->respond(error_response(ApiError(500, "server_error", "internal error (see the server's log)", "", "internal_error")));
   }
 }

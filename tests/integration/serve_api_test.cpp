@@ -204,6 +204,36 @@ TEST(ServeApi, TricklingClientsDoNotLockOutProbesOrRequests) {
   EXPECT_GT(st["connections"]["evicted"].get<int>(), 0) << st.dump();
 }
 
+// X-Request-Id: the client's is echoed in a stream's head and ends the access log line; without
+// one the server makes one up.
+TEST(ServeApi, RequestIdIsEchoedInStreamsAndLogged) {
+  KILN_REQUIRE_DATA(model_path, "llama-2-tiny-random.gguf");
+  KilnServer server(model_path, {});
+  ASSERT_GT(server.port(), 0) << server.log();
+  const json body = {{"model", kModel},
+                     {"messages", json::array({{{"role", "user"}, {"content", "Hi"}}})},
+                     {"max_tokens", 3},
+                     {"stream", true}};
+  const Reply r = request(server.port(), "POST", "/v1/chat/completions", body.dump(), "X-Request-Id: it-chat-42\r\n");
+  EXPECT_EQ(r.status, 200) << r.raw;
+  EXPECT_EQ(r.headers.at("content-type"), "text/event-stream");
+  EXPECT_EQ(r.headers.at("x-request-id"), "it-chat-42");
+  ASSERT_FALSE(sse_data(r.raw).empty()) << r.raw;
+  EXPECT_EQ(sse_data(r.raw).back(), "[DONE]");
+  const Reply plain = request(server.port(), "GET", "/health");
+  EXPECT_TRUE(std::regex_match(plain.headers.at("x-request-id"), std::regex("[0-9a-f]{32}"))) << plain.headers.at("x-request-id");
+  // The line is written once the last byte is out, just after the client has it.
+  std::string line;
+  for (int i = 0; i < 200 && line.empty(); ++i) {
+    std::istringstream log(server.log());
+    for (std::string l; std::getline(log, l);)
+      if (l.find("\"POST /v1/chat/completions\" 200") != std::string::npos) line = l;
+    if (line.empty()) std::this_thread::sleep_for(10ms);
+  }
+  ASSERT_FALSE(line.empty()) << server.log();
+  EXPECT_EQ(line.substr(line.size() - 14), " id=it-chat-42") << line;
+}
+
 // A model file that is not a model (here a link to a text file of secrets): the client gets a
 // 503 naming the model, never the file's path or bytes; the detail is in the server's log.
 TEST(ServeApi, AModelThatFailsToLoadIsNamedNotQuoted) {

@@ -1,6 +1,6 @@
 // The HTTP server on real sockets, with handlers written in the test: keep-alive, limits,
 // timeouts, the connection cap (eviction, the per-client cap, the probe reserve), slowloris
-// clients, chunked streams, disconnect detection, drain, and hundreds of open
+// clients, request ids, chunked streams, disconnect detection, drain, and hundreds of open
 // streams on two I/O threads.
 #include "serve/http_server.h"
 
@@ -10,6 +10,7 @@
 #include <condition_variable>
 #include <memory>
 #include <mutex>
+#include <regex>
 #include <thread>
 #include <vector>
 
@@ -39,12 +40,14 @@ struct Parked {
   }
 };
 
-// /echo answers with the body; /health with "ok"; /park keeps the exchange; /stream starts a
-// stream and parks it.
+// /echo answers with the body; /id with the request's id; /health with "ok"; /park keeps the
+// exchange; /stream starts a stream and parks it.
 HttpHandler test_handler(Parked& parked) {
   return [&parked](HttpRequest req, std::shared_ptr<HttpExchange> ex) {
     if (req.path == "/echo") {
       ex->respond({200, "text/plain", req.method + " " + req.body, {{"X-Test", "1"}}});
+    } else if (req.path == "/id") {
+      ex->respond({200, "text/plain", req.id, {}});
     } else if (req.path == "/health") {
       ex->respond({200, "text/plain", "ok", {}});
     } else if (req.path == "/park") {
@@ -487,6 +490,64 @@ TEST(HttpServer, AccessLogHasOneLinePerRequest) {
   EXPECT_EQ(f.log[0].status, 200);
   EXPECT_EQ(f.log[1].status, 404);
   EXPECT_GE(f.log[1].seconds, 0);
+}
+
+bool looks_generated(const std::string& id) { return std::regex_match(id, std::regex("[0-9a-f]{32}")); }
+
+TEST(HttpServer, RequestIdIsEchoedOrGenerated) {
+  HttpServerOptions o;
+  o.max_body_bytes = 100;
+  ServerFixture f(o);
+  TestClient c(f.port());
+  // The client's own id: echoed, and handed to the handler.
+  ASSERT_TRUE(c.send(test::http_get("/id", "X-Request-Id: trace-42/a.b_c\r\n")));
+  auto r = c.read_response();
+  EXPECT_EQ(r.headers["x-request-id"], "trace-42/a.b_c");
+  EXPECT_EQ(r.body, "trace-42/a.b_c");
+  // None: a random one, a new one per request.
+  ASSERT_TRUE(c.send(test::http_get("/id")));
+  auto g1 = c.read_response();
+  ASSERT_TRUE(c.send(test::http_get("/id")));
+  auto g2 = c.read_response();
+  EXPECT_TRUE(looks_generated(g1.headers["x-request-id"])) << g1.headers["x-request-id"];
+  EXPECT_EQ(g1.body, g1.headers["x-request-id"]);
+  EXPECT_NE(g1.body, g2.body);
+  // One that could break a header or a log line, or is too long: replaced.
+  for (const std::string& bad : {std::string("two words"), std::string("quo\"te"), std::string("back\\slash"), std::string(129, 'x')}) {
+    ASSERT_TRUE(c.send(test::http_get("/id", "X-Request-Id: " + bad + "\r\n")));
+    auto b = c.read_response();
+    EXPECT_TRUE(looks_generated(b.headers["x-request-id"])) << bad << " -> " << b.headers["x-request-id"];
+  }
+  ASSERT_TRUE(c.send(test::http_get("/id", "X-Request-Id: " + std::string(128, 'y') + "\r\n")));
+  EXPECT_EQ(c.read_response().body, std::string(128, 'y'));
+  // A stream's head carries it too.
+  ASSERT_TRUE(c.send(test::http_get("/stream", "X-Request-Id: stream-7\r\n")));
+  ASSERT_TRUE(f.parked.wait_for(1));
+  f.parked.exchanges[0]->write("data: x\n\n");
+  f.parked.exchanges[0]->end_stream();
+  auto s = c.read_response();
+  EXPECT_EQ(s.headers["x-request-id"], "stream-7");
+  EXPECT_EQ(s.body, "data: x\n\n");
+  // So does an error the server answers itself.
+  ASSERT_TRUE(c.send(test::http_post("/echo", std::string(101, 'z'), "X-Request-Id: too-big\r\n")));
+  auto e = c.read_response();
+  EXPECT_EQ(e.status, 413);
+  EXPECT_EQ(e.headers["x-request-id"], "too-big");
+  // And the access log has each request's id.
+  for (int i = 0; i < 5000; ++i) {
+    {
+      std::lock_guard lock(f.log_mu);
+      if (f.log.size() >= 10) break;
+    }
+    std::this_thread::sleep_for(1ms);
+  }
+  std::lock_guard lock(f.log_mu);
+  ASSERT_EQ(f.log.size(), 10u);
+  EXPECT_EQ(f.log[0].request_id, "trace-42/a.b_c");
+  EXPECT_EQ(f.log[1].request_id, g1.body);
+  EXPECT_EQ(f.log[8].request_id, "stream-7");
+  EXPECT_EQ(f.log[9].request_id, "too-big");
+  EXPECT_EQ(f.log[9].status, 413);
 }
 
 }  // namespace

@@ -165,8 +165,8 @@ int serve_main(const ServeOptions& o) {
   if (!o.quiet) {
     http.access_log = [](const serve::AccessLogEntry& e) {
       std::string tokens = e.prompt_tokens >= 0 ? fmt::format(" tokens {}+{}", e.prompt_tokens, e.completion_tokens) : "";
-      log_line("{} \"{} {}\" {} {:.3f}s{}{}", e.remote, e.method, e.target, e.status, e.seconds, tokens,
-               e.client_closed ? " (client closed)" : "");
+      log_line("{} \"{} {}\" {} {:.3f}s{}{} id={}", e.remote, e.method, e.target, e.status, e.seconds, tokens,
+               e.client_closed ? " (client closed)" : "", e.request_id);
     };
   }
   serve::HttpServer server(http, [&api](serve::HttpRequest r, std::shared_ptr<serve::HttpExchange> ex) {
