@@ -538,14 +538,15 @@ class Session : public std::enable_shared_from_this<Session> {
   // After the last byte of a response is written: close, or wait for the next request.
   void maybe_next() {
     if (!response_done_ || writing_ || state_ != State::Handling) return;
+    // The answer is out: whether it closes or waits for the next request, the connection may be
+    // evicted again (before the request stops counting as in flight, so that whoever sees the
+    // count drop finds it evictable).
+    server_->end_request(*this);
     if (in_flight_) {
       log_line();
       in_flight_ = false;
       server_->in_flight.fetch_sub(1);
     }
-    // The answer is out: whether it closes or waits for the next request, the connection may be
-    // evicted again.
-    server_->end_request(*this);
     if (!keep_alive_ || peer_gone_) return graceful_close();
     state_ = State::Idle;
     if (watching_) {
