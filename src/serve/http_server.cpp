@@ -12,9 +12,12 @@
 #include <cerrno>
 #include <deque>
 #include <future>
+#include <list>
 #include <mutex>
 #include <optional>
+#include <random>
 #include <thread>
+#include <unordered_map>
 #include <unordered_set>
 
 #include <fmt/format.h>
@@ -81,8 +84,9 @@ std::string error_body(int status, std::string_view message, std::string_view ty
 }
 
 std::string response_head(int status, std::string_view content_type, const HttpHeaders& extra, bool keep_alive,
-                          std::optional<std::size_t> content_length, bool chunked) {
+                          std::optional<std::size_t> content_length, bool chunked, std::string_view request_id = {}) {
   std::string h = fmt::format("HTTP/1.1 {} {}\r\nServer: kiln\r\n", status, http_reason(status));
+  if (!request_id.empty()) h += fmt::format("X-Request-Id: {}\r\n", request_id);
   if (!content_type.empty()) h += fmt::format("Content-Type: {}\r\n", content_type);
   if (content_length) h += fmt::format("Content-Length: {}\r\n", *content_length);
   if (chunked) h += "Transfer-Encoding: chunked\r\n";
@@ -92,7 +96,38 @@ std::string response_head(int status, std::string_view content_type, const HttpH
   return h;
 }
 
+// 128 random bits in hex.
+std::string new_request_id() {
+  thread_local std::mt19937_64 rng{std::random_device{}()};
+  return fmt::format("{:016x}{:016x}", rng(), rng());
+}
+
+// A client's id is echoed in a response header and written into the access log line: it must
+// not be able to break either (no controls, spaces, quotes or backslashes) nor make them large.
+bool sane_request_id(std::string_view id) {
+  if (id.empty() || id.size() > 128) return false;
+  return std::all_of(id.begin(), id.end(), [](unsigned char c) { return c > 0x20 && c < 0x7f && c != '"' && c != '\'' && c != '\\'; });
+}
+
 }  // namespace
+
+class Session;
+
+// The connections of one client address that hold a slot of the table.
+struct ClientEntry {
+  std::string address;
+  int connections = 0;
+  std::list<Session*> evictable;  // those without a request in flight, longest-waiting first
+};
+
+// Where a session stands in the connection table; guarded by the server's sessions_mutex.
+struct TableEntry {
+  ClientEntry* client = nullptr;  // its address's entry while it holds a slot
+  bool reserve = false;           // holds a place of the reserve instead of a slot
+  bool evicted = false;           // its slot went to a newer connection: it must not start a request
+  bool listed = false;            // in the evictable lists
+  std::list<Session*>::iterator all_pos, client_pos;
+};
 
 // ---- the server's shared state ---------------------------------------------------------------
 
@@ -110,9 +145,27 @@ struct HttpServer::Impl : std::enable_shared_from_this<HttpServer::Impl> {
   std::atomic<int> open_connections{0};
   std::atomic<int> in_flight{0};
   std::atomic<std::uint64_t> connections_total{0}, connections_rejected{0}, requests_total{0};
+  std::atomic<std::uint64_t> connections_evicted{0}, connections_reserve{0}, header_timeouts{0};
 
   std::mutex sessions_mutex;
   std::unordered_set<Session*> sessions;  // live sessions, for drain and stop
+  // The connection table, under sessions_mutex. A session is evictable (listed) while it has no
+  // request in flight: waiting for its first byte, reading its header, or closing. The lists are
+  // in the order sessions became evictable, so the front is the one that has waited longest.
+  int slots_used = 0;
+  int reserve_used = 0;
+  int per_client_cap = 0;  // 0: none
+  // The default cap leaves loopback clients alone: they are this machine (a local proxy, a batch
+  // job, the operator), not remote attackers; an explicit --max-connections-per-client caps them too.
+  bool cap_loopback = false;
+  std::unordered_map<std::string, ClientEntry> clients;
+  std::list<Session*> evictable;
+
+  struct Admission {
+    enum Kind { Slot, Reserve, Refuse } kind = Refuse;
+    ClientEntry* client = nullptr;      // Slot: the address's entry, counted already
+    std::shared_ptr<Session> victim;    // to be closed on its own strand
+  };
 
   // Out of file descriptors (EMFILE): a descriptor held in reserve is let go for a moment so
   // that the waiting client can be accepted and told 503 instead of hanging, and accepting pauses
@@ -128,37 +181,53 @@ struct HttpServer::Impl : std::enable_shared_from_this<HttpServer::Impl> {
   void accept();
   void accept_failed(const ErrorCode& ec);
   void reject(tcp::socket socket);
+
+  // The connection table (each takes sessions_mutex).
+  Admission admit(const std::string& address, bool loopback);
+  void add(Session& s, const Admission& a);
+  void remove(Session& s);
+  void release(Session& s);
+  bool begin_request(Session& s);  // false: evicted, the request must not start
+  void end_request(Session& s);
+
+ private:
+  std::shared_ptr<Session> evict_locked(Session& s);
+  void list_locked(Session& s);
+  void unlist_locked(Session& s);
+  void release_locked(Session& s);
 };
 
 // ---- one connection --------------------------------------------------------------------------
 
 class Session : public std::enable_shared_from_this<Session> {
  public:
-  Session(std::shared_ptr<HttpServer::Impl> server, tcp::socket socket)
+  Session(std::shared_ptr<HttpServer::Impl> server, tcp::socket socket, HttpServer::Impl::Admission admission)
       : server_(std::move(server)),
         socket_(std::move(socket)),
         read_timer_(socket_.get_executor()),
-        write_timer_(socket_.get_executor()) {
+        write_timer_(socket_.get_executor()),
+        admission_(std::move(admission)),
+        reserve_(admission_.kind == HttpServer::Impl::Admission::Reserve) {
     ErrorCode ec;
     auto ep = socket_.remote_endpoint(ec);
     if (!ec) remote_ = fmt::format("{}:{}", ep.address().to_string(), ep.port());
   }
 
   void start() {
-    {
-      std::lock_guard lock(server_->sessions_mutex);
-      server_->sessions.insert(this);
-    }
+    server_->add(*this, admission_);
+    admission_.victim.reset();
     registered_ = true;
-    read_request();
+    // A new connection's header deadline runs from accept: one that never sends a byte is gone
+    // after header_timeout, not idle_timeout.
+    arm_read_timer(reserve_ ? server_->options.reserve_timeout : server_->options.header_timeout);
+    next_request(true);
   }
 
   ~Session() {
-    if (registered_) {
-      std::lock_guard lock(server_->sessions_mutex);
-      server_->sessions.erase(this);
-    }
+    if (registered_) server_->remove(*this);
   }
+
+  TableEntry table;  // the server's, under its sessions_mutex
 
   template <typename F>
   void post(F&& f) {
@@ -175,6 +244,25 @@ class Session : public std::enable_shared_from_this<Session> {
   }
   void force_close() { close(); }
 
+  // Its slot went to a newer connection (the table no longer counts it): close now, without
+  // lingering, so that the descriptor is free too. A client halfway through its header is told
+  // why, as far as one non-blocking write gets.
+  void evict() {
+    if (closed_) return;
+    if (state_ != State::Header) return close();
+    ErrorCode ec;
+    socket_.non_blocking(true, ec);
+    // Unread input would turn the close into a reset, which can discard the answer before the
+    // client reads it.
+    for (int i = 0; i < 16 && !ec; ++i) socket_.read_some(asio::buffer(discard_buf_, sizeof discard_buf_), ec);
+    if (request_id_.empty()) request_id_ = new_request_id();
+    const std::string body =
+        error_body(408, "the connection was closed to make room for others before its request header arrived", "invalid_request_error");
+    const std::string out = response_head(408, "application/json", {}, false, body.size(), false, request_id_) + body;
+    socket_.write_some(asio::buffer(out), ec);
+    close();
+  }
+
   // ---- called through HttpExchange, on the strand ----
   void respond(std::uint64_t serial, HttpResponse r) {
     if (serial != serial_ || state_ != State::Handling || response_started_) return;
@@ -185,7 +273,7 @@ class Session : public std::enable_shared_from_this<Session> {
     // 204 and 304 have no body and no Content-Length (RFC 9110).
     const bool bodiless = r.status == 204 || r.status == 304;
     std::string out = response_head(r.status, r.content_type, r.headers, keep,
-                                    bodiless ? std::nullopt : std::optional<std::size_t>(r.body.size()), false);
+                                    bodiless ? std::nullopt : std::optional<std::size_t>(r.body.size()), false, request_id_);
     // HEAD: the head GET would send (its Content-Length included), without the body.
     if (method_ != "HEAD" && !bodiless) out += r.body;
     finish_response(std::move(out));
@@ -200,7 +288,7 @@ class Session : public std::enable_shared_from_this<Session> {
     if (!chunked_) keep_alive_ = false;
     headers.emplace_back("Cache-Control", "no-cache");
     headers.emplace_back("X-Accel-Buffering", "no");
-    enqueue(response_head(status, content_type, headers, keep_alive_ && !server_->draining, std::nullopt, chunked_));
+    enqueue(response_head(status, content_type, headers, keep_alive_ && !server_->draining, std::nullopt, chunked_, request_id_));
   }
   void write(std::uint64_t serial, std::string data) {
     if (serial != serial_ || !streaming_ || response_done_ || data.empty()) return;
@@ -238,16 +326,43 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
  private:
-  enum class State { Idle, Reading, Handling, Closed };
+  // Idle: waiting for the first byte of a request; Header, Body: reading them; Handling: from
+  // the complete request to the last byte of its response (also the server's own error reply).
+  enum class State { Idle, Header, Body, Handling, Closed };
 
+  // The next request on a keep-alive connection.
   void read_request() {
     if (closed_) return;
     if (server_->draining && buffer_.size() == 0) return close();
+    next_request(false);
+  }
+
+  // Waits for the first byte of a request (under idle_timeout, unless the connection is new and
+  // its header deadline already runs), then reads the header under its own deadline.
+  void next_request(bool fresh) {
     state_ = State::Idle;
     parser_.emplace();
     parser_->header_limit(static_cast<std::uint32_t>(server_->options.max_header_bytes));
     parser_->body_limit(server_->options.max_body_bytes);
-    arm_read_timer(server_->options.idle_timeout, false);
+    method_.clear();
+    target_.clear();
+    request_id_.clear();
+    // Bytes already here (pipelined) start the request at once; so does a reserve connection,
+    // whose one request must come within reserve_timeout.
+    if (reserve_ || buffer_.size() > 0) return read_header(!fresh);
+    if (!fresh) arm_read_timer(server_->options.idle_timeout);
+    socket_.async_wait(tcp::socket::wait_read, [self = shared_from_this(), fresh](ErrorCode ec) {
+      if (self->closed_) return;
+      if (ec) return self->close();
+      self->read_header(!fresh);
+    });
+  }
+
+  // The header deadline is armed once for the whole header, so a client trickling a byte at a
+  // time cannot hold the connection past it.
+  void read_header(bool arm_deadline) {
+    state_ = State::Header;
+    if (arm_deadline) arm_read_timer(server_->options.header_timeout);
     http::async_read_header(socket_, buffer_, *parser_,
                             [self = shared_from_this()](ErrorCode ec, std::size_t) { self->on_header(ec); });
   }
@@ -255,18 +370,46 @@ class Session : public std::enable_shared_from_this<Session> {
   void on_header(ErrorCode ec) {
     if (closed_) return;
     if (ec) return on_read_error(ec);
-    state_ = State::Reading;
     auto& req = parser_->get();
     http_version_ = req.version();
     keep_alive_ = req.keep_alive();
+    note_request_head();
+    if (reserve_) {
+      // Beyond the caps only a probe is served, and only a bodiless one: nothing here may take
+      // long or hold the connection.
+      keep_alive_ = false;
+      const std::string path = target_.substr(0, target_.find('?'));
+      const auto& probes = server_->options.probe_paths;
+      const bool probe = (method_ == "GET" || method_ == "HEAD") && parser_->is_done() &&
+                         std::find(probes.begin(), probes.end(), path) != probes.end();
+      if (!probe) {
+        disarm_read_timer();
+        return overloaded();
+      }
+      return dispatch();
+    }
+    // The request is in flight from here: its connection is no longer a candidate for eviction.
+    if (!server_->begin_request(*this)) return evict();  // lost its slot while the header arrived
+    state_ = State::Body;
     if (parser_->is_done()) return dispatch();
     // curl and others wait for "100 Continue" before sending a large body.
     auto expect = req.find(http::field::expect);
     if (expect != req.end() && beast::iequals(expect->value(), "100-continue"))
       enqueue("HTTP/1.1 100 Continue\r\n\r\n");
-    arm_read_timer(server_->options.read_timeout, true);
+    arm_read_timer(server_->options.read_timeout);  // once, for the whole body
     http::async_read(socket_, buffer_, *parser_,
                      [self = shared_from_this()](ErrorCode ec, std::size_t) { self->on_body(ec); });
+  }
+
+  // What the access log line and the response head say of the request: taken from whatever of
+  // the header the parser has (also when it failed, e.g. a Content-Length over the limit).
+  void note_request_head() {
+    const auto& req = parser_->get();
+    method_ = std::string(req.method_string());
+    target_ = std::string(req.target());
+    auto id = req.find("X-Request-Id");
+    const std::string_view client_id = id != req.end() ? std::string_view(id->value().data(), id->value().size()) : std::string_view();
+    request_id_ = sane_request_id(client_id) ? std::string(client_id) : new_request_id();
   }
 
   void on_body(ErrorCode ec) {
@@ -276,12 +419,18 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   void on_read_error(ErrorCode ec) {
-    read_timer_.cancel();
+    disarm_read_timer();
+    if (state_ == State::Header) note_request_head();
     if (ec == http::error::body_limit)
       return reply_and_close(413, fmt::format("request body larger than the limit of {} bytes", server_->options.max_body_bytes));
     if (ec == http::error::header_limit)
       return reply_and_close(431, fmt::format("request headers larger than the limit of {} bytes", server_->options.max_header_bytes));
-    if (timed_out_ && state_ == State::Reading) return reply_and_close(408, "timed out reading the request");
+    if (timed_out_ && (state_ == State::Header || state_ == State::Body)) {
+      if (reserve_) return overloaded();
+      if (state_ == State::Body) return reply_and_close(408, "timed out reading the request body");
+      server_->header_timeouts.fetch_add(1);
+      return reply_and_close(408, "timed out reading the request header");
+    }
     if (ec == http::error::end_of_stream || ec == asio::error::eof || ec == asio::error::operation_aborted ||
         ec == asio::error::connection_reset || timed_out_)
       return close();
@@ -289,21 +438,32 @@ class Session : public std::enable_shared_from_this<Session> {
     reply_and_close(400, fmt::format("malformed HTTP request: {}", ec.message()));
   }
 
+  // A reserve connection whose request is not a probe, or did not come in time.
+  void overloaded() {
+    server_->connections_rejected.fetch_add(1);
+    reply_and_close(503, "too many open connections; retry later", "server_overloaded", {{"Retry-After", "1"}});
+  }
+
   // An error the server answers itself; the connection then closes (its input may be unread).
-  void reply_and_close(int status, const std::string& message) {
+  void reply_and_close(int status, const std::string& message, std::string_view type = "invalid_request_error",
+                       const HttpHeaders& headers = {}) {
     state_ = State::Handling;
     ++serial_;
     response_started_ = true;
     status_ = status;
     keep_alive_ = false;
-    std::string body = error_body(status, message, "invalid_request_error");
+    started_ = Clock::now();
+    if (request_id_.empty()) request_id_ = new_request_id();
+    // Closing: a newer connection may have its slot at once.
+    server_->end_request(*this);
+    std::string body = error_body(status, message, type);
     response_done_ = true;
     log_line();
-    enqueue(response_head(status, "application/json", {}, false, body.size(), false) + body);
+    enqueue(response_head(status, "application/json", headers, false, body.size(), false, request_id_) + body);
   }
 
   void dispatch() {
-    read_timer_.cancel();
+    disarm_read_timer();
     state_ = State::Handling;
     ++serial_;
     response_started_ = response_done_ = streaming_ = false;
@@ -312,19 +472,18 @@ class Session : public std::enable_shared_from_this<Session> {
     on_close_ = nullptr;
     auto msg = parser_->release();
     HttpRequest req;
-    req.method = std::string(msg.method_string());
-    req.target = std::string(msg.target());
+    req.method = method_;
+    req.target = target_;
     req.path = req.target.substr(0, req.target.find('?'));
     req.body = std::move(msg.body());
     req.remote = remote_;
     req.version = msg.version();
+    req.id = request_id_;
     for (const auto& f : msg) {
       std::string name(f.name_string());
       std::transform(name.begin(), name.end(), name.begin(), [](unsigned char c) { return std::tolower(c); });
       req.headers.emplace_back(std::move(name), std::string(f.value()));
     }
-    method_ = req.method;
-    target_ = req.target;
     started_ = Clock::now();
     server_->in_flight.fetch_add(1);
     in_flight_ = true;
@@ -387,6 +546,10 @@ class Session : public std::enable_shared_from_this<Session> {
   // After the last byte of a response is written: close, or wait for the next request.
   void maybe_next() {
     if (!response_done_ || writing_ || state_ != State::Handling) return;
+    // The answer is out: whether it closes or waits for the next request, the connection may be
+    // evicted again (before the request stops counting as in flight, so that whoever sees the
+    // count drop finds it evictable).
+    server_->end_request(*this);
     if (in_flight_) {
       log_line();
       in_flight_ = false;
@@ -465,10 +628,10 @@ class Session : public std::enable_shared_from_this<Session> {
     socket_.shutdown(tcp::socket::shutdown_send, ec);
     if (ec || watching_) {
       if (ec) close();
-      else arm_read_timer(std::chrono::milliseconds(2000), false);  // the pending watch read sees EOF
+      else arm_read_timer(std::chrono::milliseconds(2000));  // the pending watch read sees EOF
       return;
     }
-    arm_read_timer(std::chrono::milliseconds(2000), false);
+    arm_read_timer(std::chrono::milliseconds(2000));
     discard();
   }
   void discard() {
@@ -480,21 +643,35 @@ class Session : public std::enable_shared_from_this<Session> {
     });
   }
 
-  void arm_read_timer(std::chrono::milliseconds timeout, bool reading_body) {
+  // One deadline at a time: the idle wait, the header, the body, or the linger after a close.
+  // A generation number makes a deadline that fired just before it was re-armed a no-op.
+  void arm_read_timer(std::chrono::milliseconds timeout) {
     timed_out_ = false;
-    (void)reading_body;
+    const std::uint64_t generation = ++timer_generation_;
     read_timer_.expires_after(timeout);
-    read_timer_.async_wait([self = shared_from_this()](ErrorCode ec) {
-      if (ec || self->closed_) return;
-      self->timed_out_ = true;
-      if (self->state_ == State::Reading) {
-        // The body did not arrive in time: say so, then close.
-        ErrorCode ignored;
-        self->socket_.cancel(ignored);
-        return;
-      }
-      if (self->state_ == State::Idle || self->lingering_) self->close();
+    read_timer_.async_wait([self = shared_from_this(), generation](ErrorCode ec) {
+      if (ec || self->closed_ || generation != self->timer_generation_) return;
+      self->read_deadline();
     });
+  }
+  void disarm_read_timer() {
+    ++timer_generation_;
+    read_timer_.cancel();
+  }
+  void read_deadline() {
+    timed_out_ = true;
+    if (state_ == State::Header || state_ == State::Body) {
+      // The header or body did not arrive in time: the read ends, on_read_error says so, closes.
+      ErrorCode ignored;
+      socket_.cancel(ignored);
+      return;
+    }
+    if (state_ == State::Idle) {
+      // A new connection that never sent a byte is closed silently at its header deadline.
+      if (serial_ == 0) server_->header_timeouts.fetch_add(1);
+      return close();
+    }
+    if (lingering_) close();
   }
 
   void close() {
@@ -513,6 +690,7 @@ class Session : public std::enable_shared_from_this<Session> {
       in_flight_ = false;
       server_->in_flight.fetch_sub(1);
     }
+    if (registered_) server_->release(*this);
     server_->open_connections.fetch_sub(1);
   }
 
@@ -523,6 +701,7 @@ class Session : public std::enable_shared_from_this<Session> {
     e.remote = remote_;
     e.method = method_;
     e.target = target_;
+    e.request_id = request_id_;
     e.status = status_;
     e.seconds = std::chrono::duration<double>(Clock::now() - started_).count();
     e.prompt_tokens = prompt_tokens_;
@@ -537,6 +716,8 @@ class Session : public std::enable_shared_from_this<Session> {
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
   std::string remote_;
+  HttpServer::Impl::Admission admission_;  // until start() enters it in the table
+  const bool reserve_;                     // admitted beyond the caps for one probe request
   bool registered_ = false;
 
   State state_ = State::Idle;
@@ -547,6 +728,7 @@ class Session : public std::enable_shared_from_this<Session> {
   bool peer_gone_ = false;
   bool watching_ = false;
   bool timed_out_ = false;
+  std::uint64_t timer_generation_ = 0;
   bool lingering_ = false;
   char discard_buf_[4096];
 
@@ -557,7 +739,7 @@ class Session : public std::enable_shared_from_this<Session> {
   bool response_started_ = false, response_done_ = false, streaming_ = false, chunked_ = true;
   int status_ = 0;
   int prompt_tokens_ = -1, completion_tokens_ = -1;
-  std::string method_, target_;
+  std::string method_, target_, request_id_;
   Clock::time_point started_;
   std::function<void()> on_close_;
 
@@ -619,13 +801,21 @@ void HttpServer::Impl::accept() {
       return self->accept_failed(ec);
     }
     self->connections_total.fetch_add(1);
-    if (self->open_connections.load() >= self->options.max_connections) {
+    ErrorCode ignored;
+    const auto peer = socket.remote_endpoint(ignored);
+    Admission admission =
+        self->admit(ignored ? std::string() : peer.address().to_string(), !ignored && peer.address().is_loopback());
+    if (admission.victim) {
+      auto victim = std::move(admission.victim);
+      victim->post([victim] { victim->evict(); });
+    }
+    if (admission.kind == Admission::Refuse) {
       self->reject(std::move(socket));
     } else {
+      if (admission.kind == Admission::Reserve) self->connections_reserve.fetch_add(1);
       self->open_connections.fetch_add(1);
-      ErrorCode ignored;
       socket.set_option(tcp::no_delay(true), ignored);
-      std::make_shared<Session>(self, std::move(socket))->start();
+      std::make_shared<Session>(self, std::move(socket), std::move(admission))->start();
     }
     self->accept();
   });
@@ -634,7 +824,7 @@ void HttpServer::Impl::accept() {
 void HttpServer::Impl::accept_failed(const ErrorCode& ec) {
   accept_errors.fetch_add(1);
   if ((ec == asio::error::no_descriptors || ec.value() == ENFILE) && spare_fd >= 0) {
-    // Free the reserve, take the waiting connection, answer it 503, take the reserve back.
+    // Free the spare descriptor, take the waiting connection, answer it 503, take the spare back.
     ::close(spare_fd);
     spare_fd = -1;
     ErrorCode ignored;
@@ -670,6 +860,109 @@ void HttpServer::Impl::reject(tcp::socket socket) {
   });
 }
 
+// ---- the connection table ---------------------------------------------------------------------
+
+HttpServer::Impl::Admission HttpServer::Impl::admit(const std::string& address, bool loopback) {
+  Admission a;  // outlives the lock: releasing a victim may run its destructor, which takes it
+  std::lock_guard lock(sessions_mutex);
+  auto it = clients.find(address);
+  ClientEntry* client = it == clients.end() ? nullptr : &it->second;
+  bool room = true;
+  // At the client's own cap, only its own connections make room: one address cannot take the
+  // slots of others. At the table's cap, the longest-waiting connection of anyone's does.
+  std::list<Session*>* candidates = nullptr;
+  const bool capped = per_client_cap > 0 && (cap_loopback || !loopback);
+  if (capped && client != nullptr && client->connections >= per_client_cap) candidates = &client->evictable;
+  else if (slots_used >= options.max_connections) candidates = &evictable;
+  if (candidates != nullptr) {
+    if (candidates->empty()) room = false;
+    else a.victim = evict_locked(*candidates->front());
+  }
+  if (room) {
+    auto [entry, inserted] = clients.try_emplace(address);  // the victim may have taken the old entry with it
+    if (inserted) entry->second.address = address;
+    ++entry->second.connections;
+    ++slots_used;
+    a.kind = Admission::Slot;
+    a.client = &entry->second;
+  } else if (reserve_used < options.reserve_connections) {
+    ++reserve_used;
+    a.kind = Admission::Reserve;
+  }
+  return a;
+}
+
+std::shared_ptr<Session> HttpServer::Impl::evict_locked(Session& s) {
+  release_locked(s);
+  s.table.evicted = true;
+  connections_evicted.fetch_add(1);
+  // Null when the session is being destroyed: its socket closes with it.
+  return s.weak_from_this().lock();
+}
+
+void HttpServer::Impl::add(Session& s, const Admission& a) {
+  std::lock_guard lock(sessions_mutex);
+  sessions.insert(&s);
+  s.table.client = a.client;
+  s.table.reserve = a.kind == Admission::Reserve;
+  list_locked(s);
+}
+
+void HttpServer::Impl::remove(Session& s) {
+  std::lock_guard lock(sessions_mutex);
+  release_locked(s);
+  sessions.erase(&s);
+}
+
+void HttpServer::Impl::release(Session& s) {
+  std::lock_guard lock(sessions_mutex);
+  release_locked(s);
+}
+
+bool HttpServer::Impl::begin_request(Session& s) {
+  std::lock_guard lock(sessions_mutex);
+  if (s.table.evicted) return false;
+  unlist_locked(s);
+  return true;
+}
+
+void HttpServer::Impl::end_request(Session& s) {
+  std::lock_guard lock(sessions_mutex);
+  list_locked(s);
+}
+
+void HttpServer::Impl::list_locked(Session& s) {
+  TableEntry& t = s.table;
+  if (t.listed || t.client == nullptr) return;  // only a slot's holder is evictable
+  t.all_pos = evictable.insert(evictable.end(), &s);
+  t.client_pos = t.client->evictable.insert(t.client->evictable.end(), &s);
+  t.listed = true;
+}
+
+void HttpServer::Impl::unlist_locked(Session& s) {
+  TableEntry& t = s.table;
+  if (!t.listed) return;
+  evictable.erase(t.all_pos);
+  t.client->evictable.erase(t.client_pos);
+  t.listed = false;
+}
+
+// Gives back whatever the session holds: its slot (and its place in the lists) or its place in
+// the reserve. Idempotent: close, eviction and the destructor may each come first.
+void HttpServer::Impl::release_locked(Session& s) {
+  TableEntry& t = s.table;
+  unlist_locked(s);
+  if (t.client != nullptr) {
+    --slots_used;
+    if (--t.client->connections == 0) clients.erase(clients.find(t.client->address));
+    t.client = nullptr;
+  }
+  if (t.reserve) {
+    --reserve_used;
+    t.reserve = false;
+  }
+}
+
 namespace {
 // Owning pointers to the live sessions. They are released outside the lock: the last owner of a
 // session runs its destructor, which takes the lock itself.
@@ -701,6 +994,9 @@ void HttpServer::start() {
   if (!ec) s.acceptor->listen(asio::socket_base::max_listen_connections, ec);
   if (ec) fail("serve: cannot listen on {}:{}: {}", s.options.host, s.options.port, ec.message());
   s.bound_port = s.acceptor->local_endpoint().port();
+  s.per_client_cap = s.options.max_connections_per_client >= 0 ? s.options.max_connections_per_client
+                                                                 : std::max(1, s.options.max_connections / 4);
+  s.cap_loopback = s.options.max_connections_per_client >= 0;
   s.spare_fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
   s.accept_pause.emplace(s.acceptor->get_executor());
   s.work.emplace(s.ioc.get_executor());
@@ -769,6 +1065,9 @@ HttpServerStats HttpServer::stats() const {
   st.requests_in_flight = impl_->in_flight.load();
   st.connections_total = impl_->connections_total.load();
   st.connections_rejected = impl_->connections_rejected.load();
+  st.connections_evicted = impl_->connections_evicted.load();
+  st.connections_reserve = impl_->connections_reserve.load();
+  st.header_timeouts = impl_->header_timeouts.load();
   st.accept_errors = impl_->accept_errors.load();
   st.requests_total = impl_->requests_total.load();
   return st;

@@ -5,10 +5,19 @@
 //
 // What it enforces on its own, before any handler runs:
 //   - header and body size limits (431 and 413, then the connection closes),
-//   - an idle timeout for keep-alive connections waiting for their next request, and a read
-//     timeout for the body of a request once its header has arrived (408),
-//   - a maximum number of open connections (503 to the ones beyond it),
+//   - deadlines that a client trickling bytes cannot stretch: a keep-alive connection may wait
+//     idle_timeout for the first byte of its next request, then the whole header must arrive
+//     within header_timeout (from accept on a new connection) and the whole body within
+//     read_timeout; each is armed once, not per byte (408, then the connection closes),
+//   - a table of max_connections connections and at most max_connections_per_client of them
+//     per client address. A connection beyond either cap takes the slot of the longest-waiting
+//     connection without a request in flight (the whole table, or that client's own), which is
+//     closed; only when every candidate is busy is it refused. A small reserve beyond the cap
+//     still answers GET/HEAD of the probe paths (/health, /ready), so a liveness probe never fails
+//     on a full table; anything else there gets 503 with Retry-After,
 //   - a bound on the bytes queued for a client that does not read (the connection is cut).
+// Every request carries an id (the client's X-Request-Id when it is sane, else a random one),
+// echoed in its response head and given to the access log.
 // While a request is being handled it keeps reading the socket, so a client that disconnects
 // is noticed at once (HttpExchange::on_close), also before the response has started.
 //
@@ -37,6 +46,7 @@ struct HttpRequest {
   HttpHeaders headers;  // names lower-cased, in arrival order
   std::string remote;   // "127.0.0.1:54321"
   unsigned version = 11;  // HTTP/1.1: 11, HTTP/1.0: 10
+  std::string id;       // X-Request-Id: the client's when sane, else generated; echoed in the response
 
   // The value of the first header of that (lower-case) name, or nullptr.
   const std::string* header(std::string_view lower_name) const;
@@ -52,6 +62,7 @@ struct HttpResponse {
 // What the access log line of one request says.
 struct AccessLogEntry {
   std::string remote, method, target;
+  std::string request_id;   // as echoed in X-Request-Id
   int status = 0;           // 0 when the client went away before any response
   double seconds = 0;       // from the end of the request to the end of the response
   int prompt_tokens = -1;   // -1: not a generation request
@@ -101,10 +112,21 @@ struct HttpServerOptions {
   int io_threads = 2;
   std::size_t max_header_bytes = 16 * 1024;
   std::size_t max_body_bytes = 4 * 1024 * 1024;
-  std::chrono::milliseconds idle_timeout{std::chrono::seconds(60)};  // keep-alive wait, header read
-  std::chrono::milliseconds read_timeout{std::chrono::seconds(30)};  // a request's body
+  // A keep-alive connection waiting for the first byte of its next request.
+  std::chrono::milliseconds idle_timeout{std::chrono::seconds(60)};
+  // A request's whole header, from its first byte (from accept on a new connection).
+  std::chrono::milliseconds header_timeout{std::chrono::seconds(10)};
+  std::chrono::milliseconds read_timeout{std::chrono::seconds(30)};  // a request's whole body
   std::chrono::milliseconds write_timeout{std::chrono::seconds(60)}; // one write to a stalled client
   int max_connections = 1024;
+  // Connections of one client address at most; -1: a quarter of max_connections for every
+  // address but loopback ones; 0: no cap.
+  int max_connections_per_client = -1;
+  // Connections beyond the caps that may still make one probe request (GET/HEAD of
+  // probe_paths), each within reserve_timeout; beyond the reserve, 503 at once.
+  int reserve_connections = 64;
+  std::chrono::milliseconds reserve_timeout{std::chrono::seconds(2)};
+  std::vector<std::string> probe_paths{"/health", "/ready"};
   std::size_t max_pending_write_bytes = 8 * 1024 * 1024;  // unsent bytes of a stream before its client is cut
   std::function<void(const AccessLogEntry&)> access_log;    // called once per request, any thread
 };
@@ -112,10 +134,14 @@ struct HttpServerOptions {
 using HttpHandler = std::function<void(HttpRequest, std::shared_ptr<HttpExchange>)>;
 
 struct HttpServerStats {
-  int open_connections = 0;
+  int open_connections = 0;    // the reserve's included
   int requests_in_flight = 0;  // read and not yet fully answered
   std::uint64_t connections_total = 0;
-  std::uint64_t connections_rejected = 0;  // over max_connections, or out of file descriptors (503)
+  std::uint64_t connections_rejected = 0;  // 503: every candidate for eviction busy (beyond the reserve, or a
+                                           // non-probe request in it), or out of file descriptors
+  std::uint64_t connections_evicted = 0;   // closed to give their slot to a newer connection
+  std::uint64_t connections_reserve = 0;   // admitted to the reserve beyond the caps
+  std::uint64_t header_timeouts = 0;       // closed because the header did not arrive within header_timeout
   std::uint64_t accept_errors = 0;         // accept() failures (EMFILE, ENFILE, ENOMEM, ...)
   std::uint64_t requests_total = 0;
 };

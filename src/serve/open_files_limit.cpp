@@ -18,10 +18,14 @@ std::size_t raise_open_files_limit() {
   return static_cast<std::size_t>(limit.rlim_cur);
 }
 
-int connection_cap(int wanted, std::size_t open_files) {
-  if (open_files == 0 || wanted <= 0) return wanted;
+ConnectionLimits connection_limits(int wanted, int wanted_reserve, std::size_t open_files) {
+  if (open_files == 0 || wanted <= 0) return {wanted, wanted_reserve};
   const std::size_t room = open_files > kReservedFileDescriptors ? open_files - kReservedFileDescriptors : 1;
-  return static_cast<int>(std::min<std::size_t>(static_cast<std::size_t>(wanted), std::max<std::size_t>(room, 1)));
+  const std::size_t want = static_cast<std::size_t>(wanted), want_reserve = static_cast<std::size_t>(std::max(0, wanted_reserve));
+  if (want + want_reserve <= room) return {wanted, wanted_reserve};
+  const std::size_t reserve = std::min(want_reserve, std::max<std::size_t>(room / 8, 1));
+  const std::size_t cap = std::min(want, room > reserve ? room - reserve : 1);
+  return {static_cast<int>(std::max<std::size_t>(cap, 1)), static_cast<int>(reserve)};
 }
 
 }  // namespace kiln::serve

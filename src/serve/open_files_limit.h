@@ -13,8 +13,18 @@ std::size_t raise_open_files_limit();
 // log, the threads' wake-up descriptors and some room for what libraries open.
 inline constexpr std::size_t kReservedFileDescriptors = 64;
 
-// The connection cap that fits under `open_files` (0: unknown, `wanted` stands): `wanted`, or
-// what is left after the reserve, at least 1.
-int connection_cap(int wanted, std::size_t open_files);
+// Places beyond the connection cap kept for health probes (HttpServerOptions::reserve_connections).
+inline constexpr int kReserveConnections = 64;
+
+struct ConnectionLimits {
+  int connections;  // the connection table's cap
+  int reserve;      // places beyond it for health probes
+};
+
+// The connection cap and probe reserve that fit under `open_files` (0: unknown, the wanted
+// numbers stand) beside the descriptors kept for the server itself: the reserve's connections
+// are descriptors too. When both do not fit, the reserve gets an eighth of the room (at least 1,
+// at most what was wanted) and the cap what is left, at least 1.
+ConnectionLimits connection_limits(int wanted, int wanted_reserve, std::size_t open_files);
 
 }  // namespace kiln::serve

@@ -209,7 +209,8 @@ void OpenAiApi::route(HttpRequest& req, const std::shared_ptr<HttpExchange>& ex)
   } catch (const std::exception& e) {
     // The detail goes to the server's log, never to the client: an exception's text can hold
     // paths, file contents or library internals.
-    std::fprintf(stderr, "kiln serve: internal error on %s %s: %s\n", req.method.c_str(), path.c_str(), e.what());
+    std::fprintf(stderr, "kiln serve: internal error on %s %s (id=%s): %s\n", req.method.c_str(), path.c_str(), req.id.c_str(),
+                 e.what());
     ex->respond(error_response(ApiError(500, "server_error", "internal error (see the server's log)", "", "internal_error")));
   }
 }
@@ -254,6 +255,9 @@ HttpResponse OpenAiApi::stats() const {
     body["connections"] = {{"open", hs.open_connections},
                            {"total", hs.connections_total},
                            {"rejected", hs.connections_rejected},
+                           {"evicted", hs.connections_evicted},
+                           {"reserve", hs.connections_reserve},
+                           {"header_timeouts", hs.header_timeouts},
                            {"accept_errors", hs.accept_errors}};
     body["http"] = {{"requests_in_flight", hs.requests_in_flight}, {"requests_total", hs.requests_total}};
   }

@@ -1,6 +1,7 @@
 // The HTTP server on real sockets, with handlers written in the test: keep-alive, limits,
-// timeouts, the connection cap, chunked streams, disconnect detection, drain, and hundreds of
-// open streams on two I/O threads.
+// timeouts, the connection cap (eviction, the per-client cap, the probe reserve), slowloris
+// clients, request ids, chunked streams, disconnect detection, drain, and hundreds of open
+// streams on two I/O threads.
 #include "serve/http_server.h"
 
 #include <gtest/gtest.h>
@@ -38,13 +39,18 @@ struct Parked {
   }
 };
 
-// /echo answers with the body; /park keeps the exchange; /stream starts a stream and parks it;
-// /empty answers 204. A request with X-Add-Header has its value added to every answer as X-Added.
+// /echo answers with the body; /id with the request's id; /health with "ok"; /park keeps the
+// exchange; /stream starts a stream and parks it; /empty answers 204. A request with
+// X-Add-Header has its value added to every answer as X-Added.
 HttpHandler test_handler(Parked& parked) {
   return [&parked](HttpRequest req, std::shared_ptr<HttpExchange> ex) {
     if (const std::string* added = req.header("x-add-header")) ex->add_headers({{"X-Added", *added}});
     if (req.path == "/echo") {
       ex->respond({200, "text/plain", req.method + " " + req.body, {{"X-Test", "1"}}});
+    } else if (req.path == "/id") {
+      ex->respond({200, "text/plain", req.id, {}});
+    } else if (req.path == "/health") {
+      ex->respond({200, "text/plain", "ok", {}});
     } else if (req.path == "/park") {
       ex->on_close([&parked] { parked.closed.fetch_add(1); });
       parked.add(ex);
@@ -182,26 +188,194 @@ TEST(HttpServer, SlowBodyTimesOutWith408) {
   EXPECT_EQ(r.status, 408);
 }
 
-TEST(HttpServer, ConnectionsBeyondTheCapGet503) {
+// Waits until the server counts `n` open connections.
+bool wait_open(HttpServer& server, int n, std::chrono::milliseconds timeout = 5s) {
+  const auto until = std::chrono::steady_clock::now() + timeout;
+  while (server.stats().open_connections != n)
+    if (std::chrono::steady_clock::now() > until) return false;
+    else std::this_thread::sleep_for(5ms);
+  return true;
+}
+
+// Waits until the server counts `n` requests in flight. A client has its answer just before the
+// server learns that the last byte is out and counts the request done (and its connection idle).
+bool wait_in_flight(HttpServer& server, int n, std::chrono::milliseconds timeout = 5s) {
+  const auto until = std::chrono::steady_clock::now() + timeout;
+  while (server.stats().requests_in_flight != n)
+    if (std::chrono::steady_clock::now() > until) return false;
+    else std::this_thread::sleep_for(2ms);
+  return true;
+}
+
+TEST(HttpServer, ANewConnectionTakesTheSlotOfAnIdleOneOrGets503WhenAllAreBusy) {
   HttpServerOptions o;
   o.max_connections = 2;
+  o.max_connections_per_client = 0;
+  o.reserve_connections = 0;
   ServerFixture f(o);
   TestClient a(f.port()), b(f.port());
   ASSERT_TRUE(a.send(test::http_get("/echo")));
-  ASSERT_TRUE(b.send(test::http_get("/echo")));
   EXPECT_EQ(a.read_response().status, 200);
+  ASSERT_TRUE(b.send(test::http_get("/echo")));
   EXPECT_EQ(b.read_response().status, 200);
+  ASSERT_TRUE(wait_in_flight(*f.server, 0));
+  // The table is full of idle keep-alive connections: the one idle longest (a) makes room.
   TestClient c(f.port());
-  auto r = c.read_response();
+  ASSERT_TRUE(c.send(test::http_get("/echo")));
+  EXPECT_EQ(c.read_response().status, 200);
+  EXPECT_TRUE(a.wait_closed(2000));
+  EXPECT_EQ(f.server->stats().connections_evicted, 1u);
+  // Every connection busy with a request: nothing to evict, so 503.
+  ASSERT_TRUE(b.send(test::http_post("/park", "{}")));
+  ASSERT_TRUE(c.send(test::http_post("/park", "{}")));
+  ASSERT_TRUE(f.parked.wait_for(2));
+  TestClient d(f.port());
+  auto r = d.read_response();
   EXPECT_EQ(r.status, 503);
   EXPECT_EQ(r.headers["retry-after"], "1");
   EXPECT_EQ(f.server->stats().connections_rejected, 1u);
-  a.close();
-  // Once a slot frees up, new connections are served again.
-  for (int i = 0; i < 100 && f.server->stats().open_connections > 1; ++i) std::this_thread::sleep_for(10ms);
-  TestClient d(f.port());
-  ASSERT_TRUE(d.send(test::http_get("/echo")));
-  EXPECT_EQ(d.read_response().status, 200);
+  // Once a request is answered, its connection can make room again.
+  f.parked.exchanges[0]->respond({200, "text/plain", "done", {}});
+  ASSERT_TRUE(wait_in_flight(*f.server, 1));
+  TestClient e(f.port());
+  ASSERT_TRUE(e.send(test::http_get("/echo")));
+  EXPECT_EQ(e.read_response().status, 200);
+}
+
+TEST(HttpServer, TricklingHeadersDoNotLockOutOtherClients) {
+  HttpServerOptions o;
+  o.max_connections = 8;
+  o.max_connections_per_client = 0;  // the legitimate client shares the attacker's address here anyway
+  o.header_timeout = 1500ms;
+  ServerFixture f(o);
+  test::Trickler slow(f.port(), 8, 200ms);
+  ASSERT_TRUE(wait_open(*f.server, 8));
+  // The table is full of connections still reading their header: a new client takes the slot of
+  // the one that has waited longest, and is answered at once.
+  const auto t0 = std::chrono::steady_clock::now();
+  TestClient c(f.port());
+  ASSERT_TRUE(c.send(test::http_get("/echo")));
+  auto r = c.read_response(2000);
+  EXPECT_EQ(r.status, 200);
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 1s);
+  EXPECT_EQ(f.server->stats().connections_evicted, 1u);
+  // The header deadline is armed once, not per byte: a connection that keeps sending lines is
+  // still cut when it passes (the last one connected was not evicted).
+  auto cut = slow[7].read_response(5000);
+  EXPECT_EQ(cut.status, 408);
+  EXPECT_NE(cut.body.find("request_timeout"), std::string::npos) << cut.body;
+  EXPECT_GE(f.server->stats().header_timeouts, 1u);
+  // The client that got in still has its connection.
+  ASSERT_TRUE(c.send(test::http_get("/echo")));
+  EXPECT_EQ(c.read_response(2000).status, 200);
+}
+
+TEST(HttpServer, ASilentConnectionGetsTheHeaderTimeoutAnIdleKeepAliveOneTheIdleTimeout) {
+  HttpServerOptions o;
+  o.header_timeout = 300ms;  // idle_timeout stays 60 s
+  ServerFixture f(o);
+  // Connected, never a byte: closed at the header deadline, without an answer.
+  TestClient silent(f.port());
+  EXPECT_TRUE(silent.wait_closed(5000));
+  EXPECT_TRUE(silent.pending().empty()) << silent.pending();
+  EXPECT_EQ(f.server->stats().header_timeouts, 1u);
+  // Between requests a keep-alive connection waits under the idle timeout, not the header one.
+  TestClient c(f.port());
+  ASSERT_TRUE(c.send(test::http_get("/echo")));
+  EXPECT_EQ(c.read_response().status, 200);
+  std::this_thread::sleep_for(900ms);
+  ASSERT_TRUE(c.send(test::http_get("/echo")));
+  EXPECT_EQ(c.read_response().status, 200);
+  EXPECT_EQ(f.server->stats().header_timeouts, 1u);
+}
+
+TEST(HttpServer, HealthIsAnsweredWhileEveryConnectionIsBusy) {
+  HttpServerOptions o;
+  o.max_connections = 2;
+  o.max_connections_per_client = 0;
+  o.reserve_connections = 1;
+  ServerFixture f(o);
+  TestClient a(f.port()), b(f.port());
+  ASSERT_TRUE(a.send(test::http_post("/park", "{}")));
+  ASSERT_TRUE(b.send(test::http_post("/park", "{}")));
+  ASSERT_TRUE(f.parked.wait_for(2));
+  {
+    // Beyond the cap, in the reserve: a probe is answered, then the connection closes...
+    TestClient probe(f.port());
+    ASSERT_TRUE(probe.send(test::http_get("/health")));
+    auto r = probe.read_response(2000);
+    EXPECT_EQ(r.status, 200);
+    EXPECT_EQ(r.body, "ok");
+    EXPECT_EQ(r.headers["connection"], "close");
+  }
+  ASSERT_TRUE(wait_open(*f.server, 2));  // the probe's place is free again
+  {
+    // ...anything else is told to come back later.
+    TestClient other(f.port());
+    ASSERT_TRUE(other.send(test::http_get("/echo")));
+    auto r = other.read_response(2000);
+    EXPECT_EQ(r.status, 503);
+    EXPECT_EQ(r.headers["retry-after"], "1");
+    EXPECT_NE(r.body.find("server_overloaded"), std::string::npos) << r.body;
+  }
+  ASSERT_TRUE(wait_open(*f.server, 2));
+  // The reserve's one place taken by a connection that sends nothing: the next one gets 503 at
+  // once, and the silent one gets it at the reserve's deadline.
+  TestClient silent(f.port());
+  ASSERT_TRUE(wait_open(*f.server, 3));
+  TestClient late(f.port());
+  ASSERT_TRUE(late.send(test::http_get("/health")));
+  EXPECT_EQ(late.read_response(1000).status, 503);
+  EXPECT_EQ(silent.read_response(5000).status, 503);
+  EXPECT_EQ(f.server->stats().connections_reserve, 3u);
+  EXPECT_EQ(f.server->stats().connections_rejected, 3u);
+  // The parked requests were never disturbed.
+  f.parked.exchanges[0]->respond({200, "text/plain", "a", {}});
+  f.parked.exchanges[1]->respond({200, "text/plain", "b", {}});
+  EXPECT_EQ(a.read_response().status, 200);
+  EXPECT_EQ(b.read_response().status, 200);
+}
+
+TEST(HttpServer, OneClientAddressMakesRoomOnlyAmongItsOwnConnections) {
+  HttpServerOptions o;
+  o.max_connections = 8;
+  o.max_connections_per_client = 2;
+  ServerFixture f(o);
+  TestClient a1(f.port()), a2(f.port());
+  ASSERT_TRUE(a1.send(test::http_post("/park", "{}")));
+  ASSERT_TRUE(f.parked.wait_for(1));
+  ASSERT_TRUE(a2.send(test::http_post("/park", "{}")));
+  ASSERT_TRUE(f.parked.wait_for(2));
+  {
+    // 127.0.0.1 is at its cap with both connections busy: refused, though the table has room...
+    TestClient a3(f.port());
+    ASSERT_TRUE(a3.send(test::http_get("/echo")));
+    EXPECT_EQ(a3.read_response(2000).status, 503);
+  }
+  {
+    // ...but its probes are still answered...
+    TestClient a4(f.port());
+    ASSERT_TRUE(a4.send(test::http_get("/health")));
+    EXPECT_EQ(a4.read_response(2000).status, 200);
+  }
+  {
+    // ...and another address is not affected.
+    TestClient b(f.port(), "127.0.0.2");
+    ASSERT_TRUE(b.connected());
+    ASSERT_TRUE(b.send(test::http_get("/echo")));
+    EXPECT_EQ(b.read_response(2000).status, 200);
+  }
+  // a1's request answered, its connection idle: the address's next connection takes its slot.
+  f.parked.exchanges[0]->respond({200, "text/plain", "done", {}});
+  EXPECT_EQ(a1.read_response().status, 200);
+  ASSERT_TRUE(wait_in_flight(*f.server, 1));
+  TestClient a5(f.port());
+  ASSERT_TRUE(a5.send(test::http_get("/echo")));
+  EXPECT_EQ(a5.read_response(2000).status, 200);
+  EXPECT_TRUE(a1.wait_closed(2000));
+  EXPECT_EQ(f.server->stats().connections_evicted, 1u);
+  f.parked.exchanges[1]->respond({200, "text/plain", "done", {}});
+  EXPECT_EQ(a2.read_response().status, 200);
 }
 
 TEST(HttpServer, StreamsAreChunkedAndEndCleanly) {
@@ -321,6 +495,7 @@ TEST(HttpServer, DrainStopsAcceptingAndLetsInFlightRequestsFinish) {
 TEST(HttpServer, HoldsHundredsOfOpenStreamsOnTwoIoThreads) {
   HttpServerOptions o;
   o.io_threads = 2;
+  o.max_connections_per_client = 0;  // every test client is 127.0.0.1
   ServerFixture f(o);
   constexpr int kStreams = 300;
   std::vector<std::unique_ptr<TestClient>> clients;
@@ -368,6 +543,66 @@ TEST(HttpServer, AccessLogHasOneLinePerRequest) {
   EXPECT_EQ(f.log[0].status, 200);
   EXPECT_EQ(f.log[1].status, 404);
   EXPECT_GE(f.log[1].seconds, 0);
+}
+
+bool looks_generated(const std::string& id) {
+  return id.size() == 32 && id.find_first_not_of("0123456789abcdef") == std::string::npos;
+}
+
+TEST(HttpServer, RequestIdIsEchoedOrGenerated) {
+  HttpServerOptions o;
+  o.max_body_bytes = 100;
+  ServerFixture f(o);
+  TestClient c(f.port());
+  // The client's own id: echoed, and handed to the handler.
+  ASSERT_TRUE(c.send(test::http_get("/id", "X-Request-Id: trace-42/a.b_c\r\n")));
+  auto r = c.read_response();
+  EXPECT_EQ(r.headers["x-request-id"], "trace-42/a.b_c");
+  EXPECT_EQ(r.body, "trace-42/a.b_c");
+  // None: a random one, a new one per request.
+  ASSERT_TRUE(c.send(test::http_get("/id")));
+  auto g1 = c.read_response();
+  ASSERT_TRUE(c.send(test::http_get("/id")));
+  auto g2 = c.read_response();
+  EXPECT_TRUE(looks_generated(g1.headers["x-request-id"])) << g1.headers["x-request-id"];
+  EXPECT_EQ(g1.body, g1.headers["x-request-id"]);
+  EXPECT_NE(g1.body, g2.body);
+  // One that could break a header or a log line, or is too long: replaced.
+  for (const std::string& bad : {std::string("two words"), std::string("quo\"te"), std::string("back\\slash"), std::string(129, 'x')}) {
+    ASSERT_TRUE(c.send(test::http_get("/id", "X-Request-Id: " + bad + "\r\n")));
+    auto b = c.read_response();
+    EXPECT_TRUE(looks_generated(b.headers["x-request-id"])) << bad << " -> " << b.headers["x-request-id"];
+  }
+  ASSERT_TRUE(c.send(test::http_get("/id", "X-Request-Id: " + std::string(128, 'y') + "\r\n")));
+  EXPECT_EQ(c.read_response().body, std::string(128, 'y'));
+  // A stream's head carries it too.
+  ASSERT_TRUE(c.send(test::http_get("/stream", "X-Request-Id: stream-7\r\n")));
+  ASSERT_TRUE(f.parked.wait_for(1));
+  f.parked.exchanges[0]->write("data: x\n\n");
+  f.parked.exchanges[0]->end_stream();
+  auto s = c.read_response();
+  EXPECT_EQ(s.headers["x-request-id"], "stream-7");
+  EXPECT_EQ(s.body, "data: x\n\n");
+  // So does an error the server answers itself.
+  ASSERT_TRUE(c.send(test::http_post("/echo", std::string(101, 'z'), "X-Request-Id: too-big\r\n")));
+  auto e = c.read_response();
+  EXPECT_EQ(e.status, 413);
+  EXPECT_EQ(e.headers["x-request-id"], "too-big");
+  // And the access log has each request's id.
+  for (int i = 0; i < 5000; ++i) {
+    {
+      std::lock_guard lock(f.log_mu);
+      if (f.log.size() >= 10) break;
+    }
+    std::this_thread::sleep_for(1ms);
+  }
+  std::lock_guard lock(f.log_mu);
+  ASSERT_EQ(f.log.size(), 10u);
+  EXPECT_EQ(f.log[0].request_id, "trace-42/a.b_c");
+  EXPECT_EQ(f.log[1].request_id, g1.body);
+  EXPECT_EQ(f.log[8].request_id, "stream-7");
+  EXPECT_EQ(f.log[9].request_id, "too-big");
+  EXPECT_EQ(f.log[9].status, 413);
 }
 
 }  // namespace

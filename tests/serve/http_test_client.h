@@ -11,9 +11,14 @@
 
 #include <cctype>
 #include <chrono>
+#include <condition_variable>
 #include <map>
+#include <memory>
+#include <mutex>
 #include <stdexcept>
 #include <string>
+#include <thread>
+#include <vector>
 
 namespace kiln::test {
 
@@ -26,8 +31,15 @@ struct ClientResponse {
 
 class TestClient {
  public:
-  explicit TestClient(int port) {
+  // `from`: the local address to connect from (e.g. "127.0.0.2", another client address on loopback).
+  explicit TestClient(int port, const char* from = nullptr) {
     fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    if (from != nullptr) {
+      sockaddr_in local{};
+      local.sin_family = AF_INET;
+      ::inet_pton(AF_INET, from, &local.sin_addr);
+      ::bind(fd_, reinterpret_cast<sockaddr*>(&local), sizeof local);
+    }
     sockaddr_in addr{};
     addr.sin_family = AF_INET;
     addr.sin_port = htons(static_cast<uint16_t>(port));
@@ -145,6 +157,42 @@ class TestClient {
   bool connected_ = false;
   bool eof_ = false;
   std::string buf_;
+};
+
+// Slowloris: `n` connections that each start a request and then send one more header line
+// every `every`, never finishing the header, until this goes out of scope.
+class Trickler {
+ public:
+  Trickler(int port, int n, std::chrono::milliseconds every) {
+    for (int i = 0; i < n; ++i) {
+      clients_.push_back(std::make_unique<TestClient>(port));
+      clients_.back()->send("GET / HTTP/1.1\r\nHost: x\r\nX-Slow: ");
+    }
+    thread_ = std::thread([this, every] {
+      std::unique_lock lock(mu_);
+      while (!cv_.wait_for(lock, every, [this] { return stop_; }))
+        for (auto& c : clients_) c->send("1\r\nX-Slow: ");
+    });
+  }
+  ~Trickler() {
+    {
+      std::lock_guard lock(mu_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    thread_.join();
+  }
+  Trickler(const Trickler&) = delete;
+  Trickler& operator=(const Trickler&) = delete;
+  // For reading what the server answers (the trickling thread only sends).
+  TestClient& operator[](std::size_t i) { return *clients_[i]; }
+
+ private:
+  std::vector<std::unique_ptr<TestClient>> clients_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool stop_ = false;
+  std::thread thread_;
 };
 
 inline std::string http_get(const std::string& path, const std::string& extra_headers = "") {

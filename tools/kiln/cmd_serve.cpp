@@ -53,7 +53,8 @@ struct ServeOptions {
   int max_prompt_tokens = 0;
   int max_connections = 1024;
   long long max_request_tokens = 0;
-  double idle_timeout = 60, read_timeout = 30, request_timeout = 600, grace_seconds = 30;
+  int max_connections_per_client = -1;  // -1: a quarter of the connection cap
+  double idle_timeout = 60, header_timeout = 10, read_timeout = 30, request_timeout = 600, grace_seconds = 30;
   double idle_ttl = 0;
   std::string memory_budget = "0";
   std::string kv_memory = "0";
@@ -164,17 +165,21 @@ int serve_main(const ServeOptions& o) {
   http.io_threads = o.http_threads;
   http.max_body_bytes = o.max_body_bytes;
   http.max_header_bytes = o.max_header_bytes;
-  // Every connection is a file descriptor: the cap must fit under the open-file limit, or a
-  // full table ends in accept() failing (EMFILE) instead of a 503.
+  // Every connection is a file descriptor, the probe reserve's too: both must fit under the
+  // open-file limit, or a full table ends in accept() failing (EMFILE) instead of a 503.
   const std::size_t open_files = serve::raise_open_files_limit();
-  http.max_connections = serve::connection_cap(o.max_connections, open_files);
+  const serve::ConnectionLimits limits = serve::connection_limits(o.max_connections, serve::kReserveConnections, open_files);
+  http.max_connections = limits.connections;
+  http.reserve_connections = limits.reserve;
+  http.max_connections_per_client = o.max_connections_per_client;
   http.idle_timeout = seconds_flag(o.idle_timeout);
+  http.header_timeout = seconds_flag(o.header_timeout);
   http.read_timeout = seconds_flag(o.read_timeout);
   if (!o.quiet) {
     http.access_log = [](const serve::AccessLogEntry& e) {
       std::string tokens = e.prompt_tokens >= 0 ? fmt::format(" tokens {}+{}", e.prompt_tokens, e.completion_tokens) : "";
-      log_line("{} \"{} {}\" {} {:.3f}s{}{}", e.remote, e.method, e.target, e.status, e.seconds, tokens,
-               e.client_closed ? " (client closed)" : "");
+      log_line("{} \"{} {}\" {} {:.3f}s{}{} id={}", e.remote, e.method, e.target, e.status, e.seconds, tokens,
+               e.client_closed ? " (client closed)" : "", e.request_id);
     };
   }
   serve::HttpServer server(http, [&api](serve::HttpRequest r, std::shared_ptr<serve::HttpExchange> ex) {
@@ -186,10 +191,10 @@ int serve_main(const ServeOptions& o) {
   for (const auto& s : specs) names += (names.empty() ? "" : ", ") + s.name;
   log_line("listening on http://{}:{} ({} model{}: {}; {})", o.host, server.port(), specs.size(), specs.size() == 1 ? "" : "s",
            names, key.empty() ? "no API key" : "API key required");
-  if (http.max_connections < o.max_connections)
-    log_line("connections: at most {} (the open-file limit is {}, {} kept for the server itself; raise it with "
-             "ulimit -n to allow --max-connections {})",
-             http.max_connections, open_files, serve::kReservedFileDescriptors, o.max_connections);
+  if (http.max_connections < o.max_connections || http.reserve_connections < serve::kReserveConnections)
+    log_line("connections: at most {} and {} more for /health and /ready (the open-file limit is {}, {} kept for the "
+             "server itself; raise it with ulimit -n to allow --max-connections {})",
+             http.max_connections, http.reserve_connections, open_files, serve::kReservedFileDescriptors, o.max_connections);
 
   // Models load in the background: /health answers at once, /ready once they are in.
   std::atomic<bool> load_failed{false};
@@ -303,10 +308,25 @@ void register_serve_command(CLI::App& app) {
   cmd->add_option("--max-request-tokens", o->max_request_tokens,
                   "Tokens one request may hold: prompt + max_tokens summed over its completions (0: 16 x ctx)")
       ->capture_default_str();
-  cmd->add_option("--max-connections", o->max_connections, "Open connections at most (503 beyond)")->capture_default_str();
+  cmd->add_option("--max-connections", o->max_connections,
+                  "Open connections at most; beyond, the connection that has waited longest without a request in "
+                  "flight is closed to make room, and only when all are busy is a new one refused (503; /health "
+                  "and /ready are still answered)")
+      ->capture_default_str();
+  cmd->add_option("--max-connections-per-client", o->max_connections_per_client,
+                  "Open connections of one client address at most, made room for among its own connections the "
+                  "same way (default: a quarter of --max-connections, loopback clients uncapped; a value caps "
+                  "loopback clients too; 0: no cap, e.g. behind a proxy on another host, whose address every client "
+                  "then has)")
+      ->check(CLI::NonNegativeNumber);
   cmd->add_option("--http-threads", o->http_threads, "I/O threads for all connections")->capture_default_str();
   cmd->add_option("--api-threads", o->api_threads, "Threads that parse, tokenize and wait for model loads")->capture_default_str();
   cmd->add_option("--idle-timeout", o->idle_timeout, "Seconds a keep-alive connection may wait for its next request")
+      ->capture_default_str();
+  cmd->add_option("--header-timeout", o->header_timeout,
+                  "Seconds to receive a request's whole header, from its first byte (from connecting on a new "
+                  "connection; 408 beyond)")
+      ->check(CLI::PositiveNumber)
       ->capture_default_str();
   cmd->add_option("--read-timeout", o->read_timeout, "Seconds to receive a request body (408 beyond)")->capture_default_str();
   cmd->add_option("--request-timeout", o->request_timeout, "Seconds a generation request may take (0: no limit; beyond it 504, "
