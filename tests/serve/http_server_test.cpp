@@ -336,6 +336,23 @@ TEST(HttpServer, HealthIsAnsweredWhileEveryConnectionIsBusy) {
   EXPECT_EQ(b.read_response().status, 200);
 }
 
+TEST(HttpServer, TheDefaultPerClientCapLeavesLoopbackClientsAlone) {
+  // The default cap (a quarter of 8: 2) applies to remote addresses only: three busy
+  // connections from 127.0.0.1 (a local proxy, a batch job) are all served.
+  HttpServerOptions o;
+  o.max_connections = 8;
+  ServerFixture f(o);
+  std::vector<std::unique_ptr<TestClient>> clients;
+  for (int i = 0; i < 3; ++i) {
+    clients.push_back(std::make_unique<TestClient>(f.port()));
+    ASSERT_TRUE(clients.back()->send(test::http_post("/park", "{}")));
+    ASSERT_TRUE(f.parked.wait_for(static_cast<std::size_t>(i + 1))) << "connection " << i;
+  }
+  for (std::size_t i = 0; i < 3; ++i) f.parked.exchanges[i]->respond({200, "text/plain", "done", {}});
+  for (auto& c : clients) EXPECT_EQ(c->read_response().status, 200);
+  EXPECT_EQ(f.server->stats().connections_rejected, 0u);
+}
+
 TEST(HttpServer, OneClientAddressMakesRoomOnlyAmongItsOwnConnections) {
   HttpServerOptions o;
   o.max_connections = 8;
