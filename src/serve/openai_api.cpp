@@ -359,7 +359,7 @@ void OpenAiApi::generate(const HttpRequest& req, const std::shared_ptr<HttpExcha
                    fmt::format("this request may take {} tokens (prompt and max_tokens of each of its {} completions); this "
                                "server allows {} per request (--max-request-tokens): lower max_tokens, n or the number of prompts",
                                total, prompts.size() * static_cast<std::size_t>(params.n), cap),
-                   "max_tokens", "request_too_large");
+                   "max_tokens", "too_many_tokens");
 
   JobContext ctx;
   ctx.id = random_id(chat ? "chatcmpl-" : "cmpl-");

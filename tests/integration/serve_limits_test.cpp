@@ -128,7 +128,7 @@ TEST(ServeLimits, OneRequestCannotTakeAModelsWholeCapacity) {
   Reply r = post(server.port(), "/v1/completions",
                  {{"model", kModel}, {"prompt", prompts}, {"n", 4}, {"max_tokens", 4000}, {"ignore_eos", true}});
   EXPECT_EQ(r.status, 400) << r.raw.substr(0, 300);
-  EXPECT_EQ(r.body["error"]["code"], "request_too_large");
+  EXPECT_EQ(r.body["error"]["code"], "too_many_tokens");
   EXPECT_EQ(r.body["error"]["param"], "max_tokens");
   EXPECT_NE(r.body["error"]["message"].get<std::string>().find("--max-request-tokens"), std::string::npos);
   // The flag sets the bound.
