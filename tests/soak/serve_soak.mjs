@@ -958,6 +958,7 @@ const idle = new Set();
 let idleAtSignal = 0;
 let lastIdleClose = 0;
 function openIdle() {
+  if (signalled()) return;
   const s = net.connect(port, "127.0.0.1");
   idle.add(s);
   s.on("error", () => {});
@@ -965,7 +966,7 @@ function openIdle() {
     idle.delete(s);
     if (signalled()) lastIdleClose = Date.now();
     else totals.idle_closed_by_server++;
-    if (running()) setTimeout(openIdle, 100 + Math.floor(random() * 2000));  // spread the waves of timeouts
+    if (!signalled()) setTimeout(openIdle, 100 + Math.floor(random() * 2000));  // spread the waves of timeouts
   });
 }
 async function idleConnections() {
