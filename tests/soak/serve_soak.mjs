@@ -16,6 +16,7 @@
 //   - slow clients: streams read with long pauses, requests sent piece by piece within the
 //     timeouts (answered) and stalled beyond them (408, or closed), and a few hundred idle
 //     connections;
+//   - three requests pipelined on one connection: three exact answers, in order;
 //   - a small request (max_tokens 1) every 200 ms whose latency is recorded;
 //   - the server's RSS, sampled every second from /proc.
 // Then SIGTERM while long requests stream: every request the server accepted must still finish
@@ -197,7 +198,6 @@ class ResponseParser {
     this.headers = {};
     this.body = [];
     this.complete = false;
-    this.extra = 0;
     this.onBody = null;
   }
   feed(chunk) {
@@ -263,9 +263,7 @@ class ResponseParser {
         this.buf = Buffer.alloc(0);
         return;
       } else {
-        this.extra += this.buf.length;
-        this.buf = Buffer.alloc(0);
-        return;
+        return;  // done: what follows belongs to the next response (RawConn.responses)
       }
     }
   }
@@ -282,9 +280,12 @@ class ResponseParser {
 }
 
 // One raw connection: send bytes as they are, parse the one response, wait for conditions.
+// With pipelined requests, each complete response moves to `responses` and the next one parses
+// from the bytes that followed it.
 class RawConn {
   constructor() {
     this.parser = new ResponseParser();
+    this.responses = [];
     this.closed = false;
     this.error = null;
     this.waiters = [];
@@ -296,6 +297,12 @@ class RawConn {
     });
     this.sock.on("data", (d) => {
       this.parser.feed(d);
+      while (this.parser.complete && this.parser.buf.length > 0) {
+        const rest = this.parser.buf;
+        this.responses.push(this.parser);
+        this.parser = new ResponseParser();
+        this.parser.feed(rest);
+      }
       this.wake();
     });
     this.sock.on("error", (e) => {
@@ -844,6 +851,39 @@ async function abuse() {
   }
 }
 
+// Three requests written at once on one connection (HTTP/1.1 pipelining): three answers, in
+// order, each exact (or 429).
+async function pipelining() {
+  const specs = [MIX[0], MIX[7], PROBE];
+  while (running()) {
+    await sleep(2000);
+    const c = new RawConn();
+    await c.connected;
+    await c.send(Buffer.concat(specs.map((spec) => requestBytes("POST", spec.path, JSON.stringify(spec.body)))));
+    const all = () => c.responses.length + (c.parser.complete ? 1 : 0) >= specs.length;
+    await c.until(all, 60000);
+    const answers = [...c.responses, c.parser].slice(0, specs.length);
+    c.destroy();
+    for (let i = 0; i < specs.length; i++) {
+      const a = answers[i];
+      tally("pipelined", a?.complete ? a.status : "no answer");
+      if (!a?.complete) {
+        violation(`pipelined request ${i + 1} of ${specs.length}: no complete answer (${c.error?.code ?? "connection closed"})`);
+        break;
+      }
+      if (a.status === 429) refusal("pipelined", { status: 429, text: a.text(), headers: a.headers });
+      else if (a.status !== 200) violation(`pipelined ${specs[i].name}: ${a.status} ${a.text().slice(0, 200)}`);
+      else {
+        try {
+          verify("pipelined", specs[i], normalizeWhole(JSON.parse(a.text()), specs[i].chat));
+        } catch (e) {
+          violation(`pipelined ${specs[i].name}: ${e.message}`);
+        }
+      }
+    }
+  }
+}
+
 // A stream read with long pauses: the server must queue what the client does not take and
 // finish it exactly.
 async function slowReader(spec, pauses) {
@@ -1005,8 +1045,12 @@ async function latencyProbe() {
 // The server's memory, every second.
 const rss = [];  // [seconds since the traffic started, VmRSS MiB, VmHWM MiB]
 let trafficStart = 0;
+let serverCpuSeconds = 0;
 function readMemory() {
   try {
+    // utime and stime, fields 14 and 15 of /proc/PID/stat (after the parenthesised name), in ticks.
+    const stat = fs.readFileSync(`/proc/${server.pid}/stat`, "utf8").split(") ")[1].split(" ");
+    serverCpuSeconds = (Number(stat[11]) + Number(stat[12])) / 100;
     const status = fs.readFileSync(`/proc/${server.pid}/status`, "utf8");
     const kib = (field) => Number(status.match(new RegExp(`^${field}:\\s+(\\d+)`, "m"))?.[1] ?? NaN);
     return [kib("VmRSS") / 1024, kib("VmHWM") / 1024];
@@ -1048,7 +1092,7 @@ log(`traffic for ${SECONDS} s`);
 await idleConnections();
 const steady = Array.from({ length: 5 }, (_, i) => steadyClient(i));
 const probe = latencyProbe();
-const abusers = [bursts(), disconnects(), abuse(), slowClients(), statsPoller()];
+const abusers = [bursts(), disconnects(), abuse(), slowClients(), pipelining(), statsPoller()];
 const progress = setInterval(() => {
   const m = rss.at(-1);
   log(`${totals.answers_verified} answers verified, ${totals.retries_429} retries, probe p99 ${percentile([...probeLatencies].sort((a, b) => a - b), 99)?.toFixed(1)} ms, ` +
@@ -1198,6 +1242,7 @@ const summary = {
   engine_requests: engine.requests_total,
   engine_preemptions: engine.preemptions_total,
   http_requests: after.http.requests_total,
+  server_cpu_seconds: serverCpuSeconds,
   connections_total: after.connections.total,
   max_open_connections: maxOpenConnections,
   cancelled_by_client: cancelled,
