@@ -161,6 +161,16 @@ const serverExited = new Promise((resolve) =>
     serverExit = { code, signal, at: Date.now() };
     resolve();
   }));
+// Whatever ends this script, the server must not outlive it.
+process.on("exit", () => {
+  if (!serverExit) server.kill("SIGKILL");
+});
+for (const event of ["uncaughtException", "unhandledRejection"]) {
+  process.on(event, (e) => {
+    console.error(`serve_soak: FAILED: ${e?.stack ?? e}`);
+    process.exit(1);
+  });
+}
 let port = 0;
 let ready = false;
 let stderrTail = "";
