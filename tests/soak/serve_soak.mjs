@@ -1211,6 +1211,8 @@ if ((await Promise.race([serverExited.then(() => "exited"), exitTimeout])) === "
   await serverExited;
 }
 const shutdownSeconds = (serverExit.at - signalAt) / 1000;
+// The grace period, plus the server's own last moments (2 s for the last writes, then closing).
+if (shutdownSeconds > GRACE + 3) violation(`the server took ${shutdownSeconds.toFixed(1)} s to exit after SIGTERM (--grace-seconds ${GRACE})`);
 if (serverExit.code !== 0) violation(`the server exited with ${serverExit.code ?? serverExit.signal}`);
 await Promise.all([...finalTasks, postSignal, straddled, probe, ...steady]);
 if (idle.size > 0) violation(`${idle.size} idle connections still open after the server exited`);
