@@ -15,8 +15,8 @@
 
 #include "chat/chat_template.h"
 #include "core/error.h"
+#include "monitor/process_stats.h"
 #include "runtime/engine.h"
-#include "runtime/process_stats.h"
 #include "serve/served_model.h"
 #include "serve/api_error.h"
 #include "tokenizer/utf8.h"
@@ -268,7 +268,7 @@ HttpResponse OpenAiApi::stats() const {
                       {"refused_origin", refused_origin_.load()},
                       {"refused_content_type", refused_content_type_.load()}};
   body["models"] = std::move(models);
-  body["memory"] = {{"rss_bytes", resident_bytes()}, {"loaded_model_bytes", registry_.loaded_bytes()}};
+  body["memory"] = {{"rss_bytes", monitor::resident_bytes()}, {"loaded_model_bytes", registry_.loaded_bytes()}};
   body["ready"] = ready_.load();
   body["draining"] = draining_.load();
   return json_response(200, body);

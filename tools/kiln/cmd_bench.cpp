@@ -16,9 +16,9 @@
 #include "core/memory_bandwidth.h"
 #include "eval/serving_bench.h"
 #include "eval/speed_bench.h"
+#include "monitor/process_stats.h"
 #include "runtime/loaded_model.h"
 #include "runtime/model_stats.h"
-#include "runtime/process_stats.h"
 
 namespace kiln::cli {
 namespace {
@@ -68,7 +68,7 @@ void run_parallel_bench(const BenchOptions& o) {
                      {"ttft_p50_ms", r.ttft_p50_ms}, {"ttft_p99_ms", r.ttft_p99_ms}, {"itl_p50_ms", r.itl_p50_ms},
                      {"itl_p99_ms", r.itl_p99_ms}, {"preemptions", r.preemptions}});
     nlohmann::json j = {{"model", o.model}, {"threads", threads}, {"n_prompt", o.n_prompt}, {"n_gen", o.n_gen},
-                        {"results", arr}, {"peak_rss_bytes", peak_resident_bytes()}};
+                        {"results", arr}, {"peak_rss_bytes", monitor::peak_resident_bytes()}};
     std::printf("%s\n", j.dump().c_str());
     return;
   }
@@ -111,7 +111,7 @@ void run_bench(const BenchOptions& o) {
   // The ceiling decode is measured against, read with the same threads right after it.
   const double read_gbs = o.no_bandwidth || o.n_gen == 0 ? 0.0 : measure_read_bandwidth(pool) / 1e9;
   const std::string simd(simd_level_name(simd_level()));
-  const double rss_mb = static_cast<double>(resident_bytes()) / 1e6;
+  const double rss_mb = static_cast<double>(monitor::resident_bytes()) / 1e6;
   if (o.json) {
     nlohmann::json j = {{"model", o.model},
                         {"name", c.name},
@@ -132,9 +132,9 @@ void run_bench(const BenchOptions& o) {
                         {"decode_weight_bytes_per_token", stats.decode_bytes_per_token},
                         {"decode_weight_gb_s", decode_gbs},
                         {"read_bandwidth_gb_s", read_gbs > 0 ? nlohmann::json(read_gbs) : nlohmann::json(nullptr)},
-                        {"rss_bytes", resident_bytes()},
-                        {"peak_rss_bytes", peak_resident_bytes()},
-                        {"huge_page_mapped_bytes", file_huge_page_bytes() + anon_huge_page_bytes()},
+                        {"rss_bytes", monitor::resident_bytes()},
+                        {"peak_rss_bytes", monitor::peak_resident_bytes()},
+                        {"huge_page_mapped_bytes", monitor::file_huge_page_bytes() + monitor::anon_huge_page_bytes()},
                         {"load", load_mode_name(model->source().weights_copied() ? LoadMode::copy : LoadMode::map)}};
     std::printf("%s\n", j.dump().c_str());
     return;
@@ -148,7 +148,7 @@ void run_bench(const BenchOptions& o) {
   // Decode speed depends on it (see core/mapped_file.cpp): a file first read without the
   // huge-page advice stays in 4 KiB pages until the page cache drops it.
   std::printf("weights in 2 MiB pages: %.0f MB of %.0f MB (%s)\n\n",
-              static_cast<double>(file_huge_page_bytes() + anon_huge_page_bytes()) / 1e6,
+              static_cast<double>(monitor::file_huge_page_bytes() + monitor::anon_huge_page_bytes()) / 1e6,
               static_cast<double>(model->source().file_size()) / 1e6,
               model->source().weights_copied() ? "copied into anonymous memory, --no-mmap"
                                                : "memory-mapped file");
