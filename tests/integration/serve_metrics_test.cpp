@@ -367,11 +367,13 @@ TEST(ServeMetrics, PrometheusScrapesAndAnswersPromQlAboutTheLoad) {
     tpot_min = std::min(tpot_min, tpot), tpot_max = std::max(tpot_max, tpot);
   }
   EXPECT_EQ(completion_tokens, 4 * 64 * 6);  // every client's (c + i) % 3 takes each of 0, 1, 2 once
-  // Prometheus has the final numbers once it has scraped after the last request.
-  ASSERT_TRUE(prom.wait_for("sum(kiln_generated_tokens_total)", completion_tokens, 15s)) << prom.log();
+  // Prometheus has the final numbers once it has scraped after the last answer: a request's
+  // answer is the last thing recorded of it (after its tokens, its finish and its key's counts).
+  ASSERT_TRUE(prom.wait_for("sum(kiln_requests_total{endpoint=\"/v1/completions\",status=\"200\"})", 12, 15s))
+      << prom.log();
 
   // Exact counts.
-  EXPECT_EQ(prom.value("sum(kiln_requests_total{endpoint=\"/v1/completions\",status=\"200\"})"), 12);
+  EXPECT_EQ(prom.value("sum(kiln_generated_tokens_total)"), completion_tokens);
   EXPECT_EQ(prom.value("sum(kiln_prompt_tokens_total)"), prompt_tokens);
   EXPECT_EQ(prom.value("sum(kiln_request_generation_tokens_sum)"), completion_tokens);
   EXPECT_EQ(prom.value("sum(kiln_e2e_request_latency_seconds_count)"), 12);
@@ -394,8 +396,8 @@ TEST(ServeMetrics, PrometheusScrapesAndAnswersPromQlAboutTheLoad) {
     const double estimate =
         prom.value("histogram_quantile(" + std::to_string(q) + ", sum by (le) (rate(" + histogram + "_bucket[1m])))");
     const auto [lo, hi] = bucket_range(bucket_bounds(prom, histogram), min, max);
-    std::printf("%s q%.2f: Prometheus %.4f s; the client saw %.4f .. %.4f s; allowed %.4f .. %.4f s\n", histogram.c_str(),
-                q, estimate, min, max, lo, hi);
+    std::printf("%s q%.2f: Prometheus %.4f s; the client saw %.4f .. %.4f s; allowed %.4f .. %.4f s\n",
+                histogram.c_str(), q, estimate, min, max, lo, hi);
     EXPECT_GE(estimate, lo) << histogram << " q" << q << ": client saw " << min << " .. " << max;
     EXPECT_LE(estimate, hi) << histogram << " q" << q << ": client saw " << min << " .. " << max;
   };

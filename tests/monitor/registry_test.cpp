@@ -13,6 +13,7 @@
 #include "core/cpu_features.h"
 #include "monitor/build_info.h"
 #include "monitor/process_metrics.h"
+#include "monitor/process_stats.h"
 #include "monitor/snapshot.h"
 
 namespace kiln::monitor {
@@ -151,6 +152,10 @@ TEST(Registry, CountsStayExactUnderConcurrentRecordingAndCollection) {
 }
 
 TEST(Registry, ProcessMetricsDescribeThisProcess) {
+  // CPU time is counted in clock ticks (10 ms): spend a few first.
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+  while (process_times().cpu_seconds <= 0 && std::chrono::steady_clock::now() < until) {
+  }
   Registry r;
   ScopedCollector p = add_process_metrics(r);
   const Snapshot s(r.collect());
