@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Installs what kiln needs on Debian 12, in two tiers:
 #   scripts/install-deps.sh          to build and run kiln: compiler, CMake, Ninja and the libraries
-#                                    kiln links (CLI11, nlohmann-json, fmt, PCRE2, Boost headers)
+#                                    kiln links (CLI11, nlohmann-json, fmt, PCRE2, Boost headers,
+#                                    prometheus-cpp)
 #   scripts/install-deps.sh --test   also what the tests and benchmarks use: GoogleTest, Google
 #                                    Benchmark, clang with libFuzzer, Python references
-#                                    (sentencepiece, Jinja2), and the pinned npm peers (llama.cpp via
-#                                    node-llama-cpp, the openai client) from package-lock.json
+#                                    (sentencepiece, Jinja2), Prometheus and promtool, and the pinned
+#                                    npm peers (llama.cpp via node-llama-cpp, the openai client) from
+#                                    package-lock.json
 # scripts/quickstart.sh runs the first, scripts/test.sh the second. Idempotent and
 # non-interactive; safe to run on every CI start.
 set -euo pipefail
@@ -19,6 +21,7 @@ DEBIAN_PACKAGES=(
   libcli11-dev nlohmann-json3-dev libfmt-dev
   libpcre2-dev                            # byte-level BPE pre-tokenizer regexes
   libboost-dev                            # Boost.Asio + Boost.Beast (header-only) for kiln serve
+  prometheus-cpp-dev                      # the metrics registry and its text format (src/monitor/)
 )
 if [ "$with_tests" -eq 1 ]; then
   DEBIAN_PACKAGES+=(
@@ -26,6 +29,7 @@ if [ "$with_tests" -eq 1 ]; then
     clang lld libclang-rt-14-dev          # libFuzzer + sanitizers for the fuzz tier
     libgtest-dev libgmock-dev libbenchmark-dev
     python3 python3-sentencepiece sentencepiece python3-jinja2
+    prometheus                            # promtool checks /metrics; the metrics test starts its own Prometheus on a free port
   )
   # Node.js may come from Debian (nodejs + npm) or from a vendor build that bundles npm: ask for
   # the commands, not the packages.

@@ -3,13 +3,17 @@
 #include <algorithm>
 #include <chrono>
 #include <condition_variable>
+#include <memory>
 #include <mutex>
 #include <string>
+#include <thread>
 
 #include "core/error.h"
 #include "eval/bench_prompt.h"
 #include "eval/eval_stats.h"
 #include "model/llama_model.h"
+#include "monitor/registry.h"
+#include "monitor/text_format.h"
 #include "runtime/engine.h"
 
 namespace kiln::eval {
@@ -33,7 +37,31 @@ ServingBenchResult run_streams(LlamaModel& model, const Tokenizer& tokenizer, co
   eo.max_batch_tokens = std::max(o.batch, streams);
   eo.max_queued = streams;
   eo.prefix_cache = false;
+  eo.record_metrics = o.metrics;
+  std::shared_ptr<monitor::Registry> registry;
+  if (o.metrics) {
+    registry = std::make_shared<monitor::Registry>();
+    eo.metrics = registry;
+    eo.metrics_model = "bench";
+  }
   Engine engine(model, tokenizer, eo);
+  // The scraper: collects and writes the whole registry out every second while the streams run.
+  std::mutex scrape_mu;
+  std::condition_variable scrape_cv;
+  bool scrape_stop = false;
+  std::uint64_t scrapes = 0;
+  std::thread scraper;
+  if (registry) {
+    scraper = std::thread([&] {
+      std::unique_lock<std::mutex> lk(scrape_mu);
+      while (!scrape_cv.wait_for(lk, std::chrono::seconds(1), [&] { return scrape_stop; })) {
+        lk.unlock();
+        const std::string text = monitor::to_text(registry->collect());
+        lk.lock();
+        scrapes += text.empty() ? 0 : 1;
+      }
+    });
+  }
 
   std::mutex mu;
   std::condition_variable cv;
@@ -63,6 +91,15 @@ ServingBenchResult run_streams(LlamaModel& model, const Tokenizer& tokenizer, co
   ServingBenchResult r;
   r.streams = streams;
   r.wall_s = std::chrono::duration<double>(Clock::now() - t0).count();
+  if (scraper.joinable()) {
+    {
+      std::lock_guard<std::mutex> lk(scrape_mu);
+      scrape_stop = true;
+    }
+    scrape_cv.notify_all();
+    scraper.join();
+  }
+  r.scrapes = scrapes;
   if (!errors.empty()) fail("serving bench: a stream failed: {}", errors.front());
   std::vector<double> ttft, itl;
   std::size_t tokens = 0;
@@ -79,7 +116,7 @@ ServingBenchResult run_streams(LlamaModel& model, const Tokenizer& tokenizer, co
   r.ttft_p99_ms = percentile(ttft, 0.99);
   r.itl_p50_ms = percentile(itl, 0.50);
   r.itl_p99_ms = percentile(itl, 0.99);
-  r.preemptions = engine.stats().preemptions_total;
+  if (o.metrics) r.preemptions = engine.stats().preemptions_total;
   return r;
 }
 

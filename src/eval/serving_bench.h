@@ -4,6 +4,7 @@
 // distinct prompt of n_prompt tokens generating n_gen tokens greedily, end of sequence ignored.
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <vector>
 
 namespace kiln {
@@ -18,6 +19,10 @@ struct ServingBenchOptions {
   int n_gen = 64;     // per stream
   int batch = 512;    // the engine's tokens per step (raised to the stream count when smaller)
   int threads = 0;    // 0: all hardware threads
+  // The engine records its metrics into a registry that a thread collects and writes out in the
+  // text format every second, as a Prometheus scraping kiln serve at 1 s would. false: the engine
+  // records nothing (the baseline of docs/benchmarks.md's overhead comparison).
+  bool metrics = true;
 };
 
 struct ServingBenchResult {
@@ -26,7 +31,8 @@ struct ServingBenchResult {
   double gen_tok_s = 0;  // generated tokens / wall time, all streams together
   double ttft_p50_ms = 0, ttft_p99_ms = 0;  // time to first token, from the first submit
   double itl_p50_ms = 0, itl_p99_ms = 0;    // inter-token latency within a stream
-  std::uint64_t preemptions = 0;
+  std::optional<std::uint64_t> preemptions;  // from the engine's metrics: none when they are off
+  std::uint64_t scrapes = 0;                 // collections of the registry during the run
 };
 
 // Called before each stream count is measured.

@@ -14,6 +14,8 @@
 #include "core/error.h"
 #include "core/thread_pool.h"
 #include "model/llama_model.h"
+#include "monitor/registry.h"
+#include "runtime/engine_metrics.h"
 #include "runtime/prefix_cache.h"
 #include "runtime/stop_strings.h"
 #include "tokenizer/text_stream_decoder.h"
@@ -68,8 +70,10 @@ struct Sequence {
   int cached_tokens = -1;  // prompt tokens served by the prefix cache at first admission
   std::uint64_t admitted_order = 0;
   Clock::time_point submitted;
-  Clock::time_point first_token;
+  Clock::time_point first_token;     // the first token event (for Finish)
+  Clock::time_point first_sampled;   // the first token sampled, end of generation included (for the metrics)
   bool sent_first_token = false;
+  bool sampled = false;
 
   // Tokens that still need a forward pass before the next token can be sampled.
   int pending() const { return static_cast<int>(tokens.size()) - n_computed; }
@@ -155,10 +159,11 @@ struct Engine::Impl {
   bool draining = false;
   bool cancel_all = false;
   bool callbacks_pending = false;    // on_finish calls of the last step not yet made (drain waits for them)
-  EngineStats stats_snapshot;
   std::uint64_t next_id = 1;
-  std::uint64_t submitted_requests = 0;       // counted by submit()
-  std::uint64_t submitted_prompt_tokens = 0;
+
+  // Recorded by the engine thread, and by submit() for what arrives; read by stats() from any thread.
+  std::shared_ptr<monitor::Registry> registry;
+  EngineMetrics metrics;
 
   // Engine-thread state.
   std::deque<std::unique_ptr<Sequence>> waiting;  // arrival order
@@ -167,7 +172,6 @@ struct Engine::Impl {
   // on_finish calls wait until the stats say the sequence is gone, so that a client that has
   // seen its request end also sees it gone from stats().
   std::vector<std::pair<std::function<void(const Finish&)>, Finish>> finished;
-  EngineStats counters;  // the cumulative fields
   std::thread thread;
 };
 
@@ -179,9 +183,12 @@ Engine::Impl::Impl(LlamaModel& m, const Tokenizer& t, const EngineOptions& o)
       pool(options.threads),
       prefix(options.prefix_cache ? cache.block_size() : 0) {
   logits.resize(static_cast<std::size_t>(options.max_running) * static_cast<std::size_t>(m.config().n_vocab));
-  counters.kv_block_tokens = cache.block_size();
-  counters.kv_blocks_total = cache.total_blocks();
-  stats_snapshot = counters;
+  if (options.record_metrics) {
+    registry = options.metrics ? options.metrics : std::make_shared<monitor::Registry>();
+    metrics = EngineMetrics(*registry, options.metrics_model);
+  }
+  metrics.kv_block_tokens.set(cache.block_size());
+  metrics.kv_blocks.set(cache.total_blocks());
   thread = std::thread([this] { loop(); });
 }
 
@@ -192,6 +199,10 @@ Engine::Impl::~Impl() {
   }
   wake.notify_all();
   if (thread.joinable()) thread.join();
+  // The pool is gone; the counters stay, for an engine of the same model that may follow.
+  for (const monitor::Gauge& g : {metrics.running, metrics.waiting, metrics.kv_blocks, metrics.kv_blocks_used,
+                                  metrics.kv_blocks_cached})
+    g.set(0);
 }
 
 void Engine::Impl::loop() {
@@ -305,7 +316,7 @@ bool Engine::Impl::reserve(Sequence& s, int n_tokens) {
 // resumes later by recomputing its tokens (usually in part from the prefix cache), the way
 // vLLM preempts under memory pressure. Its sampler and text state carry on unchanged.
 void Engine::Impl::preempt(Sequence& s) {
-  ++counters.preemptions_total;
+  metrics.preemptions.inc();
   register_full_blocks(s);
   cache.remove_sequence(s.kv_seq);
   s.kv_seq = -1;
@@ -333,9 +344,14 @@ bool Engine::Impl::admit(Sequence& s) {
   cache.reserve(s.kv_seq, n);
   s.n_computed = static_cast<int>(shared.size()) * cache.block_size();
   s.n_registered = static_cast<int>(shared.size());
+  if (prefix.enabled()) {
+    metrics.prefix_cache_queries.inc(n);
+    metrics.prefix_cache_hits.inc(s.n_computed);
+  }
   if (s.cached_tokens < 0) {
     s.cached_tokens = std::min(s.n_computed, s.n_prompt);
-    counters.prompt_tokens_cached += static_cast<std::uint64_t>(s.cached_tokens);
+    metrics.prompt_tokens_cached.inc(s.cached_tokens);
+    metrics.queue_time.observe(seconds_between(s.submitted, Clock::now()));
   }
   s.admitted_order = ++admissions;
   return true;
@@ -430,12 +446,14 @@ bool Engine::Impl::step() {
   Batch batch;
   std::vector<Sequence*> logit_owner;  // (logit rows) the sequence each row samples for
   int budget = options.max_batch_tokens;
+  int batch_sequences = 0;
   for (auto& sp : running) {
     Sequence& s = *sp;
     if (s.pending() != 1 || static_cast<int>(cache.blocks(s.kv_seq).size()) * bs < s.n_computed + 1) continue;
     batch.add(s.tokens.back(), s.n_computed, s.kv_seq, true);
     logit_owner.push_back(&s);
     --budget;
+    ++batch_sequences;
   }
   // Then prompt chunks: first of sequences already prefilling, then newly admitted ones, in
   // arrival order, while the step's budget lasts.
@@ -450,6 +468,7 @@ bool Engine::Impl::step() {
       if (pos == last) logit_owner.push_back(&s);
     }
     budget -= chunk;
+    ++batch_sequences;
   };
   for (auto& sp : running)
     if (sp->pending() > 1 && budget > 0) add_chunk(*sp);
@@ -465,8 +484,12 @@ bool Engine::Impl::step() {
 
   const Clock::time_point t0 = Clock::now();
   model.forward(batch, cache, pool, logits.data());
-  counters.busy_seconds += seconds_between(t0, Clock::now());
-  ++counters.steps_total;
+  metrics.busy_seconds.inc(seconds_between(t0, Clock::now()));
+  metrics.steps.inc();
+  metrics.step_tokens.observe(static_cast<double>(batch.size()));
+  metrics.step_sequences.observe(batch_sequences);
+  // Every logit row samples one token (an end-of-generation token counts too).
+  metrics.generated_tokens.inc(static_cast<double>(logit_owner.size()));
   for (auto& sp : running) {
     Sequence& s = *sp;
     if (s.kv_seq >= 0) s.n_computed = cache.length(s.kv_seq);
@@ -502,10 +525,14 @@ void Engine::Impl::sample_and_emit(Sequence& s, const float* row) {
   const std::span<const float> lg(row, static_cast<std::size_t>(n_vocab));
   const std::int32_t id = s.sampler.sample(lg, s.tokens);
   const Clock::time_point now = Clock::now();
+  if (!s.sampled) {
+    s.sampled = true;
+    s.first_sampled = now;
+    metrics.time_to_first_token.observe(seconds_between(s.submitted, now));
+  }
 
   if (tokenizer.is_eog(id) && !s.request.ignore_eos) {
     ++s.n_generated;
-    counters.generated_tokens_total += 1;
     finish(s, FinishReason::Stop);
     return;
   }
@@ -533,7 +560,6 @@ void Engine::Impl::sample_and_emit(Sequence& s, const float* row) {
   }
   s.tokens.push_back(id);
   ++s.n_generated;
-  counters.generated_tokens_total += 1;
   const StopStringMatcher::Result m = s.stops.push(s.decoder.push(id));
   ev.text = m.released;
   if (!s.sent_first_token) {
@@ -580,7 +606,15 @@ void Engine::Impl::finish(Sequence& s, FinishReason reason, const std::string& e
   const Clock::time_point now = Clock::now();
   f.time_to_first_token_s = s.sent_first_token ? seconds_between(s.submitted, s.first_token) : 0.0;
   f.total_s = seconds_between(s.submitted, now);
-  if (reason == FinishReason::Cancelled || reason == FinishReason::Deadline) ++counters.requests_cancelled;
+  metrics.finished_by(reason).inc();
+  // Latency and length of requests that ran their course; a cancelled, expired or failed request
+  // is counted by its reason only (its numbers say when it was stopped, not how fast it ran).
+  if (reason == FinishReason::Stop || reason == FinishReason::Length) {
+    metrics.e2e_latency.observe(f.total_s);
+    metrics.prompt_length.observe(s.n_prompt);
+    metrics.generation_length.observe(s.n_generated);
+    if (s.n_generated >= 2) metrics.time_per_output_token.observe(seconds_between(s.first_sampled, now) / (s.n_generated - 1));
+  }
   if (s.callbacks.on_finish) finished.emplace_back(std::move(s.callbacks.on_finish), std::move(f));
 }
 
@@ -598,20 +632,20 @@ void Engine::Impl::run_finish_callbacks() {
   if (incoming.empty() && waiting.empty() && running.empty()) idle.notify_all();
 }
 
+// Called after every step, before its on_finish callbacks run: a client that has seen its request
+// end also sees it gone from the gauges.
 void Engine::Impl::publish_stats() {
-  EngineStats st = counters;
-  st.running = static_cast<int>(running.size());
-  st.kv_blocks_total = cache.total_blocks();
-  st.kv_blocks_used = cache.total_blocks() - cache.free_blocks();
-  st.kv_blocks_cached = prefix.blocks_held_only_by_cache(cache);
-  st.kv_block_tokens = cache.block_size();
+  if (registry) {
+    // The pool's size too: an engine of the same model being destroyed meanwhile zeroes it.
+    metrics.kv_blocks.set(cache.total_blocks());
+    metrics.running.set(static_cast<double>(running.size()));
+    metrics.kv_blocks_used.set(cache.total_blocks() - cache.free_blocks());
+    metrics.kv_blocks_cached.set(prefix.blocks_held_only_by_cache(cache));
+  }
   std::lock_guard<std::mutex> lk(mu);
-  st.queued = static_cast<int>(incoming.size() + waiting.size());
-  st.requests_total = submitted_requests;
-  st.prompt_tokens_total = submitted_prompt_tokens;
+  metrics.waiting.set(static_cast<double>(incoming.size() + waiting.size()));
   n_waiting_shared = static_cast<int>(waiting.size());
-  n_running_shared = st.running;
-  stats_snapshot = st;
+  n_running_shared = static_cast<int>(running.size());
   callbacks_pending = !finished.empty();
   if (!callbacks_pending && incoming.empty() && waiting.empty() && running.empty()) idle.notify_all();
 }
@@ -650,8 +684,8 @@ std::shared_ptr<RequestHandle> Engine::submit(GenerationRequest request, Generat
   handle->set_id(m.next_id++);
   // A request without a group is a group of its own (ids from the top half never meet callers' groups).
   s->group = s->request.group != 0 ? s->request.group : (std::uint64_t{1} << 63) | handle->id();
-  ++m.submitted_requests;
-  m.submitted_prompt_tokens += static_cast<std::uint64_t>(n);
+  m.metrics.requests.inc();
+  m.metrics.prompt_tokens.inc(n);
   m.incoming.push_back(std::move(s));
   lk.unlock();
   m.wake.notify_one();
@@ -673,10 +707,7 @@ bool Engine::drain(std::chrono::milliseconds grace) {
   return false;
 }
 
-EngineStats Engine::stats() const {
-  std::lock_guard<std::mutex> lk(impl_->mu);
-  return impl_->stats_snapshot;
-}
+EngineStats Engine::stats() const { return impl_->metrics.stats(); }
 
 const EngineOptions& Engine::options() const { return impl_->options; }
 int Engine::context_tokens() const { return impl_->options.context_tokens; }

@@ -32,6 +32,9 @@ namespace kiln {
 class LlamaModel;
 class Tokenizer;
 struct LlamaConfig;
+namespace monitor {
+class Registry;
+}
 
 // Why a sequence ended, as the OpenAI API spells the first two.
 enum class FinishReason {
@@ -120,9 +123,18 @@ struct EngineOptions {
   int max_running = 64;
   int max_queued = 256;         // requests waiting for admission; submit() refuses beyond it
   bool prefix_cache = true;     // share KV blocks of common prompt prefixes
+  // Where the engine records its metrics (runtime/engine_metrics.h), every series labelled
+  // model=metrics_model; a server passes its one registry. nullptr: a registry of the engine's
+  // own, so that stats() works without one. record_metrics = false records nothing at all (stats()
+  // then reads zeros): the baseline the metrics' overhead is measured against (kiln bench --no-metrics).
+  std::shared_ptr<monitor::Registry> metrics;
+  std::string metrics_model;
+  bool record_metrics = true;
 };
 
-// What /stats, /metrics and the dashboard read. A snapshot; cheap to take from any thread.
+// The engine's metrics as a typed snapshot, read from its series in the registry (the numbers
+// /metrics and /stats show); cheap to take from any thread. Cumulative fields count since the
+// series were made: a server's engine that is unloaded and loaded again continues them.
 struct EngineStats {
   int running = 0;               // sequences in the batch (prefilling or decoding)
   int queued = 0;                // waiting for admission

@@ -3,6 +3,7 @@
 #include <fstream>
 
 #include "core/error.h"
+#include "core/sha256.h"
 
 namespace kiln::serve {
 
@@ -19,7 +20,9 @@ bool constant_time_equal(std::string_view a, std::string_view b) {
   return diff == 0;
 }
 
-ApiKeyAuth::ApiKeyAuth(std::string key) : key_(std::move(key)) {}
+std::string api_key_id(std::string_view key) { return sha256_hex(key).substr(0, 8); }
+
+ApiKeyAuth::ApiKeyAuth(std::string key) : key_(std::move(key)), key_id_(key_.empty() ? "" : api_key_id(key_)) {}
 
 std::string ApiKeyAuth::read_key_file(const std::string& path) {
   std::ifstream in(path);

@@ -1,5 +1,6 @@
 #include "serve/generation_job.h"
 
+#include <algorithm>
 #include <atomic>
 #include <mutex>
 #include <random>
@@ -44,7 +45,7 @@ struct Job : std::enable_shared_from_this<Job> {
   GenerationParams params;
   JobContext ctx;
   std::shared_ptr<HttpExchange> ex;
-  ApiCounters* counters = nullptr;
+  const ApiMetrics* metrics = nullptr;
   std::vector<std::vector<std::int32_t>> prompts;
   std::vector<Choice> choices;
   std::vector<std::shared_ptr<RequestHandle>> handles;
@@ -144,7 +145,6 @@ struct Job : std::enable_shared_from_this<Job> {
       }
     }
     ++n_finished;
-    if (f.reason == FinishReason::Deadline && counters) counters->deadline_exceeded.fetch_add(1);
     if (started && n_finished == static_cast<int>(choices.size())) complete();
   }
 
@@ -186,12 +186,12 @@ struct Job : std::enable_shared_from_this<Job> {
 
   void complete() {
     completed = true;
-    if (counters) counters->active_jobs.fetch_sub(1);
     const Usage usage = total_usage();
     ex->note_tokens(usage.prompt_tokens, usage.completion_tokens);
     const Choice* failed = nullptr;
     for (const Choice& ch : choices)
       if (ch.reason != FinishReason::Stop && ch.reason != FinishReason::Length) failed = failed ? failed : &ch;
+    record(failed, usage);
     if (params.stream) {
       if (params.include_usage && !failed) {
         json c = chunk_base();
@@ -236,6 +236,20 @@ struct Job : std::enable_shared_from_this<Job> {
     ex->respond(HttpResponse{200, "application/json", dump(body), {}});
   }
 
+  // The request's end in the metrics: its status (a stream's is the 200 its head carried; an answer
+  // the client left before is 499), a deadline it ran into, and its tokens under its API key.
+  void record(const Choice* failed, const Usage& usage) {
+    const RequestRecord& r = ctx.record;
+    metrics->completed(r.model);
+    if (std::any_of(choices.begin(), choices.end(), [](const Choice& ch) { return ch.reason == FinishReason::Deadline; }))
+      metrics->cancelled(r.model, "deadline");
+    metrics->key_tokens(r, usage.prompt_tokens, usage.completion_tokens);
+    int status = 200;
+    if (!params.stream && ex->closed()) status = 499;
+    else if (!params.stream && failed) status = choice_error(*failed).status;
+    metrics->answered(r, status);
+  }
+
   // After every choice is submitted: start the stream and release what was buffered.
   void start() {
     std::lock_guard lock(mu);
@@ -278,13 +292,13 @@ std::uint64_t random_seed() {
 }  // namespace
 
 void start_generation(std::shared_ptr<ServedModel> model, GenerationParams params, std::vector<std::vector<std::int32_t>> prompts,
-                      JobContext context, std::shared_ptr<HttpExchange> exchange, ApiCounters& counters, bool draining) {
+                      JobContext context, std::shared_ptr<HttpExchange> exchange, const ApiMetrics& metrics, bool draining) {
   auto job = std::make_shared<Job>();
   job->model = std::move(model);
   job->params = std::move(params);
   job->ctx = std::move(context);
   job->ex = std::move(exchange);
-  job->counters = &counters;
+  job->metrics = &metrics;
   job->prompts = std::move(prompts);
   const int n = job->params.n;
   job->choices.resize(job->prompts.size() * static_cast<std::size_t>(n));
@@ -331,7 +345,7 @@ void start_generation(std::shared_ptr<ServedModel> model, GenerationParams param
         }
         job->cancel_all();
         if (draining) throw ApiError(503, "server_error", "the server is shutting down", "", "shutting_down");
-        counters.rejected_queue_full.fetch_add(1);
+        metrics.rejected(job->ctx.record.model);
         ApiError err(429, "rate_limit_error", fmt::format("the server is at capacity: {}; retry later", e.what()), "", "queue_full");
         err.headers.emplace_back("Retry-After", "1");
         throw err;
@@ -347,13 +361,12 @@ void start_generation(std::shared_ptr<ServedModel> model, GenerationParams param
       job->handles.push_back(std::move(handle));
     }
   }
-  counters.active_jobs.fetch_add(1);
-  counters.jobs_total.fetch_add(1);
+  metrics.accepted(job->ctx.record.model);
   // The client going away cancels every choice; weak, so the connection does not keep the job.
   std::weak_ptr<Job> weak = job;
-  job->ex->on_close([weak, &counters] {
+  job->ex->on_close([weak, &metrics] {
     if (auto j = weak.lock()) {
-      counters.cancelled_by_client.fetch_add(1);
+      metrics.cancelled(j->ctx.record.model, "client");
       j->cancel_all();
     }
   });

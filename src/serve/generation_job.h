@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "serve/api_metrics.h"
 #include "serve/http_server.h"
 #include "serve/request_validation.h"
 #include "serve/served_model.h"
@@ -20,22 +21,16 @@ struct JobContext {
   std::int64_t created = 0;        // Unix seconds
   std::string system_fingerprint;
   std::chrono::steady_clock::time_point deadline = std::chrono::steady_clock::time_point::max();
-};
-
-// Counters the API keeps for /stats; shared by every job.
-struct ApiCounters {
-  std::atomic<int> active_jobs{0};
-  std::atomic<std::uint64_t> jobs_total{0};
-  std::atomic<std::uint64_t> rejected_queue_full{0};
-  std::atomic<std::uint64_t> cancelled_by_client{0};
-  std::atomic<std::uint64_t> deadline_exceeded{0};
+  RequestRecord record;            // for the metrics: endpoint, model, API key id
 };
 
 // Submits every choice of `params` to `model`'s engine and answers through `exchange`.
 // `prompts` holds the token ids of each prompt (already validated against the context).
 // Throws ApiError 429 (queue full; Retry-After) or 503 (draining) when the engine refuses, after
-// cancelling whatever it had already submitted; nothing has been sent to the client then.
+// cancelling whatever it had already submitted; nothing has been sent to the client then (the
+// caller answers and records the request). Once accepted, the job records its answer, its
+// cancellation and its tokens in `metrics`, which must outlive it.
 void start_generation(std::shared_ptr<ServedModel> model, GenerationParams params, std::vector<std::vector<std::int32_t>> prompts,
-                      JobContext context, std::shared_ptr<HttpExchange> exchange, ApiCounters& counters, bool draining);
+                      JobContext context, std::shared_ptr<HttpExchange> exchange, const ApiMetrics& metrics, bool draining);
 
 }  // namespace kiln::serve

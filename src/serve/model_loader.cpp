@@ -6,6 +6,7 @@
 #include "core/error.h"
 #include "model/model_source.h"
 #include "runtime/loaded_model.h"
+#include "runtime/model_stats.h"
 
 namespace kiln::serve {
 
@@ -26,7 +27,10 @@ std::shared_ptr<ServedModel> load_served_model(const ModelSpec& spec, const Engi
   served->tokenizer = std::move(loaded.tokenizer);
   served->chat = std::make_shared<const ChatTemplate>(std::move(*loaded.chat_template));
   const LlamaConfig& c = served->model->config();
-  served->engine = std::make_shared<Engine>(*served->model, *served->tokenizer, options);
+  served->stats = model_stats(*served->model);
+  EngineOptions engine_options = options;
+  engine_options.metrics_model = spec.name;
+  served->engine = std::make_shared<Engine>(*served->model, *served->tokenizer, engine_options);
   const Tokenizer& tok = *served->tokenizer;
   for (std::int32_t id = 0; id < tok.n_vocab(); ++id)
     served->max_token_bytes = std::max({served->max_token_bytes, tok.token_to_piece(id).size(),

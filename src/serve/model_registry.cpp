@@ -82,6 +82,7 @@ void ModelRegistry::release(Entry* e, bool touch, std::shared_ptr<ServedModel> o
 void ModelRegistry::record_failed_load(Entry& e, const std::string& error) {
   e.last_error = error;
   ++e.failed_loads;
+  ++e.load_failures;
   const auto backoff = std::min<std::chrono::milliseconds>(
       options_.load_retry_backoff * (1LL << std::min(e.failed_loads - 1, 16)), std::chrono::minutes(1));
   e.retry_after = Clock::now() + backoff;
@@ -170,6 +171,7 @@ std::shared_ptr<ServedModel> ModelRegistry::acquire(const std::string& name) {
 
   std::shared_ptr<ServedModel> model;
   std::string error;
+  const Clock::time_point load_start = Clock::now();
   try {
     model = loader_.load(e->spec);
     if (!model) error = "the loader returned nothing";
@@ -186,6 +188,7 @@ std::shared_ptr<ServedModel> ModelRegistry::acquire(const std::string& name) {
     throw load_failed_error(*e);
   }
   e->model = std::move(model);
+  e->load_seconds = std::chrono::duration<double>(Clock::now() - load_start).count();
   e->bytes = e->model->memory_bytes > 0 ? e->model->memory_bytes : need;
   loaded_bytes_ += e->bytes;
   ++e->loads;
@@ -275,6 +278,12 @@ std::vector<ModelStatus> ModelRegistry::status() const {
     s.unloads = e.unloads;
     s.last_error = e.last_error;
     s.failed_loads = e.failed_loads;
+    s.load_failures = e.load_failures;
+    s.load_seconds = e.load_seconds;
+    if (e.model) {
+      s.parameters = e.model->stats.n_params;
+      s.weight_bytes = e.model->stats.weight_bytes;
+    }
     out.push_back(std::move(s));
   }
   return out;

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstddef>
+#include <cstdint>
 #include <functional>
 #include <list>
 #include <memory>
@@ -47,6 +48,10 @@ struct ModelStatus {
   std::uint64_t loads = 0, unloads = 0;
   std::string last_error;         // of the last failed load (for the server's log, not for clients)
   int failed_loads = 0;           // failed loads in a row
+  std::uint64_t load_failures = 0;  // failed loads in all
+  double load_seconds = 0;        // how long the last successful load took (0 before one)
+  std::int64_t parameters = 0;    // when loaded: the model's parameters and weight bytes
+  std::size_t weight_bytes = 0;
 };
 
 class ModelRegistry {
@@ -85,6 +90,7 @@ class ModelRegistry {
 
   std::vector<ModelStatus> status() const;
   std::size_t loaded_bytes() const;
+  std::size_t memory_budget() const { return options_.memory_budget; }
   bool all_preloaded() const;  // true once every preload model has been loaded once
 
  private:
@@ -97,6 +103,8 @@ class ModelRegistry {
     std::uint64_t load_generation = 0;  // bumped when a load ends, success or not
     std::string last_error;          // the failed load's own message: for the server's log only
     int failed_loads = 0;             // in a row; 0 after a load succeeds
+    std::uint64_t load_failures = 0;  // in all
+    double load_seconds = 0;          // of the last successful load
     std::chrono::steady_clock::time_point retry_after;  // no load before this after a failure
     std::uint64_t loads = 0, unloads = 0;
     std::size_t bytes = 0;

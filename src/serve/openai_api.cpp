@@ -15,8 +15,9 @@
 
 #include "chat/chat_template.h"
 #include "core/error.h"
+#include "monitor/snapshot.h"
+#include "monitor/text_format.h"
 #include "runtime/engine.h"
-#include "runtime/process_stats.h"
 #include "serve/served_model.h"
 #include "serve/api_error.h"
 #include "tokenizer/utf8.h"
@@ -63,21 +64,41 @@ void release_free_memory() {
 #endif
 }
 
-json engine_stats_json(const EngineStats& s) {
-  return json{{"running", s.running},
-              {"queued", s.queued},
-              {"kv_blocks_total", s.kv_blocks_total},
-              {"kv_blocks_used", s.kv_blocks_used},
-              {"kv_blocks_cached", s.kv_blocks_cached},
-              {"kv_block_tokens", s.kv_block_tokens},
-              {"requests_total", s.requests_total},
-              {"requests_cancelled", s.requests_cancelled},
-              {"prompt_tokens_total", s.prompt_tokens_total},
-              {"prompt_tokens_cached", s.prompt_tokens_cached},
-              {"generated_tokens_total", s.generated_tokens_total},
-              {"steps_total", s.steps_total},
-              {"preemptions_total", s.preemptions_total},
-              {"busy_seconds", s.busy_seconds}};
+// A count from the metrics, as the integer it is.
+std::uint64_t count(const monitor::Snapshot& snap, std::string_view name, const monitor::Labels& match = {}) {
+  return static_cast<std::uint64_t>(snap.sum(name, match));
+}
+
+// A model's engine as /stats has always shown it, read from the engine's series.
+json engine_stats_json(const monitor::Snapshot& snap, const monitor::Labels& m) {
+  monitor::Labels cancelled = m, expired = m;
+  cancelled["reason"] = "cancelled";
+  expired["reason"] = "deadline";
+  return json{{"running", count(snap, "kiln_requests_running", m)},
+              {"queued", count(snap, "kiln_requests_waiting", m)},
+              {"kv_blocks_total", count(snap, "kiln_kv_cache_blocks", m)},
+              {"kv_blocks_used", count(snap, "kiln_kv_cache_blocks_used", m)},
+              {"kv_blocks_cached", count(snap, "kiln_kv_cache_blocks_cached", m)},
+              {"kv_block_tokens", count(snap, "kiln_kv_cache_block_tokens", m)},
+              {"requests_total", count(snap, "kiln_engine_requests_total", m)},
+              {"requests_cancelled", count(snap, "kiln_engine_requests_finished_total", cancelled) +
+                                         count(snap, "kiln_engine_requests_finished_total", expired)},
+              {"prompt_tokens_total", count(snap, "kiln_prompt_tokens_total", m)},
+              {"prompt_tokens_cached", count(snap, "kiln_prompt_tokens_cached_total", m)},
+              {"generated_tokens_total", count(snap, "kiln_generated_tokens_total", m)},
+              {"steps_total", count(snap, "kiln_engine_steps_total", m)},
+              {"preemptions_total", count(snap, "kiln_preemptions_total", m)},
+              {"busy_seconds", snap.sum("kiln_engine_busy_seconds_total", m)}};
+}
+
+const char* refusal_reason(GuardRefusal r) {
+  switch (r) {
+    case GuardRefusal::host: return "host";
+    case GuardRefusal::origin: return "origin";
+    case GuardRefusal::content_type: return "content_type";
+    case GuardRefusal::none: break;
+  }
+  return "none";
 }
 
 }  // namespace
@@ -94,6 +115,7 @@ OpenAiApi::OpenAiApi(ModelRegistry& registry, ApiKeyAuth auth, RequestGuard guar
       auth_(std::move(auth)),
       guard_(std::move(guard)),
       options_(std::move(options)),
+      metrics_(options_.metrics ? options_.metrics : std::make_shared<monitor::Registry>()),
       started_unix_(unix_now()),
       impl_(std::make_unique<Impl>(options_.api_threads)) {}
 
@@ -111,25 +133,22 @@ void OpenAiApi::handle(HttpRequest request, std::shared_ptr<HttpExchange> exchan
   // to the request, errors and streams included.
   GuardVerdict verdict = guard_.check(request);
   if (!verdict.headers.empty()) exchange->add_headers(verdict.headers);
+  const RequestRecord unrouted{route_endpoint(request.path), "", ""};
   if (verdict.error) {
-    switch (verdict.refused) {
-      case GuardRefusal::host: refused_host_.fetch_add(1); break;
-      case GuardRefusal::origin: refused_origin_.fetch_add(1); break;
-      case GuardRefusal::content_type: refused_content_type_.fetch_add(1); break;
-      case GuardRefusal::none: break;
-    }
-    return exchange->respond(error_response(*verdict.error));
+    if (verdict.refused != GuardRefusal::none) metrics_.refused(refusal_reason(verdict.refused));
+    return answer(exchange, unrouted, error_response(*verdict.error));
   }
-  if (verdict.preflight) return exchange->respond(HttpResponse{204, "", "", {}});
+  if (verdict.preflight) return answer(exchange, unrouted, HttpResponse{204, "", "", {}});
   // Cheap endpoints answer on the I/O thread; everything else goes to the API threads.
   const std::string& p = request.path;
-  const bool cheap = (request.method == "GET" || request.method == "HEAD") && (p == "/health" || p == "/ready" || p == "/stats" || p.rfind("/v1/models", 0) == 0);
+  const bool cheap = (request.method == "GET" || request.method == "HEAD") &&
+                     (p == "/health" || p == "/ready" || p == "/stats" || p == "/metrics" || p.rfind("/v1/models", 0) == 0);
   if (cheap) return route(request, exchange);
   // A request that arrives once the server drains is refused here, at once; one that arrived
   // before runs to completion (the grace period bounds it).
   if (draining_) {
-    return exchange->respond(
-        error_response(ApiError(503, "server_error", "the server is shutting down", "", "shutting_down")));
+    return answer(exchange, unrouted,
+                  error_response(ApiError(503, "server_error", "the server is shutting down", "", "shutting_down")));
   }
   // A large body costs its thread a while (parsing, rendering, tokenizing megabytes): those run
   // apart, so a small request's latency does not depend on them.
@@ -144,6 +163,7 @@ void OpenAiApi::handle(HttpRequest request, std::shared_ptr<HttpExchange> exchan
 
 void OpenAiApi::route(HttpRequest& req, const std::shared_ptr<HttpExchange>& ex) {
   const std::string& path = req.path;
+  RequestRecord rec{route_endpoint(path), "", ""};
   const auto only = [&](const char* method) {
     // HEAD is GET without the body (the HTTP server leaves it out): probes and load balancers use it.
     const bool head_for_get = req.method == "HEAD" && std::string_view(method) == "GET";
@@ -158,13 +178,17 @@ void OpenAiApi::route(HttpRequest& req, const std::shared_ptr<HttpExchange>& ex)
     // Liveness and readiness stay open without an API key (probes do not carry one).
     if (path == "/health") {
       only("GET");
-      return ex->respond(json_response(200, {{"status", "ok"}}));
+      return answer(ex, rec, json_response(200, {{"status", "ok"}}));
     }
     if (path == "/ready") {
       only("GET");
-      if (draining_) return ex->respond(json_response(503, {{"status", "draining"}}));
-      if (!ready_) return ex->respond(json_response(503, {{"status", "loading"}}));
-      return ex->respond(json_response(200, {{"status", "ready"}}));
+      if (draining_) return answer(ex, rec, json_response(503, {{"status", "draining"}}));
+      if (!ready_) return answer(ex, rec, json_response(503, {{"status", "loading"}}));
+      return answer(ex, rec, json_response(200, {{"status", "ready"}}));
+    }
+    if (path == "/metrics" && options_.metrics_open) {
+      only("GET");
+      return answer(ex, rec, metrics_page());
     }
     if (!auth_.allows(req.header("authorization"))) {
       const bool missing = req.header("authorization") == nullptr;
@@ -172,47 +196,65 @@ void OpenAiApi::route(HttpRequest& req, const std::shared_ptr<HttpExchange>& ex)
                      missing ? "You didn't provide an API key: send 'Authorization: Bearer <key>'" : "Incorrect API key provided", "",
                      "invalid_api_key");
     }
+    rec.key_id = auth_.key_id();
     if (path == "/v1/chat/completions") {
       only("POST");
-      return generate(req, ex, true);
+      return generate(req, ex, true, rec);
     }
     if (path == "/v1/completions") {
       only("POST");
-      return generate(req, ex, false);
+      return generate(req, ex, false, rec);
     }
     if (path == "/v1/models") {
       only("GET");
-      return ex->respond(models());
+      return answer(ex, rec, models());
     }
     if (path.rfind("/v1/models/", 0) == 0) {
       only("GET");
       const std::string name = path.substr(11);
+      rec.model = model_label(name);
       if (!registry_.has(name))
         throw ApiError(404, "invalid_request_error", fmt::format("The model '{}' does not exist", name), "model", "model_not_found");
-      return ex->respond(json_response(200, {{"id", name}, {"object", "model"}, {"created", started_unix_}, {"owned_by", "kiln"}}));
+      return answer(ex, rec,
+                    json_response(200, {{"id", name}, {"object", "model"}, {"created", started_unix_}, {"owned_by", "kiln"}}));
     }
     if (path == "/tokenize") {
       only("POST");
-      return ex->respond(tokenize(req));
+      return answer(ex, rec, tokenize(req, rec));
     }
     if (path == "/detokenize") {
       only("POST");
-      return ex->respond(detokenize(req));
+      return answer(ex, rec, detokenize(req, rec));
     }
     if (path == "/stats") {
       only("GET");
-      return ex->respond(stats());
+      return answer(ex, rec, stats());
+    }
+    if (path == "/metrics") {
+      only("GET");
+      return answer(ex, rec, metrics_page());
     }
     throw ApiError(404, "invalid_request_error", fmt::format("no such endpoint: {} {}", req.method, path), "", "not_found");
   } catch (const ApiError& e) {
-    ex->respond(error_response(e));
+    answer(ex, rec, error_response(e));
   } catch (const std::exception& e) {
     // The detail goes to the server's log, never to the client: an exception's text can hold
     // paths, file contents or library internals.
     std::fprintf(stderr, "kiln serve: internal error on %s %s (id=%s): %s\n", req.method.c_str(), path.c_str(), req.id.c_str(),
                  e.what());
-    ex->respond(error_response(ApiError(500, "server_error", "internal error (see the server's log)", "", "internal_error")));
+    answer(ex, rec, error_response(ApiError(500, "server_error", "internal error (see the server's log)", "", "internal_error")));
   }
+}
+
+void OpenAiApi::answer(const std::shared_ptr<HttpExchange>& ex, const RequestRecord& record, HttpResponse response) const {
+  metrics_.answered(record, response.status);
+  ex->respond(std::move(response));
+}
+
+std::string OpenAiApi::model_label(const std::string& name) const { return registry_.has(name) ? name : std::string(); }
+
+HttpResponse OpenAiApi::metrics_page() const {
+  return HttpResponse{200, std::string(monitor::kTextContentType), monitor::to_text(metrics_.registry().collect()), {}};
 }
 
 HttpResponse OpenAiApi::models() const {
@@ -222,32 +264,28 @@ HttpResponse OpenAiApi::models() const {
   return json_response(200, {{"object", "list"}, {"data", data}});
 }
 
+// The JSON view of the metrics registry: the same numbers as /metrics, in the shape /stats has
+// always had. Connections come from the HTTP server itself, whose counts the registry also reads.
 HttpResponse OpenAiApi::stats() const {
+  const monitor::Snapshot snap(metrics_.registry().collect());
   json models = json::array();
-  int running = 0, queued = 0;
-  for (const ModelStatus& s : registry_.status()) {
-    json m = {{"name", s.name},
-              {"loaded", s.loaded},
-              {"loading", s.loading},
-              {"active_requests", s.active},
-              {"memory_bytes", s.memory_bytes},
-              {"idle_seconds", s.idle_seconds},
-              {"loads", s.loads},
-              {"unloads", s.unloads},
+  for (const std::string& name : registry_.names()) {
+    const monitor::Labels m = {{"model", name}};
+    const bool loaded = snap.sum("kiln_model_loaded", m) > 0;
+    json j = {{"name", name},
+              {"loaded", loaded},
+              {"loading", snap.sum("kiln_model_loading", m) > 0},
+              {"active_requests", count(snap, "kiln_model_active_requests", m)},
+              {"memory_bytes", count(snap, "kiln_model_memory_bytes", m)},
+              {"idle_seconds", snap.sum("kiln_model_idle_seconds", m)},
+              {"loads", count(snap, "kiln_model_loads_total", m)},
+              {"unloads", count(snap, "kiln_model_unloads_total", m)},
               // Whether the last load failed and how often in a row; why is in the server's log
               // (the loader's message can quote the file's path and bytes).
-              {"load_failed", !s.last_error.empty()},
-              {"failed_loads", s.failed_loads}};
-    // A lease for the snapshot only; never loads.
-    if (auto served = const_cast<ModelRegistry&>(registry_).acquire_if_loaded(s.name); served && served->engine) {
-      const EngineStats es = served->engine->stats();
-      running += es.running;
-      queued += es.queued;
-      m["engine"] = engine_stats_json(es);
-    } else {
-      m["engine"] = nullptr;
-    }
-    models.push_back(std::move(m));
+              {"load_failed", snap.sum("kiln_model_consecutive_load_failures", m) > 0},
+              {"failed_loads", count(snap, "kiln_model_consecutive_load_failures", m)}};
+    j["engine"] = loaded && snap.has("kiln_engine_requests_total", m) ? engine_stats_json(snap, m) : json(nullptr);
+    models.push_back(std::move(j));
   }
   json body;
   if (server_) {
@@ -261,26 +299,28 @@ HttpResponse OpenAiApi::stats() const {
                            {"accept_errors", hs.accept_errors}};
     body["http"] = {{"requests_in_flight", hs.requests_in_flight}, {"requests_total", hs.requests_total}};
   }
-  body["requests"] = {{"active", counters_.active_jobs.load()},
-                      {"running", running},
-                      {"queued", queued},
-                      {"total", counters_.jobs_total.load()},
-                      {"rejected_queue_full", counters_.rejected_queue_full.load()},
-                      {"cancelled_by_client", counters_.cancelled_by_client.load()},
-                      {"deadline_exceeded", counters_.deadline_exceeded.load()},
-                      {"refused_host", refused_host_.load()},
-                      {"refused_origin", refused_origin_.load()},
-                      {"refused_content_type", refused_content_type_.load()}};
+  body["requests"] = {{"active", count(snap, "kiln_requests_active")},
+                      {"running", count(snap, "kiln_requests_running")},
+                      {"queued", count(snap, "kiln_requests_waiting")},
+                      {"total", count(snap, "kiln_requests_accepted_total")},
+                      {"rejected_queue_full", count(snap, "kiln_requests_rejected_total")},
+                      {"cancelled_by_client", count(snap, "kiln_requests_cancelled_total", {{"reason", "client"}})},
+                      {"deadline_exceeded", count(snap, "kiln_requests_cancelled_total", {{"reason", "deadline"}})},
+                      {"refused_host", count(snap, "kiln_requests_refused_total", {{"reason", "host"}})},
+                      {"refused_origin", count(snap, "kiln_requests_refused_total", {{"reason", "origin"}})},
+                      {"refused_content_type", count(snap, "kiln_requests_refused_total", {{"reason", "content_type"}})}};
   body["models"] = std::move(models);
-  body["memory"] = {{"rss_bytes", resident_bytes()}, {"loaded_model_bytes", registry_.loaded_bytes()}};
+  body["memory"] = {{"rss_bytes", count(snap, "process_resident_memory_bytes")},
+                    {"loaded_model_bytes", count(snap, "kiln_models_memory_bytes")}};
   body["ready"] = ready_.load();
   body["draining"] = draining_.load();
   return json_response(200, body);
 }
 
-void OpenAiApi::generate(const HttpRequest& req, const std::shared_ptr<HttpExchange>& ex, bool chat) {
+void OpenAiApi::generate(const HttpRequest& req, const std::shared_ptr<HttpExchange>& ex, bool chat, RequestRecord& rec) {
   const json body = parse_json_body(req.body);
   GenerationParams params = chat ? parse_chat_request(body, options_.limits) : parse_completion_request(body, options_.limits);
+  rec.model = model_label(params.model);
   std::shared_ptr<ServedModel> served = registry_.acquire(params.model);
   // Past the grace period the engines have been told to cancel; acquire() may also have
   // loaded a model whose engine the drain did not see.
@@ -366,12 +406,15 @@ void OpenAiApi::generate(const HttpRequest& req, const std::shared_ptr<HttpExcha
   ctx.created = unix_now();
   ctx.system_fingerprint = options_.system_fingerprint;
   if (options_.request_timeout.count() > 0) ctx.deadline = std::chrono::steady_clock::now() + options_.request_timeout;
-  start_generation(std::move(served), std::move(params), std::move(prompts), std::move(ctx), ex, counters_, draining_);
+  ctx.record = rec;
+  start_generation(std::move(served), std::move(params), std::move(prompts), std::move(ctx), ex, metrics_, draining_);
 }
 
-HttpResponse OpenAiApi::tokenize(const HttpRequest& req) {
+HttpResponse OpenAiApi::tokenize(const HttpRequest& req, RequestRecord& rec) {
   const TokenizeParams p = parse_tokenize_request(parse_json_body(req.body));
-  std::shared_ptr<ServedModel> served = registry_.acquire(p.model.empty() ? registry_.default_name() : p.model);
+  const std::string& model = p.model.empty() ? registry_.default_name() : p.model;
+  rec.model = model_label(model);
+  std::shared_ptr<ServedModel> served = registry_.acquire(model);
   const Tokenizer& tok = *served->tokenizer;
   const std::vector<std::int32_t> ids = tok.encode(p.content, p.add_special && tok.vocab().add_bos, p.parse_special);
   // Written straight into the body: a JSON tree of a million tokens with their pieces would
@@ -403,9 +446,11 @@ HttpResponse OpenAiApi::tokenize(const HttpRequest& req) {
   return HttpResponse{200, "application/json", std::move(body), {}};
 }
 
-HttpResponse OpenAiApi::detokenize(const HttpRequest& req) {
+HttpResponse OpenAiApi::detokenize(const HttpRequest& req, RequestRecord& rec) {
   const DetokenizeParams p = parse_detokenize_request(parse_json_body(req.body));
-  std::shared_ptr<ServedModel> served = registry_.acquire(p.model.empty() ? registry_.default_name() : p.model);
+  const std::string& model = p.model.empty() ? registry_.default_name() : p.model;
+  rec.model = model_label(model);
+  std::shared_ptr<ServedModel> served = registry_.acquire(model);
   const Tokenizer& tok = *served->tokenizer;
   for (std::size_t i = 0; i < p.tokens.size(); ++i)
     if (p.tokens[i] >= tok.n_vocab())

@@ -1,6 +1,7 @@
 #pragma once
 // The HTTP API of `kiln serve`: OpenAI's /v1/chat/completions, /v1/completions and /v1/models,
-// llama.cpp server's /tokenize and /detokenize, and the operational /health, /ready and /stats.
+// llama.cpp server's /tokenize and /detokenize, and the operational /health, /ready, /stats (JSON)
+// and /metrics (Prometheus' text format), both views of the server's one metrics registry.
 //
 // Requests are routed on the connection's I/O thread; anything that may take time (parsing a
 // body, tokenizing, waiting for a model to load) runs on a small pool of API threads (large
@@ -12,6 +13,8 @@
 #include <memory>
 #include <string>
 
+#include "monitor/registry.h"
+#include "serve/api_metrics.h"
 #include "serve/auth.h"
 #include "serve/generation_job.h"
 #include "serve/http_server.h"
@@ -33,6 +36,12 @@ struct ApiOptions {
   int api_threads = 2;
   std::size_t large_body_bytes = 64 * 1024;
   std::string system_fingerprint = "fp_kiln_0.1.0";
+  // The registry the API records into and /metrics and /stats read (the engines, the model
+  // registry and the HTTP server record into the same one). nullptr: one of the API's own.
+  std::shared_ptr<monitor::Registry> metrics;
+  // /metrics without the API key (Prometheus scrapes usually carry none); by default it needs the
+  // key, as /stats does, whenever the server has one.
+  bool metrics_open = false;
 };
 
 class OpenAiApi {
@@ -58,16 +67,19 @@ class OpenAiApi {
   // hand the API new requests afterwards.
   void join();
 
-  const ApiCounters& counters() const { return counters_; }
-
  private:
   struct Impl;
   void route(HttpRequest& request, const std::shared_ptr<HttpExchange>& exchange);
+  // Answers and records the answer in the metrics.
+  void answer(const std::shared_ptr<HttpExchange>& exchange, const RequestRecord& record, HttpResponse response) const;
   HttpResponse stats() const;
+  HttpResponse metrics_page() const;
   HttpResponse models() const;
-  void generate(const HttpRequest& request, const std::shared_ptr<HttpExchange>& exchange, bool chat);
-  HttpResponse tokenize(const HttpRequest& request);
-  HttpResponse detokenize(const HttpRequest& request);
+  void generate(const HttpRequest& request, const std::shared_ptr<HttpExchange>& exchange, bool chat, RequestRecord& record);
+  HttpResponse tokenize(const HttpRequest& request, RequestRecord& record);
+  HttpResponse detokenize(const HttpRequest& request, RequestRecord& record);
+  // The model label of a request for `name`: the name when it is a served model, else empty.
+  std::string model_label(const std::string& name) const;
 
   ModelRegistry& registry_;
   ApiKeyAuth auth_;
@@ -77,9 +89,7 @@ class OpenAiApi {
   std::atomic<bool> ready_{false};
   std::atomic<bool> draining_{false};
   std::atomic<bool> grace_over_{false};
-  ApiCounters counters_;
-  // Requests the guard refused, for /stats.
-  std::atomic<std::uint64_t> refused_host_{0}, refused_origin_{0}, refused_content_type_{0};
+  ApiMetrics metrics_;
   std::int64_t started_unix_ = 0;
   std::unique_ptr<Impl> impl_;  // the API thread pool
 };

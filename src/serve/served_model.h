@@ -6,6 +6,7 @@
 #include <string>
 
 #include "model/llama_model.h"
+#include "runtime/model_stats.h"
 #include "tokenizer/tokenizer.h"
 
 namespace kiln {
@@ -24,6 +25,7 @@ struct ServedModel {
   // shared_ptr so that a ServedModel without an engine (tests) needs no Engine code at all.
   std::shared_ptr<Engine> engine;
   std::size_t memory_bytes = 0;  // weights + KV pool, as counted against --memory-budget
+  ModelStats stats;              // parameters and weight bytes (runtime/model_stats.h)
   // The most bytes of text one token can stand for (its piece, or its text as a special token):
   // a text longer than n x this has more than n tokens, known without tokenizing it.
   std::size_t max_token_bytes = 0;

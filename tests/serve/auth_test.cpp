@@ -52,5 +52,13 @@ TEST(Auth, KeyFileFirstLineTrimmed) {
   EXPECT_THROW(ApiKeyAuth::read_key_file(dir + "/missing.txt"), Error);
 }
 
+TEST(Auth, KeyIdIsAStableShortHashNotTheKey) {
+  // sha256("sk-kiln-test") begins with these 8 hex digits (coreutils' sha256sum).
+  EXPECT_EQ(api_key_id("sk-kiln-test"), "b8a27bce");
+  EXPECT_EQ(ApiKeyAuth("sk-kiln-test").key_id(), "b8a27bce");
+  EXPECT_NE(api_key_id("sk-kiln-test2"), api_key_id("sk-kiln-test"));
+  EXPECT_EQ(ApiKeyAuth().key_id(), "");
+}
+
 }  // namespace
 }  // namespace kiln::serve

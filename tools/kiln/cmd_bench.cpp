@@ -16,9 +16,9 @@
 #include "core/memory_bandwidth.h"
 #include "eval/serving_bench.h"
 #include "eval/speed_bench.h"
+#include "monitor/process_stats.h"
 #include "runtime/loaded_model.h"
 #include "runtime/model_stats.h"
-#include "runtime/process_stats.h"
 
 namespace kiln::cli {
 namespace {
@@ -34,6 +34,7 @@ struct BenchOptions {
   bool json = false;
   bool no_bandwidth = false;  // skip measuring the memory read bandwidth after decode
   std::vector<int> parallel;  // stream counts for the serving benchmark; empty: single-stream bench
+  bool no_metrics = false;    // --parallel: the engine records no metrics (the overhead baseline)
 };
 
 // 1234567 -> "1.23 M".
@@ -55,7 +56,8 @@ void run_parallel_bench(const BenchOptions& o) {
       load_model(o.model, {.tokenizer = TokenizerNeed::required, .needed_by = "bench --parallel (the serving engine)"});
   const bool progress = !o.json && ::isatty(STDERR_FILENO);
   const std::vector<eval::ServingBenchResult> results = eval::run_serving_bench(
-      *loaded.model, *loaded.tokenizer, {.n_prompt = o.n_prompt, .n_gen = o.n_gen, .batch = o.batch, .threads = threads},
+      *loaded.model, *loaded.tokenizer,
+      {.n_prompt = o.n_prompt, .n_gen = o.n_gen, .batch = o.batch, .threads = threads, .metrics = !o.no_metrics},
       o.parallel, [progress](int n) {
         if (progress) std::fprintf(stderr, "\rbench: %d streams ...", n);
       });
@@ -66,14 +68,16 @@ void run_parallel_bench(const BenchOptions& o) {
     for (const eval::ServingBenchResult& r : results)
       arr.push_back({{"streams", r.streams}, {"wall_s", r.wall_s}, {"gen_tok_s", r.gen_tok_s},
                      {"ttft_p50_ms", r.ttft_p50_ms}, {"ttft_p99_ms", r.ttft_p99_ms}, {"itl_p50_ms", r.itl_p50_ms},
-                     {"itl_p99_ms", r.itl_p99_ms}, {"preemptions", r.preemptions}});
-    nlohmann::json j = {{"model", o.model}, {"threads", threads}, {"n_prompt", o.n_prompt}, {"n_gen", o.n_gen},
-                        {"results", arr}, {"peak_rss_bytes", peak_resident_bytes()}};
+                     {"itl_p99_ms", r.itl_p99_ms},
+                     {"preemptions", r.preemptions ? nlohmann::json(*r.preemptions) : nlohmann::json(nullptr)}});
+    nlohmann::json j = {{"model", o.model},   {"threads", threads}, {"n_prompt", o.n_prompt},
+                        {"n_gen", o.n_gen},   {"metrics", !o.no_metrics}, {"results", arr},
+                        {"peak_rss_bytes", monitor::peak_resident_bytes()}};
     std::printf("%s\n", j.dump().c_str());
     return;
   }
-  std::printf("model   %s   threads %d   prompt %d   generate %d per stream (greedy, end of sequence ignored)\n\n",
-              o.model.c_str(), threads, o.n_prompt, o.n_gen);
+  std::printf("model   %s   threads %d   prompt %d   generate %d per stream (greedy, end of sequence ignored)%s\n\n",
+              o.model.c_str(), threads, o.n_prompt, o.n_gen, o.no_metrics ? "   metrics off" : "");
   std::printf("| streams | generated tok/s | vs 1 stream | TTFT p50 / p99 ms | inter-token p50 / p99 ms |\n");
   std::printf("| ------: | --------------: | ----------: | ----------------: | -----------------------: |\n");
   for (const eval::ServingBenchResult& r : results) {
@@ -111,7 +115,7 @@ void run_bench(const BenchOptions& o) {
   // The ceiling decode is measured against, read with the same threads right after it.
   const double read_gbs = o.no_bandwidth || o.n_gen == 0 ? 0.0 : measure_read_bandwidth(pool) / 1e9;
   const std::string simd(simd_level_name(simd_level()));
-  const double rss_mb = static_cast<double>(resident_bytes()) / 1e6;
+  const double rss_mb = static_cast<double>(monitor::resident_bytes()) / 1e6;
   if (o.json) {
     nlohmann::json j = {{"model", o.model},
                         {"name", c.name},
@@ -132,9 +136,9 @@ void run_bench(const BenchOptions& o) {
                         {"decode_weight_bytes_per_token", stats.decode_bytes_per_token},
                         {"decode_weight_gb_s", decode_gbs},
                         {"read_bandwidth_gb_s", read_gbs > 0 ? nlohmann::json(read_gbs) : nlohmann::json(nullptr)},
-                        {"rss_bytes", resident_bytes()},
-                        {"peak_rss_bytes", peak_resident_bytes()},
-                        {"huge_page_mapped_bytes", file_huge_page_bytes() + anon_huge_page_bytes()},
+                        {"rss_bytes", monitor::resident_bytes()},
+                        {"peak_rss_bytes", monitor::peak_resident_bytes()},
+                        {"huge_page_mapped_bytes", monitor::file_huge_page_bytes() + monitor::anon_huge_page_bytes()},
                         {"load", load_mode_name(model->source().weights_copied() ? LoadMode::copy : LoadMode::map)}};
     std::printf("%s\n", j.dump().c_str());
     return;
@@ -148,7 +152,7 @@ void run_bench(const BenchOptions& o) {
   // Decode speed depends on it (see core/mapped_file.cpp): a file first read without the
   // huge-page advice stays in 4 KiB pages until the page cache drops it.
   std::printf("weights in 2 MiB pages: %.0f MB of %.0f MB (%s)\n\n",
-              static_cast<double>(file_huge_page_bytes() + anon_huge_page_bytes()) / 1e6,
+              static_cast<double>(monitor::file_huge_page_bytes() + monitor::anon_huge_page_bytes()) / 1e6,
               static_cast<double>(model->source().file_size()) / 1e6,
               model->source().weights_copied() ? "copied into anonymous memory, --no-mmap"
                                                : "memory-mapped file");
@@ -183,6 +187,9 @@ void register_bench_command(CLI::App& app) {
                   "Serving benchmark: run N streams at once through the continuous-batching engine, for each N "
                   "given (e.g. --parallel 1,4,16,64); reports aggregate tok/s, TTFT and inter-token latency")
       ->delimiter(',');
+  cmd->add_flag("--no-metrics", opts->no_metrics,
+                "With --parallel: the engine records no metrics (by default it records them as kiln serve does, and "
+                "the registry is written out every second as a 1 s Prometheus scrape would); for measuring their cost");
   cmd->callback([opts] { run_bench(*opts); });
 }
 

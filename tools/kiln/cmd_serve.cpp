@@ -18,11 +18,16 @@
 #include "common_options.h"
 #include "core/error.h"
 #include "model/llama_model.h"
+#include "monitor/build_info.h"
+#include "monitor/process_metrics.h"
+#include "monitor/registry.h"
 #include "runtime/engine.h"
 #include "serve/auth.h"
+#include "serve/http_metrics.h"
 #include "serve/http_server.h"
 #include "serve/model_loader.h"
 #include "serve/model_registry.h"
+#include "serve/model_registry_metrics.h"
 #include "serve/open_files_limit.h"
 #include "serve/openai_api.h"
 #include "serve/request_guard.h"
@@ -60,6 +65,7 @@ struct ServeOptions {
   std::string kv_memory = "0";
   bool lazy = false;
   bool quiet = false;
+  bool metrics_open = false;
 };
 
 std::mutex log_mutex;
@@ -134,7 +140,14 @@ int serve_main(const ServeOptions& o) {
   guard.cors_origins = o.cors_origins;
   serve::RequestGuard request_guard(guard);
 
+  // One registry for the whole server: the engines, the model registry, the HTTP server and the
+  // API record into it; /metrics and /stats read it.
+  auto metrics = std::make_shared<monitor::Registry>();
+  const monitor::ScopedCollector build_metrics = monitor::add_build_info(*metrics);
+  const monitor::ScopedCollector process_metrics = monitor::add_process_metrics(*metrics);
+
   EngineOptions engine;
+  engine.metrics = metrics;
   engine.threads = o.threads;
   engine.context_tokens = o.ctx;
   engine.kv_cache_tokens = o.kv_tokens;
@@ -150,6 +163,7 @@ int serve_main(const ServeOptions& o) {
   std::vector<serve::ModelSpec> specs = model_specs(o);
   const bool any_preload = std::any_of(specs.begin(), specs.end(), [](const serve::ModelSpec& s) { return s.preload; });
   serve::ModelRegistry registry(specs, serve::make_model_loader(engine), reg);
+  const monitor::ScopedCollector registry_metrics = serve::add_model_registry_metrics(*metrics, registry);
   registry.start_sweeper(std::chrono::milliseconds(std::max<long long>(100, reg.idle_ttl.count() / 4)));
 
   serve::ApiOptions api_options;
@@ -157,6 +171,8 @@ int serve_main(const ServeOptions& o) {
   api_options.max_request_tokens = o.max_request_tokens;
   api_options.request_timeout = seconds_flag(o.request_timeout);
   api_options.api_threads = o.api_threads;
+  api_options.metrics = metrics;
+  api_options.metrics_open = o.metrics_open;
   serve::OpenAiApi api(registry, serve::ApiKeyAuth(key), std::move(request_guard), api_options);
 
   serve::HttpServerOptions http;
@@ -186,11 +202,13 @@ int serve_main(const ServeOptions& o) {
     api.handle(std::move(r), std::move(ex));
   });
   api.attach_server(&server);
+  const monitor::ScopedCollector http_metrics = serve::add_http_server_metrics(*metrics, server);
   server.start();
   std::string names;
   for (const auto& s : specs) names += (names.empty() ? "" : ", ") + s.name;
-  log_line("listening on http://{}:{} ({} model{}: {}; {})", o.host, server.port(), specs.size(), specs.size() == 1 ? "" : "s",
-           names, key.empty() ? "no API key" : "API key required");
+  log_line("listening on http://{}:{} ({} model{}: {}; {}{})", o.host, server.port(), specs.size(),
+           specs.size() == 1 ? "" : "s", names, key.empty() ? "no API key" : "API key required",
+           !key.empty() && o.metrics_open ? ", /metrics open" : "");
   if (http.max_connections < o.max_connections || http.reserve_connections < serve::kReserveConnections)
     log_line("connections: at most {} and {} more for /health and /ready (the open-file limit is {}, {} kept for the "
              "server itself; raise it with ulimit -n to allow --max-connections {})",
@@ -340,6 +358,9 @@ void register_serve_command(CLI::App& app) {
       ->capture_default_str();
   cmd->add_flag("--lazy", o->lazy, "Load MODEL and --model models on first use instead of at startup");
   cmd->add_flag("-q,--quiet", o->quiet, "No access log lines");
+  cmd->add_flag("--metrics-open", o->metrics_open,
+                "Serve /metrics (Prometheus text format) without the API key; by default it needs the key, as /stats "
+                "does, when the server has one");
   add_load_mode_option(cmd);
   cmd->footer(
       "Examples:\n"

@@ -1,0 +1,50 @@
+#pragma once
+// What the HTTP API records in the server's monitor::Registry (docs/metrics.md):
+//   - every request it answers, by endpoint (the route, never the raw path), model and status;
+//   - client generation requests (a /v1/completions or /v1/chat/completions body, all its
+//     choices): accepted by an engine, active (accepted, not yet answered), rejected with 429
+//     because the queue was full, cancelled because the client went away or the deadline passed;
+//   - requests the RequestGuard refused, by reason;
+//   - per API key, by its id (api_key_id, never the key): requests, prompt and generated tokens.
+// Labels take only bounded values: a model label names a served model or is empty (a client
+// cannot make new series by inventing model names), and an unknown path is endpoint "other".
+// Each call looks its series up (a lock and a hash): once per request, never per token.
+#include <memory>
+#include <string>
+
+#include "monitor/registry.h"
+
+namespace kiln::serve {
+
+// Who a request was and how it was answered, filled in as the API learns it.
+struct RequestRecord {
+  std::string endpoint;  // route_endpoint()
+  std::string model;     // a served model's name, or empty
+  std::string key_id;    // the id of the API key it authenticated with, or empty
+};
+
+// The endpoint label of a request path: the route ("/v1/models/{model}" for a model's page),
+// "other" for paths the API does not serve.
+std::string route_endpoint(const std::string& path);
+
+class ApiMetrics {
+ public:
+  explicit ApiMetrics(std::shared_ptr<monitor::Registry> registry);
+
+  monitor::Registry& registry() const { return *registry_; }
+  const std::shared_ptr<monitor::Registry>& shared_registry() const { return registry_; }
+
+  // status: the HTTP status answered; 499 when the client went away before any answer.
+  void answered(const RequestRecord& r, int status) const;
+  void accepted(const std::string& model) const;   // one more active request
+  void completed(const std::string& model) const;  // one fewer
+  void rejected(const std::string& model) const;
+  void cancelled(const std::string& model, const char* reason) const;  // "client" or "deadline"
+  void refused(const char* reason) const;                              // "host", "origin" or "content_type"
+  void key_tokens(const RequestRecord& r, long long prompt_tokens, long long generated_tokens) const;
+
+ private:
+  std::shared_ptr<monitor::Registry> registry_;
+};
+
+}  // namespace kiln::serve
