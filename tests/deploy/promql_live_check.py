@@ -108,8 +108,9 @@ def chat(port, max_tokens):
 
 
 def abandoned_stream(port):
-    """A long stream whose client leaves after its first event: kiln counts it cancelled."""
-    body = json.dumps({"model": MODEL, "prompt": "Tell a long story", "max_tokens": 3000, "ignore_eos": True,
+    """A stream whose client leaves after its first event: kiln counts it cancelled. 90,000 tokens
+    (the server runs with --ctx 100000) take the tiny model far longer than the client stays."""
+    body = json.dumps({"model": MODEL, "prompt": "Tell a long story", "max_tokens": 90000, "ignore_eos": True,
                        "stream": True}).encode()
     with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
         s.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
@@ -183,7 +184,7 @@ def main():
 
     kiln = ds.KilnServer([ds.TINY_MODEL, "--port", "0", "-t", "1", "-q", "--api-key-file", key_path,
                           "--models-dir", broken_dir, "--max-running", "1", "--max-queued", "1",
-                          "--memory-budget", "1G"], os.path.join(work, "kiln.log"))
+                          "--memory-budget", "1G", "--ctx", "100000"], os.path.join(work, "kiln.log"))
     prom = None
     try:
         if not kiln.port:
