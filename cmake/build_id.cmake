@@ -4,7 +4,13 @@
 execute_process(COMMAND git -C ${SOURCE_DIR} rev-parse --short=12 HEAD
                 OUTPUT_VARIABLE sha OUTPUT_STRIP_TRAILING_WHITESPACE RESULT_VARIABLE rc ERROR_QUIET)
 if(NOT rc EQUAL 0 OR sha STREQUAL "")
-  set(sha "unknown")
+  # No git history here (a container build's context leaves out .git): the builder may name the
+  # commit in KILN_GIT_SHA (deploy/docker/Dockerfile passes its build argument).
+  if(NOT "$ENV{KILN_GIT_SHA}" STREQUAL "")
+    set(sha "$ENV{KILN_GIT_SHA}")
+  else()
+    set(sha "unknown")
+  endif()
 else()
   execute_process(COMMAND git -C ${SOURCE_DIR} status --porcelain --untracked-files=no
                   OUTPUT_VARIABLE changes OUTPUT_STRIP_TRAILING_WHITESPACE ERROR_QUIET)
