@@ -29,7 +29,8 @@ const grouped = new Intl.NumberFormat(undefined, { maximumFractionDigits: 0 });
 
 function formatRate(v) {
   if (!finite(v)) return "–";
-  return v < 10 ? v.toFixed(1) : grouped.format(v);
+  if (v === 0) return "0";
+  return v < 1 ? v.toFixed(2) : v < 10 ? v.toFixed(1) : grouped.format(v);
 }
 function formatCount(v) {
   return finite(v) ? grouped.format(v) : "–";
@@ -178,23 +179,32 @@ function el(name, attrs = {}, parent = null) {
   return node;
 }
 
-// A round upper bound for the axis: 1, 2 or 5 times a power of ten.
-function niceCeil(v) {
-  if (!(v > 0)) return 1;
-  const p = 10 ** Math.floor(Math.log10(v));
-  for (const m of [1, 2, 2.5, 5, 10]) if (m * p >= v * 0.999) return m * p;
-  return 10 * p;
+// The axis for values up to `v`: a round step (1, 2, 2.5 or 5 times a power of ten; whole numbers
+// for counts) and a top that is a whole number of steps, at most 5.
+function axis(v, integer) {
+  const raw = Math.max(v, Number.MIN_VALUE) / 4;
+  const p = 10 ** Math.floor(Math.log10(raw));
+  let step = 10 * p;
+  for (const m of integer ? [1, 2, 5] : [1, 2, 2.5, 5]) {
+    if (m * p >= raw * 0.999) {
+      step = m * p;
+      break;
+    }
+  }
+  if (integer) step = Math.max(1, step);
+  return { step, top: step * Math.max(1, Math.ceil(v / step - 1e-9)) };
 }
 
 class Chart {
   // series: [{key, label, value(point) -> number}]; format: value -> text; max: fixed top of the
   // axis (percent), else from the data.
-  constructor(figure, { series, format, max = null, minTop = 1 }) {
+  constructor(figure, { series, format, max = null, minTop = 1, integer = false }) {
     this.figure = figure;
     this.series = series;
     this.format = format;
     this.max = max;
     this.minTop = minTop;
+    this.integer = integer;
     this.title = figure.querySelector("figcaption").textContent.trim();
     this.legend = document.createElement("ul");
     this.legend.className = "legend";
@@ -231,14 +241,14 @@ class Chart {
     const w = width - m.left - m.right, h = height - m.top - m.bottom;
     const from = now - SPAN_S;
     const visible = points.filter((p) => p.t >= from);
-    let top = this.max;
+    let top = this.max, step = this.max / 4;
     if (top === null) {
       let hi = 0;
       for (const p of visible) for (const s of this.series) {
         const v = s.value(p);
         if (finite(v)) hi = Math.max(hi, v);
       }
-      top = niceCeil(Math.max(hi, this.minTop));
+      ({ top, step } = axis(Math.max(hi, this.minTop), this.integer));
     }
     const x = (t) => m.left + ((t - from) / SPAN_S) * w;
     const y = (v) => m.top + h - (Math.min(v, top) / top) * h;
@@ -248,13 +258,15 @@ class Chart {
     this.svg.setAttribute("viewBox", `0 0 ${width} ${height}`);
     this.svg.setAttribute("height", height);
     const grid = el("g", { class: "grid" }, this.svg);
-    for (let i = 0; i <= 4; i++) {
-      const v = (top * i) / 4;
+    for (let i = 0; i * step <= top * 1.0001; i++) {
+      const v = i * step;
       el("line", { x1: m.left, x2: m.left + w, y1: y(v), y2: y(v) }, grid);
       const label = el("text", { x: m.left - 6, y: y(v) + 4, "text-anchor": "end" }, grid);
       label.textContent = this.format(v);
     }
-    for (let s = 0; s <= SPAN_S; s += 60) {
+    // A minute apart, or two on a narrow chart (the labels would run together).
+    const every = w < 380 ? 120 : 60;
+    for (let s = 0; s <= SPAN_S; s = s + every > SPAN_S && s < SPAN_S ? SPAN_S : s + every) {
       const label = el("text", { x: x(from + s), y: height - 4, "text-anchor": s === 0 ? "start" : s === SPAN_S ? "end" : "middle" }, grid);
       label.textContent = s === SPAN_S ? "now" : `−${(SPAN_S - s) / 60} min`;
     }
@@ -327,6 +339,7 @@ function setupCharts() {
     ],
     format: formatCount,
     minTop: 4,
+    integer: true,
   });
   const latency = (field) => ({
     series: ["p50", "p90", "p99"].map((q) => ({ key: q, label: q, value: (p) => p[field][q] })),
@@ -432,7 +445,8 @@ function render() {
 function setStatus(kind, text) {
   const node = $("#status");
   node.dataset.state = kind;
-  node.textContent = text;
+  if (node.textContent !== text) node.textContent = text;
+  if (kind !== "live") $("#updated").textContent = "";
   const needKey = kind === "key-missing" || kind === "key-wrong";
   $("#key-form").classList.toggle("attention", needKey);
   $("#key").setAttribute("aria-invalid", kind === "key-wrong" ? "true" : "false");
@@ -483,7 +497,8 @@ async function poll() {
   state.points.push(derive(now));
   while (state.points.length && state.points[0].t < now.t - SPAN_S - 5) state.points.shift();
   render();
-  setStatus("live", `Live · read at ${new Date(now.t * 1000).toLocaleTimeString()}`);
+  setStatus("live", "Live");
+  $("#updated").textContent = `read at ${new Date(now.t * 1000).toLocaleTimeString()}`;
   schedule(POLL_MS);
 }
 
