@@ -335,7 +335,10 @@ async function main() {
   log("load starts");
   await runLoad(url);
   log(`load done: ${JSON.stringify(load)}`);
-  await sleep(2500);  // reads after the last request ended
+  // Reads after the last request ended (on a loaded machine the page's next read may be late).
+  await sleep(2500);
+  await page.waitForFunction(([model, n]) => document.querySelector(`#model-rows tr[data-model="${model}"] td[data-field="requests"]`)
+    ?.dataset.value === String(n), [MODEL, load.accepted], { timeout: 10000 }).catch(() => {});
   sampling = false;
   await sampler;
   const end = await readPage(page);
