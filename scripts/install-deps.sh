@@ -5,9 +5,9 @@
 #                                    prometheus-cpp)
 #   scripts/install-deps.sh --test   also what the tests and benchmarks use: GoogleTest, Google
 #                                    Benchmark, clang with libFuzzer, Python references
-#                                    (sentencepiece, Jinja2, PyYAML), Prometheus and promtool, and the pinned
-#                                    npm peers (llama.cpp via node-llama-cpp, the openai client) from
-#                                    package-lock.json
+#                                    (sentencepiece, Jinja2, PyYAML), Prometheus and promtool, Chromium,
+#                                    and the pinned npm peers (llama.cpp via node-llama-cpp, the openai
+#                                    client, playwright-core) from package-lock.json
 # scripts/quickstart.sh runs the first, scripts/test.sh the second. Idempotent and
 # non-interactive; safe to run on every CI start.
 set -euo pipefail
@@ -31,6 +31,7 @@ if [ "$with_tests" -eq 1 ]; then
     python3 python3-sentencepiece sentencepiece python3-jinja2
     python3-yaml                          # tests/deploy/ read the Kubernetes manifests and Prometheus rules
     prometheus                            # promtool checks /metrics; the metrics test starts its own Prometheus on a free port
+    chromium                              # the dashboard test's headless browser (driven by npm playwright-core)
   )
   # Node.js may come from Debian (nodejs + npm) or from a vendor build that bundles npm: ask for
   # the commands, not the packages.

@@ -18,6 +18,7 @@
 #include "monitor/snapshot.h"
 #include "monitor/text_format.h"
 #include "runtime/engine.h"
+#include "serve/dashboard.h"
 #include "serve/served_model.h"
 #include "serve/api_error.h"
 #include "tokenizer/utf8.h"
@@ -142,7 +143,8 @@ void OpenAiApi::handle(HttpRequest request, std::shared_ptr<HttpExchange> exchan
   // Cheap endpoints answer on the I/O thread; everything else goes to the API threads.
   const std::string& p = request.path;
   const bool cheap = (request.method == "GET" || request.method == "HEAD") &&
-                     (p == "/health" || p == "/ready" || p == "/stats" || p == "/metrics" || p.rfind("/v1/models", 0) == 0);
+                     (p == "/health" || p == "/ready" || p == "/stats" || p == "/metrics" || p.rfind("/v1/models", 0) == 0 ||
+                      is_dashboard_path(p));
   if (cheap) return route(request, exchange);
   // A request that arrives once the server drains is refused here, at once; one that arrived
   // before runs to completion (the grace period bounds it).
@@ -185,6 +187,11 @@ void OpenAiApi::route(HttpRequest& req, const std::shared_ptr<HttpExchange>& ex)
       if (draining_) return answer(ex, rec, json_response(503, {{"status", "draining"}}));
       if (!ready_) return answer(ex, rec, json_response(503, {{"status", "loading"}}));
       return answer(ex, rec, json_response(200, {{"status", "ready"}}));
+    }
+    // The dashboard's page holds no data: its requests for /metrics carry the key.
+    if (is_dashboard_path(path)) {
+      only("GET");
+      return answer(ex, rec, dashboard_response(req));
     }
     if (path == "/metrics" && options_.metrics_open) {
       only("GET");

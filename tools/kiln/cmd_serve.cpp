@@ -294,7 +294,7 @@ void register_serve_command(CLI::App& app) {
   cmd->add_option("--port", o->port, "Port to listen on (0: any free port, printed at startup)")->capture_default_str();
   cmd->add_option_function<std::string>(
       "--api-key", [o](const std::string& k) { o->api_key = k, o->api_key_given = true; },
-      "Require 'Authorization: Bearer KEY' (not for /health and /ready)");
+      "Require 'Authorization: Bearer KEY' (not for /health, /ready and the /dashboard page)");
   cmd->add_option("--api-key-file", o->api_key_file, "Read the API key from the first line of this file")->check(CLI::ExistingFile);
   cmd->add_option("--allowed-hosts", o->allowed_hosts,
                   "Host names to answer besides localhost, loopback addresses and --host, comma-separated (*.example.com: "
