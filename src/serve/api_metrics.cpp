@@ -22,7 +22,44 @@ std::string route_endpoint(const std::string& path) {
   return "other";
 }
 
-ApiMetrics::ApiMetrics(std::shared_ptr<monitor::Registry> registry) : registry_(std::move(registry)) {}
+ApiMetrics::ApiMetrics(std::shared_ptr<monitor::Registry> registry) : registry_(std::move(registry)) {
+  for (const char* reason : {"host", "origin", "content_type"}) refused_counter(reason);
+}
+
+monitor::Counter ApiMetrics::refused_counter(const char* reason) const {
+  return registry_->counter("kiln_requests_refused_total",
+                            "Requests refused by the Host, Origin or Content-Type check (403, 415), by the check.",
+                            {{"reason", reason}});
+}
+
+monitor::Counter ApiMetrics::rejected_counter(const std::string& model) const {
+  return registry_->counter("kiln_requests_rejected_total",
+                            "Generation requests refused with 429 because the engine's queue was full.",
+                            {{"model", model}});
+}
+
+monitor::Counter ApiMetrics::cancelled_counter(const std::string& model, const char* reason) const {
+  return registry_->counter(
+      "kiln_requests_cancelled_total",
+      "Generation requests cut short: the client went away (client) or the request timeout passed (deadline).",
+      {{"model", model}, {"reason", reason}});
+}
+
+monitor::Counter ApiMetrics::accepted_counter(const std::string& model) const {
+  return registry_->counter("kiln_requests_accepted_total", "Generation requests accepted by an engine.", {{"model", model}});
+}
+
+monitor::Gauge ApiMetrics::active_gauge(const std::string& model) const {
+  return registry_->gauge("kiln_requests_active", "Generation requests accepted and not yet answered.", {{"model", model}});
+}
+
+void ApiMetrics::declare_model(const std::string& model) const {
+  accepted_counter(model);
+  active_gauge(model);
+  rejected_counter(model);
+  cancelled_counter(model, "client");
+  cancelled_counter(model, "deadline");
+}
 
 void ApiMetrics::answered(const RequestRecord& r, int status) const {
   const std::string code = std::to_string(status);
@@ -38,40 +75,19 @@ void ApiMetrics::answered(const RequestRecord& r, int status) const {
 }
 
 void ApiMetrics::accepted(const std::string& model) const {
-  registry_->counter("kiln_requests_accepted_total", "Generation requests accepted by an engine.", {{"model", model}})
-      .inc();
-  registry_->gauge("kiln_requests_active", "Generation requests accepted and not yet answered.", {{"model", model}})
-      .add(1);
+  accepted_counter(model).inc();
+  active_gauge(model).add(1);
 }
 
-void ApiMetrics::completed(const std::string& model) const {
-  registry_->gauge("kiln_requests_active", "Generation requests accepted and not yet answered.", {{"model", model}})
-      .add(-1);
-}
+void ApiMetrics::completed(const std::string& model) const { active_gauge(model).add(-1); }
 
-void ApiMetrics::rejected(const std::string& model) const {
-  registry_
-      ->counter("kiln_requests_rejected_total",
-                "Generation requests refused with 429 because the engine's queue was full.", {{"model", model}})
-      .inc();
-}
+void ApiMetrics::rejected(const std::string& model) const { rejected_counter(model).inc(); }
 
 void ApiMetrics::cancelled(const std::string& model, const char* reason) const {
-  registry_
-      ->counter(
-          "kiln_requests_cancelled_total",
-          "Generation requests cut short: the client went away (client) or the request timeout passed (deadline).",
-          {{"model", model}, {"reason", reason}})
-      .inc();
+  cancelled_counter(model, reason).inc();
 }
 
-void ApiMetrics::refused(const char* reason) const {
-  registry_
-      ->counter("kiln_requests_refused_total",
-                "Requests refused by the Host, Origin or Content-Type check (403, 415), by the check.",
-                {{"reason", reason}})
-      .inc();
-}
+void ApiMetrics::refused(const char* reason) const { refused_counter(reason).inc(); }
 
 void ApiMetrics::key_tokens(const RequestRecord& r, long long prompt_tokens, long long generated_tokens) const {
   if (r.key_id.empty()) return;

@@ -42,8 +42,18 @@ class ApiMetrics {
   void cancelled(const std::string& model, const char* reason) const;  // "client" or "deadline"
   void refused(const char* reason) const;                              // "host", "origin" or "content_type"
   void key_tokens(const RequestRecord& r, long long prompt_tokens, long long generated_tokens) const;
+  // Creates a served model's counters at zero: a series that first appears with its first
+  // event hides that event from rate() and increase(), so alerts and ratios on 429s and
+  // cancellations would stay silent through the first burst.
+  void declare_model(const std::string& model) const;
 
  private:
+  monitor::Counter refused_counter(const char* reason) const;
+  monitor::Counter rejected_counter(const std::string& model) const;
+  monitor::Counter cancelled_counter(const std::string& model, const char* reason) const;
+  monitor::Counter accepted_counter(const std::string& model) const;
+  monitor::Gauge active_gauge(const std::string& model) const;
+
   std::shared_ptr<monitor::Registry> registry_;
 };
 

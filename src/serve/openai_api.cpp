@@ -118,7 +118,9 @@ OpenAiApi::OpenAiApi(ModelRegistry& registry, ApiKeyAuth auth, RequestGuard guar
       options_(std::move(options)),
       metrics_(options_.metrics ? options_.metrics : std::make_shared<monitor::Registry>()),
       started_unix_(unix_now()),
-      impl_(std::make_unique<Impl>(options_.api_threads)) {}
+      impl_(std::make_unique<Impl>(options_.api_threads)) {
+  for (const std::string& name : registry_.names()) metrics_.declare_model(name);
+}
 
 OpenAiApi::~OpenAiApi() { join(); }
 

@@ -123,6 +123,13 @@ TEST(ServeMetrics, ThePageNeedsTheKeyUnlessOpened) {
     const test::Exposition e = test::parse_exposition(get(server.port(), "/metrics", bearer()).body);
     EXPECT_EQ(e.sum("kiln_requests_total", {{"endpoint", "/metrics"}, {"status", "401"}}), 2);
     EXPECT_EQ(e.sum("kiln_api_key_requests_total", {{"endpoint", "/metrics"}, {"status", "200"}}), 1);
+    // The counters of rare events exist at zero before their first event, so that rate() sees
+    // the first 429 or cancellation (a series that appears with its first count hides it).
+    for (const char* name : {"kiln_requests_rejected_total", "kiln_requests_cancelled_total", "kiln_requests_refused_total",
+                             "kiln_requests_accepted_total"}) {
+      EXPECT_TRUE(e.has(name)) << name;
+      EXPECT_EQ(e.sum(name), 0) << name;
+    }
   }
   {
     KilnServer server(model_path, {"--api-key", kKey, "--metrics-open"});
