@@ -451,6 +451,7 @@ void register_serve_command(CLI::App& app) {
       "  kiln serve model.gguf --port 8080\n"
       "  kiln serve --model small=a.gguf --model big=b.gguf --idle-ttl 600 --memory-budget 16G\n"
       "  kiln serve --models-dir ./models --api-key-file key.txt --host 0.0.0.0\n"
+      "  kiln serve model.gguf --log-file /var/log/kiln/serve.log   # JSON lines; logrotate + SIGHUP\n"
       "  curl http://127.0.0.1:8080/v1/chat/completions -H 'Content-Type: application/json' \\\n"
       "    -d '{\"model\":\"model\",\"messages\":[{\"role\":\"user\",\"content\":\"Hi\"}]}'");
   cmd->callback([o] {
