@@ -468,7 +468,7 @@ class Session : public std::enable_shared_from_this<Session> {
     std::string body = error_body(status, message, type);
     response_body_bytes_ = static_cast<long long>(body.size());
     response_done_ = true;
-    log_line();
+    log_line(peer_gone_);
     enqueue(response_head(status, "application/json", headers, false, body.size(), false, request_id_) + body);
   }
 
@@ -563,7 +563,8 @@ class Session : public std::enable_shared_from_this<Session> {
     // count drop finds it evictable).
     server_->end_request(*this);
     if (in_flight_) {
-      log_line();
+      // Every byte of the answer has been written: a client that closed since has it all.
+      log_line(false);
       in_flight_ = false;
       server_->in_flight.fetch_sub(1);
     }
@@ -706,7 +707,8 @@ class Session : public std::enable_shared_from_this<Session> {
     server_->open_connections.fetch_sub(1);
   }
 
-  void log_line(bool client_closed = false) {
+  // client_closed: the client went away before the whole answer reached it.
+  void log_line(bool client_closed) {
     if (logged_serial_ == serial_ || !server_->options.access_log) return;
     logged_serial_ = serial_;
     AccessLogEntry e;
@@ -721,7 +723,7 @@ class Session : public std::enable_shared_from_this<Session> {
     e.version = http_version_;
     e.request_body_bytes = request_body_bytes_;
     e.response_body_bytes = response_body_bytes_;
-    e.client_closed = client_closed || peer_gone_;
+    e.client_closed = client_closed;
     e.note = std::move(note_);
     note_ = RequestNote{};
     server_->options.access_log(e);

@@ -623,6 +623,28 @@ TEST(HttpServer, AccessLogEntryHasSizesAgentPathAndTheHandlersNote) {
   EXPECT_GT(refused.response_body_bytes, 0);
 }
 
+// A client that reads its whole answer and hangs up at once got all of it: its line must not
+// say the client closed first, however soon the server notices the hang-up.
+TEST(HttpServer, AClientThatHangsUpAfterItsAnswerIsNotLoggedAsClosed) {
+  ServerFixture f;
+  constexpr int kRequests = 40;
+  for (int i = 0; i < kRequests; ++i) {
+    TestClient c(f.port());
+    ASSERT_TRUE(c.send(test::http_post("/echo", std::string(static_cast<std::size_t>(1000 * i), 'x'))));
+    EXPECT_EQ(c.read_response().status, 200);
+  }  // closed here, right after the answer was read
+  for (int i = 0; i < 5000; ++i) {
+    {
+      std::lock_guard lock(f.log_mu);
+      if (f.log.size() >= static_cast<std::size_t>(kRequests)) break;
+    }
+    std::this_thread::sleep_for(1ms);
+  }
+  std::lock_guard lock(f.log_mu);
+  ASSERT_EQ(f.log.size(), static_cast<std::size_t>(kRequests));
+  for (const AccessLogEntry& e : f.log) EXPECT_FALSE(e.client_closed) << e.response_body_bytes;
+}
+
 bool looks_generated(const std::string& id) {
   return id.size() == 32 && id.find_first_not_of("0123456789abcdef") == std::string::npos;
 }
