@@ -70,6 +70,7 @@ struct Sequence {
   int cached_tokens = -1;  // prompt tokens served by the prefix cache at first admission
   std::uint64_t admitted_order = 0;
   Clock::time_point submitted;
+  Clock::time_point admitted;        // the first admission (for Finish)
   Clock::time_point first_token;     // the first token event (for Finish)
   Clock::time_point first_sampled;   // the first token sampled, end of generation included (for the metrics)
   bool sent_first_token = false;
@@ -351,7 +352,8 @@ bool Engine::Impl::admit(Sequence& s) {
   if (s.cached_tokens < 0) {
     s.cached_tokens = std::min(s.n_computed, s.n_prompt);
     metrics.prompt_tokens_cached.inc(s.cached_tokens);
-    metrics.queue_time.observe(seconds_between(s.submitted, Clock::now()));
+    s.admitted = Clock::now();
+    metrics.queue_time.observe(seconds_between(s.submitted, s.admitted));
   }
   s.admitted_order = ++admissions;
   return true;
@@ -606,6 +608,10 @@ void Engine::Impl::finish(Sequence& s, FinishReason reason, const std::string& e
   const Clock::time_point now = Clock::now();
   f.time_to_first_token_s = s.sent_first_token ? seconds_between(s.submitted, s.first_token) : 0.0;
   f.total_s = seconds_between(s.submitted, now);
+  const bool was_admitted = s.cached_tokens >= 0;
+  f.queue_s = seconds_between(s.submitted, was_admitted ? s.admitted : now);
+  f.prefill_s = was_admitted ? seconds_between(s.admitted, s.sampled ? s.first_sampled : now) : 0.0;
+  f.decode_s = s.sampled ? seconds_between(s.first_sampled, now) : 0.0;
   metrics.finished_by(reason).inc();
   // Latency and length of requests that ran their course; a cancelled, expired or failed request
   // is counted by its reason only (its numbers say when it was stopped, not how fast it ran).

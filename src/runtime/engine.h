@@ -86,6 +86,12 @@ struct Finish {
   Usage usage;
   double time_to_first_token_s = 0;  // from submit to the first token event
   double total_s = 0;                // from submit to finish
+  // The three parts of total_s: waiting to be admitted (submit to the first admission), prefill
+  // (admission to the first token sampled), and decode (the rest: every later token, and any
+  // wait after a preemption). A request that ended before admission was all queue.
+  double queue_s = 0;
+  double prefill_s = 0;
+  double decode_s = 0;
 };
 
 // Callbacks run on the engine thread. on_token is called once per generated token, in order;

@@ -37,6 +37,7 @@ struct Choice {
   FinishReason reason = FinishReason::Stop;
   std::string error;
   Usage usage;
+  double total_s = 0, queue_s = 0, prefill_s = 0, decode_s = 0, first_token_s = 0;  // from the engine's Finish
 };
 
 struct Job : std::enable_shared_from_this<Job> {
@@ -136,6 +137,8 @@ struct Job : std::enable_shared_from_this<Job> {
     ch.error = f.error;
     ch.usage = f.usage;
     ch.text += f.text;
+    ch.total_s = f.total_s, ch.queue_s = f.queue_s, ch.prefill_s = f.prefill_s, ch.decode_s = f.decode_s;
+    ch.first_token_s = f.time_to_first_token_s;
     if (params.stream) {
       if (f.reason == FinishReason::Stop || f.reason == FinishReason::Length) {
         if (!f.text.empty()) emit_chunk(index, f.text, nullptr, nullptr);
@@ -187,10 +190,10 @@ struct Job : std::enable_shared_from_this<Job> {
   void complete() {
     completed = true;
     const Usage usage = total_usage();
-    ex->note_tokens(usage.prompt_tokens, usage.completion_tokens);
     const Choice* failed = nullptr;
     for (const Choice& ch : choices)
       if (ch.reason != FinishReason::Stop && ch.reason != FinishReason::Length) failed = failed ? failed : &ch;
+    note(failed, usage);
     record(failed, usage);
     if (params.stream) {
       if (params.include_usage && !failed) {
@@ -234,6 +237,37 @@ struct Job : std::enable_shared_from_this<Job> {
     body["choices"] = std::move(list);
     body["usage"] = usage_json(usage);
     ex->respond(HttpResponse{200, "application/json", dump(body), {}});
+  }
+
+  // What the access log line says beyond HTTP (sent before the answer, which writes the line).
+  // The strings are copied here, on the engine thread, once per request; the line is formatted
+  // on the connection's I/O thread.
+  void note(const Choice* failed, const Usage& usage) {
+    RequestNote n;
+    n.endpoint = ctx.record.endpoint;
+    n.model = ctx.record.model;
+    n.key_id = ctx.record.key_id;
+    n.stream = params.stream;
+    n.prompt_tokens = usage.prompt_tokens;
+    n.completion_tokens = usage.completion_tokens;
+    n.cached_tokens = usage.cached_tokens;
+    n.finish_reasons.reserve(choices.size());
+    const Choice* slowest = &choices.front();
+    for (const Choice& ch : choices) {
+      n.finish_reasons.emplace_back(finish_reason_name(ch.reason));
+      if (ch.total_s > slowest->total_s) slowest = &ch;
+    }
+    n.queue_s = slowest->queue_s;
+    n.prefill_s = slowest->prefill_s;
+    n.decode_s = slowest->decode_s;
+    n.first_token_s = slowest->first_token_s;
+    if (failed) {
+      const ApiError e = choice_error(*failed);
+      n.error_type = e.type;
+      n.error_code = e.code;
+      n.error_message = e.message;
+    }
+    ex->note(std::move(n));
   }
 
   // The request's end in the metrics: its status (a stream's is the 200 its head carried; an answer

@@ -277,7 +277,10 @@ class Session : public std::enable_shared_from_this<Session> {
     std::string out = response_head(r.status, r.content_type, r.headers, keep,
                                     bodiless ? std::nullopt : std::optional<std::size_t>(r.body.size()), false, request_id_);
     // HEAD: the head GET would send (its Content-Length included), without the body.
-    if (method_ != "HEAD" && !bodiless) out += r.body;
+    if (method_ != "HEAD" && !bodiless) {
+      out += r.body;
+      response_body_bytes_ = static_cast<long long>(r.body.size());
+    }
     finish_response(std::move(out));
   }
   void begin_stream(std::uint64_t serial, int status, std::string content_type, HttpHeaders headers) {
@@ -294,6 +297,7 @@ class Session : public std::enable_shared_from_this<Session> {
   }
   void write(std::uint64_t serial, std::string data) {
     if (serial != serial_ || !streaming_ || response_done_ || data.empty()) return;
+    response_body_bytes_ += static_cast<long long>(data.size());
     if (chunked_) data = fmt::format("{:x}\r\n", data.size()) + data + "\r\n";
     enqueue(std::move(data));
   }
@@ -310,9 +314,9 @@ class Session : public std::enable_shared_from_this<Session> {
     }
     on_close_ = std::move(fn);
   }
-  void note_tokens(std::uint64_t serial, int prompt, int completion) {
+  void note(std::uint64_t serial, RequestNote note) {
     if (serial != serial_) return;
-    prompt_tokens_ = prompt, completion_tokens_ = completion;
+    note_ = std::move(note);
   }
   bool closed_flag() const { return closed_atomic_.load(std::memory_order_relaxed); }
   // The exchange of a request that never answered is gone: answer for it.
@@ -349,6 +353,10 @@ class Session : public std::enable_shared_from_this<Session> {
     method_.clear();
     target_.clear();
     request_id_.clear();
+    user_agent_.clear();
+    request_body_bytes_ = -1;
+    response_body_bytes_ = 0;
+    note_ = RequestNote{};
     // Bytes already here (pipelined) start the request at once; so does a reserve connection,
     // whose one request must come within reserve_timeout.
     if (reserve_ || buffer_.size() > 0) return read_header(!fresh);
@@ -409,6 +417,7 @@ class Session : public std::enable_shared_from_this<Session> {
     const auto& req = parser_->get();
     method_ = std::string(req.method_string());
     target_ = std::string(req.target());
+    user_agent_ = std::string(req[http::field::user_agent]);
     auto id = req.find("X-Request-Id");
     const std::string_view client_id = id != req.end() ? std::string_view(id->value().data(), id->value().size()) : std::string_view();
     request_id_ = sane_request_id(client_id) ? std::string(client_id) : new_request_id();
@@ -459,8 +468,9 @@ class Session : public std::enable_shared_from_this<Session> {
     // Closing: a newer connection may have its slot at once.
     server_->end_request(*this);
     std::string body = error_body(status, message, type);
+    response_body_bytes_ = static_cast<long long>(body.size());
     response_done_ = true;
-    log_line();
+    log_line(peer_gone_);
     enqueue(response_head(status, "application/json", headers, false, body.size(), false, request_id_) + body);
   }
 
@@ -470,9 +480,11 @@ class Session : public std::enable_shared_from_this<Session> {
     ++serial_;
     response_started_ = response_done_ = streaming_ = false;
     status_ = 0;
-    prompt_tokens_ = completion_tokens_ = -1;
+    note_ = RequestNote{};
+    response_body_bytes_ = 0;
     on_close_ = nullptr;
     auto msg = parser_->release();
+    request_body_bytes_ = static_cast<long long>(msg.body().size());
     HttpRequest req;
     req.method = method_;
     req.target = target_;
@@ -553,7 +565,8 @@ class Session : public std::enable_shared_from_this<Session> {
     // count drop finds it evictable).
     server_->end_request(*this);
     if (in_flight_) {
-      log_line();
+      // Every byte of the answer has been written: a client that closed since has it all.
+      log_line(false);
       in_flight_ = false;
       server_->in_flight.fetch_sub(1);
     }
@@ -696,7 +709,8 @@ class Session : public std::enable_shared_from_this<Session> {
     server_->open_connections.fetch_sub(1);
   }
 
-  void log_line(bool client_closed = false) {
+  // client_closed: the client went away before the whole answer reached it.
+  void log_line(bool client_closed) {
     if (logged_serial_ == serial_ || !server_->options.access_log) return;
     logged_serial_ = serial_;
     AccessLogEntry e;
@@ -706,9 +720,14 @@ class Session : public std::enable_shared_from_this<Session> {
     e.request_id = request_id_;
     e.status = status_;
     e.seconds = std::chrono::duration<double>(Clock::now() - started_).count();
-    e.prompt_tokens = prompt_tokens_;
-    e.completion_tokens = completion_tokens_;
-    e.client_closed = client_closed || peer_gone_;
+    e.path = target_.substr(0, target_.find('?'));
+    e.user_agent = user_agent_;
+    e.version = http_version_;
+    e.request_body_bytes = request_body_bytes_;
+    e.response_body_bytes = response_body_bytes_;
+    e.client_closed = client_closed;
+    e.note = std::move(note_);
+    note_ = RequestNote{};
     server_->options.access_log(e);
   }
 
@@ -740,8 +759,9 @@ class Session : public std::enable_shared_from_this<Session> {
   bool in_flight_ = false;
   bool response_started_ = false, response_done_ = false, streaming_ = false, chunked_ = true;
   int status_ = 0;
-  int prompt_tokens_ = -1, completion_tokens_ = -1;
-  std::string method_, target_, request_id_;
+  long long request_body_bytes_ = -1, response_body_bytes_ = 0;
+  RequestNote note_;
+  std::string method_, target_, request_id_, user_agent_;
   Clock::time_point started_;
   std::function<void()> on_close_;
 
@@ -788,10 +808,8 @@ void HttpExchange::on_close(std::function<void()> fn) {
   session_->post([s = session_, serial = serial_, f = std::move(fn)]() mutable { s->on_close(serial, std::move(f)); });
 }
 bool HttpExchange::closed() const { return session_->closed_flag(); }
-void HttpExchange::note_tokens(int prompt_tokens, int completion_tokens) {
-  session_->post([s = session_, serial = serial_, prompt_tokens, completion_tokens] {
-    s->note_tokens(serial, prompt_tokens, completion_tokens);
-  });
+void HttpExchange::note(RequestNote note) {
+  session_->post([s = session_, serial = serial_, n = std::move(note)]() mutable { s->note(serial, std::move(n)); });
 }
 
 // ---- accepting ------------------------------------------------------------------------------

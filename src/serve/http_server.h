@@ -59,15 +59,35 @@ struct HttpResponse {
   HttpHeaders headers;  // extra headers (Retry-After, ...)
 };
 
+// What the application tells the access log about a request beyond what HTTP shows
+// (HttpExchange::note). Empty strings and negative numbers: not known, or not a generation.
+struct RequestNote {
+  std::string endpoint;  // the route ("/v1/chat/completions", "/v1/models/{model}", "other")
+  std::string model;     // a served model's name
+  std::string key_id;    // the id of the API key the request authenticated with, never the key
+  // An error answer's OpenAI type and code ("invalid_request_error", "model_not_found") and message.
+  std::string error_type, error_code, error_message;
+  bool stream = false;
+  int prompt_tokens = -1, completion_tokens = -1, cached_tokens = -1;  // summed over the choices
+  std::vector<std::string> finish_reasons;  // one per choice: "stop", "length", "cancelled", ...
+  // Of the choice that took longest: seconds waiting for admission, prefilling, decoding, and
+  // from submit to its first token.
+  double queue_s = -1, prefill_s = -1, decode_s = -1, first_token_s = -1;
+};
+
 // What the access log line of one request says.
 struct AccessLogEntry {
   std::string remote, method, target;
+  std::string path;         // target without the query string
   std::string request_id;   // as echoed in X-Request-Id
+  std::string user_agent;   // empty: none sent
+  unsigned version = 11;    // HTTP/1.1: 11
   int status = 0;           // 0 when the client went away before any response
   double seconds = 0;       // from the end of the request to the end of the response
-  int prompt_tokens = -1;   // -1: not a generation request
-  int completion_tokens = -1;
+  long long request_body_bytes = -1;  // -1: the body was never read (the server refused the request first)
+  long long response_body_bytes = 0;  // the body's bytes (a stream's data, without chunk framing)
   bool client_closed = false;
+  RequestNote note;  // what the application said about it
 };
 
 class Session;
@@ -90,8 +110,8 @@ class HttpExchange {
   // (immediately if it already has). Must be quick; typically cancels the work.
   void on_close(std::function<void()> fn);
   bool closed() const;
-  // For the access log line.
-  void note_tokens(int prompt_tokens, int completion_tokens);
+  // For the access log line: replaces what an earlier note said.
+  void note(RequestNote note);
   // Headers for whatever answers this request from now on: a response, a stream's head, or the
   // server's 500 when the exchange is dropped unanswered (e.g. CORS headers, which a browser
   // needs on errors too).

@@ -1,10 +1,9 @@
 #include "serve/model_registry.h"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <cmath>
-#include <cstdio>
-
-#include <fmt/format.h>
 
 #include "core/error.h"
 #include "serve/api_error.h"
@@ -79,7 +78,7 @@ void ModelRegistry::release(Entry* e, bool touch, std::shared_ptr<ServedModel> o
   cv_.notify_all();
 }
 
-void ModelRegistry::record_failed_load(Entry& e, const std::string& error) {
+ModelEvent ModelRegistry::record_failed_load(Entry& e, const std::string& error, double seconds) {
   e.last_error = error;
   ++e.failed_loads;
   ++e.load_failures;
@@ -87,8 +86,23 @@ void ModelRegistry::record_failed_load(Entry& e, const std::string& error) {
       options_.load_retry_backoff * (1LL << std::min(e.failed_loads - 1, 16)), std::chrono::minutes(1));
   e.retry_after = Clock::now() + backoff;
   // The detail goes to the server's log; the client learns which model failed, not why.
-  std::fprintf(stderr, "kiln serve: loading model '%s' failed: %s (next attempt in %.1f s)\n", e.spec.name.c_str(),
-               error.c_str(), std::chrono::duration<double>(backoff).count());
+  ModelEvent ev;
+  ev.kind = ModelEvent::Kind::load_failed;
+  ev.name = e.spec.name;
+  ev.path = e.spec.path;
+  ev.seconds = seconds;
+  ev.error = error;
+  ev.retry_in_seconds = std::chrono::duration<double>(backoff).count();
+  return ev;
+}
+
+void ModelRegistry::report(const ModelEvent& event) const {
+  if (!options_.on_event) return;
+  try {
+    options_.on_event(event);
+  } catch (...) {
+    // The log is a witness: failing to write to it must not change what the registry does.
+  }
 }
 
 ApiError ModelRegistry::load_failed_error(const Entry& e) const {
@@ -130,10 +144,14 @@ std::shared_ptr<ServedModel> ModelRegistry::acquire(const std::string& name) {
   try {
     if (loader_.estimate_bytes) need = loader_.estimate_bytes(e->spec);
   } catch (const std::exception& ex) {
-    record_failed_load(*e, ex.what());
-    throw load_failed_error(*e);
+    const ModelEvent failed = record_failed_load(*e, ex.what(), 0);
+    const ApiError err = load_failed_error(*e);
+    lock.unlock();
+    report(failed);
+    throw err;
   }
   std::vector<std::shared_ptr<ServedModel>> evicted;
+  std::vector<ModelEvent> unload_events;
   if (options_.memory_budget > 0) {
     if (need > options_.memory_budget)
       throw ApiError(503, "server_error",
@@ -158,6 +176,12 @@ std::shared_ptr<ServedModel> ModelRegistry::acquire(const std::string& name) {
     }
     for (std::size_t i = 0; i < take; ++i) {
       Entry* victim = victims[i];
+      ModelEvent ev;
+      ev.kind = ModelEvent::Kind::unloaded;
+      ev.name = victim->spec.name;
+      ev.path = victim->spec.path;
+      ev.reason = "memory_budget";
+      unload_events.push_back(std::move(ev));
       loaded_bytes_ -= victim->bytes;
       victim->bytes = 0;
       ++victim->unloads;
@@ -168,6 +192,14 @@ std::shared_ptr<ServedModel> ModelRegistry::acquire(const std::string& name) {
   loaded_bytes_ += need;  // reserved while loading
   lock.unlock();
   evicted.clear();  // engines are joined here, outside the lock
+  for (const ModelEvent& ev : unload_events) report(ev);
+  {
+    ModelEvent loading;
+    loading.kind = ModelEvent::Kind::loading;
+    loading.name = e->spec.name;
+    loading.path = e->spec.path;
+    report(loading);
+  }
 
   std::shared_ptr<ServedModel> model;
   std::string error;
@@ -182,20 +214,33 @@ std::shared_ptr<ServedModel> ModelRegistry::acquire(const std::string& name) {
   e->loading = false;
   ++e->load_generation;
   loaded_bytes_ -= need;
+  const double load_seconds = std::chrono::duration<double>(Clock::now() - load_start).count();
   if (!error.empty()) {
-    record_failed_load(*e, error);
+    const ModelEvent failed = record_failed_load(*e, error, load_seconds);
+    const ApiError err = load_failed_error(*e);
     cv_.notify_all();
-    throw load_failed_error(*e);
+    lock.unlock();
+    report(failed);
+    throw err;
   }
   e->model = std::move(model);
-  e->load_seconds = std::chrono::duration<double>(Clock::now() - load_start).count();
+  e->load_seconds = load_seconds;
   e->bytes = e->model->memory_bytes > 0 ? e->model->memory_bytes : need;
   loaded_bytes_ += e->bytes;
   ++e->loads;
   e->last_error.clear();
   e->failed_loads = 0;
   cv_.notify_all();
-  return lease(*e, true);
+  std::shared_ptr<ServedModel> leased = lease(*e, true);
+  lock.unlock();
+  ModelEvent loaded;
+  loaded.kind = ModelEvent::Kind::loaded;
+  loaded.name = e->spec.name;
+  loaded.path = e->spec.path;
+  loaded.seconds = load_seconds;
+  loaded.model = leased.get();
+  report(loaded);
+  return leased;
 }
 
 void ModelRegistry::preload_all() {
@@ -213,11 +258,18 @@ bool ModelRegistry::all_preloaded() const {
 int ModelRegistry::unload_idle() {
   if (options_.idle_ttl.count() <= 0) return 0;
   std::vector<std::shared_ptr<ServedModel>> unloaded;
+  std::vector<ModelEvent> events;
   {
     std::lock_guard lock(mu_);
     const auto now = Clock::now();
     for (Entry& e : entries_) {
       if (e.model && e.active == 0 && now - e.last_used >= options_.idle_ttl) {
+        ModelEvent ev;
+        ev.kind = ModelEvent::Kind::unloaded;
+        ev.name = e.spec.name;
+        ev.path = e.spec.path;
+        ev.reason = "idle";
+        events.push_back(std::move(ev));
         loaded_bytes_ -= e.bytes;
         e.bytes = 0;
         ++e.unloads;
@@ -225,7 +277,10 @@ int ModelRegistry::unload_idle() {
       }
     }
   }
-  return static_cast<int>(unloaded.size());  // destroyed here, outside the lock
+  const int n = static_cast<int>(unloaded.size());
+  unloaded.clear();  // destroyed here, outside the lock
+  for (const ModelEvent& ev : events) report(ev);
+  return n;
 }
 
 void ModelRegistry::start_sweeper(std::chrono::milliseconds period) {

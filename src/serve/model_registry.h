@@ -31,12 +31,27 @@ struct ModelLoader {
   std::function<std::shared_ptr<ServedModel>(const ModelSpec&)> load;   // throws kiln::Error
 };
 
+// What happened to a model, for the server's log (RegistryOptions::on_event).
+struct ModelEvent {
+  enum class Kind { loading, loaded, load_failed, unloaded };
+  Kind kind = Kind::loading;
+  std::string name, path;
+  double seconds = 0;                  // loaded, load_failed: how long the load took
+  const ServedModel* model = nullptr;  // loaded: the model, alive during the call
+  std::string error;                   // load_failed: the loader's own message (it may quote the file)
+  double retry_in_seconds = 0;         // load_failed: until the next attempt
+  std::string reason;                  // unloaded: "idle" (the TTL) or "memory_budget" (room for another)
+};
+
 struct RegistryOptions {
   std::chrono::milliseconds idle_ttl{0};  // 0: never unload for idleness
   std::size_t memory_budget = 0;          // bytes; 0: no budget
   // After a failed load, requests for the model are refused (503, Retry-After) for this long,
   // doubled after each further failure up to a minute, instead of reading the file again each time.
   std::chrono::milliseconds load_retry_backoff{1000};
+  // Told of every load (start, success, failure) and unload, on the thread that does it, outside
+  // the registry's lock; must not call back into the registry. Exceptions are swallowed.
+  std::function<void(const ModelEvent&)> on_event;
 };
 
 struct ModelStatus {
@@ -113,8 +128,10 @@ class ModelRegistry {
   // The error a request for a model that failed to load gets: it names the model only (the
   // loader's message can quote the file's path and bytes), with the wait until the next attempt.
   ApiError load_failed_error(const Entry& e) const;
-  // Records a failed load (mu_ held): the message for the log, the backoff before the next try.
-  void record_failed_load(Entry& e, const std::string& error);
+  // Records a failed load (mu_ held): the message for the log, the backoff before the next try;
+  // returns the event to report once the lock is released.
+  ModelEvent record_failed_load(Entry& e, const std::string& error, double seconds);
+  void report(const ModelEvent& event) const;  // to on_event, without the lock
   const Entry* find(const std::string& name) const;
   std::shared_ptr<ServedModel> lease(Entry& e, bool touch);  // mu_ held; touch: counts as a use for the TTL
   // Returns a lease; `owner` is the lease's reference to the model.

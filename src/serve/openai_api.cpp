@@ -119,6 +119,11 @@ OpenAiApi::OpenAiApi(ModelRegistry& registry, ApiKeyAuth auth, RequestGuard guar
       metrics_(options_.metrics ? options_.metrics : std::make_shared<monitor::Registry>()),
       started_unix_(unix_now()),
       impl_(std::make_unique<Impl>(options_.api_threads)) {
+  if (!options_.log) {
+    monitor::LogSinkOptions o;
+    o.context.text_prefix = "kiln serve: ";
+    options_.log = std::make_shared<monitor::LogSink>(std::move(o));
+  }
   for (const std::string& name : registry_.names()) metrics_.declare_model(name);
 }
 
@@ -139,7 +144,7 @@ void OpenAiApi::handle(HttpRequest request, std::shared_ptr<HttpExchange> exchan
   const RequestRecord unrouted{route_endpoint(request.path), "", ""};
   if (verdict.error) {
     if (verdict.refused != GuardRefusal::none) metrics_.refused(refusal_reason(verdict.refused));
-    return answer(exchange, unrouted, error_response(*verdict.error));
+    return answer_error(exchange, unrouted, *verdict.error);
   }
   if (verdict.preflight) return answer(exchange, unrouted, HttpResponse{204, "", "", {}});
   // Cheap endpoints answer on the I/O thread; everything else goes to the API threads.
@@ -150,10 +155,9 @@ void OpenAiApi::handle(HttpRequest request, std::shared_ptr<HttpExchange> exchan
   if (cheap) return route(request, exchange);
   // A request that arrives once the server drains is refused here, at once; one that arrived
   // before runs to completion (the grace period bounds it).
-  if (draining_) {
-    return answer(exchange, unrouted,
-                  error_response(ApiError(503, "server_error", "the server is shutting down", "", "shutting_down")));
-  }
+  if (draining_)
+    return answer_error(exchange, unrouted,
+                        ApiError(503, "server_error", "the server is shutting down", "", "shutting_down"));
   // A large body costs its thread a while (parsing, rendering, tokenizing megabytes): those run
   // apart, so a small request's latency does not depend on them.
   const bool large = request.body.size() > options_.large_body_bytes;
@@ -245,19 +249,43 @@ void OpenAiApi::route(HttpRequest& req, const std::shared_ptr<HttpExchange>& ex)
     }
     throw ApiError(404, "invalid_request_error", fmt::format("no such endpoint: {} {}", req.method, path), "", "not_found");
   } catch (const ApiError& e) {
-    answer(ex, rec, error_response(e));
+    answer_error(ex, rec, e);
   } catch (const std::exception& e) {
     // The detail goes to the server's log, never to the client: an exception's text can hold
     // paths, file contents or library internals.
-    std::fprintf(stderr, "kiln serve: internal error on %s %s (id=%s): %s\n", req.method.c_str(), path.c_str(), req.id.c_str(),
-                 e.what());
-    answer(ex, rec, error_response(ApiError(500, "server_error", "internal error (see the server's log)", "", "internal_error")));
+    monitor::LogEvent event(monitor::LogLevel::error, "internal-error",
+                            fmt::format("internal error on {} {} (id={}): {}", req.method, path, req.id, e.what()));
+    event.category = "web";
+    event.type = "error";
+    event.outcome = "failure";
+    event.str("http.request.id", req.id)
+        .str("http.request.method", req.method)
+        .str("url.path", path)
+        .str("error.message", e.what());
+    options_.log->write(event);
+    answer_error(ex, rec, ApiError(500, "server_error", "internal error (see the server's log)", "", "internal_error"));
   }
 }
 
-void OpenAiApi::answer(const std::shared_ptr<HttpExchange>& ex, const RequestRecord& record, HttpResponse response) const {
+void OpenAiApi::answer(const std::shared_ptr<HttpExchange>& ex, const RequestRecord& record, HttpResponse response,
+                       const ApiError* error) const {
   metrics_.answered(record, response.status);
+  RequestNote note;
+  note.endpoint = record.endpoint;
+  note.model = record.model;
+  note.key_id = record.key_id;
+  if (error) {
+    note.error_type = error->type;
+    note.error_code = error->code;
+    note.error_message = error->message;
+  }
+  ex->note(std::move(note));
   ex->respond(std::move(response));
+}
+
+void OpenAiApi::answer_error(const std::shared_ptr<HttpExchange>& ex, const RequestRecord& record,
+                             const ApiError& error) const {
+  answer(ex, record, error_response(error), &error);
 }
 
 std::string OpenAiApi::model_label(const std::string& name) const { return registry_.has(name) ? name : std::string(); }

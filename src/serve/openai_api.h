@@ -13,6 +13,7 @@
 #include <memory>
 #include <string>
 
+#include "monitor/log_sink.h"
 #include "monitor/registry.h"
 #include "serve/api_metrics.h"
 #include "serve/auth.h"
@@ -42,6 +43,9 @@ struct ApiOptions {
   // /metrics without the API key (Prometheus scrapes usually carry none); by default it needs the
   // key, as /stats does, whenever the server has one.
   bool metrics_open = false;
+  // Where internal errors are logged (their detail never goes to the client). nullptr: standard
+  // error, as text.
+  std::shared_ptr<monitor::LogSink> log;
 };
 
 class OpenAiApi {
@@ -70,8 +74,12 @@ class OpenAiApi {
  private:
   struct Impl;
   void route(HttpRequest& request, const std::shared_ptr<HttpExchange>& exchange);
-  // Answers and records the answer in the metrics.
-  void answer(const std::shared_ptr<HttpExchange>& exchange, const RequestRecord& record, HttpResponse response) const;
+  // Answers, and records the answer in the metrics and in the note for the access log (with the
+  // error, when it is one).
+  void answer(const std::shared_ptr<HttpExchange>& exchange, const RequestRecord& record, HttpResponse response,
+              const ApiError* error = nullptr) const;
+  void answer_error(const std::shared_ptr<HttpExchange>& exchange, const RequestRecord& record,
+                    const ApiError& error) const;
   HttpResponse stats() const;
   HttpResponse metrics_page() const;
   HttpResponse models() const;

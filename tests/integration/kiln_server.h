@@ -2,15 +2,16 @@
 // `kiln serve` as a child process on a free port for the integration tests, and plain requests
 // to it over a socket.
 #include <gtest/gtest.h>
-#include <nlohmann/json.hpp>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <fstream>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <regex>
 #include <sstream>
 #include <string>
@@ -33,6 +34,13 @@ class KilnServer {
     log_ = test::temp_dir() + "/serve_" + std::to_string(::getpid()) + "_" + std::to_string(counter_++) + ".log";
     std::vector<std::string> args = {test::kiln_binary(), "serve", model_path, "--port", "0", "-t", "1"};
     args.insert(args.end(), extra.begin(), extra.end());
+    // Stderr goes to a file here, which would make the log JSON: the tests read the text lines
+    // unless they ask for a format or a log file (serve_log_test reads the JSON ones).
+    if (std::find(extra.begin(), extra.end(), "--log-format") == extra.end() &&
+        std::find(extra.begin(), extra.end(), "--log-file") == extra.end()) {
+      args.push_back("--log-format");
+      args.push_back("text");
+    }
     args.insert(args.begin(), wrapper.begin(), wrapper.end());
     pid_ = ::fork();
     if (pid_ == 0) {
@@ -45,11 +53,13 @@ class KilnServer {
       ::execv(argv[0], argv.data());
       ::_exit(127);
     }
-    // Wait for "listening on http://127.0.0.1:PORT" and "ready".
+    // Wait for "listening on http://127.0.0.1:PORT" and "ready", in --log-file when given.
+    const auto log_file = std::find(extra.begin(), extra.end(), "--log-file");
+    const std::string startup_log = log_file != extra.end() && log_file + 1 != extra.end() ? *(log_file + 1) : log_;
     const std::regex re("listening on http://127\\.0\\.0\\.1:([0-9]+)");
-    for (int i = 0; i < 500 && (port_ == 0 || log().find("ready") == std::string::npos); ++i) {
+    for (int i = 0; i < 500 && (port_ == 0 || read_file(startup_log).find("ready") == std::string::npos); ++i) {
       std::smatch m;
-      const std::string text = log();
+      const std::string text = read_file(startup_log);
       if (port_ == 0 && std::regex_search(text, m, re)) port_ = std::stoi(m[1]);
       std::this_thread::sleep_for(std::chrono::milliseconds(10));
     }
@@ -63,8 +73,10 @@ class KilnServer {
   int port() const { return port_; }
   pid_t pid() const { return pid_; }
   std::string url() const { return "http://127.0.0.1:" + std::to_string(port_); }
-  std::string log() const {
-    std::ifstream in(log_);
+  // What the server wrote to stdout and stderr.
+  std::string log() const { return read_file(log_); }
+  static std::string read_file(const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
     std::stringstream ss;
     ss << in.rdbuf();
     return ss.str();

@@ -136,6 +136,31 @@ TEST_F(EngineTest, SingleGreedyRequestEqualsTheGenerator) {
   EXPECT_EQ(c.text, tiny_.tokenizer->decode(ref.tokens));
 }
 
+// Finish splits a request's time into queue, prefill and decode, which add up to its total; a
+// request that waits for the only running slot spends that wait in the queue.
+TEST_F(EngineTest, FinishSplitsItsTimeIntoQueuePrefillAndDecode) {
+  EngineOptions o;
+  o.threads = 1;
+  o.max_running = 1;
+  Engine e(*tiny_.model, *tiny_.tokenizer, o);
+  Collector first, second;
+  e.submit(greedy(prompt_of(*tiny_.tokenizer, "Once upon a time"), 32), first.callbacks());
+  e.submit(greedy(prompt_of(*tiny_.tokenizer, "The quick brown fox"), 8), second.callbacks());
+  ASSERT_TRUE(first.wait());
+  ASSERT_TRUE(second.wait());
+  for (const Finish* f : {&first.finish, &second.finish}) {
+    EXPECT_GE(f->queue_s, 0);
+    EXPECT_GT(f->prefill_s, 0);
+    EXPECT_GT(f->decode_s, 0);
+    EXPECT_NEAR(f->queue_s + f->prefill_s + f->decode_s, f->total_s, 1e-9);
+    // The first token is the first one sampled: queue and prefill are the time to it.
+    EXPECT_NEAR(f->queue_s + f->prefill_s, f->time_to_first_token_s, 1e-9);
+  }
+  // The second waited for the first to finish (one running slot).
+  EXPECT_GT(second.finish.queue_s, first.finish.decode_s * 0.5);
+  EXPECT_GT(second.finish.queue_s, first.finish.queue_s);
+}
+
 TEST_F(EngineTest, ConcurrentRequestsEqualTheSameRequestsRunAlone) {
   const std::vector<std::string> texts = {"Hello", "The quick brown fox", "1 2 3 4 5 6 7 8 9 10 11 12", "a",
                                           "Paris is the capital of", "Long ago, in a galaxy far away, there",

@@ -39,9 +39,9 @@ struct Parked {
   }
 };
 
-// /echo answers with the body; /id with the request's id; /health with "ok"; /park keeps the
-// exchange; /stream starts a stream and parks it; /empty answers 204. A request with
-// X-Add-Header has its value added to every answer as X-Added.
+// /echo answers with the body; /id with the request's id; /health with "ok"; /noted answers
+// "12345" and notes what an API would for the access log; /park keeps the exchange; /stream starts a stream and parks
+// it; /empty answers 204. A request with X-Add-Header has its value added to every answer as X-Added.
 HttpHandler test_handler(Parked& parked) {
   return [&parked](HttpRequest req, std::shared_ptr<HttpExchange> ex) {
     if (const std::string* added = req.header("x-add-header")) ex->add_headers({{"X-Added", *added}});
@@ -58,6 +58,14 @@ HttpHandler test_handler(Parked& parked) {
       ex->begin_stream(200, "text/event-stream");
       ex->on_close([&parked] { parked.closed.fetch_add(1); });
       parked.add(ex);
+    } else if (req.path == "/noted") {
+      RequestNote note;
+      note.endpoint = "/noted";
+      note.model = "m";
+      note.prompt_tokens = 3;
+      note.finish_reasons = {"stop"};
+      ex->note(std::move(note));
+      ex->respond({200, "text/plain", "12345", {}});
     } else if (req.path == "/empty") {
       ex->respond({204, "", "", {}});
     } else if (req.path == "/drop") {
@@ -563,6 +571,78 @@ TEST(HttpServer, AccessLogHasOneLinePerRequest) {
   EXPECT_EQ(f.log[0].status, 200);
   EXPECT_EQ(f.log[1].status, 404);
   EXPECT_GE(f.log[1].seconds, 0);
+}
+
+// Each entry says how much went each way, who asked (User-Agent), the path without the query,
+// and what the handler noted: a complete answer, a stream (its data without chunk framing), and
+// an error the server answers itself before reading the body.
+TEST(HttpServer, AccessLogEntryHasSizesAgentPathAndTheHandlersNote) {
+  HttpServerOptions o;
+  o.max_body_bytes = 100;
+  ServerFixture f(o);
+  TestClient c(f.port());
+  ASSERT_TRUE(c.send(test::http_post("/noted?x=1", "abcdefg", "User-Agent: tester/1.0\r\n")));
+  EXPECT_EQ(c.read_response().body, "12345");
+  ASSERT_TRUE(c.send(test::http_get("/stream")));
+  ASSERT_TRUE(f.parked.wait_for(1));
+  f.parked.exchanges[0]->write("data: x\n\n");
+  f.parked.exchanges[0]->write("data: yz\n\n");
+  f.parked.exchanges[0]->end_stream();
+  EXPECT_EQ(c.read_response().body, "data: x\n\ndata: yz\n\n");
+  ASSERT_TRUE(c.send(test::http_post("/echo", std::string(101, 'z'))));
+  EXPECT_EQ(c.read_response().status, 413);
+  for (int i = 0; i < 5000; ++i) {
+    {
+      std::lock_guard lock(f.log_mu);
+      if (f.log.size() >= 3) break;
+    }
+    std::this_thread::sleep_for(1ms);
+  }
+  std::lock_guard lock(f.log_mu);
+  ASSERT_EQ(f.log.size(), 3u);
+  const AccessLogEntry& noted = f.log[0];
+  EXPECT_EQ(noted.target, "/noted?x=1");
+  EXPECT_EQ(noted.path, "/noted");
+  EXPECT_EQ(noted.user_agent, "tester/1.0");
+  EXPECT_EQ(noted.version, 11u);
+  EXPECT_EQ(noted.request_body_bytes, 7);
+  EXPECT_EQ(noted.response_body_bytes, 5);
+  EXPECT_EQ(noted.note.endpoint, "/noted");
+  EXPECT_EQ(noted.note.model, "m");
+  EXPECT_EQ(noted.note.prompt_tokens, 3);
+  EXPECT_EQ(noted.note.finish_reasons, std::vector<std::string>{"stop"});
+  const AccessLogEntry& stream = f.log[1];
+  EXPECT_EQ(stream.request_body_bytes, 0);
+  EXPECT_EQ(stream.response_body_bytes, 19);
+  EXPECT_EQ(stream.user_agent, "");
+  EXPECT_EQ(stream.note.endpoint, "");  // nothing noted: the last request's note is not carried over
+  EXPECT_EQ(stream.note.prompt_tokens, -1);
+  const AccessLogEntry& refused = f.log[2];
+  EXPECT_EQ(refused.status, 413);
+  EXPECT_EQ(refused.request_body_bytes, -1);
+  EXPECT_GT(refused.response_body_bytes, 0);
+}
+
+// A client that reads its whole answer and hangs up at once got all of it: its line must not
+// say the client closed first, however soon the server notices the hang-up.
+TEST(HttpServer, AClientThatHangsUpAfterItsAnswerIsNotLoggedAsClosed) {
+  ServerFixture f;
+  constexpr int kRequests = 40;
+  for (int i = 0; i < kRequests; ++i) {
+    TestClient c(f.port());
+    ASSERT_TRUE(c.send(test::http_post("/echo", std::string(static_cast<std::size_t>(1000 * i), 'x'))));
+    EXPECT_EQ(c.read_response().status, 200);
+  }  // closed here, right after the answer was read
+  for (int i = 0; i < 5000; ++i) {
+    {
+      std::lock_guard lock(f.log_mu);
+      if (f.log.size() >= static_cast<std::size_t>(kRequests)) break;
+    }
+    std::this_thread::sleep_for(1ms);
+  }
+  std::lock_guard lock(f.log_mu);
+  ASSERT_EQ(f.log.size(), static_cast<std::size_t>(kRequests));
+  for (const AccessLogEntry& e : f.log) EXPECT_FALSE(e.client_closed) << e.response_body_bytes;
 }
 
 bool looks_generated(const std::string& id) {

@@ -6,6 +6,7 @@
 
 #include <atomic>
 #include <map>
+#include <mutex>
 #include <thread>
 
 #include "core/error.h"
@@ -222,6 +223,54 @@ TEST(ModelRegistry, FailedLoadIsReportedWithoutItsDetailAndRetriedAfterABackoff)
   EXPECT_NE(r.acquire("a"), nullptr);
   EXPECT_EQ(f.attempts.load(), attempts + 1);
   EXPECT_TRUE(r.status()[0].last_error.empty());
+}
+
+// Every load, failed load and unload is told to on_event (for the server's log), with the
+// loader's own message for a failure and why a model was unloaded.
+TEST(ModelRegistry, LoadsFailuresAndUnloadsAreReportedAsEvents) {
+  FakeLoader f;
+  f.sizes = {{"a.gguf", 40}, {"b.gguf", 40}, {"c.gguf", 40}};
+  f.delay = 5ms;
+  std::mutex mu;
+  std::vector<ModelEvent> events;
+  RegistryOptions o;
+  o.memory_budget = 100;
+  o.idle_ttl = 20ms;
+  o.load_retry_backoff = 1ms;
+  o.on_event = [&](const ModelEvent& e) {
+    std::lock_guard lock(mu);
+    events.push_back(e);
+    if (e.kind == ModelEvent::Kind::loaded) {
+      EXPECT_NE(e.model, nullptr);
+    }
+  };
+  ModelRegistry r(three(), f.loader(), o);
+  f.fail_next = true;
+  EXPECT_THROW(r.acquire("a"), ApiError);
+  std::this_thread::sleep_for(5ms);
+  r.acquire("a");
+  r.acquire("b");
+  r.acquire("c");  // 120 > 100: a, the least recently used, goes
+  std::this_thread::sleep_for(40ms);
+  EXPECT_EQ(r.unload_idle(), 2);
+  std::lock_guard lock(mu);
+  using K = ModelEvent::Kind;
+  const std::vector<std::pair<K, std::string>> want = {{K::loading, "a"},  {K::load_failed, "a"}, {K::loading, "a"},
+                                                       {K::loaded, "a"},   {K::loading, "b"},     {K::loaded, "b"},
+                                                       {K::unloaded, "a"}, {K::loading, "c"},     {K::loaded, "c"},
+                                                       {K::unloaded, "b"}, {K::unloaded, "c"}};
+  ASSERT_EQ(events.size(), want.size());
+  for (std::size_t i = 0; i < want.size(); ++i) {
+    EXPECT_EQ(events[i].kind, want[i].first) << i;
+    EXPECT_EQ(events[i].name, want[i].second) << i;
+    EXPECT_EQ(events[i].path, want[i].second + ".gguf") << i;
+  }
+  EXPECT_EQ(events[1].error, "a.gguf: broken file");
+  EXPECT_GT(events[1].retry_in_seconds, 0);
+  EXPECT_GE(events[3].seconds, 0.004);  // the loader's 5 ms
+  EXPECT_EQ(events[6].reason, "memory_budget");
+  EXPECT_EQ(events[9].reason, "idle");
+  EXPECT_EQ(events[10].reason, "idle");
 }
 
 TEST(ModelRegistry, PreloadLoadsMarkedModels) {

@@ -152,6 +152,7 @@ const serverArgs = [
   "--max-body-bytes", String(MAX_BODY), "--max-header-bytes", String(MAX_HEADER),
   "--read-timeout", String(READ_TIMEOUT), "--idle-timeout", String(IDLE_TIMEOUT),
   "--grace-seconds", String(GRACE),
+  "--log-format", "text",  // the checks below read its text lines
 ];
 const serverLog = fs.createWriteStream(serverLogPath);
 const server = spawn(kilnBin, serverArgs, { stdio: ["ignore", "pipe", "pipe"] });

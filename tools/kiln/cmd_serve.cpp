@@ -1,24 +1,25 @@
 // kiln serve: an OpenAI-compatible HTTP server over one or more models, each batched by its own
 // engine. Binds 127.0.0.1 unless told otherwise; SIGTERM/SIGINT drain (stop accepting, let
-// in-flight requests finish within --grace-seconds, then cut them) and exit 0.
+// in-flight requests finish within --grace-seconds, then cut them) and exit 0. Its log (one line
+// per request and per lifecycle event, JSON or text) goes to stderr or --log-file, which SIGHUP
+// reopens.
+#include <fmt/format.h>
 #include <signal.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
-#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
-
-#include <fmt/format.h>
 
 #include "commands.h"
 #include "common_options.h"
 #include "core/error.h"
 #include "model/llama_model.h"
 #include "monitor/build_info.h"
+#include "monitor/log_sink.h"
 #include "monitor/process_metrics.h"
 #include "monitor/registry.h"
 #include "runtime/engine.h"
@@ -31,6 +32,7 @@
 #include "serve/open_files_limit.h"
 #include "serve/openai_api.h"
 #include "serve/request_guard.h"
+#include "serve/server_log.h"
 
 namespace kiln::cli {
 namespace {
@@ -66,15 +68,41 @@ struct ServeOptions {
   bool lazy = false;
   bool quiet = false;
   bool metrics_open = false;
+  std::string log_format;  // empty: text on a terminal, JSON otherwise
+  std::string log_file;    // empty: stderr
+  std::string log_level = "info";
 };
 
-std::mutex log_mutex;
-template <typename... Args>
-void log_line(fmt::format_string<Args...> format, Args&&... args) {
-  std::string line = "kiln serve: " + fmt::format(format, std::forward<Args>(args)...) + "\n";
-  std::lock_guard lock(log_mutex);
-  std::fwrite(line.data(), 1, line.size(), stderr);
-  std::fflush(stderr);
+// The server's log: where --log-file, --log-format and --log-level say.
+std::shared_ptr<monitor::LogSink> open_log(const ServeOptions& o) {
+  monitor::LogSinkOptions log;
+  log.path = o.log_file;
+  if (o.log_format.empty())
+    log.format = o.log_file.empty() ? monitor::default_log_format(2) : monitor::LogFormat::json;
+  else if (auto f = monitor::parse_log_format(o.log_format))
+    log.format = *f;
+  else
+    fail("serve: --log-format '{}' is not text or json", o.log_format);
+  if (auto l = monitor::parse_log_level(o.log_level))
+    log.level = *l;
+  else
+    fail("serve: --log-level '{}' is not debug, info, warn or error", o.log_level);
+  log.context.service_name = "kiln";
+  log.context.service_version = monitor::build_version();
+  log.context.pid = ::getpid();
+  log.context.text_prefix = "kiln serve: ";
+  try {
+    return std::make_shared<monitor::LogSink>(std::move(log));
+  } catch (const Error& e) {
+    fail("serve: --log-file: {}", e.what());
+  }
+}
+
+// A lifecycle event of the server (event.category process).
+monitor::LogEvent server_event(monitor::LogLevel level, const char* action, const char* type, std::string message) {
+  monitor::LogEvent e(level, action, std::move(message));
+  e.type = type;
+  return e;
 }
 
 std::size_t parse_bytes(const std::string& text, const char* flag) {
@@ -122,8 +150,13 @@ int serve_main(const ServeOptions& o) {
   sigemptyset(&signals);
   sigaddset(&signals, SIGTERM);
   sigaddset(&signals, SIGINT);
+  // SIGHUP reopens the log file (logrotate renames it, then signals); without a log file it keeps
+  // its default (the process ends, as when its terminal closes).
+  if (!o.log_file.empty()) sigaddset(&signals, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   ::signal(SIGPIPE, SIG_IGN);
+  const std::shared_ptr<monitor::LogSink> log = open_log(o);
+  using monitor::LogLevel;
 
   std::string key = o.api_key;
   // An empty key must not quietly turn authentication off (an unset variable in a deploy
@@ -158,6 +191,7 @@ int serve_main(const ServeOptions& o) {
   engine.prefix_cache = !o.no_prefix_cache;
 
   serve::RegistryOptions reg;
+  reg.on_event = [log](const serve::ModelEvent& e) { log->write(serve::model_log_event(e)); };
   reg.idle_ttl = seconds_flag(o.idle_ttl);
   reg.memory_budget = parse_bytes(o.memory_budget, "--memory-budget");
   std::vector<serve::ModelSpec> specs = model_specs(o);
@@ -173,6 +207,7 @@ int serve_main(const ServeOptions& o) {
   api_options.api_threads = o.api_threads;
   api_options.metrics = metrics;
   api_options.metrics_open = o.metrics_open;
+  api_options.log = log;
   serve::OpenAiApi api(registry, serve::ApiKeyAuth(key), std::move(request_guard), api_options);
 
   serve::HttpServerOptions http;
@@ -192,10 +227,10 @@ int serve_main(const ServeOptions& o) {
   http.header_timeout = seconds_flag(o.header_timeout);
   http.read_timeout = seconds_flag(o.read_timeout);
   if (!o.quiet) {
-    http.access_log = [](const serve::AccessLogEntry& e) {
-      std::string tokens = e.prompt_tokens >= 0 ? fmt::format(" tokens {}+{}", e.prompt_tokens, e.completion_tokens) : "";
-      log_line("{} \"{} {}\" {} {:.3f}s{}{} id={}", e.remote, e.method, e.target, e.status, e.seconds, tokens,
-               e.client_closed ? " (client closed)" : "", e.request_id);
+    // On the connection's I/O thread, once the response is out: formatting and writing the line
+    // stay off the engines' threads.
+    http.access_log = [log](const serve::AccessLogEntry& e) {
+      if (log->enabled(serve::request_log_level(e))) log->write(serve::request_log_event(e));
     };
   }
   serve::HttpServer server(http, [&api](serve::HttpRequest r, std::shared_ptr<serve::HttpExchange> ex) {
@@ -205,52 +240,83 @@ int serve_main(const ServeOptions& o) {
   const monitor::ScopedCollector http_metrics = serve::add_http_server_metrics(*metrics, server);
   server.start();
   std::string names;
-  for (const auto& s : specs) names += (names.empty() ? "" : ", ") + s.name;
-  log_line("listening on http://{}:{} ({} model{}: {}; {}{})", o.host, server.port(), specs.size(),
-           specs.size() == 1 ? "" : "s", names, key.empty() ? "no API key" : "API key required",
-           !key.empty() && o.metrics_open ? ", /metrics open" : "");
-  if (http.max_connections < o.max_connections || http.reserve_connections < serve::kReserveConnections)
-    log_line("connections: at most {} and {} more for /health and /ready (the open-file limit is {}, {} kept for the "
-             "server itself; raise it with ulimit -n to allow --max-connections {})",
-             http.max_connections, http.reserve_connections, open_files, serve::kReservedFileDescriptors, o.max_connections);
+  std::vector<std::string> model_names;
+  for (const auto& s : specs) names += (names.empty() ? "" : ", ") + s.name, model_names.push_back(s.name);
+  {
+    monitor::LogEvent e = server_event(
+        LogLevel::info, "server-listening", "start",
+        fmt::format("listening on http://{}:{} ({} model{}: {}; {}{})", o.host, server.port(), specs.size(),
+                    specs.size() == 1 ? "" : "s", names, key.empty() ? "no API key" : "API key required",
+                    !key.empty() && o.metrics_open ? ", /metrics open" : ""));
+    e.str("server.address", o.host).num("server.port", server.port()).list("kiln.models", model_names);
+    e.flag("kiln.api_key_required", !key.empty());
+    log->write(e);
+  }
+  if (http.max_connections < o.max_connections || http.reserve_connections < serve::kReserveConnections) {
+    monitor::LogEvent e = server_event(
+        LogLevel::warn, "connection-limit", "info",
+        fmt::format(
+            "connections: at most {} and {} more for /health and /ready (the open-file limit is {}, {} kept for the "
+            "server itself; raise it with ulimit -n to allow --max-connections {})",
+            http.max_connections, http.reserve_connections, open_files, serve::kReservedFileDescriptors,
+            o.max_connections));
+    e.num("kiln.connections.max", http.max_connections).num("kiln.connections.reserve", http.reserve_connections);
+    e.num("kiln.connections.requested", o.max_connections)
+        .num("kiln.open_files_limit", static_cast<std::int64_t>(open_files));
+    log->write(e);
+  }
 
   // Models load in the background: /health answers at once, /ready once they are in.
   std::atomic<bool> load_failed{false};
+  // Each load is logged by the registry (model-loading, model-loaded or model-load-failed).
+  const auto started = std::chrono::steady_clock::now();
   std::thread loader([&] {
     try {
-      for (const serve::ModelSpec& s : specs) {
-        if (!s.preload) continue;
-        const auto t0 = std::chrono::steady_clock::now();
-        registry.acquire(s.name);
-        const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-        std::shared_ptr<serve::ServedModel> served = registry.acquire_if_loaded(s.name);
-        if (!served || !served->engine) continue;
-        const EngineOptions& eo = served->engine->options();
-        const LlamaConfig& c = served->model->config();
-        const double mib = 1024.0 * 1024.0;
-        log_line("loaded {} from {} in {:.2f} s: context {} tokens (trained {}), KV pool {} positions ({:.1f} MiB), "
-                 "{:.1f} MiB with the weights",
-                 s.name, s.path, secs, eo.context_tokens, c.n_ctx_train, eo.kv_cache_tokens,
-                 static_cast<double>(static_cast<std::size_t>(eo.kv_cache_tokens) * kv_bytes_per_token(c)) / mib,
-                 static_cast<double>(served->memory_bytes) / mib);
-      }
       registry.preload_all();
       api.set_ready(true);
-      if (any_preload) log_line("ready");
-      else log_line("ready (models load on first use)");
+      monitor::LogEvent e = server_event(LogLevel::info, "server-ready", "info",
+                                         any_preload ? "ready" : "ready (models load on first use)");
+      e.duration_ns =
+          std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - started).count();
+      log->write(e);
     } catch (const std::exception& e) {
-      log_line("error: {}", e.what());
+      monitor::LogEvent ev =
+          server_event(LogLevel::error, "server-start-failed", "end", fmt::format("stopping: {}", e.what()));
+      ev.outcome = "failure";
+      log->write(ev);
       load_failed = true;
       ::kill(::getpid(), SIGTERM);
     }
   });
 
   int sig = 0;
-  sigwait(&signals, &sig);
+  for (;;) {
+    sigwait(&signals, &sig);
+    if (sig != SIGHUP) break;
+    // Lines written meanwhile go whole to the old file or whole to the new one.
+    std::string error;
+    if (log->reopen(&error)) {
+      log->write(server_event(LogLevel::info, "log-reopened", "change",
+                              fmt::format("SIGHUP: reopened the log file {}", o.log_file)));
+    } else {
+      monitor::LogEvent e = server_event(LogLevel::error, "log-reopen-failed", "change",
+                                         fmt::format("SIGHUP: {}; still writing "
+                                                     "to the old file",
+                                                     error));
+      e.outcome = "failure";
+      e.str("error.message", error);
+      log->write(e);
+    }
+  }
   const auto grace = seconds_flag(o.grace_seconds);
-  if (!load_failed)
-    log_line("{} received: draining (no new connections; in-flight requests get {} s)", sig == SIGINT ? "SIGINT" : "SIGTERM",
-             o.grace_seconds);
+  if (!load_failed) {
+    monitor::LogEvent e =
+        server_event(LogLevel::info, "server-draining", "change",
+                     fmt::format("{} received: draining (no new connections; in-flight requests get {} s)",
+                                 sig == SIGINT ? "SIGINT" : "SIGTERM", o.grace_seconds));
+    e.str("kiln.signal", sig == SIGINT ? "SIGINT" : "SIGTERM").real("kiln.grace_seconds", o.grace_seconds);
+    log->write(e);
+  }
   api.set_draining(true);
   server.stop_accepting();
   loader.join();
@@ -277,7 +343,12 @@ int serve_main(const ServeOptions& o) {
   api.join();
   registry.unload_all();
   if (load_failed) return 1;
-  log_line("stopped{}", finished ? "" : " (requests still running after the grace period were cancelled)");
+  monitor::LogEvent e = server_event(
+      LogLevel::info, "server-stopped", "end",
+      fmt::format("stopped{}", finished ? "" : " (requests still running after the grace period were cancelled)"));
+  e.outcome = finished ? "success" : "failure";
+  e.flag("kiln.requests_cancelled", !finished);
+  log->write(e);
   return 0;
 }
 
@@ -357,7 +428,20 @@ void register_serve_command(CLI::App& app) {
                   "to make room (0: no budget)")
       ->capture_default_str();
   cmd->add_flag("--lazy", o->lazy, "Load MODEL and --model models on first use instead of at startup");
-  cmd->add_flag("-q,--quiet", o->quiet, "No access log lines");
+  cmd->add_flag("-q,--quiet", o->quiet, "No per-request log lines (lifecycle events are still logged)");
+  cmd->add_option(
+         "--log-format", o->log_format,
+         "text or json: one line per request and per event; json is one object per line with Elastic Common "
+         "Schema field names (docs/operations.md) (default: text when the log goes to a terminal, json otherwise)")
+      ->check(CLI::IsMember({"text", "json"}));
+  cmd->add_option("--log-file", o->log_file,
+                  "Append the log to this file instead of stderr; SIGHUP reopens it (rename it, then send SIGHUP: "
+                  "logrotate's default, no copytruncate)");
+  cmd->add_option("--log-level", o->log_level,
+                  "debug, info, warn or error: the least severe events written (debug adds answered /health, /ready "
+                  "and /metrics requests)")
+      ->check(CLI::IsMember({"debug", "info", "warn", "error"}))
+      ->capture_default_str();
   cmd->add_flag("--metrics-open", o->metrics_open,
                 "Serve /metrics (Prometheus text format) without the API key; by default it needs the key, as /stats "
                 "does, when the server has one");
@@ -367,6 +451,7 @@ void register_serve_command(CLI::App& app) {
       "  kiln serve model.gguf --port 8080\n"
       "  kiln serve --model small=a.gguf --model big=b.gguf --idle-ttl 600 --memory-budget 16G\n"
       "  kiln serve --models-dir ./models --api-key-file key.txt --host 0.0.0.0\n"
+      "  kiln serve model.gguf --log-file /var/log/kiln/serve.log   # JSON lines; logrotate + SIGHUP\n"
       "  curl http://127.0.0.1:8080/v1/chat/completions -H 'Content-Type: application/json' \\\n"
       "    -d '{\"model\":\"model\",\"messages\":[{\"role\":\"user\",\"content\":\"Hi\"}]}'");
   cmd->callback([o] {
