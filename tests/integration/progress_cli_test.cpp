@@ -173,6 +173,13 @@ TEST(ProgressCli, EvalImatrixAndBenchWriteJsonLines) {
   expect_one_stage(json_lines(bench.err), "bench", "speed", "repetitions", 3);
 }
 
+TEST(ProgressCli, ServingBenchCountsGeneratedTokens) {
+  KILN_REQUIRE_DATA(model, "llama-2-tiny-random.gguf");
+  const KilnRun r = kiln("bench " + model + " --parallel 1,2 -p 8 -n 4 -t 2 --json");
+  ASSERT_EQ(r.code, 0) << r.err;
+  expect_one_stage(json_lines(r.err), "bench", "serving", "tokens", 1 * 4 + 2 * 4);
+}
+
 TEST(ProgressCli, EvalSavingTheBaseIsItsOwnStage) {
   KILN_REQUIRE_DATA(model, "stories260K.bin");
   const std::string ids = stories_ids();

@@ -57,18 +57,23 @@ void run_parallel_bench(const BenchOptions& o) {
   const int threads = thread_count(o.threads);
   LoadedModel loaded =
       load_model(o.model, {.tokenizer = TokenizerNeed::required, .needed_by = "bench --parallel (the serving engine)"});
-  // One unit per stream count; the warm-up stream before the first is part of the first.
+  // Counted in the tokens the runs generate (streams x -n each), which weighs a run of 64 streams
+  // against one of 1 closer to their cost than a count of runs would; the bench reports as each
+  // run starts, so a run's tokens count when the next one starts.
+  std::int64_t total = 0;
+  for (int n : o.parallel) total += static_cast<std::int64_t>(n) * o.n_gen;
   monitor::Progress progress("bench", o.progress);
-  progress.stage("serving", static_cast<std::int64_t>(o.parallel.size()), "runs");
-  std::int64_t runs_started = 0;
+  progress.stage("serving", total, "tokens");
+  std::int64_t started = 0;
   const std::vector<eval::ServingBenchResult> results = eval::run_serving_bench(
       *loaded.model, *loaded.tokenizer,
       {.n_prompt = o.n_prompt, .n_gen = o.n_gen, .batch = o.batch, .threads = threads, .metrics = !o.no_metrics},
       o.parallel, [&](int n) {
         progress.detail(fmt::format("{} stream{}", n, n == 1 ? "" : "s"));
-        progress.set(runs_started++);
+        progress.set(started);
+        started += static_cast<std::int64_t>(n) * o.n_gen;
       });
-  progress.set(runs_started);
+  progress.set(started);
   progress.finish();
   const double single = results.front().streams == 1 ? results.front().gen_tok_s : 0.0;
   if (o.json) {
