@@ -109,6 +109,7 @@ KldResult compare_over_chunks(LlamaModel& model, const ChunkPlan& plan, ThreadPo
   std::vector<TokenComparison> cmp(targets.size());
   KldAccumulator acc;
   std::int64_t evaluated = 0;
+  report_start(plan, progress);
   const auto t0 = std::chrono::steady_clock::now();
   for (int begin = 0; begin < plan.n_chunks; begin += per) {
     const int count = std::min(per, plan.n_chunks - begin);
@@ -128,6 +129,7 @@ KldResult compare_over_chunks(LlamaModel& model, const ChunkPlan& plan, ThreadPo
       p.chunks_done = begin + count;
       p.n_chunks = plan.n_chunks;
       p.tokens_done = evaluated;
+      p.tokens_total = static_cast<std::int64_t>(plan.n_chunks) * plan.n_ctx;
       p.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       p.running_ppl = acc.running_ppl_model();
       progress(p);
@@ -188,6 +190,7 @@ PerplexityResult save_base_logits(LlamaModel& base, const ChunkPlan& plan, Threa
   r.n_chunks = plan.n_chunks;
   r.chunks_per_forward = per;
   RunningStats nll;
+  report_start(plan, progress);
   const auto t0 = std::chrono::steady_clock::now();
   for (int begin = 0; begin < plan.n_chunks; begin += per) {
     const int count = std::min(per, plan.n_chunks - begin);

@@ -27,6 +27,7 @@ PerplexityResult perplexity(LlamaModel& model, const ChunkPlan& plan, ThreadPool
   RunningStats nll_stats;
   std::vector<int> targets(static_cast<std::size_t>(evaluator.chunks_per_forward() * n_scored));
   std::vector<double> nll(targets.size());
+  report_start(plan, progress);
   const auto t0 = std::chrono::steady_clock::now();
   for (int begin = 0; begin < plan.n_chunks; begin += evaluator.chunks_per_forward()) {
     const int count = std::min(evaluator.chunks_per_forward(), plan.n_chunks - begin);
@@ -50,6 +51,14 @@ PerplexityResult perplexity(LlamaModel& model, const ChunkPlan& plan, ThreadPool
   return r;
 }
 
+void report_start(const ChunkPlan& plan, const ProgressFn& progress) {
+  if (!progress) return;
+  EvalProgress p;
+  p.n_chunks = plan.n_chunks;
+  p.tokens_total = static_cast<std::int64_t>(plan.n_chunks) * plan.n_ctx;
+  progress(p);
+}
+
 void record_chunks(PerplexityResult& r, int chunks_done, int count, const ChunkPlan& plan,
                    std::chrono::steady_clock::time_point t0, const ProgressFn& progress) {
   r.n_evaluated += static_cast<std::int64_t>(count) * plan.n_ctx;
@@ -58,6 +67,7 @@ void record_chunks(PerplexityResult& r, int chunks_done, int count, const ChunkP
   p.chunks_done = chunks_done;
   p.n_chunks = plan.n_chunks;
   p.tokens_done = r.n_evaluated;
+  p.tokens_total = static_cast<std::int64_t>(plan.n_chunks) * plan.n_ctx;
   p.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   p.running_ppl = r.running_ppl.empty() ? 0 : r.running_ppl.back();
   progress(p);

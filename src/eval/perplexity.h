@@ -15,10 +15,13 @@
 namespace kiln::eval {
 
 // Reported while a run goes on, after every forward pass.
+// Reported once before the first chunk (chunks_done 0, so that a caller's progress starts when
+// the work does) and after every group of chunks.
 struct EvalProgress {
   int chunks_done = 0;
   int n_chunks = 0;
-  std::int64_t tokens_done = 0;  // tokens run through the model(s)
+  std::int64_t tokens_done = 0;   // tokens run through the model(s)
+  std::int64_t tokens_total = 0;  // n_chunks * n_ctx
   double seconds = 0;
   double running_ppl = 0;        // of the model being evaluated, over the chunks done
 };
@@ -44,6 +47,8 @@ void score_rows(const float* logits, int n_rows, int n_vocab, const int* targets
 // The bookkeeping every chunked run shares (perplexity, and kld when it saves base logits):
 // after a forward over `count` chunks ending at chunk `chunks_done`, counts their tokens and
 // reports progress; at the end, the time and the NLL's statistics.
+// The report before the first chunk.
+void report_start(const ChunkPlan& plan, const ProgressFn& progress);
 void record_chunks(PerplexityResult& r, int chunks_done, int count, const ChunkPlan& plan,
                    std::chrono::steady_clock::time_point t0, const ProgressFn& progress);
 void finish_perplexity(PerplexityResult& r, const RunningStats& nll, std::chrono::steady_clock::time_point t0);

@@ -55,10 +55,10 @@ SpeedBenchResult run_speed_bench(LlamaModel& model, KvCache& cache, ThreadPool& 
     }
     const double t_decode = seconds_since(t0);
     cache.remove_sequence(seq);
+    if (progress) progress(rep);
     if (rep == 0) continue;
     r.prefill_tok_s.push_back(o.n_prompt / t_prefill);
     if (o.n_gen > 0) r.decode_tok_s.push_back(o.n_gen / t_decode);
-    if (progress) progress(rep);
   }
   r.prefill = mean_stdev(r.prefill_tok_s);
   r.decode = mean_stdev(r.decode_tok_s);

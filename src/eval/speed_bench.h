@@ -33,7 +33,7 @@ struct SpeedBenchResult {
 // The cache positions a run needs: make the cache with model.make_kv_cache(this, type).
 int speed_bench_positions(const SpeedBenchOptions& options);
 
-// Called after each timed repetition with its number (1..repetitions).
+// Called after each repetition with its number: 0 for the warm-up, then 1..repetitions.
 using SpeedBenchProgress = std::function<void(int repetition)>;
 
 // Runs one warm-up repetition (page faults on the mapped weights, caches; not counted) and

@@ -320,6 +320,8 @@ QuantizeReport quantize_model(const std::string& in, const std::string& out, con
   const auto start = std::chrono::steady_clock::now();
   const auto elapsed = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(); };
   std::int64_t done = 0;
+  // A report before the first tensor, so that a caller's progress starts when the work does.
+  if (progress && !p.plan.empty()) progress({0, p.tensors.size(), &p.plan[0].name, 0, report.n_elements, 0.0});
   for (std::size_t i = 0; i < p.tensors.size(); ++i) {
     const InputTensor& t = *p.tensors[i];
     const TensorPlan& plan = p.plan[i];

@@ -33,6 +33,7 @@ struct QuantizeOptions {
   std::string method = "rtn";
 };
 
+// Reported once before the first tensor (elements_done 0) and as each slab of rows is written.
 struct QuantizeProgress {
   std::size_t tensor = 0;  // index of the tensor being written, 0-based
   std::size_t n_tensors = 0;

@@ -84,6 +84,11 @@ TEST(Cli, SharedOptionsReadTheSameInEveryCommand) {
   for (const char* sub : {"eval kld", "eval compare", "imatrix"})
     for (const char* flag : {"--text", "--tokens", "-c,--ctx", "--chunks", "--no-bos"})
       EXPECT_EQ(help_line(help[sub], flag), help_line(help["eval perplexity"], flag)) << sub << " " << flag;
+  // Every command with a long job shows its progress the same way (monitor/progress.h).
+  EXPECT_NE(help_line(help["quantize"], "--progress"), "");
+  for (const char* sub : {"bench", "eval perplexity", "eval kld", "eval compare", "imatrix", "quantize"})
+    for (const char* flag : {"--progress", "-q,--quiet"})
+      EXPECT_EQ(help_line(help[sub], flag), help_line(help["quantize"], flag)) << sub << " " << flag;
 }
 
 TEST(Cli, RunStories260kGreedyByIdsIsDeterministic) {

@@ -2,10 +2,11 @@
 // (eval/speed_bench.h). With --parallel N[,N...] it measures serving instead: N streams at once
 // through the continuous-batching engine (eval/serving_bench.h). This file parses the flags and
 // prints the results as a table or one JSON object.
+#include <fmt/format.h>
+
 #include <cstdio>
 #include <nlohmann/json.hpp>
 #include <string>
-#include <unistd.h>
 #include <vector>
 
 #include "commands.h"
@@ -17,6 +18,7 @@
 #include "eval/serving_bench.h"
 #include "eval/speed_bench.h"
 #include "monitor/process_stats.h"
+#include "monitor/progress.h"
 #include "runtime/loaded_model.h"
 #include "runtime/model_stats.h"
 
@@ -35,6 +37,7 @@ struct BenchOptions {
   bool no_bandwidth = false;  // skip measuring the memory read bandwidth after decode
   std::vector<int> parallel;  // stream counts for the serving benchmark; empty: single-stream bench
   bool no_metrics = false;    // --parallel: the engine records no metrics (the overhead baseline)
+  monitor::ProgressMode progress = monitor::ProgressMode::automatic;
 };
 
 // 1234567 -> "1.23 M".
@@ -54,14 +57,24 @@ void run_parallel_bench(const BenchOptions& o) {
   const int threads = thread_count(o.threads);
   LoadedModel loaded =
       load_model(o.model, {.tokenizer = TokenizerNeed::required, .needed_by = "bench --parallel (the serving engine)"});
-  const bool progress = !o.json && ::isatty(STDERR_FILENO);
+  // Counted in the tokens the runs generate (streams x -n each), which weighs a run of 64 streams
+  // against one of 1 closer to their cost than a count of runs would; the bench reports as each
+  // run starts, so a run's tokens count when the next one starts.
+  std::int64_t total = 0;
+  for (int n : o.parallel) total += static_cast<std::int64_t>(n) * o.n_gen;
+  monitor::Progress progress("bench", o.progress);
+  progress.stage("serving", total, "tokens");
+  std::int64_t started = 0;
   const std::vector<eval::ServingBenchResult> results = eval::run_serving_bench(
       *loaded.model, *loaded.tokenizer,
       {.n_prompt = o.n_prompt, .n_gen = o.n_gen, .batch = o.batch, .threads = threads, .metrics = !o.no_metrics},
-      o.parallel, [progress](int n) {
-        if (progress) std::fprintf(stderr, "\rbench: %d streams ...", n);
+      o.parallel, [&](int n) {
+        progress.detail(fmt::format("{} stream{}", n, n == 1 ? "" : "s"));
+        progress.set(started);
+        started += static_cast<std::int64_t>(n) * o.n_gen;
       });
-  if (progress) std::fprintf(stderr, "\r%40s\r", "");
+  progress.set(started);
+  progress.finish();
   const double single = results.front().streams == 1 ? results.front().gen_tok_s : 0.0;
   if (o.json) {
     nlohmann::json arr = nlohmann::json::array();
@@ -104,11 +117,14 @@ void run_bench(const BenchOptions& o) {
   ThreadPool pool(threads);
   const eval::SpeedBenchOptions so{.n_prompt = o.n_prompt, .n_gen = o.n_gen, .repetitions = o.repetitions, .batch = o.batch};
   KvCache cache = model->make_kv_cache(eval::speed_bench_positions(so), kv_type);
-  const bool progress = !o.json && ::isatty(STDERR_FILENO);
+  // The warm-up is a repetition like the others, so it counts: 1 + repetitions units.
+  monitor::Progress progress("bench", o.progress);
+  progress.stage("speed", 1 + o.repetitions, "repetitions");
   const eval::SpeedBenchResult bench = eval::run_speed_bench(*model, cache, pool, so, [&](int rep) {
-    if (progress) std::fprintf(stderr, "\rbench: repetition %d/%d", rep, o.repetitions);
+    progress.detail(rep == 0 ? std::string("warm-up done") : fmt::format("repetition {}/{}", rep, o.repetitions));
+    progress.set(rep + 1);
   });
-  if (progress) std::fprintf(stderr, "\r%40s\r", "");
+  progress.finish();
   const eval::MeanStdev& pf = bench.prefill;
   const eval::MeanStdev& dc = bench.decode;
   const double decode_gbs = dc.mean * static_cast<double>(stats.decode_bytes_per_token) / 1e9;
@@ -190,6 +206,7 @@ void register_bench_command(CLI::App& app) {
   cmd->add_flag("--no-metrics", opts->no_metrics,
                 "With --parallel: the engine records no metrics (by default it records them as kiln serve does, and "
                 "the registry is written out every second as a 1 s Prometheus scrape would); for measuring their cost");
+  add_progress_options(cmd, opts->progress);
   cmd->callback([opts] { run_bench(*opts); });
 }
 

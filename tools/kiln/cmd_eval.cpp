@@ -2,8 +2,8 @@
 //   kiln eval perplexity MODEL (--text FILE | --tokens FILE)       PPL like llama-perplexity
 //   kiln eval kld --base BASE MODEL (--text FILE | --tokens FILE)  KL divergence from a base
 //   kiln eval compare BASE VARIANT... (--text FILE | --tokens FILE) table + plot of variants
-// Results go to stdout (a report, or one JSON object with --json); progress goes to stderr: a
-// bar with rate and ETA on a terminal, a log line every few seconds otherwise.
+// Results go to stdout (a report, or one JSON object with --json); progress goes to stderr
+// (monitor/progress.h): a bar with rate and ETA on a terminal, JSON lines otherwise.
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -11,7 +11,6 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
-#include <unistd.h>
 #include <vector>
 
 #include "commands.h"
@@ -25,6 +24,7 @@
 #include "eval/perplexity.h"
 #include "format/gguf_file.h"
 #include "model/llama_model.h"
+#include "monitor/progress.h"
 #include "tokenizer/tokenizer.h"
 
 namespace kiln::cli {
@@ -40,7 +40,7 @@ struct InputOptions {
   int batch = 2048;
   int threads = 0;
   bool json = false;
-  bool quiet = false;
+  monitor::ProgressMode progress = monitor::ProgressMode::automatic;
 };
 
 void add_input_options(CLI::App* cmd, InputOptions& o) {
@@ -50,7 +50,7 @@ void add_input_options(CLI::App* cmd, InputOptions& o) {
       ->check(CLI::PositiveNumber);
   add_threads_option(cmd, o.threads);
   cmd->add_flag("--json", o.json, "Print one JSON object instead of a report");
-  cmd->add_flag("-q,--quiet", o.quiet, "No progress on stderr");
+  add_progress_options(cmd, o.progress);
   add_load_mode_option(cmd);
 }
 
@@ -58,45 +58,25 @@ ChunkPlan make_plan(const LlamaModel& model, const InputOptions& o) {
   return eval::plan_chunks(model, o.source, "eval");
 }
 
-// Progress on stderr: a bar on a terminal, a line every 5 s otherwise.
-class ProgressReporter {
+// Eval's reports as the job's progress, in tokens (so that the rate reads in tok/s). Every run
+// over the chunks reports once before its first chunk, which starts a stage (compare: one per
+// model, named after it).
+class EvalProgressView {
  public:
-  explicit ProgressReporter(bool enabled) : enabled_(enabled), tty_(::isatty(STDERR_FILENO) != 0) {}
-  ~ProgressReporter() { clear(); }
+  explicit EvalProgressView(monitor::ProgressMode mode) : progress_("eval", mode) {}
 
   void update(const std::string& stage, const EvalProgress& p) {
-    if (!enabled_) return;
-    const double rate = p.seconds > 0 ? static_cast<double>(p.tokens_done) / p.seconds : 0;
-    const double eta = p.chunks_done > 0 ? p.seconds * (p.n_chunks - p.chunks_done) / p.chunks_done : 0;
-    if (tty_) {
-      const int width = 30;
-      const int filled = p.n_chunks > 0 ? width * p.chunks_done / p.n_chunks : width;
-      std::string bar(static_cast<std::size_t>(filled), '=');
-      if (filled < width) bar += '>', bar += std::string(static_cast<std::size_t>(width - filled - 1), ' ');
-      std::fprintf(stderr, "\r%s [%s] %d/%d chunks  %.0f tok/s  ETA %.0f s  PPL %.4f   ", stage.c_str(), bar.c_str(),
-                   p.chunks_done, p.n_chunks, rate, eta, p.running_ppl);
-      std::fflush(stderr);
-      drawn_ = true;
+    if (p.chunks_done == 0) {
+      progress_.stage(stage, p.tokens_total, "tokens");
       return;
     }
-    // A log line every 5 s, and a last one at the end of a run that logged before.
-    const auto now = std::chrono::steady_clock::now();
-    const bool done = p.chunks_done >= p.n_chunks;
-    if (done ? !logged_ : now - last_ < std::chrono::seconds(5)) return;
-    last_ = now;
-    logged_ = !done;
-    std::fprintf(stderr, "kiln eval: %s: chunk %d/%d, %.0f tok/s, ETA %.0f s, running PPL %.4f\n", stage.c_str(),
-                 p.chunks_done, p.n_chunks, rate, eta, p.running_ppl);
+    progress_.detail(fmt::format("chunk {}/{}, PPL {:.4f}", p.chunks_done, p.n_chunks, p.running_ppl));
+    progress_.set(p.tokens_done);
   }
-  void clear() {
-    if (drawn_) std::fprintf(stderr, "\r%100s\r", ""), drawn_ = false;
-  }
+  void finish() { progress_.finish(); }
 
  private:
-  bool enabled_, tty_;
-  bool drawn_ = false;
-  bool logged_ = false;
-  std::chrono::steady_clock::time_point last_ = std::chrono::steady_clock::now();
+  monitor::Progress progress_;
 };
 
 std::string pm(const Estimate& e, int digits) {
@@ -120,10 +100,10 @@ void run_perplexity(const PerplexityOptions& o) {
   std::unique_ptr<LlamaModel> model = LlamaModel::load(o.model);
   const ChunkPlan plan = make_plan(*model, o.in);
   ThreadPool pool(thread_count(o.in.threads));
-  ProgressReporter progress(!o.in.quiet);
+  EvalProgressView progress(o.in.progress);
   const eval::PerplexityResult r = eval::perplexity(
       *model, plan, pool, o.in.batch, [&](const EvalProgress& p) { progress.update("perplexity", p); });
-  progress.clear();
+  progress.finish();
   if (o.in.json) {
     nlohmann::json j = {{"model", o.model},
                         {"n_ctx", r.n_ctx},
@@ -234,7 +214,7 @@ void run_kld(const KldOptions& o) {
   if (o.model.empty() && o.save_base_logits.empty())
     fail("kld: give the MODEL to compare with the base (or only --save-base-logits FILE to save the base)");
   ThreadPool pool(thread_count(o.in.threads));
-  ProgressReporter progress(!o.in.quiet);
+  EvalProgressView progress(o.in.progress);
 
   if (!o.base_logits.empty()) {
     if (o.model.empty()) fail("kld: give the MODEL to compare with {}", o.base_logits);
@@ -252,7 +232,7 @@ void run_kld(const KldOptions& o) {
     }
     const eval::KldResult r = eval::kl_divergence(base, *model, pool, o.in.batch,
                                                   [&](const EvalProgress& p) { progress.update("kld", p); });
-    progress.clear();
+    progress.finish();
     if (o.in.json) {
       nlohmann::json j = kld_json(r);
       j["model"] = o.model;
@@ -276,7 +256,7 @@ void run_kld(const KldOptions& o) {
     const eval::PerplexityResult r = eval::save_base_logits(
         *base, plan, pool, o.in.batch, *writer, [&](const EvalProgress& p) { progress.update("base", p); });
     writer->finish();
-    progress.clear();
+    progress.finish();
     if (o.in.json) {
       nlohmann::json j = {{"base", o.base},           {"saved", o.save_base_logits}, {"n_ctx", r.n_ctx},
                           {"n_chunks", r.n_chunks},   {"n_scored", r.n_scored},      {"ppl_base", r.ppl.value},
@@ -293,7 +273,7 @@ void run_kld(const KldOptions& o) {
   const eval::KldResult r = eval::kl_divergence(*base, *model, plan, pool, o.in.batch, writer.get(),
                                                 [&](const EvalProgress& p) { progress.update("kld", p); });
   if (writer) writer->finish();
-  progress.clear();
+  progress.finish();
   if (o.in.json) {
     nlohmann::json j = kld_json(r);
     j["model"] = o.model;
@@ -337,12 +317,12 @@ void run_compare(const CompareCliOptions& o) {
   co.speed_tokens = o.no_speed ? 0 : o.speed_tokens;
   co.base_logits = o.base_logits;
   co.save_base_logits = o.save_base_logits;
-  ProgressReporter progress(!o.in.quiet);
+  EvalProgressView progress(o.in.progress);
   const std::vector<std::string> variants(o.models.begin() + 1, o.models.end());
   const eval::CompareResult r = eval::compare_models(
       o.models[0], variants, plan, pool, co,
       [&](const std::string& stage, const EvalProgress& p) { progress.update(stage, p); });
-  progress.clear();
+  progress.finish();
   if (!o.plot.empty()) eval::write_svg(o.plot, eval::compare_plot(r, o.plot_ppl));
 
   if (o.in.json) {

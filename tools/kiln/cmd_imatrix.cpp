@@ -4,11 +4,9 @@
 #include <fmt/format.h>
 
 #include <algorithm>
-#include <chrono>
 #include <cstdio>
 #include <memory>
 #include <string>
-#include <unistd.h>
 #include <vector>
 
 #include "commands.h"
@@ -18,6 +16,7 @@
 #include "eval/chunks.h"
 #include "format/gguf_file.h"
 #include "model/llama_model.h"
+#include "monitor/progress.h"
 #include "optimize/imatrix.h"
 #include "optimize/imatrix_collect.h"
 #include "tokenizer/tokenizer.h"
@@ -35,7 +34,7 @@ struct ImatrixCliOptions {
   bool process_output = false;
   bool covariance = false;
   bool show = false;
-  bool quiet = false;
+  monitor::ProgressMode progress = monitor::ProgressMode::automatic;
 };
 
 // The calibration tokens, cut like kiln eval cuts them (BOS over each chunk's first token).
@@ -75,25 +74,17 @@ void run_imatrix(const ImatrixCliOptions& o) {
   std::unique_ptr<LlamaModel> model = LlamaModel::load(o.model);
   const eval::ChunkPlan plan = calibration_plan(*model, o);
   ThreadPool pool(thread_count(o.threads));
-  const bool tty = ::isatty(STDERR_FILENO) != 0;
-  auto last = std::chrono::steady_clock::now();
-  const auto progress = [&](const optimize::ImatrixCollectProgress& p) {
-    if (o.quiet) return;
-    const double rate = p.seconds > 0 ? static_cast<double>(p.tokens_done) / p.seconds : 0;
-    const double eta = p.chunks_done > 0 ? p.seconds * (p.n_chunks - p.chunks_done) / p.chunks_done : 0;
-    if (tty) {
-      std::fprintf(stderr, "\rkiln imatrix: chunk %d/%d, %.0f tok/s, ETA %.0f s   ", p.chunks_done, p.n_chunks, rate,
-                   eta);
-      if (p.chunks_done == p.n_chunks) std::fprintf(stderr, "\n");
-    } else if (p.chunks_done == p.n_chunks || std::chrono::steady_clock::now() - last > std::chrono::seconds(5)) {
-      last = std::chrono::steady_clock::now();
-      std::fprintf(stderr, "kiln imatrix: chunk %d/%d, %.0f tok/s, ETA %.0f s\n", p.chunks_done, p.n_chunks, rate, eta);
-    }
+  monitor::Progress progress("imatrix", o.progress);
+  progress.stage("collect", static_cast<std::int64_t>(plan.n_chunks) * plan.n_ctx, "tokens");
+  const auto report = [&](const optimize::ImatrixCollectProgress& p) {
+    progress.detail(fmt::format("chunk {}/{}", p.chunks_done, p.n_chunks));
+    progress.set(p.tokens_done);
   };
   optimize::ImatrixCollector::Options co;
   co.process_output = o.process_output;
   co.covariance = o.covariance;
-  optimize::Imatrix m = optimize::collect_imatrix(*model, plan, pool, co, o.batch, progress);
+  optimize::Imatrix m = optimize::collect_imatrix(*model, plan, pool, co, o.batch, report);
+  progress.finish();
   m.datasets = {o.source.text.empty() ? o.source.tokens : o.source.text};
   if (o.format == "dat") optimize::write_imatrix_legacy(m, o.out);
   else optimize::write_imatrix(m, o.out);
@@ -130,7 +121,7 @@ void register_imatrix_command(CLI::App& app) {
   cmd->add_flag("--process-output", opt->process_output, "also collect the output matrix (llama-imatrix's flag)");
   cmd->add_flag("--covariance", opt->covariance, "also store each weight's input covariance (for --method gptq)");
   cmd->add_flag("--show", opt->show, "print the entries of the imatrix file MODEL and exit");
-  cmd->add_flag("-q,--quiet", opt->quiet, "no progress on stderr");
+  add_progress_options(cmd, opt->progress);
   add_load_mode_option(cmd);
   cmd->callback([opt] { run_imatrix(*opt); });
 }

@@ -15,6 +15,8 @@
 #include "commands.h"
 #include "common_options.h"
 #include "core/error.h"
+#include "monitor/progress.h"
+#include "optimize/quant_plan.h"
 #include "optimize/quantize_model.h"
 
 namespace kiln::cli {
@@ -26,55 +28,22 @@ struct QuantizeCliOptions {
   std::string type;
   optimize::QuantizeOptions q;
   bool dry_run = false;
+  monitor::ProgressMode progress = monitor::ProgressMode::automatic;
 };
 
 std::string mib(std::uint64_t bytes) { return fmt::format("{:.2f} MiB", static_cast<double>(bytes) / (1 << 20)); }
 
 double bpw(std::uint64_t bytes, std::int64_t n) { return n > 0 ? 8.0 * static_cast<double>(bytes) / n : 0; }
 
-std::string duration(double s) {
-  if (s < 90) return fmt::format("{:.0f}s", s);
-  return fmt::format("{}m{:02d}s", static_cast<int>(s) / 60, static_cast<int>(s) % 60);
+// The writer's reports as the job's progress, in weights. The first (before any tensor) starts
+// the stage, so that a refused input prints nothing but its error; the stage is named after the
+// preset, which is known to be valid by then.
+void show_progress(monitor::Progress& progress, const std::string& type, const optimize::QuantizeProgress& p) {
+  if (p.elements_done == 0 && p.tensor == 0)
+    progress.stage(std::string(optimize::find_quant_preset(type).name), p.elements_total, "weights");
+  progress.detail(fmt::format("{}/{} {}", p.tensor + 1, p.n_tensors, *p.name));
+  progress.set(p.elements_done);
 }
-
-// A progress bar with rate and ETA on a terminal; a log line per 10% otherwise (logs, CI).
-class ProgressView {
- public:
-  ProgressView() : tty_(::isatty(STDERR_FILENO) != 0) {}
-
-  void update(const optimize::QuantizeProgress& p) {
-    const double frac = p.elements_total > 0 ? static_cast<double>(p.elements_done) / p.elements_total : 1.0;
-    const double rate = p.seconds > 0 ? p.elements_done / p.seconds : 0;
-    const double eta = rate > 0 ? (p.elements_total - p.elements_done) / rate : 0;
-    if (tty_) {
-      if (p.seconds - last_ < 0.1 && p.elements_done < p.elements_total) return;
-      last_ = p.seconds;
-      constexpr int kWidth = 30;
-      const int filled = static_cast<int>(frac * kWidth);
-      std::string bar(static_cast<std::size_t>(filled), '=');
-      if (filled < kWidth) bar += '>' + std::string(static_cast<std::size_t>(kWidth - filled - 1), ' ');
-      std::fprintf(stderr, "\r[%s] %3.0f%%  %zu/%zu %-32.32s %7.1f Mweights/s  ETA %-6s", bar.c_str(), frac * 100,
-                   p.tensor + 1, p.n_tensors, p.name->c_str(), rate / 1e6, duration(eta).c_str());
-      drawn_ = true;
-    } else {
-      const int decile = static_cast<int>(frac * 10);
-      if (decile <= last_decile_) return;
-      last_decile_ = decile;
-      std::fprintf(stderr, "kiln quantize: %3d%% (tensor %zu/%zu %s), %.1f Mweights/s, %s elapsed, ETA %s\n",
-                   decile * 10, p.tensor + 1, p.n_tensors, p.name->c_str(), rate / 1e6, duration(p.seconds).c_str(),
-                   duration(eta).c_str());
-    }
-  }
-  void finish() {
-    if (drawn_) std::fprintf(stderr, "\n");
-  }
-
- private:
-  bool tty_;
-  bool drawn_ = false;
-  double last_ = -1;
-  int last_decile_ = 0;
-};
 
 // The writer's temporary file is `<out>.tmp-<pid>`; on Ctrl-C or a kill it must not be left
 // behind. The path is prepared before quantizing so that the handler only calls unlink().
@@ -114,11 +83,11 @@ void run_quantize(QuantizeCliOptions& o) {
   std::signal(SIGTERM, remove_temp_and_die);
   std::signal(SIGHUP, remove_temp_and_die);
 
-  ProgressView view;
+  monitor::Progress progress("quantize", o.progress);
   const optimize::QuantizeReport r = optimize::quantize_model(
-      o.in, o.out, o.q, [&](const optimize::QuantizeProgress& p) { view.update(p); },
-      [](const std::string& line) { std::fprintf(stderr, "kiln quantize: %s\n", line.c_str()); });
-  view.finish();
+      o.in, o.out, o.q, [&](const optimize::QuantizeProgress& p) { show_progress(progress, o.type, p); },
+      [&](const std::string& line) { progress.log("kiln quantize: " + line); });
+  progress.finish();
   std::signal(SIGINT, SIG_DFL);
   std::signal(SIGTERM, SIG_DFL);
   std::signal(SIGHUP, SIG_DFL);
@@ -172,6 +141,7 @@ void register_quantize_command(CLI::App& app) {
   cmd->add_flag("--pure", opt->q.pure, "no mix: every 2-D weight gets TYPE's base type (fallbacks still apply)");
   add_threads_option(cmd, opt->q.n_threads);
   cmd->add_flag("--dry-run", opt->dry_run, "print the per-tensor plan and sizes, write nothing");
+  add_progress_options(cmd, opt->progress);
   cmd->callback([opt] { run_quantize(*opt); });
 }
 

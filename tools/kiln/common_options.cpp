@@ -97,4 +97,17 @@ void add_chunk_source_options(CLI::App* cmd, eval::ChunkSource& source) {
   cmd->add_flag("--no-bos", source.no_bos, "Keep each chunk's first token instead of writing BOS over it");
 }
 
+void add_progress_options(CLI::App* cmd, monitor::ProgressMode& mode) {
+  CLI::Option* progress =
+      cmd->add_option_function<std::string>(
+             "--progress", [&mode](const std::string& name) { mode = *monitor::parse_progress_mode(name); },
+             "Progress on stderr: auto (a bar on a terminal, JSON lines otherwise), bar, json or none")
+          ->check(CLI::IsMember({"auto", "bar", "json", "none"}))
+          ->default_str("auto")
+          ->type_name("MODE");
+  cmd->add_flag_callback("-q,--quiet", [&mode] { mode = monitor::ProgressMode::none; },
+                         "No progress on stderr (as --progress none)")
+      ->excludes(progress);
+}
+
 }  // namespace kiln::cli

@@ -1,7 +1,8 @@
 #pragma once
 // The options several subcommands share, each declared once here so that every command spells
 // it the same way, with the same default and help text: sampling, worker threads, context size,
-// KV cache type, the load mode (--no-mmap) and the chunks that eval and imatrix run over.
+// KV cache type, the load mode (--no-mmap), the chunks that eval and imatrix run over, and how
+// long jobs show their progress.
 #include <CLI/CLI.hpp>
 
 #include <cstdint>
@@ -10,6 +11,7 @@
 
 #include "core/dtype.h"
 #include "eval/chunk_source.h"
+#include "monitor/progress.h"
 #include "sample/sampler.h"
 
 namespace kiln::cli {
@@ -53,5 +55,9 @@ void add_load_mode_option(CLI::App* cmd);
 // --text, --tokens, -c/--ctx (tokens per chunk), --chunks and --no-bos: the chunks a model is
 // run over by eval and imatrix (eval/chunk_source.h).
 void add_chunk_source_options(CLI::App* cmd, eval::ChunkSource& source);
+
+// --progress auto|bar|json|none and -q/--quiet (as --progress none): how a long job shows its
+// progress on stderr (monitor/progress.h). The two exclude each other.
+void add_progress_options(CLI::App* cmd, monitor::ProgressMode& mode);
 
 }  // namespace kiln::cli
