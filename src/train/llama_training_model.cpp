@@ -6,11 +6,13 @@
 
 #include "core/error.h"
 #include "kernels/ops.h"
-#include "train/train_ops.h"
+#include "kernels/training_ops.h"
 
 namespace kiln::train {
 
 using kernels::dense_gemm;
+using kernels::training_ref::rms_norm_backward;
+using kernels::training_ref::rms_norm_forward;
 using kernels::MatrixArg;
 
 namespace {
@@ -157,7 +159,8 @@ void LlamaTrainingModel::attention_forward(int il, int B, int T) {
     for (int t = 0; t < T; ++t) {
       float* row = p + static_cast<std::int64_t>(t) * T;
       for (int j = 0; j <= t; ++j) row[j] *= scale;
-      causal_softmax_row(row, t, T);
+      kernels::softmax_inplace(row, t + 1);
+      std::memset(row + t + 1, 0, sz(T - t - 1) * sizeof(float));
     }
     dense_gemm(T, hd, T, MatrixArg{p, T, false}, MatrixArg{vh, KVD, false}, out + b * T * QD + h * hd, QD, false,
                precision_, serial_pool());
@@ -195,7 +198,7 @@ void LlamaTrainingModel::attention_backward(int il, int B, int T, const float* d
       dense_gemm(T, T, hd, MatrixArg{doh, QD, false}, MatrixArg{vh, KVD, true}, ds, T, false, precision_, serial_pool());
       for (int t = 0; t < T; ++t) {
         float* row = ds + static_cast<std::int64_t>(t) * T;
-        softmax_backward_row(p + static_cast<std::int64_t>(t) * T, row, t + 1, scale);
+        kernels::softmax_backward_row(p + static_cast<std::int64_t>(t) * T, row, t + 1, scale);
         for (int j = t + 1; j < T; ++j) row[j] = 0;
       }
       // dQ = dS · K;  dK += dSᵀ · Q
@@ -224,7 +227,7 @@ double LlamaTrainingModel::cross_entropy(const TokenBatch& batch, float grad_sca
       if (want_grad) std::memset(row, 0, sz(V) * sizeof(float));
       return;
     }
-    losses[sz(r)] = cross_entropy_row(row, V, target, row_scale);
+    losses[sz(r)] = kernels::cross_entropy_row(row, V, target, row_scale);
   }, 8);
   double sum = 0;
   for (double l : losses) sum += l;
@@ -280,7 +283,7 @@ void LlamaTrainingModel::backward(const TokenBatch& batch) {
     const float* gate = a.gate.data();
     const float* up = a.up.data();
     pool_.parallel_for(N, [&](std::int64_t r, int) {
-      swiglu_backward(gate + r * F, up + r * F, dh + r * F, dgate + r * F, dup + r * F, F);
+      kernels::swiglu_backward(gate + r * F, up + r * F, dh + r * F, dgate + r * F, dup + r * F, F);
     }, 16);
     matmul_backward(a.xn2.data(), dgate, N, E, o.w_gate, F, dxn, false);
     matmul_backward(a.xn2.data(), dup, N, E, o.w_up, F, dxn, true);

@@ -7,9 +7,9 @@
 #include <random>
 #include <vector>
 
-#include "train/train_ops.h"
+#include "kernels/training_ops.h"
 
-namespace kiln::train {
+namespace kiln::kernels::training_ref {
 namespace {
 
 std::vector<double> random_vector(std::size_t n, std::mt19937& rng, double lo = -1.5, double hi = 1.5) {
@@ -118,4 +118,63 @@ TEST(TrainOps, CrossEntropyBackwardMatchesFiniteDifferences) {
 }
 
 }  // namespace
-}  // namespace kiln::train
+}  // namespace kiln::kernels::training_ref
+
+// The fast paths against the references in double, at every SIMD level this CPU runs.
+namespace kiln::kernels {
+namespace {
+
+std::vector<float> random_floats(std::size_t n, std::mt19937& rng, float lo, float hi) {
+  std::uniform_real_distribution<float> dist(lo, hi);
+  std::vector<float> v(n);
+  for (float& x : v) x = dist(rng);
+  return v;
+}
+
+std::vector<double> widen(const std::vector<float>& v) { return {v.begin(), v.end()}; }
+
+constexpr std::size_t kSizes[] = {1, 5, 16, 17, 100, 4099};
+
+TEST(TrainingOpsFastPaths, CrossEntropyMatchesTheReference) {
+  std::mt19937 rng(10);
+  for (std::size_t n : kSizes)
+    for (float spread : {1.0f, 30.0f}) {
+      auto z = random_floats(n, rng, -spread, spread);
+      const int target = static_cast<int>(n / 2);
+      auto ref = widen(z);
+      const double ref_loss = training_ref::cross_entropy_row(ref.data(), static_cast<std::int64_t>(n), target, 0.5);
+      const float loss = cross_entropy_row(z.data(), static_cast<std::int64_t>(n), target, 0.5f);
+      EXPECT_NEAR(loss, ref_loss, 2e-5 * (1 + std::fabs(ref_loss))) << n;
+      for (std::size_t j = 0; j < n; ++j) ASSERT_NEAR(z[j], ref[j], 2e-6) << "n " << n << " j " << j;
+    }
+}
+
+TEST(TrainingOpsFastPaths, SwigluBackwardMatchesTheReference) {
+  std::mt19937 rng(11);
+  for (std::size_t n : kSizes) {
+    auto g = random_floats(n, rng, -20, 20), u = random_floats(n, rng, -2, 2), dh = random_floats(n, rng, -2, 2);
+    std::vector<float> dg(n), du(n);
+    swiglu_backward(g.data(), u.data(), dh.data(), dg.data(), du.data(), static_cast<std::int64_t>(n));
+    auto gd = widen(g), ud = widen(u), dhd = widen(dh);
+    std::vector<double> rdg(n), rdu(n);
+    training_ref::swiglu_backward(gd.data(), ud.data(), dhd.data(), rdg.data(), rdu.data(), static_cast<std::int64_t>(n));
+    for (std::size_t j = 0; j < n; ++j) {
+      ASSERT_NEAR(dg[j], rdg[j], 1e-6 * (1 + std::fabs(rdg[j]))) << j;
+      ASSERT_NEAR(du[j], rdu[j], 1e-6 * (1 + std::fabs(rdu[j]))) << j;
+    }
+  }
+}
+
+TEST(TrainingOpsFastPaths, SoftmaxBackwardMatchesTheReference) {
+  std::mt19937 rng(12);
+  for (std::size_t n : kSizes) {
+    auto p = random_floats(n, rng, 0, 1), dp = random_floats(n, rng, -1, 1);
+    auto pd = widen(p), dpd = widen(dp);
+    softmax_backward_row(p.data(), dp.data(), static_cast<std::int64_t>(n), 0.125f);
+    training_ref::softmax_backward_row(pd.data(), dpd.data(), static_cast<std::int64_t>(n), 0.125);
+    for (std::size_t j = 0; j < n; ++j) ASSERT_NEAR(dp[j], dpd[j], 1e-5 * (1 + std::sqrt(static_cast<double>(n)))) << j;
+  }
+}
+
+}  // namespace
+}  // namespace kiln::kernels

@@ -1,15 +1,17 @@
 #pragma once
-// The row-wise pieces of a Llama's forward and backward pass that are not matrix products:
-// RMSNorm, the SwiGLU gate, causal softmax and the softmax cross-entropy. Templates over the
-// scalar type: training instantiates float, the gradient tests double, so that the same code
-// is checked against central finite differences in double precision.
+// The row-wise pieces of a Llama's training pass that are not matrix products: RMSNorm, the
+// SwiGLU gate, causal softmax and the softmax cross-entropy, forward and backward.
 //
-// Shapes are per row; callers loop over rows (tokens) and threads.
+// namespace training_ref holds them as templates over the scalar type: the gradient tests
+// instantiate double and check each backward against central finite differences of its
+// forward; float instances are the scalar references of the fast paths below, which the
+// tests compare with them. Shapes are per row; callers loop over rows and threads.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
 
-namespace kiln::train {
+namespace kiln::kernels {
+namespace training_ref {
 
 // y = x / rms(x) * w, rms(x) = sqrt(mean(x²) + eps); returns 1 / rms(x) (the backward needs it).
 template <class T>
@@ -95,4 +97,21 @@ T cross_entropy_row(T* z, std::int64_t n, int target, T grad_scale) {
   return loss;
 }
 
-}  // namespace kiln::train
+}  // namespace training_ref
+
+// The fast paths (AVX-512 where the CPU has it, else the float references above).
+// Cross-entropy of one row: returns −log softmax(z)[target]; z becomes
+// (softmax(z) − onehot(target)) · grad_scale.
+float cross_entropy_row(float* z, std::int64_t n, int target, float grad_scale);
+// dgate = dh·up·σ(g)·(1 + g·(1 − σ(g))), dup = dh·silu(g).
+void swiglu_backward(const float* gate, const float* up, const float* dh, float* dgate, float* dup, std::int64_t n);
+// dp (n) becomes p ⊙ (dp − p·dp) · scale.
+void softmax_backward_row(const float* p, float* dp, std::int64_t n, float scale);
+
+namespace avx512 {
+float cross_entropy_row(float* z, std::int64_t n, int target, float grad_scale);
+void swiglu_backward(const float* gate, const float* up, const float* dh, float* dgate, float* dup, std::int64_t n);
+void softmax_backward_row(const float* p, float* dp, std::int64_t n, float scale);
+}  // namespace avx512
+
+}  // namespace kiln::kernels
