@@ -3,6 +3,7 @@
 // × context 256, f32 and bf16 products. Counter tok/s: tokens per second of training.
 //   small   dim 384, 6 layers, 6/2 heads, ffn 1024, vocab 4096   (~11M parameters)
 //   medium  dim 640, 10 layers, 10/5 heads, ffn 1728, vocab 8192 (~51M parameters)
+// with the output tied to the embeddings, as there.
 // Compare with, in the same session:
 //   /usr/bin/python3 ../shared/tools/torch_train_bench.py --threads 2 [--bf16]
 //   build/bench/train_step_bench --benchmark_min_time=5
@@ -28,6 +29,7 @@ LlamaConfig config(int which) {
   c.head_dim = c.n_embd / c.n_head;
   c.n_rot = c.head_dim;
   c.n_ctx_train = 256;
+  c.tied_output = true;  // as the PyTorch model: logits through the embedding matrix
   return c;
 }
 

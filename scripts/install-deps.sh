@@ -29,6 +29,7 @@ if [ "$with_tests" -eq 1 ]; then
     clang lld libclang-rt-14-dev          # libFuzzer + sanitizers for the fuzz tier
     libgtest-dev libgmock-dev libbenchmark-dev
     python3 python3-sentencepiece sentencepiece python3-jinja2
+    python3-torch libopenblas0-pthread    # the training parity test and the training speed peer (PyTorch 1.13 on OpenBLAS)
     prometheus                            # promtool checks /metrics; the metrics test starts its own Prometheus on a free port
   )
   # Node.js may come from Debian (nodejs + npm) or from a vendor build that bundles npm: ask for
