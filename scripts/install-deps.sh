@@ -5,7 +5,7 @@
 #                                    prometheus-cpp)
 #   scripts/install-deps.sh --test   also what the tests and benchmarks use: GoogleTest, Google
 #                                    Benchmark, clang with libFuzzer, Python references
-#                                    (sentencepiece, Jinja2, PyYAML), Prometheus and promtool, Chromium,
+#                                    (sentencepiece, Jinja2, PyYAML, PyTorch), Prometheus and promtool, Chromium,
 #                                    and the pinned npm peers (llama.cpp via node-llama-cpp, the openai
 #                                    client, playwright-core) from package-lock.json
 # scripts/quickstart.sh runs the first, scripts/test.sh the second. Idempotent and
@@ -29,6 +29,7 @@ if [ "$with_tests" -eq 1 ]; then
     clang lld libclang-rt-14-dev          # libFuzzer + sanitizers for the fuzz tier
     libgtest-dev libgmock-dev libbenchmark-dev
     python3 python3-sentencepiece sentencepiece python3-jinja2
+    python3-torch libopenblas0-pthread    # the training parity test and the training speed peer (PyTorch 1.13 on OpenBLAS)
     python3-yaml                          # tests/deploy/ read the Kubernetes manifests and Prometheus rules
     prometheus                            # promtool checks /metrics; the metrics test starts its own Prometheus on a free port
     chromium                              # the dashboard test's headless browser (driven by npm playwright-core)
