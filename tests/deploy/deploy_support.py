@@ -87,7 +87,8 @@ class KilnServer:
         while time.time() < deadline and self.proc.poll() is None:
             text = self.log()
             m = re.search(r"listening on http://127\.0\.0\.1:([0-9]+)", text)
-            if m and re.search(r"^kiln serve: ready", text, re.M):
+            # The startup lines come as text or, off a terminal, as JSON lines (docs/operations.md).
+            if m and (re.search(r"^kiln serve: ready", text, re.M) or '"event.action":"server-ready"' in text):
                 self.port = int(m.group(1))
                 break
             time.sleep(0.02)
