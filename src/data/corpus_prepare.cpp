@@ -140,6 +140,8 @@ PrepareResult prepare_corpus(const Tokenizer& tokenizer, const PrepareOptions& o
   const TokenizerHash hash = tokenizer_hash(tokenizer.vocab());
   const auto vocab_size = static_cast<std::uint32_t>(tokenizer.n_vocab());
 
+  // The inputs are checked before the folder is touched, so a typo creates nothing.
+  const std::vector<CorpusFile> files = list_corpus_files(o.inputs);
   std::error_code ec;
   fs::create_directories(o.out_dir, ec);
   if (ec) fail("{}: cannot create the folder: {}", o.out_dir, ec.message());
@@ -166,7 +168,6 @@ PrepareResult prepare_corpus(const Tokenizer& tokenizer, const PrepareOptions& o
   for (std::size_t i = 0; i < known_hashes.size(); i += 32) seen.insert(known_hashes.substr(i, 32));
   std::string new_hashes;
 
-  const std::vector<CorpusFile> files = list_corpus_files(o.inputs);
   PrepareProgress p;
   p.files_total = files.size();
   for (const CorpusFile& f : files) p.bytes_total += f.bytes;

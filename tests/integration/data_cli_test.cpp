@@ -163,6 +163,12 @@ TEST_F(DataCli, AnotherTokenizersFolderIsRefused) {
   EXPECT_EQ(manifest(dir_ + "/out")["sources"].size(), 2u);
 }
 
+TEST_F(DataCli, AMissingInputFailsBeforeTheFolderIsCreated) {
+  expect_clean_error(kiln("data prepare --tokenizer " + tok_ + " --out " + dir_ + "/out " + dir_ + "/missing.txt"),
+                     "missing.txt: no such file or folder");
+  EXPECT_FALSE(std::filesystem::exists(dir_ + "/out"));
+}
+
 TEST_F(DataCli, DamagedShardsAreReportedInOneLine) {
   ASSERT_EQ(kiln("data prepare --tokenizer " + tok_ + " --val-fraction 0 --out " + dir_ + "/out " + shakespeare_).code, 0);
   const std::string shard = dir_ + "/out/train-00000.tokens";
