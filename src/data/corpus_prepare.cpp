@@ -1,5 +1,6 @@
 #include "data/corpus_prepare.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
@@ -171,6 +172,7 @@ PrepareResult prepare_corpus(const Tokenizer& tokenizer, const PrepareOptions& o
   PrepareProgress p;
   p.files_total = files.size();
   for (const CorpusFile& f : files) p.bytes_total += f.bytes;
+  progress(p);  // the job's size is known before the first document
 
   SplitShards train(o.out_dir, "train", next_shard_index(manifest, "train"), o.shard_tokens, vocab_size, hash);
   SplitShards val(o.out_dir, "val", next_shard_index(manifest, "val"), o.shard_tokens, vocab_size, hash);
@@ -182,6 +184,7 @@ PrepareResult prepare_corpus(const Tokenizer& tokenizer, const PrepareOptions& o
   std::vector<std::vector<std::int32_t>> batch_tokens;
   std::vector<std::array<std::uint8_t, 32>> batch_digests;
   const bool add_bos = tokenizer.vocab().add_bos;
+  std::uint64_t file_base = 0, file_bytes = 0, file_text_done = 0;
   auto flush = [&] {
     batch_tokens.assign(batch.size(), {});
     batch_digests.assign(batch.size(), {});
@@ -202,6 +205,10 @@ PrepareResult prepare_corpus(const Tokenizer& tokenizer, const PrepareOptions& o
       (is_validation_document(batch_digests[k], o.seed, o.val_fraction) ? val : train).add(batch_tokens[k]);
       p.tokens += batch_tokens[k].size();
     }
+    // Document bytes stand for file bytes until the file ends (blank lines and JSON syntax are
+    // not in them), so the count never passes the file's end.
+    file_text_done += batch_bytes;
+    p.bytes_done = file_base + std::min(file_text_done, file_bytes);
     batch.clear();
     batch_bytes = 0;
     progress(p);
@@ -209,6 +216,9 @@ PrepareResult prepare_corpus(const Tokenizer& tokenizer, const PrepareOptions& o
 
   for (const CorpusFile& f : files) {
     ManifestSource source{f.path, f.bytes, file_sha256_hex(f.path), 0};
+    file_base = p.bytes_done;
+    file_bytes = f.bytes;
+    file_text_done = 0;
     for_each_document(f, o.corpus, [&](std::string_view text) {
       batch.emplace_back(text);
       batch_bytes += text.size();
@@ -220,7 +230,7 @@ PrepareResult prepare_corpus(const Tokenizer& tokenizer, const PrepareOptions& o
     flush();
     manifest.sources.push_back(std::move(source));
     ++p.files_done;
-    p.bytes_done += f.bytes;
+    p.bytes_done = file_base + f.bytes;
     progress(p);
   }
   train.close();

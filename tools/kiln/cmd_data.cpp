@@ -2,7 +2,6 @@
 // manifest) and `kiln data inspect` (the manifest's summary, token statistics, --verify of the
 // shard hashes). The work lives in src/data/; this file holds the flags and the printing.
 #include <fmt/format.h>
-#include <unistd.h>
 
 #include <cstdio>
 #include <filesystem>
@@ -12,11 +11,13 @@
 #include <vector>
 
 #include "commands.h"
+#include "common_options.h"
 #include "core/error.h"
 #include "data/corpus_prepare.h"
 #include "data/data_shard.h"
 #include "data/data_shard_stats.h"
 #include "data/manifest.h"
+#include "monitor/progress.h"
 #include "tokenizer/load_tokenizer.h"
 #include "tokenizer/tokenizer.h"
 
@@ -31,25 +32,29 @@ struct InspectOptions {
   std::size_t top = 20;
 };
 
-void run_prepare(data::PrepareOptions o) {
+struct PrepareCommand {
+  data::PrepareOptions prepare;
+  monitor::ProgressMode progress = monitor::ProgressMode::automatic;
+};
+
+void run_prepare(PrepareCommand cmd) {
+  data::PrepareOptions& o = cmd.prepare;
   std::unique_ptr<Tokenizer> tok = load_tokenizer_file(o.tokenizer_path);
   std::error_code ec;
   const std::filesystem::path abs = std::filesystem::absolute(o.tokenizer_path, ec);
   if (!ec) o.tokenizer_path = abs.lexically_normal().string();
-  const bool tty = ::isatty(STDERR_FILENO) != 0;
-  // On a terminal the line redraws in place; in a log, one line per finished file.
-  std::size_t last_files = 0;
-  auto progress = [&](const data::PrepareProgress& p) {
-    if (!tty && p.files_done == last_files) return;
-    last_files = p.files_done;
-    std::fprintf(stderr, "%sdata prepare: %zu/%zu files, %.1f/%.1f MB, %llu documents (%llu duplicates), %llu tokens%s",
-                 tty ? "\r" : "", p.files_done, p.files_total, static_cast<double>(p.bytes_done) / 1e6,
-                 static_cast<double>(p.bytes_total) / 1e6, static_cast<unsigned long long>(p.documents),
-                 static_cast<unsigned long long>(p.duplicates), static_cast<unsigned long long>(p.tokens),
-                 tty ? "\x1b[K" : "\n");
+  // Progress in bytes of input text; documents, duplicates and tokens as the detail.
+  monitor::Progress progress("data prepare", cmd.progress);
+  bool started = false;
+  auto report = [&](const data::PrepareProgress& p) {
+    if (!started) progress.stage("tokenize", static_cast<std::int64_t>(p.bytes_total), "bytes");
+    started = true;
+    progress.detail(fmt::format("{}/{} files, {} documents, {} duplicates, {} tokens", p.files_done, p.files_total,
+                                p.documents, p.duplicates, p.tokens));
+    progress.set(static_cast<std::int64_t>(p.bytes_done));
   };
-  const data::PrepareResult r = data::prepare_corpus(*tok, o, progress);
-  if (tty) std::fputc('\n', stderr);
+  const data::PrepareResult r = data::prepare_corpus(*tok, o, report);
+  progress.finish();
   std::printf("read %llu documents, removed %llu exact duplicates\n", static_cast<unsigned long long>(r.documents_read),
               static_cast<unsigned long long>(r.duplicates_removed));
   std::printf("train: %llu documents, %llu tokens\n", static_cast<unsigned long long>(r.train_documents),
@@ -163,7 +168,8 @@ void register_data_command(CLI::App& app) {
   CLI::App* data_cmd = app.add_subcommand("data", "Prepare and inspect tokenized training data (token shards)");
   data_cmd->require_subcommand(1);
 
-  auto p = std::make_shared<data::PrepareOptions>();
+  auto cmd = std::make_shared<PrepareCommand>();
+  data::PrepareOptions* p = &cmd->prepare;
   CLI::App* prep = data_cmd->add_subcommand(
       "prepare", "Tokenize text files, folders and JSONL into deduplicated train/val token shards with a manifest");
   prep->add_option("inputs", p->inputs, "Text files, .jsonl/.ndjson files, or folders (read recursively, sorted)")
@@ -187,7 +193,8 @@ void register_data_command(CLI::App& app) {
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
   prep->add_option("-t,--threads", p->threads, "Tokenizer threads")->capture_default_str()->check(CLI::Range(1, 256));
-  prep->callback([p] { run_prepare(*p); });
+  add_progress_options(prep, cmd->progress);
+  prep->callback([cmd] { run_prepare(*cmd); });
 
   auto i = std::make_shared<InspectOptions>();
   CLI::App* insp = data_cmd->add_subcommand("inspect", "Summarize a prepared folder: splits, documents, token statistics");
