@@ -107,3 +107,21 @@ write("gguf_fuzz", "tiny_llama.gguf", gguf(llama_keys, llama_tensors))
 write("llama2c_fuzz", "shared_classifier.bin", llama2c(8, 12, 1, 2, 1, 6, 2))
 write("llama2c_fuzz", "separate_classifier.bin", llama2c(8, 12, 2, 4, 2, -5, 3))
 write("llama2c_fuzz", "three_heads.bin", llama2c(12, 8, 1, 3, 1, 3, 1))
+
+
+def token_shard(docs, vocab_size):
+    """A kiln token shard (docs/formats.md, "Token shards") holding `docs`, lists of ids."""
+    width = 2 if vocab_size <= 65536 else 4
+    tokens = [t for d in docs for t in d]
+    body = struct.pack("<%d%s" % (len(tokens), "H" if width == 2 else "I"), *tokens)
+    body += b"\0" * (-len(body) % 8)
+    offsets = [0]
+    for d in docs:
+        offsets.append(offsets[-1] + len(d))
+    header = b"KILNTOK\0" + struct.pack("<IIQQII", 1, width, len(tokens), len(docs), vocab_size, 0) + bytes(range(32))
+    return header + body + struct.pack("<%dQ" % len(offsets), *offsets)
+
+
+write("data_shard_fuzz", "two_byte.tokens", token_shard([[1, 5, 6, 7], [], [1, 31999]], 32000))
+write("data_shard_fuzz", "four_byte.tokens", token_shard([[70000, 0, 65536]], 128256))
+write("data_shard_fuzz", "empty.tokens", token_shard([], 10))

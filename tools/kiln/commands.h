@@ -14,5 +14,6 @@ void register_imatrix_command(CLI::App& app);
 void register_tokenize_commands(CLI::App& app);  // tokenize, detokenize
 void register_chat_command(CLI::App& app);
 void register_serve_command(CLI::App& app);
+void register_data_command(CLI::App& app);  // data prepare, data inspect
 
 }  // namespace kiln::cli

@@ -20,7 +20,8 @@ int main(int argc, char** argv) {
       "  kiln serve model.gguf --port 8080 --api-key-file key.txt\n"
       "  kiln quantize model-f16.gguf model-q4_k_m.gguf Q4_K_M\n"
       "  kiln eval perplexity model.gguf --text wiki.txt\n"
-      "  kiln tokenize model.gguf \"Hello world\"\n\n"
+      "  kiln tokenize model.gguf \"Hello world\"\n"
+      "  kiln data prepare --tokenizer model.gguf --out data/ corpus/\n\n"
       "Environment:\n"
       "  KILN_SIMD=scalar|avx2|avx512   use at most this SIMD path (default: the best the CPU has)\n"
       "  KILN_AMX=0                     do not use AMX tiles for prefill\n"
@@ -38,6 +39,7 @@ int main(int argc, char** argv) {
   kiln::cli::register_tokenize_commands(app);
   kiln::cli::register_chat_command(app);
   kiln::cli::register_serve_command(app);
+  kiln::cli::register_data_command(app);
   // CLI11 reports an unknown subcommand as "a subcommand is required"; name it instead.
   if (argc > 1 && argv[1][0] != '-') {
     bool known = false;
