@@ -20,7 +20,8 @@ int main(int argc, char** argv) {
       "  kiln serve model.gguf --port 8080 --api-key-file key.txt\n"
       "  kiln quantize model-f16.gguf model-q4_k_m.gguf Q4_K_M\n"
       "  kiln eval perplexity model.gguf --text wiki.txt\n"
-      "  kiln tokenize model.gguf \"Hello world\"\n\n"
+      "  kiln tokenize model.gguf \"Hello world\"\n"
+      "  kiln tokenizer train --vocab-size 4096 --out tok/ corpus.txt\n\n"
       "Environment:\n"
       "  KILN_SIMD=scalar|avx2|avx512   use at most this SIMD path (default: the best the CPU has)\n"
       "  KILN_AMX=0                     do not use AMX tiles for prefill\n"
@@ -36,6 +37,7 @@ int main(int argc, char** argv) {
   kiln::cli::register_quantize_command(app);
   kiln::cli::register_imatrix_command(app);
   kiln::cli::register_tokenize_commands(app);
+  kiln::cli::register_tokenizer_commands(app);
   kiln::cli::register_chat_command(app);
   kiln::cli::register_serve_command(app);
   // CLI11 reports an unknown subcommand as "a subcommand is required"; name it instead.
