@@ -290,7 +290,11 @@ BpeTrainResult train_bpe(const BpeWordCounts& counts, const BpeTrainOptions& opt
   if (n_special >= 2) vocab.eos_id = first_special + 1;
   vocab.add_bos = vocab.bos_id >= 0 && spec && spec->add_bos;
   vocab.merges = std::move(merges);
-  vocab.finalize("trained vocabulary");
+  vocab.finalize("trained vocabulary");  // builds the index find() uses
+  vocab.eot_id = vocab.find("<|eot_id|>");
+  vocab.eom_id = vocab.find("<|eom_id|>");
+  if (vocab.eot_id >= 0 && vocab.type(vocab.eot_id) != TokenType::Control) vocab.eot_id = -1;
+  if (vocab.eom_id >= 0 && vocab.type(vocab.eom_id) != TokenType::Control) vocab.eom_id = -1;
 
   result.words.reserve(sorted.size());
   for (std::size_t w = 0; w < sorted.size(); ++w) result.words.emplace_back(std::move(sorted[w].first), std::move(words[w]));
@@ -366,6 +370,20 @@ void write_hf_tokenizer_json(const Vocab& vocab, const std::string& path) {
   write_file_atomically(path, root.dump(1) + "\n");
 }
 
+void write_hf_tokenizer_config(const Vocab& vocab, const std::string& path) {
+  using json = nlohmann::ordered_json;
+  json config;
+  auto token = [&](std::int32_t id) { return id >= 0 ? json(vocab.tokens[static_cast<std::size_t>(id)]) : json(nullptr); };
+  config["bos_token"] = token(vocab.bos_id);
+  config["eos_token"] = token(vocab.eos_id);
+  config["add_bos_token"] = vocab.add_bos;
+  config["add_eos_token"] = vocab.add_eos;
+  config["clean_up_tokenization_spaces"] = false;
+  config["model_max_length"] = 1000000000;
+  config["tokenizer_class"] = "PreTrainedTokenizerFast";
+  write_file_atomically(path, config.dump(1) + "\n");
+}
+
 void write_tokenizer_gguf(const Vocab& vocab, const std::string& path) {
   GgufWriter w;
   w.add_metadata("general.type", gguf_value::string("tokenizer"));
@@ -385,6 +403,8 @@ void write_tokenizer_gguf(const Vocab& vocab, const std::string& path) {
   w.add_metadata("tokenizer.ggml.merges", gguf_value::array(std::move(merges)));
   if (vocab.bos_id >= 0) w.add_metadata("tokenizer.ggml.bos_token_id", gguf_value::u32(static_cast<std::uint32_t>(vocab.bos_id)));
   if (vocab.eos_id >= 0) w.add_metadata("tokenizer.ggml.eos_token_id", gguf_value::u32(static_cast<std::uint32_t>(vocab.eos_id)));
+  if (vocab.eot_id >= 0) w.add_metadata("tokenizer.ggml.eot_token_id", gguf_value::u32(static_cast<std::uint32_t>(vocab.eot_id)));
+  if (vocab.eom_id >= 0) w.add_metadata("tokenizer.ggml.eom_token_id", gguf_value::u32(static_cast<std::uint32_t>(vocab.eom_id)));
   w.add_metadata("tokenizer.ggml.add_bos_token", gguf_value::boolean(vocab.add_bos));
   w.add_metadata("tokenizer.ggml.add_eos_token", gguf_value::boolean(vocab.add_eos));
   w.write(path);

@@ -10,7 +10,8 @@
 //           hold the pair, and a max-heap with lazy invalidation finds the next pair.
 //           Ties (equal counts) go to the pair with the smaller (left id, right id): the
 //           result depends only on the word counts, never on hashing or thread timing;
-//   finish: the special tokens follow the learned ones, control type, the first two as BOS/EOS.
+//   finish: the special tokens follow the learned ones, control type, the first two as BOS/EOS
+//           (<|eot_id|>, <|eom_id|> among them end turns and messages, as in Llama 3).
 // Merges are ranked in the order they were learned, so BpeTokenizer, which merges the lowest
 // rank first and ties leftmost, reproduces on every word what training did to it.
 #include <cstdint>
@@ -80,8 +81,12 @@ BpeTrainResult train_bpe(const BpeWordCounts& counts, const BpeTrainOptions& opt
 // temporary file renamed into place.
 void write_hf_tokenizer_json(const Vocab& vocab, const std::string& path);
 
+// Writes the tokenizer_config.json Hugging Face keeps beside tokenizer.json: bos_token,
+// eos_token, add_bos_token, add_eos_token (which tokenizer.json cannot say).
+void write_hf_tokenizer_config(const Vocab& vocab, const std::string& path);
+
 // Writes a GGUF holding only the tokenizer.ggml.* keys of `vocab` (model, pre, tokens,
-// token_type, merges, bos/eos ids, add_bos_token).
+// token_type, merges, bos/eos/eot/eom ids, add_bos_token).
 void write_tokenizer_gguf(const Vocab& vocab, const std::string& path);
 
 }  // namespace kiln

@@ -30,19 +30,24 @@ struct TrainOptions {
   std::vector<std::string> inputs;
 };
 
-// The two files an --out names: DIR -> DIR/tokenizer.json + DIR/tokenizer.gguf; NAME.json or
-// NAME.gguf -> NAME.json + NAME.gguf.
-std::pair<std::string, std::string> output_paths(const std::string& out) {
+struct OutputPaths {
+  std::string json, gguf;
+  std::string config;  // tokenizer_config.json, only in an output directory of its own
+};
+
+// The files an --out names: DIR -> DIR/tokenizer.json, DIR/tokenizer_config.json (BOS, EOS) and
+// DIR/tokenizer.gguf; NAME.json or NAME.gguf -> NAME.json + NAME.gguf (no config beside them: a
+// tokenizer_config.json in a shared folder would speak for other tokenizer files there too).
+OutputPaths output_paths(const std::string& out) {
   const fs::path p(out);
   const std::string ext = p.extension().string();
   if (ext == ".json" || ext == ".gguf") {
-    fs::path stem = p;
-    return {stem.replace_extension(".json").string(), fs::path(p).replace_extension(".gguf").string()};
+    return {fs::path(p).replace_extension(".json").string(), fs::path(p).replace_extension(".gguf").string(), ""};
   }
   std::error_code ec;
   fs::create_directories(p, ec);
   KILN_CHECK(!ec && fs::is_directory(p), "{}: cannot create the output directory: {}", out, ec.message());
-  return {(p / "tokenizer.json").string(), (p / "tokenizer.gguf").string()};
+  return {(p / "tokenizer.json").string(), (p / "tokenizer.gguf").string(), (p / "tokenizer_config.json").string()};
 }
 
 void run_train(const TrainOptions& o) {
@@ -57,7 +62,7 @@ void run_train(const TrainOptions& o) {
   KILN_CHECK(o.vocab_size >= 256 + static_cast<std::int32_t>(options.special_tokens.size()),
              "tokenizer train: --vocab-size {} leaves no room for the 256 byte tokens and {} special tokens",
              o.vocab_size, options.special_tokens.size());
-  const auto [json_path, gguf_path] = output_paths(o.out);
+  const OutputPaths paths = output_paths(o.out);
 
   BpeWordCounts counts(pre);
   for (const std::string& path : o.inputs) {
@@ -81,12 +86,13 @@ void run_train(const TrainOptions& o) {
   if (!o.quiet && result.vocab.merges.size() < static_cast<std::size_t>(o.vocab_size) - 256 - options.special_tokens.size()) {
     std::fputc('\n', stderr);
   }
-  write_hf_tokenizer_json(result.vocab, json_path);
-  write_tokenizer_gguf(result.vocab, gguf_path);
+  write_hf_tokenizer_json(result.vocab, paths.json);
+  if (!paths.config.empty()) write_hf_tokenizer_config(result.vocab, paths.config);
+  write_tokenizer_gguf(result.vocab, paths.gguf);
   const double total_s = std::chrono::duration<double>(clock::now() - t0).count();
   std::printf("%d tokens (%zu merges, %zu special), pre-tokenizer %s, %.2f s\n%s\n%s\n", result.vocab.size(),
-              result.vocab.merges.size(), options.special_tokens.size(), pre.c_str(), total_s, json_path.c_str(),
-              gguf_path.c_str());
+              result.vocab.merges.size(), options.special_tokens.size(), pre.c_str(), total_s, paths.json.c_str(),
+              paths.gguf.c_str());
   if (static_cast<std::int32_t>(result.vocab.size()) < o.vocab_size) {
     std::fprintf(stderr,
                  "tokenizer train: stopped at %d tokens: no pair occurs --min-frequency (%llu) times any more\n",
