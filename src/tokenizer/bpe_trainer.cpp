@@ -1,5 +1,7 @@
 #include "tokenizer/bpe_trainer.h"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <cerrno>
 #include <cstdio>
@@ -10,8 +12,6 @@
 #include <queue>
 #include <thread>
 #include <unordered_set>
-
-#include <unistd.h>
 
 #include "core/error.h"
 #include "format/gguf_writer.h"
@@ -297,7 +297,8 @@ BpeTrainResult train_bpe(const BpeWordCounts& counts, const BpeTrainOptions& opt
   if (vocab.eom_id >= 0 && vocab.type(vocab.eom_id) != TokenType::Control) vocab.eom_id = -1;
 
   result.words.reserve(sorted.size());
-  for (std::size_t w = 0; w < sorted.size(); ++w) result.words.emplace_back(std::move(sorted[w].first), std::move(words[w]));
+  for (std::size_t w = 0; w < sorted.size(); ++w)
+    result.words.emplace_back(std::move(sorted[w].first), std::move(words[w]));
   return result;
 }
 
@@ -333,7 +334,8 @@ void write_hf_tokenizer_json(const Vocab& vocab, const std::string& path) {
   for (const std::string& p : patterns) {
     splits.push_back(json{{"type", "Split"}, {"pattern", {{"Regex", p}}}, {"behavior", "Isolated"}, {"invert", false}});
   }
-  splits.push_back(json{{"type", "ByteLevel"}, {"add_prefix_space", false}, {"trim_offsets", true}, {"use_regex", false}});
+  splits.push_back(
+      json{{"type", "ByteLevel"}, {"add_prefix_space", false}, {"trim_offsets", true}, {"use_regex", false}});
 
   json root;
   root["version"] = "1.0";
@@ -344,19 +346,21 @@ void write_hf_tokenizer_json(const Vocab& vocab, const std::string& path) {
   root["pre_tokenizer"] = json{{"type", "Sequence"}, {"pretokenizers", std::move(splits)}};
   if (vocab.add_bos && vocab.bos_id >= 0) {
     const std::string& bos = vocab.tokens[static_cast<std::size_t>(vocab.bos_id)];
-    root["post_processor"] = json{
-        {"type", "TemplateProcessing"},
-        {"single", json::array({json{{"SpecialToken", {{"id", bos}, {"type_id", 0}}}},
-                                json{{"Sequence", {{"id", "A"}, {"type_id", 0}}}}})},
-        {"pair", json::array({json{{"SpecialToken", {{"id", bos}, {"type_id", 0}}}},
-                              json{{"Sequence", {{"id", "A"}, {"type_id", 0}}}},
-                              json{{"SpecialToken", {{"id", bos}, {"type_id", 1}}}},
-                              json{{"Sequence", {{"id", "B"}, {"type_id", 1}}}}})},
-        {"special_tokens", {{bos, {{"id", bos}, {"ids", json::array({vocab.bos_id})}, {"tokens", json::array({bos})}}}}}};
+    root["post_processor"] =
+        json{{"type", "TemplateProcessing"},
+             {"single", json::array({json{{"SpecialToken", {{"id", bos}, {"type_id", 0}}}},
+                                     json{{"Sequence", {{"id", "A"}, {"type_id", 0}}}}})},
+             {"pair", json::array({json{{"SpecialToken", {{"id", bos}, {"type_id", 0}}}},
+                                   json{{"Sequence", {{"id", "A"}, {"type_id", 0}}}},
+                                   json{{"SpecialToken", {{"id", bos}, {"type_id", 1}}}},
+                                   json{{"Sequence", {{"id", "B"}, {"type_id", 1}}}}})},
+             {"special_tokens",
+              {{bos, {{"id", bos}, {"ids", json::array({vocab.bos_id})}, {"tokens", json::array({bos})}}}}}};
   } else {
     root["post_processor"] = nullptr;
   }
-  root["decoder"] = json{{"type", "ByteLevel"}, {"add_prefix_space", true}, {"trim_offsets", true}, {"use_regex", true}};
+  root["decoder"] =
+      json{{"type", "ByteLevel"}, {"add_prefix_space", true}, {"trim_offsets", true}, {"use_regex", true}};
   root["model"] = json{{"type", "BPE"},
                        {"dropout", nullptr},
                        {"unk_token", nullptr},
@@ -373,7 +377,9 @@ void write_hf_tokenizer_json(const Vocab& vocab, const std::string& path) {
 void write_hf_tokenizer_config(const Vocab& vocab, const std::string& path) {
   using json = nlohmann::ordered_json;
   json config;
-  auto token = [&](std::int32_t id) { return id >= 0 ? json(vocab.tokens[static_cast<std::size_t>(id)]) : json(nullptr); };
+  auto token = [&](std::int32_t id) {
+    return id >= 0 ? json(vocab.tokens[static_cast<std::size_t>(id)]) : json(nullptr);
+  };
   config["bos_token"] = token(vocab.bos_id);
   config["eos_token"] = token(vocab.eos_id);
   config["add_bos_token"] = vocab.add_bos;
@@ -401,10 +407,14 @@ void write_tokenizer_gguf(const Vocab& vocab, const std::string& path) {
   merges.elem_type = GgufType::String;
   for (const auto& [l, r] : vocab.merges) merges.strings.push_back(l + " " + r);
   w.add_metadata("tokenizer.ggml.merges", gguf_value::array(std::move(merges)));
-  if (vocab.bos_id >= 0) w.add_metadata("tokenizer.ggml.bos_token_id", gguf_value::u32(static_cast<std::uint32_t>(vocab.bos_id)));
-  if (vocab.eos_id >= 0) w.add_metadata("tokenizer.ggml.eos_token_id", gguf_value::u32(static_cast<std::uint32_t>(vocab.eos_id)));
-  if (vocab.eot_id >= 0) w.add_metadata("tokenizer.ggml.eot_token_id", gguf_value::u32(static_cast<std::uint32_t>(vocab.eot_id)));
-  if (vocab.eom_id >= 0) w.add_metadata("tokenizer.ggml.eom_token_id", gguf_value::u32(static_cast<std::uint32_t>(vocab.eom_id)));
+  if (vocab.bos_id >= 0)
+    w.add_metadata("tokenizer.ggml.bos_token_id", gguf_value::u32(static_cast<std::uint32_t>(vocab.bos_id)));
+  if (vocab.eos_id >= 0)
+    w.add_metadata("tokenizer.ggml.eos_token_id", gguf_value::u32(static_cast<std::uint32_t>(vocab.eos_id)));
+  if (vocab.eot_id >= 0)
+    w.add_metadata("tokenizer.ggml.eot_token_id", gguf_value::u32(static_cast<std::uint32_t>(vocab.eot_id)));
+  if (vocab.eom_id >= 0)
+    w.add_metadata("tokenizer.ggml.eom_token_id", gguf_value::u32(static_cast<std::uint32_t>(vocab.eom_id)));
   w.add_metadata("tokenizer.ggml.add_bos_token", gguf_value::boolean(vocab.add_bos));
   w.add_metadata("tokenizer.ggml.add_eos_token", gguf_value::boolean(vocab.add_eos));
   w.write(path);

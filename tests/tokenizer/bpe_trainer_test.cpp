@@ -121,9 +121,9 @@ TEST(BpeTrainer, RejectsBadOptions) {
 
 // A text with words of every kind: repeated English, digits, UTF-8 of several lengths.
 std::string mixed_corpus(std::size_t n_words, unsigned seed) {
-  static const char* const kWords[] = {"the", "The", " and", "lord", "king's", "2024", "123456", "naïve", "café",
-                                       "Привет", "мир", "日本語", "🙂", "\n", "  ", "\t", "don't", "x=y+1;", "...",
-                                       "Ωmega"};
+  static const char* const kWords[] = {"the",   "The",  " and",   "lord",   "king's", "2024", "123456",
+                                       "naïve", "café", "Привет", "мир",    "日本語", "🙂", "\n",
+                                       "  ",    "\t",   "don't",  "x=y+1;", "...",    "Ωmega"};
   std::mt19937 rng(seed);
   std::string text;
   for (std::size_t i = 0; i < n_words; ++i) {

@@ -83,7 +83,8 @@ void run_train(const TrainOptions& o) {
   }
   const BpeTrainResult result = train_bpe(counts, options);
   // The progress line ends itself when every merge was made; a training that stopped short ends it here.
-  if (!o.quiet && result.vocab.merges.size() < static_cast<std::size_t>(o.vocab_size) - 256 - options.special_tokens.size()) {
+  if (!o.quiet &&
+      result.vocab.merges.size() < static_cast<std::size_t>(o.vocab_size) - 256 - options.special_tokens.size()) {
     std::fputc('\n', stderr);
   }
   write_hf_tokenizer_json(result.vocab, paths.json);
@@ -111,18 +112,23 @@ void register_tokenizer_commands(CLI::App& app) {
   train->add_option("--vocab-size", o->vocab_size, "Total tokens: 256 bytes + merges + special tokens")
       ->required()
       ->check(CLI::Range(257, 1 << 24));
-  train->add_option("--out", o->out,
-                    "Output directory (tokenizer.json + tokenizer.gguf in it) or NAME.json / NAME.gguf (both written)")
+  train
+      ->add_option("--out", o->out,
+                   "Output directory (tokenizer.json + tokenizer.gguf in it) or NAME.json / NAME.gguf (both written)")
       ->required();
-  train->add_option("--pattern", o->pattern,
-                    "Pre-tokenizer: llama3 (default), gpt4 (cl100k), gpt4o (o200k), gpt2, qwen2, or a tokenizer.ggml.pre "
-                    "name kiln knows")
+  train
+      ->add_option(
+          "--pattern", o->pattern,
+          "Pre-tokenizer: llama3 (default), gpt4 (cl100k), gpt4o (o200k), gpt2, qwen2, or a tokenizer.ggml.pre "
+          "name kiln knows")
       ->capture_default_str();
   train->add_option("--special", o->specials,
                     "Extra special tokens, after <|begin_of_text|> (BOS) and <|end_of_text|> (EOS)");
   train->add_option("--min-frequency", o->min_frequency, "Do not merge pairs seen fewer times than this")
       ->capture_default_str();
-  train->add_option("-t,--threads", o->threads, "Threads counting words")->capture_default_str()->check(CLI::Range(1, 256));
+  train->add_option("-t,--threads", o->threads, "Threads counting words")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 256));
   train->add_flag("-q,--quiet", o->quiet, "No progress on stderr");
   train->add_option("inputs", o->inputs, "Text files to learn from")->required();
   train->callback([o] { run_train(*o); });
