@@ -25,6 +25,7 @@
 #include "format/gguf_file.h"
 #include "format/gguf_writer.h"
 #include "test_support.h"
+#include "tokenizer/bpe_trainer.h"
 #include "tokenizer/tokenizer.h"
 #include "tokenizer/load_tokenizer.h"
 
@@ -442,11 +443,12 @@ TEST(TokenizerVsLlamaCpp, SentencePieceLlama2) {
 // (tokenizer.ggml.model "gpt2", pre "llama-bpe", the 256 special tokens as control tokens), plus
 // the llama hyperparameters llama.cpp reads before it looks at the vocabulary. It has no
 // tensors: node-llama-cpp loads it with vocabOnly, which stops before the weights.
-std::string write_llama32_gguf(const Vocab& vocab, const std::string& path) {
+std::string write_llama32_gguf(const Vocab& vocab, const std::string& path,
+                              const std::string& name = "llama3.2-tokenizer (vocabulary only)") {
   GgufWriter w;
   auto u32 = gguf_value::u32;
   w.add_metadata("general.architecture", gguf_value::string("llama"));
-  w.add_metadata("general.name", gguf_value::string("llama3.2-tokenizer (vocabulary only)"));
+  w.add_metadata("general.name", gguf_value::string(name));
   w.add_metadata("llama.vocab_size", u32(static_cast<std::uint32_t>(vocab.size())));
   w.add_metadata("llama.context_length", u32(2048));
   w.add_metadata("llama.embedding_length", u32(64));
@@ -526,6 +528,40 @@ TEST(TokenizerVsLlamaCpp, ByteLevelBpeLlama32) {
       << "llama.cpp's detokenize of the whole book differs from kiln's decode (after the clean-up)";
   EXPECT_TRUE(tok->decode(ids) == book) << "kiln's decode of the whole book is not the book";
   EXPECT_NE(llamacpp_clean_spaces(book), book);  // the book has such quotes: the clean-up was exercised
+  std::remove(model.c_str());
+}
+
+// A vocabulary kiln trained (tokenizer train on tiny-shakespeare, 4096 tokens, Llama 3
+// pre-tokenizer) in the same vocabulary-only GGUF: llama.cpp must load it and give kiln's ids.
+TEST(TokenizerVsLlamaCpp, ByteLevelBpeTrainedByKiln) {
+  KILN_REQUIRE_DATA(corpus_path, "tinyshakespeare.txt");
+  std::string why;
+  const std::string root = node_root(&why);
+  if (root.empty()) GTEST_SKIP() << why;
+
+  BpeWordCounts counts(bpe_pretokenizer_name("llama3"));
+  counts.add_file(corpus_path, 2);
+  BpeTrainOptions options;
+  options.vocab_size = 4096;
+  options.special_tokens.push_back("<|eom_id|>");
+  options.special_tokens.push_back("<|eot_id|>");
+  const Vocab trained = train_bpe(counts, options).vocab;
+  ASSERT_EQ(trained.size(), 4096);
+  const std::string model =
+      write_llama32_gguf(trained, test::temp_dir() + "/trained-vocab.gguf", "tiny-shakespeare BPE 4096 (vocabulary only)");
+  const std::unique_ptr<Tokenizer> tok = load_tokenizer(*GgufFile::open(model));
+
+  const std::string corpus = eval::read_text_file(corpus_path);
+  std::vector<std::string> texts = hard_strings();
+  for (std::string& r : random_strings(500, 20261207)) texts.push_back(std::move(r));
+  const std::size_t n_hard = texts.size();
+  std::vector<std::string> lines = book_lines(corpus);
+  for (std::size_t i = 0; i < lines.size() && i < 3000; ++i) texts.push_back(std::move(lines[i]));
+  std::vector<json> answers;
+  const Comparison c = compare_with_llamacpp(*tok, root, model, texts, true, "trained", {}, answers);
+  std::printf("byte-level BPE (kiln-trained 4096 vocabulary GGUF): %zu hard and random strings, %zu lines of tiny-shakespeare\n",
+              n_hard, texts.size() - n_hard);
+  report("byte-level BPE, kiln-trained", c);
   std::remove(model.c_str());
 }
 

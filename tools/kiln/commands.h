@@ -12,6 +12,7 @@ void register_eval_command(CLI::App& app);
 void register_quantize_command(CLI::App& app);
 void register_imatrix_command(CLI::App& app);
 void register_tokenize_commands(CLI::App& app);  // tokenize, detokenize
+void register_tokenizer_commands(CLI::App& app);  // tokenizer train
 void register_chat_command(CLI::App& app);
 void register_serve_command(CLI::App& app);
 void register_data_command(CLI::App& app);  // data prepare, data inspect

@@ -21,7 +21,11 @@ int main(int argc, char** argv) {
       "  kiln quantize model-f16.gguf model-q4_k_m.gguf Q4_K_M\n"
       "  kiln eval perplexity model.gguf --text wiki.txt\n"
       "  kiln tokenize model.gguf \"Hello world\"\n"
-      "  kiln data prepare --tokenizer model.gguf --out data/ corpus/\n\n"
+      "  kiln data prepare --tokenizer model.gguf --out data/ corpus/
+"
+      "  kiln tokenizer train --vocab-size 4096 --out tok/ corpus.txt
+
+"
       "Environment:\n"
       "  KILN_SIMD=scalar|avx2|avx512   use at most this SIMD path (default: the best the CPU has)\n"
       "  KILN_AMX=0                     do not use AMX tiles for prefill\n"
@@ -37,6 +41,7 @@ int main(int argc, char** argv) {
   kiln::cli::register_quantize_command(app);
   kiln::cli::register_imatrix_command(app);
   kiln::cli::register_tokenize_commands(app);
+  kiln::cli::register_tokenizer_commands(app);
   kiln::cli::register_chat_command(app);
   kiln::cli::register_serve_command(app);
   kiln::cli::register_data_command(app);
