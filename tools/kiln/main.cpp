@@ -21,11 +21,8 @@ int main(int argc, char** argv) {
       "  kiln quantize model-f16.gguf model-q4_k_m.gguf Q4_K_M\n"
       "  kiln eval perplexity model.gguf --text wiki.txt\n"
       "  kiln tokenize model.gguf \"Hello world\"\n"
-      "  kiln data prepare --tokenizer model.gguf --out data/ corpus/
-"
-      "  kiln tokenizer train --vocab-size 4096 --out tok/ corpus.txt
-
-"
+      "  kiln data prepare --tokenizer model.gguf --out data/ corpus/\n"
+      "  kiln tokenizer train --vocab-size 4096 --out tok/ corpus.txt\n\n"
       "Environment:\n"
       "  KILN_SIMD=scalar|avx2|avx512   use at most this SIMD path (default: the best the CPU has)\n"
       "  KILN_AMX=0                     do not use AMX tiles for prefill\n"
