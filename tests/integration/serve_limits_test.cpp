@@ -153,7 +153,11 @@ TEST(ServeLimits, AWaitingRequestIsServedWhileARequestOfManyChoicesRuns) {
                                                  {"ignore_eos", true},
                                                  {"stream", true}}
                                                 .dump()));
-  ASSERT_TRUE(a.fill_for(5000));
+  // Wait for A's first token: its choices then hold both slots, so B can only get one by
+  // preempting a choice of A (the response head alone can come before A's choices run).
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (a.pending().find("data: {") == std::string::npos && std::chrono::steady_clock::now() < until) a.fill_for(200);
+  ASSERT_NE(a.pending().find("data: {"), std::string::npos) << "A never streamed a token";
   Reply b = post(server.port(), "/v1/completions",
                  {{"model", kModel}, {"prompt", "Request B"}, {"max_tokens", 4}, {"ignore_eos", true}});
   EXPECT_EQ(b.status, 200) << b.raw;
