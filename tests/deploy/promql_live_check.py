@@ -54,7 +54,12 @@ class Prometheus:
             with urllib.request.urlopen(url, timeout=10) as r:
                 return json.loads(r.read())
         except urllib.error.HTTPError as e:
-            return json.loads(e.read() or b"{}")
+            # While it starts, Prometheus answers 503 with a plain-text body: not ready yet.
+            body = e.read()
+            try:
+                return json.loads(body or b"{}")
+            except ValueError:
+                return {"status": "unavailable", "error": body.decode("utf-8", "replace")[:200]}
         except (urllib.error.URLError, ConnectionError):
             return {"status": "unreachable"}
 

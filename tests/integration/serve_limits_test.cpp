@@ -153,8 +153,7 @@ TEST(ServeLimits, AWaitingRequestIsServedWhileARequestOfManyChoicesRuns) {
                                                  {"ignore_eos", true},
                                                  {"stream", true}}
                                                 .dump()));
-  // Wait for A's first token: its choices then hold both slots, so B can only get one by
-  // preempting a choice of A (the response head alone can come before A's choices run).
+  // Wait for A's first token, so that A is running when B arrives.
   const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(30);
   while (a.pending().find("data: {") == std::string::npos && std::chrono::steady_clock::now() < until) a.fill_for(200);
   ASSERT_NE(a.pending().find("data: {"), std::string::npos) << "A never streamed a token";
@@ -171,7 +170,9 @@ TEST(ServeLimits, AWaitingRequestIsServedWhileARequestOfManyChoicesRuns) {
   int finished = 0;
   for (std::size_t pos = 0; (pos = rest.body.find("\"finish_reason\":\"length\"", pos)) != std::string::npos; ++pos) ++finished;
   EXPECT_EQ(finished, 6);
-  EXPECT_GT(test::request(server.port(), "GET", "/stats").body["models"][0]["engine"]["preemptions_total"].get<int>(), 0);
+  // No check that B preempted one of A's choices: when B arrives, A's second slot may still be
+  // free (its next choice is admitted at the engine's next step), and B then takes it. The
+  // fairness asserted above holds either way; engine_test covers the preemption itself.
 }
 
 TEST(ServeLimits, TheContextIsTheTrainedOneWithinTheKvBudgetAndSaidAtStartup) {
