@@ -116,8 +116,8 @@ CompareResult compare_models(const std::string& base_path, const std::vector<std
   return result;
 }
 
-ScatterPlot compare_plot(const CompareResult& result, bool plot_ppl) {
-  ScatterPlot plot;
+Plot compare_plot(const CompareResult& result, bool plot_ppl) {
+  Plot plot;
   plot.x_label = "bits per weight (2-D weights)";
   if (plot_ppl) {
     plot.title = "Perplexity against size";

@@ -70,6 +70,6 @@ CompareResult compare_models(const std::string& base_path, const std::vector<std
 
 // The quality-against-size plot: KLD (log scale; the base, at KLD 0, is left out) or PPL
 // (linear, base included) against bits per weight.
-ScatterPlot compare_plot(const CompareResult& result, bool plot_ppl);
+Plot compare_plot(const CompareResult& result, bool plot_ppl);
 
 }  // namespace kiln::eval

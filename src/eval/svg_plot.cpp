@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <iterator>
 #include <unistd.h>
 
 #include "core/error.h"
@@ -64,10 +65,14 @@ std::vector<double> nice_ticks(double lo, double hi, int target) {
   return ticks;
 }
 
-std::string render_svg(const ScatterPlot& plot) {
-  KILN_CHECK(!plot.points.empty(), "plot '{}' has no points", plot.title);
-  double x0 = plot.points[0].x, x1 = x0, y0 = plot.points[0].y, y1 = y0;
-  for (const PlotPoint& p : plot.points) {
+std::string render_svg(const Plot& plot) {
+  // Every point and every line point bounds the axes.
+  std::vector<PlotPoint> all = plot.points;
+  for (const PlotLine& line : plot.lines)
+    for (const auto& [x, y] : line.points) all.push_back(PlotPoint{x, y, line.name});
+  KILN_CHECK(!all.empty(), "plot '{}' has no points", plot.title);
+  double x0 = all[0].x, x1 = x0, y0 = all[0].y, y1 = y0;
+  for (const PlotPoint& p : all) {
     KILN_CHECK(std::isfinite(p.x) && std::isfinite(p.y), "plot '{}': point '{}' is not finite ({}, {})", plot.title,
                p.label, p.x, p.y);
     KILN_CHECK(!plot.log_y || p.y > 0, "plot '{}': point '{}' has y = {}, which a log scale cannot show", plot.title,
@@ -140,6 +145,23 @@ std::string render_svg(const ScatterPlot& plot) {
        escape_xml(plot.x_label) + "</text>\n";
   s += "<text transform=\"translate(22," + num(kTop + ph / 2) + ") rotate(-90)\" text-anchor=\"middle\">" +
        escape_xml(plot.y_label + (plot.log_y ? " (log scale)" : "")) + "</text>\n";
+  // Lines, each a polyline in its own colour, named in a legend at the top right of the frame.
+  static constexpr const char* kLineColours[] = {"#1f6fb2", "#d1495b", "#2e933c", "#edae49", "#6a4c93", "#555555"};
+  for (std::size_t i = 0; i < plot.lines.size(); ++i) {
+    const PlotLine& line = plot.lines[i];
+    const char* colour = kLineColours[i % std::size(kLineColours)];
+    if (line.points.empty()) continue;
+    std::string pts;
+    for (const auto& [x, y] : line.points) pts += num(px(x)) + "," + num(py(y)) + " ";
+    s += "<polyline fill=\"none\" stroke=\"" + std::string(colour) + "\" stroke-width=\"1.8\" points=\"" + pts + "\"/>\n";
+    if (line.points.size() == 1)
+      s += "<circle cx=\"" + num(px(line.points[0].first)) + "\" cy=\"" + num(py(line.points[0].second)) +
+           "\" r=\"3\" fill=\"" + colour + "\"/>\n";
+    const double ly = kTop + 18 + 18 * static_cast<double>(i);
+    s += "<line x1=\"" + num(kLeft + pw - 150) + "\" x2=\"" + num(kLeft + pw - 126) + "\" y1=\"" + num(ly - 4) +
+         "\" y2=\"" + num(ly - 4) + "\" stroke=\"" + colour + "\" stroke-width=\"2.5\"/>\n";
+    s += "<text x=\"" + num(kLeft + pw - 120) + "\" y=\"" + num(ly) + "\">" + escape_xml(line.name) + "</text>\n";
+  }
   // Points, each with its name; labels left of the point when it is in the right third.
   s += "<g>\n";
   for (const PlotPoint& p : plot.points) {
@@ -153,7 +175,7 @@ std::string render_svg(const ScatterPlot& plot) {
   return s;
 }
 
-void write_svg(const std::string& path, const ScatterPlot& plot) {
+void write_svg(const std::string& path, const Plot& plot) {
   const std::string svg = render_svg(plot);
   const std::string temp = path + ".tmp-" + std::to_string(::getpid());
   std::FILE* f = std::fopen(temp.c_str(), "wb");

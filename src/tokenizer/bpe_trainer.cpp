@@ -17,6 +17,7 @@
 #include "format/gguf_writer.h"
 #include "tokenizer/byte_unicode.h"
 #include "tokenizer/pretokenizer.h"
+#include "tokenizer/vocab_gguf.h"
 
 namespace kiln {
 namespace {
@@ -393,30 +394,7 @@ void write_hf_tokenizer_config(const Vocab& vocab, const std::string& path) {
 void write_tokenizer_gguf(const Vocab& vocab, const std::string& path) {
   GgufWriter w;
   w.add_metadata("general.type", gguf_value::string("tokenizer"));
-  w.add_metadata("tokenizer.ggml.model", gguf_value::string(vocab.model));
-  w.add_metadata("tokenizer.ggml.pre", gguf_value::string(vocab.pre));
-  GgufArray tokens;
-  tokens.elem_type = GgufType::String;
-  tokens.strings = vocab.tokens;
-  w.add_metadata("tokenizer.ggml.tokens", gguf_value::array(std::move(tokens)));
-  GgufArray types;
-  types.elem_type = GgufType::I32;
-  for (const TokenType t : vocab.types) types.ints.push_back(static_cast<std::int64_t>(t));
-  w.add_metadata("tokenizer.ggml.token_type", gguf_value::array(std::move(types)));
-  GgufArray merges;
-  merges.elem_type = GgufType::String;
-  for (const auto& [l, r] : vocab.merges) merges.strings.push_back(l + " " + r);
-  w.add_metadata("tokenizer.ggml.merges", gguf_value::array(std::move(merges)));
-  if (vocab.bos_id >= 0)
-    w.add_metadata("tokenizer.ggml.bos_token_id", gguf_value::u32(static_cast<std::uint32_t>(vocab.bos_id)));
-  if (vocab.eos_id >= 0)
-    w.add_metadata("tokenizer.ggml.eos_token_id", gguf_value::u32(static_cast<std::uint32_t>(vocab.eos_id)));
-  if (vocab.eot_id >= 0)
-    w.add_metadata("tokenizer.ggml.eot_token_id", gguf_value::u32(static_cast<std::uint32_t>(vocab.eot_id)));
-  if (vocab.eom_id >= 0)
-    w.add_metadata("tokenizer.ggml.eom_token_id", gguf_value::u32(static_cast<std::uint32_t>(vocab.eom_id)));
-  w.add_metadata("tokenizer.ggml.add_bos_token", gguf_value::boolean(vocab.add_bos));
-  w.add_metadata("tokenizer.ggml.add_eos_token", gguf_value::boolean(vocab.add_eos));
+  add_vocab_metadata(w, vocab);
   w.write(path);
 }
 

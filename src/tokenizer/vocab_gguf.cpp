@@ -1,4 +1,7 @@
-// Vocab::from_gguf: the tokenizer.ggml.* keys of a GGUF file, as llama.cpp writes them.
+// Vocab::from_gguf and add_vocab_metadata: the tokenizer.ggml.* keys of a GGUF file, as llama.cpp
+// writes and reads them.
+#include "tokenizer/vocab_gguf.h"
+
 #include <limits>
 
 #include "core/error.h"
@@ -104,6 +107,48 @@ Vocab Vocab::from_gguf(const GgufFile& gguf) {
 
   vocab.finalize(gguf.path());
   return vocab;
+}
+
+void add_vocab_metadata(GgufWriter& w, const Vocab& vocab) {
+  using namespace gguf_value;
+  KILN_CHECK(vocab.pre_patterns.empty() || !vocab.pre.empty(),
+             "{}: the tokenizer's pre-tokenizer is spelled out as patterns without a name, which a GGUF cannot "
+             "carry (use the tokenizer's GGUF file, e.g. the tokenizer.gguf of kiln tokenizer train)",
+             vocab.source);
+  w.add_metadata("tokenizer.ggml.model", string(vocab.model));
+  if (!vocab.pre.empty()) w.add_metadata("tokenizer.ggml.pre", string(vocab.pre));
+  GgufArray tokens;
+  tokens.elem_type = GgufType::String;
+  tokens.strings = vocab.tokens;
+  w.add_metadata("tokenizer.ggml.tokens", array(std::move(tokens)));
+  if (vocab.model == "llama") {
+    GgufArray scores;
+    scores.elem_type = GgufType::F32;
+    scores.floats.assign(vocab.scores.begin(), vocab.scores.end());
+    w.add_metadata("tokenizer.ggml.scores", array(std::move(scores)));
+  }
+  GgufArray types;
+  types.elem_type = GgufType::I32;
+  for (const TokenType t : vocab.types) types.ints.push_back(static_cast<std::int64_t>(t));
+  w.add_metadata("tokenizer.ggml.token_type", array(std::move(types)));
+  if (!vocab.merges.empty()) {
+    GgufArray merges;
+    merges.elem_type = GgufType::String;
+    for (const auto& [l, r] : vocab.merges) merges.strings.push_back(l + " " + r);
+    w.add_metadata("tokenizer.ggml.merges", array(std::move(merges)));
+  }
+  auto id = [&](const char* key, std::int32_t value) {
+    if (value >= 0) w.add_metadata(key, u32(static_cast<std::uint32_t>(value)));
+  };
+  id("tokenizer.ggml.bos_token_id", vocab.bos_id);
+  id("tokenizer.ggml.eos_token_id", vocab.eos_id);
+  id("tokenizer.ggml.unknown_token_id", vocab.unk_id);
+  id("tokenizer.ggml.padding_token_id", vocab.pad_id);
+  id("tokenizer.ggml.eot_token_id", vocab.eot_id);
+  id("tokenizer.ggml.eom_token_id", vocab.eom_id);
+  w.add_metadata("tokenizer.ggml.add_bos_token", boolean(vocab.add_bos));
+  w.add_metadata("tokenizer.ggml.add_eos_token", boolean(vocab.add_eos));
+  w.add_metadata("tokenizer.ggml.add_space_prefix", boolean(vocab.add_space_prefix));
 }
 
 }  // namespace kiln

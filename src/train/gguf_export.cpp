@@ -5,6 +5,7 @@
 #include "core/error.h"
 #include "core/half.h"
 #include "format/gguf_writer.h"
+#include "tokenizer/vocab_gguf.h"
 
 namespace kiln::train {
 
@@ -34,6 +35,11 @@ void export_gguf(const LlamaTrainingModel& model, const std::string& path, const
   if (options.tokenizer != nullptr)
     for (const auto& [key, value] : options.tokenizer->metadata())
       if (key.rfind("tokenizer.", 0) == 0) w.add_metadata(key, value);
+  if (options.tokenizer == nullptr && options.vocab != nullptr) {
+    KILN_CHECK(options.vocab->size() == c.n_vocab, "the tokenizer has {} tokens, the model {}: they must be equal",
+               options.vocab->size(), c.n_vocab);
+    add_vocab_metadata(w, *options.vocab);
+  }
 
   const float* params = model.params();
   const ParameterTable& table = model.table();

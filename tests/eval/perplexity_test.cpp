@@ -527,7 +527,7 @@ TEST(EvalCompare, MatrixWeightsCountTwoDimensionalTensorsOnly) {
 TEST(SvgPlot, NiceTicksAndAWellFormedDocument) {
   EXPECT_EQ(nice_ticks(0, 10, 5), (std::vector<double>{0, 2, 4, 6, 8, 10}));
   EXPECT_EQ(nice_ticks(3.3, 16.4, 7), (std::vector<double>{4, 6, 8, 10, 12, 14, 16}));
-  ScatterPlot p;
+  Plot p;
   p.title = "KLD <vs> size & more";
   p.x_label = "bits";
   p.y_label = "KLD";
@@ -547,6 +547,30 @@ TEST(SvgPlot, NiceTicksAndAWellFormedDocument) {
   expect_one_line_error([&] { render_svg(p); }, "log scale cannot show");
   p.points.clear();
   expect_one_line_error([&] { render_svg(p); }, "has no points");
+}
+
+TEST(SvgPlot, LinesAreDrawnInOrderAndNamedInTheLegend) {
+  Plot p;
+  p.title = "loss";
+  p.x_label = "step";
+  p.y_label = "loss";
+  p.lines = {{"train", {{0, 8.3}, {10, 5.0}, {20, 4.1}}}, {"validation <val>", {{20, 4.4}}}};
+  const std::string svg = render_svg(p);
+  std::size_t polylines = 0;
+  for (std::size_t at = svg.find("<polyline"); at != std::string::npos; at = svg.find("<polyline", at + 1)) ++polylines;
+  EXPECT_EQ(polylines, 2u);
+  EXPECT_NE(svg.find(">train</text>"), std::string::npos);
+  EXPECT_NE(svg.find(">validation &lt;val&gt;</text>"), std::string::npos);
+  // The first line's points go left to right: step 0 at the frame's left, step 20 at its right.
+  const std::size_t first = svg.find("points=\"");
+  ASSERT_NE(first, std::string::npos);
+  const double x_first = std::stod(svg.substr(first + 8));
+  const std::size_t last_space = svg.rfind(' ', svg.find('"', first + 8) - 1);
+  const std::size_t prev_space = svg.rfind(' ', last_space - 1);
+  const double x_last = std::stod(svg.substr(prev_space + 1));
+  EXPECT_LT(x_first, x_last);
+  p.lines[0].points.push_back({30, std::nan("")});
+  expect_one_line_error([&] { render_svg(p); }, "is not finite");
 }
 
 }  // namespace
