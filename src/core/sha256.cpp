@@ -1,5 +1,6 @@
 #include "core/sha256.h"
 
+#include <algorithm>
 #include <cstring>
 
 namespace kiln {
@@ -39,24 +40,44 @@ void compress(std::uint32_t* h, const unsigned char* block) {
 
 }  // namespace
 
-std::array<std::uint8_t, 32> sha256(std::string_view data) {
-  std::uint32_t h[8] = {0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19};
-  const auto* bytes = reinterpret_cast<const unsigned char*>(data.data());
-  std::size_t full = data.size() / 64;
-  for (std::size_t i = 0; i < full; ++i) compress(h, bytes + 64 * i);
+Sha256::Sha256() : h_{0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19} {}
+
+void Sha256::update(const void* data, std::size_t n) {
+  if (n == 0) return;  // data may then be null, which memcpy must not see
+  const auto* bytes = static_cast<const unsigned char*>(data);
+  total_ += n;
+  if (buffered_ > 0) {
+    const std::size_t take = std::min(n, 64 - buffered_);
+    std::memcpy(block_ + buffered_, bytes, take);
+    buffered_ += take, bytes += take, n -= take;
+    if (buffered_ < 64) return;
+    compress(h_, block_);
+    buffered_ = 0;
+  }
+  for (; n >= 64; bytes += 64, n -= 64) compress(h_, bytes);
+  std::memcpy(block_, bytes, n);
+  buffered_ = n;
+}
+
+std::array<std::uint8_t, 32> Sha256::finish() {
   // The tail, a 1 bit, zeros, and the length in bits (big-endian): one or two more blocks.
   unsigned char tail[128] = {};
-  const std::size_t rest = data.size() - 64 * full;
-  std::memcpy(tail, bytes + 64 * full, rest);
-  tail[rest] = 0x80;
-  const std::size_t tail_len = rest < 56 ? 64 : 128;
-  const std::uint64_t bits = static_cast<std::uint64_t>(data.size()) * 8;
+  std::memcpy(tail, block_, buffered_);
+  tail[buffered_] = 0x80;
+  const std::size_t tail_len = buffered_ < 56 ? 64 : 128;
+  const std::uint64_t bits = total_ * 8;
   for (int i = 0; i < 8; ++i) tail[tail_len - 1 - i] = static_cast<unsigned char>(bits >> (8 * i));
-  for (std::size_t off = 0; off < tail_len; off += 64) compress(h, tail + off);
+  for (std::size_t off = 0; off < tail_len; off += 64) compress(h_, tail + off);
   std::array<std::uint8_t, 32> out;
   for (int i = 0; i < 8; ++i)
-    for (int j = 0; j < 4; ++j) out[4 * i + j] = static_cast<std::uint8_t>(h[i] >> (24 - 8 * j));
+    for (int j = 0; j < 4; ++j) out[4 * i + j] = static_cast<std::uint8_t>(h_[i] >> (24 - 8 * j));
   return out;
+}
+
+std::array<std::uint8_t, 32> sha256(std::string_view data) {
+  Sha256 hash;
+  hash.update(data.data(), data.size());
+  return hash.finish();
 }
 
 std::string sha256_hex(std::string_view data) {

@@ -4,7 +4,7 @@
 
 namespace kiln::train {
 
-ParameterTable::ParameterTable(const LlamaConfig& c) {
+ParameterTable::ParameterTable(const LlamaConfig& c) : config_(c) {
   if (c.n_vocab <= 0 || c.n_embd <= 0 || c.n_layer <= 0 || c.n_head <= 0 || c.n_head_kv <= 0 || c.n_ff <= 0 ||
       c.head_dim <= 0)
     fail("a model to train needs positive sizes (vocabulary {}, width {}, layers {}, heads {}/{}, ffn {})", c.n_vocab,

@@ -33,6 +33,8 @@ class ParameterTable {
   // order. A tied output shares token_embd's entry.
   explicit ParameterTable(const LlamaConfig& config);
 
+  // The config the table was laid out for (a checkpoint is checked against it).
+  const LlamaConfig& config() const { return config_; }
   const std::vector<ParameterInfo>& entries() const { return entries_; }
   std::int64_t total() const { return total_; }  // floats in each buffer
   // Throws kiln::Error when there is no tensor of that name.
@@ -46,6 +48,7 @@ class ParameterTable {
  private:
   std::int64_t add(std::string name, std::int64_t rows, std::int64_t cols, bool decay);
 
+  LlamaConfig config_;
   std::vector<ParameterInfo> entries_;
   std::vector<LayerOffsets> layers_;
   std::int64_t total_ = 0;

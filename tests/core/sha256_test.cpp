@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <string>
 
 namespace kiln {
@@ -18,6 +19,23 @@ TEST(Sha256, KnownDigests) {
   EXPECT_EQ(sha256_hex(std::string(63, 'a')), "7d3e74a05d7db15bce4ad9ec0658ea98e3f06eeecf16b4c6fff2da457ddc2f34");
   EXPECT_EQ(sha256_hex(std::string(64, 'a')), "ffe054fe7ae0cb6dc65c3af9b61d5209f439851db43d0ba5997337df154668eb");
   EXPECT_EQ(sha256_hex(std::string(1000000, 'a')), "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0");
+}
+
+// Fed in pieces of every size from 1 to 130 bytes (across block boundaries, into a partly filled
+// block), the digest equals the one-shot digest of the whole.
+TEST(Sha256, IncrementalEqualsOneShot) {
+  std::string data(1000, '\0');
+  for (std::size_t i = 0; i < data.size(); ++i) data[i] = static_cast<char>(i * 31 + 7);
+  const auto whole = sha256(data);
+  for (std::size_t piece = 1; piece <= 130; ++piece) {
+    Sha256 hash;
+    for (std::size_t at = 0; at < data.size(); at += piece)
+      hash.update(data.data() + at, std::min(piece, data.size() - at));
+    EXPECT_EQ(hash.finish(), whole) << "pieces of " << piece;
+  }
+  Sha256 empty;
+  empty.update(nullptr, 0);
+  EXPECT_EQ(empty.finish(), sha256(""));
 }
 
 }  // namespace kiln
