@@ -3,8 +3,11 @@
 
 GGUF seeds cover every metadata value type, nested arrays, both versions, a custom alignment,
 known, block-quantized and unknown tensor types, and a file without tensors. llama2.c seeds are
-tiny checkpoints with a shared and a separate classifier.
+tiny checkpoints with a shared and a separate classifier. Training checkpoint seeds are tiny
+models with a tied and a separate output.
 """
+import hashlib
+import json
 import os
 import struct
 
@@ -125,3 +128,55 @@ def token_shard(docs, vocab_size):
 write("data_shard_fuzz", "two_byte.tokens", token_shard([[1, 5, 6, 7], [], [1, 31999]], 32000))
 write("data_shard_fuzz", "four_byte.tokens", token_shard([[70000, 0, 65536]], 128256))
 write("data_shard_fuzz", "empty.tokens", token_shard([], 10))
+
+
+def parameter_table(n_vocab, n_embd, n_layer, q_dim, kv_dim, n_ff, tied):
+    """train::ParameterTable's layout: GGUF order, each tensor at a multiple of 16 floats."""
+    tensors, total = [], 0
+
+    def add(name, rows, cols):
+        nonlocal total
+        tensors.append({"name": name, "rows": rows, "cols": cols, "offset": total})
+        total += (rows * cols + 15) // 16 * 16
+
+    add("token_embd.weight", n_vocab, n_embd)
+    for layer in range(n_layer):
+        p = "blk.%d." % layer
+        add(p + "attn_norm.weight", 1, n_embd)
+        add(p + "attn_q.weight", q_dim, n_embd)
+        add(p + "attn_k.weight", kv_dim, n_embd)
+        add(p + "attn_v.weight", kv_dim, n_embd)
+        add(p + "attn_output.weight", n_embd, q_dim)
+        add(p + "ffn_norm.weight", 1, n_embd)
+        add(p + "ffn_gate.weight", n_ff, n_embd)
+        add(p + "ffn_up.weight", n_ff, n_embd)
+        add(p + "ffn_down.weight", n_embd, n_ff)
+    add("output_norm.weight", 1, n_embd)
+    if not tied:
+        add("output.weight", n_vocab, n_embd)
+    return tensors, total
+
+
+def f32(x):
+    return struct.unpack("<f", struct.pack("<f", x))[0]
+
+
+def training_checkpoint(n_vocab, n_embd, n_layer, n_head, n_head_kv, n_ff, tied, step, cursor):
+    """A kiln training checkpoint (docs/formats.md, "Training checkpoints")."""
+    head_dim = n_embd // n_head
+    config = {"arch": "llama", "name": "seed", "n_vocab": n_vocab, "n_embd": n_embd, "n_layer": n_layer,
+              "n_head": n_head, "n_head_kv": n_head_kv, "head_dim": head_dim, "n_ff": n_ff, "n_ctx_train": 16,
+              "n_rot": head_dim, "rms_eps": f32(1e-5), "rope_theta": 10000.0, "rope_scale": 1.0,
+              "rope_layout": "interleaved", "qkv_bias": False, "tied_output": tied}
+    tensors, total = parameter_table(n_vocab, n_embd, n_layer, n_head * head_dim, n_head_kv * head_dim, n_ff, tied)
+    data = b"".join(struct.pack("<%df" % total, *[((i * k) % 13) / 8.0 - 0.75 for i in range(total)]) for k in (1, 3, 5))
+    header = json.dumps({"config": config, "step": step, "seed": 1234, "cursor": {"epoch": cursor[0], "position": cursor[1]},
+                         "run": {"loss": [4.5, 3.25], "options": {"lr": 0.001}}, "tensors": tensors,
+                         "total_floats": total, "sha256": hashlib.sha256(data).hexdigest()},
+                        sort_keys=True, separators=(",", ":")).encode()
+    out = b"KILNCKPT" + struct.pack("<IIQ", 1, 0, len(header)) + hashlib.sha256(header).digest() + header
+    return out + b"\0" * (-len(out) % 64) + data
+
+
+write("checkpoint_fuzz", "tied.ckpt", training_checkpoint(8, 4, 1, 2, 1, 8, True, 10, (0, 3)))
+write("checkpoint_fuzz", "separate_output.ckpt", training_checkpoint(6, 4, 2, 2, 2, 4, False, 0, (2, 0)))

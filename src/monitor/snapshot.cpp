@@ -7,9 +7,10 @@ namespace kiln::monitor {
 namespace {
 
 bool matches(const prometheus::ClientMetric& m, const Labels& match) {
-  for (const auto& [name, value] : match) {
+  // Not a structured binding: clang before 16 cannot capture one in a lambda.
+  for (const auto& wanted : match) {
     const bool found = std::any_of(m.label.begin(), m.label.end(), [&](const prometheus::ClientMetric::Label& l) {
-      return l.name == name && l.value == value;
+      return l.name == wanted.first && l.value == wanted.second;
     });
     if (!found) return false;
   }
