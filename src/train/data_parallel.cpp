@@ -41,11 +41,12 @@ void check_mpi(int rc, const char* call) {
 }
 
 // Calls fn(pointer to the chunk, items in it) over [data, data + n) in chunks of at most
-// max_chunk items: MPI counts are int, a gradient buffer may hold more than INT_MAX floats.
+// max_bytes bytes (and at most INT_MAX items: MPI counts are int).
 template <typename T, typename Fn>
-void for_each_chunk(T* data, std::int64_t n, std::int64_t max_chunk, Fn&& fn) {
+void for_each_chunk(T* data, std::int64_t n, std::int64_t max_bytes, Fn&& fn) {
+  const std::int64_t max_items = std::clamp<std::int64_t>(max_bytes / static_cast<std::int64_t>(sizeof(T)), 1, INT_MAX);
   for (std::int64_t done = 0; done < n;) {
-    const std::int64_t count = std::min(n - done, max_chunk);
+    const std::int64_t count = std::min(n - done, max_items);
     fn(data + done, static_cast<int>(count));
     done += count;
   }
@@ -65,7 +66,7 @@ DataParallel& DataParallel::instance() {
   return dp;
 }
 
-DataParallel::DataParallel() : max_chunk_(INT_MAX) {
+DataParallel::DataParallel() {
   if (!launched_by_mpi()) return;
   int provided = 0;
   check_mpi(MPI_Init_thread(nullptr, nullptr, MPI_THREAD_FUNNELED, &provided), "MPI_Init_thread");
@@ -93,32 +94,37 @@ DataParallel::~DataParallel() {
   if (!finalized) MPI_Finalize();
 }
 
-void DataParallel::set_max_chunk(std::int64_t items) {
-  KILN_CHECK(items >= 1 && items <= INT_MAX, "data parallel: chunk of {} items (expected 1 to {})", items, INT_MAX);
-  max_chunk_ = items;
+void DataParallel::set_max_chunk_bytes(std::int64_t bytes) {
+  KILN_CHECK(bytes >= 8, "data parallel: chunks of {} bytes (expected at least 8)", bytes);
+  max_chunk_bytes_ = bytes;
 }
 
 void DataParallel::average(float* data, std::int64_t n) {
   check_buffer(data, n, "average");
   if (!mpi_) return;
-  for_each_chunk(data, n, max_chunk_, [](float* p, int count) {
-    check_mpi(MPI_Allreduce(MPI_IN_PLACE, p, count, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD), "MPI_Allreduce");
-  });
-  // Divided, not multiplied by 1/size: the result is the correctly rounded mean of the sum.
   const auto ranks = static_cast<float>(size_);
-  for (std::int64_t i = 0; i < n; ++i) data[i] /= ranks;
+  for_each_chunk(data, n, max_chunk_bytes_, [ranks](float* p, int count) {
+    check_mpi(MPI_Allreduce(MPI_IN_PLACE, p, count, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD), "MPI_Allreduce");
+    // Divided while the chunk is still in cache, and divided rather than multiplied by 1/size:
+    // the result is the correctly rounded quotient of the sum.
+    for (int i = 0; i < count; ++i) p[i] /= ranks;
+  });
 }
 
 void DataParallel::average(double* data, std::int64_t n) {
-  sum(data, n);
+  check_buffer(data, n, "average");
+  if (!mpi_) return;
   const auto ranks = static_cast<double>(size_);
-  for (std::int64_t i = 0; i < n; ++i) data[i] /= ranks;
+  for_each_chunk(data, n, max_chunk_bytes_, [ranks](double* p, int count) {
+    check_mpi(MPI_Allreduce(MPI_IN_PLACE, p, count, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD), "MPI_Allreduce");
+    for (int i = 0; i < count; ++i) p[i] /= ranks;
+  });
 }
 
 void DataParallel::sum(double* data, std::int64_t n) {
   check_buffer(data, n, "sum");
   if (!mpi_) return;
-  for_each_chunk(data, n, max_chunk_, [](double* p, int count) {
+  for_each_chunk(data, n, max_chunk_bytes_, [](double* p, int count) {
     check_mpi(MPI_Allreduce(MPI_IN_PLACE, p, count, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD), "MPI_Allreduce");
   });
 }
@@ -127,7 +133,7 @@ void DataParallel::broadcast(void* data, std::int64_t bytes, int root) {
   check_buffer(data, bytes, "broadcast");
   KILN_CHECK(root >= 0 && root < size_, "data parallel: broadcast from rank {} of {}", root, size_);
   if (!mpi_) return;
-  for_each_chunk(static_cast<char*>(data), bytes, max_chunk_, [root](char* p, int count) {
+  for_each_chunk(static_cast<char*>(data), bytes, max_chunk_bytes_, [root](char* p, int count) {
     check_mpi(MPI_Bcast(p, count, MPI_BYTE, root, MPI_COMM_WORLD), "MPI_Bcast");
   });
 }

@@ -80,14 +80,15 @@ TEST(MpiDataParallel, TwoRanksAverageSumBroadcastAndCheckExactly) {
   EXPECT_EQ(dp.is_root(), rank == 0);
 
   // Rank r holds i·(r+1): the mean over ranks is 1.5·i, exact in float for these i. Once in one
-  // MPI call, once in chunks of 7 items (100 is not a multiple: the last chunk is short).
-  for (const std::int64_t chunk : {std::int64_t{2147483647}, std::int64_t{7}}) {
-    dp.set_max_chunk(chunk);
+  // MPI call, once in chunks of 28 bytes (7 floats, 3 doubles: the last chunk of each is short).
+  const std::int64_t default_chunk = dp.max_chunk_bytes();
+  for (const std::int64_t chunk : {default_chunk, std::int64_t{28}}) {
+    dp.set_max_chunk_bytes(chunk);
     std::vector<float> grads(100);
     for (std::size_t i = 0; i < grads.size(); ++i) grads[i] = static_cast<float>(i) * static_cast<float>(rank + 1);
     dp.average(grads.data(), static_cast<std::int64_t>(grads.size()));
     for (std::size_t i = 0; i < grads.size(); ++i)
-      ASSERT_EQ(grads[i], 1.5f * static_cast<float>(i)) << "item " << i << ", chunks of " << chunk;
+      ASSERT_EQ(grads[i], 1.5f * static_cast<float>(i)) << "item " << i << ", chunks of " << chunk << " bytes";
 
     std::vector<double> stats = {static_cast<double>(rank + 1), 1000.0 * rank, -0.25};
     dp.average(stats.data(), 3);
@@ -105,7 +106,7 @@ TEST(MpiDataParallel, TwoRanksAverageSumBroadcastAndCheckExactly) {
     dp.broadcast(step.data(), 4, 1);
     EXPECT_EQ(step[0], 12345);
   }
-  dp.set_max_chunk(2147483647);
+  dp.set_max_chunk_bytes(default_chunk);
 
   EXPECT_NO_THROW(dp.check_same(0xfeedULL, "the config hash"));
   try {

@@ -56,9 +56,9 @@ TEST(DataParallel, RefusesBadArguments) {
   EXPECT_THROW(dp.sum(nullptr, 2), Error);
   EXPECT_THROW(dp.broadcast(&x, 4, dp.size()), Error);
   EXPECT_THROW(dp.broadcast(&x, 4, -1), Error);
-  EXPECT_THROW(dp.set_max_chunk(0), Error);
-  EXPECT_THROW(dp.set_max_chunk(std::int64_t{1} << 31), Error);
-  EXPECT_EQ(dp.max_chunk(), 2147483647);
+  EXPECT_THROW(dp.set_max_chunk_bytes(0), Error);
+  EXPECT_THROW(dp.set_max_chunk_bytes(7), Error);
+  EXPECT_EQ(dp.max_chunk_bytes(), 4 << 20);
 }
 
 TEST(RankSlice, CoversEveryItemOnceInOrderWithBalancedCounts) {
