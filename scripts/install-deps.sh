@@ -2,7 +2,7 @@
 # Installs what kiln needs on Debian 12, in two tiers:
 #   scripts/install-deps.sh          to build and run kiln: compiler, CMake, Ninja and the libraries
 #                                    kiln links (CLI11, nlohmann-json, fmt, PCRE2, Boost headers,
-#                                    prometheus-cpp)
+#                                    prometheus-cpp, Open MPI) and mpirun
 #   scripts/install-deps.sh --test   also what the tests and benchmarks use: GoogleTest, Google
 #                                    Benchmark, clang with libFuzzer, Python references
 #                                    (sentencepiece, Jinja2, PyYAML, PyTorch), Prometheus and promtool, Chromium,
@@ -22,6 +22,7 @@ DEBIAN_PACKAGES=(
   libpcre2-dev                            # byte-level BPE pre-tokenizer regexes
   libboost-dev                            # Boost.Asio + Boost.Beast (header-only) for kiln serve
   prometheus-cpp-dev                      # the metrics registry and its text format (src/monitor/)
+  libopenmpi-dev openmpi-bin              # data-parallel training: kiln links Open MPI, mpirun launches the ranks
 )
 if [ "$with_tests" -eq 1 ]; then
   DEBIAN_PACKAGES+=(
