@@ -1,5 +1,6 @@
 #include "train/llama_training_model.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -243,20 +244,28 @@ void LlamaTrainingModel::backward(const TokenBatch& batch) {
   float* dx = dx_.resize(sz(N * E));
   float* dxn = dxn_.resize(sz(N * E));
 
+  // RMSNorm backward over every row: dx (+)= through the norm, and the gain's gradient, a sum
+  // over rows. The rows are summed in fixed chunks whose partial sums are added in chunk order,
+  // so that the gradient does not depend on which worker ran which rows, nor on the number of
+  // threads: a run resumed from a checkpoint repeats the uninterrupted one bit for bit.
+  constexpr std::int64_t kNormChunk = 32;
+  const std::int64_t norm_chunks = (N + kNormChunk - 1) / kNormChunk;
+  std::vector<float> norm_partial(sz(norm_chunks * E));  // (norm_chunks, E)
+  auto norm_backward = [&](const float* x, const float* rstd, std::int64_t gain) {
+    std::fill(norm_partial.begin(), norm_partial.end(), 0.0f);
+    pool_.parallel_for(norm_chunks, [&](std::int64_t chunk, int) {
+      float* dw = norm_partial.data() + chunk * E;
+      for (std::int64_t r = chunk * kNormChunk; r < std::min(N, (chunk + 1) * kNormChunk); ++r)
+        rms_norm_backward(x + r * E, P + gain, rstd[r], dxn + r * E, dx + r * E, dw, E);
+    });
+    for (std::int64_t chunk = 0; chunk < norm_chunks; ++chunk)
+      for (std::int64_t i = 0; i < E; ++i) G[gain + i] += norm_partial[sz(chunk * E + i)];
+  };
+
   // Output layer and final norm. logits_ holds dL/dlogits.
   matmul_backward(xn_final_.data(), logits_.data(), N, E, table_.output(), V, dxn, false);
   std::memset(dx, 0, sz(N * E) * sizeof(float));
-  {
-    // The norm's gain gradient is a sum over rows: each worker sums its own rows first.
-    std::vector<std::vector<float>> dw(sz(pool_.size()), std::vector<float>(sz(E), 0.0f));
-    const float* xf = x_final_.data();
-    const float* rstdf = rstd_final_.data();
-    pool_.parallel_for(N, [&](std::int64_t r, int w) {
-      rms_norm_backward(xf + r * E, P + table_.output_norm(), rstdf[r], dxn + r * E, dx + r * E, dw[sz(w)].data(), E);
-    }, 16);
-    for (const auto& part : dw)
-      for (std::int64_t i = 0; i < E; ++i) G[table_.output_norm() + i] += part[sz(i)];
-  }
+  norm_backward(x_final_.data(), rstd_final_.data(), table_.output_norm());
 
   float* dq = dq_.resize(sz(N * QD));
   float* dk = dk_.resize(sz(N * KVD));
@@ -265,14 +274,6 @@ void LlamaTrainingModel::backward(const TokenBatch& batch) {
   float* dh = dh_.resize(sz(N * F));
   float* dgate = dgate_.resize(sz(N * F));
   float* dup = dup_.resize(sz(N * F));
-  auto norm_backward = [&](const float* x, const float* rstd, std::int64_t gain) {
-    std::vector<std::vector<float>> dw(sz(pool_.size()), std::vector<float>(sz(E), 0.0f));
-    pool_.parallel_for(N, [&](std::int64_t r, int w) {
-      rms_norm_backward(x + r * E, P + gain, rstd[r], dxn + r * E, dx + r * E, dw[sz(w)].data(), E);
-    }, 16);
-    for (const auto& part : dw)
-      for (std::int64_t i = 0; i < E; ++i) G[gain + i] += part[sz(i)];
-  };
 
   for (int il = c.n_layer - 1; il >= 0; --il) {
     const LayerOffsets& o = table_.layer(il);

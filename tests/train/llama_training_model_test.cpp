@@ -112,6 +112,29 @@ TEST(LlamaTrainingModel, Bf16ProductsAgreeWithF32) {
   EXPECT_GT(dot / std::sqrt(n32 * n16), 0.999);  // the same direction, to bf16's precision
 }
 
+// The gradient is a function of the weights and the batch alone: not of which worker ran which
+// rows, nor of the number of threads (sums over rows go in a fixed order). Resuming a run from
+// its checkpoint, with any -t, repeats the uninterrupted run bit for bit because of this.
+TEST(LlamaTrainingModel, GradientsDoNotDependOnThreads) {
+  for (const auto precision : {kernels::GemmPrecision::F32, kernels::GemmPrecision::BF16}) {
+    std::vector<float> first;
+    for (int run = 0; run < 8; ++run) {
+      ThreadPool pool(run == 0 ? 1 : 2);
+      LlamaTrainingModel m(tiny_config(true), precision, pool);
+      randomize(m, 21);
+      // 8 x 16 rows: several chunks of the row sums, spread over both workers.
+      std::mt19937 rng(7);
+      std::vector<int> tokens(8 * 16), targets(8 * 16);
+      for (std::size_t i = 0; i < tokens.size(); ++i) tokens[i] = static_cast<int>(rng() % 37), targets[i] = static_cast<int>(rng() % 37);
+      m.zero_grads();
+      m.forward_backward(TokenBatch{8, 16, tokens.data(), targets.data()}, 1.0f);
+      std::vector<float> g(m.grads(), m.grads() + m.table().total());
+      if (run == 0) first = g;
+      else ASSERT_EQ(g, first) << "run " << run;
+    }
+  }
+}
+
 TEST(LlamaTrainingModel, RejectsOutOfRangeTokens) {
   ThreadPool pool(1);
   LlamaTrainingModel m(tiny_config(false), kernels::GemmPrecision::F32, pool);
