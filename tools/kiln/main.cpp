@@ -22,7 +22,8 @@ int main(int argc, char** argv) {
       "  kiln eval perplexity model.gguf --text wiki.txt\n"
       "  kiln tokenize model.gguf \"Hello world\"\n"
       "  kiln data prepare --tokenizer model.gguf --out data/ corpus/\n"
-      "  kiln tokenizer train --vocab-size 4096 --out tok/ corpus.txt\n\n"
+      "  kiln tokenizer train --vocab-size 4096 --out tok/ corpus.txt\n"
+      "  kiln train --data data/ --out run/ --dim 256 --layers 4 --steps 2000\n\n"
       "Environment:\n"
       "  KILN_SIMD=scalar|avx2|avx512   use at most this SIMD path (default: the best the CPU has)\n"
       "  KILN_AMX=0                     do not use AMX tiles for prefill\n"
@@ -42,6 +43,7 @@ int main(int argc, char** argv) {
   kiln::cli::register_chat_command(app);
   kiln::cli::register_serve_command(app);
   kiln::cli::register_data_command(app);
+  kiln::cli::register_train_command(app);
   // CLI11 reports an unknown subcommand as "a subcommand is required"; name it instead.
   if (argc > 1 && argv[1][0] != '-') {
     bool known = false;

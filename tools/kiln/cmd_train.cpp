@@ -1,0 +1,274 @@
+// `kiln train`: a Llama trained on a data folder of `kiln data prepare`, from a config of flags,
+// from a GGUF it continues, or resumed from its checkpoint; alone or as one rank of
+// `mpirun -np N kiln train ...`. The loop lives in src/train/trainer.h; this file holds the
+// flags and the printing.
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "commands.h"
+#include "common_options.h"
+#include "core/cpu_features.h"
+#include "core/error.h"
+#include "core/thread_pool.h"
+#include "data/manifest.h"
+#include "format/gguf_file.h"
+#include "monitor/progress.h"
+#include "train/checkpoint.h"
+#include "train/data_parallel.h"
+#include "train/parameter_init.h"
+#include "train/parameter_table.h"
+#include "train/trainer.h"
+
+namespace kiln::cli {
+namespace {
+
+struct ModelFlags {
+  int dim = 256, layers = 4, heads = 8, kv_heads = 0, ffn = 0, vocab = 0;
+  bool untied = false;
+  float rope_theta = 10000.0f;
+};
+
+struct TrainCommand {
+  train::TrainOptions options;
+  ModelFlags model;
+  std::string init;            // a GGUF to continue
+  bool resume = false;         // from out/checkpoint.kiln
+  std::string precision = "auto";
+  std::string export_type = "f32";
+  int threads = 0;
+  std::int64_t stop_after = 0;  // 0: run the whole schedule
+  monitor::ProgressMode progress = monitor::ProgressMode::automatic;
+  // Options given on the command line, which a resumed run must not contradict.
+  std::vector<std::string> given;
+};
+
+kernels::GemmPrecision precision_from_flag(const std::string& p) {
+  if (p == "f32") return kernels::GemmPrecision::F32;
+  if (p == "bf16") return kernels::GemmPrecision::BF16;
+  if (p == "auto") {
+    const CpuFeatures& f = cpu_features();
+    return f.avx512bf16 || f.amx_bf16 ? kernels::GemmPrecision::BF16 : kernels::GemmPrecision::F32;
+  }
+  fail("train: --precision must be auto, f32 or bf16, not '{}'", p);
+}
+
+LlamaConfig config_from_flags(const ModelFlags& m, int context, std::uint32_t data_vocab) {
+  LlamaConfig c;
+  c.arch = "llama";
+  c.n_vocab = m.vocab > 0 ? m.vocab : static_cast<int>(data_vocab);
+  c.n_embd = m.dim;
+  c.n_layer = m.layers;
+  c.n_head = m.heads;
+  c.n_head_kv = m.kv_heads > 0 ? m.kv_heads : m.heads;
+  KILN_CHECK(m.dim > 0 && m.heads > 0 && m.dim % m.heads == 0, "train: --dim {} must be a multiple of --heads {}",
+             m.dim, m.heads);
+  c.head_dim = m.dim / m.heads;
+  KILN_CHECK(c.head_dim % 2 == 0, "train: the head width ({}) must be even for rope", c.head_dim);
+  c.n_rot = c.head_dim;
+  // SwiGLU's usual width, 8/3 of the model's, rounded up to a multiple of 256.
+  c.n_ff = m.ffn > 0 ? m.ffn : (8 * m.dim / 3 + 255) / 256 * 256;
+  c.n_ctx_train = context;
+  c.rope_theta = m.rope_theta;
+  c.tied_output = !m.untied;
+  return c;
+}
+
+bool given(const TrainCommand& cmd, const std::string& name) {
+  return std::find(cmd.given.begin(), cmd.given.end(), name) != cmd.given.end();
+}
+
+void print_start(const train::TrainOptions& o, const LlamaConfig& c, const train::Trainer::DataSummary& data,
+                 int ranks, int threads, std::int64_t start_step) {
+  const train::ParameterTable table(c);
+  std::printf("model: %d layers, dim %d, %d/%d heads, ffn %d, vocab %d, context %d, output %s: %.2fM parameters\n",
+              c.n_layer, c.n_embd, c.n_head, c.n_head_kv, c.n_ff, c.n_vocab, c.n_ctx_train,
+              c.tied_output ? "tied" : "untied", static_cast<double>(table.total()) / 1e6);
+  std::printf("data: %s: %llu training tokens, %llu validation tokens\n", o.data_dir.c_str(),
+              static_cast<unsigned long long>(data.train_tokens), static_cast<unsigned long long>(data.val_tokens));
+  const double epochs = static_cast<double>(o.steps * o.tokens_per_step()) /
+                        static_cast<double>(std::max<std::uint64_t>(1, data.train_tokens));
+  std::printf("run: %lld steps of %d x %d x %d tokens (%.2f epochs), lr %.3g -> %.3g, warmup %lld, %s, %d rank%s x %d "
+              "threads%s\n",
+              static_cast<long long>(o.steps), o.batch, o.accum, o.context, epochs, o.lr, o.min_lr,
+              static_cast<long long>(o.warmup), o.precision == kernels::GemmPrecision::BF16 ? "bf16" : "f32", ranks,
+              ranks == 1 ? "" : "s", threads,
+              start_step > 0 ? fmt::format(", resumed at step {}", start_step).c_str() : "");
+  std::fflush(stdout);
+}
+
+void run_train(TrainCommand cmd) {
+  train::TrainOptions& o = cmd.options;
+  train::DataParallel& dp = train::DataParallel::instance();
+  const bool root = dp.is_root();
+  const train::TrainPaths paths = train::TrainPaths::in(o.out_dir);
+
+  LlamaConfig config;
+  std::unique_ptr<GgufFile> init_gguf;
+  std::optional<train::CheckpointState> checkpoint;
+  if (cmd.resume) {
+    KILN_CHECK(cmd.init.empty(), "train: --resume and --init exclude each other");
+    KILN_CHECK(std::filesystem::exists(paths.checkpoint), "train: --resume: {} does not exist", paths.checkpoint);
+    checkpoint = train::read_checkpoint_state(paths.checkpoint);
+    KILN_CHECK(checkpoint->run.contains("options"), "{}: has no run options", paths.checkpoint);
+    // The run continues as it was: its options come from the checkpoint. Only the length of the
+    // run and how often it evaluates and saves may change.
+    train::TrainOptions saved = train::TrainOptions::from_json(checkpoint->run["options"]);
+    for (const char* fixed : {"--data", "--batch", "--accum", "--context", "--lr", "--min-lr", "--warmup",
+                              "--weight-decay", "--clip", "--precision", "--seed", "--dim", "--layers", "--heads",
+                              "--kv-heads", "--ffn", "--vocab", "--untied", "--beta1", "--beta2", "--rope-theta"})
+      KILN_CHECK(!given(cmd, fixed),
+                 "train: {} cannot change when a run resumes (it continues with the checkpoint's options)", fixed);
+    saved.out_dir = o.out_dir;
+    if (given(cmd, "--steps")) saved.steps = o.steps;
+    if (given(cmd, "--eval-every")) saved.eval_every = o.eval_every;
+    if (given(cmd, "--eval-windows")) saved.eval_windows = o.eval_windows;
+    if (given(cmd, "--save-every")) saved.save_every = o.save_every;
+    if (given(cmd, "--export-type")) saved.export_type = o.export_type;
+    if (given(cmd, "--name")) saved.name = o.name;
+    o = saved;
+    config = checkpoint->config;
+    KILN_CHECK(checkpoint->step <= o.steps, "train: {} is at step {}, past --steps {}", paths.checkpoint,
+               checkpoint->step, o.steps);
+  } else {
+    KILN_CHECK(!o.data_dir.empty(), "train: --data is required");
+    const data::Manifest m =
+        data::read_manifest((std::filesystem::path(o.data_dir) / data::kManifestName).string());
+    if (!cmd.init.empty()) {
+      for (const char* shape : {"--dim", "--layers", "--heads", "--kv-heads", "--ffn", "--vocab", "--untied"})
+        KILN_CHECK(!given(cmd, shape), "train: {} does not apply with --init (the model's shape is the GGUF's)", shape);
+      init_gguf = GgufFile::open(cmd.init);
+      config = train::trainable_config_from_gguf(*init_gguf);
+      if (!given(cmd, "--context")) o.context = std::min(o.context, config.n_ctx_train);
+    } else {
+      config = config_from_flags(cmd.model, o.context, m.vocab_size);
+    }
+    if (!given(cmd, "--min-lr")) o.min_lr = o.lr / 10;
+    if (!given(cmd, "--warmup")) o.warmup = std::min<std::int64_t>(o.warmup, o.steps / 10);
+    KILN_CHECK(!std::filesystem::exists(paths.checkpoint),
+               "train: {} already holds a run ({}): continue it with --resume, or choose another --out", o.out_dir,
+               paths.checkpoint);
+  }
+
+  ThreadPool pool(thread_count(cmd.threads));
+  train::Trainer trainer(o, config, pool);
+  if (checkpoint) trainer.resume(paths.checkpoint);
+  else if (init_gguf) trainer.init_from_gguf(*init_gguf);
+  else trainer.init_random();
+
+  const monitor::ProgressMode mode = root ? cmd.progress : monitor::ProgressMode::none;
+  if (root) print_start(o, config, trainer.data_summary(), dp.size(), pool.size(), trainer.step());
+  monitor::Progress progress("train", mode);
+  const train::TrainResult r = trainer.run(
+      progress,
+      [&](const train::StepRecord& s) {
+        if (s.val_loss)
+          progress.log(fmt::format("step {}: loss {:.4f}, validation loss {:.4f} (perplexity {:.2f}), {:.0f} tok/s",
+                                   s.step, s.loss, *s.val_loss, std::exp(*s.val_loss), s.tokens_per_second));
+      },
+      cmd.stop_after);
+  progress.finish();
+  if (!root) return;
+  std::printf("trained %lld steps in %.1f s (%.0f tok/s); last loss %.4f", static_cast<long long>(r.steps_done),
+              r.seconds, r.tokens_per_second, r.last_loss);
+  if (r.last_val_loss)
+    std::printf(", validation loss %.4f (perplexity %.2f)", *r.last_val_loss, std::exp(*r.last_val_loss));
+  if (r.steps_done < o.steps)
+    std::printf("\nstopped at step %lld of %lld (continue with: kiln train --out %s --resume)",
+                static_cast<long long>(r.steps_done), static_cast<long long>(o.steps), o.out_dir.c_str());
+  std::printf("\nwrote %s, %s, %s and %s\n", paths.model.c_str(), paths.checkpoint.c_str(), paths.loss_svg.c_str(),
+              paths.log.c_str());
+}
+
+}  // namespace
+
+void register_train_command(CLI::App& app) {
+  auto cmd = std::make_shared<TrainCommand>();
+  train::TrainOptions& o = cmd->options;
+  ModelFlags& m = cmd->model;
+  CLI::App* t = app.add_subcommand(
+      "train",
+      "Train a Llama on a folder of `kiln data prepare`: from a config, from a GGUF (--init), or resumed (--resume); "
+      "under mpirun, data-parallel over the ranks");
+  std::vector<CLI::Option*> options;
+  auto opt = [&](CLI::Option* option) {
+    options.push_back(option);
+    return option;
+  };
+  opt(t->add_option("--data", o.data_dir, "Folder of token shards and manifest.json (kiln data prepare)"));
+  opt(t->add_option("--out", o.out_dir, "Output folder: checkpoint.kiln, model.gguf, loss.svg, train_log.jsonl"))
+      ->required();
+  opt(t->add_flag("--resume", cmd->resume, "Continue the run whose checkpoint is in --out, with its options"));
+  opt(t->add_option("--init", cmd->init, "Continue training this llama GGUF (its shape; any stored type)"));
+  // The model's shape, for a new model.
+  opt(t->add_option("--dim", m.dim, "Model width"))->capture_default_str();
+  opt(t->add_option("--layers", m.layers, "Transformer blocks"))->capture_default_str();
+  opt(t->add_option("--heads", m.heads, "Attention heads"))->capture_default_str();
+  opt(t->add_option("--kv-heads", m.kv_heads, "Key/value heads (grouped-query attention; default: --heads)"));
+  opt(t->add_option("--ffn", m.ffn, "Feed-forward width (default: 8/3 x --dim rounded up to 256)"));
+  opt(t->add_option("--vocab", m.vocab, "Vocabulary size (default: the data's tokenizer's)"));
+  opt(t->add_flag("--untied", m.untied, "An output matrix of its own (default: tied to the embeddings)"));
+  opt(t->add_option("--rope-theta", m.rope_theta, "Rope base frequency"))->capture_default_str();
+  // The run.
+  opt(t->add_option("-c,--context", o.context, "Tokens per training window"))->capture_default_str();
+  opt(t->add_option("-b,--batch", o.batch, "Windows per micro-batch (over all ranks)"))->capture_default_str();
+  opt(t->add_option("--accum", o.accum, "Micro-batches per optimizer step (gradient accumulation)"))
+      ->capture_default_str();
+  opt(t->add_option("--steps", o.steps, "Optimizer steps"))->capture_default_str();
+  opt(t->add_option("--lr", o.lr, "Peak learning rate"))->capture_default_str();
+  opt(t->add_option("--min-lr", o.min_lr, "Learning rate at the end of the cosine (default: --lr / 10)"));
+  opt(t->add_option("--warmup", o.warmup, "Steps of linear warmup (default: 100, at most a tenth of --steps)"));
+  opt(t->add_option("--weight-decay", o.adamw.weight_decay, "AdamW's decoupled weight decay (matrices only)"))
+      ->capture_default_str();
+  opt(t->add_option("--beta1", o.adamw.beta1, "AdamW's first-moment decay"))->capture_default_str();
+  opt(t->add_option("--beta2", o.adamw.beta2, "AdamW's second-moment decay"))->capture_default_str();
+  opt(t->add_option("--clip", o.clip, "Clip the global gradient norm to this (0: no clipping)"))->capture_default_str();
+  opt(t->add_option("--precision", cmd->precision,
+                    "Matrix products: auto (bf16 where the CPU has AVX-512 BF16 or AMX), f32 or bf16 (f32 master "
+                    "weights and sums either way)"))
+      ->capture_default_str();
+  opt(t->add_option("--eval-every", o.eval_every, "Steps between validation losses (0: at the end only)"))
+      ->capture_default_str();
+  opt(t->add_option("--eval-windows", o.eval_windows, "Validation windows per evaluation (0: all)"))
+      ->capture_default_str();
+  opt(t->add_option("--save-every", o.save_every, "Steps between checkpoints (0: at the end only)"))
+      ->capture_default_str();
+  opt(t->add_option("-s,--seed", o.seed, "Seed of the initial weights and of the data order"))->capture_default_str();
+  opt(t->add_option("--export-type", cmd->export_type, "Type of the exported model's matrices: f32, f16 or bf16"))
+      ->capture_default_str();
+  opt(t->add_option("--name", o.name, "general.name of the exported model"));
+  opt(t->add_option("--stop-after", cmd->stop_after,
+                    "Stop after this step of the schedule with a checkpoint and a model (continue with --resume)"));
+  add_threads_option(t, cmd->threads, "per rank");
+  add_progress_options(t, cmd->progress);
+  t->footer(
+      "Examples:\n"
+      "  kiln tokenizer train --vocab-size 4096 --out tok/ corpus.txt\n"
+      "  kiln data prepare --tokenizer tok/tokenizer.gguf --out data/ corpus.txt\n"
+      "  kiln train --data data/ --out run/ --dim 256 --layers 4 --heads 8 --steps 2000\n"
+      "  kiln train --out run/ --resume --steps 4000\n"
+      "  mpirun -np 2 kiln train --data data/ --out run/ -t 1\n"
+      "  kiln run run/model.gguf -p \"Once upon a time\"");
+  t->callback([cmd, options] {
+    cmd->given.clear();
+    for (const CLI::Option* op : options)
+      if (op->count() > 0) cmd->given.push_back(op->get_name());
+    cmd->options.precision = precision_from_flag(cmd->precision);
+    const std::optional<DType> type = parse_dtype(cmd->export_type);
+    KILN_CHECK(type && (*type == DType::F32 || *type == DType::F16 || *type == DType::BF16),
+               "train: --export-type must be f32, f16 or bf16, not '{}'", cmd->export_type);
+    cmd->options.export_type = *type;
+    // Under mpirun, an error on one rank ends the whole job (naming the rank) instead of leaving
+    // the other ranks waiting in a collective.
+    train::DataParallel::instance().run([&] { run_train(*cmd); });
+  });
+}
+
+}  // namespace kiln::cli
