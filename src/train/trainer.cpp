@@ -306,6 +306,13 @@ void Trainer::write_loss_svg() const {
   eval::write_svg(paths_.loss_svg, plot);
 }
 
+void Trainer::set_metrics(const TrainMetrics& metrics) {
+  metrics_ = metrics;
+  metrics_.target_steps.set(static_cast<double>(options_.steps));
+  metrics_.step.set(static_cast<double>(step_));
+  metrics_.ranks.set(ranks_);
+}
+
 void Trainer::save_checkpoint() {
   if (rank_ != 0) return;
   CheckpointState state;
@@ -318,6 +325,7 @@ void Trainer::save_checkpoint() {
                {"history", history_json()}};
   write_checkpoint(paths_.checkpoint, state, model_->table(), model_->params(), optimizer_->first_moment(),
                    optimizer_->second_moment());
+  metrics_.checkpoints.inc();
   write_loss_svg();
 }
 
@@ -369,6 +377,15 @@ TrainResult Trainer::run(monitor::Progress& progress, const std::function<void(c
       val_curve_.emplace_back(r.step, *r.val_loss);
       result.last_val_loss = r.val_loss;
     }
+    metrics_.steps.inc();
+    metrics_.tokens.inc(static_cast<double>(tps));
+    metrics_.step.set(static_cast<double>(r.step));
+    metrics_.loss.set(r.loss);
+    metrics_.learning_rate.set(r.lr);
+    metrics_.grad_norm.set(r.grad_norm);
+    metrics_.tokens_per_second.set(r.tokens_per_second);
+    metrics_.step_seconds.observe(static_cast<double>(tps) / std::max(r.tokens_per_second, 1e-9));
+    if (r.val_loss) metrics_.validation_loss.set(*r.val_loss);
     if (root) {
       nlohmann::json line{{"step", r.step}, {"loss", r.loss}, {"lr", r.lr}, {"grad_norm", r.grad_norm},
                           {"tokens_per_second", r.tokens_per_second}};

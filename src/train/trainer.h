@@ -26,6 +26,7 @@
 #include "train/checkpoint.h"
 #include "train/llama_training_model.h"
 #include "train/token_windows.h"
+#include "train/train_metrics.h"
 
 namespace kiln::train {
 
@@ -120,6 +121,10 @@ class Trainer {
   const TrainOptions& options() const { return options_; }
   const TrainPaths& paths() const { return paths_; }
 
+  // Records every step into these handles from now on (rank 0 records; the handles must outlive
+  // the trainer's use of them).
+  void set_metrics(const TrainMetrics& metrics);
+
   // Writes the checkpoint (and the loss curves) now; rank 0 only.
   void save_checkpoint();
   void export_model();
@@ -141,6 +146,7 @@ class Trainer {
   WindowSampler sampler_;
   std::unique_ptr<LlamaTrainingModel> model_;
   std::unique_ptr<AdamW> optimizer_;
+  TrainMetrics metrics_;  // records nothing until set_metrics
   std::int64_t step_ = 0;
   bool initialized_ = false;
   int rank_ = 0, ranks_ = 1;

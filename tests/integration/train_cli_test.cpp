@@ -157,6 +157,52 @@ TEST(TrainCli, TwoMpiRanksTrainAsOneProcess) {
   EXPECT_NE(odd.out.find("must divide evenly over 2 ranks"), std::string::npos) << odd.out;
 }
 
+// --metrics-port: while the run goes, /metrics answers in the Prometheus text format with the
+// run's progress (promtool accepts the page when it is installed).
+TEST(TrainCli, MetricsAreServedWhileTraining) {
+  const std::string& data = prepared_data();
+  if (data.empty()) GTEST_SKIP() << "shared data file tinyshakespeare.txt not found (set KILN_DATA_DIR)";
+  const std::string out = test::temp_dir() + "/metrics-run";
+  const std::string log = test::temp_dir() + "/metrics-run.out";
+  // Long enough to be scraped: it is killed once the page has been read.
+  const std::string start = "(timeout 120 " + test::kiln_binary() + " train --data " + data + " --out " + out + " " + kSmallModel +
+                            " --steps 100000 -q --metrics-port -1 --name scraped > " + log + " 2>&1 & echo $!)";
+  std::string pid;
+  ASSERT_EQ(test::run_command(start, &pid), 0);
+  std::string port;
+  for (int i = 0; i < 100 && port.empty(); ++i) {
+    std::string text;
+    test::run_command("sleep 0.1; cat " + log, &text);
+    const std::size_t at = text.find("http://127.0.0.1:");
+    if (at != std::string::npos && text.find("/metrics", at) != std::string::npos)
+      port = text.substr(at + 17, text.find('/', at + 17) - (at + 17));
+  }
+  ASSERT_FALSE(port.empty()) << "no metrics address printed";
+  std::string page;
+  for (int i = 0; i < 50; ++i) {
+    test::run_command("sleep 0.1; curl -s http://127.0.0.1:" + port + "/metrics", &page);
+    if (page.find("kiln_train_step{run=\"scraped\"} ") != std::string::npos &&
+        page.find("kiln_train_step{run=\"scraped\"} 0") == std::string::npos)
+      break;
+  }
+  EXPECT_NE(page.find("# TYPE kiln_train_loss gauge"), std::string::npos) << page;
+  EXPECT_NE(page.find("kiln_train_target_steps{run=\"scraped\"} 100000"), std::string::npos) << page;
+  EXPECT_NE(page.find("kiln_train_tokens_total{run=\"scraped\"}"), std::string::npos) << page;
+  EXPECT_NE(page.find("kiln_train_step_duration_seconds_bucket"), std::string::npos) << page;
+  EXPECT_NE(page.find("kiln_build_info"), std::string::npos) << page;
+  std::string promtool;
+  if (test::run_command("command -v promtool", &promtool) == 0 && !promtool.empty()) {
+    std::string check;
+    const std::string file = test::temp_dir() + "/train-metrics.txt";
+    std::ofstream(file) << page;
+    EXPECT_EQ(test::run_command("promtool check metrics < " + file, &check, true), 0) << check;
+  }
+  std::string health;
+  test::run_command("curl -s http://127.0.0.1:" + port + "/health", &health);
+  EXPECT_EQ(health, "ok\n");
+  test::run_command("kill " + pid, nullptr);
+}
+
 TEST(TrainCli, RefusesBadInput) {
   const std::string& data = prepared_data();
   if (data.empty()) GTEST_SKIP() << "shared data file tinyshakespeare.txt not found (set KILN_DATA_DIR)";

@@ -20,7 +20,12 @@
 #include "core/thread_pool.h"
 #include "data/manifest.h"
 #include "format/gguf_file.h"
+#include "monitor/build_info.h"
+#include "monitor/process_metrics.h"
 #include "monitor/progress.h"
+#include "monitor/registry.h"
+#include "monitor/text_format.h"
+#include "serve/http_server.h"
 #include "train/checkpoint.h"
 #include "train/data_parallel.h"
 #include "train/parameter_init.h"
@@ -44,6 +49,8 @@ struct TrainCommand {
   std::string precision = "auto";
   std::string export_type = "f32";
   int threads = 0;
+  int metrics_port = 0;  // 0: no metrics endpoint
+  std::string metrics_host = "127.0.0.1";
   std::int64_t stop_after = 0;  // 0: run the whole schedule
   monitor::ProgressMode progress = monitor::ProgressMode::automatic;
   // Options given on the command line, which a resumed run must not contradict.
@@ -80,6 +87,33 @@ LlamaConfig config_from_flags(const ModelFlags& m, int context, std::uint32_t da
   c.tied_output = !m.untied;
   return c;
 }
+
+// GET /metrics (the Prometheus text format) and /health for a scraper while the run goes, on
+// rank 0 alone.
+class MetricsEndpoint {
+ public:
+  MetricsEndpoint(const std::string& host, int port, monitor::Registry& registry) : registry_(registry) {
+    serve::HttpServerOptions o;
+    o.host = host;
+    o.port = port < 0 ? 0 : port;  // -1: any free port
+    o.io_threads = 1;
+    server_ = std::make_unique<serve::HttpServer>(o, [this](serve::HttpRequest req, std::shared_ptr<serve::HttpExchange> ex) {
+      if (req.method != "GET" && req.method != "HEAD")
+        return ex->respond({405, "text/plain", "only GET and HEAD\n", {{"Allow", "GET, HEAD"}}});
+      if (req.path == "/metrics")
+        return ex->respond({200, std::string(monitor::kTextContentType), monitor::to_text(registry_.collect()), {}});
+      if (req.path == "/health") return ex->respond({200, "text/plain", "ok\n", {}});
+      ex->respond({404, "text/plain", "kiln train answers /metrics and /health\n", {}});
+    });
+    server_->start();
+  }
+  ~MetricsEndpoint() { server_->stop(); }
+  int port() const { return server_->port(); }
+
+ private:
+  monitor::Registry& registry_;
+  std::unique_ptr<serve::HttpServer> server_;
+};
 
 bool given(const TrainCommand& cmd, const std::string& name) {
   return std::find(cmd.given.begin(), cmd.given.end(), name) != cmd.given.end();
@@ -162,6 +196,17 @@ void run_train(TrainCommand cmd) {
   if (checkpoint) trainer.resume(paths.checkpoint);
   else if (init_gguf) trainer.init_from_gguf(*init_gguf);
   else trainer.init_random();
+
+  // Metrics: recorded on every rank (cheap), served by rank 0 when asked for.
+  monitor::Registry registry;
+  const monitor::ScopedCollector process_metrics = monitor::add_process_metrics(registry);
+  const monitor::ScopedCollector build_info = monitor::add_build_info(registry);
+  trainer.set_metrics(train::TrainMetrics::create(registry, o.name.empty() ? o.out_dir : o.name));
+  std::unique_ptr<MetricsEndpoint> endpoint;
+  if (root && cmd.metrics_port != 0) {
+    endpoint = std::make_unique<MetricsEndpoint>(cmd.metrics_host, cmd.metrics_port, registry);
+    std::printf("metrics: http://%s:%d/metrics\n", cmd.metrics_host.c_str(), endpoint->port());
+  }
 
   const monitor::ProgressMode mode = root ? cmd.progress : monitor::ProgressMode::none;
   if (root) print_start(o, config, trainer.data_summary(), dp.size(), pool.size(), trainer.step());
@@ -247,6 +292,10 @@ void register_train_command(CLI::App& app) {
   opt(t->add_option("--stop-after", cmd->stop_after,
                     "Stop after this step of the schedule with a checkpoint and a model (continue with --resume)"));
   add_threads_option(t, cmd->threads, "per rank");
+  t->add_option("--metrics-port", cmd->metrics_port,
+                "Serve Prometheus metrics of the run at http://HOST:PORT/metrics (rank 0; -1: any free port; 0: off)")
+      ->capture_default_str();
+  t->add_option("--metrics-host", cmd->metrics_host, "Address the metrics endpoint listens on")->capture_default_str();
   add_progress_options(t, cmd->progress);
   t->footer(
       "Examples:\n"
