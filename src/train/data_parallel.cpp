@@ -145,6 +145,7 @@ void DataParallel::barrier() {
 
 void DataParallel::check_same(std::uint64_t value, const char* what) {
   if (!mpi_) return;
+  if (what == nullptr) what = "a value";
   // Every rank gathers every value, so every rank sees the same disagreement and throws the same
   // error: none is left waiting in the next collective.
   std::vector<std::uint64_t> values(static_cast<std::size_t>(size_));

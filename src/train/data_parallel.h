@@ -96,7 +96,9 @@ class DataParallel {
 //
 // `kiln train` requires the global batch (in windows) to divide evenly by the number of ranks:
 // then every rank's micro-batch has the same size, and the average of the ranks' mean gradients
-// equals the mean gradient of the whole batch that a single process would compute.
+// equals the mean gradient of the whole batch that a single process would compute. (That holds
+// while every rank's mean is over the same number of targets; ranks whose windows held different
+// numbers of ignored positions would each scale their gradient by size × own / total targets.)
 struct RankSlice {
   int begin = 0;
   int count = 0;

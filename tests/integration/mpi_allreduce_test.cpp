@@ -5,15 +5,22 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdint>
 #include <cstdlib>
+#include <cstring>
+#include <random>
 #include <string>
 #include <vector>
 
 #include "core/error.h"
+#include "core/thread_pool.h"
 #include "test_support.h"
+#include "train/adamw.h"
 #include "train/data_parallel.h"
+#include "train/llama_training_model.h"
 
 namespace kiln::train {
 namespace {
@@ -137,6 +144,92 @@ TEST(MpiDataParallel, AnErrorOnOneRankEndsTheWholeJob) {
     dp.average(grads.data(), 16);
   });
   ADD_FAILURE() << "rank " << dp.rank() << " went on after rank 1 failed";
+}
+
+LlamaConfig tiny_config() {
+  LlamaConfig c;
+  c.arch = "llama";
+  c.n_vocab = 37;
+  c.n_embd = 32;
+  c.n_layer = 2;
+  c.n_head = 4;
+  c.n_head_kv = 2;
+  c.head_dim = 8;
+  c.n_rot = 8;
+  c.n_ff = 48;
+  c.n_ctx_train = 16;
+  return c;
+}
+
+std::uint64_t fnv1a(const float* data, std::int64_t n) {
+  std::uint64_t h = 0xcbf29ce484222325ULL;
+  const auto* bytes = reinterpret_cast<const unsigned char*>(data);
+  for (std::int64_t i = 0; i < n * static_cast<std::int64_t>(sizeof(float)); ++i) h = (h ^ bytes[i]) * 0x100000001b3ULL;
+  return h;
+}
+
+// The recipe of data-parallel training on the real training model: the parameters broadcast from
+// rank 0, each rank's rank_slice of a global batch of 4 windows, the gradient buffer averaged in
+// one all-reduce. The averaged gradient and loss are the whole batch's, as one process computes
+// them, and after the same AdamW step every rank holds bit-identical parameters.
+TEST(MpiDataParallel, TwoHalvesOfABatchGiveTheWholeBatchsGradient) {
+  if (!launched_by_mpi()) {
+    KILN_REQUIRE_MPIRUN();
+    const JobResult r = run_as_two_ranks();
+    EXPECT_EQ(r.code, 0) << r.out;
+    EXPECT_NE(r.out.find("PASSED"), std::string::npos) << r.out;
+    return;
+  }
+  DataParallel& dp = DataParallel::instance();
+  ASSERT_EQ(dp.size(), 2);
+  ThreadPool pool(1);
+  LlamaTrainingModel model(tiny_config(), kernels::GemmPrecision::F32, pool);
+  const std::int64_t n_params = model.table().total();
+  // Each rank initialises differently; rank 0's parameters win.
+  std::mt19937 rng(11 + 1000 * static_cast<std::uint32_t>(dp.rank()));
+  std::normal_distribution<float> dist(0.0f, 0.35f);
+  for (const ParameterInfo& p : model.table().entries())
+    for (std::int64_t i = 0; i < p.size(); ++i)
+      model.params()[p.offset + i] = p.decay ? dist(rng) : 1.0f + 0.2f * dist(rng);
+  dp.broadcast(model.params(), n_params * static_cast<std::int64_t>(sizeof(float)));
+  dp.check_same(fnv1a(model.params(), n_params), "the initial parameters");
+
+  // The same global batch on every rank: 4 windows of 7 tokens, every position with a target.
+  const int global_windows = 4, T = 7;
+  std::mt19937 data_rng(5);
+  std::uniform_int_distribution<int> tok(0, model.config().n_vocab - 1);
+  std::vector<int> tokens(global_windows * T), targets(global_windows * T);  // (4, T)
+  for (int i = 0; i < global_windows * T; ++i) {
+    tokens[static_cast<std::size_t>(i)] = tok(data_rng);
+    targets[static_cast<std::size_t>(i)] = tok(data_rng);
+  }
+
+  // What one process computes on the whole batch.
+  LlamaTrainingModel whole(tiny_config(), kernels::GemmPrecision::F32, pool);
+  std::copy(model.params(), model.params() + n_params, whole.params());
+  whole.zero_grads();
+  const double whole_loss = whole.forward_backward(TokenBatch{global_windows, T, tokens.data(), targets.data()}, 1.0f);
+
+  // This rank's windows, then the average over ranks.
+  const RankSlice slice = rank_slice(global_windows, dp.rank(), dp.size());
+  ASSERT_EQ(slice.count, 2);
+  const std::size_t first = static_cast<std::size_t>(slice.begin) * T;
+  model.zero_grads();
+  double loss = model.forward_backward(TokenBatch{slice.count, T, tokens.data() + first, targets.data() + first}, 1.0f);
+  dp.average(model.grads(), n_params);
+  dp.average(&loss, 1);
+  EXPECT_NEAR(loss, whole_loss, 1e-6 * std::abs(whole_loss));
+  float max_grad = 0.0f;
+  for (std::int64_t i = 0; i < n_params; ++i) max_grad = std::max(max_grad, std::abs(whole.grads()[i]));
+  ASSERT_GT(max_grad, 0.0f);
+  for (std::int64_t i = 0; i < n_params; ++i)
+    ASSERT_NEAR(model.grads()[i], whole.grads()[i], 1e-5f * max_grad) << "gradient " << i;
+
+  // The same update on every rank keeps the ranks identical without sending parameters again.
+  AdamW adamw(model.table(), AdamWOptions{});
+  clip_gradient_norm(model.grads(), n_params, 1.0, pool);
+  adamw.step(model.params(), model.grads(), 1e-3f, pool);
+  dp.check_same(fnv1a(model.params(), n_params), "the parameters after a step");
 }
 
 }  // namespace
