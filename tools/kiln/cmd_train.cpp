@@ -173,6 +173,10 @@ void run_train(TrainCommand cmd) {
                checkpoint->step, o.steps);
   } else {
     KILN_CHECK(!o.data_dir.empty(), "train: --data is required");
+    // Kept absolute in the checkpoint, so that --resume works from any folder.
+    std::error_code ec;
+    const std::filesystem::path abs = std::filesystem::absolute(o.data_dir, ec);
+    if (!ec) o.data_dir = abs.lexically_normal().string();
     const data::Manifest m =
         data::read_manifest((std::filesystem::path(o.data_dir) / data::kManifestName).string());
     if (!cmd.init.empty()) {
