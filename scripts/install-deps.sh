@@ -23,10 +23,11 @@ DEBIAN_PACKAGES=(
   libboost-dev                            # Boost.Asio + Boost.Beast (header-only) for kiln serve
   prometheus-cpp-dev                      # the metrics registry and its text format (src/monitor/)
   libopenmpi-dev openmpi-bin              # data-parallel training: kiln links Open MPI, mpirun launches the ranks
+  curl                                    # the quickstart asks kiln serve for a completion; the serve tests send raw bad input
 )
 if [ "$with_tests" -eq 1 ]; then
   DEBIAN_PACKAGES+=(
-    git curl                              # curl: the serve tests send raw bad input with it
+    git
     clang lld libclang-rt-14-dev          # libFuzzer + sanitizers for the fuzz tier
     libgtest-dev libgmock-dev libbenchmark-dev
     python3 python3-sentencepiece sentencepiece python3-jinja2

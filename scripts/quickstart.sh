@@ -1,24 +1,40 @@
 #!/usr/bin/env bash
-# Sets up a fresh Debian 12 machine, builds kiln, and runs its main job on the default models:
-#   - stories260K.bin, a real trained 260K-parameter Llama (llama2.c checkpoint; it has no
-#     tokenizer here, so it is driven by token ids: BOS = 1), and
-#   - llama-2-tiny-random.gguf, a GGUF Llama with the real Llama-2 tokenizer but RANDOM weights:
-#     the pipeline is real (tokenize, prefill, sample, stream), the text it prints is noise.
-# Until kiln trains a small real model of its own, these are the defaults. Any GGUF works:
-#   build/kiln run MODEL.gguf -p "your prompt"
+# Sets up a fresh Debian 12 machine, builds kiln, and runs its main job on kiln's default model,
+# models/kiln-default.gguf: a 5.8M-parameter Llama that kiln trained itself on War and Peace and
+# tiny-shakespeare, with a tokenizer kiln trained on the same text
+# (scripts/train-default-model.sh is its recipe). It runs the model, chats with it, serves it
+# behind the OpenAI-compatible API and answers one request, and benchmarks it.
+# Any GGUF of the Llama family works the same way:  build/kiln run MODEL.gguf -p "your prompt"
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh   # what building and running kiln needs; the tests' peers come with test.sh
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DKILN_BUILD_TESTS=OFF -DKILN_BUILD_BENCH=OFF >/dev/null
 cmake --build build -j "$(nproc)" --target kiln
 
-DATA=${KILN_DATA_DIR:-../shared/data}
-if [ ! -d "$DATA" ]; then
-  echo "quickstart: no model folder at $DATA (set KILN_DATA_DIR to a folder holding stories260K.bin)" >&2
-  exit 1
-fi
+MODEL=models/kiln-default.gguf
 set -x
-build/kiln inspect "$DATA/stories260K.bin" | head -n 12
-build/kiln run "$DATA/stories260K.bin" --tokens 1 -n 64 --temp 0 --print-ids
-build/kiln run "$DATA/llama-2-tiny-random.gguf" -p "Once upon a time" -n 24 --seed 42
-build/kiln bench "$DATA/stories260K.bin" -p 128 -n 64 -r 3
+build/kiln inspect "$MODEL" | sed -n 1,16p
+build/kiln run "$MODEL" -p "The prince" -n 96 --temp 0.8 --seed 7
+printf 'Tell me about the war.\n' | build/kiln chat "$MODEL" -n 64 --temp 0.8 --seed 7
+
+# kiln serve on a free port, one chat completion through the OpenAI-compatible API, then SIGTERM.
+{ set +x; } 2>/dev/null
+LOG=$(mktemp)
+build/kiln serve "$MODEL" --port 0 --log-format text >"$LOG" 2>&1 &
+SERVER=$!
+trap 'kill $SERVER 2>/dev/null || true; rm -f "$LOG"' EXIT
+URL=""
+for _ in $(seq 1 100); do
+  URL=$(grep -o 'http://127.0.0.1:[0-9]*' "$LOG" | head -n 1 || true)
+  [ -n "$URL" ] && break
+  sleep 0.1
+done
+[ -n "$URL" ] || { cat "$LOG" >&2; echo "quickstart: kiln serve did not start" >&2; exit 1; }
+set -x
+curl -s "$URL/v1/chat/completions" -H 'Content-Type: application/json' \
+  -d '{"model":"kiln-default","messages":[{"role":"user","content":"Who was Napoleon?"}],"max_tokens":48,"temperature":0.8,"seed":7}'
+echo
+kill -TERM $SERVER
+wait $SERVER
+
+build/kiln bench "$MODEL" -p 128 -n 64 -r 3

@@ -1,5 +1,7 @@
 // kiln and llama.cpp (the npm package node-llama-cpp@3.21.1, prebuilt CPU binaries) must agree
-// on the tokenization of a prompt and on the greedy continuation, for the same GGUF file.
+// on the tokenization of a prompt and on the greedy continuation, for the same GGUF file: the
+// Llama-2 test model, and kiln's default model (trained and written by kiln, with the byte-level
+// BPE vocabulary kiln trained).
 #include <gtest/gtest.h>
 
 #include <cstdlib>
@@ -26,16 +28,12 @@ std::vector<int> parse_ids(const std::string& line) {
   return ids;
 }
 
-class GreedyVsLlamaCpp : public ::testing::TestWithParam<std::string> {};
-
-TEST_P(GreedyVsLlamaCpp, SameTokensAsLlamaCpp) {
-  KILN_REQUIRE_DATA(model, "llama-2-tiny-random.gguf");
+void expect_same_greedy_tokens(const std::string& model, const std::string& prompt) {
   const char* src = std::getenv("KILN_SOURCE_DIR");
   ASSERT_NE(src, nullptr);
   struct stat st {};
   if (::stat((std::string(src) + "/node_modules/node-llama-cpp").c_str(), &st) != 0)
     GTEST_SKIP() << "node-llama-cpp is not installed (run scripts/install-deps.sh)";
-  const std::string prompt = GetParam();
   const int n = 24;
 
   std::string out;
@@ -56,6 +54,25 @@ TEST_P(GreedyVsLlamaCpp, SameTokensAsLlamaCpp) {
   EXPECT_EQ(kiln_prompt, ref_prompt) << "prompt tokenization differs";
   EXPECT_EQ(kiln_tokens, ref_tokens) << "greedy continuation differs";
 }
+
+class GreedyVsLlamaCpp : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(GreedyVsLlamaCpp, SameTokensAsLlamaCpp) {
+  KILN_REQUIRE_DATA(model, "llama-2-tiny-random.gguf");
+  expect_same_greedy_tokens(model, GetParam());
+}
+
+class DefaultModelVsLlamaCpp : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(DefaultModelVsLlamaCpp, SameTokensAsLlamaCpp) {
+  const char* src = std::getenv("KILN_SOURCE_DIR");
+  ASSERT_NE(src, nullptr);
+  expect_same_greedy_tokens(std::string(src) + "/models/kiln-default.gguf", GetParam());
+}
+
+INSTANTIATE_TEST_SUITE_P(Prompts, DefaultModelVsLlamaCpp,
+                         ::testing::Values("The prince said", "ROMEO:", "It was in July, 1805, and",
+                                           "Natasha looked at him", "  leading spaces and\ttabs\nand newlines"));
 
 INSTANTIATE_TEST_SUITE_P(Prompts, GreedyVsLlamaCpp,
                          ::testing::Values("Hello world", "The quick brown fox jumps over the lazy dog.",

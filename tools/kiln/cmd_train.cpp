@@ -213,7 +213,8 @@ void run_train(TrainCommand cmd) {
   }
 
   const monitor::ProgressMode mode = root ? cmd.progress : monitor::ProgressMode::none;
-  if (root) print_start(o, config, trainer.data_summary(), dp.size(), pool.size(), trainer.step());
+  const std::int64_t start_step = trainer.step();
+  if (root) print_start(o, config, trainer.data_summary(), dp.size(), pool.size(), start_step);
   monitor::Progress progress("train", mode);
   const train::TrainResult r = trainer.run(
       progress,
@@ -225,8 +226,12 @@ void run_train(TrainCommand cmd) {
       cmd.stop_after);
   progress.finish();
   if (!root) return;
-  std::printf("trained %lld steps in %.1f s (%.0f tok/s); last loss %.4f", static_cast<long long>(r.steps_done),
-              r.seconds, r.tokens_per_second, r.last_loss);
+  const std::int64_t ran = r.steps_done - start_step;
+  if (ran > 0)
+    std::printf("trained %lld steps in %.1f s (%.0f tok/s), at step %lld; last loss %.4f", static_cast<long long>(ran),
+                r.seconds, r.tokens_per_second, static_cast<long long>(r.steps_done), r.last_loss);
+  else
+    std::printf("no step to run: at step %lld", static_cast<long long>(r.steps_done));
   if (r.last_val_loss)
     std::printf(", validation loss %.4f (perplexity %.2f)", *r.last_val_loss, std::exp(*r.last_val_loss));
   if (r.steps_done < o.steps)
