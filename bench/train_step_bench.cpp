@@ -9,16 +9,30 @@
 //   build/bench/train_step_bench --benchmark_min_time=5
 #include <benchmark/benchmark.h>
 
+#include <unistd.h>
+
+#include <cstdio>
 #include <random>
 #include <vector>
 
 #include "core/thread_pool.h"
 #include "train/adamw.h"
 #include "train/llama_training_model.h"
+#include "train/trainer.h"
 
 namespace {
 
 using namespace kiln;
+
+double resident_mib() {
+  std::FILE* f = std::fopen("/proc/self/statm", "r");
+  long pages = 0, resident = 0;
+  if (f != nullptr) {
+    if (std::fscanf(f, "%ld %ld", &pages, &resident) != 2) resident = 0;
+    std::fclose(f);
+  }
+  return static_cast<double>(resident) * static_cast<double>(::sysconf(_SC_PAGESIZE)) / (1 << 20);
+}
 using namespace kiln::train;
 
 LlamaConfig config(int which) {
@@ -59,6 +73,19 @@ void train_step(benchmark::State& state, int which, kernels::GemmPrecision preci
   }
   state.counters["tok/s"] = benchmark::Counter(static_cast<double>(B * T), benchmark::Counter::kIsIterationInvariantRate);
   state.counters["params"] = static_cast<double>(m.table().total());
+  // Work of the products per step: forward 2 and backward 4 flops per weight and token for every
+  // matrix (the output's included, the embedding lookup not), and the attention's four T x T
+  // products per layer (QKᵀ and PV forward, twice as much backward), counted whole.
+  const LlamaConfig& c = m.config();
+  double matrix_weights = static_cast<double>(c.n_vocab) * c.n_embd;  // the output
+  for (const ParameterInfo& p : m.table().entries())
+    if (p.decay && p.name != "token_embd.weight" && p.name != "output.weight") matrix_weights += static_cast<double>(p.size());
+  const double flops = 6.0 * B * T * matrix_weights + 12.0 * c.n_layer * B * static_cast<double>(T) * T * c.q_dim();
+  state.counters["GFLOP/s"] = benchmark::Counter(flops / 1e9, benchmark::Counter::kIsIterationInvariantRate);
+  // Memory: resident now (the process's, so the largest config run so far sets it) against
+  // Trainer's estimate (16 bytes per parameter and the activations of the batch).
+  state.counters["rss_MiB"] = resident_mib();
+  state.counters["estimate_MiB"] = static_cast<double>(training_memory_bytes(c, B, T)) / (1 << 20);
 }
 
 BENCHMARK_CAPTURE(train_step, small_f32, 0, kernels::GemmPrecision::F32)->Arg(2)->ArgName("threads")->UseRealTime()->Unit(benchmark::kMillisecond);
