@@ -4,7 +4,8 @@
 #
 #   1. kiln tokenizer train: a 4096-token byte-level BPE vocabulary (Llama 3 pre-tokenizer) from
 #      War and Peace and tiny-shakespeare;
-#   2. kiln data prepare: both texts as paragraphs, exact duplicates removed, 2% held out for
+#   2. kiln data prepare: both texts as paragraphs, each ended by the end-of-sequence token (so
+#      the model learns where a paragraph ends), exact duplicates removed, 2% held out for
 #      validation (seeded);
 #   3. kiln train: dim 256, 6 layers, 8 query / 4 key-value heads, FFN 768 (widths that are
 #      multiples of 256, so every GGUF K-quant applies), context 256, tied output; 2000 steps of
@@ -39,7 +40,7 @@ rm -rf "$WORK"
 mkdir -p "$WORK"
 set -x
 "$KILN" tokenizer train -q --vocab-size 4096 --out "$WORK/tok" "${TEXTS[@]}"
-"$KILN" data prepare -q --tokenizer "$WORK/tok/tokenizer.gguf" --paragraphs --val-fraction 0.02 \
+"$KILN" data prepare -q --tokenizer "$WORK/tok/tokenizer.gguf" --paragraphs --eos --val-fraction 0.02 \
   --out "$WORK/data" "${TEXTS[@]}"
 "$KILN" train --data "$WORK/data" --out "$WORK/run" --name kiln-default \
   --dim 256 --layers 6 --heads 8 --kv-heads 4 --ffn 768 -c 256 \

@@ -184,6 +184,9 @@ PrepareResult prepare_corpus(const Tokenizer& tokenizer, const PrepareOptions& o
   std::vector<std::vector<std::int32_t>> batch_tokens;
   std::vector<std::array<std::uint8_t, 32>> batch_digests;
   const bool add_bos = tokenizer.vocab().add_bos;
+  const std::int32_t eos = tokenizer.vocab().eos_id;
+  KILN_CHECK(!o.add_eos || eos >= 0, "data prepare: --eos: the tokenizer {} has no end-of-sequence token",
+             o.tokenizer_path);
   std::uint64_t file_base = 0, file_bytes = 0, file_text_done = 0;
   auto flush = [&] {
     batch_tokens.assign(batch.size(), {});
@@ -192,6 +195,7 @@ PrepareResult prepare_corpus(const Tokenizer& tokenizer, const PrepareOptions& o
       const auto k = static_cast<std::size_t>(i);
       batch_digests[k] = sha256(batch[k]);
       batch_tokens[k] = tokenizer.encode(batch[k], add_bos, /*parse_special=*/false);
+      if (o.add_eos) batch_tokens[k].push_back(eos);
     });
     // Dedup and split in document order, so the result does not depend on thread timing.
     for (std::size_t k = 0; k < batch.size(); ++k) {
@@ -249,6 +253,7 @@ PrepareResult prepare_corpus(const Tokenizer& tokenizer, const PrepareOptions& o
   nlohmann::json run = {{"inputs", o.inputs},
                         {"jsonl_field", o.corpus.jsonl_field},
                         {"paragraphs", o.corpus.paragraphs},
+                        {"eos", o.add_eos},
                         {"val_fraction", o.val_fraction},
                         {"seed", o.seed},
                         {"shard_tokens", o.shard_tokens},

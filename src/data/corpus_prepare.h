@@ -26,6 +26,10 @@ struct PrepareOptions {
   std::vector<std::string> inputs;
   std::string tokenizer_path;  // recorded in the manifest
   CorpusOptions corpus;
+  // Append the tokenizer's end-of-sequence token to every document, so that a model trained on
+  // the shards learns where a document ends (and generation stops there) instead of running one
+  // into the next.
+  bool add_eos = false;
   double val_fraction = 0.01;
   std::uint64_t seed = 0;
   std::uint64_t shard_tokens = 64ull << 20;

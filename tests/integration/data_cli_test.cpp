@@ -84,6 +84,27 @@ TEST_F(DataCli, TokenCountsEqualKilnTokenize) {
   EXPECT_TRUE(stats.contains("byte_fallback_tokens"));
 }
 
+// --eos ends every document with the tokenizer's end-of-sequence token: one more token per
+// document, and each document's last token is EOS (</s> = 2 in the Llama-2 vocabulary).
+TEST_F(DataCli, EosEndsEveryDocument) {
+  const std::string in = dir_ + "/in.txt";
+  write_file(in, "First paragraph, two lines\nof it.\n\nSecond one.\n\nThird.\n");
+  ASSERT_EQ(kiln("data prepare -q --tokenizer " + tok_ + " --paragraphs --val-fraction 0 --out " + dir_ + "/plain " + in).code, 0);
+  Result r = kiln("data prepare -q --tokenizer " + tok_ + " --paragraphs --eos --val-fraction 0 --out " + dir_ + "/eos " + in);
+  ASSERT_EQ(r.code, 0) << r.out;
+  const nlohmann::json plain = manifest(dir_ + "/plain"), eos = manifest(dir_ + "/eos");
+  EXPECT_EQ(eos["splits"]["train"]["documents"].get<std::uint64_t>(), 3u);
+  EXPECT_EQ(eos["splits"]["train"]["tokens"].get<std::uint64_t>(), plain["splits"]["train"]["tokens"].get<std::uint64_t>() + 3);
+  EXPECT_TRUE(eos["runs"][0]["eos"].get<bool>());
+  Result inspect = kiln("data inspect " + dir_ + "/eos --json", false);
+  ASSERT_EQ(inspect.code, 0) << inspect.out;
+  bool found = false;
+  const nlohmann::json stats = nlohmann::json::parse(inspect.out)["stats"];
+  for (const auto& t : stats["top_tokens"])
+    if (t["id"].get<int>() == 2) found = t["count"].get<std::uint64_t>() == 3;
+  EXPECT_TRUE(found) << inspect.out;
+}
+
 TEST_F(DataCli, ExactDuplicatesAreRemovedAcrossFilesAndRuns) {
   const std::string in = dir_ + "/in";
   write_file(in + "/a.txt", "The same text.\n");

@@ -184,6 +184,9 @@ void register_data_command(CLI::App& app) {
       ->capture_default_str();
   prep->add_flag("--paragraphs", p->corpus.paragraphs,
                  "Split text files into one document per paragraph (runs of lines between blank lines)");
+  prep->add_flag("--eos", p->add_eos,
+                 "End every document with the tokenizer's end-of-sequence token (a model learns where documents "
+                 "end, and stops there)");
   prep->add_option("--val-fraction", p->val_fraction,
                    "Share of documents for validation, chosen by a seeded hash of each document's text")
       ->capture_default_str()
