@@ -18,6 +18,7 @@
 #include "core/error.h"
 #include "core/thread_pool.h"
 #include "test_support.h"
+#include "train/tiny_llama_config.h"
 #include "train/adamw.h"
 #include "train/data_parallel.h"
 #include "train/llama_training_model.h"
@@ -152,20 +153,7 @@ TEST(MpiDataParallel, AnErrorOnOneRankEndsTheWholeJob) {
   ADD_FAILURE() << "rank " << dp.rank() << " went on after rank 1 failed";
 }
 
-LlamaConfig tiny_config() {
-  LlamaConfig c;
-  c.arch = "llama";
-  c.n_vocab = 37;
-  c.n_embd = 32;
-  c.n_layer = 2;
-  c.n_head = 4;
-  c.n_head_kv = 2;
-  c.head_dim = 8;
-  c.n_rot = 8;
-  c.n_ff = 48;
-  c.n_ctx_train = 16;
-  return c;
-}
+LlamaConfig tiny_config() { return test::tiny_llama_config(); }
 
 std::uint64_t fnv1a(const float* data, std::int64_t n) {
   std::uint64_t h = 0xcbf29ce484222325ULL;

@@ -9,25 +9,13 @@
 
 #include "core/thread_pool.h"
 #include "train/adamw.h"
+#include "train/tiny_llama_config.h"
 #include "train/llama_training_model.h"
 
 namespace kiln::train {
 namespace {
 
-LlamaConfig tiny_config() {
-  LlamaConfig c;
-  c.arch = "llama";
-  c.n_vocab = 23;
-  c.n_embd = 32;
-  c.n_layer = 2;
-  c.n_head = 4;
-  c.n_head_kv = 2;
-  c.head_dim = 8;
-  c.n_rot = 8;
-  c.n_ff = 64;
-  c.n_ctx_train = 16;
-  return c;
-}
+LlamaConfig tiny_config() { return test::tiny_llama_config({.n_vocab = 23, .n_ff = 64}); }
 
 TEST(AdamW, MatchesTheUpdateWrittenOutInDouble) {
   const ParameterTable table(tiny_config());

@@ -11,25 +11,12 @@
 #include "core/error.h"
 #include "core/thread_pool.h"
 #include "train/llama_training_model.h"
+#include "train/tiny_llama_config.h"
 
 namespace kiln::train {
 namespace {
 
-LlamaConfig tiny_config(bool tied) {
-  LlamaConfig c;
-  c.arch = "llama";
-  c.n_vocab = 37;
-  c.n_embd = 32;
-  c.n_layer = 2;
-  c.n_head = 4;
-  c.n_head_kv = 2;
-  c.head_dim = 8;
-  c.n_rot = 8;
-  c.n_ff = 48;
-  c.n_ctx_train = 16;
-  c.tied_output = tied;
-  return c;
-}
+LlamaConfig tiny_config(bool tied) { return test::tiny_llama_config({.tied = tied}); }
 
 void randomize(LlamaTrainingModel& m, std::uint32_t seed) {
   std::mt19937 rng(seed);

@@ -16,6 +16,7 @@
 #include "train/gguf_export.h"
 #include "train/llama_training_model.h"
 #include "train/parameter_init.h"
+#include "train/tiny_llama_config.h"
 
 namespace kiln::train {
 namespace {
@@ -33,19 +34,7 @@ void expect_one_line_error(Fn&& fn, const std::string& needle) {
 }
 
 LlamaConfig tiny_config(int n_vocab = 64) {
-  LlamaConfig c;
-  c.arch = "llama";
-  c.n_vocab = n_vocab;
-  c.n_embd = 64;
-  c.n_layer = 3;
-  c.n_head = 4;
-  c.n_head_kv = 2;
-  c.head_dim = 16;
-  c.n_rot = 16;
-  c.n_ff = 128;
-  c.n_ctx_train = 32;
-  c.tied_output = true;
-  return c;
+  return test::tiny_llama_config({.n_vocab = n_vocab, .n_embd = 64, .n_layer = 3, .n_ff = 128, .n_ctx = 32, .tied = true});
 }
 
 double stddev_of(const float* w, std::int64_t n) {

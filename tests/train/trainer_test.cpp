@@ -21,6 +21,7 @@
 #include "model/llama_model.h"
 #include "test_support.h"
 #include "train/checkpoint.h"
+#include "train/tiny_llama_config.h"
 
 namespace kiln::train {
 namespace {
@@ -69,21 +70,7 @@ std::string write_data(const std::string& name) {
   return dir;
 }
 
-LlamaConfig tiny_config() {
-  LlamaConfig c;
-  c.arch = "llama";
-  c.n_vocab = kVocab;
-  c.n_embd = 32;
-  c.n_layer = 2;
-  c.n_head = 4;
-  c.n_head_kv = 2;
-  c.head_dim = 8;
-  c.n_rot = 8;
-  c.n_ff = 64;
-  c.n_ctx_train = 16;
-  c.tied_output = true;
-  return c;
-}
+LlamaConfig tiny_config() { return test::tiny_llama_config({.n_vocab = kVocab, .n_ff = 64, .tied = true}); }
 
 TrainOptions tiny_options(const std::string& data, const std::string& out) {
   TrainOptions o;
