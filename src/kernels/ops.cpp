@@ -14,12 +14,13 @@ namespace kiln::kernels {
 
 namespace ref {
 
-void rms_norm(const float* x, const float* w, float* y, std::int64_t n, float eps) {
-  if (n <= 0) return;
+float rms_norm(const float* x, const float* w, float* y, std::int64_t n, float eps) {
+  if (n <= 0) return 0.0f;
   double sum_squares = 0.0;
   for (std::int64_t i = 0; i < n; ++i) sum_squares += static_cast<double>(x[i]) * x[i];
   const float scale = static_cast<float>(1.0 / std::sqrt(sum_squares / static_cast<double>(n) + eps));
   for (std::int64_t i = 0; i < n; ++i) y[i] = x[i] * scale * w[i];
+  return scale;
 }
 
 void softmax_inplace(float* x, std::int64_t n) {
@@ -103,7 +104,7 @@ void attn_values_f16(const std::uint16_t* v, std::int64_t v_stride, std::int64_t
   }                            \
   return ref::call
 
-void rms_norm(const float* x, const float* w, float* y, std::int64_t n, float eps) {
+float rms_norm(const float* x, const float* w, float* y, std::int64_t n, float eps) {
   KILN_DISPATCH_OP(rms_norm(x, w, y, n, eps));
 }
 void softmax_inplace(float* x, std::int64_t n) { KILN_DISPATCH_OP(softmax_inplace(x, n)); }

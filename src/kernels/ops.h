@@ -5,8 +5,9 @@
 
 namespace kiln::kernels {
 
-// y = x / sqrt(mean(x²) + eps) * w.   x, w, y are (n); y may alias x.
-void rms_norm(const float* x, const float* w, float* y, std::int64_t n, float eps);
+// y = x / sqrt(mean(x²) + eps) * w; returns the scale 1 / sqrt(mean(x²) + eps) (training's
+// backward keeps it per row).   x, w, y are (n); y may alias x.
+float rms_norm(const float* x, const float* w, float* y, std::int64_t n, float eps);
 // x = softmax(x), computed stably (max subtracted).   x is (n)
 void softmax_inplace(float* x, std::int64_t n);
 // y = silu(gate) * up, silu(g) = g / (1 + exp(-g)).   gate, up, y are (n); y may alias gate.
@@ -36,7 +37,7 @@ void attn_values_f16(const std::uint16_t* v, std::int64_t v_stride, std::int64_t
                      std::int64_t p_stride, std::int64_t n_q, std::int64_t hd, float* out, std::int64_t out_stride);
 
 namespace ref {
-void rms_norm(const float* x, const float* w, float* y, std::int64_t n, float eps);
+float rms_norm(const float* x, const float* w, float* y, std::int64_t n, float eps);
 void softmax_inplace(float* x, std::int64_t n);
 void silu_mul(const float* gate, const float* up, float* y, std::int64_t n);
 void add_inplace(float* y, const float* x, std::int64_t n);

@@ -84,8 +84,8 @@ inline __m128i to_f16(__m256 v) {
 
 }  // namespace
 
-void rms_norm(const float* x, const float* w, float* y, std::int64_t n, float eps) {
-  if (n <= 0) return;
+float rms_norm(const float* x, const float* w, float* y, std::int64_t n, float eps) {
+  if (n <= 0) return 0.0f;
   __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps(), acc2 = _mm256_setzero_ps(), acc3 = _mm256_setzero_ps();
   std::int64_t i = 0;
   for (; i + 32 <= n; i += 32) {
@@ -114,6 +114,7 @@ void rms_norm(const float* x, const float* w, float* y, std::int64_t n, float ep
         _mm256_mul_ps(_mm256_mul_ps(load_partial(x + i, n - i, 0.0f), scale_v), load_partial(w + i, n - i, 0.0f));
     store_partial(y + i, yi, n - i);
   }
+  return scale;
 }
 
 void softmax_inplace(float* x, std::int64_t n) {

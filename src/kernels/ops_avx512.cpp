@@ -123,8 +123,8 @@ void values_for_heads(const std::uint16_t* v, std::int64_t v_stride, std::int64_
 
 }  // namespace
 
-void rms_norm(const float* x, const float* w, float* y, std::int64_t n, float eps) {
-  if (n <= 0) return;
+float rms_norm(const float* x, const float* w, float* y, std::int64_t n, float eps) {
+  if (n <= 0) return 0.0f;
   // Four accumulators hide the FMA latency.
   __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps(), acc2 = _mm512_setzero_ps(), acc3 = _mm512_setzero_ps();
   std::int64_t i = 0;
@@ -151,6 +151,7 @@ void rms_norm(const float* x, const float* w, float* y, std::int64_t n, float ep
         _mm512_mul_ps(_mm512_mul_ps(_mm512_maskz_loadu_ps(mask, x + i), scale_v), _mm512_maskz_loadu_ps(mask, w + i));
     _mm512_mask_storeu_ps(y + i, mask, yi);
   }
+  return scale;
 }
 
 void softmax_inplace(float* x, std::int64_t n) {

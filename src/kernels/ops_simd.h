@@ -7,7 +7,7 @@
 namespace kiln::kernels {
 
 namespace avx2 {
-void rms_norm(const float* x, const float* w, float* y, std::int64_t n, float eps);
+float rms_norm(const float* x, const float* w, float* y, std::int64_t n, float eps);
 void softmax_inplace(float* x, std::int64_t n);
 void silu_mul(const float* gate, const float* up, float* y, std::int64_t n);
 void add_inplace(float* y, const float* x, std::int64_t n);
@@ -25,7 +25,7 @@ void attn_values_f16(const std::uint16_t* v, std::int64_t v_stride, std::int64_t
 }  // namespace avx2
 
 namespace avx512 {
-void rms_norm(const float* x, const float* w, float* y, std::int64_t n, float eps);
+float rms_norm(const float* x, const float* w, float* y, std::int64_t n, float eps);
 void softmax_inplace(float* x, std::int64_t n);
 void silu_mul(const float* gate, const float* up, float* y, std::int64_t n);
 void add_inplace(float* y, const float* x, std::int64_t n);

@@ -14,6 +14,7 @@ namespace kiln::kernels {
 namespace training_ref {
 
 // y = x / rms(x) * w, rms(x) = sqrt(mean(x²) + eps); returns 1 / rms(x) (the backward needs it).
+// The float forward is kernels::rms_norm (ops.h), which returns the same 1 / rms(x).
 template <class T>
 T rms_norm_forward(const T* x, const T* w, T* y, std::int64_t n, T eps) {
   T sum = 0;

@@ -13,7 +13,6 @@ namespace kiln::train {
 
 using kernels::dense_gemm;
 using kernels::training_ref::rms_norm_backward;
-using kernels::training_ref::rms_norm_forward;
 using kernels::MatrixArg;
 
 namespace {
@@ -99,7 +98,7 @@ void LlamaTrainingModel::forward(const TokenBatch& batch) {
     float* xn1 = a.xn1.resize(sz(N * E));
     float* rstd1 = a.rstd1.resize(sz(N));
     pool_.parallel_for(N, [&](std::int64_t r, int) {
-      rstd1[r] = rms_norm_forward(x_in + r * E, P + o.attn_norm, xn1 + r * E, E, c.rms_eps);
+      rstd1[r] = kernels::rms_norm(x_in + r * E, P + o.attn_norm, xn1 + r * E, E, c.rms_eps);
     }, 16);
     float* q = a.q.resize(sz(N * QD));
     float* k = a.k.resize(sz(N * KVD));
@@ -117,7 +116,7 @@ void LlamaTrainingModel::forward(const TokenBatch& batch) {
     float* xn2 = a.xn2.resize(sz(N * E));
     float* rstd2 = a.rstd2.resize(sz(N));
     pool_.parallel_for(N, [&](std::int64_t r, int) {
-      rstd2[r] = rms_norm_forward(x_mid + r * E, P + o.ffn_norm, xn2 + r * E, E, c.rms_eps);
+      rstd2[r] = kernels::rms_norm(x_mid + r * E, P + o.ffn_norm, xn2 + r * E, E, c.rms_eps);
     }, 16);
     float* gate = a.gate.resize(sz(N * F));
     float* up = a.up.resize(sz(N * F));
@@ -134,7 +133,7 @@ void LlamaTrainingModel::forward(const TokenBatch& batch) {
   float* xnf = xn_final_.resize(sz(N * E));
   float* rstdf = rstd_final_.resize(sz(N));
   pool_.parallel_for(N, [&](std::int64_t r, int) {
-    rstdf[r] = rms_norm_forward(xf + r * E, P + table_.output_norm(), xnf + r * E, E, c.rms_eps);
+    rstdf[r] = kernels::rms_norm(xf + r * E, P + table_.output_norm(), xnf + r * E, E, c.rms_eps);
   }, 16);
   matmul(xnf, N, E, table_.output(), V, logits_.resize(sz(N * V)));
 }

@@ -48,8 +48,12 @@ TEST_P(OpsTest, RmsNormMatchesReference) {
       std::vector<float> x = random_floats(n + offset, -3.0f, 3.0f, 1 + static_cast<std::uint32_t>(n));
       std::vector<float> w = random_floats(n + offset, 0.5f, 1.5f, 2 + static_cast<std::uint32_t>(n));
       std::vector<float> y(n + offset + 1, 12345.0f), y_ref(n + offset + 1, 12345.0f);
-      rms_norm(x.data() + offset, w.data() + offset, y.data() + offset, n, 1e-5f);
-      ref::rms_norm(x.data() + offset, w.data() + offset, y_ref.data() + offset, n, 1e-5f);
+      const float scale = rms_norm(x.data() + offset, w.data() + offset, y.data() + offset, n, 1e-5f);
+      const float scale_ref = ref::rms_norm(x.data() + offset, w.data() + offset, y_ref.data() + offset, n, 1e-5f);
+      // The scale is 1 / rms(x), which training's backward keeps per row.
+      if (n > 0) {
+        ASSERT_NEAR(scale, scale_ref, 2e-6f * scale_ref) << "n=" << n << " offset=" << offset;
+      }
       for (std::int64_t i = 0; i < n; ++i)
         ASSERT_NEAR(y[offset + i], y_ref[offset + i], 2e-6f * std::fabs(y_ref[offset + i]) + 1e-30f)
             << "n=" << n << " offset=" << offset << " i=" << i;
