@@ -8,6 +8,8 @@
 #include "core/half.h"
 #include "kernels/matmul.h"
 #include "kernels/ops.h"
+#include "model/llama_blocks.h"
+#include "model/quantized_products.h"
 
 namespace kiln {
 
@@ -48,15 +50,22 @@ void LlamaModel::forward(const Batch& batch, KvCache& cache, ThreadPool& pool, f
   }
 
   float* x = x_.resize(static_cast<std::size_t>(B * E));
-  float* xn = xn_.resize(static_cast<std::size_t>(B * E));
-  float* q = q_.resize(static_cast<std::size_t>(B * QD));
-  float* k = k_.resize(static_cast<std::size_t>(B * KVD));
-  float* v = v_.resize(static_cast<std::size_t>(B * KVD));
-  attn_.resize(static_cast<std::size_t>(B * QD));
-  float* proj = proj_.resize(static_cast<std::size_t>(B * E));
-  float* gate = gate_.resize(static_cast<std::size_t>(B * F));
-  float* up = up_.resize(static_cast<std::size_t>(B * F));
   float* cs = rope_cs_.resize(static_cast<std::size_t>(B * c.n_rot));
+  // One set of scratch serves every layer: the residual stream is updated in place (x_out is
+  // x_in), the ffn norm reuses the attention norm's buffer and SwiGLU writes over gate.
+  LayerActivations a;
+  a.x_in = x;
+  a.xn1 = xn_.resize(static_cast<std::size_t>(B * E));
+  a.q = q_.resize(static_cast<std::size_t>(B * QD));
+  a.k = k_.resize(static_cast<std::size_t>(B * KVD));
+  a.v = v_.resize(static_cast<std::size_t>(B * KVD));
+  a.attn = attn_.resize(static_cast<std::size_t>(B * QD));
+  a.x_mid = proj_.resize(static_cast<std::size_t>(B * E));
+  a.xn2 = a.xn1;
+  a.gate = gate_.resize(static_cast<std::size_t>(B * F));
+  a.up = up_.resize(static_cast<std::size_t>(B * F));
+  a.h = a.gate;
+  a.x_out = x;
 
   // Embeddings: one row of token_embd per token, dequantized from its stored format.
   const TensorView& emb = weights_.token_embd;
@@ -64,73 +73,15 @@ void LlamaModel::forward(const Batch& batch, KvCache& cache, ThreadPool& pool, f
     kernels::dequantize_row(emb.dtype, emb.row(batch.tokens[static_cast<std::size_t>(t)]), x + t * E, E);
   for (int t = 0; t < B; ++t)
     rope_->angles(batch.positions[static_cast<std::size_t>(t)], cs + t * c.n_rot, cs + t * c.n_rot + c.n_rot / 2);
+  const RopeAngles angles{cs, B, c.n_rot};
 
-  // The calibration hook: a no-op unless an observer is set.
-  auto observe = [&](const TensorView& W, const float* in, std::int64_t rows) {
-    if (observer_ != nullptr) observer_->observe(W, in, rows);
-  };
-
-  // Row-wise work is split across threads only when the batch is large enough to pay for it.
-  auto for_rows = [&](auto&& fn) {
-    if (B >= 8) pool.parallel_for(B, [&](std::int64_t t, int) { fn(static_cast<int>(t)); }, 2);
-    else for (int t = 0; t < B; ++t) fn(t);
-  };
-
+  QuantizedProducts products(act_, pool, observer_);
   for (int il = 0; il < c.n_layer; ++il) {
-    const LlamaLayerWeights& L = weights_.layers[static_cast<std::size_t>(il)];
-    // --- attention block ---
-    for_rows([&](int t) { kernels::rms_norm(x + t * E, L.attn_norm.data, xn + t * E, E, c.rms_eps); });
-    observe(L.wq, xn, B);
-    observe(L.wk, xn, B);
-    observe(L.wv, xn, B);
-    prepare_activations(L.wq, xn, B, E, act_, pool);
-    linear(L.wq, act_, q, pool);
-    if (!activations_fit(L.wk, act_)) prepare_activations(L.wk, xn, B, E, act_, pool);
-    linear(L.wk, act_, k, pool);
-    if (!activations_fit(L.wv, act_)) prepare_activations(L.wv, xn, B, E, act_, pool);
-    linear(L.wv, act_, v, pool);
-    for_rows([&](int t) {
-      if (c.qkv_bias) {
-        kernels::add_inplace(q + t * QD, L.bq.data, QD);
-        kernels::add_inplace(k + t * KVD, L.bk.data, KVD);
-        kernels::add_inplace(v + t * KVD, L.bv.data, KVD);
-      }
-      const float* cos_t = cs + t * c.n_rot;
-      const float* sin_t = cos_t + c.n_rot / 2;
-      rope_->apply(q + t * QD, c.n_head, cos_t, sin_t);
-      rope_->apply(k + t * KVD, c.n_head_kv, cos_t, sin_t);
-      // Append this token's key and value to its sequence's cache.
-      const int seq = batch.seq_ids[static_cast<std::size_t>(t)];
-      const int pos = batch.positions[static_cast<std::size_t>(t)];
-      void* kdst = cache.key(il, seq, pos);
-      void* vdst = cache.value(il, seq, pos);
-      if (cache.dtype() == DType::F16) {
-        kernels::f32_to_f16_row(k + t * KVD, static_cast<std::uint16_t*>(kdst), KVD);
-        kernels::f32_to_f16_row(v + t * KVD, static_cast<std::uint16_t*>(vdst), KVD);
-      } else {
-        std::memcpy(kdst, k + t * KVD, static_cast<std::size_t>(KVD) * sizeof(float));
-        std::memcpy(vdst, v + t * KVD, static_cast<std::size_t>(KVD) * sizeof(float));
-      }
-    });
-    attention(il, batch, cache, pool);
-    observe(L.wo, attn_.data(), B);
-    prepare_activations(L.wo, attn_.data(), B, QD, act_, pool);
-    linear(L.wo, act_, proj, pool);
-    for_rows([&](int t) { kernels::add_inplace(x + t * E, proj + t * E, E); });
-
-    // --- feed-forward block: w_down(silu(w_gate x) * w_up x) ---
-    for_rows([&](int t) { kernels::rms_norm(x + t * E, L.ffn_norm.data, xn + t * E, E, c.rms_eps); });
-    observe(L.w_gate, xn, B);
-    observe(L.w_up, xn, B);
-    prepare_activations(L.w_gate, xn, B, E, act_, pool);
-    linear(L.w_gate, act_, gate, pool);
-    if (!activations_fit(L.w_up, act_)) prepare_activations(L.w_up, xn, B, E, act_, pool);
-    linear(L.w_up, act_, up, pool);
-    for_rows([&](int t) { kernels::silu_mul(gate + t * F, up + t * F, gate + t * F, F); });
-    observe(L.w_down, gate, B);
-    prepare_activations(L.w_down, gate, B, F, act_, pool);
-    linear(L.w_down, act_, proj, pool);
-    for_rows([&](int t) { kernels::add_inplace(x + t * E, proj + t * E, E); });
+    auto attention = [&](const float* q, const float* k, const float* v, float* out) {
+      attention_paged(il, batch, cache, q, k, v, out, pool);
+    };
+    llama_layer_forward(c, *rope_, angles, layer_params(weights_.layers[static_cast<std::size_t>(il)]), a, B, products,
+                        attention, pool);
   }
 
   for (int t = 0; t < B; ++t) {
@@ -142,18 +93,31 @@ void LlamaModel::forward(const Batch& batch, KvCache& cache, ThreadPool& pool, f
   // Logits only for the rows asked for (the last prompt token, or every decode token).
   const int R = static_cast<int>(batch.logit_rows.size());
   if (R == 0) return;
-  for (int r = 0; r < R; ++r) {
-    const int t = batch.logit_rows[static_cast<std::size_t>(r)];
-    kernels::rms_norm(x + t * E, weights_.output_norm.data, xn + r * E, E, c.rms_eps);
-  }
-  observe(weights_.output, xn, R);
-  prepare_activations(weights_.output, xn, R, E, act_, pool);
-  linear(weights_.output, act_, logits, pool);
+  const TensorView* output = &weights_.output;
+  llama_output_forward(c, weights_.output_norm.data, output, x, batch.logit_rows.data(), R, a.xn1, nullptr, logits,
+                       products, pool);
 }
 
-void LlamaModel::attention(int il, const Batch& batch, KvCache& cache, ThreadPool& pool) {
+void LlamaModel::attention_paged(int il, const Batch& batch, KvCache& cache, const float* q, const float* k,
+                                 const float* v, float* out, ThreadPool& pool) {
   const LlamaConfig& c = config_;
   const int B = batch.size();
+  const std::int64_t KVD = c.kv_dim();
+  // Append each row's key and value to its sequence's cache first: a row attends to the rows of
+  // its own sequence before it in the same batch.
+  for_each_row(pool, B, [&](std::int64_t t) {
+    const int seq = batch.seq_ids[static_cast<std::size_t>(t)];
+    const int pos = batch.positions[static_cast<std::size_t>(t)];
+    void* kdst = cache.key(il, seq, pos);
+    void* vdst = cache.value(il, seq, pos);
+    if (cache.dtype() == DType::F16) {
+      kernels::f32_to_f16_row(k + t * KVD, static_cast<std::uint16_t*>(kdst), KVD);
+      kernels::f32_to_f16_row(v + t * KVD, static_cast<std::uint16_t*>(vdst), KVD);
+    } else {
+      std::memcpy(kdst, k + t * KVD, static_cast<std::size_t>(KVD) * sizeof(float));
+      std::memcpy(vdst, v + t * KVD, static_cast<std::size_t>(KVD) * sizeof(float));
+    }
+  });
   const int hd = c.head_dim;
   const int group = c.n_head / c.n_head_kv;  // query heads per kv head
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
@@ -161,8 +125,6 @@ void LlamaModel::attention(int il, const Batch& batch, KvCache& cache, ThreadPoo
   for (int t = 0; t < B; ++t) max_len = std::max(max_len, batch.positions[static_cast<std::size_t>(t)] + 1);
   const std::size_t stride = static_cast<std::size_t>((max_len + 15) / 16 * 16);
   float* scores_all = scores_.resize(stride * static_cast<std::size_t>(pool.size()));
-  const float* q = q_.data();
-  float* out = attn_.data();
   const bool f16 = cache.dtype() == DType::F16;
 
   if (f16) {

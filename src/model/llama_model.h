@@ -56,7 +56,10 @@ class LlamaModel {
   void set_observer(ActivationObserver* observer) { observer_ = observer; }
 
  private:
-  void attention(int layer, const Batch& batch, KvCache& cache, ThreadPool& pool);
+  // The Attention of llama_blocks.h: appends the batch's keys and values (B, kv_dim) to the
+  // cache, then out (B, q_dim) = causal attention of q (B, q_dim) over each row's sequence.
+  void attention_paged(int layer, const Batch& batch, KvCache& cache, const float* q, const float* k, const float* v,
+                       float* out, ThreadPool& pool);
 
   std::unique_ptr<ModelSource> source_;
   LlamaConfig config_;
@@ -66,13 +69,13 @@ class LlamaModel {
 
   // Scratch, grown to the largest batch seen. B = batch size, E = n_embd, F = n_ff.
   FloatBuffer x_;       // (B, E) residual stream
-  FloatBuffer xn_;      // (B, E) normalized input of a sub-layer
+  FloatBuffer xn_;      // (B, E) normalized input of a sub-layer (rows of logit_rows for the output)
   FloatBuffer q_;       // (B, q_dim)
   FloatBuffer k_;       // (B, kv_dim)
   FloatBuffer v_;       // (B, kv_dim)
   FloatBuffer attn_;    // (B, q_dim) attention output before wo
-  FloatBuffer proj_;    // (B, E) output of wo / w_down
-  FloatBuffer gate_;    // (B, F)
+  FloatBuffer proj_;    // (B, E) the residual stream after attention (x_mid)
+  FloatBuffer gate_;    // (B, F) then silu(gate) ⊙ up
   FloatBuffer up_;      // (B, F)
   FloatBuffer rope_cs_; // (B, n_rot) cos then sin per token
   // Attention scores per worker, one row of `stride` (the batch's longest context rounded up to

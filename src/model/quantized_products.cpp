@@ -1,0 +1,38 @@
+#include "model/quantized_products.h"
+
+#include "core/error.h"
+
+namespace kiln {
+
+void QuantizedProducts::operator()(const float* x, std::int64_t rows, std::int64_t in,
+                                   std::initializer_list<Product<const TensorView*>> products) {
+  if (observer_ != nullptr)
+    for (const auto& p : products) observer_->observe(*p.w, x, rows);
+  bool converted = false;
+  for (const auto& p : products) {
+    if (p.w->ne[0] != in || p.w->ne[1] != p.out)
+      fail("weight {} is {}x{}, the forward needs {}x{}", p.w->name, p.w->ne[1], p.w->ne[0], p.out, in);
+    if (!converted || !activations_fit(*p.w, act_)) prepare_activations(*p.w, x, rows, in, act_, pool_);
+    converted = true;
+    linear(*p.w, act_, p.y, pool_);
+  }
+}
+
+LlamaLayerParams<const TensorView*> layer_params(const LlamaLayerWeights& w) {
+  LlamaLayerParams<const TensorView*> p;
+  p.attn_norm = w.attn_norm.data;
+  p.wq = &w.wq;
+  p.wk = &w.wk;
+  p.wv = &w.wv;
+  p.bq = w.bq.data;
+  p.bk = w.bk.data;
+  p.bv = w.bv.data;
+  p.wo = &w.wo;
+  p.ffn_norm = w.ffn_norm.data;
+  p.w_gate = &w.w_gate;
+  p.w_up = &w.w_up;
+  p.w_down = &w.w_down;
+  return p;
+}
+
+}  // namespace kiln
