@@ -8,6 +8,9 @@
 #include "core/error.h"
 #include "kernels/ops.h"
 #include "kernels/training_ops.h"
+#include "model/dense_products.h"
+#include "model/llama_blocks.h"
+#include "model/sequence_attention.h"
 
 namespace kiln::train {
 
@@ -35,12 +38,6 @@ LlamaTrainingModel::LlamaTrainingModel(const LlamaConfig& config, kernels::GemmP
 }
 
 void LlamaTrainingModel::zero_grads() { std::memset(grads_.data(), 0, sz(table_.total()) * sizeof(float)); }
-
-void LlamaTrainingModel::matmul(const float* x, std::int64_t rows, std::int64_t in, std::int64_t offset,
-                                std::int64_t out, float* y) {
-  dense_gemm(rows, out, in, MatrixArg{x, in, false}, MatrixArg{params_.data() + offset, in, true}, y, out, false,
-             precision_, pool_);
-}
 
 void LlamaTrainingModel::matmul_backward(const float* x, const float* dy, std::int64_t rows, std::int64_t in,
                                          std::int64_t offset, std::int64_t out, float* dx, bool accumulate_dx) {
@@ -81,7 +78,7 @@ void LlamaTrainingModel::forward(const TokenBatch& batch) {
     if (tgt < -1 || tgt >= c.n_vocab) fail("target id {} is out of range (vocabulary of {})", tgt, c.n_vocab);
   }
   batch_rows_ = static_cast<int>(N);
-  const std::int64_t E = c.n_embd, F = c.n_ff, QD = c.q_dim(), KVD = c.kv_dim(), V = c.n_vocab;
+  const std::int64_t E = c.n_embd, F = c.n_ff, QD = c.q_dim(), KVD = c.kv_dim();
   const int half = rope_.half();
   float* cs = rope_cs_.resize(sz(T * 2 * half));
   for (int t = 0; t < T; ++t) rope_.angles(t, cs + t * 2 * half, cs + t * 2 * half + half);
@@ -90,87 +87,55 @@ void LlamaTrainingModel::forward(const TokenBatch& batch) {
   float* x = layers_.empty() ? x_final_.resize(sz(N * E)) : layers_[0].x_in.resize(sz(N * E));
   for (std::int64_t i = 0; i < N; ++i)
     std::memcpy(x + i * E, P + table_.token_embd() + static_cast<std::int64_t>(batch.tokens[i]) * E, sz(E) * sizeof(float));
+  const RopeAngles angles{cs, T, c.n_rot};
 
+  // The model's own layer sequence (model/llama_blocks.h), every activation kept in the
+  // layer's buffers for backward(); the next layer's x_in is this layer's x_out.
+  DenseProducts products(precision_, pool_);
   for (int il = 0; il < c.n_layer; ++il) {
     const LayerOffsets& o = table_.layer(il);
-    LayerActivations& a = layers_[sz(il)];
-    float* x_in = a.x_in.data();
-    float* xn1 = a.xn1.resize(sz(N * E));
-    float* rstd1 = a.rstd1.resize(sz(N));
-    pool_.parallel_for(N, [&](std::int64_t r, int) {
-      rstd1[r] = kernels::rms_norm(x_in + r * E, P + o.attn_norm, xn1 + r * E, E, c.rms_eps);
-    }, 16);
-    float* q = a.q.resize(sz(N * QD));
-    float* k = a.k.resize(sz(N * KVD));
-    float* v = a.v.resize(sz(N * KVD));
-    matmul(xn1, N, E, o.wq, QD, q);
-    matmul(xn1, N, E, o.wk, KVD, k);
-    matmul(xn1, N, E, o.wv, KVD, v);
-    rope_rows(q, c.n_head, N, T, false);
-    rope_rows(k, c.n_head_kv, N, T, false);
-    attention_forward(il, B, T);
-    float* x_mid = a.x_mid.resize(sz(N * E));
-    matmul(a.attn.data(), N, QD, o.wo, E, x_mid);
-    pool_.parallel_for(N, [&](std::int64_t r, int) { kernels::add_inplace(x_mid + r * E, x_in + r * E, E); }, 16);
-
-    float* xn2 = a.xn2.resize(sz(N * E));
-    float* rstd2 = a.rstd2.resize(sz(N));
-    pool_.parallel_for(N, [&](std::int64_t r, int) {
-      rstd2[r] = kernels::rms_norm(x_mid + r * E, P + o.ffn_norm, xn2 + r * E, E, c.rms_eps);
-    }, 16);
-    float* gate = a.gate.resize(sz(N * F));
-    float* up = a.up.resize(sz(N * F));
-    float* h = a.h.resize(sz(N * F));
-    matmul(xn2, N, E, o.w_gate, F, gate);
-    matmul(xn2, N, E, o.w_up, F, up);
-    pool_.parallel_for(N, [&](std::int64_t r, int) { kernels::silu_mul(gate + r * F, up + r * F, h + r * F, F); }, 16);
-    float* x_out = il + 1 < c.n_layer ? layers_[sz(il + 1)].x_in.resize(sz(N * E)) : x_final_.resize(sz(N * E));
-    matmul(h, N, F, o.w_down, E, x_out);
-    pool_.parallel_for(N, [&](std::int64_t r, int) { kernels::add_inplace(x_out + r * E, x_mid + r * E, E); }, 16);
+    LayerBuffers& b = layers_[sz(il)];
+    LlamaLayerParams<const float*> w;
+    w.attn_norm = P + o.attn_norm;
+    w.wq = P + o.wq;
+    w.wk = P + o.wk;
+    w.wv = P + o.wv;
+    w.wo = P + o.wo;
+    w.ffn_norm = P + o.ffn_norm;
+    w.w_gate = P + o.w_gate;
+    w.w_up = P + o.w_up;
+    w.w_down = P + o.w_down;
+    LayerActivations a;
+    a.x_in = b.x_in.data();
+    a.xn1 = b.xn1.resize(sz(N * E));
+    a.rstd1 = b.rstd1.resize(sz(N));
+    a.q = b.q.resize(sz(N * QD));
+    a.k = b.k.resize(sz(N * KVD));
+    a.v = b.v.resize(sz(N * KVD));
+    a.attn = b.attn.resize(sz(N * QD));
+    a.x_mid = b.x_mid.resize(sz(N * E));
+    a.xn2 = b.xn2.resize(sz(N * E));
+    a.rstd2 = b.rstd2.resize(sz(N));
+    a.gate = b.gate.resize(sz(N * F));
+    a.up = b.up.resize(sz(N * F));
+    a.h = b.h.resize(sz(N * F));
+    a.x_out = il + 1 < c.n_layer ? layers_[sz(il + 1)].x_in.resize(sz(N * E)) : x_final_.resize(sz(N * E));
+    float* probs = b.probs.resize(sz(static_cast<std::int64_t>(B) * c.n_head * T * T));  // (B, H, T, T)
+    auto attention = [&](const float* q, const float* k, const float* v, float* out) {
+      sequence_attention_forward(c, B, T, q, k, v, probs, out, precision_, pool_);
+    };
+    llama_layer_forward(c, rope_, angles, w, a, N, products, attention, pool_);
   }
 
-  float* xf = x_final_.data();
-  float* xnf = xn_final_.resize(sz(N * E));
-  float* rstdf = rstd_final_.resize(sz(N));
-  pool_.parallel_for(N, [&](std::int64_t r, int) {
-    rstdf[r] = kernels::rms_norm(xf + r * E, P + table_.output_norm(), xnf + r * E, E, c.rms_eps);
-  }, 16);
-  matmul(xnf, N, E, table_.output(), V, logits_.resize(sz(N * V)));
-}
-
-void LlamaTrainingModel::attention_forward(int il, int B, int T) {
-  const LlamaConfig& c = config_;
-  LayerActivations& a = layers_[sz(il)];
-  const int H = c.n_head, hd = c.head_dim, group = c.n_head / c.n_head_kv;
-  const std::int64_t QD = c.q_dim(), KVD = c.kv_dim(), N = static_cast<std::int64_t>(B) * T;
-  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
-  float* probs = a.probs.resize(sz(static_cast<std::int64_t>(B) * H * T * T));  // (B, H, T, T)
-  float* out = a.attn.resize(sz(N * QD));
-  const float* q = a.q.data();
-  const float* k = a.k.data();
-  const float* v = a.v.data();
-  pool_.parallel_for(static_cast<std::int64_t>(B) * H, [&](std::int64_t task, int) {
-    const std::int64_t b = task / H, h = task % H, kvh = h / group;
-    const float* qh = q + b * T * QD + h * hd;    // (T, hd), rows QD apart
-    const float* kh = k + b * T * KVD + kvh * hd;  // (T, hd), rows KVD apart
-    const float* vh = v + b * T * KVD + kvh * hd;
-    float* p = probs + task * T * T;               // (T, T)
-    dense_gemm(T, T, hd, MatrixArg{qh, QD, false}, MatrixArg{kh, KVD, true}, p, T, false, precision_, serial_pool());
-    for (int t = 0; t < T; ++t) {
-      float* row = p + static_cast<std::int64_t>(t) * T;
-      for (int j = 0; j <= t; ++j) row[j] *= scale;
-      kernels::softmax_inplace(row, t + 1);
-      std::memset(row + t + 1, 0, sz(T - t - 1) * sizeof(float));
-    }
-    dense_gemm(T, hd, T, MatrixArg{p, T, false}, MatrixArg{vh, KVD, false}, out + b * T * QD + h * hd, QD, false,
-               precision_, serial_pool());
-  });
+  const float* output = P + table_.output();
+  llama_output_forward(c, P + table_.output_norm(), output, x_final_.data(), nullptr, N, xn_final_.resize(sz(N * E)),
+                       rstd_final_.resize(sz(N)), logits_.resize(sz(N * c.n_vocab)), products, pool_);
 }
 
 void LlamaTrainingModel::attention_backward(int il, int B, int T, const float* dattn, float* dq, float* dk,
                                             float* dv) {
   const LlamaConfig& c = config_;
-  LayerActivations& a = layers_[sz(il)];
+  LayerBuffers& a = layers_[sz(il)];
   const int H = c.n_head, hd = c.head_dim, group = c.n_head / c.n_head_kv;
   const std::int64_t QD = c.q_dim(), KVD = c.kv_dim();
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
@@ -276,7 +241,7 @@ void LlamaTrainingModel::backward(const TokenBatch& batch) {
 
   for (int il = c.n_layer - 1; il >= 0; --il) {
     const LayerOffsets& o = table_.layer(il);
-    LayerActivations& a = layers_[sz(il)];
+    LayerBuffers& a = layers_[sz(il)];
     // Feed-forward: x_out = x_mid + W_down · (silu(W_gate xn2) ⊙ W_up xn2), dx flows through
     // the residual unchanged and through the block.
     matmul_backward(a.h.data(), dx, N, F, o.w_down, E, dh, false);

@@ -1,9 +1,11 @@
 #pragma once
 // A Llama being trained: its parameters and gradients in contiguous buffers (train/
-// parameter_table.h), and a forward pass over whole sequences that keeps what the backward
-// pass needs. Attention runs over the batch's own contiguous keys and values (no paged cache);
-// matrix products go through kernels::dense_gemm in f32, or with bf16 inputs and f32 sums
-// (mixed precision: the master weights and every gradient stay f32).
+// parameter_table.h), the model's own forward blocks (model/llama_blocks.h, the ones
+// LlamaModel runs) over whole sequences keeping what the backward pass needs, and that backward
+// pass. Attention runs over the batch's own contiguous keys and values (model/
+// sequence_attention.h, no paged cache); matrix products go through kernels::dense_gemm in f32,
+// or with bf16 inputs and f32 sums (mixed precision: the master weights and every gradient stay
+// f32).
 //
 // One micro-batch is B sequences of T tokens, N = B·T rows.
 #include <cstdint>
@@ -50,19 +52,21 @@ class LlamaTrainingModel {
   void logits(const TokenBatch& batch, float* logits);
 
  private:
-  struct LayerActivations {
+  // What one layer's forward keeps for the backward pass (model/llama_blocks.h's
+  // LayerActivations point into these), N = B·T rows: x_in, xn1, x_mid, xn2 (N, n_embd); rstd1,
+  // rstd2 (N); q (N, q_dim), k, v (N, kv_dim); probs (B, n_head, T, T); attn (N, q_dim); gate,
+  // up, h (N, n_ff).
+  struct LayerBuffers {
     FloatBuffer x_in, xn1, rstd1, q, k, v, probs, attn, x_mid, xn2, rstd2, gate, up, h;
   };
 
-  // Runs every layer and the final norm; the output layer's logits go to logits_.
+  // Runs every layer and the final norm through the model's forward blocks
+  // (model/llama_blocks.h); the output layer's logits go to logits_.
   void forward(const TokenBatch& batch);
   // Cross-entropy over logits_; with grad_scale != 0, logits_ becomes dL/dlogits.
   double cross_entropy(const TokenBatch& batch, float grad_scale, bool want_grad);
   void backward(const TokenBatch& batch);
-  void attention_forward(int il, int B, int T);
   void attention_backward(int il, int B, int T, const float* dattn, float* dq, float* dk, float* dv);
-  // y (rows, out) = x (rows, in) · Wᵀ for the weight at `offset` (out, in).
-  void matmul(const float* x, std::int64_t rows, std::int64_t in, std::int64_t offset, std::int64_t out, float* y);
   // dx (rows, in) (+)= dy · W, and dW += dyᵀ · x.
   void matmul_backward(const float* x, const float* dy, std::int64_t rows, std::int64_t in, std::int64_t offset,
                        std::int64_t out, float* dx, bool accumulate_dx);
@@ -76,7 +80,7 @@ class LlamaTrainingModel {
   FloatBuffer params_, grads_;
 
   int batch_rows_ = 0;  // N of the last forward
-  std::vector<LayerActivations> layers_;
+  std::vector<LayerBuffers> layers_;
   FloatBuffer rope_cs_;            // (T, n_rot): cos then sin per position
   FloatBuffer x_final_, xn_final_, rstd_final_, logits_;
   // Backward scratch.

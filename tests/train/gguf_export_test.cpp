@@ -40,12 +40,14 @@ void check(bool tied, DType type, double tolerance) {
   std::normal_distribution<float> dist(0.0f, 0.2f);
   for (const ParameterInfo& p : m.table().entries())
     for (std::int64_t i = 0; i < p.size(); ++i) m.params()[p.offset + i] = p.decay ? dist(rng) : 1.0f + dist(rng);
-  const int T = 20;
-  std::vector<int> tokens(T), targets(T, 0);
+  // Two sequences: the training forward attends within each, the inference forward keeps them
+  // apart in the paged cache.
+  const int B = 2, T = 20;
+  std::vector<int> tokens(B * T), targets(B * T, 0);
   std::uniform_int_distribution<int> tok(0, m.config().n_vocab - 1);
   for (int& t : tokens) t = tok(rng);
-  std::vector<float> train_logits(static_cast<std::size_t>(T * m.config().n_vocab));
-  m.logits(TokenBatch{1, T, tokens.data(), targets.data()}, train_logits.data());
+  std::vector<float> train_logits(static_cast<std::size_t>(B * T * m.config().n_vocab));
+  m.logits(TokenBatch{B, T, tokens.data(), targets.data()}, train_logits.data());
 
   const std::string path = test::temp_dir() + "/exported.gguf";
   GgufExportOptions o;
@@ -58,9 +60,11 @@ void check(bool tied, DType type, double tolerance) {
   auto model = LlamaModel::load(path);
   EXPECT_EQ(model->config().tied_output, tied);
   KvCache cache = model->make_kv_cache(64, DType::F32);
-  const int seq = cache.add_sequence();
   Batch batch;
-  for (int t = 0; t < T; ++t) batch.add(tokens[static_cast<std::size_t>(t)], t, seq, true);
+  for (int b = 0; b < B; ++b) {
+    const int seq = cache.add_sequence();
+    for (int t = 0; t < T; ++t) batch.add(tokens[static_cast<std::size_t>(b * T + t)], t, seq, true);
+  }
   std::vector<float> logits(train_logits.size());
   model->forward(batch, cache, pool, logits.data());
   double diff = 0, norm = 0;
