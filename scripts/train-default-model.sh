@@ -15,9 +15,10 @@
 #   4. the model exported as F16 GGUF with its tokenizer (the validation loss on the held-out
 #      paragraphs is printed by step 3), and a greedy sample.
 #
-# About 30 minutes on 2 cores of an AVX-512 machine. Every step is seeded and the training is
-# independent of the thread count, so a rerun on a machine that makes the same precision choice
-# (bf16 or f32) writes the same model byte for byte.
+# About 30 minutes on 2 cores of an AVX-512 machine. Every step is seeded (the vocabulary, the
+# split, the initial weights, the data order) and training does not depend on the thread count,
+# so a rerun on a machine that makes the same precision choice (bf16 or f32) is expected to
+# write the same model byte for byte.
 #
 #   scripts/train-default-model.sh [WORK_DIR]     (default build/default-model)
 # Then: cp WORK_DIR/run/model.gguf models/kiln-default.gguf
