@@ -55,4 +55,17 @@ int run_command(const std::string& command, std::string* output, bool merge_stde
   return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
+KilnRun run_kiln(const std::string& args, bool merge_stderr, int timeout_seconds) {
+  KilnRun r;
+  r.code = run_command("timeout " + std::to_string(timeout_seconds) + " " + kiln_binary() + " " + args, &r.out,
+                       merge_stderr);
+  return r;
+}
+
+void expect_clean_error(const KilnRun& r, const std::string& needle) {
+  EXPECT_GT(r.code, 0) << r.out;
+  EXPECT_LT(r.code, 128) << "crashed: " << r.out;
+  EXPECT_NE(r.out.find(needle), std::string::npos) << "expected '" << needle << "' in: " << r.out;
+}
+
 }  // namespace kiln::test

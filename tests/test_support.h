@@ -18,6 +18,17 @@ std::string temp_dir();
 // Runs a shell command, captures stdout (and stderr when merge_stderr), returns the exit code.
 int run_command(const std::string& command, std::string* output, bool merge_stderr = false);
 
+// The kiln binary under test run with `args` (a shell fragment), ended after `timeout_seconds`:
+// its exit code (128 + the signal when one ended it) and its output.
+struct KilnRun {
+  int code = -1;
+  std::string out;
+};
+KilnRun run_kiln(const std::string& args, bool merge_stderr = true, int timeout_seconds = 120);
+
+// Expects a clean refusal: a non-zero exit that is not a crash, with `needle` in the output.
+void expect_clean_error(const KilnRun& r, const std::string& needle);
+
 }  // namespace kiln::test
 
 // Skips the current test with a visible message when a shared data file is missing.

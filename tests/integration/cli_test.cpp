@@ -13,16 +13,9 @@
 namespace kiln {
 namespace {
 
-struct Result {
-  int code;
-  std::string out;
-};
+using Result = test::KilnRun;
 
-Result kiln(const std::string& args, bool merge_stderr = true) {
-  Result r;
-  r.code = test::run_command("timeout 120 " + test::kiln_binary() + " " + args, &r.out, merge_stderr);
-  return r;
-}
+Result kiln(const std::string& args, bool merge_stderr = true) { return test::run_kiln(args, merge_stderr); }
 
 std::string write_file(const std::string& name, const std::string& bytes) {
   const std::string path = test::temp_dir() + "/" + name;
@@ -31,11 +24,7 @@ std::string write_file(const std::string& name, const std::string& bytes) {
 }
 
 // Exit codes of a crash (signal) are 128+; errors must be small positive numbers.
-void expect_clean_error(const Result& r, const std::string& needle) {
-  EXPECT_GT(r.code, 0) << r.out;
-  EXPECT_LT(r.code, 128) << "crashed: " << r.out;
-  EXPECT_NE(r.out.find(needle), std::string::npos) << "expected '" << needle << "' in: " << r.out;
-}
+using test::expect_clean_error;
 
 TEST(Cli, HelpListsEverySubcommand) {
   Result r = kiln("--help");

@@ -14,17 +14,9 @@
 namespace kiln {
 namespace {
 
-struct Result {
-  int code;
-  std::string out;
-};
+using Result = test::KilnRun;
 
-Result kiln(const std::string& args, bool merge_stderr = true) {
-  Result r;
-  r.code = test::run_command("timeout 120 " + test::kiln_binary() + " " + args + (merge_stderr ? "" : " 2>/dev/null"),
-                             &r.out, merge_stderr);
-  return r;
-}
+Result kiln(const std::string& args, bool merge_stderr = true) { return test::run_kiln(args, merge_stderr); }
 
 std::string read_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -39,11 +31,7 @@ void write_file(const std::string& path, const std::string& text) {
 
 nlohmann::json manifest(const std::string& dir) { return nlohmann::json::parse(read_file(dir + "/manifest.json")); }
 
-void expect_clean_error(const Result& r, const std::string& needle) {
-  EXPECT_GT(r.code, 0) << r.out;
-  EXPECT_LT(r.code, 128) << "crashed: " << r.out;
-  EXPECT_NE(r.out.find(needle), std::string::npos) << "expected '" << needle << "' in: " << r.out;
-}
+using test::expect_clean_error;
 
 std::uint64_t tokenize_count(const std::string& tok, const std::string& file) {
   Result r = kiln("tokenize " + tok + " --no-parse-special --count -f " + file, false);

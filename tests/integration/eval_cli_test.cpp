@@ -16,16 +16,9 @@
 namespace kiln {
 namespace {
 
-struct Result {
-  int code;
-  std::string out;
-};
+using Result = test::KilnRun;
 
-Result kiln(const std::string& args, bool merge_stderr = false) {
-  Result r;
-  r.code = test::run_command("timeout 300 " + test::kiln_binary() + " " + args, &r.out, merge_stderr);
-  return r;
-}
+Result kiln(const std::string& args, bool merge_stderr = false) { return test::run_kiln(args, merge_stderr, 300); }
 
 nlohmann::json json_of(const Result& r) {
   EXPECT_EQ(r.code, 0) << r.out;
@@ -37,7 +30,7 @@ nlohmann::json json_of(const Result& r) {
   }
 }
 
-void expect_clean_error(const Result& r, const std::string& needle) {
+void expect_one_line_error(const Result& r, const std::string& needle) {
   EXPECT_GT(r.code, 0) << r.out;
   EXPECT_LT(r.code, 128) << "crashed: " << r.out;
   EXPECT_NE(r.out.find(needle), std::string::npos) << "expected '" << needle << "' in: " << r.out;
@@ -172,7 +165,7 @@ TEST(EvalCli, KldOnTheFlySavedAndReadBack) {
   EXPECT_EQ(kiln("eval kld " + variant + " --base-logits " + saved + " --tokens " + ids + " -q").code, 0);
   std::string many;
   for (int i = 0; i < 600; ++i) many += std::to_string(3 + i % 200) + " ";
-  expect_clean_error(kiln("eval kld " + variant + " --base-logits " + saved + " --tokens " + write_file("many.txt", many) + " -q", true),
+  expect_one_line_error(kiln("eval kld " + variant + " --base-logits " + saved + " --tokens " + write_file("many.txt", many) + " -q", true),
                      "was run on other tokens");
   // A model against itself.
   const nlohmann::json self = json_of(kiln("eval kld --base " + model + " " + model + " --tokens " + ids + " --ctx 128 --json -q"));
@@ -225,24 +218,24 @@ TEST(EvalCli, BadInputIsOneLineAndANonZeroExit) {
   const std::string ids = stories_token_file(stories);
   const std::string empty = write_file("empty.txt", "\n \n");
   const std::string short_text = write_file("short.txt", "Hello there, a text far shorter than one chunk.");
-  expect_clean_error(kiln("eval perplexity " + tiny + " --text " + empty, true), "the text is empty");
-  expect_clean_error(kiln("eval perplexity " + tiny + " --text " + short_text, true), "fewer than one chunk of 512");
-  expect_clean_error(kiln("eval perplexity " + stories + " --text " + short_text, true), "has no tokenizer");
-  expect_clean_error(kiln("eval perplexity " + stories + " --tokens " + empty, true), "no token ids");
-  expect_clean_error(kiln("eval perplexity " + stories + " --tokens " + short_text, true), "is not a token id");
-  expect_clean_error(kiln("eval perplexity " + stories + " --tokens " + ids + " --text " + short_text, true),
+  expect_one_line_error(kiln("eval perplexity " + tiny + " --text " + empty, true), "the text is empty");
+  expect_one_line_error(kiln("eval perplexity " + tiny + " --text " + short_text, true), "fewer than one chunk of 512");
+  expect_one_line_error(kiln("eval perplexity " + stories + " --text " + short_text, true), "has no tokenizer");
+  expect_one_line_error(kiln("eval perplexity " + stories + " --tokens " + empty, true), "no token ids");
+  expect_one_line_error(kiln("eval perplexity " + stories + " --tokens " + short_text, true), "is not a token id");
+  expect_one_line_error(kiln("eval perplexity " + stories + " --tokens " + ids + " --text " + short_text, true),
                      "exactly one of --text FILE and --tokens FILE");
-  expect_clean_error(kiln("eval perplexity " + stories + " --tokens " + ids + " --ctx 1024", true),
+  expect_one_line_error(kiln("eval perplexity " + stories + " --tokens " + ids + " --ctx 1024", true),
                      "longer than the context 512");
-  expect_clean_error(kiln("eval perplexity " + stories + " --tokens " + write_file("big.txt", "1 2 3 99999"), true),
+  expect_one_line_error(kiln("eval perplexity " + stories + " --tokens " + write_file("big.txt", "1 2 3 99999"), true),
                      "outside the model's vocabulary of 512");
-  expect_clean_error(kiln("eval kld " + stories + " --tokens " + ids, true), "give the base model");
-  expect_clean_error(kiln("eval kld --base " + tiny + " " + stories + " --tokens " + ids + " --ctx 128", true),
+  expect_one_line_error(kiln("eval kld " + stories + " --tokens " + ids, true), "give the base model");
+  expect_one_line_error(kiln("eval kld --base " + tiny + " " + stories + " --tokens " + ids + " --ctx 128", true),
                      "KL divergence needs the same vocabulary");
-  expect_clean_error(kiln("eval kld " + stories + " --base-logits " + write_file("bad.kll", "KILNLOGP but not really a file at all"), true),
+  expect_one_line_error(kiln("eval kld " + stories + " --base-logits " + write_file("bad.kll", "KILNLOGP but not really a file at all"), true),
                      "bad.kll");
-  expect_clean_error(kiln("eval kld " + stories + " --base-logits " + ids, true), "not a kiln logits file");
-  expect_clean_error(kiln("eval compare " + stories + " --tokens " + ids, true), "at least one variant");
+  expect_one_line_error(kiln("eval kld " + stories + " --base-logits " + ids, true), "not a kiln logits file");
+  expect_one_line_error(kiln("eval compare " + stories + " --tokens " + ids, true), "at least one variant");
 }
 
 }  // namespace

@@ -11,16 +11,9 @@
 namespace kiln {
 namespace {
 
-struct Result {
-  int code;
-  std::string out;
-};
+using Result = test::KilnRun;
 
-Result kiln(const std::string& args, bool merge_stderr = true) {
-  Result r;
-  r.code = test::run_command("timeout 120 " + test::kiln_binary() + " " + args, &r.out, merge_stderr);
-  return r;
-}
+Result kiln(const std::string& args, bool merge_stderr = true) { return test::run_kiln(args, merge_stderr); }
 
 bool exists(const std::string& path) {
   struct stat st {};

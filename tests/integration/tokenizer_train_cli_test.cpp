@@ -12,22 +12,11 @@
 namespace kiln {
 namespace {
 
-struct Result {
-  int code;
-  std::string out;
-};
+using Result = test::KilnRun;
 
-Result kiln(const std::string& args) {
-  Result r;
-  r.code = test::run_command("timeout 120 " + test::kiln_binary() + " " + args, &r.out, /*merge_stderr=*/true);
-  return r;
-}
+Result kiln(const std::string& args) { return test::run_kiln(args); }
 
-void expect_clean_error(const Result& r, const std::string& needle) {
-  EXPECT_GT(r.code, 0) << r.out;
-  EXPECT_LT(r.code, 128) << "crashed: " << r.out;
-  EXPECT_NE(r.out.find(needle), std::string::npos) << "expected '" << needle << "' in: " << r.out;
-}
+using test::expect_clean_error;
 
 TEST(TokenizerTrainCli, TrainsOnTinyShakespeareAndEveryCommandUsesTheResult) {
   KILN_REQUIRE_DATA(corpus, "tinyshakespeare.txt");
