@@ -7,7 +7,6 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
-#include <sstream>
 
 #include "core/error.h"
 #include "data/data_shard.h"
@@ -44,9 +43,10 @@ std::optional<std::uint64_t> available_memory() {
 
 std::string gib(std::uint64_t bytes) { return fmt::format("{:.2f} GiB", static_cast<double>(bytes) / (1ull << 30)); }
 
-// The split's windows, or nothing when the folder has too few tokens of it for one window.
-std::optional<TokenWindows> open_optional_split(const std::string& dir, const std::string& split, int context) {
-  const data::Manifest m = data::read_manifest((std::filesystem::path(dir) / data::kManifestName).string());
+// The split's windows, or nothing when the folder (whose manifest `m` is, already read) has too
+// few tokens of it for one window.
+std::optional<TokenWindows> open_optional_split(const data::Manifest& m, const std::string& dir,
+                                                const std::string& split, int context) {
   if (m.split_tokens(split) < static_cast<std::uint64_t>(context) + 1) return std::nullopt;
   return TokenWindows::open(dir, split, context);
 }
@@ -130,7 +130,7 @@ Trainer::Trainer(const TrainOptions& options, const LlamaConfig& config, ThreadP
       paths_(TrainPaths::in(options.out_dir)),
       pool_(pool),
       train_windows_(TokenWindows::open(options.data_dir, "train", options.context)),
-      val_windows_(open_optional_split(options.data_dir, "val", options.context)),
+      val_windows_(open_optional_split(train_windows_.manifest(), options.data_dir, "val", options.context)),
       sampler_(train_windows_.n_windows(), options.seed) {
   DataParallel& dp = DataParallel::instance();
   rank_ = dp.rank(), ranks_ = dp.size();
