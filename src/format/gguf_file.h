@@ -14,41 +14,9 @@
 
 #include "core/mapped_file.h"
 #include "core/tensor.h"
+#include "format/gguf_metadata.h"
 
 namespace kiln {
-
-enum class GgufType : std::uint32_t {
-  U8 = 0, I8 = 1, U16 = 2, I16 = 3, U32 = 4, I32 = 5, F32 = 6, Bool = 7,
-  String = 8, Array = 9, U64 = 10, I64 = 11, F64 = 12,
-};
-std::string_view gguf_type_name(GgufType t);
-// The eight integer types U8 .. I64 (Bool, which as_int also reads, is not one).
-bool is_integer_type(GgufType t);
-
-struct GgufArray;
-
-// One metadata value. Integers are held as int64 (u64 values above INT64_MAX as uint64),
-// floats as double, so readers need not care about the stored width; `type` keeps it.
-struct GgufValue {
-  GgufType type = GgufType::U8;
-  std::variant<std::int64_t, std::uint64_t, double, bool, std::string, std::shared_ptr<const GgufArray>> v;
-
-  std::optional<std::int64_t> as_int() const;   // any integer type (and bool)
-  std::optional<double> as_float() const;       // float types and integers
-  std::optional<bool> as_bool() const;          // bool (and integers 0/1)
-  const std::string* as_string() const;         // string, else nullptr
-  const GgufArray* as_array() const;            // array, else nullptr
-};
-
-// A typed array: exactly one of the vectors is filled, chosen by elem_type.
-struct GgufArray {
-  GgufType elem_type = GgufType::U8;
-  std::vector<std::int64_t> ints;       // U8..I64 except U64 above INT64_MAX (stored as bits), Bool as 0/1
-  std::vector<double> floats;           // F32, F64
-  std::vector<std::string> strings;     // String
-  std::vector<GgufValue> arrays;        // nested Array
-  std::size_t size() const;
-};
 
 struct GgufTensorInfo {
   std::string name;
@@ -60,27 +28,18 @@ struct GgufTensorInfo {
   std::uint64_t n_bytes = 0;
 };
 
-class GgufFile {
+class GgufFile : public GgufMetadata {
  public:
   // Opens and validates `path`; throws kiln::Error with a one-line message naming the file and
   // the field on any inconsistency (bad magic, version, counts, types, sizes, offsets, overlap).
   static std::unique_ptr<GgufFile> open(const std::string& path);
 
-  const std::string& path() const { return file_.path(); }
   std::uint32_t version() const { return version_; }
   std::uint64_t alignment() const { return alignment_; }
   std::uint64_t data_offset() const { return data_offset_; }
   std::uint64_t file_size() const { return file_.size(); }
 
-  // Metadata in file order, and lookup by key.
-  const std::vector<std::pair<std::string, GgufValue>>& metadata() const { return metadata_; }
-  const GgufValue* find(const std::string& key) const;
-  // Typed getters: nullopt if absent; throw kiln::Error naming the key if present with the wrong type.
-  std::optional<std::int64_t> get_int(const std::string& key) const;
-  std::optional<double> get_float(const std::string& key) const;
-  std::optional<bool> get_bool(const std::string& key) const;
-  std::optional<std::string> get_string(const std::string& key) const;
-  const GgufArray* get_array(const std::string& key) const;
+  // Metadata: GgufMetadata's metadata(), find() and typed getters.
 
   const std::vector<GgufTensorInfo>& tensors() const { return tensors_; }
   const GgufTensorInfo* find_tensor(const std::string& name) const;
@@ -89,15 +48,13 @@ class GgufFile {
   const MappedFile& mapped_file() const { return file_; }
 
  private:
-  explicit GgufFile(MappedFile file) : file_(std::move(file)) {}
+  explicit GgufFile(MappedFile file) : GgufMetadata(file.path()), file_(std::move(file)) {}
   void parse();
 
   MappedFile file_;
   std::uint32_t version_ = 0;
   std::uint64_t alignment_ = 32;
   std::uint64_t data_offset_ = 0;
-  std::vector<std::pair<std::string, GgufValue>> metadata_;
-  std::map<std::string, std::size_t> metadata_index_;
   std::vector<GgufTensorInfo> tensors_;
   std::map<std::string, std::size_t> tensor_index_;
 };

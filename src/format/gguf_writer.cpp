@@ -301,36 +301,6 @@ class TempFile {
 
 }  // namespace
 
-namespace gguf_value {
-namespace {
-GgufValue make(GgufType t, decltype(GgufValue::v) v) {
-  GgufValue value;
-  value.type = t;
-  value.v = std::move(v);
-  return value;
-}
-}  // namespace
-GgufValue u8(std::uint8_t v) { return make(GgufType::U8, std::int64_t{v}); }
-GgufValue i8(std::int8_t v) { return make(GgufType::I8, std::int64_t{v}); }
-GgufValue u16(std::uint16_t v) { return make(GgufType::U16, std::int64_t{v}); }
-GgufValue i16(std::int16_t v) { return make(GgufType::I16, std::int64_t{v}); }
-GgufValue u32(std::uint32_t v) { return make(GgufType::U32, std::int64_t{v}); }
-GgufValue i32(std::int32_t v) { return make(GgufType::I32, std::int64_t{v}); }
-GgufValue u64(std::uint64_t v) {
-  // As the reader holds it: int64 when it fits, uint64 above INT64_MAX.
-  if (v > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max())) return make(GgufType::U64, v);
-  return make(GgufType::U64, static_cast<std::int64_t>(v));
-}
-GgufValue i64(std::int64_t v) { return make(GgufType::I64, v); }
-GgufValue f32(float v) { return make(GgufType::F32, static_cast<double>(v)); }
-GgufValue f64(double v) { return make(GgufType::F64, v); }
-GgufValue boolean(bool v) { return make(GgufType::Bool, v); }
-GgufValue string(std::string v) { return make(GgufType::String, std::move(v)); }
-GgufValue array(GgufArray a) {
-  return make(GgufType::Array, std::shared_ptr<const GgufArray>(std::make_shared<GgufArray>(std::move(a))));
-}
-}  // namespace gguf_value
-
 GgufWriter::GgufWriter(std::uint32_t version) : version_(version) {
   if (version != 2 && version != 3) fail("GGUF writer: version {} is not supported (expected 2 or 3)", version);
 }

@@ -56,23 +56,6 @@ struct GgufTensorSpec {
       : name(std::move(name_)), ggml_type(static_cast<std::uint32_t>(type)), n_dims(n_dims_), ne(ne_) {}
 };
 
-// Convenience constructors for metadata values.
-namespace gguf_value {
-GgufValue u8(std::uint8_t v);
-GgufValue i8(std::int8_t v);
-GgufValue u16(std::uint16_t v);
-GgufValue i16(std::int16_t v);
-GgufValue u32(std::uint32_t v);
-GgufValue i32(std::int32_t v);
-GgufValue u64(std::uint64_t v);
-GgufValue i64(std::int64_t v);
-GgufValue f32(float v);
-GgufValue f64(double v);
-GgufValue boolean(bool v);
-GgufValue string(std::string v);
-GgufValue array(GgufArray a);
-}  // namespace gguf_value
-
 class GgufWriter {
  public:
   explicit GgufWriter(std::uint32_t version = 3);

@@ -2,12 +2,12 @@
 
 #include "core/error.h"
 #include "format/gguf_file.h"
-#include "format/llama2c_file.h"
+#include "format/tensor_source.h"
 
 namespace kiln {
 namespace {
 
-int require_positive(const GgufFile& f, const std::string& key) {
+int require_positive(const GgufMetadata& f, const std::string& key) {
   std::optional<std::int64_t> v = f.get_int(key);
   if (!v) fail("{}: missing metadata key {}", f.path(), key);
   if (*v <= 0 || *v > (1 << 24)) fail("{}: metadata {} = {} is out of range (expected 1..16777216)", f.path(), key, *v);
@@ -16,7 +16,7 @@ int require_positive(const GgufFile& f, const std::string& key) {
 
 }  // namespace
 
-LlamaConfig llama_config_from_gguf(const GgufFile& f) {
+LlamaConfig llama_config_from_metadata(const GgufMetadata& f, const TensorShapeFn& tensor_shape) {
   LlamaConfig c;
   std::optional<std::string> arch = f.get_string("general.architecture");
   if (!arch) fail("{}: missing metadata key general.architecture", f.path());
@@ -60,33 +60,31 @@ LlamaConfig llama_config_from_gguf(const GgufFile& f) {
   }
   if (const GgufArray* tokens = f.get_array("tokenizer.ggml.tokens")) c.n_vocab = static_cast<int>(tokens->size());
   if (auto v = f.get_int(p + "vocab_size")) c.n_vocab = static_cast<int>(*v);
-  c.tied_output = f.find_tensor("output.weight") == nullptr;
-  if (const GgufTensorInfo* emb = f.find_tensor("token_embd.weight")) {
-    if (c.n_vocab == 0) c.n_vocab = static_cast<int>(emb->ne[1]);
-    if (emb->ne[1] != c.n_vocab)
-      fail("{}: token_embd.weight has {} rows but the vocabulary has {} tokens", f.path(), emb->ne[1], c.n_vocab);
+  c.tied_output = !tensor_shape("output.weight");
+  if (const std::optional<std::array<std::int64_t, 4>> emb = tensor_shape("token_embd.weight")) {
+    if (c.n_vocab == 0) c.n_vocab = static_cast<int>((*emb)[1]);
+    if ((*emb)[1] != c.n_vocab)
+      fail("{}: token_embd.weight has {} rows but the vocabulary has {} tokens", f.path(), (*emb)[1], c.n_vocab);
   }
   if (c.n_vocab <= 0) fail("{}: cannot tell the vocabulary size (no tokenizer.ggml.tokens, no token_embd.weight)", f.path());
   return c;
 }
 
-LlamaConfig llama_config_from_llama2c(const Llama2cHeader& h) {
-  LlamaConfig c;
-  c.arch = "llama";
-  c.name = "llama2.c checkpoint";
-  c.n_vocab = h.vocab_size;
-  c.n_embd = h.dim;
-  c.n_layer = h.n_layers;
-  c.n_head = h.n_heads;
-  c.n_head_kv = h.n_kv_heads;
-  c.head_dim = h.dim / h.n_heads;
-  c.n_ff = h.hidden_dim;
-  c.n_ctx_train = h.seq_len;
-  c.n_rot = c.head_dim;
-  c.rms_eps = 1e-5f;
-  c.rope_theta = 10000.0f;
-  c.tied_output = h.shared_classifier;
-  return c;
+LlamaConfig llama_config_from_gguf(const GgufFile& f) {
+  return llama_config_from_metadata(f, [&](const std::string& name) -> std::optional<std::array<std::int64_t, 4>> {
+    const GgufTensorInfo* t = f.find_tensor(name);
+    if (t == nullptr) return std::nullopt;
+    return t->ne;
+  });
+}
+
+LlamaConfig llama_config_from_source(const TensorSource& src) {
+  return llama_config_from_metadata(src.metadata(),
+                                    [&](const std::string& name) -> std::optional<std::array<std::int64_t, 4>> {
+                                      const SourceTensor* t = src.find_tensor(name);
+                                      if (t == nullptr) return std::nullopt;
+                                      return t->ne;
+                                    });
 }
 
 }  // namespace kiln

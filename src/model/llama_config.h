@@ -1,14 +1,19 @@
 #pragma once
 // The hyper-parameters of a Llama-family model (llama, mistral, qwen2), read from GGUF
-// metadata ("<arch>.embedding_length", ...) or from a llama2.c header. Variants differ by
+// metadata ("<arch>.embedding_length", ...), which every model source carries (a llama2.c
+// checkpoint's header is turned into the same keys). Variants differ by
 // switches here (q/k/v biases, rope layout), not by copies of the forward pass.
+#include <array>
 #include <cstdint>
+#include <functional>
+#include <optional>
 #include <string>
 
 namespace kiln {
 
 class GgufFile;
-struct Llama2cHeader;
+class GgufMetadata;
+class TensorSource;
 
 enum class RopeLayout {
   Interleaved,  // rotate pairs (x[2i], x[2i+1]): llama, mistral (ggml's "normal" rope)
@@ -38,8 +43,13 @@ struct LlamaConfig {
   int q_dim() const { return n_head * head_dim; }
 };
 
-// Reads and checks the hyper-parameters; throws kiln::Error naming the missing or bad key.
+// A tensor's shape (ne, innermost first), or nullopt when the model has no tensor of that name.
+using TensorShapeFn = std::function<std::optional<std::array<std::int64_t, 4>>(const std::string& name)>;
+
+// Reads and checks the hyper-parameters from GGUF metadata (and whether output.weight exists,
+// and token_embd's rows); throws kiln::Error naming the missing or bad key.
+LlamaConfig llama_config_from_metadata(const GgufMetadata& metadata, const TensorShapeFn& tensor_shape);
 LlamaConfig llama_config_from_gguf(const GgufFile& gguf);
-LlamaConfig llama_config_from_llama2c(const Llama2cHeader& header);
+LlamaConfig llama_config_from_source(const TensorSource& source);
 
 }  // namespace kiln

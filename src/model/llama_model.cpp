@@ -15,8 +15,8 @@ namespace kiln {
 
 std::unique_ptr<LlamaModel> LlamaModel::load(const std::string& path) {
   std::unique_ptr<LlamaModel> m(new LlamaModel());
-  m->source_ = ModelSource::open(path);
-  m->config_ = m->source_->config();
+  m->source_ = TensorSource::open(path);
+  m->config_ = llama_config_from_source(*m->source_);
   m->weights_ = bind_llama_weights(*m->source_, m->config_);
   m->rope_ = std::make_unique<Rope>(m->config_, m->weights_.rope_freqs ? m->weights_.rope_freqs->data : nullptr);
   return m;

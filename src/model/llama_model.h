@@ -13,7 +13,7 @@
 #include "model/linear.h"
 #include "model/llama_config.h"
 #include "model/llama_weights.h"
-#include "model/model_source.h"
+#include "format/tensor_source.h"
 #include "model/rope.h"
 
 namespace kiln {
@@ -39,7 +39,7 @@ class LlamaModel {
   static std::unique_ptr<LlamaModel> load(const std::string& path);
 
   const LlamaConfig& config() const { return config_; }
-  const ModelSource& source() const { return *source_; }
+  const TensorSource& source() const { return *source_; }
   const LlamaWeights& weights() const { return weights_; }
 
   // A cache sized for `capacity_tokens` positions over all sequences.
@@ -61,7 +61,7 @@ class LlamaModel {
   void attention_paged(int layer, const Batch& batch, KvCache& cache, const float* q, const float* k, const float* v,
                        float* out, ThreadPool& pool);
 
-  std::unique_ptr<ModelSource> source_;
+  std::unique_ptr<TensorSource> source_;
   LlamaConfig config_;
   LlamaWeights weights_;
   std::unique_ptr<Rope> rope_;

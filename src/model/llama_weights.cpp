@@ -4,7 +4,7 @@
 
 #include "core/error.h"
 #include "kernels/matmul.h"
-#include "model/model_source.h"
+#include "format/tensor_source.h"
 
 namespace kiln {
 namespace {
@@ -15,13 +15,13 @@ std::string shape_str(const TensorView& t) {
   return s + "]";
 }
 
-TensorView require(const ModelSource& src, const std::string& name) {
+TensorView require(const TensorSource& src, const std::string& name) {
   std::optional<TensorView> t = src.tensor(name);
   if (!t) fail("{}: missing tensor {}", src.path(), name);
   return *t;
 }
 
-TensorView matrix(const ModelSource& src, const std::string& name, std::int64_t n_in, std::int64_t n_out) {
+TensorView matrix(const TensorSource& src, const std::string& name, std::int64_t n_in, std::int64_t n_out) {
   TensorView t = require(src, name);
   if (t.ne[0] != n_in || t.ne[1] != n_out || t.ne[2] != 1 || t.ne[3] != 1)
     fail("{}: tensor {} has shape {}, expected [{}, {}]", src.path(), name, shape_str(t), n_in, n_out);
@@ -44,13 +44,13 @@ FloatVector vector_of(const TensorView& t, const std::string& path, std::int64_t
   return v;
 }
 
-FloatVector vector(const ModelSource& src, const std::string& name, std::int64_t n) {
+FloatVector vector(const TensorSource& src, const std::string& name, std::int64_t n) {
   return vector_of(require(src, name), src.path(), n);
 }
 
 }  // namespace
 
-LlamaWeights bind_llama_weights(const ModelSource& src, const LlamaConfig& c) {
+LlamaWeights bind_llama_weights(const TensorSource& src, const LlamaConfig& c) {
   LlamaWeights w;
   w.token_embd = matrix(src, "token_embd.weight", c.n_embd, c.n_vocab);
   w.output_norm = vector(src, "output_norm.weight", c.n_embd);

@@ -10,7 +10,7 @@
 
 namespace kiln {
 
-class ModelSource;
+class TensorSource;
 
 // A 1-D parameter as floats: points into the file when stored as f32, else into `owned`.
 struct FloatVector {
@@ -40,6 +40,6 @@ struct LlamaWeights {
 };
 
 // Binds every tensor; throws kiln::Error naming the tensor and the expected shape or type.
-LlamaWeights bind_llama_weights(const ModelSource& source, const LlamaConfig& config);
+LlamaWeights bind_llama_weights(const TensorSource& source, const LlamaConfig& config);
 
 }  // namespace kiln

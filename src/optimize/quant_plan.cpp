@@ -7,6 +7,32 @@
 #include "core/error.h"
 
 namespace kiln::optimize {
+
+namespace {
+
+// An integer hyper-parameter; per-layer arrays (some architectures) give their first entry.
+int shape_int(const GgufMetadata& f, const std::string& key, int fallback) {
+  const GgufValue* v = f.find(key);
+  if (v == nullptr) return fallback;
+  if (const GgufArray* a = v->as_array(); a != nullptr && !a->ints.empty()) return static_cast<int>(a->ints[0]);
+  const std::optional<std::int64_t> i = f.get_int(key);
+  if (!i || *i < 0 || *i > (1 << 24)) fail("{}: metadata {} = {} is out of range", f.path(), key, i.value_or(-1));
+  return static_cast<int>(*i);
+}
+
+}  // namespace
+
+ModelShape model_shape(const GgufMetadata& f) {
+  ModelShape shape;
+  const std::optional<std::string> arch = f.get_string("general.architecture");
+  if (!arch) fail("{}: missing metadata key general.architecture", f.path());
+  shape.arch = *arch;
+  shape.n_layer = shape_int(f, *arch + ".block_count", 0);
+  if (shape.n_layer == 0) fail("{}: missing metadata key {}.block_count", f.path(), *arch);
+  shape.n_head = shape_int(f, *arch + ".attention.head_count", 0);
+  shape.n_head_kv = shape_int(f, *arch + ".attention.head_count_kv", shape.n_head);
+  return shape;
+}
 namespace {
 
 // llama.cpp's LLAMA_FTYPE_* values (include/llama.h), the numbers general.file_type holds.

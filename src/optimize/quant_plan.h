@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "core/dtype.h"
+#include "format/gguf_metadata.h"
 
 namespace kiln::optimize {
 
@@ -63,6 +64,10 @@ struct ModelShape {
   int n_head = 0;
   int n_head_kv = 0;
 };
+
+// The shape the rules need, from a model's GGUF metadata (<arch>.block_count, head counts; the
+// first entry of per-layer arrays). Throws kiln::Error naming a missing or bad key.
+ModelShape model_shape(const GgufMetadata& metadata);
 
 struct TensorDesc {
   std::string name;

@@ -19,19 +19,13 @@
 #include "kernels/weighted_quants.h"
 #include "optimize/gptq_quant.h"
 #include "optimize/imatrix.h"
-#include "optimize/model_input.h"
+#include "optimize/rewrite_pipeline.h"
 
 namespace kiln::optimize {
 namespace {
 
 // ggml's GGML_QNT_VERSION: the block layouts of the current quantization formats.
 constexpr std::uint32_t kQuantizationVersion = 2;
-// Output bytes converted per slab: large enough to keep every thread busy, small enough that
-// memory stays flat (the whole model is never in memory, converted or not).
-constexpr std::size_t kSlabBytes = std::size_t{8} << 20;
-// Rows a thread takes at a time within a slab.
-constexpr std::int64_t kRowGrain = 8;
-
 // How one tensor's rows are quantized beyond its type.
 struct TensorCalibration {
   std::vector<float> importance;       // (n_mat, ne[0]) quant_weights for ggml's *_impl, or empty
@@ -40,9 +34,10 @@ struct TensorCalibration {
 };
 
 struct Prepared {
-  std::unique_ptr<ModelInput> input;
+  std::unique_ptr<TensorSource> input;
   const QuantPreset* preset = nullptr;
-  std::vector<const InputTensor*> tensors;  // in llama.cpp's order
+  std::vector<const SourceTensor*> tensors;  // in llama.cpp's order
+  std::vector<TensorDesc> descs;            // the same order
   std::vector<TensorPlan> plan;             // the same order
   std::unique_ptr<Imatrix> imatrix;
   std::vector<TensorCalibration> calibration;  // the same order
@@ -66,13 +61,13 @@ void attach_imatrix(Prepared& p, const std::string& in, const QuantizeOptions& o
   const Imatrix& m = *p.imatrix;
   std::size_t matched = 0;
   for (const auto& [name, e] : m.entries)
-    for (const InputTensor* t : p.tensors)
-      if (t->desc.name == name) ++matched;
+    for (const SourceTensor* t : p.tensors)
+      if (t->name == name) ++matched;
   if (matched == 0)
     fail("{}: none of its {} entries (first '{}') names a tensor of {}: the imatrix was made for another model",
          options.imatrix, m.entries.size(), m.entries.begin()->first, in);
   for (std::size_t i = 0; i < p.tensors.size(); ++i) {
-    const TensorDesc& d = p.tensors[i]->desc;
+    const TensorDesc& d = p.descs[i];
     const TensorPlan& plan = p.plan[i];
     if (!plan.quantizable || plan.from == plan.to) continue;
     TensorCalibration& c = p.calibration[i];
@@ -117,15 +112,16 @@ Prepared prepare(const std::string& in, const QuantizeOptions& options) {
   plan_options.has_imatrix = !options.imatrix.empty();
   for (const std::string& spec : options.tensor_types)
     plan_options.overrides.push_back(parse_tensor_type_override(spec));
-  p.input = ModelInput::open(in);
-  for (const InputTensor& t : p.input->tensors()) p.tensors.push_back(&t);
-  std::stable_sort(p.tensors.begin(), p.tensors.end(), [](const InputTensor* a, const InputTensor* b) {
-    return llamacpp_tensor_order(a->desc.name, b->desc.name);
+  p.input = TensorSource::open(in);
+  for (const SourceTensor& t : p.input->tensors()) {
+    if (!t.dtype) fail("{}: tensor '{}' has type {}, which kiln cannot read", in, t.name, t.type_name);
+    p.tensors.push_back(&t);
+  }
+  std::stable_sort(p.tensors.begin(), p.tensors.end(), [](const SourceTensor* a, const SourceTensor* b) {
+    return llamacpp_tensor_order(a->name, b->name);
   });
-  std::vector<TensorDesc> descs;
-  descs.reserve(p.tensors.size());
-  for (const InputTensor* t : p.tensors) descs.push_back(t->desc);
-  p.plan = plan_quantization(p.input->shape(), descs, plan_options);
+  for (const SourceTensor* t : p.tensors) p.descs.push_back({t->name, *t->dtype, t->n_dims, t->ne});
+  p.plan = plan_quantization(model_shape(p.input->metadata()), p.descs, plan_options);
   attach_imatrix(p, in, options);
   return p;
 }
@@ -138,116 +134,6 @@ int effective_dims(const std::array<std::int64_t, 4>& ne) {
   return n;
 }
 
-// Index of the first non-finite value in x, or -1. Branch-free over the row so it vectorizes.
-std::int64_t first_non_finite(const float* x, std::int64_t k) {
-  std::uint32_t any = 0;
-  for (std::int64_t j = 0; j < k; ++j) {
-    std::uint32_t bits;
-    std::memcpy(&bits, x + j, 4);
-    any |= static_cast<std::uint32_t>((bits & 0x7f800000u) == 0x7f800000u);
-  }
-  if (any == 0) return -1;
-  for (std::int64_t j = 0; j < k; ++j)
-    if (!std::isfinite(x[j])) return j;
-  return -1;
-}
-
-// Converts one tensor slab by slab and streams it to the writer.
-class TensorConverter {
- public:
-  TensorConverter(const std::string& path, const InputTensor& in, const TensorPlan& plan,
-                  const TensorCalibration& calibration, ThreadPool& pool)
-      : path_(path), in_(in), plan_(plan), calibration_(calibration), pool_(pool) {}
-
-  template <typename OnSlab>
-  void run(GgufDataSink& out, OnSlab&& on_slab) {
-    const std::int64_t k = in_.desc.ne[0];
-    const std::int64_t n_rows = in_.desc.ne[1] * in_.desc.ne[2] * in_.desc.ne[3];
-    const std::size_t in_row = row_bytes(plan_.from, k);
-    const std::size_t out_row = row_bytes(plan_.to, k);
-    const bool copy = plan_.from == plan_.to;
-    // Weights are checked for NaN/Inf whenever they are floats or are converted.
-    const bool check = !copy || !traits(plan_.from).quantized;
-    const std::int64_t slab_rows = std::clamp<std::int64_t>(static_cast<std::int64_t>(kSlabBytes / out_row), 1, n_rows);
-    // Rows of matrix m (of a 3-D expert tensor) take importance row m.
-    const std::int64_t rows_per_mat = in_.desc.ne[1];
-    const std::vector<float>& importance = calibration_.importance;
-    GptqFactor gptq;
-    if (calibration_.gptq) {
-      const ImatrixEntry& e = *calibration_.entry;
-      gptq = prepare_gptq(e.in_cov.data(), k, static_cast<double>(e.counts[0]));
-    }
-    std::vector<std::uint8_t> slab(static_cast<std::size_t>(slab_rows) * out_row);
-    // scratch[w] is (k) floats: worker w's current row.
-    std::vector<std::vector<float>> scratch(static_cast<std::size_t>(pool_.size()),
-                                            std::vector<float>(static_cast<std::size_t>(k)));
-    for (std::int64_t r0 = 0; r0 < n_rows; r0 += slab_rows) {
-      const std::int64_t rows = std::min(slab_rows, n_rows - r0);
-      std::mutex bad_mutex;
-      std::int64_t bad_row = -1, bad_col = -1;
-      float bad_value = 0;
-      pool_.parallel_for(
-          rows,
-          [&](std::int64_t i, int worker) {
-            const std::int64_t r = r0 + i;
-            const std::uint8_t* src = in_.data + static_cast<std::size_t>(r) * in_row;
-            std::uint8_t* dst = slab.data() + static_cast<std::size_t>(i) * out_row;
-            const float* x = nullptr;
-            if (check || !copy) {
-              if (plan_.from == DType::F32) {
-                x = reinterpret_cast<const float*>(src);
-              } else {
-                kernels::dequantize_row(plan_.from, src, scratch[static_cast<std::size_t>(worker)].data(), k);
-                x = scratch[static_cast<std::size_t>(worker)].data();
-              }
-            }
-            if (check) {
-              const std::int64_t col = first_non_finite(x, k);
-              if (col >= 0) {
-                std::lock_guard<std::mutex> lock(bad_mutex);
-                if (bad_row < 0 || r < bad_row) {
-                  bad_row = r;
-                  bad_col = col;
-                  bad_value = x[col];
-                }
-                return;
-              }
-            }
-            const float* qw = importance.empty() ? nullptr : importance.data() + (r / rows_per_mat) * k;
-            if (copy)
-              std::memcpy(dst, src, out_row);
-            else if (calibration_.gptq)
-              quantize_row_gptq(plan_.to, x, dst, k, qw, gptq);
-            else
-              kernels::quantize_row_weighted(plan_.to, x, dst, k, qw);
-          },
-          kRowGrain);
-      if (bad_row >= 0)
-        fail("{}: tensor '{}' row {} has {} at column {} (weights must be finite)", path_, plan_.name, bad_row,
-             bad_value, bad_col);
-      out.write(slab.data(), static_cast<std::size_t>(rows) * out_row);
-      on_slab(rows * k);
-    }
-    release_input_pages();
-  }
-
- private:
-  // The input's pages are done with: drop them from this process's mapping (they stay in the page
-  // cache) so that resident memory does not grow to the whole input model over the run.
-  void release_input_pages() const {
-    const auto page = static_cast<std::uintptr_t>(::sysconf(_SC_PAGESIZE));
-    const auto begin = (reinterpret_cast<std::uintptr_t>(in_.data) + page - 1) / page * page;
-    const auto end = (reinterpret_cast<std::uintptr_t>(in_.data) + in_.n_bytes) / page * page;
-    if (end > begin) ::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
-  }
-
-  const std::string& path_;
-  const InputTensor& in_;
-  const TensorPlan& plan_;
-  const TensorCalibration& calibration_;
-  ThreadPool& pool_;
-};
-
 QuantizeReport make_report(const Prepared& p) {
   QuantizeReport r;
   r.preset = p.preset;
@@ -255,11 +141,11 @@ QuantizeReport make_report(const Prepared& p) {
   r.input_format = p.input->format_name();
   r.file_bytes_in = p.input->file_size();
   for (std::size_t i = 0; i < p.tensors.size(); ++i) {
-    const InputTensor& t = *p.tensors[i];
-    const std::int64_t n = t.desc.ne[0] * t.desc.ne[1] * t.desc.ne[2] * t.desc.ne[3];
+    const SourceTensor& t = *p.tensors[i];
+    const std::int64_t n = t.n_elements();
     r.n_elements += n;
     r.bytes_in += t.n_bytes;
-    r.bytes_out += row_bytes(p.plan[i].to, t.desc.ne[0]) * static_cast<std::uint64_t>(n / t.desc.ne[0]);
+    r.bytes_out += row_bytes(p.plan[i].to, t.ne[0]) * static_cast<std::uint64_t>(n / t.ne[0]);
   }
   return r;
 }
@@ -296,7 +182,7 @@ QuantizeReport quantize_model(const std::string& in, const std::string& out, con
   report.n_threads = pool.size();
 
   GgufWriter writer;
-  for (const auto& [key, value] : p.input->metadata()) {
+  for (const auto& [key, value] : p.input->metadata().metadata()) {
     if (key == "general.quantization_version" || key == "general.file_type" || key == "split.no" ||
         key == "split.count" || key == "split.tensors.count")
       continue;
@@ -322,16 +208,33 @@ QuantizeReport quantize_model(const std::string& in, const std::string& out, con
   std::int64_t done = 0;
   // A report before the first tensor, so that a caller's progress starts when the work does.
   if (progress && !p.plan.empty()) progress({0, p.tensors.size(), &p.plan[0].name, 0, report.n_elements, 0.0});
+  // GPTQ's factor of each tensor, made when its turn comes (it is as large as a weight matrix).
+  std::vector<RewriteTensor> rewrites;
+  rewrites.reserve(p.tensors.size());
   for (std::size_t i = 0; i < p.tensors.size(); ++i) {
-    const InputTensor& t = *p.tensors[i];
-    const TensorPlan& plan = p.plan[i];
-    GgufTensorSpec spec(t.desc.name, plan.to, effective_dims(t.desc.ne), t.desc.ne);
+    RewriteTensor r = whole_tensor(*p.tensors[i], p.plan[i].to);
+    r.importance = p.calibration[i].importance;
+    check_rewrite(r, in);
+    rewrites.push_back(std::move(r));
+  }
+  for (std::size_t i = 0; i < p.tensors.size(); ++i) {
+    const SourceTensor& t = *p.tensors[i];
+    GgufTensorSpec spec(t.name, p.plan[i].to, effective_dims(t.ne), t.ne);
     writer.add_tensor(std::move(spec), [&, i](GgufDataSink& sink) {
-      TensorConverter(in, *p.tensors[i], p.plan[i], p.calibration[i], pool).run(sink, [&](std::int64_t elements) {
-        done += elements;
-        if (progress)
-          progress({i, p.tensors.size(), &p.plan[i].name, done, report.n_elements, elapsed()});
-      });
+      RewriteTensor& r = rewrites[i];
+      GptqFactor gptq;
+      if (p.calibration[i].gptq) {
+        const ImatrixEntry& e = *p.calibration[i].entry;
+        gptq = prepare_gptq(e.in_cov.data(), r.ne[0], static_cast<double>(e.counts[0]));
+        r.gptq = &gptq;
+      }
+      rewrite_tensor(
+          r, in, pool, [&](const void* data, std::size_t n) { sink.write(data, n); },
+          [&](std::int64_t rows) {
+            done += rows * r.ne[0];
+            if (progress) progress({i, p.tensors.size(), &p.plan[i].name, done, report.n_elements, elapsed()});
+          });
+      r.gptq = nullptr;
     });
   }
   writer.write(out);

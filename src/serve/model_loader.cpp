@@ -4,16 +4,18 @@
 #include <filesystem>
 
 #include "core/error.h"
-#include "model/model_source.h"
+#include "format/tensor_source.h"
+#include "model/llama_config.h"
 #include "runtime/loaded_model.h"
 #include "runtime/model_stats.h"
 
 namespace kiln::serve {
 
 std::size_t estimate_model_bytes(const std::string& path, const EngineOptions& options) {
-  std::unique_ptr<ModelSource> source = ModelSource::open(path);
-  const EngineOptions resolved = resolve_engine_options(source->config(), options);
-  return source->file_size() + static_cast<std::size_t>(resolved.kv_cache_tokens) * kv_bytes_per_token(source->config());
+  std::unique_ptr<TensorSource> source = TensorSource::open(path);
+  const LlamaConfig config = llama_config_from_source(*source);
+  const EngineOptions resolved = resolve_engine_options(config, options);
+  return source->file_size() + static_cast<std::size_t>(resolved.kv_cache_tokens) * kv_bytes_per_token(config);
 }
 
 std::shared_ptr<ServedModel> load_served_model(const ModelSpec& spec, const EngineOptions& options) {

@@ -485,17 +485,17 @@ TEST(QuantizeModel, Llama2cCheckpointBecomesALlamaGguf) {
   EXPECT_EQ(g->get_int("llama.vocab_size"), 512);
   EXPECT_EQ(g->get_int("general.file_type"), 0);
   const LlamaConfig a = llama_config_from_gguf(*g);
-  const LlamaConfig b = llama_config_from_llama2c(l->header());
-  EXPECT_EQ(a.n_embd, b.n_embd);
-  EXPECT_EQ(a.n_layer, b.n_layer);
-  EXPECT_EQ(a.n_head, b.n_head);
-  EXPECT_EQ(a.n_head_kv, b.n_head_kv);
-  EXPECT_EQ(a.n_ff, b.n_ff);
-  EXPECT_EQ(a.n_vocab, b.n_vocab);
-  EXPECT_EQ(a.n_ctx_train, b.n_ctx_train);
-  EXPECT_EQ(a.rms_eps, b.rms_eps);
-  EXPECT_EQ(a.rope_theta, b.rope_theta);
-  EXPECT_EQ(a.tied_output, b.tied_output);
+  const Llama2cHeader& h = l->header();
+  EXPECT_EQ(a.n_embd, h.dim);
+  EXPECT_EQ(a.n_layer, h.n_layers);
+  EXPECT_EQ(a.n_head, h.n_heads);
+  EXPECT_EQ(a.n_head_kv, h.n_kv_heads);
+  EXPECT_EQ(a.n_ff, h.hidden_dim);
+  EXPECT_EQ(a.n_vocab, h.vocab_size);
+  EXPECT_EQ(a.n_ctx_train, h.seq_len);
+  EXPECT_EQ(a.rms_eps, 1e-5f);  // llama2.c's constants
+  EXPECT_EQ(a.rope_theta, 10000.0f);
+  EXPECT_EQ(a.tied_output, h.shared_classifier);
   ASSERT_EQ(g->tensors().size(), l->tensors().size());
   for (const TensorView& v : l->tensors()) {
     const GgufTensorInfo* t = g->find_tensor(v.name);

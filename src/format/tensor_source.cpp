@@ -1,0 +1,139 @@
+#include "format/tensor_source.h"
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+
+#include "core/error.h"
+#include "format/gguf_file.h"
+#include "format/llama2c_file.h"
+
+namespace kiln {
+
+TensorSource::TensorSource(std::string format_name, GgufMetadata metadata)
+    : format_name_(std::move(format_name)), metadata_(std::move(metadata)) {}
+
+TensorSource::~TensorSource() = default;
+
+void TensorSource::add_tensor(SourceTensor t) {
+  if (tensor_index_.count(t.name)) fail("{}: tensor {} appears twice", path(), gguf_quoted(t.name));
+  if (t.dtype) {
+    if (t.ne[0] % traits(*t.dtype).block_size != 0)
+      fail("{}: tensor {} has {} columns, not a multiple of {}'s block of {}", path(), gguf_quoted(t.name), t.ne[0],
+           dtype_name(*t.dtype), traits(*t.dtype).block_size);
+    const std::uint64_t want = row_bytes(*t.dtype, t.ne[0]) * static_cast<std::uint64_t>(t.ne[1] * t.ne[2] * t.ne[3]);
+    if (want != t.n_bytes)
+      fail("{}: tensor {} holds {} bytes, but {} of its shape takes {}", path(), gguf_quoted(t.name), t.n_bytes,
+           dtype_name(*t.dtype), want);
+  }
+  tensor_index_.emplace(t.name, tensors_.size());
+  tensors_.push_back(std::move(t));
+}
+
+void TensorSource::keep_alive(std::shared_ptr<const void> owner, std::uint64_t file_bytes, bool copied) {
+  owners_.push_back(std::move(owner));
+  file_bytes_ += file_bytes;
+  copied_ = copied_ || copied;
+}
+
+const SourceTensor* TensorSource::find_tensor(const std::string& name) const {
+  auto it = tensor_index_.find(name);
+  return it == tensor_index_.end() ? nullptr : &tensors_[it->second];
+}
+
+TensorView TensorSource::view(const SourceTensor& t) const {
+  if (!t.dtype)
+    fail("{}: tensor {} has type {}, which kiln cannot read", t.file.empty() ? path() : t.file, gguf_quoted(t.name),
+         t.type_name);
+  return TensorView::contiguous(t.name, *t.dtype, t.ne, t.n_dims, t.data);
+}
+
+std::optional<TensorView> TensorSource::tensor(const std::string& name) const {
+  const SourceTensor* t = find_tensor(name);
+  if (t == nullptr) return std::nullopt;
+  return view(*t);
+}
+
+std::unique_ptr<TensorSource> TensorSource::from_gguf(std::unique_ptr<GgufFile> file) {
+  const GgufFile& f = *file;
+  GgufMetadata metadata(f.path());
+  for (const auto& [key, value] : f.metadata()) metadata.add(key, value);
+  auto src = std::make_unique<TensorSource>("GGUF v" + std::to_string(f.version()), std::move(metadata));
+  for (const GgufTensorInfo& info : f.tensors()) {
+    SourceTensor t;
+    t.name = info.name;
+    t.type_name = dtype_name_for_id(info.ggml_type);
+    t.dtype = info.dtype;
+    t.n_dims = info.n_dims;
+    t.ne = info.ne;
+    t.data = f.mapped_file().data() + f.data_offset() + info.offset;
+    t.n_bytes = info.n_bytes;
+    t.file = f.path();
+    src->add_tensor(std::move(t));
+  }
+  src->gguf_ = file.get();
+  src->keep_alive(std::shared_ptr<const GgufFile>(std::move(file)), f.file_size(), f.mapped_file().copied());
+  return src;
+}
+
+std::unique_ptr<TensorSource> TensorSource::from_llama2c(std::unique_ptr<Llama2cFile> file) {
+  const Llama2cFile& f = *file;
+  std::string name = f.path().substr(f.path().rfind('/') == std::string::npos ? 0 : f.path().rfind('/') + 1);
+  if (const std::size_t dot = name.rfind('.'); dot != std::string::npos && dot > 0) name.resize(dot);
+  GgufMetadata metadata(f.path());
+  for (auto& [key, value] : llama2c_gguf_metadata(f.header(), name)) metadata.add(key, std::move(value));
+  auto src = std::make_unique<TensorSource>("llama2.c", std::move(metadata));
+  for (const TensorView& v : f.tensors()) {
+    SourceTensor t;
+    t.name = v.name;
+    t.type_name = dtype_name(v.dtype);
+    t.dtype = v.dtype;
+    t.n_dims = v.n_dims;
+    t.ne = v.ne;
+    t.data = static_cast<const std::uint8_t*>(v.data);
+    t.n_bytes = v.n_bytes();
+    t.file = f.path();
+    src->add_tensor(std::move(t));
+  }
+  src->keep_alive(std::shared_ptr<const Llama2cFile>(std::move(file)), f.mapped_file().size(),
+                  f.mapped_file().copied());
+  return src;
+}
+
+bool file_starts_with(const std::string& path, std::string_view magic) {
+  std::FILE* fp = std::fopen(path.c_str(), "rb");
+  if (fp == nullptr) fail("{}: cannot open: {}", path, std::strerror(errno));
+  std::string head(magic.size(), '\0');
+  const std::size_t n = std::fread(head.data(), 1, head.size(), fp);
+  std::fclose(fp);
+  return n == magic.size() && head == magic;
+}
+
+std::unique_ptr<TensorSource> TensorSource::open(const std::string& path) {
+  // A GGUF starts with "GGUF"; anything else is tried as a llama2.c checkpoint, whose reader
+  // validates the header and the exact file size.
+  if (file_starts_with(path, "GGUF")) return from_gguf(GgufFile::open(path));
+  return from_llama2c(Llama2cFile::open(path));
+}
+
+std::vector<std::pair<std::string, GgufValue>> llama2c_gguf_metadata(const Llama2cHeader& h, const std::string& name) {
+  using namespace gguf_value;
+  const auto u = [](std::int32_t v) { return u32(static_cast<std::uint32_t>(v)); };
+  return {
+      {"general.architecture", string("llama")},
+      {"general.name", string(name)},
+      {"llama.context_length", u(h.seq_len)},
+      {"llama.embedding_length", u(h.dim)},
+      {"llama.block_count", u(h.n_layers)},
+      {"llama.feed_forward_length", u(h.hidden_dim)},
+      {"llama.rope.dimension_count", u(h.dim / h.n_heads)},
+      {"llama.attention.head_count", u(h.n_heads)},
+      {"llama.attention.head_count_kv", u(h.n_kv_heads)},
+      {"llama.attention.layer_norm_rms_epsilon", f32(1e-5f)},
+      {"llama.rope.freq_base", f32(10000.0f)},
+      {"llama.vocab_size", u(h.vocab_size)},
+      {"tokenizer.ggml.model", string("no_vocab")},
+  };
+}
+
+}  // namespace kiln
