@@ -4,17 +4,16 @@
 // src/optimize/quantize_model.h for what is written and src/optimize/quant_plan.h for the rules.
 #include <fmt/format.h>
 
-#include <csignal>
 #include <cstdio>
 #include <map>
 #include <memory>
 #include <string>
-#include <unistd.h>
 #include <vector>
 
 #include "commands.h"
 #include "common_options.h"
 #include "core/error.h"
+#include "temp_output_guard.h"
 #include "monitor/progress.h"
 #include "optimize/quant_plan.h"
 #include "optimize/quantize_model.h"
@@ -45,16 +44,6 @@ void show_progress(monitor::Progress& progress, const std::string& type, const o
   progress.set(p.elements_done);
 }
 
-// The writer's temporary file is `<out>.tmp-<pid>`; on Ctrl-C or a kill it must not be left
-// behind. The path is prepared before quantizing so that the handler only calls unlink().
-char g_temp_path[4096];
-
-void remove_temp_and_die(int sig) {
-  ::unlink(g_temp_path);
-  std::signal(sig, SIG_DFL);
-  std::raise(sig);
-}
-
 void print_plan_summary(const optimize::QuantizeReport& r) {
   std::map<std::string, int> counts;
   for (const optimize::TensorPlan& t : r.plan) ++counts[std::string(dtype_name(t.to))];
@@ -78,19 +67,15 @@ void run_quantize(QuantizeCliOptions& o) {
     print_plan_summary(r);
     return;
   }
-  std::snprintf(g_temp_path, sizeof(g_temp_path), "%s.tmp-%d", o.out.c_str(), static_cast<int>(::getpid()));
-  std::signal(SIGINT, remove_temp_and_die);
-  std::signal(SIGTERM, remove_temp_and_die);
-  std::signal(SIGHUP, remove_temp_and_die);
-
-  monitor::Progress progress("quantize", o.progress);
-  const optimize::QuantizeReport r = optimize::quantize_model(
-      o.in, o.out, o.q, [&](const optimize::QuantizeProgress& p) { show_progress(progress, o.type, p); },
-      [&](const std::string& line) { progress.log("kiln quantize: " + line); });
-  progress.finish();
-  std::signal(SIGINT, SIG_DFL);
-  std::signal(SIGTERM, SIG_DFL);
-  std::signal(SIGHUP, SIG_DFL);
+  optimize::QuantizeReport r;
+  {
+    TempOutputGuard guard(o.out);
+    monitor::Progress progress("quantize", o.progress);
+    r = optimize::quantize_model(
+        o.in, o.out, o.q, [&](const optimize::QuantizeProgress& p) { show_progress(progress, o.type, p); },
+        [&](const std::string& line) { progress.log("kiln quantize: " + line); });
+    progress.finish();
+  }
 
   std::printf("quantized %s (%s) -> %s as %s (general.file_type %u), %d threads\n", o.in.c_str(),
               r.input_format.c_str(), o.out.c_str(), std::string(r.preset->name).c_str(), r.preset->ftype,
