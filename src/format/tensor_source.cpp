@@ -82,7 +82,7 @@ std::unique_ptr<TensorSource> TensorSource::from_llama2c(std::unique_ptr<Llama2c
   if (const std::size_t dot = name.rfind('.'); dot != std::string::npos && dot > 0) name.resize(dot);
   GgufMetadata metadata(f.path());
   for (auto& [key, value] : llama2c_gguf_metadata(f.header(), name)) metadata.add(key, std::move(value));
-  auto src = std::make_unique<TensorSource>("llama2.c", std::move(metadata));
+  auto src = std::make_unique<TensorSource>("llama2.c v" + std::to_string(f.header().version), std::move(metadata));
   for (const TensorView& v : f.tensors()) {
     SourceTensor t;
     t.name = v.name;

@@ -5,7 +5,9 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <array>
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <fstream>
@@ -212,6 +214,102 @@ TEST(Llama2cFile, RejectsBadHeaders) {
   // Sizes that overflow 64 bits are reported, not wrapped into a plausible total.
   EXPECT_THAT(error_for({INT32_MAX - 1, INT32_MAX, INT32_MAX, 1, 1, INT32_MAX, INT32_MAX}), HasSubstr("overflows"));
   EXPECT_THAT(error_for({1 << 30, 1 << 30, 1 << 30, 1, 1, 1, 1}), HasSubstr("overflows"));
+}
+
+}  // namespace
+}  // namespace kiln
+
+namespace kiln {
+namespace {
+
+// export.py's layout, written from the tensors of a version 0 file: version 1 (float32) or
+// version 2 (int8 in groups of `group` values with float32 scales).
+std::vector<std::uint8_t> versioned_checkpoint(const Llama2cFile& v0, int version, int group) {
+  const Llama2cHeader& h = v0.header();
+  std::vector<std::uint8_t> out(256, 0);
+  const std::uint32_t magic = 0x616b3432;
+  std::memcpy(out.data(), &magic, 4);
+  std::memcpy(out.data() + 4, &version, 4);
+  const std::array<std::int32_t, 7> params = {h.dim, h.hidden_dim, h.n_layers, h.n_heads, h.n_kv_heads, h.vocab_size, h.seq_len};
+  std::memcpy(out.data() + 8, params.data(), 28);
+  out[36] = h.shared_classifier ? 1 : 0;
+  if (version == 2) std::memcpy(out.data() + 37, &group, 4);
+  const auto put_floats = [&](const TensorView& t) {
+    const auto* p = static_cast<const std::uint8_t*>(t.data);
+    out.insert(out.end(), p, p + t.n_bytes());
+  };
+  const auto layer_tensors = [&](const std::string& suffix) {
+    std::vector<const TensorView*> v;
+    for (int l = 0; l < h.n_layers; ++l) v.push_back(v0.find_tensor("blk." + std::to_string(l) + "." + suffix));
+    return v;
+  };
+  for (const TensorView* t : layer_tensors("attn_norm.weight")) put_floats(*t);
+  for (const TensorView* t : layer_tensors("ffn_norm.weight")) put_floats(*t);
+  put_floats(*v0.find_tensor("output_norm.weight"));
+  std::vector<const TensorView*> matrices = {v0.find_tensor("token_embd.weight")};
+  for (const char* s : {"attn_q.weight", "attn_k.weight", "attn_v.weight", "attn_output.weight", "ffn_gate.weight",
+                        "ffn_down.weight", "ffn_up.weight"})
+    for (const TensorView* t : layer_tensors(s)) matrices.push_back(t);
+  if (!h.shared_classifier) matrices.push_back(v0.find_tensor("output.weight"));
+  std::vector<float> scales;
+  for (const TensorView* t : matrices) {
+    const auto* x = static_cast<const float*>(t->data);
+    const std::int64_t n = t->n_elements();
+    if (version == 1) {
+      put_floats(*t);
+      continue;
+    }
+    for (std::int64_t i = 0; i < n; i += group) {
+      float amax = 0;
+      for (int j = 0; j < group; ++j) amax = std::max(amax, std::fabs(x[i + j]));
+      const float scale = amax / 127.0f;
+      scales.push_back(scale);
+      for (int j = 0; j < group; ++j)
+        out.push_back(static_cast<std::uint8_t>(static_cast<std::int8_t>(scale > 0 ? std::lround(x[i + j] / scale) : 0)));
+    }
+  }
+  const auto* sp = reinterpret_cast<const std::uint8_t*>(scales.data());
+  out.insert(out.end(), sp, sp + scales.size() * 4);
+  return out;
+}
+
+TEST(Llama2cFile, ReadsExportVersions1And2) {
+  KILN_REQUIRE_DATA(bin, "stories260K.bin");
+  auto v0 = Llama2cFile::open(bin);
+  const std::string dir = test::temp_dir();
+  for (int version : {1, 2}) {
+    const std::string path = dir + "/v" + std::to_string(version) + ".bin";
+    const std::vector<std::uint8_t> bytes = versioned_checkpoint(*v0, version, 32);
+    std::ofstream(path, std::ios::binary).write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+    auto f = Llama2cFile::open(path);
+    EXPECT_EQ(f->header().version, version);
+    EXPECT_EQ(f->header().dim, v0->header().dim);
+    ASSERT_EQ(f->tensors().size(), v0->tensors().size());
+    for (const TensorView& want : v0->tensors()) {
+      const TensorView* got = f->find_tensor(want.name);
+      ASSERT_NE(got, nullptr) << want.name;
+      ASSERT_EQ(got->ne, want.ne) << want.name;
+      const auto* a = static_cast<const float*>(want.data);
+      const auto* b = static_cast<const float*>(got->data);
+      float amax = 0, err = 0;
+      for (std::int64_t i = 0; i < want.n_elements(); ++i) {
+        amax = std::max(amax, std::fabs(a[i]));
+        err = std::max(err, std::fabs(a[i] - b[i]));
+      }
+      // Version 1 is the same floats; version 2 rounds to 1/127 of each group's largest value.
+      if (version == 1)
+        EXPECT_EQ(err, 0.0f) << want.name;
+      else
+        EXPECT_LE(err, amax / 254.0f * 1.001f) << want.name;
+    }
+    // One byte short, and a version kiln does not know, are refused.
+    std::ofstream(path, std::ios::binary).write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size() - 1));
+    EXPECT_THAT([&] { Llama2cFile::open(path); }, ::testing::ThrowsMessage<Error>(HasSubstr("needs exactly")));
+    std::vector<std::uint8_t> v9 = bytes;
+    v9[4] = 9;
+    std::ofstream(path, std::ios::binary).write(reinterpret_cast<const char*>(v9.data()), static_cast<std::streamsize>(v9.size()));
+    EXPECT_THAT([&] { Llama2cFile::open(path); }, ::testing::ThrowsMessage<Error>(HasSubstr("version = 9")));
+  }
 }
 
 }  // namespace
