@@ -76,7 +76,7 @@ TEST(InspectCli, ReportsStories260K) {
   int rc = -1;
   const std::string text = inspect(path, &rc);
   ASSERT_EQ(rc, 0) << text;
-  EXPECT_THAT(text, HasSubstr("llama2.c legacy checkpoint"));
+  EXPECT_THAT(text, HasSubstr("llama2.c checkpoint version 0"));
   EXPECT_THAT(text, testing::ContainsRegex("n_kv_heads +i32 +4"));
   EXPECT_THAT(text, testing::ContainsRegex("blk.4.ffn_down.weight +\\[172, 64\\] +f32 +44032"));
   EXPECT_THAT(text, HasSubstr("totals:  47 tensors, 260032 parameters, 1040128 bytes"));

@@ -3,6 +3,8 @@
 #include <fmt/format.h>
 
 #include <cstdio>
+#include <filesystem>
+#include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -13,6 +15,8 @@
 #include "core/mapped_file.h"
 #include "format/gguf_file.h"
 #include "format/llama2c_file.h"
+#include "format/tensor_source.h"
+#include "tokenizer/vocab.h"
 
 namespace kiln::cli {
 namespace {
@@ -44,6 +48,7 @@ struct Report {
   ordered_json header = ordered_json::object();
   ordered_json metadata = ordered_json::array();  // [{key, type, value | array summary}]
   std::vector<TensorRow> tensors;
+  std::string tokenizer;  // a one-line summary of the vocabulary, when the file has one
 };
 
 bool starts_with_gguf_magic(const std::string& path) {
@@ -53,6 +58,31 @@ bool starts_with_gguf_magic(const std::string& path) {
   const bool ok = std::fread(magic, 1, 4, f) == 4 && std::string_view(magic, 4) == "GGUF";
   std::fclose(f);
   return ok;
+}
+
+// llama2.c checkpoints have no magic of their own: a file that is not one of the formats with a
+// magic or a known name is read as one.
+bool looks_like_llama2c(const std::string& path) {
+  if (path.ends_with(".safetensors") || path.ends_with(".pt") || path.ends_with(".pth")) return false;
+  std::FILE* f = std::fopen(path.c_str(), "rb");
+  if (!f) return true;  // the reader reports why it cannot open the file
+  char magic[2] = {};
+  const bool zip = std::fread(magic, 1, 2, f) == 2 && magic[0] == 'P' && magic[1] == 'K';
+  std::fclose(f);
+  return !zip;
+}
+
+std::string vocab_summary(const Vocab& v) {
+  const auto token = [&](std::int32_t id) {
+    return id >= 0 && id < v.size() ? fmt::format("{} {}", id, v.tokens[static_cast<std::size_t>(id)]) : std::string("none");
+  };
+  std::string s = fmt::format("{} tokens, model {}", v.size(), v.model);
+  if (!v.pre.empty()) s += ", pre " + v.pre;
+  if (!v.merges.empty()) s += fmt::format(", {} merges", v.merges.size());
+  s += fmt::format(", bos {}, eos {}", token(v.bos_id), token(v.eos_id));
+  if (v.eot_id >= 0) s += ", eot " + token(v.eot_id);
+  s += fmt::format(", add_bos {}", v.add_bos);
+  return s;
 }
 
 ordered_json scalar_json(const GgufValue& v) {
@@ -136,6 +166,35 @@ Report read_gguf(const std::string& path, const InspectOptions& opt) {
   return r;
 }
 
+// Any other format TensorSource reads (safetensors, PyTorch checkpoints, Hugging Face folders):
+// its metadata as GGUF-style keys and its tensors as the file stores them.
+Report read_source(const TensorSource& src, const InspectOptions& opt) {
+  Report r;
+  r.path = src.path();
+  r.format = src.format_name();
+  r.header["file_size"] = src.file_size();
+  for (const auto& [key, value] : src.metadata().metadata()) {
+    ordered_json m;
+    m["key"] = key;
+    m["type"] = gguf_type_name(value.type);
+    if (const GgufArray* a = value.as_array())
+      m["array"] = array_json(*a, opt.max_items);
+    else
+      m["value"] = scalar_json(value);
+    r.metadata.push_back(std::move(m));
+  }
+  for (const SourceTensor& t : src.tensors()) {
+    TensorRow row;
+    row.name = t.name;
+    row.shape.assign(t.ne.begin(), t.ne.begin() + std::max(t.n_dims, 1));
+    row.dtype = t.type_name;
+    row.n_elements = static_cast<std::uint64_t>(t.n_elements());
+    row.n_bytes = t.n_bytes;
+    r.tensors.push_back(std::move(row));
+  }
+  return r;
+}
+
 Report read_llama2c(const std::string& path) {
   auto file = Llama2cFile::open(path);
   const Llama2cHeader& h = file->header();
@@ -143,6 +202,7 @@ Report read_llama2c(const std::string& path) {
   r.path = path;
   r.format = "llama2c";
   r.header["file_size"] = file->mapped_file().size();
+  r.header["version"] = h.version;
   auto add = [&](const char* key, auto value, const char* type) {
     r.metadata.push_back(ordered_json{{"key", key}, {"type", type}, {"value", value}});
   };
@@ -154,6 +214,7 @@ Report read_llama2c(const std::string& path) {
   add("vocab_size", h.vocab_size, "i32");
   add("seq_len", h.seq_len, "i32");
   add("shared_classifier", h.shared_classifier, "bool");
+  if (h.version == 2) add("group_size", h.group_size, "i32");
   const auto* base = file->mapped_file().data();
   for (const TensorView& t : file->tensors()) {
     TensorRow row;
@@ -162,13 +223,16 @@ Report read_llama2c(const std::string& path) {
     row.dtype = std::string(dtype_name(t.dtype));
     row.n_elements = static_cast<std::uint64_t>(t.n_elements());
     row.n_bytes = t.n_bytes();
-    row.offset = static_cast<std::uint64_t>(static_cast<const std::uint8_t*>(t.data) - base);
+    // Version 2's matrices are dequantized in memory: no offset in the file to show.
+    const auto* p = static_cast<const std::uint8_t*>(t.data);
+    if (p >= base && p < base + file->mapped_file().size()) row.offset = static_cast<std::uint64_t>(p - base);
     r.tensors.push_back(std::move(row));
   }
   return r;
 }
 
 struct Totals {
+  std::map<std::string, std::pair<std::uint64_t, std::uint64_t>> by_dtype;  // dtype -> (parameters, bytes)
   std::uint64_t parameters = 0;
   std::uint64_t bytes = 0;
   std::uint64_t sized_parameters = 0;  // parameters of tensors whose byte size is known
@@ -180,6 +244,8 @@ Totals totals_of(const Report& r) {
   for (const TensorRow& row : r.tensors) {
     t.parameters += row.n_elements;
     t.bytes += row.n_bytes;
+    t.by_dtype[row.dtype].first += row.n_elements;
+    t.by_dtype[row.dtype].second += row.n_bytes;
     if (row.n_bytes) t.sized_parameters += row.n_elements;
   }
   return t;
@@ -242,11 +308,14 @@ void print_text(const Report& r, const InspectOptions& opt) {
     fmt::print("format:  GGUF v{} (alignment {}, data section at offset {}, file {} bytes)\n",
                r.header["version"].get<std::uint32_t>(), r.header["alignment"].get<std::uint64_t>(),
                r.header["data_offset"].get<std::uint64_t>(), r.header["file_size"].get<std::uint64_t>());
-  else
-    fmt::print("format:  llama2.c legacy checkpoint (float32, file {} bytes)\n",
+  else if (r.format == "llama2c")
+    fmt::print("format:  llama2.c checkpoint version {} ({}, file {} bytes)\n", r.header["version"].get<int>(),
+               r.header["version"].get<int>() == 2 ? "int8 groups with float32 scales" : "float32",
                r.header["file_size"].get<std::uint64_t>());
+  else
+    fmt::print("format:  {} ({} bytes)\n", r.format, r.header["file_size"].get<std::uint64_t>());
 
-  fmt::print("\nmetadata ({} {}):\n", r.metadata.size(), r.format == "gguf" ? "keys" : "header fields");
+  fmt::print("\nmetadata ({} {}):\n", r.metadata.size(), r.format == "llama2c" ? "header fields" : "keys");
   std::size_t key_width = 0;
   for (const auto& m : r.metadata) key_width = std::max(key_width, m["key"].get<std::string>().size());
   for (const auto& m : r.metadata) {
@@ -271,6 +340,10 @@ void print_text(const Report& r, const InspectOptions& opt) {
   const Totals tot = totals_of(r);
   fmt::print("\ntotals:  {} tensors, {} parameters, {} bytes ({:.2f} MiB), {:.3f} bits per weight\n", r.tensors.size(),
              tot.parameters, tot.bytes, static_cast<double>(tot.bytes) / (1024.0 * 1024.0), tot.bits_per_weight());
+  for (const auto& [dtype, pb] : tot.by_dtype)
+    fmt::print("  {:<8} {} parameters, {} bytes ({:.1f}% of the parameters)\n", dtype, pb.first, pb.second,
+               tot.parameters ? 100.0 * static_cast<double>(pb.first) / static_cast<double>(tot.parameters) : 0.0);
+  if (!r.tokenizer.empty()) fmt::print("\ntokenizer: {}\n", r.tokenizer);
 }
 
 void print_json(const Report& r) {
@@ -292,10 +365,14 @@ void print_json(const Report& r) {
   }
   j["tensors"] = std::move(tensors);
   const Totals tot = totals_of(r);
+  ordered_json by_dtype = ordered_json::object();
+  for (const auto& [dtype, pb] : tot.by_dtype) by_dtype[dtype] = {{"parameters", pb.first}, {"bytes", pb.second}};
   j["totals"] = {{"tensors", r.tensors.size()},
                  {"parameters", tot.parameters},
                  {"bytes", tot.bytes},
-                 {"bits_per_weight", tot.bits_per_weight()}};
+                 {"bits_per_weight", tot.bits_per_weight()},
+                 {"by_dtype", std::move(by_dtype)}};
+  if (!r.tokenizer.empty()) j["tokenizer"] = r.tokenizer;
   // Metadata strings are not guaranteed to be UTF-8; replace bad bytes rather than fail.
   fmt::print("{}\n", j.dump(2, ' ', false, ordered_json::error_handler_t::replace));
 }
@@ -305,6 +382,11 @@ void run_inspect(const InspectOptions& opt) {
   Report report;
   if (gguf) {
     report = read_gguf(opt.model, opt);
+    if (auto file = GgufFile::open(opt.model); file->find("tokenizer.ggml.tokens") != nullptr)
+      report.tokenizer = vocab_summary(Vocab::from_gguf(*file));
+  } else if (std::filesystem::is_directory(opt.model) || !looks_like_llama2c(opt.model)) {
+    std::unique_ptr<TensorSource> src = TensorSource::open(opt.model);
+    report = read_source(*src, opt);
   } else {
     // Without the GGUF magic the only other format is llama2.c's, which has no magic of its
     // own; say so, since its header error alone may puzzle someone who passed another file.
