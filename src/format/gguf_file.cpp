@@ -8,6 +8,7 @@
 #include <utility>
 
 #include "core/error.h"
+#include "format/quoted_name.h"
 
 namespace kiln {
 namespace {
@@ -221,25 +222,6 @@ GgufValue read_value(Cursor& in, GgufType type, std::string_view field, int dept
   return value;
 }
 
-// A key or tensor name for an error message: quoted, control bytes escaped so the message stays
-// one line, and cut short so a corrupt multi-megabyte name cannot flood the terminal.
-std::string quoted(std::string_view s) {
-  constexpr std::size_t kMaxShown = 96;
-  std::string out = "'";
-  for (std::size_t i = 0; i < s.size() && i < kMaxShown; ++i) {
-    const auto c = static_cast<unsigned char>(s[i]);
-    if (c < 0x20 || c == 0x7f || c == '\\' || c == '\'')
-      out += fmt::format("\\x{:02x}", c);
-    else
-      out += static_cast<char>(c);
-  }
-  if (s.size() > kMaxShown)
-    out += fmt::format("...' ({} bytes)", s.size());
-  else
-    out += "'";
-  return out;
-}
-
 std::string value_type_description(const GgufValue& value) {
   if (const GgufArray* a = value.as_array()) return fmt::format("array of {}", gguf_type_name(a->elem_type));
   return std::string(gguf_type_name(value.type));
@@ -363,7 +345,7 @@ void GgufFile::parse() {
     const std::string key_field = fmt::format("metadata #{} key", i);
     std::string key = in.read_string(key_field);
     if (key.empty()) fail("{}: {} is empty", p, key_field);
-    const std::string field = fmt::format("metadata {}", quoted(key));
+    const std::string field = fmt::format("metadata {}", quoted_name(key));
     if (metadata_index_.count(key)) fail("{}: {} appears twice (duplicate key)", p, field);
     const GgufType type = read_type(in, field + " type");
     GgufValue value = read_value(in, type, field + " value", 0);
@@ -392,7 +374,7 @@ void GgufFile::parse() {
     GgufTensorInfo t;
     t.name = in.read_string(fmt::format("tensor #{} name", i));
     if (t.name.empty()) fail("{}: tensor #{} name is empty", p, i);
-    const std::string field = fmt::format("tensor {}", quoted(t.name));
+    const std::string field = fmt::format("tensor {}", quoted_name(t.name));
     if (tensor_index_.count(t.name)) fail("{}: {} appears twice (duplicate tensor name)", p, field);
     const auto n_dims = in.read<std::uint32_t>(field + " n_dims");
     if (n_dims < 1 || n_dims > 4) fail("{}: {} n_dims = {} (expected 1..4)", p, field, n_dims);
@@ -442,7 +424,7 @@ void GgufFile::parse() {
   for (const GgufTensorInfo& t : tensors_) {
     // A tensor whose type's size kiln does not know must at least start inside the section.
     if (t.offset > data_size || t.n_bytes > data_size - t.offset || (t.n_bytes == 0 && t.offset >= data_size))
-      fail("{}: tensor {} offset {} + {} bytes runs past the data section ({} bytes)", p, quoted(t.name), t.offset,
+      fail("{}: tensor {} offset {} + {} bytes runs past the data section ({} bytes)", p, quoted_name(t.name), t.offset,
            t.n_bytes, data_size);
     by_offset.push_back(&t);
   }
@@ -453,8 +435,8 @@ void GgufFile::parse() {
     const GgufTensorInfo& cur = *by_offset[i];
     // Zero-byte extents (types of unknown size) can only be checked for distinct offsets.
     if (cur.offset < prev.offset + prev.n_bytes || cur.offset == prev.offset)
-      fail("{}: tensor {} offset {} overlaps tensor {} (offset {}, {} bytes)", p, quoted(cur.name), cur.offset,
-           quoted(prev.name), prev.offset, prev.n_bytes);
+      fail("{}: tensor {} offset {} overlaps tensor {} (offset {}, {} bytes)", p, quoted_name(cur.name), cur.offset,
+           quoted_name(prev.name), prev.offset, prev.n_bytes);
   }
 }
 
@@ -468,9 +450,9 @@ std::optional<std::int64_t> GgufFile::get_int(const std::string& key) const {
   if (!v) return std::nullopt;
   if (auto i = v->as_int(); i && v->type != GgufType::Bool) return i;
   if (std::holds_alternative<std::uint64_t>(v->v))
-    fail("{}: metadata {} = {} does not fit a signed 64-bit integer", path(), quoted(key),
+    fail("{}: metadata {} = {} does not fit a signed 64-bit integer", path(), quoted_name(key),
          std::get<std::uint64_t>(v->v));
-  fail("{}: metadata {} has type {} (expected an integer)", path(), quoted(key), value_type_description(*v));
+  fail("{}: metadata {} has type {} (expected an integer)", path(), quoted_name(key), value_type_description(*v));
 }
 
 std::optional<double> GgufFile::get_float(const std::string& key) const {
@@ -478,28 +460,28 @@ std::optional<double> GgufFile::get_float(const std::string& key) const {
   if (!v) return std::nullopt;
   if (v->type != GgufType::Bool)
     if (auto f = v->as_float()) return f;
-  fail("{}: metadata {} has type {} (expected a number)", path(), quoted(key), value_type_description(*v));
+  fail("{}: metadata {} has type {} (expected a number)", path(), quoted_name(key), value_type_description(*v));
 }
 
 std::optional<bool> GgufFile::get_bool(const std::string& key) const {
   const GgufValue* v = find(key);
   if (!v) return std::nullopt;
   if (auto b = v->as_bool()) return b;
-  fail("{}: metadata {} has type {} (expected bool)", path(), quoted(key), value_type_description(*v));
+  fail("{}: metadata {} has type {} (expected bool)", path(), quoted_name(key), value_type_description(*v));
 }
 
 std::optional<std::string> GgufFile::get_string(const std::string& key) const {
   const GgufValue* v = find(key);
   if (!v) return std::nullopt;
   if (const std::string* s = v->as_string()) return *s;
-  fail("{}: metadata {} has type {} (expected string)", path(), quoted(key), value_type_description(*v));
+  fail("{}: metadata {} has type {} (expected string)", path(), quoted_name(key), value_type_description(*v));
 }
 
 const GgufArray* GgufFile::get_array(const std::string& key) const {
   const GgufValue* v = find(key);
   if (!v) return nullptr;
   if (const GgufArray* a = v->as_array()) return a;
-  fail("{}: metadata {} has type {} (expected array)", path(), quoted(key), value_type_description(*v));
+  fail("{}: metadata {} has type {} (expected array)", path(), quoted_name(key), value_type_description(*v));
 }
 
 const GgufTensorInfo* GgufFile::find_tensor(const std::string& name) const {
@@ -509,7 +491,7 @@ const GgufTensorInfo* GgufFile::find_tensor(const std::string& name) const {
 
 TensorView GgufFile::tensor_view(const GgufTensorInfo& info) const {
   if (!info.dtype)
-    fail("{}: tensor {} has type {} (ggml id {}), which kiln cannot read", path(), quoted(info.name),
+    fail("{}: tensor {} has type {} (ggml id {}), which kiln cannot read", path(), quoted_name(info.name),
          dtype_name_for_id(info.ggml_type), info.ggml_type);
   return TensorView::contiguous(info.name, *info.dtype, info.ne, info.n_dims,
                                 file_.data() + data_offset_ + info.offset);
