@@ -3,7 +3,8 @@
 
 GGUF seeds cover every metadata value type, nested arrays, both versions, a custom alignment,
 known, block-quantized and unknown tensor types, and a file without tensors. llama2.c seeds are
-tiny checkpoints with a shared and a separate classifier. Training checkpoint seeds are tiny
+tiny checkpoints with a shared and a separate classifier. safetensors seeds cover every dtype,
+metadata, a scalar, an empty and a 5-dimensional tensor, and a file without tensors. Training checkpoint seeds are tiny
 models with a tied and a separate output.
 """
 import hashlib
@@ -110,6 +111,39 @@ write("gguf_fuzz", "tiny_llama.gguf", gguf(llama_keys, llama_tensors))
 write("llama2c_fuzz", "shared_classifier.bin", llama2c(8, 12, 1, 2, 1, 6, 2))
 write("llama2c_fuzz", "separate_classifier.bin", llama2c(8, 12, 2, 4, 2, -5, 3))
 write("llama2c_fuzz", "three_heads.bin", llama2c(12, 8, 1, 3, 1, 3, 1))
+
+
+# safetensors dtype name -> bytes per element
+SAFETENSORS_SIZES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "F8_E4M3": 1, "F8_E5M2": 1, "I64": 8, "I32": 4,
+                     "I16": 2, "I8": 1, "U64": 8, "U32": 4, "U16": 2, "U8": 1, "BOOL": 1}
+
+
+def safetensors(tensors, metadata=None):
+    """tensors: list of (name, dtype, shape outermost-first); data packed in list order, header
+    padded with spaces to a multiple of 8 as the reference writer does."""
+    header, offset = {}, 0
+    if metadata is not None:
+        header["__metadata__"] = metadata
+    for name, dtype, shape in tensors:
+        n = SAFETENSORS_SIZES[dtype]
+        for d in shape:
+            n *= d
+        header[name] = {"dtype": dtype, "shape": shape, "data_offsets": [offset, offset + n]}
+        offset += n
+    text = json.dumps(header, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)
+    return struct.pack("<Q", len(text)) + text + bytes(i % 251 for i in range(offset))
+
+
+write("safetensors_fuzz", "every_dtype.safetensors",
+      safetensors([(f"t.{d.lower()}", d, [2, 3]) for d in SAFETENSORS_SIZES], {"format": "pt", "note": "\u00fc"}))
+write("safetensors_fuzz", "tiny_llama.safetensors", safetensors([
+    ("model.embed_tokens.weight", "BF16", [8, 8]), ("model.layers.0.input_layernorm.weight", "F32", [8]),
+    ("model.layers.0.self_attn.q_proj.weight", "F16", [8, 8]), ("model.layers.0.self_attn.k_proj.weight", "F16", [4, 8]),
+    ("model.norm.weight", "F32", [8]), ("lm_head.weight", "BF16", [8, 8])], {"format": "pt"}))
+write("safetensors_fuzz", "scalar_empty_5d.safetensors", safetensors([
+    ("scalar", "F32", []), ("empty", "F16", [0, 4]), ("five", "F32", [1, 2, 1, 2, 1]), ("flag", "BOOL", [3])]))
+write("safetensors_fuzz", "no_tensors.safetensors", safetensors([], {"a": "b"}))
 
 
 def token_shard(docs, vocab_size):

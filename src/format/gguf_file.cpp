@@ -8,6 +8,7 @@
 #include <utility>
 
 #include "core/error.h"
+#include "format/quoted_name.h"
 
 namespace kiln {
 namespace {
@@ -251,7 +252,7 @@ void GgufFile::parse() {
     const std::string key_field = fmt::format("metadata #{} key", i);
     std::string key = in.read_string(key_field);
     if (key.empty()) fail("{}: {} is empty", p, key_field);
-    const std::string field = fmt::format("metadata {}", gguf_quoted(key));
+    const std::string field = fmt::format("metadata {}", quoted_name(key));
     if (find(key) != nullptr) fail("{}: {} appears twice (duplicate key)", p, field);
     const GgufType type = read_type(in, field + " type");
     GgufValue value = read_value(in, type, field + " value", 0);
@@ -279,7 +280,7 @@ void GgufFile::parse() {
     GgufTensorInfo t;
     t.name = in.read_string(fmt::format("tensor #{} name", i));
     if (t.name.empty()) fail("{}: tensor #{} name is empty", p, i);
-    const std::string field = fmt::format("tensor {}", gguf_quoted(t.name));
+    const std::string field = fmt::format("tensor {}", quoted_name(t.name));
     if (tensor_index_.count(t.name)) fail("{}: {} appears twice (duplicate tensor name)", p, field);
     const auto n_dims = in.read<std::uint32_t>(field + " n_dims");
     if (n_dims < 1 || n_dims > 4) fail("{}: {} n_dims = {} (expected 1..4)", p, field, n_dims);
@@ -329,7 +330,7 @@ void GgufFile::parse() {
   for (const GgufTensorInfo& t : tensors_) {
     // A tensor whose type's size kiln does not know must at least start inside the section.
     if (t.offset > data_size || t.n_bytes > data_size - t.offset || (t.n_bytes == 0 && t.offset >= data_size))
-      fail("{}: tensor {} offset {} + {} bytes runs past the data section ({} bytes)", p, gguf_quoted(t.name), t.offset,
+      fail("{}: tensor {} offset {} + {} bytes runs past the data section ({} bytes)", p, quoted_name(t.name), t.offset,
            t.n_bytes, data_size);
     by_offset.push_back(&t);
   }
@@ -340,8 +341,8 @@ void GgufFile::parse() {
     const GgufTensorInfo& cur = *by_offset[i];
     // Zero-byte extents (types of unknown size) can only be checked for distinct offsets.
     if (cur.offset < prev.offset + prev.n_bytes || cur.offset == prev.offset)
-      fail("{}: tensor {} offset {} overlaps tensor {} (offset {}, {} bytes)", p, gguf_quoted(cur.name), cur.offset,
-           gguf_quoted(prev.name), prev.offset, prev.n_bytes);
+      fail("{}: tensor {} offset {} overlaps tensor {} (offset {}, {} bytes)", p, quoted_name(cur.name), cur.offset,
+           quoted_name(prev.name), prev.offset, prev.n_bytes);
   }
 }
 
@@ -352,7 +353,7 @@ const GgufTensorInfo* GgufFile::find_tensor(const std::string& name) const {
 
 TensorView GgufFile::tensor_view(const GgufTensorInfo& info) const {
   if (!info.dtype)
-    fail("{}: tensor {} has type {} (ggml id {}), which kiln cannot read", path(), gguf_quoted(info.name),
+    fail("{}: tensor {} has type {} (ggml id {}), which kiln cannot read", path(), quoted_name(info.name),
          dtype_name_for_id(info.ggml_type), info.ggml_type);
   return TensorView::contiguous(info.name, *info.dtype, info.ne, info.n_dims,
                                 file_.data() + data_offset_ + info.offset);

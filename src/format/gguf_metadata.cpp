@@ -3,27 +3,9 @@
 #include <limits>
 
 #include "core/error.h"
+#include "format/quoted_name.h"
 
 namespace kiln {
-
-// A key or tensor name for an error message: quoted, control bytes escaped so the message stays
-// one line, and cut short so a corrupt multi-megabyte name cannot flood the terminal.
-std::string gguf_quoted(std::string_view s) {
-  constexpr std::size_t kMaxShown = 96;
-  std::string out = "'";
-  for (std::size_t i = 0; i < s.size() && i < kMaxShown; ++i) {
-    const auto c = static_cast<unsigned char>(s[i]);
-    if (c < 0x20 || c == 0x7f || c == '\\' || c == '\'')
-      out += fmt::format("\\x{:02x}", c);
-    else
-      out += static_cast<char>(c);
-  }
-  if (s.size() > kMaxShown)
-    out += fmt::format("...' ({} bytes)", s.size());
-  else
-    out += "'";
-  return out;
-}
 
 std::string value_type_description(const GgufValue& value) {
   if (const GgufArray* a = value.as_array()) return fmt::format("array of {}", gguf_type_name(a->elem_type));
@@ -122,7 +104,7 @@ GgufMetadata::GgufMetadata(std::string source) : source_(std::move(source)) {}
 
 void GgufMetadata::add(std::string key, GgufValue value) {
   if (key.empty()) fail("{}: empty metadata key", source_);
-  if (index_.count(key)) fail("{}: metadata {} appears twice (duplicate key)", source_, gguf_quoted(key));
+  if (index_.count(key)) fail("{}: metadata {} appears twice (duplicate key)", source_, quoted_name(key));
   index_.emplace(key, entries_.size());
   entries_.emplace_back(std::move(key), std::move(value));
 }
@@ -137,9 +119,9 @@ std::optional<std::int64_t> GgufMetadata::get_int(const std::string& key) const 
   if (!v) return std::nullopt;
   if (auto i = v->as_int(); i && v->type != GgufType::Bool) return i;
   if (std::holds_alternative<std::uint64_t>(v->v))
-    fail("{}: metadata {} = {} does not fit a signed 64-bit integer", source_, gguf_quoted(key),
+    fail("{}: metadata {} = {} does not fit a signed 64-bit integer", source_, quoted_name(key),
          std::get<std::uint64_t>(v->v));
-  fail("{}: metadata {} has type {} (expected an integer)", source_, gguf_quoted(key), value_type_description(*v));
+  fail("{}: metadata {} has type {} (expected an integer)", source_, quoted_name(key), value_type_description(*v));
 }
 
 std::optional<double> GgufMetadata::get_float(const std::string& key) const {
@@ -147,28 +129,28 @@ std::optional<double> GgufMetadata::get_float(const std::string& key) const {
   if (!v) return std::nullopt;
   if (v->type != GgufType::Bool)
     if (auto f = v->as_float()) return f;
-  fail("{}: metadata {} has type {} (expected a number)", source_, gguf_quoted(key), value_type_description(*v));
+  fail("{}: metadata {} has type {} (expected a number)", source_, quoted_name(key), value_type_description(*v));
 }
 
 std::optional<bool> GgufMetadata::get_bool(const std::string& key) const {
   const GgufValue* v = find(key);
   if (!v) return std::nullopt;
   if (auto b = v->as_bool()) return b;
-  fail("{}: metadata {} has type {} (expected bool)", source_, gguf_quoted(key), value_type_description(*v));
+  fail("{}: metadata {} has type {} (expected bool)", source_, quoted_name(key), value_type_description(*v));
 }
 
 std::optional<std::string> GgufMetadata::get_string(const std::string& key) const {
   const GgufValue* v = find(key);
   if (!v) return std::nullopt;
   if (const std::string* s = v->as_string()) return *s;
-  fail("{}: metadata {} has type {} (expected string)", source_, gguf_quoted(key), value_type_description(*v));
+  fail("{}: metadata {} has type {} (expected string)", source_, quoted_name(key), value_type_description(*v));
 }
 
 const GgufArray* GgufMetadata::get_array(const std::string& key) const {
   const GgufValue* v = find(key);
   if (!v) return nullptr;
   if (const GgufArray* a = v->as_array()) return a;
-  fail("{}: metadata {} has type {} (expected array)", source_, gguf_quoted(key), value_type_description(*v));
+  fail("{}: metadata {} has type {} (expected array)", source_, quoted_name(key), value_type_description(*v));
 }
 
 namespace gguf_value {

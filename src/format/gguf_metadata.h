@@ -49,9 +49,6 @@ struct GgufArray {
   std::size_t size() const;
 };
 
-// A key or tensor name for an error message: quoted, control bytes escaped so the message stays
-// one line, and cut short so a corrupt multi-megabyte name cannot flood the terminal.
-std::string gguf_quoted(std::string_view s);
 // "u32", "array of string", ...: a value's type for messages.
 std::string value_type_description(const GgufValue& value);
 

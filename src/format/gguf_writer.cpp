@@ -1,17 +1,13 @@
 #include "format/gguf_writer.h"
 
-#include <fcntl.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include <algorithm>
-#include <cerrno>
 #include <cstring>
 #include <limits>
 #include <memory>
 #include <string_view>
 
 #include "core/error.h"
+#include "format/atomic_output_file.h"
 
 namespace kiln {
 namespace {
@@ -20,7 +16,6 @@ constexpr std::uint32_t kGgufMagic = 0x46554747;  // "GGUF" as a little-endian u
 constexpr std::uint64_t kDefaultAlignment = 32;
 // The reader refuses deeper nesting; a file this writer makes must read back.
 constexpr int kMaxArrayDepth = 8;
-constexpr std::size_t kWriteBuffer = std::size_t{1} << 20;
 
 std::uint64_t align_up(std::uint64_t n, std::uint64_t alignment) { return (n + alignment - 1) / alignment * alignment; }
 
@@ -189,57 +184,10 @@ void put_array(HeaderBuilder& out, const std::string& key, const GgufArray& a, i
   }
 }
 
-// A file descriptor with a write buffer; every failure names the file and the system's reason.
-class BufferedFile {
- public:
-  BufferedFile(int fd, const std::string& path) : fd_(fd), path_(path) { buffer_.reserve(kWriteBuffer); }
-
-  void write(const void* data, std::size_t n) {
-    const auto* p = static_cast<const char*>(data);
-    if (buffer_.size() + n > kWriteBuffer) flush();
-    if (n >= kWriteBuffer) {
-      write_all(p, n);
-    } else {
-      buffer_.insert(buffer_.end(), p, p + n);
-    }
-    written_ += n;
-  }
-  void zeros(std::uint64_t n) {
-    static const char kZeros[4096] = {};
-    while (n > 0) {
-      const std::size_t k = static_cast<std::size_t>(std::min<std::uint64_t>(n, sizeof(kZeros)));
-      write(kZeros, k);
-      n -= k;
-    }
-  }
-  void flush() {
-    write_all(buffer_.data(), buffer_.size());
-    buffer_.clear();
-  }
-  std::uint64_t written() const { return written_; }
-
- private:
-  void write_all(const char* p, std::size_t n) {
-    while (n > 0) {
-      const ssize_t k = ::write(fd_, p, n);
-      if (k < 0) {
-        if (errno == EINTR) continue;
-        fail("{}: write failed: {}", path_, std::strerror(errno));
-      }
-      p += k;
-      n -= static_cast<std::size_t>(k);
-    }
-  }
-  int fd_;
-  const std::string& path_;
-  std::vector<char> buffer_;
-  std::uint64_t written_ = 0;
-};
-
 // Counts a producer's bytes against the tensor's size.
 class CountingSink : public GgufDataSink {
  public:
-  CountingSink(BufferedFile& out, const std::string& name, std::uint64_t n_bytes)
+  CountingSink(AtomicOutputFile& out, const std::string& name, std::uint64_t n_bytes)
       : out_(out), name_(name), n_bytes_(n_bytes) {}
   void write(const void* data, std::size_t n) override {
     if (n > n_bytes_ - done_)
@@ -250,53 +198,10 @@ class CountingSink : public GgufDataSink {
   std::uint64_t done() const { return done_; }
 
  private:
-  BufferedFile& out_;
+  AtomicOutputFile& out_;
   const std::string& name_;
   std::uint64_t n_bytes_;
   std::uint64_t done_ = 0;
-};
-
-// The temporary output: removed on destruction unless committed (renamed into place).
-class TempFile {
- public:
-  explicit TempFile(const std::string& final_path)
-      : final_(final_path), path_(final_path + ".tmp-" + std::to_string(::getpid())) {
-    fd_ = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd_ < 0) fail("{}: cannot create {}: {}", final_, path_, std::strerror(errno));
-  }
-  ~TempFile() {
-    if (fd_ >= 0) ::close(fd_);
-    if (!committed_) ::unlink(path_.c_str());
-  }
-  TempFile(const TempFile&) = delete;
-  TempFile& operator=(const TempFile&) = delete;
-
-  int fd() const { return fd_; }
-  const std::string& path() const { return path_; }
-
-  // fsync, close, rename over the final path, then fsync the directory so the rename is durable.
-  void commit() {
-    if (::fsync(fd_) != 0) fail("{}: fsync failed: {}", path_, std::strerror(errno));
-    const int fd = fd_;
-    fd_ = -1;
-    if (::close(fd) != 0) fail("{}: close failed: {}", path_, std::strerror(errno));
-    if (::rename(path_.c_str(), final_.c_str()) != 0)
-      fail("{}: cannot rename {} into place: {}", final_, path_, std::strerror(errno));
-    committed_ = true;
-    const std::size_t slash = final_.rfind('/');
-    const std::string dir = slash == std::string::npos ? "." : slash == 0 ? "/" : final_.substr(0, slash);
-    const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd >= 0) {
-      ::fsync(dfd);  // best effort: some filesystems refuse fsync on directories
-      ::close(dfd);
-    }
-  }
-
- private:
-  std::string final_;
-  std::string path_;
-  int fd_ = -1;
-  bool committed_ = false;
 };
 
 }  // namespace
@@ -422,8 +327,7 @@ void GgufWriter::write(const std::string& path) const {
     header.put<std::uint64_t>(offsets[i]);
   }
 
-  TempFile tmp(path);
-  BufferedFile out(tmp.fd(), tmp.path());
+  AtomicOutputFile out(path);
   out.write(header.bytes().data(), header.bytes().size());
   // ggml pads the header even when no tensor follows; a file without tensors may also end here.
   if (!tensors_.empty() || pad_end_) out.zeros(align_up(out.written(), align) - out.written());
@@ -438,8 +342,7 @@ void GgufWriter::write(const std::string& path) const {
     const bool last = k + 1 == order.size();
     if (!last || pad_end_) out.zeros(align_up(out.written() - data_start, align) - (out.written() - data_start));
   }
-  out.flush();
-  tmp.commit();
+  out.commit();
 }
 
 void copy_gguf_into(const GgufFile& file, GgufWriter& writer) {

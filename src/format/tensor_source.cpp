@@ -7,6 +7,7 @@
 #include "core/error.h"
 #include "format/gguf_file.h"
 #include "format/llama2c_file.h"
+#include "format/quoted_name.h"
 
 namespace kiln {
 
@@ -16,14 +17,14 @@ TensorSource::TensorSource(std::string format_name, GgufMetadata metadata)
 TensorSource::~TensorSource() = default;
 
 void TensorSource::add_tensor(SourceTensor t) {
-  if (tensor_index_.count(t.name)) fail("{}: tensor {} appears twice", path(), gguf_quoted(t.name));
+  if (tensor_index_.count(t.name)) fail("{}: tensor {} appears twice", path(), quoted_name(t.name));
   if (t.dtype) {
     if (t.ne[0] % traits(*t.dtype).block_size != 0)
-      fail("{}: tensor {} has {} columns, not a multiple of {}'s block of {}", path(), gguf_quoted(t.name), t.ne[0],
+      fail("{}: tensor {} has {} columns, not a multiple of {}'s block of {}", path(), quoted_name(t.name), t.ne[0],
            dtype_name(*t.dtype), traits(*t.dtype).block_size);
     const std::uint64_t want = row_bytes(*t.dtype, t.ne[0]) * static_cast<std::uint64_t>(t.ne[1] * t.ne[2] * t.ne[3]);
     if (want != t.n_bytes)
-      fail("{}: tensor {} holds {} bytes, but {} of its shape takes {}", path(), gguf_quoted(t.name), t.n_bytes,
+      fail("{}: tensor {} holds {} bytes, but {} of its shape takes {}", path(), quoted_name(t.name), t.n_bytes,
            dtype_name(*t.dtype), want);
   }
   tensor_index_.emplace(t.name, tensors_.size());
@@ -43,7 +44,7 @@ const SourceTensor* TensorSource::find_tensor(const std::string& name) const {
 
 TensorView TensorSource::view(const SourceTensor& t) const {
   if (!t.dtype)
-    fail("{}: tensor {} has type {}, which kiln cannot read", t.file.empty() ? path() : t.file, gguf_quoted(t.name),
+    fail("{}: tensor {} has type {}, which kiln cannot read", t.file.empty() ? path() : t.file, quoted_name(t.name),
          t.type_name);
   return TensorView::contiguous(t.name, *t.dtype, t.ne, t.n_dims, t.data);
 }
