@@ -8,7 +8,6 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <nlohmann/json.hpp>
 #include <queue>
 #include <thread>
 #include <unordered_set>
@@ -49,27 +48,6 @@ std::size_t safe_cut(std::string_view block) {
     }
   }
   return 0;
-}
-
-// Writes `bytes` to `path` through `path`.tmp-<pid>, renamed into place.
-void write_file_atomically(const std::string& path, std::string_view bytes) {
-  const std::string tmp = fmt::format("{}.tmp-{}", path, static_cast<long>(::getpid()));
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    KILN_CHECK(out.good(), "{}: cannot open for writing: {}", tmp, std::strerror(errno));
-    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-    out.flush();
-    if (!out.good()) {
-      std::remove(tmp.c_str());
-      fail("{}: write failed", tmp);
-    }
-  }
-  std::error_code ec;
-  std::filesystem::rename(tmp, path, ec);
-  if (ec) {
-    std::remove(tmp.c_str());
-    fail("{}: cannot rename into place: {}", path, ec.message());
-  }
 }
 
 }  // namespace
@@ -301,94 +279,6 @@ BpeTrainResult train_bpe(const BpeWordCounts& counts, const BpeTrainOptions& opt
   for (std::size_t w = 0; w < sorted.size(); ++w)
     result.words.emplace_back(std::move(sorted[w].first), std::move(words[w]));
   return result;
-}
-
-void write_hf_tokenizer_json(const Vocab& vocab, const std::string& path) {
-  using json = nlohmann::ordered_json;
-  const std::optional<PretokenizerSpec> spec = find_pretokenizer_spec(vocab.pre);
-  const std::vector<std::string>& patterns = !vocab.pre_patterns.empty() ? vocab.pre_patterns
-                                             : spec                      ? spec->patterns
-                                                                         : std::vector<std::string>{};
-  KILN_CHECK(!patterns.empty(), "{}: the vocabulary names no pre-tokenizer kiln knows (\"{}\")", path, vocab.pre);
-
-  json added = json::array();
-  json model_vocab = json::object();
-  for (std::int32_t id = 0; id < vocab.size(); ++id) {
-    const std::string& text = vocab.tokens[static_cast<std::size_t>(id)];
-    const TokenType type = vocab.type(id);
-    if (type == TokenType::Control || type == TokenType::UserDefined) {
-      added.push_back(json{{"id", id},
-                           {"content", text},
-                           {"single_word", false},
-                           {"lstrip", false},
-                           {"rstrip", false},
-                           {"normalized", false},
-                           {"special", type == TokenType::Control}});
-    } else {
-      model_vocab[text] = id;
-    }
-  }
-  json merges = json::array();
-  for (const auto& [l, r] : vocab.merges) merges.push_back(json::array({l, r}));
-
-  json splits = json::array();
-  for (const std::string& p : patterns) {
-    splits.push_back(json{{"type", "Split"}, {"pattern", {{"Regex", p}}}, {"behavior", "Isolated"}, {"invert", false}});
-  }
-  splits.push_back(
-      json{{"type", "ByteLevel"}, {"add_prefix_space", false}, {"trim_offsets", true}, {"use_regex", false}});
-
-  json root;
-  root["version"] = "1.0";
-  root["truncation"] = nullptr;
-  root["padding"] = nullptr;
-  root["added_tokens"] = std::move(added);
-  root["normalizer"] = nullptr;
-  root["pre_tokenizer"] = json{{"type", "Sequence"}, {"pretokenizers", std::move(splits)}};
-  if (vocab.add_bos && vocab.bos_id >= 0) {
-    const std::string& bos = vocab.tokens[static_cast<std::size_t>(vocab.bos_id)];
-    root["post_processor"] =
-        json{{"type", "TemplateProcessing"},
-             {"single", json::array({json{{"SpecialToken", {{"id", bos}, {"type_id", 0}}}},
-                                     json{{"Sequence", {{"id", "A"}, {"type_id", 0}}}}})},
-             {"pair", json::array({json{{"SpecialToken", {{"id", bos}, {"type_id", 0}}}},
-                                   json{{"Sequence", {{"id", "A"}, {"type_id", 0}}}},
-                                   json{{"SpecialToken", {{"id", bos}, {"type_id", 1}}}},
-                                   json{{"Sequence", {{"id", "B"}, {"type_id", 1}}}}})},
-             {"special_tokens",
-              {{bos, {{"id", bos}, {"ids", json::array({vocab.bos_id})}, {"tokens", json::array({bos})}}}}}};
-  } else {
-    root["post_processor"] = nullptr;
-  }
-  root["decoder"] =
-      json{{"type", "ByteLevel"}, {"add_prefix_space", true}, {"trim_offsets", true}, {"use_regex", true}};
-  root["model"] = json{{"type", "BPE"},
-                       {"dropout", nullptr},
-                       {"unk_token", nullptr},
-                       {"continuing_subword_prefix", nullptr},
-                       {"end_of_word_suffix", nullptr},
-                       {"fuse_unk", false},
-                       {"byte_fallback", false},
-                       {"ignore_merges", vocab.ignore_merges},
-                       {"vocab", std::move(model_vocab)},
-                       {"merges", std::move(merges)}};
-  write_file_atomically(path, root.dump(1) + "\n");
-}
-
-void write_hf_tokenizer_config(const Vocab& vocab, const std::string& path) {
-  using json = nlohmann::ordered_json;
-  json config;
-  auto token = [&](std::int32_t id) {
-    return id >= 0 ? json(vocab.tokens[static_cast<std::size_t>(id)]) : json(nullptr);
-  };
-  config["bos_token"] = token(vocab.bos_id);
-  config["eos_token"] = token(vocab.eos_id);
-  config["add_bos_token"] = vocab.add_bos;
-  config["add_eos_token"] = vocab.add_eos;
-  config["clean_up_tokenization_spaces"] = false;
-  config["model_max_length"] = 1000000000;
-  config["tokenizer_class"] = "PreTrainedTokenizerFast";
-  write_file_atomically(path, config.dump(1) + "\n");
 }
 
 void write_tokenizer_gguf(const Vocab& vocab, const std::string& path) {

@@ -22,6 +22,7 @@
 #include <utility>
 #include <vector>
 
+#include "tokenizer/hf_tokenizer_writer.h"  // write_hf_tokenizer_json / _config for the trained vocabulary
 #include "tokenizer/vocab.h"
 
 namespace kiln {
@@ -75,15 +76,6 @@ struct BpeTrainResult {
 // Throws kiln::Error when vocab_size leaves no room for the bytes and the special tokens, or a
 // special token is empty, repeated, or the text of a learned token.
 BpeTrainResult train_bpe(const BpeWordCounts& counts, const BpeTrainOptions& options);
-
-// Writes `vocab` as a Hugging Face tokenizer.json (BPE model, Split + ByteLevel pre-tokenizer,
-// ByteLevel decoder, added_tokens, a TemplateProcessing adding BOS when vocab.add_bos) through a
-// temporary file renamed into place.
-void write_hf_tokenizer_json(const Vocab& vocab, const std::string& path);
-
-// Writes the tokenizer_config.json Hugging Face keeps beside tokenizer.json: bos_token,
-// eos_token, add_bos_token, add_eos_token (which tokenizer.json cannot say).
-void write_hf_tokenizer_config(const Vocab& vocab, const std::string& path);
 
 // Writes a GGUF holding only the tokenizer.ggml.* keys of `vocab` (model, pre, tokens,
 // token_type, merges, bos/eos/eot/eom ids, add_bos_token).

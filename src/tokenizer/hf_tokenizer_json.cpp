@@ -6,6 +6,7 @@
 #include "core/error.h"
 #include "core/mapped_file.h"
 #include "tokenizer/pretokenizer.h"
+#include "tokenizer/spm_merges.h"
 
 namespace kiln {
 namespace {
@@ -91,6 +92,78 @@ void read_pre_tokenizer(const json& pre, std::string_view source, const std::str
   }
 }
 
+constexpr std::string_view kSpaceSymbol = "\xE2\x96\x81";  // U+2581, SentencePiece's space
+
+bool is_string_pattern(const json& step, std::string_view text) {
+  const json* pattern = member(step, "pattern");
+  const json* literal = pattern != nullptr ? member(*pattern, "String") : nullptr;
+  return literal != nullptr && literal->is_string() && literal->get<std::string>() == text;
+}
+
+// What the normalizer of a SentencePiece-style tokenizer.json does to text: the dummy prefix
+// (Prepend "▁") and spaces as "▁" (Replace " " -> "▁"), in either order, alone or in a
+// Sequence. Sets `prefix` and `replace` for what it finds; anything else is an error.
+void read_spm_normalizer(const json& normalizer, std::string_view source, const std::string& where, bool& prefix,
+                         bool& replace) {
+  KILN_CHECK(normalizer.is_object(), "{}: {} is not an object", source, where);
+  const std::string type = string_member(normalizer, "type", source, where);
+  if (type == "Sequence") {
+    const json* list = member(normalizer, "normalizers");
+    KILN_CHECK(list != nullptr && list->is_array(), "{}: {}.normalizers is missing or not an array", source, where);
+    for (std::size_t i = 0; i < list->size(); ++i) {
+      read_spm_normalizer((*list)[i], source, fmt::format("{}.normalizers[{}]", where, i), prefix, replace);
+    }
+  } else if (type == "Prepend") {
+    KILN_CHECK(string_member(normalizer, "prepend", source, where) == kSpaceSymbol,
+               "{}: {}.prepend is not \"\u2581\" (kiln's SentencePiece tokenizer prepends only the space symbol)",
+               source, where);
+    prefix = true;
+  } else if (type == "Replace") {
+    const json* content = member(normalizer, "content");
+    KILN_CHECK(is_string_pattern(normalizer, " ") && content != nullptr && content->is_string() &&
+                   content->get<std::string>() == kSpaceSymbol,
+               "{}: {} is not Replace \" \" -> \"\u2581\" (the only replacement kiln's SentencePiece tokenizer makes)",
+               source, where);
+    replace = true;
+  } else {
+    fail(
+        "{}: {}.type = \"{}\" is not supported in a byte-fallback tokenizer.json (kiln reads Prepend \"\u2581\" and "
+        "Replace \" \" -> \"\u2581\")",
+        source, where, type);
+  }
+}
+
+// Metaspace, the pre-tokenizer newer transformers write instead of that normalizer: "▁" for
+// spaces, the prefix unless prepend_scheme is "never", and no split on "▁" (a split would keep
+// runs of spaces from merging, which SentencePiece does not do).
+void read_metaspace(const json& pre, std::string_view source, bool& prefix, bool& replace) {
+  KILN_CHECK(pre.is_object(), "{}: pre_tokenizer is not an object", source);
+  const std::string type = string_member(pre, "type", source, "pre_tokenizer");
+  KILN_CHECK(type == "Metaspace",
+             "{}: pre_tokenizer.type = \"{}\" is not supported in a byte-fallback tokenizer.json (kiln reads null or "
+             "Metaspace)",
+             source, type);
+  KILN_CHECK(string_member(pre, "replacement", source, "pre_tokenizer") == kSpaceSymbol,
+             "{}: pre_tokenizer.replacement is not \"\u2581\"", source);
+  KILN_CHECK(!bool_member(pre, "split", true, source, "pre_tokenizer"),
+             "{}: pre_tokenizer Metaspace with split = true is not supported (SentencePiece merges across spaces)",
+             source);
+  if (const json* scheme = member(pre, "prepend_scheme")) {
+    KILN_CHECK(scheme->is_string() && (*scheme == "always" || *scheme == "first" || *scheme == "never"),
+               "{}: pre_tokenizer.prepend_scheme = {} is not \"always\", \"first\" or \"never\"", source,
+               scheme->dump());
+    prefix = *scheme != "never";
+  } else {
+    prefix = bool_member(pre, "add_prefix_space", true, source, "pre_tokenizer");
+  }
+  replace = true;
+}
+
+bool is_byte_piece(std::string_view piece) {
+  auto hex = [](char c) { return (c >= '0' && c <= '9') || (c >= 'A' && c <= 'F'); };
+  return piece.size() == 6 && piece.substr(0, 3) == "<0x" && hex(piece[3]) && hex(piece[4]) && piece[5] == '>';
+}
+
 // The id of the special token a TemplateProcessing's single template starts with, or -1.
 std::int32_t template_bos(const json& processor, const Vocab& vocab) {
   if (!processor.is_object()) return -1;
@@ -136,8 +209,9 @@ Vocab read_hf_tokenizer_json(std::string_view json_text, std::string_view config
     KILN_CHECK(type->is_string() && *type == "BPE", "{}: model.type = {} is not supported (kiln reads \"BPE\")", source,
                type->dump());
   }
-  KILN_CHECK(!bool_member(*model, "byte_fallback", false, source, "model"),
-             "{}: model.byte_fallback = true is a SentencePiece-style BPE; load its tokenizer.model instead", source);
+  // byte_fallback is the layout transformers writes for SentencePiece vocabularies (Llama 2,
+  // Mistral): a "llama" vocabulary; without it, byte-level BPE.
+  const bool spm = bool_member(*model, "byte_fallback", false, source, "model");
   for (const char* key : {"continuing_subword_prefix", "end_of_word_suffix"}) {
     const json* v = member(*model, key);
     KILN_CHECK(v == nullptr || (v->is_string() && v->get<std::string>().empty()), "{}: model.{} is not supported",
@@ -145,10 +219,12 @@ Vocab read_hf_tokenizer_json(std::string_view json_text, std::string_view config
   }
 
   Vocab vocab;
-  vocab.model = "gpt2";
-  vocab.pre = "tokenizer.json";
+  vocab.model = spm ? "llama" : "gpt2";
+  vocab.pre = spm ? "" : "tokenizer.json";
   vocab.add_space_prefix = false;
   vocab.ignore_merges = bool_member(*model, "ignore_merges", false, source, "model");
+  KILN_CHECK(!(spm && vocab.ignore_merges), "{}: model.ignore_merges = true with byte_fallback is not supported",
+             source);
 
   const json* entries = member(*model, "vocab");
   KILN_CHECK(entries != nullptr && entries->is_object(), "{}: model.vocab is missing or not an object", source);
@@ -215,18 +291,47 @@ Vocab read_hf_tokenizer_json(std::string_view json_text, std::string_view config
     }
   }
 
-  if (const json* normalizer = member(root, "normalizer")) {
-    const json* type = member(*normalizer, "type");
-    KILN_CHECK(type != nullptr && *type == "NFC",
-               "{}: normalizer {} is not supported (kiln reads byte-level vocabularies without one, or with NFC)",
-               source, type != nullptr ? type->dump() : normalizer->dump());
+  if (spm) {
+    bool prefix = false, replace = false;
+    if (const json* normalizer = member(root, "normalizer")) {
+      read_spm_normalizer(*normalizer, source, "normalizer", prefix, replace);
+    }
+    if (const json* pre = member(root, "pre_tokenizer")) read_metaspace(*pre, source, prefix, replace);
+    KILN_CHECK(replace,
+               "{}: a byte-fallback tokenizer.json needs spaces as \"\u2581\" (normalizer Replace or pre_tokenizer "
+               "Metaspace)",
+               source);
+    vocab.add_space_prefix = prefix;
+  } else {
+    if (const json* normalizer = member(root, "normalizer")) {
+      const json* type = member(*normalizer, "type");
+      KILN_CHECK(type != nullptr && *type == "NFC",
+                 "{}: normalizer {} is not supported (kiln reads byte-level vocabularies without one, or with NFC)",
+                 source, type != nullptr ? type->dump() : normalizer->dump());
+    }
+    if (const json* pre = member(root, "pre_tokenizer")) read_pre_tokenizer(*pre, source, "pre_tokenizer", vocab);
+    // No expression at all: the whole text is one word. An expression that matches nothing
+    // splits nothing, which says exactly that to the pre-tokenizer.
+    if (vocab.pre_patterns.empty()) vocab.pre_patterns.push_back("(*FAIL)");
   }
-  if (const json* pre = member(root, "pre_tokenizer")) read_pre_tokenizer(*pre, source, "pre_tokenizer", vocab);
-  // No expression at all: the whole text is one word. An expression that matches nothing
-  // splits nothing, which says exactly that to the pre-tokenizer.
-  if (vocab.pre_patterns.empty()) vocab.pre_patterns.push_back("(*FAIL)");
-
   vocab.finalize(source);  // builds the index that find() below uses
+  if (spm) {
+    for (std::int32_t id = 0; id < vocab.size(); ++id) {
+      if (vocab.type(id) == TokenType::Normal && is_byte_piece(vocab.tokens[static_cast<std::size_t>(id)])) {
+        vocab.types[static_cast<std::size_t>(id)] = TokenType::Byte;
+      }
+    }
+    if (const json* unk = member(*model, "unk_token")) {
+      KILN_CHECK(unk->is_string(), "{}: model.unk_token is not a string", source);
+      vocab.unk_id = vocab.find(unk->get<std::string>());
+      KILN_CHECK(vocab.unk_id >= 0, "{}: model.unk_token = \"{}\" is not a token", source, unk->get<std::string>());
+      vocab.types[static_cast<std::size_t>(vocab.unk_id)] = TokenType::Unknown;
+    }
+    // SentencePiece ranks pieces by score where Hugging Face ranks merges: scores that merge in
+    // the order of model.merges, which then have served their purpose.
+    vocab.scores = spm_scores_from_merges(vocab, source);
+    vocab.merges.clear();
+  }
   if (const json* processor = member(root, "post_processor")) {
     if (const std::int32_t bos = template_bos(*processor, vocab); bos >= 0) {
       vocab.bos_id = bos;
@@ -246,7 +351,8 @@ Vocab read_hf_tokenizer_json(std::string_view json_text, std::string_view config
     if (vocab.eot_id < 0) vocab.eot_id = vocab.find(text);
   }
   vocab.eom_id = vocab.find("<|eom_id|>");
-  if (vocab.eos_id < 0) vocab.eos_id = vocab.find("<|endoftext|>");
+  if (vocab.eos_id < 0) vocab.eos_id = vocab.find(spm ? "</s>" : "<|endoftext|>");
+  if (spm && vocab.bos_id < 0) vocab.bos_id = vocab.find("<s>");
   vocab.add_bos = vocab.add_bos && vocab.bos_id >= 0;
   vocab.finalize(source);
   return vocab;

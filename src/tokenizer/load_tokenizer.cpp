@@ -8,6 +8,7 @@
 #include "tokenizer/bpe_tokenizer.h"
 #include "tokenizer/bpe_vocab_files.h"
 #include "tokenizer/hf_tokenizer_json.h"
+#include "tokenizer/llama2c_tokenizer.h"
 #include "tokenizer/spm_model_file.h"
 #include "tokenizer/spm_tokenizer.h"
 
@@ -59,7 +60,8 @@ Vocab load_vocab_file(const std::string& path) {
       return load_bpe_vocab_files(path);
     }
     if (fs::is_regular_file(dir / "tokenizer.model", ec)) return load_spm_model_file((dir / "tokenizer.model").string());
-    fail("{}: the directory holds no tokenizer.json, encoder.json + vocab.bpe or tokenizer.model", path);
+    if (fs::is_regular_file(dir / "tokenizer.bin", ec)) return load_llama2c_tokenizer((dir / "tokenizer.bin").string());
+    fail("{}: the directory holds no tokenizer.json, encoder.json + vocab.bpe, tokenizer.model or tokenizer.bin", path);
   }
   KILN_CHECK(fs::is_regular_file(path, ec), "{}: no such file or directory", path);
   const Sniff s = sniff(path);
@@ -72,6 +74,15 @@ Vocab load_vocab_file(const std::string& path) {
       return load_bpe_vocab_files(p.parent_path().empty() ? "." : p.parent_path().string());
     }
     return load_hf_tokenizer_json(path);
+  }
+  // A tokenizer.bin has no magic (it starts with a small integer, as a protobuf may), so the
+  // name tells it apart; its reader then checks every length up to the exact end of the file.
+  if (fs::path(path).extension() == ".bin") {
+    try {
+      return load_llama2c_tokenizer(path);
+    } catch (const Error& e) {
+      fail("a .bin file that is not a GGUF model or JSON is read as a llama2.c tokenizer.bin: {}", e.what());
+    }
   }
   try {
     return load_spm_model_file(path);

@@ -3,11 +3,13 @@
 // and one entry point for every file a tokenizer can come from, so that a command can take
 // MODEL|TOKENIZER: the kind is told by the path and the file's first bytes, not by its name alone.
 //   a GGUF model (magic "GGUF")           its tokenizer.ggml.* metadata
-//   tokenizer.json (a JSON object)        Hugging Face byte-level BPE (hf_tokenizer_json.h)
+//   tokenizer.json (a JSON object)        Hugging Face BPE, byte-level or byte-fallback
+//                                         (SentencePiece-style) (hf_tokenizer_json.h)
 //   encoder.json (JSON, vocab.bpe beside) GPT-2 / tiktoken-style files (bpe_vocab_files.h)
+//   *.bin (neither GGUF nor JSON)         llama2.c's tokenizer.bin (llama2c_tokenizer.h)
 //   anything else                         a SentencePiece tokenizer.model (spm_model_file.h)
 //   a directory                           its tokenizer.json, else encoder.json + vocab.bpe,
-//                                         else tokenizer.model
+//                                         else tokenizer.model, else tokenizer.bin
 #include <memory>
 #include <string>
 

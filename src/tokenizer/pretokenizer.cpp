@@ -102,6 +102,24 @@ std::optional<PretokenizerSpec> find_pretokenizer_spec(std::string_view name) {
   return std::nullopt;
 }
 
+std::string pretokenizer_name_for(const std::vector<std::string>& patterns, bool ignore_merges) {
+  // One name per distinct spec, in the order llama.cpp's converter prefers them.
+  static constexpr const char* kNames[] = {"llama-bpe", "dbrx",   "gpt-2",        "qwen2",          "smollm",
+                                           "tekken",    "gpt-4o", "deepseek-llm", "deepseek-coder", "deepseek-v3",
+                                           "falcon",    "bloom",  "viking"};
+  auto canonical = [](const std::string& p) { return p == kGpt2Short ? std::string(kGpt2Pattern) : p; };
+  std::vector<std::string> wanted;
+  for (const std::string& p : patterns) wanted.push_back(canonical(p));
+  for (const char* name : kNames) {
+    const std::optional<PretokenizerSpec> spec = find_pretokenizer_spec(name);
+    if (!spec || spec->ignore_merges != ignore_merges || spec->patterns.size() != wanted.size()) continue;
+    bool same = true;
+    for (std::size_t i = 0; i < wanted.size() && same; ++i) same = canonical(spec->patterns[i]) == wanted[i];
+    if (same) return name;
+  }
+  return "";
+}
+
 struct Pretokenizer::Regex {
   pcre2_code* code = nullptr;
   std::string pattern;
@@ -177,8 +195,8 @@ void Pretokenizer::split(std::string_view text, std::vector<std::string_view>& p
       while (at < piece.size()) {
         const int rc = pcre2_match(regex->code, subject, piece.size(), at, 0, scratch.data, scratch.context);
         if (rc == PCRE2_ERROR_NOMATCH) break;
-        KILN_CHECK(rc >= 0, "pre-tokenizer pattern \"{}\" failed on a {}-byte piece: {}", regex->pattern,
-                   piece.size(), pcre2_message(rc));
+        KILN_CHECK(rc >= 0, "pre-tokenizer pattern \"{}\" failed on a {}-byte piece: {}", regex->pattern, piece.size(),
+                   pcre2_message(rc));
         const PCRE2_SIZE* ovector = pcre2_get_ovector_pointer(scratch.data);
         const std::size_t match_begin = ovector[0], match_end = ovector[1];
         if (match_begin > begin) next.push_back(piece.substr(begin, match_begin - begin));
@@ -187,8 +205,8 @@ void Pretokenizer::split(std::string_view text, std::vector<std::string_view>& p
           at = match_end;
         } else {
           // An empty match (a look-ahead) only marks a cut; search again one character on.
-          at = match_end + utf8::char_length_from_lead(static_cast<unsigned char>(piece[match_end]),
-                                                       piece.size() - match_end);
+          at = match_end +
+               utf8::char_length_from_lead(static_cast<unsigned char>(piece[match_end]), piece.size() - match_end);
         }
         begin = match_end;
       }

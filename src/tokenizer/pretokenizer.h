@@ -28,6 +28,12 @@ struct PretokenizerSpec {
 // "deepseek-llm", "falcon", ...; "" or "default" for files written before the key existed), or
 // nullopt for a name kiln does not know.
 std::optional<PretokenizerSpec> find_pretokenizer_spec(std::string_view name);
+// The tokenizer.ggml.pre name llama.cpp knows whose expressions and ignore_merges are exactly
+// `patterns` and `ignore_merges` (as read from a tokenizer.json: "llama-bpe" for Llama 3's,
+// "qwen2", "gpt-2", "tekken", ...), so that a GGUF written from them names its pre-tokenizer;
+// "" when no name cuts text the same way. GPT-2's expression with or without its final "\s+"
+// counts as the same (both cut text alike); nothing else is treated as equivalent.
+std::string pretokenizer_name_for(const std::vector<std::string>& patterns, bool ignore_merges);
 // The names find_pretokenizer_spec knows, for error messages.
 extern const char* const kKnownPretokenizers;
 

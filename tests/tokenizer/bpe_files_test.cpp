@@ -169,7 +169,7 @@ TEST(BpeFiles, MalformedFilesAreOneLineErrors) {
   EXPECT_THAT(json_error(R"({"model": {"type": "WordPiece", "vocab": {}}})"),
               HasSubstr("model.type = \"WordPiece\" is not supported"));
   EXPECT_THAT(json_error(R"({"model": {"type": "BPE", "byte_fallback": true, "vocab": {"a": 0}, "merges": []}})"),
-              HasSubstr("load its tokenizer.model instead"));
+              HasSubstr("a byte-fallback tokenizer.json needs spaces as"));
   EXPECT_THAT(json_error(R"({"model": {"type": "BPE", "vocab": {"a": "zero"}, "merges": []}})"),
               HasSubstr("model.vocab[\"a\"] is string, expected an integer id"));
   EXPECT_THAT(json_error(R"({"model": {"type": "BPE", "vocab": {"a": 0, "b": 0}, "merges": []}})"),
