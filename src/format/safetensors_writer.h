@@ -74,7 +74,8 @@ class SafetensorsWriter {
   // (keys sorted, indented by 2, as transformers writes it). Each file appears atomically; the
   // index comes last, so it never names a shard that is not yet there. Creates `dir` if missing.
   // Refuses a folder that holds the other layout (`model.safetensors` when writing shards, the
-  // index when writing one file), which a reader would otherwise take for this checkpoint.
+  // index when writing one file), which a reader would otherwise take for this checkpoint. Shards
+  // of an earlier write with another shard count stay in the folder unread: the index governs.
   SafetensorsWriteResult write_sharded(const std::string& dir, std::uint64_t max_shard_bytes) const;
 
  private:
