@@ -57,11 +57,11 @@ std::string find_archive_prefix(const std::string& path, const ZipArchive& zip) 
 // Whether a dense row-major tensor of `size` has these strides (size-1 dimensions may have any
 // stride, as torch's is_contiguous allows).
 bool is_row_major(const std::vector<std::int64_t>& size, const std::vector<std::int64_t>& stride) {
+  if (std::find(size.begin(), size.end(), 0) != size.end()) return true;
   std::int64_t expected = 1;
   for (std::size_t i = size.size(); i-- > 0;) {
-    if (size[i] == 0) return true;
     if (size[i] != 1 && stride[i] != expected) return false;
-    expected *= size[i];
+    if (__builtin_mul_overflow(expected, size[i], &expected)) return false;
   }
   return true;
 }
@@ -73,12 +73,6 @@ bool is_plain_file_name(const std::string& name) {
 }
 
 }  // namespace
-
-std::int64_t PyTorchTensorInfo::n_elements() const {
-  std::int64_t n = 1;
-  for (std::int64_t s : size) n *= s;  // bounded by the storage's element count on open
-  return n;
-}
 
 PyTorchCheckpoint::Shard::Shard(const std::string& path) : file(path), zip(open_zip(path, file)) {}
 
@@ -160,6 +154,10 @@ void PyTorchCheckpoint::read_shard(std::size_t shard_index) {
       fail("{}: tensor '{}' (offset {}, size [{}], stride [{}]) reaches element {} of a storage of {}", path, name,
            t.storage_offset, fmt::join(t.size, ", "), fmt::join(t.stride, ", "), last, t.storage.numel);
     info.contiguous = is_row_major(t.size, t.stride);
+    info.n_elements = empty ? 0 : 1;
+    for (std::int64_t d : t.size)
+      if (!empty && __builtin_mul_overflow(info.n_elements, d, &info.n_elements))
+        fail("{}: tensor '{}': its element count overflows 64 bits", path, name);
 
     if (tensor_index_.count(name)) fail("{}: tensor '{}' appears twice", path, name);
     tensor_index_.emplace(name, tensors_.size());
@@ -244,7 +242,7 @@ std::span<const std::uint8_t> PyTorchCheckpoint::tensor_bytes(const PyTorchTenso
         "{}: tensor '{}' is not contiguous (size [{}], stride [{}]); kiln reads row-major tensors: save "
         "t.contiguous()",
         shard_paths_[info.shard], info.name, fmt::join(info.size, ", "), fmt::join(info.stride, ", "));
-  const std::size_t n = static_cast<std::size_t>(info.n_elements()) * info.element_bytes;
+  const std::size_t n = static_cast<std::size_t>(info.n_elements) * info.element_bytes;
   // A contiguous tensor's elements are consecutive from its offset; open() checked they fit.
   return info.storage.subspan(n == 0 ? 0 : static_cast<std::size_t>(info.storage_offset) * info.element_bytes, n);
 }

@@ -13,7 +13,8 @@
 // What open() checks: the zip (format/zip_archive.h) and the pickle's CRC-32; the pickle is a
 // flat dict (or OrderedDict) of str -> tensor; each tensor's storage entry exists and holds
 // exactly numel elements of its storage type; sizes, strides and the storage offset are
-// non-negative and the elements they reach lie inside the storage. Several tensors may share
+// non-negative, the element count fits 64 bits, and the elements they reach lie inside the
+// storage. Several tensors may share
 // one storage (views, tied weights). The legacy format of torch < 1.6 (a bare pickle stream)
 // is refused with a message saying to re-save the file with a newer torch.
 #include <cstddef>
@@ -39,12 +40,11 @@ struct PyTorchTensorInfo {
   std::vector<std::int64_t> size;         // torch's order, outermost first
   std::vector<std::int64_t> stride;       // in elements, torch's order
   std::int64_t storage_offset = 0;        // in elements
+  std::int64_t n_elements = 0;            // the product of size (1 for a 0-d tensor)
   std::string storage_key;                // the storage is <archive>/data/<key> in its shard
   bool contiguous = false;                // row-major: the strides of a dense tensor of this size
   std::size_t shard = 0;                  // index into shard_paths()
   std::span<const std::uint8_t> storage;  // the whole storage's bytes, inside the shard's mapping
-
-  std::int64_t n_elements() const;
 };
 
 class PyTorchCheckpoint {

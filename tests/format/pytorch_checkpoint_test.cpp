@@ -45,7 +45,7 @@ def expect(name, sd):
     manifest = {}
     for k, t in sd.items():
         with open(os.path.join(d, k + ".raw"), "wb") as f:
-            f.write(t.contiguous().flatten().view(torch.uint8).numpy().tobytes())
+            f.write(t.detach().contiguous().flatten().view(torch.uint8).numpy().tobytes())
         manifest[k] = [str(t.dtype).replace("torch.", ""), list(t.shape)]
     with open(os.path.join(d, "manifest.json"), "w") as f:
         json.dump(manifest, f)
@@ -80,6 +80,7 @@ other["plain"] = torch.randn(3, 5)
 other["transposed"] = torch.randn(5, 3).t()
 other["ids"] = torch.arange(6, dtype=torch.int64)
 other["mask"] = torch.tensor([True, False])
+other["param"] = torch.nn.Parameter(torch.randn(2, 3))  # pickled through _rebuild_parameter
 save("other.bin", other)
 
 # A sharded checkpoint and its index.
@@ -238,6 +239,7 @@ class PyTorchCheckpointTest : public ::testing::Test {
       EXPECT_EQ(manifest[info.name][0].get<std::string>(), info.dtype_name);
       EXPECT_EQ(manifest[info.name][1].get<std::vector<std::int64_t>>(), info.size);
       const std::vector<std::uint8_t> want = read_bytes(edir + "/" + info.name + ".raw");
+      EXPECT_EQ(static_cast<std::size_t>(info.n_elements) * info.element_bytes, want.size());
       if (!info.contiguous) continue;
       const std::span<const std::uint8_t> got = ckpt.tensor_bytes(info);
       ASSERT_EQ(got.size(), want.size());
@@ -322,6 +324,7 @@ TEST_F(PyTorchCheckpointTest, ListsOtherTypesAndNonContiguousTensorsButRefusesTo
   EXPECT_EQ(ckpt->tensor_bytes(ids).size(), 48u);
   EXPECT_EQ(ckpt->find_tensor("mask")->dtype_name, "bool");
   EXPECT_TRUE(ckpt->find_tensor("plain")->contiguous);
+  EXPECT_TRUE(ckpt->find_tensor("param")->contiguous);
 }
 
 TEST_F(PyTorchCheckpointTest, ReadsAShardedCheckpointThroughItsIndex) {
