@@ -3,6 +3,7 @@
 #include <fmt/ranges.h>
 
 #include <algorithm>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -245,6 +246,42 @@ std::span<const std::uint8_t> PyTorchCheckpoint::tensor_bytes(const PyTorchTenso
   const std::size_t n = static_cast<std::size_t>(info.n_elements) * info.element_bytes;
   // A contiguous tensor's elements are consecutive from its offset; open() checked they fit.
   return info.storage.subspan(n == 0 ? 0 : static_cast<std::size_t>(info.storage_offset) * info.element_bytes, n);
+}
+
+void PyTorchCheckpoint::copy_row_major(const PyTorchTensorInfo& info, std::span<std::uint8_t> out) const {
+  std::size_t n_bytes = 0;
+  if (__builtin_mul_overflow(static_cast<std::size_t>(info.n_elements), info.element_bytes, &n_bytes) ||
+      out.size() != n_bytes)
+    fail("{}: tensor '{}': copy into {} bytes, but its {} elements of {} bytes take {}", shard_paths_[info.shard],
+         info.name, out.size(), info.n_elements, info.element_bytes, n_bytes);
+  if (n_bytes == 0) return;
+  // An odometer over the outer dimensions; each step copies one innermost row. open() checked
+  // that every element these indices reach lies inside the storage.
+  const std::size_t dims = info.size.size();
+  const std::size_t eb = info.element_bytes;
+  const std::int64_t inner = dims == 0 ? 1 : info.size[dims - 1];
+  const std::int64_t inner_stride = dims == 0 ? 0 : info.stride[dims - 1];
+  // A dimension of size 1 never steps, and open() does not bound its stride: count it as 0.
+  std::vector<std::int64_t> stride(info.stride);
+  for (std::size_t d = 0; d < dims; ++d)
+    if (info.size[d] == 1) stride[d] = 0;
+  std::vector<std::int64_t> index(dims, 0);
+  std::int64_t element = info.storage_offset;  // of the current row's first element
+  std::uint8_t* dst = out.data();
+  while (true) {
+    for (std::int64_t i = 0; i < inner; ++i, dst += eb)
+      std::memcpy(dst, info.storage.data() + static_cast<std::size_t>(element + i * inner_stride) * eb, eb);
+    std::size_t d = dims == 0 ? 0 : dims - 1;  // advance the dimensions outside the innermost
+    while (d > 0) {
+      --d;
+      element += stride[d];
+      if (++index[d] < info.size[d]) break;
+      element -= stride[d] * info.size[d];
+      index[d] = 0;
+      if (d == 0) return;
+    }
+    if (dims <= 1) return;
+  }
 }
 
 TensorView PyTorchCheckpoint::tensor_view(const PyTorchTensorInfo& info) const {

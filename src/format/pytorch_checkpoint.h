@@ -65,6 +65,9 @@ class PyTorchCheckpoint {
   // The bytes of a contiguous tensor of any type (n_elements * element_bytes). Throws
   // kiln::Error naming the tensor if it is not contiguous.
   std::span<const std::uint8_t> tensor_bytes(const PyTorchTensorInfo& info) const;
+  // Copies any tensor, strided or not (a transposed view, a broadcast), into `out` in row-major
+  // order: out must hold exactly n_elements * element_bytes bytes, else kiln::Error.
+  void copy_row_major(const PyTorchTensorInfo& info, std::span<std::uint8_t> out) const;
   // A zero-copy view: ne is torch's size reversed (innermost first). Throws kiln::Error naming
   // the tensor unless it is F32, F16 or BF16, contiguous, of at most 4 dimensions, and its
   // first element is aligned to its size (torch aligns storages to 64 bytes).

@@ -81,6 +81,8 @@ other["transposed"] = torch.randn(5, 3).t()
 other["ids"] = torch.arange(6, dtype=torch.int64)
 other["mask"] = torch.tensor([True, False])
 other["param"] = torch.nn.Parameter(torch.randn(2, 3))  # pickled through _rebuild_parameter
+other["permuted"] = torch.randn(2, 3, 4).permute(2, 0, 1)  # strides (1, 12, 4)
+other["broadcast"] = torch.randn(3, 1).half().expand(3, 4)  # strides (1, 0)
 save("other.bin", other)
 
 # A sharded checkpoint and its index.
@@ -240,6 +242,9 @@ class PyTorchCheckpointTest : public ::testing::Test {
       EXPECT_EQ(manifest[info.name][1].get<std::vector<std::int64_t>>(), info.size);
       const std::vector<std::uint8_t> want = read_bytes(edir + "/" + info.name + ".raw");
       EXPECT_EQ(static_cast<std::size_t>(info.n_elements) * info.element_bytes, want.size());
+      std::vector<std::uint8_t> copied(want.size());
+      ckpt.copy_row_major(info, copied);
+      EXPECT_EQ(copied, want);
       if (!info.contiguous) continue;
       const std::span<const std::uint8_t> got = ckpt.tensor_bytes(info);
       ASSERT_EQ(got.size(), want.size());
@@ -310,7 +315,7 @@ TEST_F(PyTorchCheckpointTest, ReadsAModuleStateDictWithMetadata) {
   EXPECT_EQ(metadata->find("")->find("version")->integer, 1);
 }
 
-TEST_F(PyTorchCheckpointTest, ListsOtherTypesAndNonContiguousTensorsButRefusesToViewThem) {
+TEST_F(PyTorchCheckpointTest, ListsOtherTypesAndNonContiguousTensorsAndCopiesButDoesNotViewThem) {
   const auto ckpt = PyTorchCheckpoint::open(file("other.bin"));
   expect_tensors_match(*ckpt, "other.bin");
   const PyTorchTensorInfo& t = *ckpt->find_tensor("transposed");
@@ -325,6 +330,10 @@ TEST_F(PyTorchCheckpointTest, ListsOtherTypesAndNonContiguousTensorsButRefusesTo
   EXPECT_EQ(ckpt->find_tensor("mask")->dtype_name, "bool");
   EXPECT_TRUE(ckpt->find_tensor("plain")->contiguous);
   EXPECT_TRUE(ckpt->find_tensor("param")->contiguous);
+  EXPECT_EQ(ckpt->find_tensor("permuted")->stride, (std::vector<std::int64_t>{1, 12, 4}));
+  EXPECT_EQ(ckpt->find_tensor("broadcast")->stride, (std::vector<std::int64_t>{1, 0}));
+  std::vector<std::uint8_t> too_small(4);
+  EXPECT_THAT(error_of([&] { ckpt->copy_row_major(t, too_small); }), HasSubstr("copy into 4 bytes"));
 }
 
 TEST_F(PyTorchCheckpointTest, ReadsAShardedCheckpointThroughItsIndex) {
