@@ -4,13 +4,17 @@
 GGUF seeds cover every metadata value type, nested arrays, both versions, a custom alignment,
 known, block-quantized and unknown tensor types, and a file without tensors. llama2.c seeds are
 tiny checkpoints with a shared and a separate classifier. safetensors seeds cover every dtype,
-metadata, a scalar, an empty and a 5-dimensional tensor, and a file without tensors. Training checkpoint seeds are tiny
-models with a tied and a separate output.
+metadata, a scalar, an empty and a 5-dimensional tensor, and a file without tensors. Training
+checkpoint seeds are tiny models with a tied and a separate output. PyTorch seeds are
+torch.save-style zips (stored, aligned entries with data descriptors as torch writes them; one
+ZIP64) around hand-written protocol 2 and 4 pickles of state dicts; the pickle seeds are those
+pickles alone, plus hostile ones the unpickler must refuse.
 """
 import hashlib
 import json
 import os
 import struct
+import zlib
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -214,3 +218,99 @@ def training_checkpoint(n_vocab, n_embd, n_layer, n_head, n_head_kv, n_ff, tied,
 
 write("checkpoint_fuzz", "tied.ckpt", training_checkpoint(8, 4, 1, 2, 1, 8, True, 10, (0, 3)))
 write("checkpoint_fuzz", "separate_output.ckpt", training_checkpoint(6, 4, 2, 2, 2, 4, False, 0, (2, 0)))
+
+
+def pickle_int(v):
+    return b"J" + struct.pack("<i", v)
+
+
+def pickle_str(s, short=False):
+    b = s.encode()
+    return (b"\x8c" + struct.pack("<B", len(b)) if short else b"X" + struct.pack("<I", len(b))) + b
+
+
+def torch_state_dict_pickle(tensors, metadata=False):
+    """A protocol 2 pickle of an OrderedDict of name -> tensor, as torch.save writes it.
+    tensors: (name, storage type, key, numel, offset, size, stride)."""
+    out = b"\x80\x02ccollections\nOrderedDict\nq\x00)Rq\x01("
+    for name, storage_type, key, numel, offset, size, stride in tensors:
+        out += pickle_str(name) + b"ctorch._utils\n_rebuild_tensor_v2\n((" + pickle_str("storage")
+        out += b"ctorch\n" + storage_type.encode() + b"\n" + pickle_str(key) + pickle_str("cpu") + pickle_int(numel)
+        out += b"tQ" + pickle_int(offset) + b"(" + b"".join(map(pickle_int, size)) + b"t("
+        out += b"".join(map(pickle_int, stride)) + b"t\x89h\x00)Rtr" + struct.pack("<I", 1000) + b"R"
+    out += b"u"
+    if metadata:  # nn.Module.state_dict()'s _metadata, set through BUILD
+        out += b"}" + pickle_str("_metadata") + b"h\x00)R" + pickle_str("") + b"}" + pickle_str("version")
+        out += b"K\x01sssb"
+    return out + b"."
+
+
+def protocol4_pickle():
+    """A protocol 4 state dict: FRAME, SHORT_BINUNICODE, STACK_GLOBAL, MEMOIZE, LONG1."""
+    body = pickle_str("collections", True) + pickle_str("OrderedDict", True) + b"\x93\x94)R\x94"
+    body += pickle_str("w", True) + pickle_str("torch._utils", True) + pickle_str("_rebuild_tensor_v2", True)
+    body += b"\x93((" + pickle_str("storage", True) + pickle_str("torch", True) + pickle_str("HalfStorage", True)
+    body += b"\x93" + pickle_str("0", True) + pickle_str("cpu", True) + b"\x8a\x01\x04tQK\x00K\x02K\x02\x86K\x02K\x01"
+    body += b"\x86\x88h\x00)RtR\x94s."
+    return b"\x80\x04\x95" + struct.pack("<Q", len(body)) + body
+
+
+def torch_zip(archive, entries, zip64=False):
+    """A stored zip as torch.save writes it: data descriptors, each entry's data aligned to 64 bytes
+    by a padding extra field; with zip64, every size and offset in ZIP64 records."""
+    body, central = b"", b""
+    for name, data in entries:
+        n = (archive + "/" + name).encode()
+        crc = zlib.crc32(data) & 0xFFFFFFFF
+        offset = len(body)
+        pad = -(offset + 30 + len(n) + 4) % 64
+        extra = struct.pack("<HH", 0x4B46, pad) + b"Z" * pad
+        body += struct.pack("<IHHHHHIIIHH", 0x04034B50, 45, 8, 0, 0, 0, 0, 0, 0, len(n), len(extra)) + n + extra + data
+        body += struct.pack("<IIII", 0x08074B50, crc, len(data), len(data))
+        if zip64:
+            cextra = struct.pack("<HHQQQ", 1, 24, len(data), len(data), offset)
+            sizes = (0xFFFFFFFF, 0xFFFFFFFF, 0xFFFFFFFF)
+        else:
+            cextra, sizes = b"", (len(data), len(data), offset)
+        central += struct.pack("<IHHHHHHIIIHHHHHII", 0x02014B50, 45, 45, 8, 0, 0, 0, crc, sizes[0], sizes[1], len(n),
+                               len(cextra), 0, 0, 0, 0, sizes[2]) + n + cextra
+    count, cd_offset = len(entries), len(body)
+    if not zip64:
+        return body + central + struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, count, count, len(central), cd_offset, 0)
+    z_offset = cd_offset + len(central)
+    end64 = struct.pack("<IQHHIIQQQQ", 0x06064B50, 44, 45, 45, 0, 0, count, count, len(central), cd_offset)
+    locator = struct.pack("<IIQI", 0x07064B50, 0, z_offset, 1)
+    end = struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, 0xFFFF, 0xFFFF, 0xFFFFFFFF, 0xFFFFFFFF, 0)
+    return body + central + end64 + locator + end
+
+
+def floats(n, fmt="<%df"):
+    return struct.pack(fmt % n, *[(i % 11) / 4.0 - 1.0 for i in range(n)])
+
+
+# An embedding and its tied head on one storage, a view at an offset, f16 and bf16 storages.
+hf_tensors = [("model.embed_tokens.weight", "FloatStorage", "0", 24, 0, [6, 4], [4, 1]),
+              ("lm_head.weight", "FloatStorage", "0", 24, 0, [6, 4], [4, 1]),
+              ("model.layers.0.mlp.up_proj.weight", "HalfStorage", "1", 12, 4, [2, 4], [4, 1]),
+              ("model.norm.weight", "BFloat16Storage", "2", 4, 0, [4], [1]),
+              ("model.scale", "FloatStorage", "3", 1, 0, [], []),
+              ("transposed", "FloatStorage", "4", 6, 0, [3, 2], [1, 3]),
+              ("ids", "LongStorage", "5", 3, 0, [3], [1])]
+hf_storages = [("data/0", floats(24)), ("data/1", floats(12, "<%de")), ("data/2", b"\x80\x3f" * 4),
+               ("data/3", floats(1)), ("data/4", floats(6)), ("data/5", struct.pack("<3q", 1, 2, 3))]
+hf_pickle = torch_state_dict_pickle(hf_tensors)
+module_pickle = torch_state_dict_pickle([("0.weight", "FloatStorage", "0", 24, 0, [6, 4], [4, 1]),
+                                         ("0.bias", "HalfStorage", "1", 12, 0, [6], [1])], metadata=True)
+p4_pickle = protocol4_pickle()
+write("pytorch_checkpoint_fuzz", "hf.bin",
+      torch_zip("hf", [("data.pkl", hf_pickle)] + hf_storages + [("version", b"3\n"), ("byteorder", b"little")]))
+write("pytorch_checkpoint_fuzz", "module_zip64.bin",
+      torch_zip("module", [("data.pkl", module_pickle)] + hf_storages[:2] + [("version", b"3\n")], zip64=True))
+write("pytorch_checkpoint_fuzz", "protocol4.bin", torch_zip("archive", [("data.pkl", p4_pickle), ("data/0", floats(4, "<%de")), ("version", b"3\n")]))
+write("pickle_fuzz", "hf.pkl", hf_pickle)
+write("pickle_fuzz", "module.pkl", module_pickle)
+write("pickle_fuzz", "protocol4.pkl", p4_pickle)
+write("pickle_fuzz", "values.pkl", b"\x80\x02}q\x00(X\x01\x00\x00\x00a]q\x01(K\x01J\xfe\xff\xff\xffM\x2c\x01"
+      b"\x8a\x06\x00\x00\x00\x00\x00\x01G\x3f\xf8\x00\x00\x00\x00\x00\x00\x88N)eX\x01\x00\x00\x00b\x8c\x01x\x85u.")
+write("pickle_fuzz", "os_system.pkl", b"\x80\x02cos\nsystem\nX\x02\x00\x00\x00ls\x85R.")
+write("pickle_fuzz", "inst.pkl", b"\x80\x02(X\x02\x00\x00\x00lsios\nsystem\n.")
