@@ -3,11 +3,14 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 
 #include "core/error.h"
 #include "format/gguf_file.h"
 #include "format/llama2c_file.h"
+#include "format/pytorch_checkpoint.h"
 #include "format/quoted_name.h"
+#include "format/safetensors_model.h"
 
 namespace kiln {
 
@@ -101,6 +104,75 @@ std::unique_ptr<TensorSource> TensorSource::from_llama2c(std::unique_ptr<Llama2c
   return src;
 }
 
+std::unique_ptr<TensorSource> TensorSource::from_safetensors(std::unique_ptr<SafetensorsModel> model) {
+  const SafetensorsModel& m = *model;
+  GgufMetadata metadata(m.path());
+  for (const auto& [key, value] : m.metadata()) metadata.add(key, gguf_value::string(value));
+  const std::string format = m.index_path().empty() ? "safetensors"
+                                                    : fmt::format("safetensors, {} shards", m.files().size());
+  auto src = std::make_unique<TensorSource>(format, std::move(metadata));
+  std::uint64_t bytes = 0;
+  bool copied = false;
+  for (const auto& f : m.files()) {
+    bytes += f->file_size();
+    copied = copied || f->mapped_file().copied();
+  }
+  for (const SafetensorsModel::Tensor& st : m.tensors()) {
+    const SafetensorsTensorInfo& info = *st.info;
+    if (info.n_dims == 0)
+      fail("{}: tensor {} has {} dimensions (kiln's tensors have at most 4)", st.file->path(), quoted_name(info.name),
+           info.shape.size());
+    SourceTensor t;
+    t.name = info.name;
+    t.type_name = info.dtype_name;
+    t.dtype = info.dtype;
+    t.n_dims = info.n_dims;
+    t.ne = info.ne;
+    t.data = st.file->tensor_data(info);
+    t.n_bytes = info.n_bytes;
+    t.file = st.file->path();
+    src->add_tensor(std::move(t));
+  }
+  src->keep_alive(std::shared_ptr<const SafetensorsModel>(std::move(model)), bytes, copied);
+  return src;
+}
+
+std::unique_ptr<TensorSource> TensorSource::from_pytorch(std::unique_ptr<PyTorchCheckpoint> checkpoint) {
+  const PyTorchCheckpoint& c = *checkpoint;
+  const std::string format = c.shard_paths().size() > 1 ? fmt::format("PyTorch, {} shards", c.shard_paths().size())
+                                                        : std::string("PyTorch");
+  auto src = std::make_unique<TensorSource>(format, GgufMetadata(c.path()));
+  // Tensors that are not row-major in their storage (a transposed view saved as it was) are
+  // copied once into memory of the source's own; everything else is viewed in the mapping.
+  auto copies = std::make_shared<std::vector<std::vector<std::uint8_t>>>();
+  for (const PyTorchTensorInfo& info : c.tensors()) {
+    if (info.size.size() > 4)
+      fail("{}: tensor {} has {} dimensions (kiln's tensors have at most 4)", c.shard_paths()[info.shard],
+           quoted_name(info.name), info.size.size());
+    SourceTensor t;
+    t.name = info.name;
+    t.type_name = info.dtype_name;
+    t.dtype = info.dtype;
+    t.n_dims = std::max<int>(1, static_cast<int>(info.size.size()));
+    for (std::size_t d = 0; d < info.size.size(); ++d) t.ne[d] = info.size[info.size.size() - 1 - d];
+    t.n_bytes = static_cast<std::uint64_t>(info.n_elements) * info.element_bytes;
+    if (info.contiguous) {
+      t.data = c.tensor_bytes(info).data();
+    } else {
+      copies->emplace_back(t.n_bytes);
+      c.copy_row_major(info, copies->back());
+      t.data = copies->back().data();
+    }
+    t.file = c.shard_paths()[info.shard];
+    src->add_tensor(std::move(t));
+  }
+  std::uint64_t bytes = 0;
+  for (const std::string& shard : c.shard_paths()) bytes += std::filesystem::file_size(shard);
+  src->keep_alive(copies, 0, false);
+  src->keep_alive(std::shared_ptr<const PyTorchCheckpoint>(std::move(checkpoint)), bytes, false);
+  return src;
+}
+
 bool file_starts_with(const std::string& path, std::string_view magic) {
   std::FILE* fp = std::fopen(path.c_str(), "rb");
   if (fp == nullptr) fail("{}: cannot open: {}", path, std::strerror(errno));
@@ -111,9 +183,22 @@ bool file_starts_with(const std::string& path, std::string_view magic) {
 }
 
 std::unique_ptr<TensorSource> TensorSource::open(const std::string& path) {
-  // A GGUF starts with "GGUF"; anything else is tried as a llama2.c checkpoint, whose reader
-  // validates the header and the exact file size.
+  // A folder is a Hugging Face checkpoint; a GGUF starts with "GGUF"; safetensors have no magic
+  // but their name; anything else is tried as a llama2.c checkpoint, whose reader validates the
+  // header and the exact file size.
+  namespace fs = std::filesystem;
+  if (fs::is_directory(path)) {
+    if (fs::exists(path + "/model.safetensors") || fs::exists(path + "/model.safetensors.index.json"))
+      return from_safetensors(SafetensorsModel::open(path));
+    if (fs::exists(path + "/pytorch_model.bin")) return from_pytorch(PyTorchCheckpoint::open(path + "/pytorch_model.bin"));
+    if (fs::exists(path + "/pytorch_model.bin.index.json"))
+      return from_pytorch(PyTorchCheckpoint::open(path + "/pytorch_model.bin.index.json"));
+    fail("{}: a folder without model.safetensors, model.safetensors.index.json, pytorch_model.bin or "
+         "pytorch_model.bin.index.json", path);
+  }
   if (file_starts_with(path, "GGUF")) return from_gguf(GgufFile::open(path));
+  if (path.ends_with(".safetensors")) return from_safetensors(SafetensorsModel::open(path));
+  if (file_starts_with(path, "PK") || path.ends_with(".index.json")) return from_pytorch(PyTorchCheckpoint::open(path));
   return from_llama2c(Llama2cFile::open(path));
 }
 

@@ -5,6 +5,12 @@
 // weights (model/llama_weights.h), quantize and convert rewrite it (optimize/rewrite_pipeline.h),
 // inspect lists it. The format is told by content, not by name:
 //   GGUF (magic "GGUF")                 its metadata and tensors as stored
+//   safetensors (a *.safetensors file,  its __metadata__ as string keys, tensors under their
+//   a folder with model.safetensors     stored (Hugging Face) names, every shard of an index
+//   or model.safetensors.index.json)
+//   PyTorch (a torch.save zip, magic    tensors under their state dict names, read through the
+//   "PK"; a *.index.json, a folder      restricted unpickler (format/pickle_reader.h): a pickle
+//   with pytorch_model.bin[.index.json])that would import or call anything else never runs
 //   llama2.c checkpoint (anything else  llama.* metadata from the header (llama2c_gguf_metadata)
 //   that is not one of the others)      and its float32 weights under GGUF's llama tensor names
 // Adapters of further formats build a source with the public constructor and add_tensor; they
@@ -25,6 +31,8 @@ namespace kiln {
 class GgufFile;
 class Llama2cFile;
 struct Llama2cHeader;
+class SafetensorsModel;
+class PyTorchCheckpoint;
 
 struct SourceTensor {
   std::string name;
@@ -46,6 +54,10 @@ class TensorSource {
   static std::unique_ptr<TensorSource> open(const std::string& path);
   static std::unique_ptr<TensorSource> from_gguf(std::unique_ptr<GgufFile> file);
   static std::unique_ptr<TensorSource> from_llama2c(std::unique_ptr<Llama2cFile> file);
+  // Tensors under their stored names; __metadata__ as string keys.
+  static std::unique_ptr<TensorSource> from_safetensors(std::unique_ptr<SafetensorsModel> model);
+  // Tensors under their state dict names; no metadata (the pickle carries none kiln keeps).
+  static std::unique_ptr<TensorSource> from_pytorch(std::unique_ptr<PyTorchCheckpoint> checkpoint);
 
   // An empty source of `format_name`; the metadata's source names the path.
   TensorSource(std::string format_name, GgufMetadata metadata);

@@ -14,7 +14,7 @@
 
 namespace kiln {
 
-class GgufFile;
+class GgufMetadata;
 
 // tokenizer.ggml.token_type values (llama.cpp's llama_token_type, sentencepiece's piece types).
 enum class TokenType : std::int32_t {
@@ -58,7 +58,7 @@ struct Vocab {
 
   // Reads and validates the tokenizer.ggml.* keys. Throws kiln::Error naming the key on missing
   // tokens, lengths that disagree, ids out of range, duplicate tokens or values of the wrong type.
-  static Vocab from_gguf(const GgufFile& gguf);
+  static Vocab from_gguf(const GgufMetadata& gguf);  // a GGUF file, or any model source's metadata
 
   // Checks the invariants above and builds the piece index; from_gguf calls it, and code that
   // fills a Vocab by hand (tests, converters) must call it before use. `source` prefixes messages.

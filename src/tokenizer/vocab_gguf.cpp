@@ -12,7 +12,7 @@
 namespace kiln {
 namespace {
 
-const GgufArray& require_array(const GgufFile& gguf, const std::string& key) {
+const GgufArray& require_array(const GgufMetadata& gguf, const std::string& key) {
   const GgufArray* array = gguf.get_array(key);
   KILN_CHECK(array != nullptr, "{}: {} is missing", gguf.path(), key);
   return *array;
@@ -20,7 +20,7 @@ const GgufArray& require_array(const GgufFile& gguf, const std::string& key) {
 
 // A special token id: absent keeps `fallback`; -1 and 0xFFFFFFFF (how some converters write
 // "none" into a u32) mean no such token.
-std::int32_t read_token_id(const GgufFile& gguf, const std::string& key, std::int32_t fallback) {
+std::int32_t read_token_id(const GgufMetadata& gguf, const std::string& key, std::int32_t fallback) {
   const std::optional<std::int64_t> v = gguf.get_int(key);
   if (!v) return fallback;
   if (*v == -1 || *v == 0xFFFFFFFFLL) return -1;
@@ -31,7 +31,7 @@ std::int32_t read_token_id(const GgufFile& gguf, const std::string& key, std::in
 
 }  // namespace
 
-Vocab Vocab::from_gguf(const GgufFile& gguf) {
+Vocab Vocab::from_gguf(const GgufMetadata& gguf) {
   Vocab vocab;
   const std::optional<std::string> model = gguf.get_string("tokenizer.ggml.model");
   KILN_CHECK(model.has_value(), "{}: tokenizer.ggml.model is missing", gguf.path());
