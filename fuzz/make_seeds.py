@@ -314,3 +314,74 @@ write("pickle_fuzz", "values.pkl", b"\x80\x02}q\x00(X\x01\x00\x00\x00a]q\x01(K\x
       b"\x8a\x06\x00\x00\x00\x00\x00\x01G\x3f\xf8\x00\x00\x00\x00\x00\x00\x88N)eX\x01\x00\x00\x00b\x8c\x01x\x85u.")
 write("pickle_fuzz", "os_system.pkl", b"\x80\x02cos\nsystem\nX\x02\x00\x00\x00ls\x85R.")
 write("pickle_fuzz", "inst.pkl", b"\x80\x02(X\x02\x00\x00\x00lsios\nsystem\n.")
+
+
+# tokenizer_fuzz: the first byte picks the reader (see tokenizer_fuzz.cpp). A Llama-style
+# byte-fallback tokenizer.json in both spellings (Prepend/Replace normalizer, Metaspace), a
+# byte-level one with added tokens and a BOS template, and llama2.c tokenizer.bin files.
+SP = "\u2581"
+spm_json = {
+    "added_tokens": [{"id": 0, "content": "<unk>", "special": True}, {"id": 1, "content": "<s>", "special": True},
+                     {"id": 2, "content": "</s>", "special": True}, {"id": 9, "content": "<x>", "special": False}],
+    "normalizer": {"type": "Sequence", "normalizers": [{"type": "Prepend", "prepend": SP},
+                                                       {"type": "Replace", "pattern": {"String": " "}, "content": SP}]},
+    "pre_tokenizer": None,
+    "post_processor": {"type": "TemplateProcessing", "single": [{"SpecialToken": {"id": "<s>", "type_id": 0}},
+                                                                {"Sequence": {"id": "A", "type_id": 0}}]},
+    "model": {"type": "BPE", "byte_fallback": True, "fuse_unk": True, "unk_token": "<unk>",
+              "vocab": {"<unk>": 0, "<s>": 1, "</s>": 2, "<0x0A>": 3, "<0x41>": 4, "a": 5, "b": 6, SP: 7,
+                        SP + "a": 8, "<x>": 9, "ab": 10, SP + "ab": 11},
+              "merges": ["a b", SP + " a", SP + " ab", SP + "a b"]},
+}
+metaspace_json = dict(spm_json, normalizer=None,
+                      pre_tokenizer={"type": "Metaspace", "replacement": SP, "prepend_scheme": "first", "split": False})
+def byte_to_unicode():
+    """GPT-2's mapping of the 256 bytes to printable characters."""
+    keep = list(range(ord("!"), ord("~") + 1)) + list(range(0xA1, 0xAD)) + list(range(0xAE, 0x100))
+    out, extra = {}, 0
+    for b in range(256):
+        if b in keep:
+            out[b] = chr(b)
+        else:
+            out[b] = chr(256 + extra)
+            extra += 1
+    return out
+
+
+BYTE_CHARS = byte_to_unicode()
+byte_level_vocab = {BYTE_CHARS[b]: b for b in range(256)}
+for text in ["ab", "\u0120ab", "12", "\u0120\u0120"]:
+    byte_level_vocab[text] = len(byte_level_vocab)
+byte_level_json = {
+    "added_tokens": [{"id": 300, "content": "<|bos|>", "special": True}, {"id": 301, "content": "<u>", "special": False}],
+    "pre_tokenizer": {"type": "Sequence", "pretokenizers": [
+        {"type": "Split", "pattern": {"Regex": r"\p{N}{1,3}| ?\p{L}+|\s+"}, "behavior": "Isolated"},
+        {"type": "ByteLevel", "add_prefix_space": False, "use_regex": False}]},
+    "post_processor": {"type": "TemplateProcessing", "single": [{"SpecialToken": {"id": "<|bos|>", "type_id": 0}},
+                                                                {"Sequence": {"id": "A", "type_id": 0}}]},
+    "model": {"type": "BPE", "ignore_merges": True, "vocab": byte_level_vocab,
+              "merges": [["a", "b"], ["\u0120", "ab"], ["1", "2"], ["\u0120", "\u0120"]]},
+}
+
+
+def llama2c_tokenizer(tokens):
+    """A tokenizer.bin as llama2.c's tokenizer.py writes one: (text, score) per token."""
+    data = [t.encode() for t, _ in tokens]
+    out = struct.pack("<I", max(len(d) for d in data))
+    for d, (_, score) in zip(data, tokens):
+        out += struct.pack("<fI", score, len(d)) + d
+    return out
+
+
+def tokenizer_seed(selector, body):
+    return bytes([selector]) + (body if isinstance(body, bytes) else json.dumps(body).encode())
+
+
+write("tokenizer_fuzz", "hf_spm_json", tokenizer_seed(1, spm_json))
+write("tokenizer_fuzz", "hf_metaspace_json", tokenizer_seed(1, metaspace_json))
+write("tokenizer_fuzz", "llama2c_tokenizer_bin", tokenizer_seed(5, llama2c_tokenizer(
+    [("<unk>", 0.0), ("\n<s>\n", 0.0), ("\n</s>\n", 0.0), ("<0x0A>", 0.0), ("a", -3.0), ("b", -4.0), (" a", -2.0),
+     ("ab", -1.0), (" ab", -0.5)])))
+write("tokenizer_fuzz", "roundtrip_spm_json", tokenizer_seed(6, spm_json))
+write("tokenizer_fuzz", "roundtrip_metaspace_json", tokenizer_seed(6, metaspace_json))
+write("tokenizer_fuzz", "roundtrip_byte_level_json", tokenizer_seed(6, byte_level_json))

@@ -5,11 +5,16 @@
 //   3  byte-level BPE encode of the rest (Llama 3 pre-tokenizer, small vocabulary with merges),
 //      with every merge path compared and the pieces checked to give back the input exactly
 //   4  SentencePiece encode of the rest, decode checked to be valid UTF-8
+//   5  read_llama2c_tokenizer (llama2.c's tokenizer.bin, read to the end), and its tokenizer
+//   6  a tokenizer.json that read_hf_tokenizer_json accepts (either layout) written back by
+//      hf_tokenizer_files and read again: the same tokens, types, special ids and flags, and
+//      the same ids for the input's own text
 // Rejection must be a kiln::Error; a crash, a sanitizer report, another exception or a
 // mismatch (abort) is a finding.
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
+#include <memory>
 #include <span>
 #include <string>
 #include <string_view>
@@ -20,6 +25,8 @@
 #include "tokenizer/byte_unicode.h"
 #include "tokenizer/load_tokenizer.h"
 #include "tokenizer/hf_tokenizer_json.h"
+#include "tokenizer/hf_tokenizer_writer.h"
+#include "tokenizer/llama2c_tokenizer.h"
 #include "tokenizer/spm_model_file.h"
 #include "tokenizer/spm_tokenizer.h"
 #include "tokenizer/utf8.h"
@@ -91,13 +98,38 @@ void check_bpe(std::string_view text) {
   if (heap != rescan || buckets != rescan) std::abort();
 }
 
+// Vocabularies that a written tokenizer.json must give back.
+bool same_vocabulary(const kiln::Vocab& a, const kiln::Vocab& b) {
+  return a.model == b.model && a.tokens == b.tokens && a.types == b.types && a.bos_id == b.bos_id &&
+         a.eos_id == b.eos_id && a.unk_id == b.unk_id && a.pad_id == b.pad_id && a.eot_id == b.eot_id &&
+         a.eom_id == b.eom_id && a.add_bos == b.add_bos && a.add_eos == b.add_eos &&
+         a.add_space_prefix == b.add_space_prefix && a.merges == b.merges;
+}
+
+void check_written_tokenizer_json(std::string_view json) {
+  kiln::Vocab original = kiln::read_hf_tokenizer_json(json, "", "fuzz.json");
+  std::unique_ptr<kiln::Tokenizer> original_tok;
+  try {
+    original_tok = kiln::make_tokenizer(original);
+  } catch (const kiln::Error&) {
+    return;  // a vocabulary kiln reads but cannot tokenize with is not written
+  }
+  const kiln::HfTokenizerFiles files = kiln::hf_tokenizer_files(original);
+  const kiln::Vocab reread = kiln::read_hf_tokenizer_json(files.tokenizer_json, files.tokenizer_config_json, "written");
+  if (!same_vocabulary(original, reread)) std::abort();
+  const std::unique_ptr<kiln::Tokenizer> reread_tok = kiln::make_tokenizer(reread);
+  for (bool special : {false, true}) {
+    if (original_tok->encode(json, true, special) != reread_tok->encode(json, true, special)) std::abort();
+  }
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   if (size == 0) return 0;
   const std::string_view rest(reinterpret_cast<const char*>(data) + 1, size - 1);
   try {
-    switch (data[0] % 5) {
+    switch (data[0] % 7) {
       case 0:
         kiln::SpmTokenizer(kiln::read_spm_model(std::span(data + 1, size - 1), "fuzz.model"));
         break;
@@ -114,11 +146,17 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       case 3:
         check_bpe(rest);
         break;
-      default: {
+      case 4: {
         const std::vector<std::int32_t> ids = spm().encode(rest, true, (size & 1) != 0);
         if (!kiln::utf8::is_valid(spm().decode(ids))) std::abort();
         break;
       }
+      case 5:
+        kiln::SpmTokenizer(kiln::read_llama2c_tokenizer(std::span(data + 1, size - 1), -1, "fuzz.bin"));
+        break;
+      default:
+        check_written_tokenizer_json(rest);
+        break;
     }
   } catch (const kiln::Error&) {
   }

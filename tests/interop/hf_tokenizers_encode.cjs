@@ -2,7 +2,8 @@
 // package.json) encoding and decoding texts with a tokenizer.json, for hf_tokenizers_test.cpp.
 // Usage: node hf_tokenizers_encode.cjs TOKENIZER_JSON TEXTS_JSON OUT_JSON
 //   TEXTS_JSON: a JSON array of strings. OUT_JSON gets, per text, {"ids": [...] (special tokens
-//   added as the post-processor says), "decoded": the ids decoded with special tokens skipped}.
+//   added as the post-processor says), "decoded": the ids decoded with special tokens skipped};
+//   OUT_JSON.tokenizer.json gets the tokenizer as Hugging Face itself saves it.
 // Exits 77 when the tokenizers package is not installed, so the caller can skip.
 'use strict';
 const fs = require('fs');
@@ -26,6 +27,7 @@ async function main() {
     out.push({ ids, decoded: await tokenizer.decode(ids, true) });
   }
   fs.writeFileSync(outPath, JSON.stringify(out));
+  tokenizer.save(`${outPath}.tokenizer.json`, true);
 }
 
 main().catch((e) => {

@@ -4,19 +4,23 @@
 // Llama-3.2 vocabulary (encoder.json + vocab.bpe) must load there and give kiln's ids, special
 // tokens and BOS included, on hard strings, 2000 lines of War and Peace and its first 200 KB as
 // one text; Hugging Face's decode of those ids must give kiln's decode (except around the
-// unknown token, which sentencepiece and kiln decode as " ⁇ " and Hugging Face skips).
+// unknown token, which sentencepiece and kiln decode as " ⁇ " and Hugging Face skips). The
+// tokenizer.json Hugging Face saves after loading kiln's must read back in kiln to the same
+// vocabulary and ids: a file written by Hugging Face itself, in its own current layout.
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
 #include <vector>
 
 #include "test_support.h"
+#include "tokenizer/hf_tokenizer_json.h"
 #include "tokenizer/hf_tokenizer_writer.h"
 #include "tokenizer/load_tokenizer.h"
 #include "tokenizer/spm_model_file.h"
@@ -43,7 +47,10 @@ const std::vector<std::string> kHardStrings = {
     "\xE4\xB8\xAD\xE6\x96\x87 \xE6\x97\xA5\xE6\x9C\xAC\xE8\xAA\x9E \xED\x95\x9C\xEA\xB5\xAD\xEC\x96\xB4",
     "emoji \xF0\x9F\xA6\x99\xF0\x9F\x94\xA5\xF0\x9F\x91\x8D\xF0\x9F\x8F\xBD \xF0\x9F\x91\xA8\xE2\x80\x8D\xF0\x9F\x91"
     "\xA9\xE2\x80\x8D\xF0\x9F\x91\xA7",
-    "\xE1\x9A\xA0\xE1\x9B\x87\xE1\x9A\xBB \xF0\x90\x8D\x88 \xE2\x80\x83" "em\xE2\x80\x83" "space \xC2\xA0" "nbsp",
+    "\xE1\x9A\xA0\xE1\x9B\x87\xE1\x9A\xBB \xF0\x90\x8D\x88 \xE2\x80\x83"
+    "em\xE2\x80\x83"
+    "space \xC2\xA0"
+    "nbsp",
     "<s>special</s> <unk> <|begin_of_text|>x<|eot_id|>",
     "I'm sure it's they've we'll you'd DON'T",
     "a",
@@ -113,6 +120,25 @@ void expect_hf_agrees(const Vocab& vocab, const std::string& tag) {
           << "text " << i << ": " << all[i].substr(0, 80);
     }
     ids_compared += want.size();
+  }
+  // The file Hugging Face saved, read by kiln with the tokenizer_config.json kiln wrote.
+  const std::string dir = test::temp_dir() + "/" + tag;
+  auto slurp = [](const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  };
+  const Vocab saved = read_hf_tokenizer_json(slurp(dir + "/out.json.tokenizer.json"),
+                                             slurp(dir + "/tokenizer_config.json"), "saved by Hugging Face");
+  EXPECT_EQ(saved.model, vocab.model);
+  EXPECT_EQ(saved.tokens, vocab.tokens);
+  EXPECT_EQ(saved.types, vocab.types);
+  EXPECT_EQ(saved.bos_id, vocab.bos_id);
+  EXPECT_EQ(saved.add_bos, vocab.add_bos);
+  EXPECT_EQ(saved.add_space_prefix, vocab.add_space_prefix);
+  const std::unique_ptr<Tokenizer> saved_tok = make_tokenizer(saved);
+  for (std::size_t i = 0; i < all.size(); ++i) {
+    ASSERT_EQ(saved_tok->encode(all[i], true, true), tok->encode(all[i], true, true))
+        << "text " << i << " (" << all[i].size() << " bytes): " << all[i].substr(0, 80);
   }
   std::printf("%s: %zu texts, %zu ids identical to Hugging Face tokenizers\n", tag.c_str(), all.size(), ids_compared);
   if (all.size() == kHardStrings.size()) {
