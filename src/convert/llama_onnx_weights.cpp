@@ -1,5 +1,6 @@
 #include "convert/llama_onnx_weights.h"
 
+#include <algorithm>
 #include <vector>
 
 #include "core/error.h"
@@ -62,10 +63,13 @@ std::string LlamaOnnxWeights::as_float(const std::string& stored, WeightStorage 
 std::string LlamaOnnxWeights::matrix(const std::string& name, std::int64_t n_in, std::int64_t n_out, int rope_heads) {
   std::vector<float> w = rows_f32(require(name), n_in, n_out);  // (n_out, n_in)
   if (rope_heads > 0) reorder_rope_rows(w, n_in, rope_heads);
-  std::vector<float> wt(w.size());  // (n_in, n_out)
-  for (std::int64_t r = 0; r < n_out; ++r)
-    for (std::int64_t i = 0; i < n_in; ++i)
-      wt[static_cast<std::size_t>(i * n_out + r)] = w[static_cast<std::size_t>(r * n_in + i)];
+  std::vector<float> wt(w.size());  // (n_in, n_out), transposed in tiles that stay in cache
+  constexpr std::int64_t kTile = 64;
+  for (std::int64_t r0 = 0; r0 < n_out; r0 += kTile)
+    for (std::int64_t i0 = 0; i0 < n_in; i0 += kTile)
+      for (std::int64_t r = r0; r < std::min(r0 + kTile, n_out); ++r)
+        for (std::int64_t i = i0; i < std::min(i0 + kTile, n_in); ++i)
+          wt[static_cast<std::size_t>(i * n_out + r)] = w[static_cast<std::size_t>(r * n_in + i)];
   inits_.add(name, {n_in, n_out}, wt.data(), storage_);
   done(name, n_in * n_out);
   return as_float(name, storage_);

@@ -1,5 +1,7 @@
 #include "convert/onnx_export.h"
 
+#include <fcntl.h>
+#include <google/protobuf/io/zero_copy_stream_impl.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -7,7 +9,6 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <vector>
 
 #include "convert/export_source.h"
@@ -50,6 +51,26 @@ std::vector<float> rope_freq_factors(const ExportSource& s) {
   std::vector<float> f(static_cast<std::size_t>(n));
   kernels::dequantize_row(t->dtype, t->data, f.data(), n);
   return f;
+}
+
+// Streams the message to `path` (no second copy of a graph that holds its weights) and fsyncs it.
+void write_and_sync(const onnx::ModelProto& model, const std::string& path) {
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) fail("{}: cannot create ({})", path, std::strerror(errno));
+  google::protobuf::io::FileOutputStream out(fd);
+  const bool written = model.SerializeToZeroCopyStream(&out) && out.Flush();
+  const int err = out.GetErrno();
+  const bool synced = written && ::fsync(fd) == 0;
+  if (!out.Close() || !written || !synced) fail("{}: write failed ({})", path, std::strerror(err != 0 ? err : errno));
+}
+
+// Makes the renames durable, as GgufWriter does.
+void sync_directory_of(const std::string& path) {
+  const std::filesystem::path dir = std::filesystem::path(path).parent_path();
+  const int fd = ::open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return;
+  ::fsync(fd);
+  ::close(fd);
 }
 
 void rename_or_fail(const std::string& from, const std::string& to) {
@@ -128,11 +149,7 @@ OnnxExportReport export_llama_onnx(const std::string& model_path, const std::str
   const std::size_t size = model.ByteSizeLong();
   if (size >= kProtobufLimit)
     fail("{}: the graph is {} MiB, past protobuf's 2 GiB: export with external data", model_path, size >> 20);
-  {
-    std::ofstream out(temp, std::ios::binary | std::ios::trunc);
-    if (!out) fail("{}: cannot create ({})", temp, std::strerror(errno));
-    if (!model.SerializeToOstream(&out) || !out.flush()) fail("{}: write failed", temp);
-  }
+  write_and_sync(model, temp);
   // The data first: a graph never names a data file that is not there yet.
   if (external) {
     rename_or_fail(data_temp, onnx_data_path(out_path));
@@ -140,6 +157,7 @@ OnnxExportReport export_llama_onnx(const std::string& model_path, const std::str
   }
   rename_or_fail(temp, out_path);
   temps.keep = true;
+  sync_directory_of(out_path);
   report.file_bytes = size;
   report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return report;

@@ -1,5 +1,7 @@
 #include "convert/onnx_initializers.h"
 
+#include <unistd.h>
+
 #include <cerrno>
 #include <cstring>
 
@@ -71,7 +73,7 @@ void OnnxInitializers::add(const std::string& name, const std::vector<std::int64
 
 void OnnxInitializers::close() {
   if (data_ == nullptr) return;
-  const bool ok = std::fflush(data_) == 0 && !std::ferror(data_);
+  const bool ok = std::fflush(data_) == 0 && !std::ferror(data_) && ::fsync(::fileno(data_)) == 0;
   const int err = errno;
   const bool closed = std::fclose(data_) == 0;
   data_ = nullptr;
