@@ -2,12 +2,13 @@
 # Installs what kiln needs on Debian 12, in two tiers:
 #   scripts/install-deps.sh          to build and run kiln: compiler, CMake, Ninja and the libraries
 #                                    kiln links (CLI11, nlohmann-json, fmt, PCRE2, Boost headers,
-#                                    prometheus-cpp, Open MPI) and mpirun
+#                                    prometheus-cpp, Open MPI, ONNX's protobuf messages) and mpirun
 #   scripts/install-deps.sh --test   also what the tests and benchmarks use: GoogleTest, Google
 #                                    Benchmark, clang with libFuzzer, Python references
-#                                    (sentencepiece, Jinja2, PyYAML, PyTorch), Prometheus and promtool, Chromium,
-#                                    and the pinned npm peers (llama.cpp via node-llama-cpp, the openai
-#                                    client, playwright-core) from package-lock.json
+#                                    (sentencepiece, Jinja2, PyYAML, PyTorch, the ONNX checker), Prometheus and
+#                                    promtool, Chromium, and the pinned npm peers (llama.cpp via
+#                                    node-llama-cpp, the openai client, playwright-core, ONNX Runtime via
+#                                    onnxruntime-node) from package-lock.json
 # scripts/quickstart.sh runs the first, scripts/test.sh the second. Idempotent and
 # non-interactive; safe to run on every CI start.
 set -euo pipefail
@@ -23,6 +24,7 @@ DEBIAN_PACKAGES=(
   libboost-dev                            # Boost.Asio + Boost.Beast (header-only) for kiln serve
   prometheus-cpp-dev                      # the metrics registry and its text format (src/monitor/)
   libopenmpi-dev openmpi-bin              # data-parallel training: kiln links Open MPI, mpirun launches the ranks
+  libonnx-dev libprotobuf-dev             # kiln export onnx: the ONNX ModelProto messages (protobuf)
   curl                                    # the quickstart asks kiln serve for a completion; the serve tests send raw bad input
 )
 if [ "$with_tests" -eq 1 ]; then
@@ -33,6 +35,7 @@ if [ "$with_tests" -eq 1 ]; then
     python3 python3-sentencepiece sentencepiece python3-jinja2
     python3-torch libopenblas0-pthread    # the training parity test and the training speed peer (PyTorch 1.13 on OpenBLAS)
     python3-yaml                          # tests/deploy/ read the Kubernetes manifests and Prometheus rules
+    python3-onnx                          # the ONNX checker over kiln export onnx's graphs
     prometheus                            # promtool checks /metrics; the metrics test starts its own Prometheus on a free port
     chromium                              # the dashboard test's headless browser (driven by npm playwright-core)
   )
@@ -62,9 +65,12 @@ fi
 # npm peers for the tests, pinned by package-lock.json. Skipped with KILN_NO_NPM=1 (e.g. offline
 # builds); the tests that need them then skip visibly.
 if [ "$with_tests" -eq 1 ] && [ "${KILN_NO_NPM:-0}" != "1" ] && [ -f package.json ]; then
-  if [ ! -d node_modules/node-llama-cpp ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  if [ ! -d node_modules/node-llama-cpp ] || [ ! -d node_modules/onnxruntime-node ] ||
+     [ package-lock.json -nt node_modules/.package-lock.json ]; then
     echo "install-deps: npm ci (pinned peers)"
-    npm ci --no-audit --no-fund --loglevel=error
+    # onnxruntime-node bundles its CPU binaries; its install script would also fetch the CUDA
+    # providers from NuGet, which the tests do not use.
+    ONNXRUNTIME_NODE_INSTALL=skip npm ci --no-audit --no-fund --loglevel=error
   else
     echo "install-deps: npm peers present"
   fi

@@ -114,6 +114,7 @@ void plan_model_file(Plan& p, const std::string& in, const ConvertOptions& optio
   if (new_vocab) {
     const LlamaConfig c = llama_config_from_source(*p.input);
     Vocab v = load_vocab_file(options.tokenizer);
+    name_pretokenizer(v, options.tokenizer);
     pad_vocab(v, c.n_vocab, options.tokenizer, in + " vocabulary size");
     v.finalize(options.tokenizer);
     p.vocab = std::move(v);

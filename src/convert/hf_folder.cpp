@@ -7,6 +7,7 @@
 
 #include "core/error.h"
 #include "tokenizer/load_tokenizer.h"
+#include "tokenizer/pretokenizer.h"
 
 namespace kiln::convert {
 namespace {
@@ -94,6 +95,17 @@ void apply_generation_config(Vocab& vocab, const std::string& path) {
 
 }  // namespace
 
+void name_pretokenizer(Vocab& vocab, const std::string& source) {
+  if (vocab.model != "gpt2" || vocab.pre_patterns.empty()) return;
+  const std::string name = pretokenizer_name_for(vocab.pre_patterns, vocab.ignore_merges);
+  if (name.empty())
+    fail("{}: its pre-tokenizer ({} expression{}, first '{}') is not one llama.cpp names ({}), so a GGUF cannot "
+         "carry it", source, vocab.pre_patterns.size(), vocab.pre_patterns.size() == 1 ? "" : "s",
+         vocab.pre_patterns.front().substr(0, 60), kKnownPretokenizers);
+  vocab.pre = name;
+  vocab.pre_patterns.clear();
+}
+
 void pad_vocab(Vocab& vocab, int n_vocab, const std::string& source, const std::string& model_field) {
   if (vocab.size() > n_vocab)
     fail("{}: the tokenizer has {} tokens but {} is {}: the tokenizer belongs to another model", source, vocab.size(),
@@ -119,6 +131,7 @@ HfTokenizer read_hf_tokenizer(const std::string& dir, int n_vocab, const std::st
     fail("{}: no tokenizer.model or tokenizer.json (give one with --tokenizer)", dir);
   }
   out.vocab = load_vocab_file(out.vocab_file);
+  name_pretokenizer(out.vocab, out.vocab_file);
   json config = json::object();
   if (has_config) {
     config = read_json(config_path);

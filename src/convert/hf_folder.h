@@ -28,6 +28,12 @@ struct HfTokenizer {
 // the folder's own tokenizer files (any file load_vocab_file reads).
 HfTokenizer read_hf_tokenizer(const std::string& dir, int n_vocab, const std::string& tokenizer_path = {});
 
+// A byte-level vocabulary read from a tokenizer.json spells its pre-tokenizer out as expressions;
+// a GGUF names it (tokenizer.ggml.pre, which llama.cpp's loader needs). Sets vocab.pre to the name
+// llama.cpp uses for those expressions; throws kiln::Error naming `source` when none cuts text the
+// same way (the GGUF would tokenize differently in llama.cpp).
+void name_pretokenizer(Vocab& vocab, const std::string& source);
+
 // Pads `vocab` with unused "[PAD<id>]" tokens up to `n_vocab`, and refuses a vocabulary larger
 // than that (naming `source` and `model_field`).
 void pad_vocab(Vocab& vocab, int n_vocab, const std::string& source, const std::string& model_field);

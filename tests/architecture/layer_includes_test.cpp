@@ -81,7 +81,8 @@ std::string third_party_of(const std::string& header) {
   static const std::vector<std::pair<std::string, std::string>> prefixes = {
       {"boost/", "Boost"}, {"pcre2", "PCRE2"}, {"nlohmann/", "nlohmann_json"}, {"fmt/", "fmt"},
       {"CLI/", "CLI11"},   {"spdlog/", "spdlog"}, {"gtest/", "GTest"}, {"gmock/", "GTest"},
-      {"benchmark/", "benchmark"}, {"prometheus/", "prometheus_cpp"}, {"mpi.h", "MPI"}};
+      {"benchmark/", "benchmark"}, {"prometheus/", "prometheus_cpp"}, {"mpi.h", "MPI"},
+      {"onnx/", "ONNX"},           {"google/protobuf/", "ONNX"}};
   for (const auto& [prefix, lib] : prefixes)
     if (header.rfind(prefix, 0) == 0) return lib;
   return "";

@@ -78,6 +78,10 @@ TEST(Cli, SharedOptionsReadTheSameInEveryCommand) {
   for (const char* sub : {"bench", "eval perplexity", "eval kld", "eval compare", "imatrix", "quantize"})
     for (const char* flag : {"--progress", "-q,--quiet"})
       EXPECT_EQ(help_line(help[sub], flag), help_line(help["quantize"], flag)) << sub << " " << flag;
+  const Result export_help = kiln("export onnx --help");  // single-threaded: no --threads
+  ASSERT_EQ(export_help.code, 0);
+  for (const char* flag : {"--progress", "-q,--quiet"})
+    EXPECT_EQ(help_line(export_help.out, flag), help_line(help["quantize"], flag)) << "export onnx " << flag;
 }
 
 TEST(Cli, RunStories260kGreedyByIdsIsDeterministic) {

@@ -18,5 +18,6 @@ void register_serve_command(CLI::App& app);
 void register_data_command(CLI::App& app);  // data prepare, data inspect
 void register_train_command(CLI::App& app);
 void register_convert_command(CLI::App& app);
+void register_export_command(CLI::App& app);  // export onnx
 
 }  // namespace kiln::cli

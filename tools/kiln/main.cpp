@@ -19,6 +19,7 @@ int main(int argc, char** argv) {
       "  kiln chat model.gguf --system \"Be brief.\"\n"
       "  kiln serve model.gguf --port 8080 --api-key-file key.txt\n"
       "  kiln quantize model-f16.gguf model-q4_k_m.gguf Q4_K_M\n"
+      "  kiln export onnx model.gguf model.onnx\n"
       "  kiln eval perplexity model.gguf --text wiki.txt\n"
       "  kiln tokenize model.gguf \"Hello world\"\n"
       "  kiln data prepare --tokenizer model.gguf --out data/ corpus/\n"
@@ -45,6 +46,7 @@ int main(int argc, char** argv) {
   kiln::cli::register_serve_command(app);
   kiln::cli::register_data_command(app);
   kiln::cli::register_train_command(app);
+  kiln::cli::register_export_command(app);
   // CLI11 reports an unknown subcommand as "a subcommand is required"; name it instead.
   if (argc > 1 && argv[1][0] != '-') {
     bool known = false;
