@@ -1,7 +1,7 @@
 // kiln and llama.cpp (the npm package node-llama-cpp@3.21.1, prebuilt CPU binaries) must agree
 // on the tokenization of a prompt and on the greedy continuation, for the same GGUF file: the
 // Llama-2 test model, and kiln's default model (trained and written by kiln, with the byte-level
-// BPE vocabulary kiln trained).
+// BPE vocabulary kiln trained), and Hugging Face-layout checkpoints that kiln convert wrote as GGUFs.
 #include <gtest/gtest.h>
 
 #include <cstdlib>
@@ -69,6 +69,30 @@ TEST_P(DefaultModelVsLlamaCpp, SameTokensAsLlamaCpp) {
   ASSERT_NE(src, nullptr);
   expect_same_greedy_tokens(std::string(src) + "/models/kiln-default.gguf", GetParam());
 }
+
+// Hugging Face-layout checkpoints written by PyTorch (tests/interop/hf_llama_checkpoint.py) and
+// converted by kiln convert: llama.cpp loads the GGUF and continues as kiln does.
+class ConvertedVsLlamaCpp : public ::testing::TestWithParam<std::pair<std::string, std::string>> {};
+
+TEST_P(ConvertedVsLlamaCpp, SameTokensAsLlamaCpp) {
+  KILN_REQUIRE_DATA(tok, "llama2-tokenizer.model");
+  const auto& [arch, weights] = GetParam();
+  const std::string dir = test::temp_dir() + "/hf_" + arch + "_" + weights;
+  std::string out;
+  ASSERT_EQ(test::run_command("rm -rf " + dir + " && mkdir -p " + dir, &out), 0);
+  const int code = test::run_command("/usr/bin/python3 " + std::string(std::getenv("KILN_SOURCE_DIR")) +
+                                         "/tests/interop/hf_llama_checkpoint.py " + dir + " " + arch + " " + weights +
+                                         " " + tok,
+                                     &out, true);
+  if (code == 77 * 256) GTEST_SKIP() << "PyTorch (python3-torch) is not importable";
+  ASSERT_EQ(code, 0) << out;
+  const test::KilnRun r = test::run_kiln("convert " + dir + " " + dir + "/model.gguf --type F32 --progress none");
+  ASSERT_EQ(r.code, 0) << r.out;
+  expect_same_greedy_tokens(dir + "/model.gguf", "Once upon a time, in a land far away,");
+}
+
+INSTANTIATE_TEST_SUITE_P(Checkpoints, ConvertedVsLlamaCpp,
+                         ::testing::Values(std::make_pair("llama", "safetensors"), std::make_pair("qwen2", "torch")));
 
 INSTANTIATE_TEST_SUITE_P(Prompts, DefaultModelVsLlamaCpp,
                          ::testing::Values("The prince said", "ROMEO:", "It was in July, 1805, and",
