@@ -15,6 +15,8 @@
 #include "core/mapped_file.h"
 #include "format/gguf_file.h"
 #include "format/llama2c_file.h"
+#include "convert/hf_config.h"
+#include "convert/hf_folder.h"
 #include "format/tensor_source.h"
 #include "tokenizer/vocab.h"
 
@@ -49,6 +51,7 @@ struct Report {
   ordered_json metadata = ordered_json::array();  // [{key, type, value | array summary}]
   std::vector<TensorRow> tensors;
   std::string tokenizer;  // a one-line summary of the vocabulary, when the file has one
+  std::string config;     // a Hugging Face folder's config.json, in one line
 };
 
 bool starts_with_gguf_magic(const std::string& path) {
@@ -343,7 +346,8 @@ void print_text(const Report& r, const InspectOptions& opt) {
   for (const auto& [dtype, pb] : tot.by_dtype)
     fmt::print("  {:<8} {} parameters, {} bytes ({:.1f}% of the parameters)\n", dtype, pb.first, pb.second,
                tot.parameters ? 100.0 * static_cast<double>(pb.first) / static_cast<double>(tot.parameters) : 0.0);
-  if (!r.tokenizer.empty()) fmt::print("\ntokenizer: {}\n", r.tokenizer);
+  if (!r.config.empty()) fmt::print("\nconfig:    {}\n", r.config);
+  if (!r.tokenizer.empty()) fmt::print("{}tokenizer: {}\n", r.config.empty() ? "\n" : "", r.tokenizer);
 }
 
 void print_json(const Report& r) {
@@ -373,6 +377,7 @@ void print_json(const Report& r) {
                  {"bits_per_weight", tot.bits_per_weight()},
                  {"by_dtype", std::move(by_dtype)}};
   if (!r.tokenizer.empty()) j["tokenizer"] = r.tokenizer;
+  if (!r.config.empty()) j["config"] = r.config;
   // Metadata strings are not guaranteed to be UTF-8; replace bad bytes rather than fail.
   fmt::print("{}\n", j.dump(2, ' ', false, ordered_json::error_handler_t::replace));
 }
@@ -387,6 +392,16 @@ void run_inspect(const InspectOptions& opt) {
   } else if (std::filesystem::is_directory(opt.model) || !looks_like_llama2c(opt.model)) {
     std::unique_ptr<TensorSource> src = TensorSource::open(opt.model);
     report = read_source(*src, opt);
+    if (std::filesystem::exists(opt.model + "/config.json")) {
+      const convert::HfLlamaConfig cfg = convert::read_hf_config(opt.model + "/config.json");
+      report.config = fmt::format("{} ({} in GGUF), {} layers, width {}, {} heads ({} key/value), ffn {}, vocabulary {}, "
+                                  "context {}{}",
+                                  cfg.hf_architecture.empty() ? cfg.model_type : cfg.hf_architecture, cfg.gguf_arch,
+                                  cfg.num_layers, cfg.hidden_size, cfg.num_heads, cfg.num_kv_heads,
+                                  cfg.intermediate_size, cfg.vocab_size, cfg.max_positions,
+                                  cfg.tie_word_embeddings ? ", output tied to the embedding" : "");
+      report.tokenizer = vocab_summary(convert::read_hf_tokenizer(opt.model, cfg.vocab_size).vocab);
+    }
   } else {
     // Without the GGUF magic the only other format is llama2.c's, which has no magic of its
     // own; say so, since its header error alone may puzzle someone who passed another file.
@@ -408,7 +423,9 @@ void register_inspect_command(CLI::App& app) {
   auto opt = std::make_shared<InspectOptions>();
   CLI::App* cmd = app.add_subcommand("inspect", "Show a model file's format, metadata, tensors and totals");
   cmd->footer(
-      "MODEL is a GGUF file (v2 or v3, recognised by its \"GGUF\" magic) or a llama2.c legacy checkpoint (.bin).\n"
+      "MODEL is a GGUF file (v2 or v3, recognised by its \"GGUF\" magic), a llama2.c checkpoint (.bin, versions 0-2),\n"
+      "a safetensors file, a PyTorch checkpoint (torch.save zip, read without running its pickle), or a Hugging Face\n"
+      "folder (its weights, config.json and tokenizer).\n"
       "The file is fully validated on the way (counts, sizes, offsets, alignment, overlaps); a file that fails\n"
       "prints one line naming the field and exits with status 1.\n"
       "Shapes are ggml's ne order, innermost (contiguous) dimension first. Bits per weight count only tensors\n"
@@ -416,8 +433,9 @@ void register_inspect_command(CLI::App& app) {
       "Examples:\n"
       "  kiln inspect model.gguf\n"
       "  kiln inspect --json --items 0 model.gguf   # every array item, machine-readable\n"
-      "  kiln inspect stories260K.bin\n");
-  cmd->add_option("MODEL", opt->model, "model file (.gguf or llama2.c .bin)")->required()->check(CLI::ExistingFile);
+      "  kiln inspect stories260K.bin\n"
+      "  kiln inspect ./Qwen2.5-0.5B-Instruct\n");
+  cmd->add_option("MODEL", opt->model, "model file or Hugging Face folder")->required()->check(CLI::ExistingPath);
   cmd->add_flag("--json", opt->json, "print one JSON document instead of text");
   cmd->add_option("--items", opt->max_items, "array items to show per metadata array (0 = all)")->capture_default_str();
   cmd->add_option("--max-string", opt->max_string, "characters of a string value shown in text output (0 = all)")
