@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <string>
+#include <vector>
 
 namespace kiln::test {
 
@@ -14,6 +15,12 @@ std::string data_file(const std::string& name);
 std::string kiln_binary();
 // A fresh temporary directory for this test process.
 std::string temp_dir();
+
+// A file's bytes ("" when it cannot be read), and bytes written to a file.
+std::string read_file(const std::string& path);
+void write_file(const std::string& path, const std::string& bytes);
+// The names in a folder (without . and ..), sorted.
+std::vector<std::string> list_dir(const std::string& dir);
 
 // Runs a shell command, captures stdout (and stderr when merge_stderr), returns the exit code.
 int run_command(const std::string& command, std::string* output, bool merge_stderr = false);

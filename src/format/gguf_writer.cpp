@@ -185,24 +185,6 @@ void put_array(HeaderBuilder& out, const std::string& key, const GgufArray& a, i
 }
 
 // Counts a producer's bytes against the tensor's size.
-class CountingSink : public GgufDataSink {
- public:
-  CountingSink(AtomicOutputFile& out, const std::string& name, std::uint64_t n_bytes)
-      : out_(out), name_(name), n_bytes_(n_bytes) {}
-  void write(const void* data, std::size_t n) override {
-    if (n > n_bytes_ - done_)
-      fail("tensor '{}': data producer wrote more than the tensor's {} bytes", name_, n_bytes_);
-    out_.write(data, n);
-    done_ += n;
-  }
-  std::uint64_t done() const { return done_; }
-
- private:
-  AtomicOutputFile& out_;
-  const std::string& name_;
-  std::uint64_t n_bytes_;
-  std::uint64_t done_ = 0;
-};
 
 }  // namespace
 
@@ -335,7 +317,7 @@ void GgufWriter::write(const std::string& path) const {
   for (std::size_t k = 0; k < order.size(); ++k) {
     const Tensor& t = tensors_[order[k]];
     out.zeros(data_start + offsets[order[k]] - out.written());
-    CountingSink sink(out, t.spec.name, t.spec.n_bytes);
+    BoundedTensorSink sink(out, "GGUF writer", t.spec.name, t.spec.n_bytes);
     t.data(sink);
     if (sink.done() != t.spec.n_bytes)
       fail("tensor '{}': data producer wrote {} of the tensor's {} bytes", t.spec.name, sink.done(), t.spec.n_bytes);

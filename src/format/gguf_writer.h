@@ -24,17 +24,13 @@
 #include <vector>
 
 #include "core/dtype.h"
+#include "format/tensor_data_sink.h"
 #include "format/gguf_file.h"
 
 namespace kiln {
 
-// Where a tensor producer writes its bytes. write() may be called any number of times; the
-// total must equal the tensor's size exactly (more throws at once, less throws afterwards).
-class GgufDataSink {
- public:
-  virtual ~GgufDataSink() = default;
-  virtual void write(const void* data, std::size_t n) = 0;
-};
+// Where a tensor producer writes its bytes (format/tensor_data_sink.h).
+using GgufDataSink = TensorDataSink;
 
 using GgufTensorProducer = std::function<void(GgufDataSink& out)>;
 

@@ -27,25 +27,6 @@ std::string json_string(const std::string& s, std::string_view what) {
 }
 
 // Counts a producer's bytes against the tensor's size.
-class CountingSink : public SafetensorsDataSink {
- public:
-  CountingSink(AtomicOutputFile& out, const std::string& name, std::uint64_t n_bytes)
-      : out_(out), name_(name), n_bytes_(n_bytes) {}
-  void write(const void* data, std::size_t n) override {
-    if (n > n_bytes_ - done_)
-      fail("safetensors writer: tensor {}: data producer wrote more than the tensor's {} bytes", quoted_name(name_),
-           n_bytes_);
-    out_.write(data, n);
-    done_ += n;
-  }
-  std::uint64_t done() const { return done_; }
-
- private:
-  AtomicOutputFile& out_;
-  const std::string& name_;
-  std::uint64_t n_bytes_;
-  std::uint64_t done_ = 0;
-};
 
 bool path_exists(const std::filesystem::path& p) {
   std::error_code ec;
@@ -136,7 +117,7 @@ void SafetensorsWriter::write_file(const std::string& path, std::size_t first, s
   out.write(header.data(), header.size());
   for (std::size_t i = first; i < last; ++i) {
     const Tensor& t = tensors_[i];
-    CountingSink sink(out, t.name, t.n_bytes);
+    BoundedTensorSink sink(out, "safetensors writer", t.name, t.n_bytes);
     t.data(sink);
     if (sink.done() != t.n_bytes)
       fail("safetensors writer: tensor {}: data producer wrote {} of the tensor's {} bytes", quoted_name(t.name),

@@ -24,35 +24,11 @@ namespace {
 
 using ::testing::HasSubstr;
 
-std::string read_all(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
-
-void write_all(const std::string& path, const std::string& bytes) {
-  std::ofstream f(path, std::ios::binary);
-  f << bytes;
-}
-
-
-// Names in a directory, for checking that no temporary file is left behind.
-std::vector<std::string> list_dir(const std::string& dir) {
-  std::vector<std::string> names;
-  if (DIR* d = ::opendir(dir.c_str())) {
-    while (dirent* e = ::readdir(d))
-      if (std::string(e->d_name) != "." && std::string(e->d_name) != "..") names.push_back(e->d_name);
-    ::closedir(d);
-  }
-  return names;
-}
-
 // A fresh empty directory per test, so listings are exact.
 std::string fresh_dir(const std::string& name) {
   const std::string dir = test::temp_dir() + "/" + name;
   ::mkdir(dir.c_str(), 0755);
-  for (const std::string& f : list_dir(dir)) ::unlink((dir + "/" + f).c_str());
+  for (const std::string& f : test::list_dir(dir)) ::unlink((dir + "/" + f).c_str());
   return dir;
 }
 
@@ -78,7 +54,7 @@ TEST(GgufWriter, RoundTripOfTheTinyLlamaIsByteIdentical) {
   GgufWriter copy;
   copy_gguf_into(*file, copy);
   copy.write(dir + "/copy.gguf");
-  EXPECT_TRUE(read_all(dir + "/copy.gguf") == read_all(model)) << "copy_gguf_into differs from the original";
+  EXPECT_TRUE(test::read_file(dir + "/copy.gguf") == test::read_file(model)) << "copy_gguf_into differs from the original";
 
   // Rebuilt through the public API with ggml's packing (no explicit offsets): llama.cpp wrote
   // this file, so its layout must come out the same.
@@ -90,8 +66,8 @@ TEST(GgufWriter, RoundTripOfTheTinyLlamaIsByteIdentical) {
                        [src, n = t.n_bytes](GgufDataSink& out) { out.write(src, n); });
   }
   rebuilt.write(dir + "/rebuilt.gguf");
-  EXPECT_TRUE(read_all(dir + "/rebuilt.gguf") == read_all(model)) << "ggml packing differs from the original";
-  EXPECT_THAT(list_dir(dir), ::testing::UnorderedElementsAre("copy.gguf", "rebuilt.gguf"));
+  EXPECT_TRUE(test::read_file(dir + "/rebuilt.gguf") == test::read_file(model)) << "ggml packing differs from the original";
+  EXPECT_THAT(test::list_dir(dir), ::testing::UnorderedElementsAre("copy.gguf", "rebuilt.gguf"));
 }
 
 // A writer holding every metadata value type, nested arrays, extremes, and tensors of several types.
@@ -215,7 +191,7 @@ TEST(GgufWriter, EveryMetadataTypeReadsBackAndRoundTripsByteForByte) {
     EXPECT_EQ(std::memcmp(f->mapped_file().data() + f->data_offset() + q6->offset, pattern(420, 4).data(), 420), 0);
 
     // Header bytes by hand: magic, version, counts.
-    const std::string bytes = read_all(path);
+    const std::string bytes = test::read_file(path);
     EXPECT_EQ(bytes.substr(0, 4), "GGUF");
     std::uint32_t version;
     std::uint64_t n_tensors, n_kv;
@@ -230,7 +206,7 @@ TEST(GgufWriter, EveryMetadataTypeReadsBackAndRoundTripsByteForByte) {
     GgufWriter again;
     copy_gguf_into(*f, again);
     again.write(dir + "/again.gguf");
-    EXPECT_TRUE(read_all(dir + "/again.gguf") == bytes);
+    EXPECT_TRUE(test::read_file(dir + "/again.gguf") == bytes);
   }
 }
 
@@ -253,7 +229,7 @@ TEST(GgufWriter, ReproducesForeignLayoutsGapsOrderAndUnpaddedEnd) {
   GgufWriter again;
   copy_gguf_into(*f, again);
   again.write(dir + "/again.gguf");
-  EXPECT_TRUE(read_all(dir + "/again.gguf") == read_all(dir + "/foreign.gguf"));
+  EXPECT_TRUE(test::read_file(dir + "/again.gguf") == test::read_file(dir + "/foreign.gguf"));
 
   // A v2 file stays v2; a file without tensors ends after its metadata (padded or not, as read).
   GgufWriter v2(2);
@@ -266,7 +242,7 @@ TEST(GgufWriter, ReproducesForeignLayoutsGapsOrderAndUnpaddedEnd) {
   GgufWriter again2;
   copy_gguf_into(*f2, again2);
   again2.write(dir + "/again2.gguf");
-  EXPECT_TRUE(read_all(dir + "/again2.gguf") == read_all(dir + "/v2.gguf"));
+  EXPECT_TRUE(test::read_file(dir + "/again2.gguf") == test::read_file(dir + "/v2.gguf"));
 }
 
 // Runs write() expecting a kiln::Error containing `message`, and no file at all in `dir` except
@@ -280,7 +256,7 @@ void expect_write_fails(const GgufWriter& w, const std::string& dir, const std::
     EXPECT_THAT(e.what(), HasSubstr(message));
     EXPECT_EQ(std::string(e.what()).find('\n'), std::string::npos) << "one line: " << e.what();
   }
-  EXPECT_THAT(list_dir(dir), ::testing::UnorderedElementsAreArray(keep)) << "temporary file left behind";
+  EXPECT_THAT(test::list_dir(dir), ::testing::UnorderedElementsAreArray(keep)) << "temporary file left behind";
 }
 
 TEST(GgufWriter, FailuresLeaveNoTemporaryFileAndKeepTheOldOutput) {
@@ -302,9 +278,9 @@ TEST(GgufWriter, FailuresLeaveNoTemporaryFileAndKeepTheOldOutput) {
   expect_write_fails(long_data, dir, "wrote more than the tensor's 16 bytes");
 
   // An existing output stays as it was when a rewrite fails.
-  write_all(dir + "/out.gguf", "previous contents");
+  test::write_file(dir + "/out.gguf", "previous contents");
   expect_write_fails(throws, dir, "producer gave up", {"out.gguf"});
-  EXPECT_EQ(read_all(dir + "/out.gguf"), "previous contents");
+  EXPECT_EQ(test::read_file(dir + "/out.gguf"), "previous contents");
 
   // A directory that does not exist: the error names the path.
   GgufWriter ok;
@@ -318,8 +294,8 @@ TEST(GgufWriter, FailuresLeaveNoTemporaryFileAndKeepTheOldOutput) {
   }
   // And a successful write replaces the old output.
   ok.write(dir + "/out.gguf");
-  EXPECT_EQ(read_all(dir + "/out.gguf").substr(0, 4), "GGUF");
-  EXPECT_THAT(list_dir(dir), ::testing::UnorderedElementsAre("out.gguf"));
+  EXPECT_EQ(test::read_file(dir + "/out.gguf").substr(0, 4), "GGUF");
+  EXPECT_THAT(test::list_dir(dir), ::testing::UnorderedElementsAre("out.gguf"));
 }
 
 template <typename Fn>

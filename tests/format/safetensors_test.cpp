@@ -25,34 +25,11 @@ namespace {
 
 using ::testing::HasSubstr;
 
-std::string read_all(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
-
-void write_all(const std::string& path, const std::string& bytes) {
-  std::ofstream f(path, std::ios::binary);
-  f << bytes;
-}
-
-std::vector<std::string> list_dir(const std::string& dir) {
-  std::vector<std::string> names;
-  if (DIR* d = ::opendir(dir.c_str())) {
-    while (dirent* e = ::readdir(d))
-      if (std::string(e->d_name) != "." && std::string(e->d_name) != "..") names.push_back(e->d_name);
-    ::closedir(d);
-  }
-  std::sort(names.begin(), names.end());
-  return names;
-}
-
 // A fresh empty directory per test, so listings are exact.
 std::string fresh_dir(const std::string& name) {
   const std::string dir = test::temp_dir() + "/" + name;
   ::mkdir(dir.c_str(), 0755);
-  for (const std::string& f : list_dir(dir)) ::unlink((dir + "/" + f).c_str());
+  for (const std::string& f : test::list_dir(dir)) ::unlink((dir + "/" + f).c_str());
   return dir;
 }
 
@@ -78,7 +55,7 @@ std::string raw_file(const std::string& header, const std::string& data = "") {
 void expect_rejected(const std::string& bytes, const std::string& needle) {
   static int counter = 0;
   const std::string path = test::temp_dir() + "/rejected_" + std::to_string(counter++) + ".safetensors";
-  write_all(path, bytes);
+  test::write_file(path, bytes);
   try {
     SafetensorsFile::open(path);
     ADD_FAILURE() << "accepted a file that should fail with: " << needle;
@@ -110,7 +87,7 @@ TEST(SafetensorsFile, RoundTripOfEveryDtype) {
   EXPECT_EQ(w.data_bytes(), 15u * (8 + 4 + 2 + 2 + 1 + 1 + 1 + 8 + 4 + 2 + 1 + 8 + 4 + 2 + 1 + 1 + 8));
   w.write(path);
 
-  const std::string bytes = read_all(path);
+  const std::string bytes = test::read_file(path);
   std::uint64_t header_bytes = 0;
   std::memcpy(&header_bytes, bytes.data(), 8);
   EXPECT_EQ(header_bytes % 8, 0u) << "the header is padded to a multiple of 8";
@@ -202,7 +179,7 @@ TEST(SafetensorsFile, TensorsAreListedInDataOrderWhateverTheHeaderOrder) {
   const std::string header =
       R"({"a":{"dtype":"U8","shape":[2],"data_offsets":[3,5]},"b":{"dtype":"U8","shape":[3],"data_offsets":[0,3]}})";
   const std::string path = test::temp_dir() + "/order.safetensors";
-  write_all(path, raw_file(header, "bbbaa"));
+  test::write_file(path, raw_file(header, "bbbaa"));
   auto file = SafetensorsFile::open(path);
   ASSERT_EQ(file->tensors().size(), 2u);
   EXPECT_EQ(file->tensors()[0].name, "b");
@@ -213,9 +190,9 @@ TEST(SafetensorsFile, TensorsAreListedInDataOrderWhateverTheHeaderOrder) {
 
 TEST(SafetensorsFile, AcceptsNullMetadataAndAnEmptyHeader) {
   const std::string path = test::temp_dir() + "/null_metadata.safetensors";
-  write_all(path, raw_file(R"({"__metadata__":null})"));
+  test::write_file(path, raw_file(R"({"__metadata__":null})"));
   EXPECT_TRUE(SafetensorsFile::open(path)->metadata().empty());
-  write_all(path, raw_file("{}   "));
+  test::write_file(path, raw_file("{}   "));
   EXPECT_TRUE(SafetensorsFile::open(path)->tensors().empty());
 }
 
@@ -357,7 +334,7 @@ TEST(SafetensorsWriter, LeavesNothingBehindWhenAProducerFails) {
     } catch (const Error& e) {
       EXPECT_THAT(e.what(), HasSubstr(needle));
     }
-    EXPECT_TRUE(list_dir(dir).empty()) << "no file and no temporary file is left";
+    EXPECT_TRUE(test::list_dir(dir).empty()) << "no file and no temporary file is left";
   };
   attempt(bytes_of(pattern(7, 0)), "tensor 'bad': data producer wrote 7 of the tensor's 8 bytes");
   attempt(bytes_of(pattern(9, 0)), "tensor 'bad': data producer wrote more than the tensor's 8 bytes");
@@ -383,10 +360,10 @@ TEST(SafetensorsModel, ShardedRoundTrip) {
             (std::vector<std::string>{"model-00001-of-00003.safetensors", "model-00002-of-00003.safetensors",
                                       "model-00003-of-00003.safetensors"}));
   EXPECT_EQ(written.index, "model.safetensors.index.json");
-  EXPECT_EQ(list_dir(dir),
+  EXPECT_EQ(test::list_dir(dir),
             (std::vector<std::string>{"model-00001-of-00003.safetensors", "model-00002-of-00003.safetensors",
                                       "model-00003-of-00003.safetensors", "model.safetensors.index.json"}));
-  EXPECT_EQ(read_all(dir + "/model.safetensors.index.json"),
+  EXPECT_EQ(test::read_file(dir + "/model.safetensors.index.json"),
             "{\n"
             "  \"metadata\": {\n"
             "    \"total_size\": 600\n"
@@ -435,7 +412,7 @@ TEST(SafetensorsModel, OneFileWhenEverythingFits) {
   const SafetensorsWriteResult written = four_tensors().write_sharded(dir, 600);
   EXPECT_EQ(written.files, std::vector<std::string>{"model.safetensors"});
   EXPECT_EQ(written.index, "");
-  EXPECT_EQ(list_dir(dir), std::vector<std::string>{"model.safetensors"});
+  EXPECT_EQ(test::list_dir(dir), std::vector<std::string>{"model.safetensors"});
   auto model = SafetensorsModel::open(dir);
   EXPECT_EQ(model->index_path(), "");
   EXPECT_EQ(model->tensors().size(), 4u);
@@ -456,7 +433,7 @@ void expect_index_rejected(const std::string& name, const std::string& index, co
   const std::string dir = fresh_dir(name);
   four_tensors().write_sharded(dir, 250);
   if (!keep_second_shard) ::unlink((dir + "/model-00002-of-00003.safetensors").c_str());
-  if (!index.empty()) write_all(dir + "/model.safetensors.index.json", index);
+  if (!index.empty()) test::write_file(dir + "/model.safetensors.index.json", index);
   try {
     SafetensorsModel::open(dir);
     ADD_FAILURE() << "accepted a folder that should fail with: " << needle;
@@ -595,7 +572,7 @@ TEST(SafetensorsFile, ExchangesFilesWithAnIndependentPythonPeer) {
     GTEST_SKIP() << "/usr/bin/python3 not found: no Python peer to compare with";
   const std::string dir = fresh_dir("python_peer");
   const std::string script = dir + "/peer.py";
-  write_all(script, kPythonPeer);
+  test::write_file(script, kPythonPeer);
 
   SafetensorsWriter w;
   w.add_metadata("format", "kiln");

@@ -41,13 +41,6 @@ std::string shell_quote(const std::string& s) {
   return q + "'";
 }
 
-std::string read_all(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
-
 std::vector<int> parse_ids(const std::string& line) {
   std::vector<int> ids;
   std::stringstream ss(line);
@@ -181,7 +174,7 @@ TEST(ImatrixQuantizeVsLlamaCpp, WholeFilesWithImatrixAreByteIdentical) {
       std::memcpy(params.bytes + 32, &kv_ptr, sizeof(void*));
       ASSERT_EQ(api->quantize(in.c_str(), theirs.c_str(), &params), 0u) << "llama_model_quantize failed";
 
-      const std::string a = read_all(ours), b = read_all(theirs);
+      const std::string a = test::read_file(ours), b = test::read_file(theirs);
       EXPECT_EQ(a.size(), b.size());
       EXPECT_TRUE(a == b) << "kiln's file differs from llama.cpp's";
     }

@@ -44,13 +44,6 @@ std::vector<int> parse_ids(const std::string& line) {
   return ids;
 }
 
-std::string read_all(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
-
 std::string source_dir() {
   const char* src = std::getenv("KILN_SOURCE_DIR");
   return src ? src : "";
@@ -107,7 +100,7 @@ INSTANTIATE_TEST_SUITE_P(Types, QuantizedGreedy, ::testing::Values("Q8_0", "Q4_0
 // changed: nthread (int32) and ftype (int32), which every llama.cpp version puts first.
 // Where two GGUFs first differ, in words: the header, or a named tensor's data.
 std::string first_difference(const std::string& a_path, const std::string& b_path) {
-  const std::string a = read_all(a_path), b = read_all(b_path);
+  const std::string a = test::read_file(a_path), b = test::read_file(b_path);
   std::size_t i = 0;
   while (i < a.size() && i < b.size() && a[i] == b[i]) ++i;
   std::string where = "sizes " + std::to_string(a.size()) + " and " + std::to_string(b.size()) +
@@ -159,7 +152,7 @@ TEST(QuantizeVsLlamaCpp, WholeFilesAreByteIdentical) {
       std::memcpy(params.bytes, fields, sizeof(fields));
       ASSERT_EQ(api->quantize(in.c_str(), theirs.c_str(), &params), 0u) << "llama_model_quantize failed";
 
-      EXPECT_TRUE(read_all(ours) == read_all(theirs)) << first_difference(ours, theirs);
+      EXPECT_TRUE(test::read_file(ours) == test::read_file(theirs)) << first_difference(ours, theirs);
       if (m.ffn == 352 && std::string(c.preset).find("_K") != std::string::npos) {
         EXPECT_NE(log.find("ffn_down.weight: 352 columns are not a multiple of"), std::string::npos) << log;
       }
