@@ -71,10 +71,17 @@ void plan_hf(Plan& p, const std::string& dir, const ConvertOptions& options) {
   p.input = TensorSource::open(dir);
   p.format = "Hugging Face (" + p.input->format_name() + ")";
   p.metadata = hf_config_gguf_metadata(cfg, options.name.empty() ? stem_of(dir) : options.name);
-  HfTokenizer tok = read_hf_tokenizer(dir, cfg.vocab_size, options.tokenizer);
-  p.vocab = std::move(tok.vocab);
-  p.vocab_file = tok.vocab_file;
-  p.chat_templates = std::move(tok.chat_templates);
+  if (options.tokenizer.empty() && !has_hf_tokenizer(dir)) {
+    // A folder without a tokenizer (one written from a llama2.c checkpoint, say) becomes a GGUF
+    // driven by ids, as a llama2.c checkpoint does: llama.cpp accepts no_vocab with the size.
+    p.metadata.emplace_back("tokenizer.ggml.model", gguf_value::string("no_vocab"));
+    p.metadata.emplace_back(cfg.gguf_arch + ".vocab_size", gguf_value::u32(static_cast<std::uint32_t>(cfg.vocab_size)));
+  } else {
+    HfTokenizer tok = read_hf_tokenizer(dir, cfg.vocab_size, options.tokenizer);
+    p.vocab = std::move(tok.vocab);
+    p.vocab_file = tok.vocab_file;
+    p.chat_templates = std::move(tok.chat_templates);
+  }
   bool has_lm_head = false;
   for (const SourceTensor& s : p.input->tensors()) {
     const std::optional<std::string> name = gguf_tensor_name(s.name, s.file.empty() ? dir : s.file);
@@ -237,7 +244,9 @@ ConvertReport convert_to_gguf(const std::string& in, const std::string& out, con
   report.vocab_file = p.vocab_file;
   report.n_vocab = p.vocab ? p.vocab->size() : 0;
   report.n_chat_templates = p.chat_templates.size();
-  if (notice && !p.vocab && !p.input->metadata().find("tokenizer.ggml.tokens"))
+  const bool has_tokens = std::any_of(p.metadata.begin(), p.metadata.end(),
+                                      [](const auto& kv) { return kv.first == "tokenizer.ggml.tokens"; });
+  if (notice && !p.vocab && !has_tokens)
     notice("the output has no tokenizer (give one with --tokenizer): it runs from token ids only");
 
   std::sort(p.tensors.begin(), p.tensors.end(),

@@ -117,6 +117,10 @@ void pad_vocab(Vocab& vocab, int n_vocab, const std::string& source, const std::
   }
 }
 
+bool has_hf_tokenizer(const std::string& dir) {
+  return fs::exists(dir + "/tokenizer.model") || fs::exists(dir + "/tokenizer.json");
+}
+
 HfTokenizer read_hf_tokenizer(const std::string& dir, int n_vocab, const std::string& tokenizer_path) {
   HfTokenizer out;
   const std::string config_path = dir + "/tokenizer_config.json";

@@ -21,6 +21,9 @@ struct HfTokenizer {
   std::vector<std::pair<std::string, std::string>> chat_templates;
 };
 
+// Whether `dir` holds a tokenizer file read_hf_tokenizer reads (tokenizer.model, tokenizer.json).
+bool has_hf_tokenizer(const std::string& dir);
+
 // Reads the tokenizer of `dir`, padded to `n_vocab` tokens with "[PAD<id>]" unused tokens when
 // the model's embedding has more rows than the tokenizer has tokens (as llama.cpp does). Throws
 // kiln::Error naming the file and field when there is no tokenizer, when it has more tokens than

@@ -400,7 +400,9 @@ void run_inspect(const InspectOptions& opt) {
                                   cfg.num_layers, cfg.hidden_size, cfg.num_heads, cfg.num_kv_heads,
                                   cfg.intermediate_size, cfg.vocab_size, cfg.max_positions,
                                   cfg.tie_word_embeddings ? ", output tied to the embedding" : "");
-      report.tokenizer = vocab_summary(convert::read_hf_tokenizer(opt.model, cfg.vocab_size).vocab);
+      report.tokenizer = convert::has_hf_tokenizer(opt.model)
+                             ? vocab_summary(convert::read_hf_tokenizer(opt.model, cfg.vocab_size).vocab)
+                             : "none (no tokenizer.model or tokenizer.json)";
     }
   } else {
     // Without the GGUF magic the only other format is llama2.c's, which has no magic of its
