@@ -385,3 +385,18 @@ write("tokenizer_fuzz", "llama2c_tokenizer_bin", tokenizer_seed(5, llama2c_token
 write("tokenizer_fuzz", "roundtrip_spm_json", tokenizer_seed(6, spm_json))
 write("tokenizer_fuzz", "roundtrip_metaspace_json", tokenizer_seed(6, metaspace_json))
 write("tokenizer_fuzz", "roundtrip_byte_level_json", tokenizer_seed(6, byte_level_json))
+
+# hf_config_fuzz: Hugging Face config.json files of the three architectures kiln converts, with
+# GQA, an explicit head_dim, both rope scalings and tied embeddings.
+hf_llama = {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": 64,
+            "intermediate_size": 160, "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
+            "max_position_embeddings": 128, "rms_norm_eps": 1e-6, "rope_theta": 10000.0, "vocab_size": 32000,
+            "tie_word_embeddings": False, "torch_dtype": "float32"}
+write("hf_config_fuzz", "llama.json", json.dumps(hf_llama).encode())
+write("hf_config_fuzz", "llama3_rope.json", json.dumps(dict(hf_llama, head_dim=16, rope_scaling={
+    "rope_type": "llama3", "factor": 32.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+    "original_max_position_embeddings": 8192})).encode())
+write("hf_config_fuzz", "mistral_linear.json", json.dumps(dict(hf_llama, architectures=["MistralForCausalLM"],
+    model_type="mistral", rope_scaling={"type": "linear", "factor": 2.0})).encode())
+write("hf_config_fuzz", "qwen2_tied.json", json.dumps(dict(hf_llama, architectures=["Qwen2ForCausalLM"],
+    model_type="qwen2", tie_word_embeddings=True, num_key_value_heads=1)).encode())
