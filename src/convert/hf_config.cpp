@@ -35,6 +35,10 @@ double positive_number(const json& j, const std::string& key, const std::string&
   return v;
 }
 
+// A float32 hyper-parameter as the shortest decimal that reads back to it (1e-06, not
+// 9.999999974752427e-07), as config.json files spell them.
+double shortest(float v) { return std::stod(fmt::format("{}", v)); }
+
 }  // namespace
 
 HfLlamaConfig parse_hf_config(const std::string& text, const std::string& path) {
@@ -180,9 +184,9 @@ std::string hf_config_json(const LlamaConfig& c, const std::string& torch_dtype,
   j["head_dim"] = c.head_dim;
   j["max_position_embeddings"] = c.n_ctx_train;
   j["vocab_size"] = c.n_vocab;
-  j["rms_norm_eps"] = c.rms_eps;
-  j["rope_theta"] = c.rope_theta;
-  j["rope_scaling"] = c.rope_scale != 1.0f ? json{{"type", "linear"}, {"factor", c.rope_scale}} : json(nullptr);
+  j["rms_norm_eps"] = shortest(c.rms_eps);
+  j["rope_theta"] = shortest(c.rope_theta);
+  j["rope_scaling"] = c.rope_scale != 1.0f ? json{{"type", "linear"}, {"factor", shortest(c.rope_scale)}} : json(nullptr);
   j["tie_word_embeddings"] = c.tied_output;
   j["hidden_act"] = "silu";
   j["attention_bias"] = c.qkv_bias;
