@@ -137,6 +137,22 @@ ordered_json array_json(const GgufArray& a, std::size_t max_items) {
   return j;
 }
 
+// [{key, type, value | array summary}] of every key, in order.
+ordered_json metadata_json(const GgufMetadata& metadata, const InspectOptions& opt) {
+  ordered_json out = ordered_json::array();
+  for (const auto& [key, value] : metadata.metadata()) {
+    ordered_json m;
+    m["key"] = key;
+    m["type"] = gguf_type_name(value.type);
+    if (const GgufArray* a = value.as_array())
+      m["array"] = array_json(*a, opt.max_items);
+    else
+      m["value"] = scalar_json(value);
+    out.push_back(std::move(m));
+  }
+  return out;
+}
+
 Report read_gguf(const std::string& path, const InspectOptions& opt) {
   auto file = GgufFile::open(path);
   Report r;
@@ -146,16 +162,7 @@ Report read_gguf(const std::string& path, const InspectOptions& opt) {
   r.header["alignment"] = file->alignment();
   r.header["data_offset"] = file->data_offset();
   r.header["file_size"] = file->file_size();
-  for (const auto& [key, value] : file->metadata()) {
-    ordered_json m;
-    m["key"] = key;
-    m["type"] = gguf_type_name(value.type);
-    if (const GgufArray* a = value.as_array())
-      m["array"] = array_json(*a, opt.max_items);
-    else
-      m["value"] = scalar_json(value);
-    r.metadata.push_back(std::move(m));
-  }
+  r.metadata = metadata_json(*file, opt);
   for (const GgufTensorInfo& t : file->tensors()) {
     TensorRow row;
     row.name = t.name;
@@ -176,16 +183,7 @@ Report read_source(const TensorSource& src, const InspectOptions& opt) {
   r.path = src.path();
   r.format = src.format_name();
   r.header["file_size"] = src.file_size();
-  for (const auto& [key, value] : src.metadata().metadata()) {
-    ordered_json m;
-    m["key"] = key;
-    m["type"] = gguf_type_name(value.type);
-    if (const GgufArray* a = value.as_array())
-      m["array"] = array_json(*a, opt.max_items);
-    else
-      m["value"] = scalar_json(value);
-    r.metadata.push_back(std::move(m));
-  }
+  r.metadata = metadata_json(src.metadata(), opt);
   for (const SourceTensor& t : src.tensors()) {
     TensorRow row;
     row.name = t.name;
