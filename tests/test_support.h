@@ -22,6 +22,9 @@ void write_file(const std::string& path, const std::string& bytes);
 // The names in a folder (without . and ..), sorted.
 std::vector<std::string> list_dir(const std::string& dir);
 
+// `s` in single quotes for a shell command line.
+std::string shell_quote(const std::string& s);
+
 // Runs a shell command, captures stdout (and stderr when merge_stderr), returns the exit code.
 int run_command(const std::string& command, std::string* output, bool merge_stderr = false);
 

@@ -14,12 +14,6 @@
 namespace kiln {
 namespace {
 
-std::string shell_quote(const std::string& s) {
-  std::string q = "'";
-  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return q + "'";
-}
-
 std::vector<int> parse_ids(const std::string& line) {
   std::vector<int> ids;
   std::stringstream ss(line);
@@ -37,14 +31,14 @@ void expect_same_greedy_tokens(const std::string& model, const std::string& prom
   const int n = 24;
 
   std::string out;
-  const std::string node_cmd = "cd " + shell_quote(src) + " && node tests/interop/llamacpp_greedy.mjs " +
-                               shell_quote(model) + " --prompt " + shell_quote(prompt) + " -n " + std::to_string(n);
+  const std::string node_cmd = "cd " + test::shell_quote(src) + " && node tests/interop/llamacpp_greedy.mjs " +
+                               test::shell_quote(model) + " --prompt " + test::shell_quote(prompt) + " -n " + std::to_string(n);
   ASSERT_EQ(test::run_command(node_cmd, &out), 0) << node_cmd << "\n" << out;
   const nlohmann::json ref = nlohmann::json::parse(out);
   const std::vector<int> ref_prompt = ref["prompt_tokens"].get<std::vector<int>>();
   const std::vector<int> ref_tokens = ref["tokens"].get<std::vector<int>>();
 
-  const std::string kiln_cmd = test::kiln_binary() + " run " + shell_quote(model) + " -p " + shell_quote(prompt) +
+  const std::string kiln_cmd = test::kiln_binary() + " run " + test::shell_quote(model) + " -p " + test::shell_quote(prompt) +
                                " -n " + std::to_string(n) + " --temp 0 --ignore-eos --echo --print-ids -q -t 2";
   ASSERT_EQ(test::run_command(kiln_cmd, &out), 0) << kiln_cmd << "\n" << out;
   const std::vector<int> ids = parse_ids(out);

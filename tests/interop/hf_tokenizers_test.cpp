@@ -31,12 +31,6 @@ namespace {
 using Ids = std::vector<std::int32_t>;
 using nlohmann::json;
 
-std::string shell_quote(const std::string& s) {
-  std::string q = "'";
-  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return q + "'";
-}
-
 const std::vector<std::string> kHardStrings = {
     "Hello world",
     " leading space",
@@ -87,9 +81,9 @@ std::optional<json> hf_encode(const Vocab& vocab, const std::vector<std::string>
   write_hf_tokenizer_files(vocab, {}, dir);
   std::ofstream(dir + "/texts.json", std::ios::binary) << json(texts).dump();
   std::string log;
-  const std::string cmd = "cd " + shell_quote(src) + " && node tests/interop/hf_tokenizers_encode.cjs " +
-                          shell_quote(dir + "/tokenizer.json") + " " + shell_quote(dir + "/texts.json") + " " +
-                          shell_quote(dir + "/out.json");
+  const std::string cmd = "cd " + test::shell_quote(src) + " && node tests/interop/hf_tokenizers_encode.cjs " +
+                          test::shell_quote(dir + "/tokenizer.json") + " " + test::shell_quote(dir + "/texts.json") + " " +
+                          test::shell_quote(dir + "/out.json");
   const int rc = test::run_command(cmd, &log, true);
   if (rc == 77 || rc == 127) {
     *why = rc == 77 ? "the npm package tokenizers is not installed (scripts/install-deps.sh --test)" : "node not found";

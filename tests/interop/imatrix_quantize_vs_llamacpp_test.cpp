@@ -35,12 +35,6 @@ using test::QuantizeParamsBytes;
 using test::llama_quantize_api;
 using test::write_model;
 
-std::string shell_quote(const std::string& s) {
-  std::string q = "'";
-  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return q + "'";
-}
-
 std::vector<int> parse_ids(const std::string& line) {
   std::vector<int> ids;
   std::stringstream ss(line);
@@ -152,8 +146,8 @@ TEST(ImatrixQuantizeVsLlamaCpp, WholeFilesWithImatrixAreByteIdentical) {
       const std::string ours = dir + "/kiln-" + c.preset + ".gguf";
       const std::string theirs = dir + "/llama-" + c.preset + ".gguf";
       std::string log;
-      const std::string cmd = test::kiln_binary() + " quantize " + shell_quote(in) + " " + shell_quote(ours) + " " +
-                              c.preset + " -t 2 --imatrix " + shell_quote(im_path);
+      const std::string cmd = test::kiln_binary() + " quantize " + test::shell_quote(in) + " " + test::shell_quote(ours) + " " +
+                              c.preset + " -t 2 --imatrix " + test::shell_quote(im_path);
       ASSERT_EQ(test::run_command(cmd, &log, true), 0) << cmd << "\n" << log;
 
       QuantizeParamsBytes params = api->default_params();
@@ -231,7 +225,7 @@ TEST(ImatrixQuantizeVsLlamaCpp, GptqFilesLoadInLlamaCppAndGiveKilnsGreedyTokens)
   std::string calib;
   for (int seed = 201; seed <= 204; ++seed) {
     std::string ids;
-    const std::string gen = test::kiln_binary() + " run " + shell_quote(model) +
+    const std::string gen = test::kiln_binary() + " run " + test::shell_quote(model) +
                             " --tokens 1 -n 255 --temp 1 --top-k 0 --top-p 1 --min-p 0 --ignore-eos --print-ids --echo"
                             " -q -t 2 --seed " + std::to_string(seed);
     ASSERT_EQ(test::run_command(gen, &ids), 0) << gen;
@@ -241,15 +235,15 @@ TEST(ImatrixQuantizeVsLlamaCpp, GptqFilesLoadInLlamaCppAndGiveKilnsGreedyTokens)
   std::ofstream(calib_path) << calib;
   const std::string im = dir + "/cov.imatrix.gguf";
   std::string log;
-  const std::string collect = test::kiln_binary() + " imatrix " + shell_quote(model) + " --tokens " +
-                              shell_quote(calib_path) + " --ctx 256 --covariance --process-output -q -t 2 -o " +
-                              shell_quote(im);
+  const std::string collect = test::kiln_binary() + " imatrix " + test::shell_quote(model) + " --tokens " +
+                              test::shell_quote(calib_path) + " --ctx 256 --covariance --process-output -q -t 2 -o " +
+                              test::shell_quote(im);
   ASSERT_EQ(test::run_command(collect, &log, true), 0) << collect << "\n" << log;
   for (const char* type : {"Q4_0", "Q5_1", "Q8_0"}) {
     SCOPED_TRACE(type);
     const std::string quantized = dir + "/stories-gptq-" + type + ".gguf";
-    const std::string quantize = test::kiln_binary() + " quantize " + shell_quote(model) + " " +
-                                 shell_quote(quantized) + " " + type + " --imatrix " + shell_quote(im) +
+    const std::string quantize = test::kiln_binary() + " quantize " + test::shell_quote(model) + " " +
+                                 test::shell_quote(quantized) + " " + type + " --imatrix " + test::shell_quote(im) +
                                  " --method gptq --tensor-type token_embd=" + type + " -t 2";
     ASSERT_EQ(test::run_command(quantize, &log, true), 0) << quantize << "\n" << log;
     const std::string out = dir + "/stories-gptq-" + type + "-vocab.gguf";
@@ -257,13 +251,13 @@ TEST(ImatrixQuantizeVsLlamaCpp, GptqFilesLoadInLlamaCppAndGiveKilnsGreedyTokens)
     const std::string prompt = "1,403,407,261,378";
     const int n = 48;
     std::string ref_out;
-    const std::string node_cmd = "cd " + shell_quote(std::getenv("KILN_SOURCE_DIR")) +
-                                 " && node tests/interop/llamacpp_greedy.mjs " + shell_quote(out) + " --tokens " +
+    const std::string node_cmd = "cd " + test::shell_quote(std::getenv("KILN_SOURCE_DIR")) +
+                                 " && node tests/interop/llamacpp_greedy.mjs " + test::shell_quote(out) + " --tokens " +
                                  prompt + " -n " + std::to_string(n);
     ASSERT_EQ(test::run_command(node_cmd, &ref_out), 0) << node_cmd << "\n" << ref_out;
     const auto ref = nlohmann::json::parse(ref_out)["tokens"].get<std::vector<int>>();
     std::string kiln_out;
-    const std::string kiln_cmd = test::kiln_binary() + " run " + shell_quote(out) + " --tokens " + prompt + " -n " +
+    const std::string kiln_cmd = test::kiln_binary() + " run " + test::shell_quote(out) + " --tokens " + prompt + " -n " +
                                  std::to_string(n) + " --temp 0 --ignore-eos --print-ids -q -t 2";
     ASSERT_EQ(test::run_command(kiln_cmd, &kiln_out), 0) << kiln_cmd << "\n" << kiln_out;
     // llama.cpp loads the file and generates. Full-length agreement is not expected here: on this

@@ -34,12 +34,6 @@ namespace {
 constexpr int kNewTokens = 12;
 constexpr double kRelativeTolerance = 1e-4;  // max |ORT - kiln| / (max - min of kiln's logits)
 
-std::string shell_quote(const std::string& s) {
-  std::string q = "'";
-  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return q + "'";
-}
-
 struct ExportCase {
   std::string name;
   test::RandomLlamaSpec spec;  // unused for stories260K
@@ -69,7 +63,7 @@ Exported exported(const ExportCase& c) {
   }
   if (!c.cli_flags.empty() || c.stories) {
     const test::KilnRun r =
-        test::run_kiln("export onnx " + shell_quote(e.model) + " " + shell_quote(e.onnx) + " -q " + c.cli_flags);
+        test::run_kiln("export onnx " + test::shell_quote(e.model) + " " + test::shell_quote(e.onnx) + " -q " + c.cli_flags);
     EXPECT_EQ(r.code, 0) << r.out;
   } else {
     convert::export_llama_onnx(e.model, e.onnx, {});
@@ -140,7 +134,7 @@ TEST_P(OnnxExport, PassesTheOnnxChecker) {
   const Exported e = exported(GetParam());
   const std::string cmd =
       "/usr/bin/python3 -c 'import onnx, sys; onnx.checker.check_model(sys.argv[1], full_check=True)' " +
-      shell_quote(e.onnx);
+      test::shell_quote(e.onnx);
   EXPECT_EQ(test::run_command(cmd, &out, true), 0) << cmd << "\n" << out;
 }
 
@@ -155,8 +149,8 @@ TEST_P(OnnxExport, OnnxRuntimeMatchesKiln) {
 
   std::string ids;
   for (int id : c.prompt) ids += (ids.empty() ? "" : " ") + std::to_string(id);
-  const std::string cmd = "cd " + shell_quote(src) + " && node tests/interop/onnxruntime_run.mjs " +
-                          shell_quote(e.onnx) + " --ids " + shell_quote(ids) + " -n " + std::to_string(kNewTokens);
+  const std::string cmd = "cd " + test::shell_quote(src) + " && node tests/interop/onnxruntime_run.mjs " +
+                          test::shell_quote(e.onnx) + " --ids " + test::shell_quote(ids) + " -n " + std::to_string(kNewTokens);
   std::string out;
   ASSERT_EQ(test::run_command(cmd, &out), 0) << cmd << "\n" << out;
   const nlohmann::json ort = nlohmann::json::parse(out);

@@ -20,12 +20,6 @@
 namespace kiln {
 namespace {
 
-std::string shell_quote(const std::string& s) {
-  std::string q = "'";
-  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return q + "'";
-}
-
 TEST(PerplexityVsLlamaCpp, SamePerTokenNllOnWarAndPeace) {
   KILN_REQUIRE_DATA(model_path, "llama-2-tiny-random.gguf");
   KILN_REQUIRE_DATA(text_path, "war-and-peace.txt");
@@ -50,8 +44,8 @@ TEST(PerplexityVsLlamaCpp, SamePerTokenNllOnWarAndPeace) {
     for (int id : plan.tokens) out << id << ' ';
   }
   std::string out;
-  const std::string cmd = "cd " + shell_quote(src) + " && node tests/interop/llamacpp_perplexity.mjs " +
-                          shell_quote(model_path) + " --tokens " + shell_quote(tokens_file) + " --ctx " +
+  const std::string cmd = "cd " + test::shell_quote(src) + " && node tests/interop/llamacpp_perplexity.mjs " +
+                          test::shell_quote(model_path) + " --tokens " + test::shell_quote(tokens_file) + " --ctx " +
                           std::to_string(n_ctx);
   ASSERT_EQ(test::run_command(cmd, &out), 0) << cmd << "\n" << out;
   const nlohmann::json ref = nlohmann::json::parse(out);

@@ -30,12 +30,6 @@ using test::QuantizeParamsBytes;
 using test::llama_quantize_api;
 using test::write_model;
 
-std::string shell_quote(const std::string& s) {
-  std::string q = "'";
-  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return q + "'";
-}
-
 std::vector<int> parse_ids(const std::string& line) {
   std::vector<int> ids;
   std::stringstream ss(line);
@@ -64,7 +58,7 @@ TEST_P(QuantizedGreedy, LlamaCppLoadsItAndAgreesWithKiln) {
   const std::string type = GetParam();
   const std::string out = test::temp_dir() + "/tiny-" + type + ".gguf";
   std::string log;
-  const std::string quantize = test::kiln_binary() + " quantize " + shell_quote(model) + " " + shell_quote(out) + " " +
+  const std::string quantize = test::kiln_binary() + " quantize " + test::shell_quote(model) + " " + test::shell_quote(out) + " " +
                                type + " -t 2";
   ASSERT_EQ(test::run_command(quantize, &log, true), 0) << quantize << "\n" << log;
   // The tiny model's rows are 8 and 32 wide: report what the fallbacks made of it.
@@ -74,14 +68,14 @@ TEST_P(QuantizedGreedy, LlamaCppLoadsItAndAgreesWithKiln) {
     SCOPED_TRACE(prompt);
     const int n = 24;
     std::string ref_out;
-    const std::string node_cmd = "cd " + shell_quote(source_dir()) + " && node tests/interop/llamacpp_greedy.mjs " +
-                                 shell_quote(out) + " --prompt " + shell_quote(prompt) + " -n " + std::to_string(n);
+    const std::string node_cmd = "cd " + test::shell_quote(source_dir()) + " && node tests/interop/llamacpp_greedy.mjs " +
+                                 test::shell_quote(out) + " --prompt " + test::shell_quote(prompt) + " -n " + std::to_string(n);
     ASSERT_EQ(test::run_command(node_cmd, &ref_out), 0) << node_cmd << "\n" << ref_out;
     const nlohmann::json ref = nlohmann::json::parse(ref_out);
     const auto ref_prompt = ref["prompt_tokens"].get<std::vector<int>>();
     const auto ref_tokens = ref["tokens"].get<std::vector<int>>();
     std::string kiln_out;
-    const std::string kiln_cmd = test::kiln_binary() + " run " + shell_quote(out) + " -p " + shell_quote(prompt) +
+    const std::string kiln_cmd = test::kiln_binary() + " run " + test::shell_quote(out) + " -p " + test::shell_quote(prompt) +
                                  " -n " + std::to_string(n) + " --temp 0 --ignore-eos --echo --print-ids -q -t 2";
     ASSERT_EQ(test::run_command(kiln_cmd, &kiln_out), 0) << kiln_cmd << "\n" << kiln_out;
     const std::vector<int> ids = parse_ids(kiln_out);
@@ -138,7 +132,7 @@ TEST(QuantizeVsLlamaCpp, WholeFilesAreByteIdentical) {
       const std::string ours = dir + "/kiln-" + c.preset + ".gguf";
       const std::string theirs = dir + "/llama-" + c.preset + ".gguf";
       std::string log;
-      const std::string cmd = test::kiln_binary() + " quantize " + shell_quote(in) + " " + shell_quote(ours) + " " +
+      const std::string cmd = test::kiln_binary() + " quantize " + test::shell_quote(in) + " " + test::shell_quote(ours) + " " +
                               c.preset + " -t 2";
       ASSERT_EQ(test::run_command(cmd, &log, true), 0) << cmd << "\n" << log;
 

@@ -35,12 +35,6 @@ namespace {
 using Ids = std::vector<std::int32_t>;
 using nlohmann::json;
 
-std::string shell_quote(const std::string& s) {
-  std::string q = "'";
-  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return q + "'";
-}
-
 // A text for a failure message: printable ASCII as is, other bytes as \xNN, long texts cut.
 std::string escaped(const std::string& s) {
   std::string out;
@@ -90,8 +84,8 @@ std::vector<json> run_llamacpp(const std::string& root, const std::string& model
     for (const json& r : requests) in << r.dump() << '\n';
   }
   std::string log;
-  const std::string cmd = "cd " + shell_quote(root) + " && node tests/interop/llamacpp_tokenize.mjs " +
-                          shell_quote(model) + " " + shell_quote(in_path) + " " + shell_quote(out_path);
+  const std::string cmd = "cd " + test::shell_quote(root) + " && node tests/interop/llamacpp_tokenize.mjs " +
+                          test::shell_quote(model) + " " + test::shell_quote(in_path) + " " + test::shell_quote(out_path);
   const int rc = test::run_command(cmd, &log, true);
   EXPECT_EQ(rc, 0) << cmd << "\n" << log;
   std::vector<json> answers;
