@@ -85,7 +85,6 @@ HfExportReport convert_to_hf(const std::string& in, const std::string& out_dir, 
 
   // The tensors: Hugging Face names, q/k rows back in rotate-half order for "llama".
   std::vector<RewriteTensor> tensors;
-  DType widest = DType::F16;
   bool any_f32 = false, any_bf16 = false;
   for (const SourceTensor& s : src->tensors()) {
     if (!s.dtype) fail("{}: tensor '{}' has type {}, which kiln cannot read", in, s.name, s.type_name);
@@ -115,7 +114,8 @@ HfExportReport convert_to_hf(const std::string& in, const std::string& out_dir, 
     }
     tensors.push_back(std::move(t));
   }
-  widest = any_f32 ? DType::F32 : any_bf16 ? DType::BF16 : DType::F16;
+  // config.json's torch_dtype: the widest type of the matrices.
+  const DType widest = any_f32 ? DType::F32 : any_bf16 ? DType::BF16 : DType::F16;
 
   if (fs::exists(out_dir) && !(fs::is_directory(out_dir) && fs::is_empty(out_dir)))
     fail("{}: exists and is not an empty folder", out_dir);
