@@ -71,6 +71,7 @@ void SamplerParams::validate() const {
   check_range(temperature >= 0.0f && temperature < kInf, "temperature", temperature, "[0, inf) (0 = greedy)");
   check_range(top_k >= 0, "top_k", top_k, "[0, inf) (0 = off)");
   check_range(top_p >= 0.0f && top_p <= 1.0f, "top_p", top_p, "[0, 1] (1 = off)");
+  check_range(typical_p >= 0.0f && typical_p <= 1.0f, "typical_p", typical_p, "[0, 1] (1 = off)");
   check_range(min_p >= 0.0f && min_p <= 1.0f, "min_p", min_p, "[0, 1] (0 = off)");
   check_range(repeat_penalty > 0.0f && repeat_penalty < kInf, "repeat_penalty", repeat_penalty, "(0, inf) (1 = off)");
   check_range(repeat_last_n >= -1, "repeat_last_n", repeat_last_n, "[-1, inf) (0 = off, -1 = whole history)");
@@ -78,6 +79,12 @@ void SamplerParams::validate() const {
               "[-2, 2] (0 = off)");
   check_range(frequency_penalty >= -2.0f && frequency_penalty <= 2.0f, "frequency_penalty", frequency_penalty,
               "[-2, 2] (0 = off)");
+  for (const LogitBias& b : logit_bias) {
+    check_range(b.id >= 0, "logit_bias token id", b.id, "[0, n_vocab)");
+    // Bounded so that a biased finite logit stays finite: the chain relies on no +inf.
+    check_range(b.bias == -kInf || (b.bias >= -100.0f && b.bias <= 100.0f), "logit_bias", b.bias,
+                "[-100, 100] or -inf");
+  }
 }
 
 Sampler::Sampler(const SamplerParams& params) : params_(params), rng_(params.seed) { params_.validate(); }
@@ -102,7 +109,8 @@ int Sampler::sample(std::span<const float> logits, std::span<const int> history)
 
   const bool penalties_on = (params_.repeat_penalty != 1.0f && params_.repeat_last_n != 0) ||
                             params_.presence_penalty != 0.0f || params_.frequency_penalty != 0.0f;
-  if (params_.temperature == 0.0f && !penalties_on) {
+  const bool bias_on = !params_.logit_bias.empty();
+  if (params_.temperature == 0.0f && !penalties_on && !bias_on) {
     // Plain greedy needs no candidate list: the first maximum is the lowest id among ties.
     const int best = static_cast<int>(std::find(logits.begin(), logits.end(), max_logit) - logits.begin());
     probs_.assign(1, TokenProb{best, 1.0f});
@@ -112,6 +120,7 @@ int Sampler::sample(std::span<const float> logits, std::span<const int> history)
   // candidates_ is indexed by token id until the first filter reorders it.
   candidates_.resize(n_vocab);
   for (std::size_t i = 0; i < n_vocab; ++i) candidates_[i] = {static_cast<int>(i), logits[i], 0.0f};
+  apply_logit_bias();
   apply_penalties(history);
 
   if (params_.temperature == 0.0f) {
@@ -120,9 +129,24 @@ int Sampler::sample(std::span<const float> logits, std::span<const int> history)
     return best;
   }
   keep_top_k(params_.top_k);
+  keep_typical_p(params_.typical_p);
   keep_top_p(params_.top_p);
   keep_min_p(params_.min_p);
   return draw(params_.temperature);
+}
+
+void Sampler::apply_logit_bias() {
+  if (params_.logit_bias.empty()) return;
+  const std::size_t n_vocab = candidates_.size();
+  bool bans = false;
+  for (const LogitBias& b : params_.logit_bias) {
+    KILN_CHECK(static_cast<std::size_t>(b.id) < n_vocab, "sampler: logit_bias names token {}, outside the vocabulary [0, {})",
+               b.id, n_vocab);
+    candidates_[b.id].logit += b.bias;
+    bans |= b.bias == -kInf;
+  }
+  // Finite biases keep finite logits finite; a ban may have removed the last drawable token.
+  if (bans) KILN_CHECK(max_logit() > -kInf, "sampler: logit_bias bans every token that could be drawn");
 }
 
 void Sampler::apply_penalties(std::span<const int> history) {
@@ -203,6 +227,44 @@ void Sampler::keep_top_k(int k) {
   // Selection is linear in the vocabulary; the survivors stay unsorted.
   select_best(candidates_.begin(), candidates_.end(), static_cast<std::size_t>(k));
   candidates_.resize(static_cast<std::size_t>(k));
+}
+
+void Sampler::keep_typical_p(float p) {
+  if (p >= 1.0f) return;
+  const std::size_t n = candidates_.size();
+  // Probabilities in double precision (exp of the logit minus the highest), so that the order
+  // by distance and the cut are the same on every machine.
+  const double top = max_logit();
+  typical_.resize(n);
+  double total = 0.0;
+  for (std::size_t i = 0; i < n; ++i) {
+    typical_[i].prob = std::exp(static_cast<double>(candidates_[i].logit) - top);
+    typical_[i].index = static_cast<std::uint32_t>(i);
+    total += typical_[i].prob;
+  }
+  double entropy = 0.0;
+  for (TypicalRank& r : typical_) {
+    r.prob /= total;
+    if (r.prob > 0.0) entropy -= r.prob * std::log(r.prob);
+  }
+  // A masked token (probability 0) has infinite surprise: it sorts last and adds no mass.
+  for (TypicalRank& r : typical_) r.distance = r.prob > 0.0 ? std::abs(-std::log(r.prob) - entropy) : kInf;
+  std::sort(typical_.begin(), typical_.end(), [&](const TypicalRank& a, const TypicalRank& b) {
+    return a.distance < b.distance || (a.distance == b.distance && candidates_[a.index].id < candidates_[b.index].id);
+  });
+  // llama.cpp's rule: stop at the first token whose running mass exceeds p (strictly).
+  std::size_t kept = n;
+  double mass = 0.0;
+  for (std::size_t i = 0; i < n; ++i) {
+    mass += typical_[i].prob;
+    if (mass > p) {
+      kept = i + 1;
+      break;
+    }
+  }
+  heap_.clear();
+  for (std::size_t i = 0; i < kept; ++i) heap_.push_back(candidates_[typical_[i].index]);
+  candidates_.assign(heap_.begin(), heap_.end());
 }
 
 void Sampler::keep_top_p(float p) {

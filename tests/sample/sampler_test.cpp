@@ -434,6 +434,12 @@ TEST(Sampler, InvalidParametersAreRejectedByName) {
       {"repeat_last_n", [](SamplerParams& p) { p.repeat_last_n = -2; }},
       {"presence_penalty", [](SamplerParams& p) { p.presence_penalty = 2.5f; }},
       {"frequency_penalty", [](SamplerParams& p) { p.frequency_penalty = -3.0f; }},
+      {"typical_p", [](SamplerParams& p) { p.typical_p = 1.5f; }},
+      {"typical_p", [&](SamplerParams& p) { p.typical_p = nan; }},
+      {"logit_bias", [](SamplerParams& p) { p.logit_bias = {{0, 100.5f}}; }},
+      {"logit_bias", [&](SamplerParams& p) { p.logit_bias = {{0, nan}}; }},
+      {"logit_bias", [](SamplerParams& p) { p.logit_bias = {{0, std::numeric_limits<float>::infinity()}}; }},
+      {"logit_bias token id", [](SamplerParams& p) { p.logit_bias = {{-1, 1.0f}}; }},
   };
   for (const Case& c : cases) {
     SamplerParams params;
@@ -454,6 +460,8 @@ TEST(Sampler, InvalidParametersAreRejectedByName) {
   edges.repeat_last_n = -1;
   edges.presence_penalty = -2.0f;
   edges.frequency_penalty = 2.0f;
+  edges.typical_p = 0.0f;
+  edges.logit_bias = {{0, -100.0f}, {1, 100.0f}, {2, kNegInf}};
   EXPECT_NO_THROW(edges.validate());
 }
 
@@ -492,6 +500,171 @@ TEST(Sampler, InvalidInputsAreRejected) {
   EXPECT_THROW(penalized.sample(logits, std::vector<int>{0, 2}), Error);
   EXPECT_THROW(penalized.sample(logits, std::vector<int>{-1}), Error);
   EXPECT_NO_THROW(penalized.sample(logits, std::vector<int>{0, 1}));
+}
+
+// ---- logit bias ---------------------------------------------------------------------------------
+
+TEST(Sampler, LogitBiasChangesTheLogitsBeforeEveryStage) {
+  const std::vector<float> logits = {2.0f, 1.0f, 0.5f, -1.0f};
+  // Greedy: the bias can change the winner; -inf bans the favourite.
+  SamplerParams greedy = plain(0.0f);
+  greedy.logit_bias = {{3, 3.5f}};
+  EXPECT_EQ(Sampler(greedy).sample(logits, {}), 3);
+  greedy.logit_bias = {{0, kNegInf}};
+  EXPECT_EQ(Sampler(greedy).sample(logits, {}), 1);
+  // An id listed twice gets both biases: 0.5 + 1 + 1 beats 2.
+  greedy.logit_bias = {{2, 1.0f}, {2, 1.0f}};
+  EXPECT_EQ(Sampler(greedy).sample(logits, {}), 2);
+
+  // Sampling: the final probabilities are the softmax of the biased logits, and a banned token
+  // is never a candidate.
+  SamplerParams params = plain(0.7f);
+  params.logit_bias = {{1, -100.0f}, {2, 1.25f}, {0, kNegInf}};
+  Sampler sampler(params);
+  for (int i = 0; i < 50; ++i) EXPECT_NE(sampler.sample(logits, {}), 0);
+  const std::vector<float> biased = {kNegInf, 1.0f - 100.0f, 1.75f, -1.0f};
+  expect_softmax_over(sampler, biased, {0, 1, 2, 3}, 0.7f);  // token 0 with probability 0
+
+  // The bias comes before the penalties (llama.cpp's order): the repeat penalty divides the
+  // biased logit 2 + 2 = 4 to 2; had it run first, token 0 would be at 2 / 2 + 2 = 3 and win.
+  SamplerParams order = plain(0.0f);
+  order.repeat_penalty = 2.0f;
+  order.logit_bias = {{0, 2.0f}, {1, 1.5f}};
+  EXPECT_EQ(Sampler(order).sample(logits, std::vector<int>{0}), 1);  // 2.5 beats 2
+
+  // The bias comes before top-k: k = 1 keeps the token the bias lifted.
+  SamplerParams topk = plain();
+  topk.top_k = 1;
+  topk.logit_bias = {{2, 2.0f}};
+  Sampler topk_sampler(topk);
+  EXPECT_EQ(topk_sampler.sample(logits, {}), 2);
+}
+
+TEST(Sampler, LogitBiasOutsideTheVocabularyOrBanningEverythingIsRejected) {
+  SamplerParams params = plain();
+  params.logit_bias = {{4, 1.0f}};
+  Sampler outside(params);
+  const std::vector<float> logits = {0.0f, 1.0f, 2.0f, 3.0f};
+  try {
+    outside.sample(logits, {});
+    ADD_FAILURE() << "a logit_bias id outside the vocabulary was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("logit_bias"), std::string::npos) << e.what();
+  }
+  params.logit_bias = {{0, kNegInf}, {1, kNegInf}, {2, kNegInf}, {3, kNegInf}};
+  EXPECT_THROW(Sampler(params).sample(logits, {}), Error);
+  params.temperature = 0.0f;
+  EXPECT_THROW(Sampler(params).sample(logits, {}), Error);
+  params.logit_bias.pop_back();
+  EXPECT_EQ(Sampler(params).sample(logits, {}), 3);
+}
+
+// ---- typical-p ----------------------------------------------------------------------------------
+
+// Locally typical sampling written out plainly: the top-k survivors by a full sort, their
+// softmax in double precision, the entropy, every token's |surprise - entropy|, a full sort by
+// it (ties to the lower id), and the first prefix whose mass exceeds p (llama.cpp's rule).
+std::set<int> reference_typical(const std::vector<float>& logits, int top_k, double p) {
+  std::vector<int> ids(logits.size());
+  std::iota(ids.begin(), ids.end(), 0);
+  std::sort(ids.begin(), ids.end(), [&](int a, int b) { return logits[a] > logits[b] || (logits[a] == logits[b] && a < b); });
+  if (top_k > 0 && static_cast<std::size_t>(top_k) < ids.size()) ids.resize(top_k);
+  double top = -std::numeric_limits<double>::infinity();
+  for (int id : ids) top = std::max(top, static_cast<double>(logits[id]));
+  std::map<int, double> prob;
+  double total = 0.0;
+  for (int id : ids) total += prob[id] = std::exp(static_cast<double>(logits[id]) - top);
+  double entropy = 0.0;
+  for (auto& [id, q] : prob) {
+    q /= total;
+    if (q > 0.0) entropy -= q * std::log(q);
+  }
+  auto distance = [&](int id) {
+    return prob[id] > 0.0 ? std::abs(-std::log(prob[id]) - entropy) : std::numeric_limits<double>::infinity();
+  };
+  std::sort(ids.begin(), ids.end(), [&](int a, int b) {
+    return distance(a) < distance(b) || (distance(a) == distance(b) && a < b);
+  });
+  std::set<int> kept;
+  double mass = 0.0;
+  for (int id : ids) {
+    kept.insert(id);
+    mass += prob[id];
+    if (mass > p) break;
+  }
+  return kept;
+}
+
+TEST(Sampler, TypicalPKeepsTheTokensWhoseSurpriseIsClosestToTheEntropy) {
+  // Probabilities 1/2, 1/4, 1/8, 1/8: entropy 1.75 bits, surprises 1, 2, 3, 3 bits, distances
+  // 0.75, 0.25, 1.25, 1.25. The most typical token is the second most probable one.
+  const std::vector<float> logits = logits_of({0.5, 0.25, 0.125, 0.125});
+  struct Case {
+    float p;
+    std::set<int> kept;
+  };
+  for (const Case& c : {Case{0.0f, {1}}, Case{0.2f, {1}}, Case{0.5f, {1, 0}}, Case{0.8f, {1, 0, 2}}, Case{0.9f, {0, 1, 2, 3}}}) {
+    SamplerParams params = plain(0.5f);
+    params.typical_p = c.p;
+    Sampler sampler(params);
+    sampler.sample(logits, {});
+    EXPECT_EQ(candidate_set(sampler), c.kept) << "typical_p " << c.p;
+    // Typical-p judges temperature-1 probabilities; the draw is the softmax at T over the kept.
+    expect_softmax_over(sampler, logits, std::vector<int>(c.kept.begin(), c.kept.end()), 0.5f);
+  }
+  // Off at 1, and skipped by greedy.
+  SamplerParams off = plain();
+  off.typical_p = 1.0f;
+  Sampler off_sampler(off);
+  off_sampler.sample(logits, {});
+  EXPECT_EQ(candidate_set(off_sampler).size(), 4u);
+  SamplerParams greedy = plain(0.0f);
+  greedy.typical_p = 0.2f;
+  EXPECT_EQ(Sampler(greedy).sample(logits, {}), 0);
+}
+
+TEST(Sampler, TypicalPMatchesABruteForceReferenceOnRandomLogits) {
+  for (std::uint32_t seed : {1u, 2u, 3u, 4u}) {
+    std::mt19937 gen(seed);
+    const std::size_t n = seed == 4 ? 32000 : 50 + 300 * seed;
+    std::vector<float> logits(n);
+    const float sigma = seed % 2 == 0 ? 0.5f : 3.0f;
+    for (float& x : logits) x = std::normal_distribution<float>(0.0f, sigma)(gen);
+    logits[n / 3] = kNegInf;  // a masked token: never kept
+    for (int top_k : {0, 40}) {
+      for (float p : {0.05f, 0.3f, 0.6f, 0.9f, 0.99f}) {
+        SamplerParams params = plain(0.8f);
+        params.top_k = top_k;
+        params.typical_p = p;
+        Sampler sampler(params);
+        const int token = sampler.sample(logits, {});
+        const std::set<int> expected = reference_typical(logits, top_k, p);
+        EXPECT_EQ(candidate_set(sampler), expected) << "seed " << seed << " top_k " << top_k << " p " << p;
+        EXPECT_TRUE(expected.count(token));
+        EXPECT_FALSE(expected.count(static_cast<int>(n / 3)) && p < 0.99f);
+      }
+    }
+  }
+}
+
+TEST(Sampler, TypicalPRunsAfterTopKAndBeforeTopP) {
+  const std::vector<float> logits = logits_of({0.5, 0.25, 0.125, 0.125});
+  // Typical 0.2 keeps token 1 alone, which top-p then keeps. Had top-p 0.5 run first it would
+  // have kept token 0 alone.
+  SamplerParams tp = plain();
+  tp.typical_p = 0.2f;
+  tp.top_p = 0.5f;
+  Sampler tp_sampler(tp);
+  tp_sampler.sample(logits, {});
+  EXPECT_EQ(candidate_set(tp_sampler), (std::set<int>{1}));
+  // After top-k 2 the survivors are 2/3 and 1/3: entropy 0.918 bits, surprises 0.585 and 1.585,
+  // distances 0.333 and 0.667, so typical 0.2 keeps token 0 (on the full row it keeps token 1).
+  SamplerParams kt = plain();
+  kt.top_k = 2;
+  kt.typical_p = 0.2f;
+  Sampler kt_sampler(kt);
+  kt_sampler.sample(logits, {});
+  EXPECT_EQ(candidate_set(kt_sampler), (std::set<int>{0}));
 }
 
 }  // namespace
