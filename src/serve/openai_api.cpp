@@ -410,6 +410,11 @@ void OpenAiApi::generate(const HttpRequest& req, const std::shared_ptr<HttpExcha
       }
     }
   }
+  // logit_bias names token ids: the vocabulary they must fall in is known only here.
+  for (const LogitBias& b : params.sampling.logit_bias)
+    if (b.id >= tok.n_vocab())
+      throw invalid_field("logit_bias", fmt::format("token id {} of 'logit_bias' is outside the vocabulary (0..{})", b.id,
+                                                    tok.n_vocab() - 1));
   const char* prompt_field = chat ? "messages" : "prompt";
   for (const auto& p : prompts) {
     const int n = static_cast<int>(p.size());

@@ -3,7 +3,7 @@
 // field kiln reads is checked for type and range here, and the first wrong one is reported as
 // a 400 invalid_request_error naming it (ApiError::param), before any model is touched.
 // Fields kiln does not know are ignored, as OpenAI-compatible servers commonly do; fields it
-// knows but does not implement (tools, logit_bias, echo, ...) are refused when they would
+// knows but does not implement (tools, echo, ...) are refused when they would
 // change the answer, rather than silently dropped.
 #include <cstdint>
 #include <optional>

@@ -4,6 +4,9 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include <limits>
+#include <map>
+
 #include "serve/api_error.h"
 
 namespace kiln::serve {
@@ -177,9 +180,6 @@ TEST(RequestValidation, UnsupportedFeaturesAreRefusedNotIgnored) {
   b["stream_options"] = {{"include_usage", true}};  // without stream
   EXPECT_EQ(chat_error(b).param, "stream_options");
   b = chat_body();
-  b["logit_bias"] = {{"50256", -100}};
-  EXPECT_EQ(chat_error(b).param, "logit_bias");
-  b = chat_body();
   b["tools"] = {{{"type", "function"}}};
   EXPECT_EQ(chat_error(b).param, "tools");
   b = chat_body();
@@ -193,6 +193,45 @@ TEST(RequestValidation, UnsupportedFeaturesAreRefusedNotIgnored) {
   b["tools"] = json::array();
   b["response_format"] = {{"type", "text"}};
   EXPECT_NO_THROW(parse_chat_request(b, ValidationLimits{}));
+}
+
+TEST(RequestValidation, LogitBiasTakesOpenAIsObjectAndLlamaServersPairs) {
+  json b = chat_body();
+  b["logit_bias"] = {{"50256", -100}, {"7", 2.5}, {"0", false}};
+  GenerationParams p = parse_chat_request(b, ValidationLimits{});
+  ASSERT_EQ(p.sampling.logit_bias.size(), 3u);
+  std::map<int, float> got;
+  for (const LogitBias& e : p.sampling.logit_bias) got[e.id] = e.bias;
+  EXPECT_EQ(got[50256], -100.0f);
+  EXPECT_EQ(got[7], 2.5f);
+  EXPECT_EQ(got[0], -std::numeric_limits<float>::infinity());
+  b["logit_bias"] = json::array({json::array({15, 1}), json::array({15, false})});
+  p = parse_completion_request(json{{"model", "m"}, {"prompt", "x"}, {"logit_bias", b["logit_bias"]}}, ValidationLimits{});
+  ASSERT_EQ(p.sampling.logit_bias.size(), 2u);
+  EXPECT_EQ(p.sampling.logit_bias[0].id, 15);
+  EXPECT_EQ(p.sampling.logit_bias[0].bias, 1.0f);
+  EXPECT_EQ(p.sampling.logit_bias[1].bias, -std::numeric_limits<float>::infinity());
+  b["logit_bias"] = json::object();
+  EXPECT_TRUE(parse_chat_request(b, ValidationLimits{}).sampling.logit_bias.empty());
+
+  for (const json& bad : {json{{"-1", 1}}, json{{"abc", 1}}, json{{" 5", 1}}, json{{"99999999999", 1}}, json{{"5", 100.5}},
+                          json{{"5", -101}}, json{{"5", true}}, json{{"5", "1"}}, json{{"5", nullptr}},
+                          json::array({json::array({"hello", 1})}), json::array({json::array({5})}),
+                          json::array({json::array({-5, 1})}), json::array({5, 1}), json("5"), json(3)}) {
+    b["logit_bias"] = bad;
+    EXPECT_EQ(chat_error(b).param.rfind("logit_bias", 0), 0u) << bad.dump();
+  }
+}
+
+TEST(RequestValidation, TypicalPIsAProbability) {
+  json b = chat_body();
+  EXPECT_EQ(parse_chat_request(b, ValidationLimits{}).sampling.typical_p, 1.0f);
+  b["typical_p"] = 0.9;
+  EXPECT_FLOAT_EQ(parse_chat_request(b, ValidationLimits{}).sampling.typical_p, 0.9f);
+  for (const json& bad : {json(1.5), json(-0.1), json("0.5"), json(true)}) {
+    b["typical_p"] = bad;
+    EXPECT_EQ(chat_error(b).param, "typical_p") << bad.dump();
+  }
 }
 
 TEST(RequestValidation, CompletionPromptShapes) {
