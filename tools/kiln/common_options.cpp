@@ -34,6 +34,7 @@ void add_sampling_options(CLI::App* cmd, SamplingOptions& sampling) {
   cmd->add_option("--temp", p.temperature, "Temperature (0: greedy)")->capture_default_str();
   cmd->add_option("--top-k", p.top_k, "Keep the k most likely tokens (0: off)")->capture_default_str();
   cmd->add_option("--top-p", p.top_p, "Nucleus sampling mass (1: off)")->capture_default_str();
+  cmd->add_option("--typical", p.typical_p, "Locally typical sampling mass (1: off)")->capture_default_str();
   cmd->add_option("--min-p", p.min_p, "Drop tokens below min-p × the top probability (0: off)")->capture_default_str();
   cmd->add_option("--repeat-penalty", p.repeat_penalty, "Penalty on recently seen tokens (1: off)")
       ->capture_default_str();

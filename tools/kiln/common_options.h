@@ -25,9 +25,9 @@ struct SamplingOptions {
 // top-p 0.95, min-p 0.05; the penalties stay off.
 SamplingOptions interactive_sampling_defaults();
 
-// --temp, --top-k, --top-p, --min-p, --repeat-penalty, --repeat-last-n, --presence-penalty,
-// --frequency-penalty and -s/--seed into `sampling`; its values when called are the defaults
-// shown in --help.
+// --temp, --top-k, --top-p, --typical, --min-p, --repeat-penalty, --repeat-last-n,
+// --presence-penalty, --frequency-penalty and -s/--seed into `sampling`; its values when called
+// are the defaults shown in --help.
 void add_sampling_options(CLI::App* cmd, SamplingOptions& sampling);
 
 // The sampler's parameters with the seed the user gave, or a random one.
