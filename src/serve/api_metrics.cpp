@@ -17,6 +17,7 @@ std::string route_endpoint(const std::string& path) {
                                                               "/metrics"};
   if (path.rfind("/v1/models/", 0) == 0) return "/v1/models/{model}";
   if (path == "/dashboard" || path.rfind("/dashboard/", 0) == 0) return "/dashboard";  // the page and its files
+  if (path == "/" || path.rfind("/chat/", 0) == 0) return "/";  // the chat page and its files
   for (std::string_view r : kRoutes)
     if (path == r) return std::string(r);
   return "other";

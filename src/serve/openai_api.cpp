@@ -18,6 +18,7 @@
 #include "monitor/snapshot.h"
 #include "monitor/text_format.h"
 #include "runtime/engine.h"
+#include "serve/chat_page.h"
 #include "serve/dashboard.h"
 #include "serve/served_model.h"
 #include "serve/api_error.h"
@@ -151,7 +152,7 @@ void OpenAiApi::handle(HttpRequest request, std::shared_ptr<HttpExchange> exchan
   const std::string& p = request.path;
   const bool cheap = (request.method == "GET" || request.method == "HEAD") &&
                      (p == "/health" || p == "/ready" || p == "/stats" || p == "/metrics" || p.rfind("/v1/models", 0) == 0 ||
-                      is_dashboard_path(p));
+                      is_dashboard_path(p) || is_chat_page_path(p));
   if (cheap) return route(request, exchange);
   // A request that arrives once the server drains is refused here, at once; one that arrived
   // before runs to completion (the grace period bounds it).
@@ -198,6 +199,11 @@ void OpenAiApi::route(HttpRequest& req, const std::shared_ptr<HttpExchange>& ex)
     if (is_dashboard_path(path)) {
       only("GET");
       return answer(ex, rec, dashboard_response(req));
+    }
+    // Nor does the chat page: its API calls carry the key the user gives it.
+    if (is_chat_page_path(path)) {
+      only("GET");
+      return answer(ex, rec, chat_page_response(req));
     }
     if (path == "/metrics" && options_.metrics_open) {
       only("GET");
