@@ -257,12 +257,15 @@ async function send(text) {
   let reply = "";
   let shown = 0;
   let frame = 0;
-  // Deltas arrive faster than the screen refreshes: the text is written once per frame.
+  // Deltas arrive faster than the screen refreshes: the new text is appended once per frame, to
+  // one text node (rewriting the whole answer each frame would cost more the longer it grows).
+  const replyNode = document.createTextNode("");
   const render = () => {
     frame = 0;
     if (shown === reply.length) return;
     const follow = atBottom();
-    replyText.textContent = reply;
+    if (!replyNode.parentNode) replyText.append(replyNode);
+    replyNode.appendData(reply.slice(shown));
     shown = reply.length;
     followIfAtBottom(follow);
   };
