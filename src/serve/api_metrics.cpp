@@ -6,8 +6,9 @@
 namespace kiln::serve {
 
 std::string route_endpoint(const std::string& path) {
-  static constexpr std::array<std::string_view, 9> kRoutes = {"/v1/chat/completions",
+  static constexpr std::array<std::string_view, 10> kRoutes = {"/v1/chat/completions",
                                                               "/v1/completions",
+                                                              "/v1/embeddings",
                                                               "/v1/models",
                                                               "/tokenize",
                                                               "/detokenize",
