@@ -17,6 +17,7 @@
 #include "core/error.h"
 #include "monitor/snapshot.h"
 #include "monitor/text_format.h"
+#include "runtime/embedding_input.h"
 #include "runtime/engine.h"
 #include "serve/dashboard.h"
 #include "serve/embedding_job.h"
@@ -466,14 +467,11 @@ void OpenAiApi::embeddings(const HttpRequest& req, const std::shared_ptr<HttpExc
   if (options_.pooling) {
     pooling = *options_.pooling;
   } else {
-    std::optional<Pooling> own;
     try {
-      own = model_pooling(served->model->source().metadata(), config.arch);
+      pooling = default_embedding_pooling(served->model->source().metadata(), config.arch);
     } catch (const Error& e) {
       throw invalid_field("model", fmt::format("{} (start kiln serve with --pooling mean, cls or last)", e.what()));
     }
-    // A model that asks for none (one vector per token) still answers one vector per input.
-    if (own && *own != Pooling::None) pooling = *own;
   }
 
   const Tokenizer& tok = *served->tokenizer;
@@ -494,11 +492,7 @@ void OpenAiApi::embeddings(const HttpRequest& req, const std::shared_ptr<HttpExc
                             fmt::format("'{}' has {} bytes, so more than {} tokens; this server embeds inputs of at "
                                         "most {} tokens with this model",
                                         name, in.text.size(), limit, limit));
-      // As llama.cpp tokenizes an embedding's text: BOS when the vocabulary adds one, and EOS at
-      // the end when it adds one (tokenizer.ggml.add_eos_token).
-      ids = tok.encode(in.text, tok.vocab().add_bos, false);
-      if (tok.vocab().add_eos && tok.eos_id() >= 0 && (ids.empty() || ids.back() != tok.eos_id()))
-        ids.push_back(tok.eos_id());
+      ids = embedding_tokens(tok, in.text);
     } else {
       for (std::int32_t id : in.tokens)
         if (id >= tok.n_vocab())
