@@ -168,7 +168,8 @@ void register_embed_command(CLI::App& app) {
   cmd->add_option("model", o->model, "Model file (.gguf)")->required()->check(CLI::ExistingFile);
   cmd->add_option("text", o->texts, "Texts to embed, one input each");
   cmd->add_option("-f,--file", o->file, "Embed each non-empty line of FILE (-: standard input)");
-  cmd->add_option("--tokens", o->token_lists, "An input as comma-separated token ids, as given (repeatable)");
+  cmd->add_option("--tokens", o->token_lists, "An input as comma-separated token ids, as given (repeatable)")
+      ->allow_extra_args(false);  // one list per use: a following TEXT is not taken for one
   cmd->add_option("--pooling", o->pooling,
                   "mean, cls (the first token's vector), last, or none (every token's vector) (default: the model's "
                   "<arch>.pooling_type when it is mean, cls or last, else mean)")
@@ -177,7 +178,7 @@ void register_embed_command(CLI::App& app) {
                   "2 unit length (as kiln serve answers), -1 none, 0 max-abs to 32760, 1 taxicab, p > 2 p-norm")
       ->capture_default_str();
   add_threads_option(cmd, o->threads);
-  add_context_option(cmd, o->ctx, "the longest input");
+  add_context_option(cmd, o->ctx, "per input");
   cmd->add_option("--max-batch-tokens", o->max_batch_tokens, "Tokens per forward pass (inputs are batched up to it)")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
