@@ -287,6 +287,49 @@ TEST_F(EmbeddingEngineTest, CancelledAndQueueFull) {
   EXPECT_EQ(engine.stats().kv_blocks_used, 0);
 }
 
+TEST_F(EmbeddingEngineTest, APreemptedEmbeddingStartsOverAndGivesTheSameVector) {
+  // Five blocks of 16 positions: a generation's prompt (one block) and a 60-token input (four)
+  // fill the pool; when the generation needs its second block the input, admitted later and
+  // still prefilling in chunks of 7, is preempted, and computed again once the generation ends.
+  EngineOptions o;
+  o.threads = 1;
+  o.context_tokens = 64;
+  o.kv_cache_tokens = 80;
+  o.max_batch_tokens = 8;
+  o.max_running = 2;
+  Engine engine(*model_, *tokenizer_, o);
+  GenerationRequest g;
+  g.prompt = std::vector<std::int32_t>(8, 300);
+  g.sampling.temperature = 0;
+  g.max_tokens = 40;
+  g.ignore_eos = true;
+  std::mutex mu;
+  std::condition_variable cv;
+  bool gen_done = false;
+  engine.submit(g, {nullptr, [&](const Finish&) {
+                      std::lock_guard<std::mutex> lk(mu);
+                      gen_done = true;
+                      cv.notify_all();
+                    }});
+  const std::string text =
+      "Prince Andrew shrugged his shoulders and frowned, as lovers of music do when they hear a false note, and then "
+      "he "
+      "turned away from the window and looked at the room where the guests were talking of the war";
+  std::vector<std::int32_t> input = tokens(text + " " + text);
+  input.resize(std::min<std::size_t>(input.size(), 60));
+  ASSERT_GT(input.size(), 56u);
+  Results r(1);
+  engine.submit_embeddings({{input, Pooling::Mean}}, r.callback());
+  ASSERT_TRUE(r.wait());
+  ASSERT_EQ(r.results[0].reason, FinishReason::Stop) << r.results[0].error;
+  EXPECT_GE(engine.stats().preemptions_total, 1u);
+  const std::vector<float> want = pooled_alone(input, Pooling::Mean);
+  EXPECT_GT(cosine(r.results[0].embedding, want), 0.99999);
+  EXPECT_LT(max_abs_diff(r.results[0].embedding, want), 0.02);
+  std::unique_lock<std::mutex> lk(mu);
+  EXPECT_TRUE(cv.wait_for(lk, 60s, [&] { return gen_done; }));
+}
+
 TEST(EmbeddingPooling, NamesAndModelMetadata) {
   for (Pooling p : {Pooling::None, Pooling::Mean, Pooling::Cls, Pooling::Last})
     EXPECT_EQ(parse_pooling(pooling_name(p)), p);

@@ -185,8 +185,8 @@ void register_embed_command(CLI::App& app) {
   cmd->add_flag("-q,--quiet", o->quiet, "Do not print the timing line to stderr");
   add_load_mode_option(cmd);
   cmd->footer(
-      "Output: {\"index\": i, \"tokens\": n, \"embedding\": [...]} per input, in order ([[...], ...] per token with "
-      "--pooling none).\n"
+      "Output: {\"index\": i, \"tokens\": n, \"embedding\": [...]} per input ([[...], ...] per token with --pooling "
+      "none), in order: the TEXT arguments, then the lines of FILE, then the --tokens lists.\n"
       "Examples:\n"
       "  kiln embed model.gguf \"first text\" \"second text\"\n"
       "  kiln embed model.gguf -f lines.txt --pooling last --normalize -1");
