@@ -7,6 +7,8 @@
 //   - chunks of waiting prompts, admitted in arrival order while the step's token budget
 //     (`max_batch_tokens`) and the cache have room,
 // so a long prompt is prefilled over several steps and never stalls the running streams.
+// Embedding inputs (submit_embeddings) are scheduled as prompts that are never sampled: their
+// final hidden states are pooled into a vector, and their KV blocks freed.
 // Prompts that share a prefix with a sequence already in the cache (a system prompt, a chat
 // history) reuse its KV blocks instead of recomputing them (prefix caching, whole blocks).
 //
