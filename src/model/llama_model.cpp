@@ -31,7 +31,7 @@ KvCache LlamaModel::make_kv_cache(int capacity_tokens, DType dtype) const {
   return KvCache(o);
 }
 
-void LlamaModel::forward(const Batch& batch, KvCache& cache, ThreadPool& pool, float* logits) {
+void LlamaModel::forward(const Batch& batch, KvCache& cache, ThreadPool& pool, float* logits, float* hidden) {
   const LlamaConfig& c = config_;
   const int B = batch.size();
   if (B == 0) return;
@@ -42,6 +42,8 @@ void LlamaModel::forward(const Batch& batch, KvCache& cache, ThreadPool& pool, f
     const int pos = batch.positions[static_cast<std::size_t>(t)];
     if (pos < 0) fail("negative position {}", pos);
   }
+  for (int row : batch.hidden_rows)
+    if (row < 0 || row >= B) fail("hidden row {} is outside the batch of {}", row, B);
   // Reserve cache room for every sequence up to its furthest position in this batch.
   for (int t = 0; t < B; ++t) {
     const int seq = batch.seq_ids[static_cast<std::size_t>(t)];
@@ -88,6 +90,16 @@ void LlamaModel::forward(const Batch& batch, KvCache& cache, ThreadPool& pool, f
     const int seq = batch.seq_ids[static_cast<std::size_t>(t)];
     const int end = batch.positions[static_cast<std::size_t>(t)] + 1;
     if (end > cache.length(seq)) cache.set_length(seq, end);
+  }
+
+  // Final hidden states (after the output norm, before the output product) of the rows asked for.
+  const auto H = static_cast<std::int64_t>(batch.hidden_rows.size());
+  if (H > 0) {
+    KILN_CHECK(hidden != nullptr, "forward: hidden rows were asked for without a buffer for them");
+    for_each_row(pool, H, [&](std::int64_t i) {
+      const int row = batch.hidden_rows[static_cast<std::size_t>(i)];
+      kernels::rms_norm(x + row * E, weights_.output_norm.data, hidden + i * E, E, c.rms_eps);
+    });
   }
 
   // Logits only for the rows asked for (the last prompt token, or every decode token).

@@ -23,6 +23,7 @@ struct Batch {
   std::vector<int> positions;  // (B) position of each token in its sequence
   std::vector<int> seq_ids;    // (B) kv cache sequence of each token
   std::vector<int> logit_rows; // indices into the batch whose next-token logits are wanted
+  std::vector<int> hidden_rows;  // indices into the batch whose final hidden states are wanted (embeddings)
 
   void add(int token, int pos, int seq, bool want_logits) {
     if (want_logits) logit_rows.push_back(static_cast<int>(tokens.size()));
@@ -31,7 +32,7 @@ struct Batch {
     seq_ids.push_back(seq);
   }
   int size() const { return static_cast<int>(tokens.size()); }
-  void clear() { tokens.clear(), positions.clear(), seq_ids.clear(), logit_rows.clear(); }
+  void clear() { tokens.clear(), positions.clear(), seq_ids.clear(), logit_rows.clear(), hidden_rows.clear(); }
 };
 
 class LlamaModel {
@@ -49,7 +50,10 @@ class LlamaModel {
   // the logits of batch.logit_rows into `logits` (logit_rows.size(), n_vocab). Positions must
   // continue each sequence's cache (the cache length is advanced here). Not re-entrant: one
   // forward at a time per model object (it reuses its scratch buffers).
-  void forward(const Batch& batch, KvCache& cache, ThreadPool& pool, float* logits);
+  // `hidden` (hidden_rows.size(), n_embd) receives the final hidden state of batch.hidden_rows:
+  // the residual stream after the output norm, the input of the output product (what llama.cpp
+  // pools into embeddings); it may be nullptr when hidden_rows is empty.
+  void forward(const Batch& batch, KvCache& cache, ThreadPool& pool, float* logits, float* hidden = nullptr);
 
   // Shows every matrix product's input to `observer` during forward() (nullptr: none). The
   // observer must outlive its use; it is not owned.

@@ -76,6 +76,13 @@ struct Sequence {
   bool sent_first_token = false;
   bool sampled = false;
 
+  // An input of an embedding request (submit_embeddings): its tokens are computed, nothing is
+  // sampled; the pooler collects the hidden states it wants and on_embedding reports the result.
+  bool embedding = false;
+  std::size_t embedding_index = 0;
+  EmbeddingPooler pooler;
+  EmbeddingCallback on_embedding;
+
   // Tokens that still need a forward pass before the next token can be sampled.
   int pending() const { return static_cast<int>(tokens.size()) - n_computed; }
 };
@@ -137,6 +144,7 @@ struct Engine::Impl {
   void sample_and_emit(Sequence& s, const float* logits);
   void register_full_blocks(Sequence& s);
   void finish(Sequence& s, FinishReason reason, const std::string& error = {});
+  void finish_embedding(Sequence& s, FinishReason reason, const std::string& error);
   void publish_stats();
   void run_finish_callbacks();
   int blocks_for(int n_tokens) const { return (n_tokens + cache.block_size() - 1) / cache.block_size(); }
@@ -148,6 +156,7 @@ struct Engine::Impl {
   ThreadPool pool;
   PrefixCache prefix;
   FloatBuffer logits;  // (max_running, n_vocab)
+  FloatBuffer hidden;  // (hidden rows of a step, n_embd) final hidden states for embeddings
 
   // Shared with submitters, under mu.
   mutable std::mutex mu;
@@ -323,13 +332,16 @@ void Engine::Impl::preempt(Sequence& s) {
   s.kv_seq = -1;
   s.n_computed = 0;
   s.n_registered = 0;
+  if (s.embedding) s.pooler.reset();
 }
 
 bool Engine::Impl::admit(Sequence& s) {
   const int n = static_cast<int>(s.tokens.size());
   // Reuse whole cached blocks of the prefix, but always leave the last token to compute: its
   // logits are what the next step samples from.
-  std::vector<int> shared = prefix.match(s.tokens, (n - 1) / cache.block_size());
+  // An embedding pools the hidden states of its own positions, which cached keys and values do
+  // not give back: it computes everything.
+  std::vector<int> shared = s.embedding ? std::vector<int>{} : prefix.match(s.tokens, (n - 1) / cache.block_size());
   // Attach before making room: attaching takes references, so making room cannot evict the
   // very blocks just matched.
   s.kv_seq = cache.add_sequence();
@@ -345,7 +357,7 @@ bool Engine::Impl::admit(Sequence& s) {
   cache.reserve(s.kv_seq, n);
   s.n_computed = static_cast<int>(shared.size()) * cache.block_size();
   s.n_registered = static_cast<int>(shared.size());
-  if (prefix.enabled()) {
+  if (prefix.enabled() && !s.embedding) {
     metrics.prefix_cache_queries.inc(n);
     metrics.prefix_cache_hits.inc(s.n_computed);
   }
@@ -425,7 +437,7 @@ bool Engine::Impl::step() {
             [](const auto& a, const auto& b) { return a->admitted_order < b->admitted_order; });
   for (std::size_t i = 0; i < running.size(); ++i) {
     Sequence& s = *running[i];
-    if (s.kv_seq < 0 || s.pending() != 1) continue;
+    if (s.kv_seq < 0 || s.pending() != 1 || s.embedding) continue;
     while (!reserve(s, s.n_computed + 1)) {
       // Preempt the youngest other running sequence that still holds cache.
       Sequence* victim = nullptr;
@@ -447,10 +459,12 @@ bool Engine::Impl::step() {
 
   Batch batch;
   std::vector<Sequence*> logit_owner;  // (logit rows) the sequence each row samples for
+  std::vector<std::pair<Sequence*, int>> hidden_owner;  // (hidden rows) the embedding and position of each
   int budget = options.max_batch_tokens;
   int batch_sequences = 0;
   for (auto& sp : running) {
     Sequence& s = *sp;
+    if (s.embedding) continue;
     if (s.pending() != 1 || static_cast<int>(cache.blocks(s.kv_seq).size()) * bs < s.n_computed + 1) continue;
     batch.add(s.tokens.back(), s.n_computed, s.kv_seq, true);
     logit_owner.push_back(&s);
@@ -466,14 +480,20 @@ bool Engine::Impl::step() {
     const int last = static_cast<int>(s.tokens.size()) - 1;
     for (int i = 0; i < chunk; ++i) {
       const int pos = s.n_computed + i;
-      batch.add(s.tokens[static_cast<std::size_t>(pos)], pos, s.kv_seq, pos == last);
-      if (pos == last) logit_owner.push_back(&s);
+      const bool sample = pos == last && !s.embedding;
+      batch.add(s.tokens[static_cast<std::size_t>(pos)], pos, s.kv_seq, sample);
+      if (sample) logit_owner.push_back(&s);
+      if (s.embedding && s.pooler.wants(pos)) {
+        batch.hidden_rows.push_back(batch.size() - 1);
+        hidden_owner.emplace_back(&s, pos);
+      }
     }
     budget -= chunk;
     ++batch_sequences;
   };
+  // (An embedding has no decode token: its last prompt token is a chunk too.)
   for (auto& sp : running)
-    if (sp->pending() > 1 && budget > 0) add_chunk(*sp);
+    if ((sp->pending() > 1 || (sp->embedding && sp->pending() > 0)) && budget > 0) add_chunk(*sp);
   while (budget > 0 && !waiting.empty() && static_cast<int>(running.size()) < options.max_running) {
     const std::size_t pick = next_to_admit();
     Sequence& s = *waiting[pick];
@@ -485,7 +505,9 @@ bool Engine::Impl::step() {
   if (batch.size() == 0) return false;
 
   const Clock::time_point t0 = Clock::now();
-  model.forward(batch, cache, pool, logits.data());
+  const std::size_t n_embd = static_cast<std::size_t>(model.config().n_embd);
+  float* hidden_rows = hidden_owner.empty() ? nullptr : hidden.resize(hidden_owner.size() * n_embd);
+  model.forward(batch, cache, pool, logits.data(), hidden_rows);
   metrics.busy_seconds.inc(seconds_between(t0, Clock::now()));
   metrics.steps.inc();
   metrics.step_tokens.observe(static_cast<double>(batch.size()));
@@ -498,6 +520,10 @@ bool Engine::Impl::step() {
   }
   const std::size_t n_vocab = static_cast<std::size_t>(model.config().n_vocab);
   for (std::size_t r = 0; r < logit_owner.size(); ++r) sample_and_emit(*logit_owner[r], logits.data() + r * n_vocab);
+  for (std::size_t r = 0; r < hidden_owner.size(); ++r)
+    hidden_owner[r].first->pooler.add(hidden_owner[r].second, hidden_rows + r * n_embd);
+  for (auto& sp : running)
+    if (sp->embedding && sp->kv_seq >= 0 && sp->pending() == 0) finish(*sp, FinishReason::Stop);
 
   // Offer newly completed blocks to the prefix cache, then retire finished sequences.
   for (auto it = running.begin(); it != running.end();) {
@@ -514,7 +540,9 @@ bool Engine::Impl::step() {
 }
 
 void Engine::Impl::register_full_blocks(Sequence& s) {
-  if (!prefix.enabled() || s.kv_seq < 0) return;
+  // An embedding's blocks are freed, not cached: a stream of documents to embed would otherwise
+  // push the chat prefixes worth keeping out of the prefix cache.
+  if (!prefix.enabled() || s.kv_seq < 0 || s.embedding) return;
   const int full = s.n_computed / cache.block_size();
   if (full > s.n_registered) {
     prefix.insert(cache, s.tokens, cache.blocks(s.kv_seq), s.n_registered, full);
@@ -589,6 +617,7 @@ void Engine::Impl::sample_and_emit(Sequence& s, const float* row) {
 // Ends a sequence: frees its cache (after offering its blocks to the prefix cache), reports,
 // and marks it so that step() drops it from `running` (pending() == 0 with kv_seq == -1).
 void Engine::Impl::finish(Sequence& s, FinishReason reason, const std::string& error) {
+  if (s.embedding) return finish_embedding(s, reason, error);
   Finish f;
   f.reason = reason;
   f.error = error;
@@ -622,6 +651,36 @@ void Engine::Impl::finish(Sequence& s, FinishReason reason, const std::string& e
     if (s.n_generated >= 2) metrics.time_per_output_token.observe(seconds_between(s.first_sampled, now) / (s.n_generated - 1));
   }
   if (s.callbacks.on_finish) finished.emplace_back(std::move(s.callbacks.on_finish), std::move(f));
+}
+
+// Ends an embedding input: its result (the pooled vector when it was computed) is reported with
+// the step's on_finish callbacks, after the stats show it gone.
+void Engine::Impl::finish_embedding(Sequence& s, FinishReason reason, const std::string& error) {
+  EmbeddingResult r;
+  r.reason = reason;
+  r.error = error;
+  r.prompt_tokens = s.n_prompt;
+  if (reason == FinishReason::Stop) {
+    try {
+      r.embedding = s.pooler.result();
+    } catch (const std::exception& e) {
+      r.reason = FinishReason::Error;
+      r.error = e.what();
+    }
+  }
+  if (s.kv_seq >= 0) {
+    cache.remove_sequence(s.kv_seq);
+    s.kv_seq = -1;
+  }
+  s.n_computed = static_cast<int>(s.tokens.size());
+  const Clock::time_point now = Clock::now();
+  r.total_s = seconds_between(s.submitted, now);
+  r.queue_s = seconds_between(s.submitted, s.cached_tokens >= 0 ? s.admitted : now);
+  metrics.finished_by(r.reason).inc();
+  if (s.on_embedding)
+    finished.emplace_back([callback = std::move(s.on_embedding), index = s.embedding_index,
+                           result = std::move(r)](const Finish&) { callback(index, result); },
+                          Finish{});
 }
 
 void Engine::Impl::run_finish_callbacks() {
@@ -693,6 +752,58 @@ std::shared_ptr<RequestHandle> Engine::submit(GenerationRequest request, Generat
   m.metrics.requests.inc();
   m.metrics.prompt_tokens.inc(n);
   m.incoming.push_back(std::move(s));
+  lk.unlock();
+  m.wake.notify_one();
+  return handle;
+}
+
+std::shared_ptr<RequestHandle> Engine::submit_embeddings(std::vector<EmbeddingRequest> inputs,
+                                                         EmbeddingCallback on_result,
+                                                         std::chrono::steady_clock::time_point deadline) {
+  Impl& m = *impl_;
+  if (inputs.empty()) fail("an embedding request needs at least one input");
+  const int n_vocab = m.model.config().n_vocab;
+  const int n_embd = m.model.config().n_embd;
+  for (std::size_t i = 0; i < inputs.size(); ++i) {
+    const std::vector<std::int32_t>& t = inputs[i].tokens;
+    if (t.empty()) fail("input {}: no tokens", i);
+    if (static_cast<int>(t.size()) > m.options.context_tokens)
+      fail("input {}: {} tokens; the context holds {}", i, t.size(), m.options.context_tokens);
+    for (std::int32_t id : t)
+      if (id < 0 || id >= n_vocab) fail("input {}: token id {} is outside the vocabulary (0..{})", i, id, n_vocab - 1);
+  }
+
+  auto handle = std::make_shared<RequestHandle>(0);
+  std::vector<std::unique_ptr<Sequence>> seqs;
+  seqs.reserve(inputs.size());
+  const Clock::time_point now = Clock::now();
+  for (std::size_t i = 0; i < inputs.size(); ++i) {
+    const int n = static_cast<int>(inputs[i].tokens.size());
+    GenerationRequest g;
+    g.deadline = deadline;
+    auto s = std::make_unique<Sequence>(m.tokenizer, std::move(g), GenerationCallbacks{}, handle);
+    s->tokens = std::move(inputs[i].tokens);
+    s->n_prompt = n;
+    s->submitted = now;
+    s->embedding = true;
+    s->embedding_index = i;
+    s->pooler = EmbeddingPooler(inputs[i].pooling, n_embd, n);
+    s->on_embedding = on_result;
+    seqs.push_back(std::move(s));
+  }
+
+  std::unique_lock<std::mutex> lk(m.mu);
+  if (m.draining || m.stopping) throw QueueFullError("the server is shutting down");
+  const int queued = static_cast<int>(m.incoming.size()) + m.n_waiting_shared;
+  if (queued >= m.options.max_queued) throw QueueFullError(fmt::format("the queue is full ({} waiting)", queued));
+  handle->set_id(m.next_id++);
+  const std::uint64_t group = (std::uint64_t{1} << 63) | handle->id();
+  for (auto& s : seqs) {
+    s->group = group;
+    m.metrics.requests.inc();
+    m.metrics.prompt_tokens.inc(s->n_prompt);
+    m.incoming.push_back(std::move(s));
+  }
   lk.unlock();
   m.wake.notify_one();
   return handle;

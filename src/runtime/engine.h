@@ -7,6 +7,8 @@
 //   - chunks of waiting prompts, admitted in arrival order while the step's token budget
 //     (`max_batch_tokens`) and the cache have room,
 // so a long prompt is prefilled over several steps and never stalls the running streams.
+// Embedding inputs (submit_embeddings) are scheduled as prompts that are never sampled: their
+// final hidden states are pooled into a vector, and their KV blocks freed.
 // Prompts that share a prefix with a sequence already in the cache (a system prompt, a chat
 // history) reuse its KV blocks instead of recomputing them (prefix caching, whole blocks).
 //
@@ -25,6 +27,7 @@
 #include <string>
 #include <vector>
 
+#include "runtime/embedding_pooling.h"
 #include "sample/sampler.h"
 
 namespace kiln {
@@ -116,6 +119,27 @@ class RequestHandle {
   std::uint64_t id_;
 };
 
+// One input of an embedding request: its tokens are run through the model like a prompt (in
+// chunks of the step's token budget, beside other work), nothing is sampled, and the final
+// hidden states (after the output norm) of the positions the pooling wants are pooled.
+struct EmbeddingRequest {
+  std::vector<std::int32_t> tokens;  // BOS/EOS included as wanted; 1..context_tokens ids
+  Pooling pooling = Pooling::Mean;
+};
+
+struct EmbeddingResult {
+  FinishReason reason = FinishReason::Stop;  // Stop when computed; Cancelled, Deadline or Error otherwise
+  std::string error;                         // for FinishReason::Error
+  // (n_embd) pooled, or (n_tokens, n_embd) with Pooling::None; not normalised.
+  std::vector<float> embedding;
+  int prompt_tokens = 0;
+  double queue_s = 0;  // from submit to the first admission
+  double total_s = 0;  // from submit to the result
+};
+
+// Called once per input, on the engine thread, with the input's index in the submitted batch.
+using EmbeddingCallback = std::function<void(std::size_t index, const EmbeddingResult&)>;
+
 struct EngineOptions {
   int threads = 0;              // compute threads; 0 = all cores
   int context_tokens = 0;       // longest sequence (prompt + generated); 0 = the model's training context, within the KV budget
@@ -185,6 +209,16 @@ class Engine {
   // the context, bad sampling parameters, token ids outside the vocabulary) and QueueFullError
   // when max_queued requests are already waiting. Callbacks run on the engine thread.
   std::shared_ptr<RequestHandle> submit(GenerationRequest request, GenerationCallbacks callbacks);
+
+  // Queues the inputs of one embedding request; each becomes a sequence of its own, scheduled
+  // as prompts are (several in one forward pass) and freed from the cache when pooled (never
+  // offered to the prefix cache). The inputs share one fairness group and one handle, whose
+  // cancel() ends them all. The queue limit is checked once for the whole batch: a request of
+  // many inputs is taken whole or refused (QueueFullError). Throws kiln::Error naming the input
+  // ("input 3: ...") when one is empty, longer than the context or outside the vocabulary.
+  std::shared_ptr<RequestHandle> submit_embeddings(
+      std::vector<EmbeddingRequest> inputs, EmbeddingCallback on_result,
+      std::chrono::steady_clock::time_point deadline = std::chrono::steady_clock::time_point::max());
 
   // Stops admitting new work (submit throws QueueFullError) and waits until everything in
   // flight has finished or `grace` has passed; what is left is then cancelled. Returns true

@@ -6,8 +6,9 @@
 namespace kiln::serve {
 
 std::string route_endpoint(const std::string& path) {
-  static constexpr std::array<std::string_view, 9> kRoutes = {"/v1/chat/completions",
+  static constexpr std::array<std::string_view, 10> kRoutes = {"/v1/chat/completions",
                                                               "/v1/completions",
+                                                              "/v1/embeddings",
                                                               "/v1/models",
                                                               "/tokenize",
                                                               "/detokenize",
@@ -35,23 +36,23 @@ monitor::Counter ApiMetrics::refused_counter(const char* reason) const {
 
 monitor::Counter ApiMetrics::rejected_counter(const std::string& model) const {
   return registry_->counter("kiln_requests_rejected_total",
-                            "Generation requests refused with 429 because the engine's queue was full.",
+                            "Generation and embedding requests refused with 429 because the engine's queue was full.",
                             {{"model", model}});
 }
 
 monitor::Counter ApiMetrics::cancelled_counter(const std::string& model, const char* reason) const {
   return registry_->counter(
       "kiln_requests_cancelled_total",
-      "Generation requests cut short: the client went away (client) or the request timeout passed (deadline).",
+      "Generation and embedding requests cut short: the client went away (client) or the request timeout passed (deadline).",
       {{"model", model}, {"reason", reason}});
 }
 
 monitor::Counter ApiMetrics::accepted_counter(const std::string& model) const {
-  return registry_->counter("kiln_requests_accepted_total", "Generation requests accepted by an engine.", {{"model", model}});
+  return registry_->counter("kiln_requests_accepted_total", "Generation and embedding requests accepted by an engine.", {{"model", model}});
 }
 
 monitor::Gauge ApiMetrics::active_gauge(const std::string& model) const {
-  return registry_->gauge("kiln_requests_active", "Generation requests accepted and not yet answered.", {{"model", model}});
+  return registry_->gauge("kiln_requests_active", "Generation and embedding requests accepted and not yet answered.", {{"model", model}});
 }
 
 void ApiMetrics::declare_model(const std::string& model) const {

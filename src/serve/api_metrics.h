@@ -1,8 +1,8 @@
 #pragma once
 // What the HTTP API records in the server's monitor::Registry (docs/metrics.md):
 //   - every request it answers, by endpoint (the route, never the raw path), model and status;
-//   - client generation requests (a /v1/completions or /v1/chat/completions body, all its
-//     choices): accepted by an engine, active (accepted, not yet answered), rejected with 429
+//   - client generation and embedding requests (a /v1/completions, /v1/chat/completions or
+//     /v1/embeddings body, all its choices or inputs): accepted by an engine, active (accepted, not yet answered), rejected with 429
 //     because the queue was full, cancelled because the client went away or the deadline passed;
 //   - requests the RequestGuard refused, by reason;
 //   - per API key, by its id (api_key_id, never the key): requests, prompt and generated tokens.

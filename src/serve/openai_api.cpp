@@ -17,9 +17,11 @@
 #include "core/error.h"
 #include "monitor/snapshot.h"
 #include "monitor/text_format.h"
+#include "runtime/embedding_input.h"
 #include "runtime/engine.h"
 #include "serve/chat_page.h"
 #include "serve/dashboard.h"
+#include "serve/embedding_job.h"
 #include "serve/served_model.h"
 #include "serve/api_error.h"
 #include "tokenizer/utf8.h"
@@ -223,6 +225,10 @@ void OpenAiApi::route(HttpRequest& req, const std::shared_ptr<HttpExchange>& ex)
     if (path == "/v1/completions") {
       only("POST");
       return generate(req, ex, false, rec);
+    }
+    if (path == "/v1/embeddings") {
+      only("POST");
+      return embeddings(req, ex, rec);
     }
     if (path == "/v1/models") {
       only("GET");
@@ -456,6 +462,79 @@ void OpenAiApi::generate(const HttpRequest& req, const std::shared_ptr<HttpExcha
   if (options_.request_timeout.count() > 0) ctx.deadline = std::chrono::steady_clock::now() + options_.request_timeout;
   ctx.record = rec;
   start_generation(std::move(served), std::move(params), std::move(prompts), std::move(ctx), ex, metrics_, draining_);
+}
+
+void OpenAiApi::embeddings(const HttpRequest& req, const std::shared_ptr<HttpExchange>& ex, RequestRecord& rec) {
+  const json body = parse_json_body(req.body);
+  EmbeddingParams params = parse_embedding_request(body, options_.limits);
+  rec.model = model_label(params.model);
+  std::shared_ptr<ServedModel> served = registry_.acquire(params.model);
+  if (grace_over_) throw ApiError(503, "server_error", "the server is shutting down", "", "shutting_down");
+  const LlamaConfig& config = served->model->config();
+  if (params.dimensions > config.n_embd)
+    throw invalid_field("dimensions", fmt::format("'dimensions' is {}; this model's embeddings have {}",
+                                                  params.dimensions, config.n_embd));
+  Pooling pooling = Pooling::Mean;
+  if (options_.pooling) {
+    pooling = *options_.pooling;
+  } else {
+    try {
+      pooling = default_embedding_pooling(served->model->source().metadata(), config.arch);
+    } catch (const Error& e) {
+      throw invalid_field("model", fmt::format("{} (start kiln serve with --pooling mean, cls or last)", e.what()));
+    }
+  }
+
+  const Tokenizer& tok = *served->tokenizer;
+  const int context = served->engine->context_tokens();
+  const int limit = options_.max_prompt_tokens > 0 ? std::min(options_.max_prompt_tokens, context) : context;
+  std::vector<std::vector<std::int32_t>> inputs;
+  inputs.reserve(params.inputs.size());
+  long long total = 0;
+  for (std::size_t i = 0; i < params.inputs.size(); ++i) {
+    const PromptInput& in = params.inputs[i];
+    const std::string name = params.input_field(i);
+    std::vector<std::int32_t> ids;
+    if (in.is_text) {
+      // Refused by its length in bytes before it is tokenized (no token stands for more than
+      // max_token_bytes bytes).
+      if (served->max_token_bytes > 0 && in.text.size() > static_cast<std::size_t>(limit) * served->max_token_bytes)
+        throw invalid_field(name,
+                            fmt::format("'{}' has {} bytes, so more than {} tokens; this server embeds inputs of at "
+                                        "most {} tokens with this model",
+                                        name, in.text.size(), limit, limit));
+      ids = embedding_tokens(tok, in.text);
+    } else {
+      for (std::int32_t id : in.tokens)
+        if (id >= tok.n_vocab())
+          throw invalid_field(name,
+                              fmt::format("token id {} is outside the vocabulary (0..{})", id, tok.n_vocab() - 1));
+      ids = in.tokens;
+    }
+    if (ids.empty()) throw invalid_field(name, fmt::format("'{}' has no tokens", name));
+    if (static_cast<int>(ids.size()) > limit)
+      throw invalid_field(
+          name, fmt::format("'{}' has {} tokens; this server embeds inputs of at most {} tokens with this "
+                            "model (its context{})",
+                            name, ids.size(), limit, limit < context ? ", lowered by --max-prompt-tokens" : ""));
+    total += static_cast<long long>(ids.size());
+    inputs.push_back(std::move(ids));
+  }
+  const long long cap = options_.max_request_tokens > 0 ? options_.max_request_tokens : 16LL * context;
+  if (total > cap)
+    throw ApiError(400, "invalid_request_error",
+                   fmt::format("this request's {} inputs hold {} tokens; this server allows {} per request "
+                               "(--max-request-tokens): send fewer inputs at a time",
+                               inputs.size(), total, cap),
+                   "input", "too_many_tokens");
+
+  EmbeddingJobContext ctx;
+  ctx.pooling = pooling;
+  ctx.normalize = options_.embedding_normalize;
+  if (options_.request_timeout.count() > 0) ctx.deadline = std::chrono::steady_clock::now() + options_.request_timeout;
+  ctx.record = rec;
+  ctx.post = [this](std::function<void()> fn) { boost::asio::post(impl_->large, std::move(fn)); };
+  start_embeddings(std::move(served), std::move(params), std::move(inputs), std::move(ctx), ex, metrics_, draining_);
 }
 
 HttpResponse OpenAiApi::tokenize(const HttpRequest& req, RequestRecord& rec) {

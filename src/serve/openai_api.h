@@ -11,10 +11,12 @@
 #include <atomic>
 #include <chrono>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "monitor/log_sink.h"
 #include "monitor/registry.h"
+#include "runtime/embedding_pooling.h"
 #include "serve/api_metrics.h"
 #include "serve/auth.h"
 #include "serve/generation_job.h"
@@ -32,6 +34,11 @@ struct ApiOptions {
   // beyond it 400 before anything runs. 0: 16 x the model's context.
   long long max_request_tokens = 0;
   std::chrono::milliseconds request_timeout{0};  // 0: no deadline
+  // /v1/embeddings: how a sequence's hidden states become its vector (unset: the model's
+  // <arch>.pooling_type when it is mean, cls or last, else mean), and how the vector is scaled
+  // (normalize_embedding's norm: 2 = unit length, as OpenAI returns; -1 = none).
+  std::optional<Pooling> pooling;
+  int embedding_normalize = 2;
   // Threads that parse, tokenize and wait for model loads; as many again take the requests whose
   // body is larger than large_body_bytes, so that small requests never queue behind them.
   int api_threads = 2;
@@ -84,6 +91,7 @@ class OpenAiApi {
   HttpResponse metrics_page() const;
   HttpResponse models() const;
   void generate(const HttpRequest& request, const std::shared_ptr<HttpExchange>& exchange, bool chat, RequestRecord& record);
+  void embeddings(const HttpRequest& request, const std::shared_ptr<HttpExchange>& exchange, RequestRecord& record);
   HttpResponse tokenize(const HttpRequest& request, RequestRecord& record);
   HttpResponse detokenize(const HttpRequest& request, RequestRecord& record);
   // The model label of a request for `name`: the name when it is a served model, else empty.

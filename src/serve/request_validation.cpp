@@ -341,6 +341,62 @@ GenerationParams parse_completion_request(const json& body, const ValidationLimi
   return p;
 }
 
+std::string EmbeddingParams::input_field(std::size_t i) const {
+  return input_is_list ? fmt::format("input[{}]", i) : std::string("input");
+}
+
+EmbeddingParams parse_embedding_request(const json& body, const ValidationLimits& limits) {
+  EmbeddingParams p;
+  const json* model = field(body, "model");
+  if (!model) throw invalid_field("model", "'model' is required");
+  p.model = get_string(*model, "model");
+  if (p.model.empty()) throw invalid_field("model", "'model' must not be empty");
+  const json* input = field(body, "input");
+  if (!input) throw invalid_field("input", "'input' is required");
+  auto text = [&](const json& v, const std::string& name) {
+    std::string t = v.get<std::string>();
+    // OpenAI refuses an empty string: it has no tokens to embed (a BOS alone says nothing).
+    if (t.empty()) throw invalid_field(name, fmt::format("'{}' must not be an empty string", name));
+    p.inputs.push_back({true, std::move(t), {}});
+  };
+  if (input->is_string()) {
+    text(*input, "input");
+  } else if (input->is_array()) {
+    if (input->empty()) throw invalid_field("input", "'input' must not be an empty array");
+    if ((*input)[0].is_number_integer()) {
+      p.inputs.push_back({false, "", token_array(*input, "input")});
+    } else {
+      if (static_cast<int>(input->size()) > limits.max_embedding_inputs)
+        throw invalid_field("input", fmt::format("'input' holds {} inputs; at most {} are allowed", input->size(),
+                                                 limits.max_embedding_inputs));
+      p.input_is_list = true;
+      for (std::size_t i = 0; i < input->size(); ++i) {
+        const std::string name = fmt::format("input[{}]", i);
+        const json& item = (*input)[i];
+        if (item.is_string()) {
+          text(item, name);
+        } else if (item.is_array()) {
+          if (item.empty()) throw invalid_field(name, fmt::format("'{}' must not be an empty array", name));
+          p.inputs.push_back({false, "", token_array(item, name)});
+        } else {
+          wrong_type(name, "a string or an array of token ids", item);
+        }
+      }
+    }
+  } else {
+    wrong_type("input", "a string, an array of strings, an array of token ids or an array of token-id arrays", *input);
+  }
+  if (const json* v = field(body, "encoding_format")) {
+    const std::string f = get_string(*v, "encoding_format");
+    if (f != "float" && f != "base64")
+      throw invalid_field("encoding_format", fmt::format("'encoding_format' is '{}'; expected float or base64", f));
+    p.base64 = f == "base64";
+  }
+  if (const json* v = field(body, "dimensions")) p.dimensions = static_cast<int>(get_int(*v, "dimensions", 1, 1 << 20));
+  if (const json* v = field(body, "user")) p.user = get_string(*v, "user");
+  return p;
+}
+
 TokenizeParams parse_tokenize_request(const json& body) {
   TokenizeParams p;
   if (const json* v = field(body, "model")) p.model = get_string(*v, "model");

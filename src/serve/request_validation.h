@@ -36,6 +36,7 @@ struct ValidationLimits {
   int max_prompts = 64;           // prompts in one /v1/completions request
   int max_messages = 4096;
   long long max_tokens = 1 << 20; // upper bound of max_tokens itself (the context bounds it again)
+  int max_embedding_inputs = 2048;  // inputs in one /v1/embeddings request (OpenAI's limit)
 };
 
 struct GenerationParams {
@@ -58,6 +59,21 @@ struct GenerationParams {
 // Throw ApiError (400) naming the first wrong field.
 GenerationParams parse_chat_request(const nlohmann::json& body, const ValidationLimits& limits);
 GenerationParams parse_completion_request(const nlohmann::json& body, const ValidationLimits& limits);
+
+// /v1/embeddings: `input` is a string, an array of strings, an array of token ids or an array of
+// token-id arrays (PromptInput each); what a text's tokens are is the API's business.
+struct EmbeddingParams {
+  std::string model;
+  std::vector<PromptInput> inputs;
+  bool input_is_list = false;  // several inputs: errors name input[i], else input
+  bool base64 = false;         // encoding_format "base64": little-endian float32, base64
+  int dimensions = 0;          // 0: the model's width; else the leading dimensions, normalised again
+  std::string user;
+
+  std::string input_field(std::size_t i) const;  // "input" or "input[i]"
+};
+
+EmbeddingParams parse_embedding_request(const nlohmann::json& body, const ValidationLimits& limits);
 
 // llama.cpp server's /tokenize and /detokenize (with an optional "model" for several models).
 struct TokenizeParams {

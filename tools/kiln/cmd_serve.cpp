@@ -22,6 +22,7 @@
 #include "monitor/log_sink.h"
 #include "monitor/process_metrics.h"
 #include "monitor/registry.h"
+#include "runtime/embedding_pooling.h"
 #include "runtime/engine.h"
 #include "serve/auth.h"
 #include "serve/http_metrics.h"
@@ -71,6 +72,8 @@ struct ServeOptions {
   std::string log_format;  // empty: text on a terminal, JSON otherwise
   std::string log_file;    // empty: stderr
   std::string log_level = "info";
+  std::string pooling;     // empty: each model's own (<arch>.pooling_type), else mean
+  int embd_normalize = 2;  // /v1/embeddings' normalisation (llama-server's --embd-normalize)
 };
 
 // The server's log: where --log-file, --log-format and --log-level say.
@@ -203,6 +206,18 @@ int serve_main(const ServeOptions& o) {
   serve::ApiOptions api_options;
   api_options.max_prompt_tokens = o.max_prompt_tokens;
   api_options.max_request_tokens = o.max_request_tokens;
+  if (!o.pooling.empty()) {
+    api_options.pooling = parse_pooling(o.pooling);
+    if (!api_options.pooling) fail("serve: --pooling '{}' is not none, mean, cls or last", o.pooling);
+    // llama-server refuses it on /v1/embeddings too: OpenAI's shape has one vector per input.
+    if (*api_options.pooling == Pooling::None)
+      fail(
+          "serve: --pooling none gives a vector per token, and /v1/embeddings answers one per input: use mean, cls or "
+          "last (kiln embed --pooling none prints the vectors of every token)");
+  }
+  if (o.embd_normalize < -1)
+    fail("serve: --embd-normalize {} is not -1 (none), 0, 1, 2 (unit length) or a p-norm", o.embd_normalize);
+  api_options.embedding_normalize = o.embd_normalize;
   api_options.request_timeout = seconds_flag(o.request_timeout);
   api_options.api_threads = o.api_threads;
   api_options.metrics = metrics;
@@ -396,6 +411,14 @@ void register_serve_command(CLI::App& app) {
   cmd->add_option("--max-prompt-tokens", o->max_prompt_tokens, "Longest prompt in tokens (0: the context)")->capture_default_str();
   cmd->add_option("--max-request-tokens", o->max_request_tokens,
                   "Tokens one request may hold: prompt + max_tokens summed over its completions (0: 16 x ctx)")
+      ->capture_default_str();
+  cmd->add_option("--pooling", o->pooling,
+                  "How /v1/embeddings pools a sequence's final hidden states: mean, cls (the first token's) or last "
+                  "(default: the model's <arch>.pooling_type when it is one of these, else mean)")
+      ->check(CLI::IsMember({"none", "mean", "cls", "last"}));
+  cmd->add_option("--embd-normalize", o->embd_normalize,
+                  "Normalisation of /v1/embeddings' vectors, as llama-server's: 2 unit length (OpenAI's), -1 none, 0 "
+                  "max-abs to 32760, 1 taxicab, p > 2 p-norm")
       ->capture_default_str();
   cmd->add_option("--max-connections", o->max_connections,
                   "Open connections at most; beyond, the connection that has waited longest without a request in "

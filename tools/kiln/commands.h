@@ -19,5 +19,6 @@ void register_data_command(CLI::App& app);  // data prepare, data inspect
 void register_train_command(CLI::App& app);
 void register_convert_command(CLI::App& app);
 void register_export_command(CLI::App& app);  // export onnx
+void register_embed_command(CLI::App& app);
 
 }  // namespace kiln::cli
