@@ -12,7 +12,7 @@ ChatDelta ChatOutputParser::prime(std::string_view prefill) {
   // A prefill inside an open <think> block is reasoning: no call starts there.
   if (!tool_parser_ || (options_.reasoning && options_.starts_in_reasoning)) return d;
   ToolCallPiece piece;
-  tool_parser_->push(prefill, piece);
+  tool_parser_->prime(prefill, piece);
   d.calls = std::move(piece.calls);
   record(d);
   return d;

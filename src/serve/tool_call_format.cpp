@@ -64,22 +64,37 @@ ForcedToolCall forced_tool_call(const ToolRequest& tools, ToolCallFormat format)
     return out;
   }
   out.forced = true;
+  const char* args_key = format == ToolCallFormat::llama3_json ? "parameters" : "arguments";
+  if (tools.choice.mode == ToolChoiceMode::named) {
+    out.opening = nlohmann::json(tools.choice.name).dump();  // the name as a JSON string
+    out.opening = "{\"name\": " + out.opening + ", \"" + args_key + "\": ";
+    for (const ToolFunction& f : tools.functions)
+      if (f.name == tools.choice.name) out.arguments_schema = f.parameters;
+  } else {
+    out.opening = "{\"name\": \"";
+  }
   switch (format) {
     case ToolCallFormat::hermes:
       out.prefix = "<tool_call>\n";
       out.schema = std::move(one);
       out.suffix = "\n</tool_call>";
+      out.closing = "}" + out.suffix;
       break;
     case ToolCallFormat::mistral:
       out.prefix = "[TOOL_CALLS]";
       out.schema = ojson{{"type", "array"}, {"items", std::move(one)}, {"minItems", 1}};
       if (!tools.parallel || tools.choice.mode == ToolChoiceMode::named) out.schema["maxItems"] = 1;
+      out.opening = "[" + out.opening;
+      out.closing = "}]";
       break;
     case ToolCallFormat::llama3_json:
     case ToolCallFormat::generic:
       out.schema = std::move(one);
+      out.closing = "}";
       break;
   }
+  out.opening = out.prefix + out.opening;
+  if (tools.choice.mode != ToolChoiceMode::named) out.closing.clear();
   return out;
 }
 

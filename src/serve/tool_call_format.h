@@ -33,11 +33,20 @@ std::string make_tool_call_id(ToolCallFormat format);
 // call object (its "name" a const, its arguments that function's parameters schema); for
 // required, any one of the functions (anyOf), and for Mistral with parallel calls an array of
 // one or more. A request whose tool_choice is none or auto forces nothing (`forced` false).
+//
+// Without a grammar, kiln starts the answer with `opening` (written after the prompt, as an
+// assistant prefill is): the format's prefix and the call object up to its arguments, naming
+// the function when tool_choice names one. The model then writes the arguments and the parser
+// reads the call. A grammar can then constrain what follows `opening`: `arguments_schema` (the
+// named function's parameters; null for required, whose name is still open) and then `closing`.
 struct ForcedToolCall {
   bool forced = false;
   std::string prefix;
   nlohmann::ordered_json schema;
   std::string suffix;
+  std::string opening;
+  nlohmann::ordered_json arguments_schema;
+  std::string closing;
 };
 ForcedToolCall forced_tool_call(const ToolRequest& tools, ToolCallFormat format);
 

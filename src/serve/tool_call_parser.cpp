@@ -58,6 +58,17 @@ void ToolCallParser::push(std::string_view text, ToolCallPiece& out) {
   step(out, false);
 }
 
+void ToolCallParser::prime(std::string_view text, ToolCallPiece& out) {
+  buf_.append(text);
+  primed_ = buf_.size();
+  step(out, false);
+}
+
+void ToolCallParser::release_range(std::size_t begin, std::size_t end, ToolCallPiece& out) {
+  begin = std::max(begin, primed_);
+  if (begin < end) release_content(std::string_view(buf_).substr(begin, end - begin), out);
+}
+
 void ToolCallParser::finish(ToolCallPiece& out) {
   step(out, true);
   switch (state_) {
@@ -65,11 +76,15 @@ void ToolCallParser::finish(ToolCallPiece& out) {
     case State::mistral_args:
       if (named_) {
         // Cut off (max_tokens): the call is reported with the arguments it got.
-        if (streaming_args_ || state_ == State::mistral_args) {
-          end_call("", out);
-        } else {
-          end_call("{}", out);
+        std::string args;
+        if (state_ == State::call && !streaming_args_) {
+          const JsonObjectPrefix scan = scan_json_object_prefix(std::string_view(buf_).substr(call_begin_));
+          args = "{}";
+          for (const JsonPrefixMember& m : scan.members)
+            if (is_arguments_key(m.key)) args = buf_.substr(call_begin_ + m.value_begin);
         }
+        end_call(std::move(args), out);
+        pos_ = buf_.size();
       } else {
         fall_back_to_content(out);
       }
@@ -80,7 +95,7 @@ void ToolCallParser::finish(ToolCallPiece& out) {
       break;
     default: break;
   }
-  if (pos_ < buf_.size()) release_content(std::string_view(buf_).substr(pos_), out);
+  release_range(pos_, buf_.size(), out);
   pos_ = buf_.size();
   // Whitespace between calls and around them is no content of its own.
   if (n_calls_ == 0 && !held_space_.empty()) out.content += held_space_;
@@ -143,7 +158,7 @@ void ToolCallParser::end_call(std::string final_arguments, ToolCallPiece& out) {
 }
 
 void ToolCallParser::fall_back_to_content(ToolCallPiece& out) {
-  release_content(std::string_view(buf_).substr(fallback_from_), out);
+  release_range(fallback_from_, buf_.size(), out);
   pos_ = buf_.size();
   named_ = dropping_ = streaming_args_ = in_array_ = false;
   state_ = State::text;
@@ -174,14 +189,14 @@ void ToolCallParser::step(ToolCallPiece& out, bool at_end) {
         }
         const std::size_t k = marker.empty() ? npos : rest.find(marker);
         if (k != npos) {
-          release_content(rest.substr(0, k), out);
+          release_range(pos_, pos_ + k, out);
           fallback_from_ = pos_ + k;
           pos_ += k + marker.size();
           state_ = State::call_open;
           continue;
         }
         const std::size_t hold = at_end || marker.empty() ? 0 : partial_marker_at_end(rest, marker);
-        release_content(rest.substr(0, rest.size() - hold), out);
+        release_range(pos_, pos_ + rest.size() - hold, out);
         pos_ += rest.size() - hold;
         return;
       }

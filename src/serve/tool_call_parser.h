@@ -35,6 +35,9 @@ class ToolCallParser {
   ToolCallParser(ToolCallFormat format, int max_calls);
 
   void push(std::string_view text, ToolCallPiece& out);
+  // Text the answer continues (an assistant prefill): read like pushed text, but none of it is
+  // ever released as content, since the client wrote it.
+  void prime(std::string_view text, ToolCallPiece& out);
   // The end of the text: what was held back is released (as content, or the open call as it is).
   void finish(ToolCallPiece& out);
 
@@ -46,6 +49,8 @@ class ToolCallParser {
   void step(ToolCallPiece& out, bool at_end);
   bool bare_json() const;  // formats whose call is a JSON object at the start of the answer
   void release_content(std::string_view text, ToolCallPiece& out);
+  // buf_[begin, end) as content, less what prime() read.
+  void release_range(std::size_t begin, std::size_t end, ToolCallPiece& out);
   void begin_call(std::string name, ToolCallPiece& out);
   void stream_arguments(std::size_t value_begin, std::size_t available_end, ToolCallPiece& out);
   void end_call(std::string final_arguments, ToolCallPiece& out);
@@ -56,6 +61,7 @@ class ToolCallParser {
   int max_calls_;
   std::string buf_;          // everything pushed
   std::size_t pos_ = 0;      // buf_ before this is decided
+  std::size_t primed_ = 0;   // buf_ before this came from prime()
   State state_ = State::text;
   std::string held_space_;   // trailing whitespace of content, released when more content follows
   bool seen_text_ = false;   // content other than whitespace was released

@@ -298,5 +298,36 @@ TEST(ChatOutputParser, PrefillThatOpensACallMakesTheAnswerThatCall) {
   expect_args(parser.tool_calls()[0].arguments, {{"c", "Oslo"}});
 }
 
+TEST(ChatOutputParser, PrefillTextIsNeverReleasedAgain) {
+  ChatOutputOptions o;
+  o.tools = true;
+  o.format = ToolCallFormat::hermes;
+  ChatOutputParser parser(o);
+  parser.prime("Intro <tool_call>");
+  parser.push(" no json after all");
+  parser.finish();
+  EXPECT_EQ(parser.content(), " no json after all");
+  EXPECT_TRUE(parser.tool_calls().empty());
+}
+
+TEST(ChatOutputParser, ForcedOpeningWithArgumentsThatAreNoObject) {
+  ToolRequest t;
+  t.functions = {{"get_weather", "", nlohmann::ordered_json{{"type", "object"}}}};
+  t.choice = {ToolChoiceMode::named, "get_weather"};
+  const ForcedToolCall forced = forced_tool_call(t, ToolCallFormat::hermes);
+  EXPECT_EQ(forced.opening, "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": ");
+  EXPECT_EQ(forced.closing, "}\n</tool_call>");
+  ChatOutputOptions o;
+  o.tools = true;
+  o.format = ToolCallFormat::hermes;
+  ChatOutputParser parser(o);
+  EXPECT_EQ(parser.prime(forced.opening).calls.size(), 1u);
+  parser.push("181");
+  parser.finish();
+  EXPECT_EQ(parser.content(), "");
+  ASSERT_EQ(parser.tool_calls().size(), 1u);
+  EXPECT_EQ(parser.tool_calls()[0].arguments, "181") << "what the model wrote, cut off";
+}
+
 }  // namespace
 }  // namespace kiln::serve
