@@ -84,6 +84,7 @@ struct Job : std::enable_shared_from_this<Job> {
   std::vector<Choice> choices;
   std::vector<std::shared_ptr<RequestHandle>> handles;
   std::vector<std::string> pending;  // stream events produced before the stream started
+  std::unique_ptr<ResponsesStream> responses_stream;  // /v1/responses, streaming
   bool started = false;   // every choice submitted (and, streaming, the header sent)
   bool aborted = false;   // submission failed: the caller answers, callbacks are ignored
   bool completed = false;
@@ -160,7 +161,11 @@ struct Job : std::enable_shared_from_this<Job> {
     }
     if (ch.parser) {
       const ChatDelta d = ch.parser->push(ev.text);
-      if (params.stream && (!d.empty() || want_lp)) emit_chunk(index, "", want_lp ? &lp_chunk : nullptr, nullptr, &d);
+      if (responses_stream) {
+        for (std::string& e : responses_stream->delta(d)) emit(std::move(e));
+      } else if (params.stream && (!d.empty() || want_lp)) {
+        emit_chunk(index, "", want_lp ? &lp_chunk : nullptr, nullptr, &d);
+      }
     } else if (params.stream && (!ev.text.empty() || want_lp)) {
       emit_chunk(index, ev.text, want_lp ? &lp_chunk : nullptr, nullptr);
     }
@@ -187,7 +192,9 @@ struct Job : std::enable_shared_from_this<Job> {
       last.calls.insert(last.calls.end(), end.calls.begin(), end.calls.end());
     }
     if (params.stream) {
-      if (f.reason == FinishReason::Stop || f.reason == FinishReason::Length) {
+      if (responses_stream && (f.reason == FinishReason::Stop || f.reason == FinishReason::Length)) {
+        for (std::string& e : responses_stream->delta(last)) emit(std::move(e));  // the end comes with the usage
+      } else if (f.reason == FinishReason::Stop || f.reason == FinishReason::Length) {
         if (ch.parser) {
           if (!last.empty()) emit_chunk(index, "", nullptr, nullptr, &last);
         } else if (!f.text.empty()) {
@@ -252,6 +259,12 @@ struct Job : std::enable_shared_from_this<Job> {
       if (ch.reason != FinishReason::Stop && ch.reason != FinishReason::Length) failed = failed ? failed : &ch;
     note(failed, usage);
     record(failed, usage);
+    if (responses_stream) {
+      if (!failed)
+        for (std::string& e : responses_stream->end(*choices.front().parser, choices.front().reason, usage)) ex->write(std::move(e));
+      ex->end_stream();
+      return;
+    }
     if (params.stream) {
       if (params.include_usage && !failed) {
         json c = chunk_base();
@@ -265,6 +278,11 @@ struct Job : std::enable_shared_from_this<Job> {
     }
     if (failed) {
       ex->respond(error_response(choice_error(*failed)));
+      return;
+    }
+    if (params.responses) {
+      const Choice& ch = choices.front();
+      ex->respond(HttpResponse{200, "application/json", dump(response_object(ctx.response, *ch.parser, ch.reason, usage)), {}});
       return;
     }
     json body = {{"id", ctx.id},
@@ -360,7 +378,14 @@ struct Job : std::enable_shared_from_this<Job> {
   void start() {
     std::lock_guard lock(mu);
     started = true;
-    if (params.stream) {
+    if (params.stream && responses_stream) {
+      ex->begin_stream(200, "text/event-stream");
+      for (std::string& e : responses_stream->begin()) ex->write(std::move(e));
+      if (!choices.front().primed.empty())
+        for (std::string& e : responses_stream->delta(choices.front().primed)) ex->write(std::move(e));
+      for (std::string& e : pending) ex->write(std::move(e));
+      pending.clear();
+    } else if (params.stream) {
       ex->begin_stream(200, "text/event-stream");
       if (params.chat) {
         // OpenAI's first chunk of each choice carries the role.
@@ -413,6 +438,7 @@ void start_generation(std::shared_ptr<ServedModel> model, GenerationParams param
   job->ex = std::move(exchange);
   job->metrics = &metrics;
   job->prompts = std::move(prompts);
+  if (job->params.responses && job->params.stream) job->responses_stream = std::make_unique<ResponsesStream>(job->ctx.response);
   const int n = job->params.n;
   job->choices.resize(job->prompts.size() * static_cast<std::size_t>(n));
   Engine& engine = *job->model->engine;

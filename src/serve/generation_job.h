@@ -11,6 +11,7 @@
 
 #include "serve/api_metrics.h"
 #include "serve/chat_output_parser.h"
+#include "serve/responses_output.h"
 #include "serve/http_server.h"
 #include "serve/request_validation.h"
 #include "serve/served_model.h"
@@ -27,6 +28,7 @@ struct JobContext {
   // continues (an assistant prefill or a forced call's opening), read before the first token.
   ChatOutputOptions output;
   std::string prefill;
+  ResponseInfo response;  // /v1/responses (GenerationParams::responses): what the response object echoes
 };
 
 // Submits every choice of `params` to `model`'s engine and answers through `exchange`.

@@ -22,6 +22,7 @@
 #include "serve/served_model.h"
 #include "serve/api_error.h"
 #include "serve/chat_prompt.h"
+#include "serve/responses_request.h"
 #include "tokenizer/utf8.h"
 
 namespace kiln::serve {
@@ -219,6 +220,10 @@ void OpenAiApi::route(HttpRequest& req, const std::shared_ptr<HttpExchange>& ex)
       only("POST");
       return generate(req, ex, false, rec);
     }
+    if (path == "/v1/responses") {
+      only("POST");
+      return generate(req, ex, true, rec, true);
+    }
     if (path == "/v1/models") {
       only("GET");
       return answer(ex, rec, models());
@@ -375,9 +380,12 @@ void OpenAiApi::report_unknown_fields(const std::vector<std::string>& names, con
   }
 }
 
-void OpenAiApi::generate(const HttpRequest& req, const std::shared_ptr<HttpExchange>& ex, bool chat, RequestRecord& rec) {
+void OpenAiApi::generate(const HttpRequest& req, const std::shared_ptr<HttpExchange>& ex, bool chat, RequestRecord& rec,
+                         bool responses) {
   const json body = parse_json_body(req.body);
-  GenerationParams params = chat ? parse_chat_request(body, options_.limits) : parse_completion_request(body, options_.limits);
+  GenerationParams params = responses ? parse_responses_request(body, options_.limits)
+                            : chat    ? parse_chat_request(body, options_.limits)
+                                      : parse_completion_request(body, options_.limits);
   report_unknown_fields(params.unknown_fields, req.path);
   rec.model = model_label(params.model);
   std::shared_ptr<ServedModel> served = registry_.acquire(params.model);
@@ -453,13 +461,22 @@ void OpenAiApi::generate(const HttpRequest& req, const std::shared_ptr<HttpExcha
                    "max_tokens", "too_many_tokens");
 
   JobContext ctx;
-  ctx.id = random_id(chat ? "chatcmpl-" : "cmpl-");
+  ctx.id = random_id(responses ? "resp_" : chat ? "chatcmpl-" : "cmpl-");
   ctx.created = unix_now();
   ctx.system_fingerprint = options_.system_fingerprint;
   if (options_.request_timeout.count() > 0) ctx.deadline = std::chrono::steady_clock::now() + options_.request_timeout;
   ctx.record = rec;
   ctx.output = output;
   ctx.prefill = std::move(prefill);
+  if (responses) {
+    ctx.response.id = ctx.id;
+    ctx.response.created = ctx.created;
+    ctx.response.model = params.model;
+    ctx.response.request = json::object();
+    for (const char* name : {"instructions", "max_output_tokens", "temperature", "top_p", "metadata", "user", "tools",
+                             "tool_choice", "parallel_tool_calls"})
+      if (body.contains(name)) ctx.response.request[name] = body[name];
+  }
   start_generation(std::move(served), std::move(params), std::move(prompts), std::move(ctx), ex, metrics_, draining_);
 }
 

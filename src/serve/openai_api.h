@@ -88,7 +88,9 @@ class OpenAiApi {
   HttpResponse stats() const;
   HttpResponse metrics_page() const;
   HttpResponse models() const;
-  void generate(const HttpRequest& request, const std::shared_ptr<HttpExchange>& exchange, bool chat, RequestRecord& record);
+  // chat: /v1/chat/completions, else /v1/completions; responses: /v1/responses (a chat request).
+  void generate(const HttpRequest& request, const std::shared_ptr<HttpExchange>& exchange, bool chat, RequestRecord& record,
+                bool responses = false);
   HttpResponse apply_template(const HttpRequest& request, RequestRecord& record);
   HttpResponse tokenize(const HttpRequest& request, RequestRecord& record);
   HttpResponse detokenize(const HttpRequest& request, RequestRecord& record);

@@ -62,6 +62,7 @@ struct GenerationParams {
   // chat_template_kwargs: extra variables for the chat template (enable_thinking, ...).
   nlohmann::ordered_json template_kwargs = nlohmann::ordered_json::object();
   std::vector<std::string> unknown_fields;  // accepted, reported once in the server's log
+  bool responses = false;  // /v1/responses: a chat request answered in the Responses API's shape
 };
 
 // Throw ApiError (400) naming the first wrong field.
