@@ -20,8 +20,10 @@ ChatDelta ChatOutputParser::prime(std::string_view prefill) {
 
 ChatDelta ChatOutputParser::push(std::string_view text) {
   ReasoningPiece r;
-  if (reasoning_parser_) reasoning_parser_->push(text, r);
-  else r.content.assign(text);
+  if (reasoning_parser_)
+    reasoning_parser_->push(text, r);
+  else
+    r.content.assign(text);
   return absorb(r, false);
 }
 

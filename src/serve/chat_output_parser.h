@@ -19,7 +19,7 @@ struct ChatOutputOptions {
   bool starts_in_reasoning = false;  // the prompt left a <think> block open
   bool tools = false;                // read tool calls
   ToolCallFormat format = ToolCallFormat::generic;
-  int max_calls = 1 << 20;           // parallel_tool_calls false: 1
+  int max_calls = 1 << 20;  // parallel_tool_calls false: 1
 };
 
 struct ChatDelta {

@@ -69,7 +69,8 @@ ChatPrompt render_chat_prompt(const ServedModel& model, const GenerationParams& 
 
   out.output.reasoning = reasoning_split;
   out.output.starts_in_reasoning =
-      reasoning_split && prompt_opens_reasoning(std::string_view(out.text).substr(answer_start > kReasoningTail ? answer_start - kReasoningTail : 0));
+      reasoning_split && prompt_opens_reasoning(std::string_view(out.text).substr(
+                             answer_start > kReasoningTail ? answer_start - kReasoningTail : 0));
   out.output.tools = params.tools.parsing();
   out.output.format = model.tool_format;
   out.output.max_calls = params.tools.parallel ? 1 << 20 : 1;

@@ -14,10 +14,10 @@
 namespace kiln::serve {
 
 struct ChatPrompt {
-  std::string text;           // what is tokenized
-  std::string prefill;        // the text the answer continues (read by the parser first)
-  ChatOutputOptions output;   // how the answer is read
-  ForcedToolCall forced;      // what a forced call must look like (a grammar's input)
+  std::string text;          // what is tokenized
+  std::string prefill;       // the text the answer continues (read by the parser first)
+  ChatOutputOptions output;  // how the answer is read
+  ForcedToolCall forced;     // what a forced call must look like (a grammar's input)
 };
 
 // Throws ApiError 400 naming messages when the template refuses them (raise_exception).

@@ -1,7 +1,6 @@
 #include "serve/json_prefix_scan.h"
 
 #include <cctype>
-
 #include <nlohmann/json.hpp>
 
 namespace kiln::serve {
@@ -38,7 +37,8 @@ std::size_t scan_string(std::string_view s, std::size_t i, bool& error) {
 // of the text they are incomplete, since more characters may follow.
 std::size_t scan_scalar(std::string_view s, std::size_t i, bool& error) {
   const std::size_t begin = i;
-  while (i < s.size() && (std::isalnum(static_cast<unsigned char>(s[i])) || s[i] == '-' || s[i] == '+' || s[i] == '.')) ++i;
+  while (i < s.size() && (std::isalnum(static_cast<unsigned char>(s[i])) || s[i] == '-' || s[i] == '+' || s[i] == '.'))
+    ++i;
   if (i == s.size()) return npos;
   const std::string_view word = s.substr(begin, i - begin);
   if (word.empty()) {

@@ -11,15 +11,15 @@
 namespace kiln::serve {
 
 struct JsonPrefixMember {
-  std::string key;                           // decoded
-  std::size_t value_begin = 0;               // offset of the value's first byte
+  std::string key;                                 // decoded
+  std::size_t value_begin = 0;                     // offset of the value's first byte
   std::size_t value_end = std::string_view::npos;  // one past its last byte; npos while incomplete
 };
 
 struct JsonObjectPrefix {
-  bool error = false;      // not a JSON object (so far): the text is no call
-  bool complete = false;   // the closing brace arrived
-  std::size_t end = 0;     // one past the closing brace, when complete
+  bool error = false;                     // not a JSON object (so far): the text is no call
+  bool complete = false;                  // the closing brace arrived
+  std::size_t end = 0;                    // one past the closing brace, when complete
   std::vector<JsonPrefixMember> members;  // the last may be incomplete
 };
 

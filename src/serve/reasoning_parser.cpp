@@ -20,7 +20,8 @@ std::size_t partial_marker_at_end(std::string_view text, std::string_view marker
 
 }  // namespace
 
-ReasoningParser::ReasoningParser(bool starts_in_reasoning) : state_(starts_in_reasoning ? State::reasoning : State::start) {}
+ReasoningParser::ReasoningParser(bool starts_in_reasoning)
+    : state_(starts_in_reasoning ? State::reasoning : State::start) {}
 
 void ReasoningParser::push(std::string_view text, ReasoningPiece& out) {
   buf_.append(text);
@@ -30,8 +31,10 @@ void ReasoningParser::push(std::string_view text, ReasoningPiece& out) {
 void ReasoningParser::finish(ReasoningPiece& out) {
   step(out, true);
   const std::string_view rest = std::string_view(buf_).substr(pos_);
-  if (state_ == State::reasoning) out.reasoning.append(rest);
-  else out.content.append(rest);
+  if (state_ == State::reasoning)
+    out.reasoning.append(rest);
+  else
+    out.content.append(rest);
   pos_ = buf_.size();
 }
 

@@ -6,10 +6,9 @@
 //  - fields that change nothing kiln does (metadata, service_tier, ...) are accepted;
 //  - any other field is accepted and its name reported once in the server's log, so that a
 //    misspelled or new field is visible without failing clients that send extras.
+#include <nlohmann/json_fwd.hpp>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json_fwd.hpp>
 
 namespace kiln::serve {
 

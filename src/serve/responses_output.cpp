@@ -27,20 +27,27 @@ json usage_json(const Usage& u) {
 }
 
 json reasoning_item(const std::string& id, const std::string& text) {
-  return {{"id", id}, {"type", "reasoning"}, {"summary", json::array()},
+  return {{"id", id},
+          {"type", "reasoning"},
+          {"summary", json::array()},
           {"content", json::array({{{"type", "reasoning_text"}, {"text", text}}})}};
 }
 
 json message_item(const std::string& id, const std::string& text, const char* status) {
-  return {{"id", id},
-          {"type", "message"},
-          {"status", status},
-          {"role", "assistant"},
-          {"content", json::array({{{"type", "output_text"}, {"text", text}, {"annotations", json::array()}, {"logprobs", json::array()}}})}};
+  return {
+      {"id", id},
+      {"type", "message"},
+      {"status", status},
+      {"role", "assistant"},
+      {"content",
+       json::array(
+           {{{"type", "output_text"}, {"text", text}, {"annotations", json::array()}, {"logprobs", json::array()}}})}};
 }
 
-json call_item(const std::string& id, const std::string& call_id, const std::string& name, const std::string& args, const char* status) {
-  return {{"id", id}, {"type", "function_call"}, {"status", status}, {"call_id", call_id}, {"name", name}, {"arguments", args}};
+json call_item(const std::string& id, const std::string& call_id, const std::string& name, const std::string& args,
+               const char* status) {
+  return {{"id", id},     {"type", "function_call"}, {"status", status}, {"call_id", call_id},
+          {"name", name}, {"arguments", args}};
 }
 
 // The response object around `output`.
@@ -70,7 +77,8 @@ const char* final_status(FinishReason reason) { return reason == FinishReason::L
 
 }  // namespace
 
-json response_object(const ResponseInfo& info, const ChatOutputParser& parser, FinishReason reason, const Usage& usage) {
+json response_object(const ResponseInfo& info, const ChatOutputParser& parser, FinishReason reason,
+                     const Usage& usage) {
   json output = json::array();
   if (!parser.reasoning().empty()) output.push_back(reasoning_item(item_id("rs_"), parser.reasoning()));
   const std::string& content = parser.content();
@@ -108,7 +116,11 @@ void ResponsesStream::open(Item kind, std::vector<std::string>& out, const ToolC
     item = {{"id", item_id_}, {"type", "reasoning"}, {"summary", json::array()}, {"content", json::array()}};
   } else if (kind == Item::message) {
     item_id_ = item_id("msg_");
-    item = {{"id", item_id_}, {"type", "message"}, {"status", "in_progress"}, {"role", "assistant"}, {"content", json::array()}};
+    item = {{"id", item_id_},
+            {"type", "message"},
+            {"status", "in_progress"},
+            {"role", "assistant"},
+            {"content", json::array()}};
   } else {
     item_id_ = item_id("fc_");
     call_id_ = call->id;
@@ -118,7 +130,9 @@ void ResponsesStream::open(Item kind, std::vector<std::string>& out, const ToolC
   out.push_back(event("response.output_item.added", {{"output_index", output_index_}, {"item", item}}));
   if (kind == Item::message)
     out.push_back(event("response.content_part.added",
-                        {{"item_id", item_id_}, {"output_index", output_index_}, {"content_index", 0},
+                        {{"item_id", item_id_},
+                         {"output_index", output_index_},
+                         {"content_index", 0},
                          {"part", {{"type", "output_text"}, {"text", ""}, {"annotations", json::array()}}}}));
 }
 
@@ -126,7 +140,8 @@ void ResponsesStream::close(std::vector<std::string>& out) {
   json item;
   const json where = {{"item_id", item_id_}, {"output_index", output_index_}};
   switch (item_) {
-    case Item::none: return;
+    case Item::none:
+      return;
     case Item::reasoning: {
       json e = where;
       e["content_index"] = 0;
@@ -167,17 +182,18 @@ std::vector<std::string> ResponsesStream::delta(const ChatDelta& d) {
   if (!d.reasoning.empty()) {
     if (item_ != Item::reasoning) open(Item::reasoning, out);
     text_ += d.reasoning;
-    out.push_back(event("response.reasoning_text.delta",
-                        {{"item_id", item_id_}, {"output_index", output_index_}, {"content_index", 0}, {"delta", d.reasoning}}));
+    out.push_back(
+        event("response.reasoning_text.delta",
+              {{"item_id", item_id_}, {"output_index", output_index_}, {"content_index", 0}, {"delta", d.reasoning}}));
   }
   if (!d.content.empty()) {
     if (item_ != Item::message) open(Item::message, out);
     text_ += d.content;
     out.push_back(event("response.output_text.delta", {{"item_id", item_id_},
-                                                        {"output_index", output_index_},
-                                                        {"content_index", 0},
-                                                        {"delta", d.content},
-                                                        {"logprobs", json::array()}}));
+                                                       {"output_index", output_index_},
+                                                       {"content_index", 0},
+                                                       {"delta", d.content},
+                                                       {"logprobs", json::array()}}));
   }
   for (const ToolCallEvent& e : d.calls) {
     if (e.begins) open(Item::call, out, &e);
@@ -195,7 +211,8 @@ std::vector<std::string> ResponsesStream::end(const ChatOutputParser& parser, Fi
   if (output_index_ < 0 && parser.tool_calls().empty()) open(Item::message, out);
   close(out);
   const json r = envelope(info_, final_status(reason), done_items_, &usage, reason);
-  out.push_back(event(reason == FinishReason::Length ? "response.incomplete" : "response.completed", {{"response", r}}));
+  out.push_back(
+      event(reason == FinishReason::Length ? "response.incomplete" : "response.completed", {{"response", r}}));
   return out;
 }
 

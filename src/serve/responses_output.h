@@ -7,10 +7,9 @@
 // response.reasoning_text.delta/.done, response.content_part.done, response.output_item.done,
 // response.completed (response.incomplete when max_output_tokens cut it).
 #include <cstdint>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "runtime/engine.h"
 #include "serve/chat_output_parser.h"
@@ -25,7 +24,8 @@ struct ResponseInfo {
 };
 
 // The whole response: its output from `parser` (after finish()), status from `reason`.
-nlohmann::json response_object(const ResponseInfo& info, const ChatOutputParser& parser, FinishReason reason, const Usage& usage);
+nlohmann::json response_object(const ResponseInfo& info, const ChatOutputParser& parser, FinishReason reason,
+                               const Usage& usage);
 
 // The events of one streamed response, each an SSE frame ("event: NAME" and its data).
 class ResponsesStream {

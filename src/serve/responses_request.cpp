@@ -73,18 +73,21 @@ json input_messages(const json& input) {
       if (!messages.empty() && messages.back()["role"] == "assistant" && messages.back().contains("tool_calls")) {
         messages.back()["tool_calls"].push_back(std::move(call));
       } else {
-        messages.push_back({{"role", "assistant"}, {"content", nullptr}, {"tool_calls", json::array({std::move(call)})}});
+        messages.push_back(
+            {{"role", "assistant"}, {"content", nullptr}, {"tool_calls", json::array({std::move(call)})}});
       }
     } else if (t == "function_call_output") {
       const json* call_id = present(item, "call_id");
       const json* output = present(item, "output");
       if (!call_id || !call_id->is_string()) wrong(path + ".call_id", "must be a string");
       if (!output) wrong(path + ".output", "is required");
-      messages.push_back({{"role", "tool"}, {"tool_call_id", *call_id}, {"content", content_text(*output, path + ".output")}});
+      messages.push_back(
+          {{"role", "tool"}, {"tool_call_id", *call_id}, {"content", content_text(*output, path + ".output")}});
     } else if (t == "reasoning") {
       continue;  // earlier reasoning is not shown to the model again, as chat templates drop it
     } else {
-      wrong(path + ".type", fmt::format("is '{}'; kiln serve takes message, function_call and function_call_output items", t));
+      wrong(path + ".type",
+            fmt::format("is '{}'; kiln serve takes message, function_call and function_call_output items", t));
     }
   }
   if (messages.empty()) wrong("input", "holds no message");
@@ -122,11 +125,13 @@ GenerationParams parse_responses_request(const json& body, const ValidationLimit
   if (const json* text = present(body, "text")) {
     const json* format = text->is_object() ? present(*text, "format") : nullptr;
     const json* type = format && format->is_object() ? present(*format, "type") : nullptr;
-    if (format && (!type || *type != "text")) wrong("text.format", "other than {\"type\": \"text\"} is not supported by kiln serve");
+    if (format && (!type || *type != "text"))
+      wrong("text.format", "other than {\"type\": \"text\"} is not supported by kiln serve");
   }
 
   json chat = json::object();
-  for (const char* name : {"model", "temperature", "top_p", "stream", "user", "parallel_tool_calls", "chat_template_kwargs"})
+  for (const char* name :
+       {"model", "temperature", "top_p", "stream", "user", "parallel_tool_calls", "chat_template_kwargs"})
     if (const json* v = present(body, name)) chat[name] = *v;
   if (const json* v = present(body, "max_output_tokens")) chat["max_tokens"] = *v;
   const json* input = present(body, "input");

@@ -16,10 +16,14 @@ ToolCallFormat detect_tool_call_format(std::string_view source) {
 
 std::string_view tool_call_format_name(ToolCallFormat format) {
   switch (format) {
-    case ToolCallFormat::generic: return "generic";
-    case ToolCallFormat::llama3_json: return "llama3_json";
-    case ToolCallFormat::mistral: return "mistral";
-    case ToolCallFormat::hermes: return "hermes";
+    case ToolCallFormat::generic:
+      return "generic";
+    case ToolCallFormat::llama3_json:
+      return "llama3_json";
+    case ToolCallFormat::mistral:
+      return "mistral";
+    case ToolCallFormat::hermes:
+      return "hermes";
   }
   return "generic";
 }

@@ -2,10 +2,9 @@
 // Which native format a model writes its tool calls in, told from its chat template's source by
 // the markers the template mentions (as llama.cpp's chat.cpp detects them), and what a forced
 // call (tool_choice required or a named function) must look like, for a grammar to enforce.
+#include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
-
-#include <nlohmann/json.hpp>
 
 #include "serve/tool_calls.h"
 

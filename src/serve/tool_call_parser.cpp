@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cctype>
-
 #include <nlohmann/json.hpp>
 
 #include "serve/json_prefix_scan.h"
@@ -34,10 +33,14 @@ std::size_t partial_marker_at_end(std::string_view text, std::string_view marker
 
 std::string_view open_marker(ToolCallFormat f) {
   switch (f) {
-    case ToolCallFormat::hermes: return kHermesOpen;
-    case ToolCallFormat::mistral: return kMistralOpen;
-    case ToolCallFormat::llama3_json: return kPythonTag;
-    case ToolCallFormat::generic: break;
+    case ToolCallFormat::hermes:
+      return kHermesOpen;
+    case ToolCallFormat::mistral:
+      return kMistralOpen;
+    case ToolCallFormat::llama3_json:
+      return kPythonTag;
+    case ToolCallFormat::generic:
+      break;
   }
   return {};
 }
@@ -45,13 +48,18 @@ std::string_view open_marker(ToolCallFormat f) {
 bool is_arguments_key(const std::string& key) { return key == "arguments" || key == "parameters"; }
 
 // Keys a bare JSON answer may have and still be a call; any other makes it plain JSON content.
-bool is_call_key(const std::string& key) { return key == "name" || is_arguments_key(key) || key == "type" || key == "id"; }
+bool is_call_key(const std::string& key) {
+  return key == "name" || is_arguments_key(key) || key == "type" || key == "id";
+}
 
 }  // namespace
 
-ToolCallParser::ToolCallParser(ToolCallFormat format, int max_calls) : format_(format), max_calls_(std::max(1, max_calls)) {}
+ToolCallParser::ToolCallParser(ToolCallFormat format, int max_calls)
+    : format_(format), max_calls_(std::max(1, max_calls)) {}
 
-bool ToolCallParser::bare_json() const { return format_ == ToolCallFormat::llama3_json || format_ == ToolCallFormat::generic; }
+bool ToolCallParser::bare_json() const {
+  return format_ == ToolCallFormat::llama3_json || format_ == ToolCallFormat::generic;
+}
 
 void ToolCallParser::push(std::string_view text, ToolCallPiece& out) {
   buf_.append(text);
@@ -93,7 +101,8 @@ void ToolCallParser::finish(ToolCallPiece& out) {
     case State::call_open:
       fall_back_to_content(out);
       break;
-    default: break;
+    default:
+      break;
   }
   release_range(pos_, buf_.size(), out);
   pos_ = buf_.size();
@@ -253,8 +262,10 @@ void ToolCallParser::step(ToolCallPiece& out, bool at_end) {
               if (v.is_string()) name = v.get<std::string>();
             } catch (const nlohmann::json::exception&) {
             }
-            if (name.empty()) plain_json = true;
-            else if (!plain_json) begin_call(std::move(name), out);
+            if (name.empty())
+              plain_json = true;
+            else if (!plain_json)
+              begin_call(std::move(name), out);
           }
           if (is_arguments_key(m.key)) args = &m;
         }
@@ -311,8 +322,9 @@ void ToolCallParser::step(ToolCallPiece& out, bool at_end) {
       case State::mistral_name: {
         // Mistral v11+: [TOOL_CALLS]name[ARGS]{...}. The name runs to [ARGS], which may still be arriving.
         const auto identifier = [](std::string_view s) {
-          return std::all_of(s.begin(), s.end(),
-                             [](char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-' || c == '.'; });
+          return std::all_of(s.begin(), s.end(), [](char c) {
+            return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-' || c == '.';
+          });
         };
         const std::size_t k = rest.find(kMistralArgs);
         if (k == npos) {

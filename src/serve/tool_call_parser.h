@@ -59,20 +59,20 @@ class ToolCallParser {
 
   ToolCallFormat format_;
   int max_calls_;
-  std::string buf_;          // everything pushed
-  std::size_t pos_ = 0;      // buf_ before this is decided
-  std::size_t primed_ = 0;   // buf_ before this came from prime()
+  std::string buf_;         // everything pushed
+  std::size_t pos_ = 0;     // buf_ before this is decided
+  std::size_t primed_ = 0;  // buf_ before this came from prime()
   State state_ = State::text;
-  std::string held_space_;   // trailing whitespace of content, released when more content follows
-  bool seen_text_ = false;   // content other than whitespace was released
+  std::string held_space_;  // trailing whitespace of content, released when more content follows
+  bool seen_text_ = false;  // content other than whitespace was released
   int n_calls_ = 0;
-  bool in_array_ = false;         // Mistral's [TOOL_CALLS][...] list
-  std::size_t fallback_from_ = 0; // where the call being read started (its marker), for fall_back_to_content
-  std::size_t call_begin_ = 0;    // its JSON's first byte
-  bool named_ = false;            // its begin event was released (or it is being dropped)
-  bool dropping_ = false;         // beyond max_calls: read, not reported
-  bool streaming_args_ = false;   // its arguments are an object being released piece by piece
-  std::size_t args_sent_ = 0;     // bytes of its arguments released
+  bool in_array_ = false;          // Mistral's [TOOL_CALLS][...] list
+  std::size_t fallback_from_ = 0;  // where the call being read started (its marker), for fall_back_to_content
+  std::size_t call_begin_ = 0;     // its JSON's first byte
+  bool named_ = false;             // its begin event was released (or it is being dropped)
+  bool dropping_ = false;          // beyond max_calls: read, not reported
+  bool streaming_args_ = false;    // its arguments are an object being released piece by piece
+  std::size_t args_sent_ = 0;      // bytes of its arguments released
 };
 
 }  // namespace kiln::serve

@@ -3,10 +3,9 @@
 // (tool_choice) and whether it may call several at once, and the calls it made. Parsed by
 // request_validation, rendered into the prompt by the chat template (as "tools") and read back
 // from the model's text by tool_call_parser.
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 namespace kiln::serve {
 
@@ -26,7 +25,7 @@ struct ToolChoice {
 struct ToolRequest {
   std::vector<ToolFunction> functions;  // empty: the request has no tools
   ToolChoice choice;
-  bool parallel = true;                 // parallel_tool_calls (OpenAI's default)
+  bool parallel = true;  // parallel_tool_calls (OpenAI's default)
   // The "tools" array as the request sent it (type function, function {...}), for the template.
   nlohmann::ordered_json template_tools = nlohmann::ordered_json::array();
 
@@ -36,7 +35,7 @@ struct ToolRequest {
 
 // One call the model made, as the response carries it.
 struct ToolCall {
-  std::string id;         // "call_..." (Mistral: nine alphanumerics, as its templates require)
+  std::string id;  // "call_..." (Mistral: nine alphanumerics, as its templates require)
   std::string name;
   std::string arguments;  // a JSON text (OpenAI sends arguments as a string)
 };

@@ -1,10 +1,10 @@
 #include "serve/tool_request.h"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <cctype>
 #include <set>
-
-#include <fmt/format.h>
 
 #include "serve/api_error.h"
 
@@ -37,8 +37,9 @@ std::string string_field(const json& obj, const char* key, const std::string& pa
 
 // OpenAI's rule for function names: 1 to 64 of a-z, A-Z, 0-9, '_' and '-'.
 bool valid_function_name(const std::string& s) {
-  return !s.empty() && s.size() <= 64 &&
-         std::all_of(s.begin(), s.end(), [](char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-'; });
+  return !s.empty() && s.size() <= 64 && std::all_of(s.begin(), s.end(), [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-';
+  });
 }
 
 }  // namespace
@@ -47,9 +48,10 @@ ToolRequest parse_tool_request(const json& body) {
   ToolRequest t;
   for (const char* legacy : {"functions", "function_call"})
     if (present(body, legacy))
-      throw invalid_field(legacy, fmt::format("'{}' is OpenAI's deprecated function calling; kiln serve takes 'tools' and "
-                                              "'tool_choice' (answers carry message.tool_calls)",
-                                              legacy));
+      throw invalid_field(legacy,
+                          fmt::format("'{}' is OpenAI's deprecated function calling; kiln serve takes 'tools' and "
+                                      "'tool_choice' (answers carry message.tool_calls)",
+                                      legacy));
   if (const json* tools = present(body, "tools")) {
     if (!tools->is_array()) wrong("tools", "must be an array");
     std::set<std::string> names;
@@ -58,7 +60,8 @@ ToolRequest parse_tool_request(const json& body) {
       const json& tool = (*tools)[i];
       if (!tool.is_object()) wrong(path, "must be an object");
       const std::string type = string_field(tool, "type", path + ".type", true);
-      if (type != "function") wrong(path + ".type", fmt::format("is '{}'; kiln serve takes tools of type 'function'", type));
+      if (type != "function")
+        wrong(path + ".type", fmt::format("is '{}'; kiln serve takes tools of type 'function'", type));
       const json* fn = present(tool, "function");
       if (!fn) wrong(path + ".function", "is required");
       if (!fn->is_object()) wrong(path + ".function", "must be an object");
@@ -71,7 +74,8 @@ ToolRequest parse_tool_request(const json& body) {
       if (const json* params = present(*fn, "parameters")) {
         const json* ptype = params->is_object() ? present(*params, "type") : nullptr;
         if (!params->is_object() || !ptype || !ptype->is_string() || ptype->get<std::string>() != "object")
-          wrong(path + ".function.parameters", "must be a JSON Schema of type \"object\" (the arguments are an object)");
+          wrong(path + ".function.parameters",
+                "must be a JSON Schema of type \"object\" (the arguments are an object)");
         f.parameters = *params;
       } else {
         f.parameters = ojson{{"type", "object"}, {"properties", ojson::object()}};
@@ -89,21 +93,31 @@ ToolRequest parse_tool_request(const json& body) {
   if (const json* choice = present(body, "tool_choice")) {
     if (choice->is_string()) {
       const std::string c = choice->get<std::string>();
-      if (c == "none") t.choice.mode = ToolChoiceMode::none;
-      else if (c == "auto") t.choice.mode = ToolChoiceMode::automatic;
-      else if (c == "required") t.choice.mode = ToolChoiceMode::required;
-      else wrong("tool_choice", fmt::format("is '{}'; expected none, auto, required or {{\"type\": \"function\", ...}}", c));
+      if (c == "none")
+        t.choice.mode = ToolChoiceMode::none;
+      else if (c == "auto")
+        t.choice.mode = ToolChoiceMode::automatic;
+      else if (c == "required")
+        t.choice.mode = ToolChoiceMode::required;
+      else
+        wrong("tool_choice",
+              fmt::format("is '{}'; expected none, auto, required or {{\"type\": \"function\", ...}}", c));
     } else if (choice->is_object()) {
       const std::string type = string_field(*choice, "type", "tool_choice.type", true);
       if (type != "function") wrong("tool_choice.type", fmt::format("is '{}'; expected 'function'", type));
       const json* fn = present(*choice, "function");
       const json* name = fn && fn->is_object() ? present(*fn, "name") : nullptr;
       if (!name || !name->is_string() || name->get<std::string>().empty())
-        throw invalid_field("tool_choice", "'tool_choice' names no function: expected {\"type\": \"function\", \"function\": {\"name\": ...}}");
+        throw invalid_field(
+            "tool_choice",
+            "'tool_choice' names no function: expected {\"type\": \"function\", \"function\": {\"name\": ...}}");
       t.choice = {ToolChoiceMode::named, name->get<std::string>()};
-      const bool known = std::any_of(t.functions.begin(), t.functions.end(), [&](const ToolFunction& f) { return f.name == t.choice.name; });
+      const bool known = std::any_of(t.functions.begin(), t.functions.end(),
+                                     [&](const ToolFunction& f) { return f.name == t.choice.name; });
       if (!known)
-        throw invalid_field("tool_choice", fmt::format("'tool_choice' names the function '{}', which is not among 'tools'", t.choice.name));
+        throw invalid_field(
+            "tool_choice",
+            fmt::format("'tool_choice' names the function '{}', which is not among 'tools'", t.choice.name));
     } else {
       wrong("tool_choice", "must be a string or an object");
     }

@@ -2,9 +2,8 @@
 // The tool-calling fields of a chat request, checked as request_validation checks the rest:
 // tools, tool_choice and parallel_tool_calls, and the tool_calls of assistant messages in the
 // history. The first wrong field is a 400 naming it ("tools[1].function.parameters").
-#include <string>
-
 #include <nlohmann/json.hpp>
+#include <string>
 
 #include "serve/tool_calls.h"
 

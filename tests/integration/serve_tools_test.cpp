@@ -39,7 +39,9 @@ TEST(ServeTools, UnknownFieldsAreAcceptedAndLoggedOnce) {
   if (src.empty()) GTEST_SKIP() << "KILN_SOURCE_DIR is not set";
   KilnServer server(src + "/models/kiln-default.gguf", {});
   ASSERT_GT(server.port(), 0) << server.log();
-  const json body = {{"model", "kiln-default"}, {"messages", {{{"role", "user"}, {"content", "hi"}}}}, {"max_tokens", 1},
+  const json body = {{"model", "kiln-default"},
+                     {"messages", {{{"role", "user"}, {"content", "hi"}}}},
+                     {"max_tokens", 1},
                      {"frobnicate_level", 3}};
   for (int i = 0; i < 2; ++i) EXPECT_EQ(test::post(server.port(), "/v1/chat/completions", body).status, 200);
   json refused = body;
@@ -57,8 +59,9 @@ TEST(ServeTools, BadChatTemplateFlagFailsAtStartup) {
   const std::string src = source_dir();
   if (src.empty()) GTEST_SKIP() << "KILN_SOURCE_DIR is not set";
   std::string out;
-  const int code = test::run_command(test::kiln_binary() + " serve " + src + "/models/kiln-default.gguf --port 0 --chat-template no-such-template",
-                                     &out, true);
+  const int code = test::run_command(
+      test::kiln_binary() + " serve " + src + "/models/kiln-default.gguf --port 0 --chat-template no-such-template",
+      &out, true);
   EXPECT_NE(code, 0);
   EXPECT_NE(out.find("--chat-template 'no-such-template' is neither a built-in template"), std::string::npos) << out;
 }

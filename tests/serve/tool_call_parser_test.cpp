@@ -3,6 +3,7 @@
 #include "serve/tool_call_parser.h"
 
 #include <gtest/gtest.h>
+
 #include <nlohmann/json.hpp>
 
 #include "serve/chat_output_parser.h"
@@ -65,7 +66,8 @@ void expect_args(const std::string& args, const json& expected) {
 }
 
 TEST(ToolCallFormat, DetectedFromTheTemplateSource) {
-  EXPECT_EQ(detect_tool_call_format("{% for m in messages %}<tool_call>{{ m }}</tool_call>{% endfor %}"), ToolCallFormat::hermes);
+  EXPECT_EQ(detect_tool_call_format("{% for m in messages %}<tool_call>{{ m }}</tool_call>{% endfor %}"),
+            ToolCallFormat::hermes);
   EXPECT_EQ(detect_tool_call_format("<|start_header_id|>ipython<|end_header_id|>"), ToolCallFormat::llama3_json);
   EXPECT_EQ(detect_tool_call_format("{{ '[TOOL_CALLS]' }}"), ToolCallFormat::mistral);
   EXPECT_EQ(detect_tool_call_format("{{ messages }}"), ToolCallFormat::generic);
@@ -75,7 +77,8 @@ TEST(ToolCallFormat, DetectedFromTheTemplateSource) {
 
 TEST(ToolCallFormat, ForcedCallSchemaNamesTheFunction) {
   ToolRequest t;
-  t.functions = {{"get_weather", "", nlohmann::ordered_json{{"type", "object"}}}, {"other", "", nlohmann::ordered_json{{"type", "object"}}}};
+  t.functions = {{"get_weather", "", nlohmann::ordered_json{{"type", "object"}}},
+                 {"other", "", nlohmann::ordered_json{{"type", "object"}}}};
   t.choice = {ToolChoiceMode::named, "get_weather"};
   const ForcedToolCall h = forced_tool_call(t, ToolCallFormat::hermes);
   EXPECT_TRUE(h.forced);
@@ -109,7 +112,8 @@ TEST(JsonPrefixScan, MembersAsTheyArrive) {
 
 TEST(ToolCallParser, HermesSeveralCallsAndTextAround) {
   const std::string text =
-      "Let me check.\n<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\", \"unit\": \"c\"}}\n</tool_call>\n"
+      "Let me check.\n<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\", \"unit\": "
+      "\"c\"}}\n</tool_call>\n"
       "<tool_call>\n{\"name\": \"get_time\", \"arguments\": {\"tz\": \"CET <tool_call>\"}}\n</tool_call>";
   const Parsed p = parse_every_split(ToolCallFormat::hermes, text);
   EXPECT_EQ(p.content, "Let me check.");
@@ -164,7 +168,8 @@ TEST(ToolCallParser, ArgumentsStreamBeforeTheCallEnds) {
 }
 
 TEST(ToolCallParser, Llama3JsonWithAndWithoutPythonTag) {
-  Parsed p = parse_every_split(ToolCallFormat::llama3_json, " {\"name\": \"get_weather\", \"parameters\": {\"city\": \"Oslo\"}}");
+  Parsed p = parse_every_split(ToolCallFormat::llama3_json,
+                               " {\"name\": \"get_weather\", \"parameters\": {\"city\": \"Oslo\"}}");
   ASSERT_EQ(p.calls.size(), 1u);
   EXPECT_EQ(p.calls[0].first, "get_weather");
   expect_args(p.calls[0].second, {{"city", "Oslo"}});
@@ -173,7 +178,8 @@ TEST(ToolCallParser, Llama3JsonWithAndWithoutPythonTag) {
   ASSERT_EQ(p.calls.size(), 1u);
   EXPECT_EQ(p.content, "");
   // Two calls separated by ';', as Llama 3.2 writes them.
-  p = parse_every_split(ToolCallFormat::llama3_json, "{\"name\": \"a\", \"parameters\": {}}; {\"name\": \"b\", \"parameters\": {\"x\": 1}}");
+  p = parse_every_split(ToolCallFormat::llama3_json,
+                        "{\"name\": \"a\", \"parameters\": {}}; {\"name\": \"b\", \"parameters\": {\"x\": 1}}");
   ASSERT_EQ(p.calls.size(), 2u);
   EXPECT_EQ(p.calls[1].first, "b");
   // JSON that is not a call is the answer itself.
@@ -186,14 +192,16 @@ TEST(ToolCallParser, Llama3JsonWithAndWithoutPythonTag) {
 }
 
 TEST(ToolCallParser, MistralListAndV11) {
-  Parsed p = parse_every_split(ToolCallFormat::mistral,
-                               "[TOOL_CALLS] [{\"name\": \"a\", \"arguments\": {\"x\": [1, 2]}}, {\"name\": \"b\", \"arguments\": {}}]");
+  Parsed p = parse_every_split(
+      ToolCallFormat::mistral,
+      "[TOOL_CALLS] [{\"name\": \"a\", \"arguments\": {\"x\": [1, 2]}}, {\"name\": \"b\", \"arguments\": {}}]");
   ASSERT_EQ(p.calls.size(), 2u);
   EXPECT_EQ(p.calls[0].first, "a");
   expect_args(p.calls[0].second, {{"x", {1, 2}}});
   EXPECT_EQ(p.calls[1].first, "b");
   EXPECT_EQ(p.content, "");
-  p = parse_every_split(ToolCallFormat::mistral, "[TOOL_CALLS]get_weather[ARGS]{\"city\": \"Rome\"}[TOOL_CALLS]f[ARGS]{}");
+  p = parse_every_split(ToolCallFormat::mistral,
+                        "[TOOL_CALLS]get_weather[ARGS]{\"city\": \"Rome\"}[TOOL_CALLS]f[ARGS]{}");
   ASSERT_EQ(p.calls.size(), 2u);
   EXPECT_EQ(p.calls[0].first, "get_weather");
   expect_args(p.calls[0].second, {{"city", "Rome"}});
@@ -215,8 +223,10 @@ TEST(ToolCallParser, GenericObjectAndArgumentsAsString) {
 }
 
 TEST(ToolCallParser, ExtraCallsBeyondTheLimitAreDropped) {
-  const Parsed p = parse_every_split(
-      ToolCallFormat::hermes, "<tool_call>{\"name\": \"a\", \"arguments\": {}}</tool_call><tool_call>{\"name\": \"b\", \"arguments\": {}}</tool_call>", 1);
+  const Parsed p = parse_every_split(ToolCallFormat::hermes,
+                                     "<tool_call>{\"name\": \"a\", \"arguments\": {}}</tool_call><tool_call>{\"name\": "
+                                     "\"b\", \"arguments\": {}}</tool_call>",
+                                     1);
   ASSERT_EQ(p.calls.size(), 1u);
   EXPECT_EQ(p.calls[0].first, "a");
   EXPECT_EQ(p.content, "");
