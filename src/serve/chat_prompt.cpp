@@ -82,6 +82,12 @@ ChatPrompt render_chat_prompt(const ServedModel& model, const GenerationParams& 
   // the arguments valid as well.
   out.forced = forced_tool_call(params.tools, model.tool_format);
   if (out.forced.forced && !continues) {
+    // A call is no thought: a block the generation prompt opened is closed first, as thinking
+    // templates render a turn without thinking.
+    if (out.output.starts_in_reasoning) {
+      out.text += "\n</think>\n\n";
+      out.output.starts_in_reasoning = false;
+    }
     out.prefill = out.forced.opening;
     out.text += out.forced.opening;
   }

@@ -122,6 +122,10 @@ GenerationParams parse_responses_request(const json& body, const ValidationLimit
     wrong("store", "must be false: kiln serve's /v1/responses stores nothing");
   if (const json* bg = present(body, "background"); bg && (!bg->is_boolean() || bg->get<bool>()))
     wrong("background", "is not supported: responses are answered while the request waits");
+  if (present(body, "max_tool_calls"))
+    wrong("max_tool_calls", "is not supported by kiln serve (parallel_tool_calls false allows one call)");
+  if (const json* v = present(body, "top_logprobs"); v && !(v->is_number_integer() && v->get<long long>() == 0))
+    wrong("top_logprobs", "is not supported on /v1/responses by kiln serve");
   if (const json* text = present(body, "text")) {
     const json* format = text->is_object() ? present(*text, "format") : nullptr;
     const json* type = format && format->is_object() ? present(*format, "type") : nullptr;
