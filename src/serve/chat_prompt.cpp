@@ -25,6 +25,21 @@ std::string render(const ChatTemplate& tmpl, const std::vector<kiln::ChatMessage
 // user's text that mentions the tag decide it.
 constexpr std::size_t kReasoningTail = 32;
 
+void describe_tools_in_system_message(std::vector<kiln::ChatMessage>& messages, const ToolRequest& tools) {
+  std::string text =
+      "You can call functions. To call one, answer with only a JSON object {\"name\": <function name>, \"arguments\": "
+      "<an object of its arguments>}. The functions:";
+  for (const nlohmann::ordered_json& t : tools.template_tools) text += "\n" + t["function"].dump();
+  if (!messages.empty() && (messages.front().role == "system" || messages.front().role == "developer")) {
+    messages.front().content += "\n\n" + text;
+  } else {
+    kiln::ChatMessage system;
+    system.role = "system";
+    system.content = std::move(text);
+    messages.insert(messages.begin(), std::move(system));
+  }
+}
+
 }  // namespace
 
 ChatPrompt render_chat_prompt(const ServedModel& model, const GenerationParams& params, bool reasoning_split) {
@@ -40,7 +55,14 @@ ChatPrompt render_chat_prompt(const ServedModel& model, const GenerationParams& 
     messages.push_back(std::move(cm));
   }
   nlohmann::ordered_json extra = params.template_kwargs;
-  if (!params.tools.functions.empty()) extra["tools"] = params.tools.template_tools;
+  if (!params.tools.functions.empty()) {
+    extra["tools"] = params.tools.template_tools;
+    // A template that never reads `tools` would hide them from the model: they are described
+    // in the system message instead, with the generic call format the parser reads (as
+    // llama.cpp's generic format does).
+    if (tmpl.source().find("tools") == std::string::npos && params.tools.choice.mode != ToolChoiceMode::none)
+      describe_tools_in_system_message(messages, params.tools);
+  }
 
   ChatPrompt out;
   // A final assistant message without calls is continued: rendered without the generation

@@ -49,6 +49,19 @@ TEST(ServeTools, UnknownFieldsAreAcceptedAndLoggedOnce) {
   const test::Reply r = test::post(server.port(), "/v1/chat/completions", refused);
   EXPECT_EQ(r.status, 400);
   EXPECT_EQ(r.body["error"]["param"], "grammar");
+  // The model's own template does not read `tools`: they are described in a system message in
+  // the generic call format instead, and only then.
+  json tools_body = {{"messages", {{{"role", "user"}, {"content", "hi"}}}},
+                     {"tools", {{{"type", "function"}, {"function", {{"name", "get_weather"}}}}}}};
+  const test::Reply applied = test::post(server.port(), "/apply-template", tools_body);
+  ASSERT_EQ(applied.status, 200) << applied.raw;
+  const std::string prompt = applied.body["prompt"];
+  EXPECT_NE(prompt.find("answer with only a JSON object {\"name\""), std::string::npos) << prompt;
+  EXPECT_NE(prompt.find("{\"name\":\"get_weather\""), std::string::npos) << prompt;
+  tools_body["tool_choice"] = "none";
+  EXPECT_EQ(
+      test::post(server.port(), "/apply-template", tools_body).body["prompt"].get<std::string>().find("get_weather"),
+      std::string::npos);
   const std::string log = server.log();
   std::size_t n = 0;
   for (std::size_t at = 0; (at = log.find("'frobnicate_level'", at)) != std::string::npos; ++at) ++n;
