@@ -6,7 +6,7 @@
 namespace kiln::serve {
 
 std::string route_endpoint(const std::string& path) {
-  static constexpr std::array<std::string_view, 10> kRoutes = {"/v1/chat/completions",
+  static constexpr std::array<std::string_view, 12> kRoutes = {"/v1/chat/completions",
                                                               "/v1/completions",
                                                               "/v1/embeddings",
                                                               "/v1/models",
@@ -15,7 +15,9 @@ std::string route_endpoint(const std::string& path) {
                                                               "/health",
                                                               "/ready",
                                                               "/stats",
-                                                              "/metrics"};
+                                                              "/metrics",
+                                                              "/v1/responses",
+                                                              "/apply-template"};
   if (path.rfind("/v1/models/", 0) == 0) return "/v1/models/{model}";
   if (path == "/dashboard" || path.rfind("/dashboard/", 0) == 0) return "/dashboard";  // the page and its files
   if (path == "/" || path.rfind("/chat/", 0) == 0) return "/";  // the chat page and its files

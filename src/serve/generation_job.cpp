@@ -38,7 +38,40 @@ struct Choice {
   std::string error;
   Usage usage;
   double total_s = 0, queue_s = 0, prefill_s = 0, decode_s = 0, first_token_s = 0;  // from the engine's Finish
+  std::unique_ptr<ChatOutputParser> parser;  // chat: reasoning, content and tool calls
+  ChatDelta primed;                          // the calls a prefill began, streamed first
 };
+
+// A chat delta as OpenAI streams it: reasoning_content, content and tool_calls pieces. A call's
+// first piece carries its index, id, type and name; later ones its index and arguments.
+json chat_delta_json(const ChatDelta& d) {
+  json delta = json::object();
+  if (!d.reasoning.empty()) delta["reasoning_content"] = d.reasoning;
+  if (!d.content.empty()) delta["content"] = d.content;
+  if (!d.calls.empty()) {
+    json calls = json::array();
+    for (const ToolCallEvent& e : d.calls) {
+      if (!e.begins && !calls.empty() && calls.back()["index"] == e.index) {
+        calls.back()["function"]["arguments"] = calls.back()["function"]["arguments"].get<std::string>() + e.arguments;
+        continue;
+      }
+      json c = {{"index", e.index}};
+      if (e.begins) {
+        c["id"] = e.id;
+        c["type"] = "function";
+        c["function"] = {{"name", e.name}, {"arguments", e.arguments}};
+      } else {
+        c["function"] = {{"arguments", e.arguments}};
+      }
+      calls.push_back(std::move(c));
+    }
+    delta["tool_calls"] = std::move(calls);
+  }
+  return delta;
+}
+
+// Whitespace around tool calls is layout: an answer that is only calls has null content.
+bool only_space(const std::string& s) { return s.find_first_not_of(" \t\r\n") == std::string::npos; }
 
 struct Job : std::enable_shared_from_this<Job> {
   std::mutex mu;
@@ -51,6 +84,7 @@ struct Job : std::enable_shared_from_this<Job> {
   std::vector<Choice> choices;
   std::vector<std::shared_ptr<RequestHandle>> handles;
   std::vector<std::string> pending;  // stream events produced before the stream started
+  std::unique_ptr<ResponsesStream> responses_stream;  // /v1/responses, streaming
   bool started = false;   // every choice submitted (and, streaming, the header sent)
   bool aborted = false;   // submission failed: the caller answers, callbacks are ignored
   bool completed = false;
@@ -76,12 +110,13 @@ struct Job : std::enable_shared_from_this<Job> {
   }
 
   // One streamed piece of choice `index`: text and/or one token's logprobs and/or the end.
-  void emit_chunk(int index, const std::string& text, const json* logprobs, const char* finish_reason) {
+  void emit_chunk(int index, const std::string& text, const json* logprobs, const char* finish_reason,
+                  const ChatDelta* delta = nullptr) {
     json c = chunk_base();
     json choice;
     choice["index"] = index;
     if (params.chat) {
-      choice["delta"] = text.empty() ? json::object() : json{{"content", text}};
+      choice["delta"] = delta ? chat_delta_json(*delta) : text.empty() ? json::object() : json{{"content", text}};
     } else {
       choice["text"] = text;
     }
@@ -124,7 +159,16 @@ struct Job : std::enable_shared_from_this<Job> {
         }
       }
     }
-    if (params.stream && (!ev.text.empty() || want_lp)) emit_chunk(index, ev.text, want_lp ? &lp_chunk : nullptr, nullptr);
+    if (ch.parser) {
+      const ChatDelta d = ch.parser->push(ev.text);
+      if (responses_stream) {
+        for (std::string& e : responses_stream->delta(d)) emit(std::move(e));
+      } else if (params.stream && (!d.empty() || want_lp)) {
+        emit_chunk(index, "", want_lp ? &lp_chunk : nullptr, nullptr, &d);
+      }
+    } else if (params.stream && (!ev.text.empty() || want_lp)) {
+      emit_chunk(index, ev.text, want_lp ? &lp_chunk : nullptr, nullptr);
+    }
     ch.text += ev.text;
   }
 
@@ -139,16 +183,36 @@ struct Job : std::enable_shared_from_this<Job> {
     ch.text += f.text;
     ch.total_s = f.total_s, ch.queue_s = f.queue_s, ch.prefill_s = f.prefill_s, ch.decode_s = f.decode_s;
     ch.first_token_s = f.time_to_first_token_s;
+    ChatDelta last;
+    if (ch.parser) {
+      last = ch.parser->push(f.text);
+      ChatDelta end = ch.parser->finish();
+      last.reasoning += end.reasoning;
+      last.content += end.content;
+      last.calls.insert(last.calls.end(), end.calls.begin(), end.calls.end());
+    }
     if (params.stream) {
-      if (f.reason == FinishReason::Stop || f.reason == FinishReason::Length) {
-        if (!f.text.empty()) emit_chunk(index, f.text, nullptr, nullptr);
-        emit_chunk(index, "", nullptr, finish_reason_name(f.reason));
+      if (responses_stream && (f.reason == FinishReason::Stop || f.reason == FinishReason::Length)) {
+        for (std::string& e : responses_stream->delta(last)) emit(std::move(e));  // the end comes with the usage
+      } else if (f.reason == FinishReason::Stop || f.reason == FinishReason::Length) {
+        if (ch.parser) {
+          if (!last.empty()) emit_chunk(index, "", nullptr, nullptr, &last);
+        } else if (!f.text.empty()) {
+          emit_chunk(index, f.text, nullptr, nullptr);
+        }
+        emit_chunk(index, "", nullptr, finish_reason_of(ch));
       } else if (f.reason != FinishReason::Cancelled || !ex->closed()) {
         emit_error(ch);
       }
     }
     ++n_finished;
     if (started && n_finished == static_cast<int>(choices.size())) complete();
+  }
+
+  // OpenAI's "tool_calls" when a choice that stopped by itself made calls.
+  static const char* finish_reason_of(const Choice& ch) {
+    if (ch.reason == FinishReason::Stop && ch.parser && !ch.parser->tool_calls().empty()) return "tool_calls";
+    return finish_reason_name(ch.reason);
   }
 
   ApiError choice_error(const Choice& ch) const {
@@ -195,6 +259,12 @@ struct Job : std::enable_shared_from_this<Job> {
       if (ch.reason != FinishReason::Stop && ch.reason != FinishReason::Length) failed = failed ? failed : &ch;
     note(failed, usage);
     record(failed, usage);
+    if (responses_stream) {
+      if (!failed)
+        for (std::string& e : responses_stream->end(*choices.front().parser, choices.front().reason, usage)) ex->write(std::move(e));
+      ex->end_stream();
+      return;
+    }
     if (params.stream) {
       if (params.include_usage && !failed) {
         json c = chunk_base();
@@ -210,6 +280,11 @@ struct Job : std::enable_shared_from_this<Job> {
       ex->respond(error_response(choice_error(*failed)));
       return;
     }
+    if (params.responses) {
+      const Choice& ch = choices.front();
+      ex->respond(HttpResponse{200, "application/json", dump(response_object(ctx.response, *ch.parser, ch.reason, usage)), {}});
+      return;
+    }
     json body = {{"id", ctx.id},
                  {"object", params.chat ? "chat.completion" : "text_completion"},
                  {"created", ctx.created},
@@ -220,7 +295,22 @@ struct Job : std::enable_shared_from_this<Job> {
       const Choice& ch = choices[i];
       json c;
       c["index"] = i;
-      if (params.chat) {
+      if (params.chat && ch.parser) {
+        const auto& calls = ch.parser->tool_calls();
+        const std::string& content = ch.parser->content();
+        json message = {{"role", "assistant"},
+                        {"content", calls.empty() || !only_space(content) ? json(content) : json(nullptr)},
+                        {"refusal", nullptr}};
+        if (!ch.parser->reasoning().empty()) message["reasoning_content"] = ch.parser->reasoning();
+        if (!calls.empty()) {
+          json list = json::array();
+          for (const ToolCall& t : calls)
+            list.push_back({{"id", t.id}, {"type", "function"}, {"function", {{"name", t.name}, {"arguments", t.arguments}}}});
+          message["tool_calls"] = std::move(list);
+        }
+        c["message"] = std::move(message);
+        c["logprobs"] = params.logprobs >= 0 ? json{{"content", ch.chat_logprobs}, {"refusal", nullptr}} : json(nullptr);
+      } else if (params.chat) {
         c["message"] = {{"role", "assistant"}, {"content", ch.text}, {"refusal", nullptr}};
         c["logprobs"] = params.logprobs >= 0 ? json{{"content", ch.chat_logprobs}, {"refusal", nullptr}} : json(nullptr);
       } else {
@@ -231,7 +321,7 @@ struct Job : std::enable_shared_from_this<Job> {
                                                     {"text_offset", ch.text_offset}}
                                              : json(nullptr);
       }
-      c["finish_reason"] = finish_reason_name(ch.reason);
+      c["finish_reason"] = finish_reason_of(ch);
       list.push_back(std::move(c));
     }
     body["choices"] = std::move(list);
@@ -254,7 +344,7 @@ struct Job : std::enable_shared_from_this<Job> {
     n.finish_reasons.reserve(choices.size());
     const Choice* slowest = &choices.front();
     for (const Choice& ch : choices) {
-      n.finish_reasons.emplace_back(finish_reason_name(ch.reason));
+      n.finish_reasons.emplace_back(finish_reason_of(ch));
       if (ch.total_s > slowest->total_s) slowest = &ch;
     }
     n.queue_s = slowest->queue_s;
@@ -288,7 +378,14 @@ struct Job : std::enable_shared_from_this<Job> {
   void start() {
     std::lock_guard lock(mu);
     started = true;
-    if (params.stream) {
+    if (params.stream && responses_stream) {
+      ex->begin_stream(200, "text/event-stream");
+      for (std::string& e : responses_stream->begin()) ex->write(std::move(e));
+      if (!choices.front().primed.empty())
+        for (std::string& e : responses_stream->delta(choices.front().primed)) ex->write(std::move(e));
+      for (std::string& e : pending) ex->write(std::move(e));
+      pending.clear();
+    } else if (params.stream) {
       ex->begin_stream(200, "text/event-stream");
       if (params.chat) {
         // OpenAI's first chunk of each choice carries the role.
@@ -298,6 +395,13 @@ struct Job : std::enable_shared_from_this<Job> {
               {{{"index", i}, {"delta", {{"role", "assistant"}, {"content", ""}}}, {"logprobs", nullptr}, {"finish_reason", nullptr}}});
           if (params.include_usage) c["usage"] = nullptr;
           ex->write(sse_event(dump(c)));
+          if (!choices[i].primed.empty()) {
+            json p = chunk_base();
+            p["choices"] = json::array(
+                {{{"index", i}, {"delta", chat_delta_json(choices[i].primed)}, {"logprobs", nullptr}, {"finish_reason", nullptr}}});
+            if (params.include_usage) p["usage"] = nullptr;
+            ex->write(sse_event(dump(p)));
+          }
         }
       }
       for (std::string& e : pending) ex->write(std::move(e));
@@ -334,6 +438,7 @@ void start_generation(std::shared_ptr<ServedModel> model, GenerationParams param
   job->ex = std::move(exchange);
   job->metrics = &metrics;
   job->prompts = std::move(prompts);
+  if (job->params.responses && job->params.stream) job->responses_stream = std::make_unique<ResponsesStream>(job->ctx.response);
   const int n = job->params.n;
   job->choices.resize(job->prompts.size() * static_cast<std::size_t>(n));
   Engine& engine = *job->model->engine;
@@ -353,7 +458,12 @@ void start_generation(std::shared_ptr<ServedModel> model, GenerationParams param
   for (std::size_t p = 0; p < job->prompts.size(); ++p) {
     for (int k = 0; k < n; ++k) {
       const int index = static_cast<int>(p) * n + k;
-      job->choices[static_cast<std::size_t>(index)].prompt_index = static_cast<int>(p);
+      Choice& choice = job->choices[static_cast<std::size_t>(index)];
+      choice.prompt_index = static_cast<int>(p);
+      if (job->params.chat) {
+        choice.parser = std::make_unique<ChatOutputParser>(job->ctx.output);
+        if (!job->ctx.prefill.empty()) choice.primed = choice.parser->prime(job->ctx.prefill);
+      }
       GenerationRequest req;
       req.prompt = job->prompts[p];
       req.sampling = job->params.sampling;

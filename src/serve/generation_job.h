@@ -10,6 +10,8 @@
 #include <vector>
 
 #include "serve/api_metrics.h"
+#include "serve/chat_output_parser.h"
+#include "serve/responses_output.h"
 #include "serve/http_server.h"
 #include "serve/request_validation.h"
 #include "serve/served_model.h"
@@ -22,6 +24,11 @@ struct JobContext {
   std::string system_fingerprint;
   std::chrono::steady_clock::time_point deadline = std::chrono::steady_clock::time_point::max();
   RequestRecord record;            // for the metrics: endpoint, model, API key id
+  // Chat: how each choice's text is read (reasoning, tool calls) and the text the answer
+  // continues (an assistant prefill or a forced call's opening), read before the first token.
+  ChatOutputOptions output;
+  std::string prefill;
+  ResponseInfo response;  // /v1/responses (GenerationParams::responses): what the response object echoes
 };
 
 // Submits every choice of `params` to `model`'s engine and answers through `exchange`.

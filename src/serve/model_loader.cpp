@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <fstream>
+#include <sstream>
 
 #include "core/error.h"
 #include "format/tensor_source.h"
@@ -18,7 +20,8 @@ std::size_t estimate_model_bytes(const std::string& path, const EngineOptions& o
   return source->file_size() + static_cast<std::size_t>(resolved.kv_cache_tokens) * kv_bytes_per_token(config);
 }
 
-std::shared_ptr<ServedModel> load_served_model(const ModelSpec& spec, const EngineOptions& options) {
+std::shared_ptr<ServedModel> load_served_model(const ModelSpec& spec, const EngineOptions& options,
+                                               const std::string& chat_template) {
   LoadedModel loaded = load_model(spec.path, {.tokenizer = TokenizerNeed::required,
                                               .chat_template = ChatTemplateNeed::model_or_builtin,
                                               .needed_by = "kiln serve"});
@@ -27,7 +30,13 @@ std::shared_ptr<ServedModel> load_served_model(const ModelSpec& spec, const Engi
   served->path = spec.path;
   served->model = std::move(loaded.model);
   served->tokenizer = std::move(loaded.tokenizer);
-  served->chat = std::make_shared<const ChatTemplate>(std::move(*loaded.chat_template));
+  if (chat_template.empty()) {
+    served->chat = std::make_shared<const ChatTemplate>(std::move(*loaded.chat_template));
+  } else {
+    served->chat = std::make_shared<const ChatTemplate>(
+        chat_template_override(chat_template, loaded.chat_template->bos_token(), loaded.chat_template->eos_token()));
+  }
+  served->tool_format = detect_tool_call_format(served->chat->source());
   const LlamaConfig& c = served->model->config();
   served->stats = model_stats(*served->model);
   EngineOptions engine_options = options;
@@ -42,11 +51,34 @@ std::shared_ptr<ServedModel> load_served_model(const ModelSpec& spec, const Engi
   return served;
 }
 
-ModelLoader make_model_loader(const EngineOptions& options) {
+ModelLoader make_model_loader(const EngineOptions& options, std::map<std::string, std::string> chat_templates) {
   ModelLoader loader;
   loader.estimate_bytes = [options](const ModelSpec& spec) { return estimate_model_bytes(spec.path, options); };
-  loader.load = [options](const ModelSpec& spec) { return load_served_model(spec, options); };
+  loader.load = [options, chat_templates = std::move(chat_templates)](const ModelSpec& spec) {
+    const auto it = chat_templates.find(spec.name);
+    return load_served_model(spec, options, it == chat_templates.end() ? std::string() : it->second);
+  };
   return loader;
+}
+
+ChatTemplate chat_template_override(const std::string& name_or_file, std::string bos_token, std::string eos_token) {
+  for (std::string_view name : ChatTemplate::builtin_names())
+    if (name == name_or_file) return ChatTemplate::builtin(name, std::move(bos_token), std::move(eos_token));
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(name_or_file, ec)) {
+    std::string names;
+    for (std::string_view name : ChatTemplate::builtin_names()) names += (names.empty() ? "" : ", ") + std::string(name);
+    fail("--chat-template '{}' is neither a built-in template ({}) nor a file", name_or_file, names);
+  }
+  std::ifstream in(name_or_file, std::ios::binary);
+  std::stringstream source;
+  source << in.rdbuf();
+  if (!in) fail("--chat-template {}: cannot read the file", name_or_file);
+  try {
+    return ChatTemplate(source.str(), std::move(bos_token), std::move(eos_token), "file");
+  } catch (const Error& e) {
+    fail("--chat-template {}: {}", name_or_file, e.what());
+  }
 }
 
 std::vector<ModelSpec> scan_models_dir(const std::string& dir) {

@@ -3,10 +3,12 @@
 // template as runtime/loaded_model.h loads them (a template kiln cannot parse falls back to the
 // fitting built-in), and an Engine with the server's options.
 #include <cstddef>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "chat/chat_template.h"
 #include "runtime/engine.h"
 #include "serve/model_registry.h"
 
@@ -17,9 +19,17 @@ std::size_t estimate_model_bytes(const std::string& path, const EngineOptions& o
 
 // Loads a GGUF with a tokenizer (token-id-only models cannot serve text endpoints) and starts
 // its engine. Throws kiln::Error naming the file.
-std::shared_ptr<ServedModel> load_served_model(const ModelSpec& spec, const EngineOptions& options);
+// `chat_template`: a built-in's name or a Jinja file used instead of the model's own (empty: the
+// model's).
+std::shared_ptr<ServedModel> load_served_model(const ModelSpec& spec, const EngineOptions& options,
+                                               const std::string& chat_template = "");
 
-ModelLoader make_model_loader(const EngineOptions& options);
+// `chat_templates`: served model name -> --chat-template value, for the models that have one.
+ModelLoader make_model_loader(const EngineOptions& options, std::map<std::string, std::string> chat_templates = {});
+
+// `--chat-template NAME|FILE`: the built-in of that name, else the Jinja template in that file.
+// Throws kiln::Error naming the value when it is neither, or the file's line when it does not parse.
+ChatTemplate chat_template_override(const std::string& name_or_file, std::string bos_token, std::string eos_token);
 
 // Every *.gguf in `dir`, named by file stem, sorted by name. Throws kiln::Error when the folder
 // cannot be read or holds no GGUF.

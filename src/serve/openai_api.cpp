@@ -24,6 +24,8 @@
 #include "serve/embedding_job.h"
 #include "serve/served_model.h"
 #include "serve/api_error.h"
+#include "serve/chat_prompt.h"
+#include "serve/responses_request.h"
 #include "tokenizer/utf8.h"
 
 namespace kiln::serve {
@@ -229,6 +231,10 @@ void OpenAiApi::route(HttpRequest& req, const std::shared_ptr<HttpExchange>& ex)
     if (path == "/v1/embeddings") {
       only("POST");
       return embeddings(req, ex, rec);
+
+    if (path == "/v1/responses") {
+      only("POST");
+      return generate(req, ex, true, rec, true);
     }
     if (path == "/v1/models") {
       only("GET");
@@ -242,6 +248,10 @@ void OpenAiApi::route(HttpRequest& req, const std::shared_ptr<HttpExchange>& ex)
         throw ApiError(404, "invalid_request_error", fmt::format("The model '{}' does not exist", name), "model", "model_not_found");
       return answer(ex, rec,
                     json_response(200, {{"id", name}, {"object", "model"}, {"created", started_unix_}, {"owned_by", "kiln"}}));
+    }
+    if (path == "/apply-template") {
+      only("POST");
+      return answer(ex, rec, apply_template(req, rec));
     }
     if (path == "/tokenize") {
       only("POST");
@@ -366,9 +376,29 @@ HttpResponse OpenAiApi::stats() const {
   return json_response(200, body);
 }
 
-void OpenAiApi::generate(const HttpRequest& req, const std::shared_ptr<HttpExchange>& ex, bool chat, RequestRecord& rec) {
+void OpenAiApi::report_unknown_fields(const std::vector<std::string>& names, const std::string& path) const {
+  for (const std::string& name : names) {
+    {
+      std::lock_guard lock(unknown_mu_);
+      // Bounded: a client inventing names cannot grow the set (or the log) without end.
+      if (reported_unknown_.size() >= 256 || !reported_unknown_.insert(name.substr(0, 64)).second) continue;
+    }
+    monitor::LogEvent event(monitor::LogLevel::warn, "unknown-request-field",
+                            fmt::format("request field '{}' on {} is not known to kiln serve and was ignored (reported once)",
+                                        name.substr(0, 64), path));
+    event.category = "web";
+    event.str("url.path", path).str("kiln.request.field", name.substr(0, 64));
+    options_.log->write(event);
+  }
+}
+
+void OpenAiApi::generate(const HttpRequest& req, const std::shared_ptr<HttpExchange>& ex, bool chat, RequestRecord& rec,
+                         bool responses) {
   const json body = parse_json_body(req.body);
-  GenerationParams params = chat ? parse_chat_request(body, options_.limits) : parse_completion_request(body, options_.limits);
+  GenerationParams params = responses ? parse_responses_request(body, options_.limits)
+                            : chat    ? parse_chat_request(body, options_.limits)
+                                      : parse_completion_request(body, options_.limits);
+  report_unknown_fields(params.unknown_fields, req.path);
   rec.model = model_label(params.model);
   std::shared_ptr<ServedModel> served = registry_.acquire(params.model);
   // Past the grace period the engines have been told to cancel; acquire() may also have
@@ -387,21 +417,13 @@ void OpenAiApi::generate(const HttpRequest& req, const std::shared_ptr<HttpExcha
   };
 
   std::vector<std::vector<std::int32_t>> prompts;
+  ChatOutputOptions output;
+  std::string prefill;
   if (chat) {
-    std::vector<kiln::ChatMessage> messages;
-    for (const auto& m : params.messages) {
-      kiln::ChatMessage cm;
-      cm.role = m.role;
-      cm.content = m.content;
-      if (!m.name.empty()) cm.name = m.name;
-      messages.push_back(std::move(cm));
-    }
-    std::string text;
-    try {
-      text = served->chat->render(messages, true);
-    } catch (const Error& e) {
-      throw invalid_field("messages", fmt::format("the model's chat template refused the messages: {}", e.what()));
-    }
+    const ChatPrompt rendered = render_chat_prompt(*served, params, options_.reasoning_split);
+    const std::string& text = rendered.text;
+    output = rendered.output;
+    prefill = rendered.prefill;
     refuse_if_too_long(text.size(), "messages");
     // Templates usually write the BOS text themselves; encoding it adds no second BOS.
     const std::string& bos = served->chat->bos_token();
@@ -456,11 +478,22 @@ void OpenAiApi::generate(const HttpRequest& req, const std::shared_ptr<HttpExcha
                    "max_tokens", "too_many_tokens");
 
   JobContext ctx;
-  ctx.id = random_id(chat ? "chatcmpl-" : "cmpl-");
+  ctx.id = random_id(responses ? "resp_" : chat ? "chatcmpl-" : "cmpl-");
   ctx.created = unix_now();
   ctx.system_fingerprint = options_.system_fingerprint;
   if (options_.request_timeout.count() > 0) ctx.deadline = std::chrono::steady_clock::now() + options_.request_timeout;
   ctx.record = rec;
+  ctx.output = output;
+  ctx.prefill = std::move(prefill);
+  if (responses) {
+    ctx.response.id = ctx.id;
+    ctx.response.created = ctx.created;
+    ctx.response.model = params.model;
+    ctx.response.request = json::object();
+    for (const char* name : {"instructions", "max_output_tokens", "temperature", "top_p", "metadata", "user", "tools",
+                             "tool_choice", "parallel_tool_calls"})
+      if (body.contains(name)) ctx.response.request[name] = body[name];
+  }
   start_generation(std::move(served), std::move(params), std::move(prompts), std::move(ctx), ex, metrics_, draining_);
 }
 
@@ -535,6 +568,15 @@ void OpenAiApi::embeddings(const HttpRequest& req, const std::shared_ptr<HttpExc
   ctx.record = rec;
   ctx.post = [this](std::function<void()> fn) { boost::asio::post(impl_->large, std::move(fn)); };
   start_embeddings(std::move(served), std::move(params), std::move(inputs), std::move(ctx), ex, metrics_, draining_);
+
+// llama-server's /apply-template: the prompt a chat request would run, without running it.
+HttpResponse OpenAiApi::apply_template(const HttpRequest& req, RequestRecord& rec) {
+  json body = parse_json_body(req.body);
+  if (!body.contains("model") || body["model"].is_null()) body["model"] = registry_.default_name();
+  const GenerationParams params = parse_chat_request(body, options_.limits);
+  rec.model = model_label(params.model);
+  std::shared_ptr<ServedModel> served = registry_.acquire(params.model);
+  return json_response(200, {{"prompt", render_chat_prompt(*served, params, options_.reasoning_split).text}});
 }
 
 HttpResponse OpenAiApi::tokenize(const HttpRequest& req, RequestRecord& rec) {

@@ -12,7 +12,11 @@
 #include <chrono>
 #include <memory>
 #include <optional>
+
+#include <mutex>
+#include <set>
 #include <string>
+#include <vector>
 
 #include "monitor/log_sink.h"
 #include "monitor/registry.h"
@@ -53,6 +57,8 @@ struct ApiOptions {
   // Where internal errors are logged (their detail never goes to the client). nullptr: standard
   // error, as text.
   std::shared_ptr<monitor::LogSink> log;
+  // --reasoning-format deepseek: a chat answer's leading <think> block goes to reasoning_content.
+  bool reasoning_split = true;
 };
 
 class OpenAiApi {
@@ -92,8 +98,15 @@ class OpenAiApi {
   HttpResponse models() const;
   void generate(const HttpRequest& request, const std::shared_ptr<HttpExchange>& exchange, bool chat, RequestRecord& record);
   void embeddings(const HttpRequest& request, const std::shared_ptr<HttpExchange>& exchange, RequestRecord& record);
+
+  // chat: /v1/chat/completions, else /v1/completions; responses: /v1/responses (a chat request).
+  void generate(const HttpRequest& request, const std::shared_ptr<HttpExchange>& exchange, bool chat, RequestRecord& record,
+                bool responses = false);
+  HttpResponse apply_template(const HttpRequest& request, RequestRecord& record);
   HttpResponse tokenize(const HttpRequest& request, RequestRecord& record);
   HttpResponse detokenize(const HttpRequest& request, RequestRecord& record);
+  // Logs each unknown request field once per server (request_fields.h).
+  void report_unknown_fields(const std::vector<std::string>& names, const std::string& path) const;
   // The model label of a request for `name`: the name when it is a served model, else empty.
   std::string model_label(const std::string& name) const;
 
@@ -107,6 +120,8 @@ class OpenAiApi {
   std::atomic<bool> grace_over_{false};
   ApiMetrics metrics_;
   std::int64_t started_unix_ = 0;
+  mutable std::mutex unknown_mu_;
+  mutable std::set<std::string> reported_unknown_;
   std::unique_ptr<Impl> impl_;  // the API thread pool
 };
 

@@ -7,6 +7,8 @@
 #include <nlohmann/json.hpp>
 
 #include "serve/api_error.h"
+#include "serve/request_fields.h"
+#include "serve/tool_request.h"
 
 namespace kiln::serve {
 
@@ -179,8 +181,9 @@ void parse_common(const json& body, GenerationParams& p, const ValidationLimits&
   if (const json* v = field(body, "logit_bias")) p.sampling.logit_bias = parse_logit_bias(*v);
 
   // Known fields kiln does not implement: refuse them when they would change the answer.
+  // Chat reads tools (tool_request.h); completions have no tool calling.
   for (const char* name : {"tools", "functions"}) {
-    if (const json* v = field(body, name)) {
+    if (const json* v = p.chat ? nullptr : field(body, name)) {
       if (!v->is_array()) wrong_type(name, "an array", *v);
       if (!v->empty()) throw invalid_field(name, fmt::format("'{}' (tool calling) is not supported by kiln serve", name));
     }
@@ -252,7 +255,20 @@ json parse_json_body(const std::string& body) {
 GenerationParams parse_chat_request(const json& body, const ValidationLimits& limits) {
   GenerationParams p;
   p.chat = true;
+  p.unknown_fields = check_request_fields(body, RequestKind::chat);
   parse_common(body, p, limits);
+  p.tools = parse_tool_request(body);
+  if (const json* v = field(body, "chat_template_kwargs")) {
+    if (!v->is_object()) wrong_type("chat_template_kwargs", "an object", *v);
+    for (auto it = v->begin(); it != v->end(); ++it) {
+      // The variables the server sets itself cannot be replaced.
+      for (const char* own : {"messages", "tools", "add_generation_prompt", "bos_token", "eos_token"})
+        if (it.key() == own)
+          throw invalid_field("chat_template_kwargs." + it.key(),
+                              fmt::format("'chat_template_kwargs.{}' is set by the server; it cannot be passed", it.key()));
+      p.template_kwargs[it.key()] = it.value();
+    }
+  }
   const json* messages = field(body, "messages");
   if (!messages) throw invalid_field("messages", "'messages' is required");
   if (!messages->is_array()) wrong_type("messages", "an array", *messages);
@@ -267,6 +283,9 @@ GenerationParams parse_chat_request(const json& body, const ValidationLimits& li
     const json* role = field(m, "role");
     if (!role) throw invalid_field(name + ".role", fmt::format("'{}.role' is required", name));
     msg.role = get_string(*role, name + ".role");
+    if (msg.role == "function")
+      throw invalid_field(name + ".role", fmt::format("'{}.role' is 'function' (OpenAI's deprecated function calling); send the "
+                                                      "result as role 'tool' with its 'tool_call_id'", name));
     if (msg.role != "system" && msg.role != "developer" && msg.role != "user" && msg.role != "assistant" && msg.role != "tool")
       throw invalid_field(name + ".role",
                           fmt::format("'{}.role' is '{}'; expected system, developer, user, assistant or tool", name, msg.role));
@@ -277,6 +296,19 @@ GenerationParams parse_chat_request(const json& body, const ValidationLimits& li
       throw invalid_field(name + ".content", fmt::format("'{}.content' is required", name));
     }
     if (const json* n = field(m, "name")) msg.name = get_string(*n, name + ".name");
+    if (const json* calls = field(m, "tool_calls")) {
+      if (msg.role != "assistant")
+        throw invalid_field(name + ".tool_calls", fmt::format("'{}.tool_calls' belongs to assistant messages", name));
+      msg.tool_calls = parse_message_tool_calls(*calls, name + ".tool_calls");
+    }
+    if (field(m, "function_call"))
+      throw invalid_field(name + ".function_call",
+                          fmt::format("'{}.function_call' is OpenAI's deprecated function calling; send 'tool_calls'", name));
+    if (msg.role == "tool") {
+      const json* id = field(m, "tool_call_id");
+      if (!id) throw invalid_field(name + ".tool_call_id", fmt::format("'{}.tool_call_id' is required for role tool", name));
+      msg.tool_call_id = get_string(*id, name + ".tool_call_id");
+    }
     p.messages.push_back(std::move(msg));
   }
   if (const json* v = field(body, "logprobs")) {
@@ -293,6 +325,7 @@ GenerationParams parse_chat_request(const json& body, const ValidationLimits& li
 GenerationParams parse_completion_request(const json& body, const ValidationLimits& limits) {
   GenerationParams p;
   p.chat = false;
+  p.unknown_fields = check_request_fields(body, RequestKind::completion);
   parse_common(body, p, limits);
   const json* prompt = field(body, "prompt");
   if (!prompt) throw invalid_field("prompt", "'prompt' is required");

@@ -2,17 +2,19 @@
 // Turns the JSON bodies of the OpenAI-compatible endpoints into checked C++ requests. Every
 // field kiln reads is checked for type and range here, and the first wrong one is reported as
 // a 400 invalid_request_error naming it (ApiError::param), before any model is touched.
-// Fields kiln does not know are ignored, as OpenAI-compatible servers commonly do; fields it
-// knows but does not implement (tools, echo, ...) are refused when they would
-// change the answer, rather than silently dropped.
+// Fields kiln does not know are accepted, as OpenAI-compatible servers commonly do, and named in
+// GenerationParams::unknown_fields for the server's log; fields it knows but does not implement
+// (echo, suffix, ...) are refused when they would change the answer, rather than
+// silently dropped (request_fields.h).
 #include <cstdint>
 #include <optional>
 #include <string>
 #include <vector>
 
-#include <nlohmann/json_fwd.hpp>
+#include <nlohmann/json.hpp>
 
 #include "sample/sampler.h"
+#include "serve/tool_calls.h"
 
 namespace kiln::serve {
 
@@ -20,6 +22,9 @@ struct ChatMessage {
   std::string role;     // system, developer, user, assistant, tool
   std::string content;  // text parts joined
   std::string name;     // optional
+  std::string tool_call_id;  // role tool: the call this result answers
+  // Assistant: the calls it made, arguments parsed into objects for the template (null: none).
+  nlohmann::ordered_json tool_calls;
 };
 
 // One prompt of /v1/completions: text or token ids.
@@ -54,6 +59,11 @@ struct GenerationParams {
   int logprobs = -1;           // -1: off; else how many alternatives per token (chat: top_logprobs)
   bool ignore_eos = false;     // kiln extra (benchmarks)
   std::string user;
+  ToolRequest tools;  // chat: tools, tool_choice, parallel_tool_calls
+  // chat_template_kwargs: extra variables for the chat template (enable_thinking, ...).
+  nlohmann::ordered_json template_kwargs = nlohmann::ordered_json::object();
+  std::vector<std::string> unknown_fields;  // accepted, reported once in the server's log
+  bool responses = false;  // /v1/responses: a chat request answered in the Responses API's shape
 };
 
 // Throw ApiError (400) naming the first wrong field.

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "model/llama_model.h"
+#include "serve/tool_call_format.h"
 #include "runtime/model_stats.h"
 #include "tokenizer/tokenizer.h"
 
@@ -22,6 +23,7 @@ struct ServedModel {
   std::unique_ptr<LlamaModel> model;
   std::unique_ptr<Tokenizer> tokenizer;
   std::shared_ptr<const ChatTemplate> chat;  // turns messages into the prompt text
+  ToolCallFormat tool_format = ToolCallFormat::generic;  // how its template's model writes tool calls
   // shared_ptr so that a ServedModel without an engine (tests) needs no Engine code at all.
   std::shared_ptr<Engine> engine;
   std::size_t memory_bytes = 0;  // weights + KV pool, as counted against --memory-budget

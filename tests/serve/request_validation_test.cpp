@@ -181,7 +181,7 @@ TEST(RequestValidation, UnsupportedFeaturesAreRefusedNotIgnored) {
   EXPECT_EQ(chat_error(b).param, "stream_options");
   b = chat_body();
   b["tools"] = {{{"type", "function"}}};
-  EXPECT_EQ(chat_error(b).param, "tools");
+  EXPECT_EQ(chat_error(b).param, "tools[0].function");
   b = chat_body();
   b["response_format"] = {{"type", "json_object"}};
   EXPECT_EQ(chat_error(b).param, "response_format");
@@ -232,6 +232,111 @@ TEST(RequestValidation, TypicalPIsAProbability) {
     b["typical_p"] = bad;
     EXPECT_EQ(chat_error(b).param, "typical_p") << bad.dump();
   }
+
+json weather_tool() {
+  return {{"type", "function"},
+          {"function",
+           {{"name", "get_weather"},
+            {"description", "Weather in a city"},
+            {"parameters", {{"type", "object"}, {"properties", {{"city", {{"type", "string"}}}}}, {"required", {"city"}}}}}}};
+}
+
+TEST(RequestValidation, ToolsAndToolChoice) {
+  json b = chat_body();
+  b["tools"] = {weather_tool()};
+  b["tool_choice"] = {{"type", "function"}, {"function", {{"name", "get_weather"}}}};
+  b["parallel_tool_calls"] = false;
+  GenerationParams p = parse_chat_request(b, ValidationLimits{});
+  ASSERT_EQ(p.tools.functions.size(), 1u);
+  EXPECT_EQ(p.tools.functions[0].name, "get_weather");
+  EXPECT_EQ(p.tools.choice.mode, ToolChoiceMode::named);
+  EXPECT_EQ(p.tools.choice.name, "get_weather");
+  EXPECT_FALSE(p.tools.parallel);
+  EXPECT_EQ(p.tools.template_tools[0]["function"]["parameters"]["required"][0], "city");
+  for (const char* c : {"none", "auto", "required"}) {
+    b["tool_choice"] = c;
+    EXPECT_NO_THROW(parse_chat_request(b, ValidationLimits{})) << c;
+  }
+  // A schema that is not an object schema, a choice naming no or a missing function.
+  b = chat_body();
+  b["tools"] = {weather_tool(), weather_tool()};
+  b["tools"][1]["function"]["name"] = "other";
+  b["tools"][1]["function"]["parameters"] = {{"type", "string"}};
+  EXPECT_EQ(chat_error(b).param, "tools[1].function.parameters");
+  b["tools"][1]["function"]["parameters"] = json::array();
+  EXPECT_EQ(chat_error(b).param, "tools[1].function.parameters");
+  b["tools"][1]["function"]["name"] = "get_weather";
+  b["tools"][1]["function"].erase("parameters");
+  EXPECT_EQ(chat_error(b).param, "tools[1].function.name") << "names repeat";
+  b = chat_body();
+  b["tools"] = {weather_tool()};
+  b["tool_choice"] = {{"type", "function"}, {"function", {{"name", "nope"}}}};
+  EXPECT_EQ(chat_error(b).param, "tool_choice");
+  b["tool_choice"] = {{"type", "function"}, {"function", json::object()}};
+  EXPECT_EQ(chat_error(b).param, "tool_choice");
+  b["tool_choice"] = "sometimes";
+  EXPECT_EQ(chat_error(b).param, "tool_choice");
+  b.erase("tools");
+  b["tool_choice"] = "required";
+  EXPECT_EQ(chat_error(b).param, "tool_choice");
+  b = chat_body();
+  b["tools"] = {{{"type", "retrieval"}}};
+  EXPECT_EQ(chat_error(b).param, "tools[0].type");
+  b = chat_body();
+  b["functions"] = {weather_tool()["function"]};
+  EXPECT_EQ(chat_error(b).param, "functions");
+  b = chat_body();
+  b["function_call"] = "auto";
+  EXPECT_EQ(chat_error(b).param, "function_call");
+}
+
+TEST(RequestValidation, ToolHistoryReachesTheMessages) {
+  json b = chat_body();
+  b["messages"] = {{{"role", "user"}, {"content", "weather?"}},
+                   {{"role", "assistant"},
+                    {"content", nullptr},
+                    {"tool_calls",
+                     {{{"id", "call_1"}, {"type", "function"}, {"function", {{"name", "get_weather"}, {"arguments", "{\"city\":\"Oslo\"}"}}}}}}},
+                   {{"role", "tool"}, {"tool_call_id", "call_1"}, {"name", "get_weather"}, {"content", "3 C"}}};
+  GenerationParams p = parse_chat_request(b, ValidationLimits{});
+  ASSERT_EQ(p.messages.size(), 3u);
+  EXPECT_EQ(p.messages[1].tool_calls[0]["id"], "call_1");
+  EXPECT_EQ(p.messages[1].tool_calls[0]["function"]["arguments"]["city"], "Oslo") << "arguments parsed into an object";
+  EXPECT_EQ(p.messages[2].tool_call_id, "call_1");
+  EXPECT_EQ(p.messages[2].name, "get_weather");
+  b["messages"][1]["tool_calls"][0]["function"]["arguments"] = "{not json";
+  EXPECT_EQ(chat_error(b).param, "messages[1].tool_calls[0].function.arguments");
+  b["messages"][1]["tool_calls"][0]["function"]["arguments"] = "{}";
+  b["messages"][2].erase("tool_call_id");
+  EXPECT_EQ(chat_error(b).param, "messages[2].tool_call_id");
+  b["messages"][2]["role"] = "function";
+  EXPECT_EQ(chat_error(b).param, "messages[2].role");
+}
+
+TEST(RequestValidation, TemplateKwargsAndFieldPolicy) {
+  json b = chat_body();
+  b["chat_template_kwargs"] = {{"enable_thinking", false}};
+  b["some_new_field"] = 1;
+  b["metadata"] = {{"a", "b"}};
+  b["tfs_z"] = 1.0;  // neutral: changes nothing
+  GenerationParams p = parse_chat_request(b, ValidationLimits{});
+  EXPECT_EQ(p.template_kwargs["enable_thinking"], false);
+  EXPECT_EQ(p.unknown_fields, std::vector<std::string>{"some_new_field"});
+  b["chat_template_kwargs"] = {{"messages", json::array()}};
+  EXPECT_EQ(chat_error(b).param, "chat_template_kwargs.messages");
+  b["chat_template_kwargs"] = "x";
+  EXPECT_EQ(chat_error(b).param, "chat_template_kwargs");
+  b = chat_body();
+  for (const char* f : {"grammar", "guided_json", "json_schema", "reasoning_effort"}) {
+    json c = chat_body();
+    c[f] = "x";
+    EXPECT_EQ(chat_error(c).param, f);
+  }
+  b["tfs_z"] = 0.5;
+  EXPECT_EQ(chat_error(b).param, "tfs_z");
+  json c = completion_body();
+  c["tools"] = {weather_tool()};
+  EXPECT_EQ(completion_error(c).param, "tools");
 }
 
 TEST(RequestValidation, CompletionPromptShapes) {

@@ -10,6 +10,7 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <map>
 #include <string>
 #include <thread>
 #include <vector>
@@ -41,6 +42,8 @@ namespace {
 struct ServeOptions {
   std::string model;                    // positional
   std::vector<std::string> named;       // --model name=path
+  std::vector<std::string> chat_templates;  // --chat-template [model=]NAME|FILE
+  std::string reasoning_format = "deepseek";
   std::string models_dir;
   std::string host = "127.0.0.1";
   int port = 8080;
@@ -146,6 +149,29 @@ std::vector<serve::ModelSpec> model_specs(const ServeOptions& o) {
   return specs;
 }
 
+// --chat-template NAME|FILE sets every model's template; MODEL=NAME|FILE one model's (later flags
+// win). Each is checked now, so that a typo fails at startup rather than at a model's first use.
+std::map<std::string, std::string> chat_template_flags(const ServeOptions& o, const std::vector<serve::ModelSpec>& specs) {
+  std::map<std::string, std::string> out;
+  for (const std::string& t : o.chat_templates) {
+    const std::size_t eq = t.find('=');
+    std::string target, value = t;
+    if (eq != std::string::npos &&
+        std::any_of(specs.begin(), specs.end(), [&](const serve::ModelSpec& s) { return s.name == t.substr(0, eq); })) {
+      target = t.substr(0, eq);
+      value = t.substr(eq + 1);
+    }
+    try {
+      (void)serve::chat_template_override(value, "", "");
+    } catch (const Error& e) {
+      fail("serve: {}", e.what());
+    }
+    for (const serve::ModelSpec& s : specs)
+      if (target.empty() || s.name == target) out[s.name] = value;
+  }
+  return out;
+}
+
 int serve_main(const ServeOptions& o) {
   // Signals are taken by sigwait on this thread only: block them before any thread starts, so
   // every thread (I/O, API, engines) inherits the mask.
@@ -199,7 +225,7 @@ int serve_main(const ServeOptions& o) {
   reg.memory_budget = parse_bytes(o.memory_budget, "--memory-budget");
   std::vector<serve::ModelSpec> specs = model_specs(o);
   const bool any_preload = std::any_of(specs.begin(), specs.end(), [](const serve::ModelSpec& s) { return s.preload; });
-  serve::ModelRegistry registry(specs, serve::make_model_loader(engine), reg);
+  serve::ModelRegistry registry(specs, serve::make_model_loader(engine, chat_template_flags(o, specs)), reg);
   const monitor::ScopedCollector registry_metrics = serve::add_model_registry_metrics(*metrics, registry);
   registry.start_sweeper(std::chrono::milliseconds(std::max<long long>(100, reg.idle_ttl.count() / 4)));
 
@@ -223,6 +249,9 @@ int serve_main(const ServeOptions& o) {
   api_options.metrics = metrics;
   api_options.metrics_open = o.metrics_open;
   api_options.log = log;
+  if (o.reasoning_format != "none" && o.reasoning_format != "deepseek")
+    fail("serve: --reasoning-format '{}' is not none or deepseek", o.reasoning_format);
+  api_options.reasoning_split = o.reasoning_format == "deepseek";
   serve::OpenAiApi api(registry, serve::ApiKeyAuth(key), std::move(request_guard), api_options);
 
   serve::HttpServerOptions http;
@@ -374,6 +403,13 @@ void register_serve_command(CLI::App& app) {
   CLI::App* cmd = app.add_subcommand("serve", "Serve models over an OpenAI-compatible HTTP API with continuous batching");
   cmd->add_option("model", o->model, "Model file (.gguf with a tokenizer), served under its file stem")->check(CLI::ExistingFile);
   cmd->add_option("--model", o->named, "Another model as name=path (repeatable)");
+  cmd->add_option("--chat-template", o->chat_templates,
+                  "Chat template instead of the model's: a built-in name (llama3, chatml, mistral, ...) or a Jinja file; "
+                  "MODEL=NAME|FILE for one served model (repeatable)");
+  cmd->add_option("--reasoning-format", o->reasoning_format,
+                  "deepseek: a <think>...</think> block at the start of a chat answer goes to message.reasoning_content; "
+                  "none: it stays in content")
+      ->capture_default_str();
   cmd->add_option("--models-dir", o->models_dir, "Serve every *.gguf in this folder, named by file stem, loaded on first use")
       ->check(CLI::ExistingDirectory);
   cmd->add_option("--host", o->host, "Address to bind (0.0.0.0 exposes the server to the network)")->capture_default_str();
