@@ -13,7 +13,8 @@ namespace kiln::grammar {
 
 namespace {
 
-using nlohmann::json;
+// Ordered: properties are written in the order the schema lists them.
+using json = nlohmann::ordered_json;
 
 constexpr int kMaxIntegerDigits = 16;  // integers up to 10^16 - 1 in magnitude when unbounded
 
@@ -582,12 +583,16 @@ class Converter {
 
 }  // namespace
 
-std::string json_schema_to_gbnf(const nlohmann::json& schema, const JsonGrammarOptions& options) {
+std::string json_schema_to_gbnf(const nlohmann::ordered_json& schema, const JsonGrammarOptions& options) {
   return Converter(schema, options).convert();
 }
 
+std::string json_schema_to_gbnf(const nlohmann::json& schema, const JsonGrammarOptions& options) {
+  return Converter(nlohmann::ordered_json::parse(schema.dump()), options).convert();
+}
+
 std::string json_object_gbnf(const JsonGrammarOptions& options) {
-  static const nlohmann::json empty = nlohmann::json::object();
+  static const json empty = json::object();
   return Converter(empty, options).any_object();
 }
 

@@ -29,7 +29,10 @@ struct JsonGrammarOptions {
   bool allow_newlines = true;  // false: at most one space between tokens
 };
 
-// A GBNF grammar (rule root) whose strings are the JSON texts valid under `schema`.
+// A GBNF grammar (rule root) whose strings are the JSON texts valid under `schema`. Object
+// properties are written in the schema's order; an nlohmann::json schema has lost that order
+// (its keys are sorted), so callers that have the schema's text should parse it ordered.
+std::string json_schema_to_gbnf(const nlohmann::ordered_json& schema, const JsonGrammarOptions& options = {});
 std::string json_schema_to_gbnf(const nlohmann::json& schema, const JsonGrammarOptions& options = {});
 
 // Any JSON object (OpenAI's json_object response format without a schema).
