@@ -20,6 +20,7 @@
 #include "runtime/engine.h"
 #include "serve/dashboard.h"
 #include "serve/served_model.h"
+#include "serve/structured_output.h"
 #include "serve/api_error.h"
 #include "tokenizer/utf8.h"
 
@@ -357,6 +358,12 @@ HttpResponse OpenAiApi::stats() const {
 void OpenAiApi::generate(const HttpRequest& req, const std::shared_ptr<HttpExchange>& ex, bool chat, RequestRecord& rec) {
   const json body = parse_json_body(req.body);
   GenerationParams params = chat ? parse_chat_request(body, options_.limits) : parse_completion_request(body, options_.limits);
+  if (has_output_constraint(body)) {
+    // Read again with the key order kept: a schema's properties are generated in its order.
+    const OutputConstraint c = parse_output_constraint(nlohmann::ordered_json::parse(req.body));
+    params.grammar = c.gbnf;
+    params.grammar_field = c.field;
+  }
   rec.model = model_label(params.model);
   std::shared_ptr<ServedModel> served = registry_.acquire(params.model);
   // Past the grace period the engines have been told to cancel; acquire() may also have

@@ -53,6 +53,10 @@ struct GenerationParams {
   int logprobs = -1;           // -1: off; else how many alternatives per token (chat: top_logprobs)
   bool ignore_eos = false;     // kiln extra (benchmarks)
   std::string user;
+  // Structured output (serve/structured_output.h): the GBNF every choice is constrained to, and
+  // the request field it came from (for errors). Empty: unconstrained.
+  std::string grammar;
+  std::string grammar_field;
 };
 
 // Throw ApiError (400) naming the first wrong field.

@@ -183,9 +183,6 @@ TEST(RequestValidation, UnsupportedFeaturesAreRefusedNotIgnored) {
   b["tools"] = {{{"type", "function"}}};
   EXPECT_EQ(chat_error(b).param, "tools");
   b = chat_body();
-  b["response_format"] = {{"type", "json_object"}};
-  EXPECT_EQ(chat_error(b).param, "response_format");
-  b = chat_body();
   b["top_logprobs"] = 2;  // without logprobs
   EXPECT_EQ(chat_error(b).param, "top_logprobs");
   b = chat_body();
