@@ -36,6 +36,7 @@ if [ "$with_tests" -eq 1 ]; then
     python3-torch libopenblas0-pthread    # the training parity test and the training speed peer (PyTorch 1.13 on OpenBLAS)
     python3-yaml                          # tests/deploy/ read the Kubernetes manifests and Prometheus rules
     python3-onnx                          # the ONNX checker over kiln export onnx's graphs
+    python3-jsonschema                    # structured outputs: every constrained answer validated against its JSON Schema
     prometheus                            # promtool checks /metrics; the metrics test starts its own Prometheus on a free port
     chromium                              # the dashboard test's headless browser (driven by npm playwright-core)
   )

@@ -13,6 +13,7 @@
 
 #include "core/error.h"
 #include "core/thread_pool.h"
+#include "grammar/grammar_matcher.h"
 #include "model/llama_model.h"
 #include "monitor/registry.h"
 #include "runtime/engine_metrics.h"
@@ -59,6 +60,9 @@ struct Sequence {
   Sampler sampler;
   TextStreamDecoder decoder;
   StopStringMatcher stops;
+  std::unique_ptr<grammar::GrammarMatcher> matcher;  // with request.grammar
+  std::vector<std::uint32_t> allowed;                // (n_vocab / 32) the matcher's mask, reused per token
+  std::vector<float> masked;                         // (n_vocab) the logit row with disallowed tokens at -inf
 
   std::uint64_t group = 0;           // fairness group (GenerationRequest::group, or a group of its own)
   std::vector<std::int32_t> tokens;  // (n_prompt + n_generated) prompt, then generated ids
@@ -142,6 +146,7 @@ struct Engine::Impl {
   bool reserve(Sequence& s, int n_tokens);
   void preempt(Sequence& s);
   void sample_and_emit(Sequence& s, const float* logits);
+  bool apply_grammar(Sequence& s, std::span<const float>& row);
   void register_full_blocks(Sequence& s);
   void finish(Sequence& s, FinishReason reason, const std::string& error = {});
   void finish_embedding(Sequence& s, FinishReason reason, const std::string& error);
@@ -552,7 +557,8 @@ void Engine::Impl::register_full_blocks(Sequence& s) {
 
 void Engine::Impl::sample_and_emit(Sequence& s, const float* row) {
   const int n_vocab = model.config().n_vocab;
-  const std::span<const float> lg(row, static_cast<std::size_t>(n_vocab));
+  std::span<const float> lg(row, static_cast<std::size_t>(n_vocab));
+  if (s.matcher && !apply_grammar(s, lg)) return;
   const std::int32_t id = s.sampler.sample(lg, s.tokens);
   const Clock::time_point now = Clock::now();
   if (!s.sampled) {
@@ -561,7 +567,7 @@ void Engine::Impl::sample_and_emit(Sequence& s, const float* row) {
     metrics.time_to_first_token.observe(seconds_between(s.submitted, now));
   }
 
-  if (tokenizer.is_eog(id) && !s.request.ignore_eos) {
+  if (tokenizer.is_eog(id) && (!s.request.ignore_eos || s.matcher)) {
     ++s.n_generated;
     finish(s, FinishReason::Stop);
     return;
@@ -584,9 +590,16 @@ void Engine::Impl::sample_and_emit(Sequence& s, const float* row) {
         const float la = lg[static_cast<std::size_t>(a)], lb = lg[static_cast<std::size_t>(b)];
         return la > lb || (la == lb && a < b);
       });
-      for (int i = 0; i < k; ++i)
-        ev.top.push_back({ids[static_cast<std::size_t>(i)], lg[static_cast<std::size_t>(ids[static_cast<std::size_t>(i)])] - log_z});
+      for (int i = 0; i < k; ++i) {
+        const float l = lg[static_cast<std::size_t>(ids[static_cast<std::size_t>(i)])];
+        if (l == -std::numeric_limits<float>::infinity()) break;  // masked by a grammar: not an alternative
+        ev.top.push_back({ids[static_cast<std::size_t>(i)], l - log_z});
+      }
     }
+  }
+  if (s.matcher && !s.matcher->accept(id)) {
+    finish(s, FinishReason::Error, fmt::format("grammar: the sampler chose token {}, which the grammar does not allow", id));
+    return;
   }
   s.tokens.push_back(id);
   ++s.n_generated;
@@ -604,7 +617,7 @@ void Engine::Impl::sample_and_emit(Sequence& s, const float* row) {
       s.handle->cancel();
     }
   }
-  if (m.stopped) {
+  if (m.stopped || (s.matcher && s.matcher->is_exhausted())) {
     finish(s, FinishReason::Stop);
     return;
   }
@@ -612,6 +625,33 @@ void Engine::Impl::sample_and_emit(Sequence& s, const float* row) {
     finish(s, FinishReason::Length);
     return;
   }
+}
+
+// Masks the row to what the sequence's grammar allows next (into s.masked, which `row` then
+// points at). A grammar that allows nothing here ends the sequence: false.
+bool Engine::Impl::apply_grammar(Sequence& s, std::span<const float>& row) {
+  const std::size_t n = row.size();
+  s.allowed.resize((n + 31) / 32);
+  s.masked.resize(n);
+  bool any = false;
+  try {
+    s.matcher->fill_mask(s.allowed);
+  } catch (const Error& e) {
+    finish(s, FinishReason::Error, e.what());
+    return false;
+  }
+  constexpr float kMasked = -std::numeric_limits<float>::infinity();
+  for (std::size_t i = 0; i < n; ++i) {
+    const bool ok = (s.allowed[i >> 5] >> (i & 31)) & 1u;
+    s.masked[i] = ok ? row[i] : kMasked;
+    any = any || ok;
+  }
+  if (!any) {
+    finish(s, FinishReason::Error, "grammar: no token of the vocabulary can continue the grammar here");
+    return false;
+  }
+  row = s.masked;
+  return true;
 }
 
 // Ends a sequence: frees its cache (after offering its blocks to the prefix cache), reports,
@@ -734,6 +774,9 @@ std::shared_ptr<RequestHandle> Engine::submit(GenerationRequest request, Generat
   if (request.top_logprobs > 20) fail("top_logprobs must be at most 20, got {}", request.top_logprobs);
   for (const std::string& s : request.stop)
     if (s.empty()) fail("stop strings must not be empty");
+  if (request.grammar && request.grammar->n_vocab() != m.tokenizer.n_vocab())
+    fail("the grammar was compiled for a vocabulary of {} tokens; this model's has {}", request.grammar->n_vocab(),
+         m.tokenizer.n_vocab());
 
   auto handle = std::make_shared<RequestHandle>(0);
   auto s = std::make_unique<Sequence>(m.tokenizer, std::move(request), std::move(callbacks), handle);  // validates sampling
@@ -741,6 +784,7 @@ std::shared_ptr<RequestHandle> Engine::submit(GenerationRequest request, Generat
   s->n_prompt = n;
   s->submitted = Clock::now();
   s->decoder.prime(s->tokens);
+  if (s->request.grammar) s->matcher = std::make_unique<grammar::GrammarMatcher>(s->request.grammar);
 
   std::unique_lock<std::mutex> lk(m.mu);
   if (m.draining || m.stopping) throw QueueFullError("the server is shutting down");

@@ -38,6 +38,9 @@ struct LlamaConfig;
 namespace monitor {
 class Registry;
 }
+namespace grammar {
+class CompiledGrammar;
+}
 
 // Why a sequence ended, as the OpenAI API spells the first two.
 enum class FinishReason {
@@ -60,6 +63,11 @@ struct GenerationRequest {
   // Sequences of one client request (its prompts x n choices) share a group; running slots are
   // shared fairly between groups (see EngineOptions::max_running). 0: a group of its own.
   std::uint64_t group = 0;
+  // Constrained decoding: each logit row is masked to the tokens the grammar allows next
+  // (others -inf, before the sampler and the logprobs), end-of-generation tokens are allowed
+  // only where the grammar may end, and the sequence stops (FinishReason::Stop) as soon as the
+  // grammar can take nothing more. It must be compiled for the engine's tokenizer.
+  std::shared_ptr<const grammar::CompiledGrammar> grammar;
 };
 
 // Log-probability of one token (natural log, after penalties, at temperature 1 over the whole vocabulary).

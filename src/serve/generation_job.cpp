@@ -452,6 +452,18 @@ void start_generation(std::shared_ptr<ServedModel> model, GenerationParams param
 
   // The choices of one request are one group: the engine shares its running slots between
   // requests, not between choices.
+  std::shared_ptr<const grammar::CompiledGrammar> constraint;
+  if (!job->params.grammar.empty()) {
+    ServedModel& m = *job->model;
+    std::call_once(m.grammars_once, [&m] {
+      m.grammars = std::make_unique<grammar::CompiledGrammarCache>(grammar::TokenVocabulary::from_tokenizer(*m.tokenizer));
+    });
+    try {
+      constraint = m.grammars->get(job->params.grammar);
+    } catch (const Error& e) {
+      throw invalid_field(job->params.grammar_field, fmt::format("'{}': {}", job->params.grammar_field, e.what()));
+    }
+  }
   static std::atomic<std::uint64_t> next_group{1};
   const std::uint64_t group = next_group.fetch_add(1);
   const std::uint64_t base_seed = job->params.seed_given ? job->params.sampling.seed : 0;
@@ -476,6 +488,7 @@ void start_generation(std::shared_ptr<ServedModel> model, GenerationParams param
       req.top_logprobs = job->params.logprobs;
       req.deadline = job->ctx.deadline;
       req.group = group;
+      req.grammar = constraint;
       GenerationCallbacks cb;
       cb.on_token = [job, index](const TokenEvent& ev) { job->on_token(index, ev); };
       cb.on_finish = [job, index](const Finish& f) { job->on_finish(index, f); };

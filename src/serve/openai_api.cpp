@@ -23,6 +23,7 @@
 #include "serve/dashboard.h"
 #include "serve/embedding_job.h"
 #include "serve/served_model.h"
+#include "serve/structured_output.h"
 #include "serve/api_error.h"
 #include "serve/chat_prompt.h"
 #include "serve/responses_request.h"
@@ -399,6 +400,12 @@ void OpenAiApi::generate(const HttpRequest& req, const std::shared_ptr<HttpExcha
                             : chat    ? parse_chat_request(body, options_.limits)
                                       : parse_completion_request(body, options_.limits);
   report_unknown_fields(params.unknown_fields, req.path);
+  if (has_output_constraint(body)) {
+    // Read again with the key order kept: a schema's properties are generated in its order.
+    const OutputConstraint c = parse_output_constraint(nlohmann::ordered_json::parse(req.body));
+    params.grammar = c.gbnf;
+    params.grammar_field = c.field;
+  }
   rec.model = model_label(params.model);
   std::shared_ptr<ServedModel> served = registry_.acquire(params.model);
   // Past the grace period the engines have been told to cancel; acquire() may also have

@@ -36,7 +36,13 @@ constexpr std::string_view kCommon[] = {"model",
                                         "ignore_eos",
                                         "logit_bias",
                                         "typical_p",
-                                        "response_format"};
+                                        "response_format",
+                                        "grammar",
+                                        "json_schema",
+                                        "guided_json",
+                                        "guided_regex",
+                                        "guided_choice",
+                                        "guided_grammar"};
 constexpr std::string_view kChat[] = {
     "messages",  "logprobs",     "top_logprobs", "tools", "tool_choice", "parallel_tool_calls", "chat_template_kwargs",
     "functions", "function_call"};
@@ -74,12 +80,6 @@ struct Refused {
 // Known, not implemented, and would change the answer when set: refused by name. A field set to
 // its neutral value (tfs_z 1, mirostat 0, modalities ["text"]) changes nothing and passes.
 constexpr Refused kRefused[] = {
-    {"grammar", "GBNF grammars"},
-    {"json_schema", "JSON Schema constrained output"},
-    {"guided_json", "guided decoding"},
-    {"guided_regex", "guided decoding"},
-    {"guided_choice", "guided decoding"},
-    {"guided_grammar", "guided decoding"},
     {"tfs_z", "tail-free sampling"},
     {"mirostat", "Mirostat sampling"},
     {"dry_multiplier", "DRY sampling"},

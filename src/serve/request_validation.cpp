@@ -188,12 +188,7 @@ void parse_common(const json& body, GenerationParams& p, const ValidationLimits&
       if (!v->empty()) throw invalid_field(name, fmt::format("'{}' (tool calling) is not supported by kiln serve", name));
     }
   }
-  if (const json* v = field(body, "response_format")) {
-    if (!v->is_object()) wrong_type("response_format", "an object", *v);
-    const json* t = field(*v, "type");
-    if (!t || !t->is_string() || t->get<std::string>() != "text")
-      throw invalid_field("response_format", "only response_format {\"type\": \"text\"} is supported by kiln serve");
-  }
+  // response_format, grammar, json_schema and vLLM's guided_* fields: serve/structured_output.h.
 }
 
 std::string message_content(const json& v, const std::string& name) {

@@ -64,6 +64,10 @@ struct GenerationParams {
   nlohmann::ordered_json template_kwargs = nlohmann::ordered_json::object();
   std::vector<std::string> unknown_fields;  // accepted, reported once in the server's log
   bool responses = false;  // /v1/responses: a chat request answered in the Responses API's shape
+  // Structured output (serve/structured_output.h): the GBNF every choice is constrained to, and
+  // the request field it came from (for errors). Empty: unconstrained.
+  std::string grammar;
+  std::string grammar_field;
 };
 
 // Throw ApiError (400) naming the first wrong field.

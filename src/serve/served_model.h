@@ -3,8 +3,10 @@
 // engine that batches every request for it. The registry owns these and lends them out.
 #include <cstddef>
 #include <memory>
+#include <mutex>
 #include <string>
 
+#include "grammar/grammar_matcher.h"
 #include "model/llama_model.h"
 #include "serve/tool_call_format.h"
 #include "runtime/model_stats.h"
@@ -31,6 +33,10 @@ struct ServedModel {
   // The most bytes of text one token can stand for (its piece, or its text as a special token):
   // a text longer than n x this has more than n tokens, known without tokenizing it.
   std::size_t max_token_bytes = 0;
+  // Compiled grammars of structured-output requests for this vocabulary, made on first use
+  // (serve/generation_job.cpp): the token trie is built once, each grammar once.
+  std::once_flag grammars_once;
+  std::unique_ptr<grammar::CompiledGrammarCache> grammars;
 
   ServedModel() = default;
   ServedModel(const ServedModel&) = delete;

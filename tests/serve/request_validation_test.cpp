@@ -183,9 +183,6 @@ TEST(RequestValidation, UnsupportedFeaturesAreRefusedNotIgnored) {
   b["tools"] = {{{"type", "function"}}};
   EXPECT_EQ(chat_error(b).param, "tools[0].function");
   b = chat_body();
-  b["response_format"] = {{"type", "json_object"}};
-  EXPECT_EQ(chat_error(b).param, "response_format");
-  b = chat_body();
   b["top_logprobs"] = 2;  // without logprobs
   EXPECT_EQ(chat_error(b).param, "top_logprobs");
   b = chat_body();
@@ -327,7 +324,7 @@ TEST(RequestValidation, TemplateKwargsAndFieldPolicy) {
   b["chat_template_kwargs"] = "x";
   EXPECT_EQ(chat_error(b).param, "chat_template_kwargs");
   b = chat_body();
-  for (const char* f : {"grammar", "guided_json", "json_schema", "reasoning_effort"}) {
+  for (const char* f : {"reasoning_effort", "prediction", "web_search_options"}) {
     json c = chat_body();
     c[f] = "x";
     EXPECT_EQ(chat_error(c).param, f);
