@@ -54,6 +54,7 @@ void run_parallel_bench(const BenchOptions& o) {
   if (o.n_prompt < 1 || o.n_gen < 1 || o.batch < 1) fail("bench: --parallel needs -p >= 1, -n >= 1, --batch >= 1");
   for (int n : o.parallel)
     if (n < 1 || n > 4096) fail("bench: --parallel takes stream counts between 1 and 4096, got {}", n);
+  const DType kv_type = kv_type_from_flag(o.kv_type, "bench");
   const int threads = thread_count(o.threads);
   LoadedModel loaded =
       load_model(o.model, {.tokenizer = TokenizerNeed::required, .needed_by = "bench --parallel (the serving engine)"});
@@ -67,7 +68,12 @@ void run_parallel_bench(const BenchOptions& o) {
   std::int64_t started = 0;
   const std::vector<eval::ServingBenchResult> results = eval::run_serving_bench(
       *loaded.model, *loaded.tokenizer,
-      {.n_prompt = o.n_prompt, .n_gen = o.n_gen, .batch = o.batch, .threads = threads, .metrics = !o.no_metrics},
+      {.n_prompt = o.n_prompt,
+       .n_gen = o.n_gen,
+       .batch = o.batch,
+       .threads = threads,
+       .metrics = !o.no_metrics,
+       .kv_type = kv_type},
       o.parallel, [&](int n) {
         progress.detail(fmt::format("{} stream{}", n, n == 1 ? "" : "s"));
         progress.set(started);
