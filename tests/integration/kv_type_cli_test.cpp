@@ -64,6 +64,8 @@ TEST(KvTypeCli, BenchAndEvalRunWithAQuantizedCache) {
   ASSERT_EQ(q8.code, 0) << q8.out;
   const auto jf = nlohmann::json::parse(f16.out), jq = nlohmann::json::parse(q8.out);
   EXPECT_EQ(jq["kv_cache_bytes"].get<std::uint64_t>() * 64, jf["kv_cache_bytes"].get<std::uint64_t>() * 34);
+  EXPECT_EQ(jf["kv_type"], "f16");
+  EXPECT_EQ(jq["kv_type"], "q8_0");
 
   // The same model against itself: only the cache type differs, so the divergence is the cache's.
   const std::string tokens = test::temp_dir() + "/kv_type_tokens.txt";
