@@ -2,7 +2,11 @@
 // a GGUF, repeated R times, printed as one line of JSON with mean and standard deviation.
 //
 // usage: node scripts/llamacpp_bench.mjs MODEL.gguf [-p N_PROMPT] [-n N_GEN] [-t THREADS] [-r REPS] [--warmup W]
-//   defaults: -p 128 -n 64 -t 2 -r 3 --warmup 1
+//                                          [--kv-type f16|q8_0|q4_0|q4_1]
+//   defaults: -p 128 -n 64 -t 2 -r 3 --warmup 1 --kv-type f16
+// --kv-type sets both the key and the value cache type (llama-bench's -ctk/-ctv, node-llama-cpp's
+// experimentalKvCacheKeyType/ValueType); a quantized type turns flash attention on, which
+// llama.cpp needs for a quantized V cache.
 //
 // Each repetition clears the sequence's KV cache, evaluates an N_PROMPT-token prompt (synthetic
 // ids 100 + 7i mod 1000, no BOS) and then decodes N_GEN tokens greedily; end-of-generation tokens
@@ -11,7 +15,7 @@
 //   decode_tok_s  = (N_GEN - 1) / (time from the first to the last sampled token)
 // W warm-up runs (page faults of the mmap'd weights, allocator growth) are done first and not
 // counted. Standard deviations are sample deviations (n - 1), 0 when REPS is 1. Output fields:
-//   {"engine":"llama.cpp","model":...,"n_prompt":...,"n_gen":...,"threads":...,"repetitions":...,
+//   {"engine":"llama.cpp","model":...,"n_prompt":...,"n_gen":...,"threads":...,"repetitions":...,"kv_type":...,
 //    "prefill_tok_s_mean":...,"prefill_tok_s_std":...,"decode_tok_s_mean":...,"decode_tok_s_std":...,
 //    "prefill_tok_s":[per run],"decode_tok_s":[per run]}
 // Run it from inside the repository so that node finds node_modules/node-llama-cpp.
@@ -19,16 +23,21 @@ import {getLlama, LlamaLogLevel} from "node-llama-cpp";
 
 function usage(message) {
   process.stderr.write(`llamacpp_bench: ${message}\n` +
-      "usage: llamacpp_bench.mjs MODEL.gguf [-p N_PROMPT] [-n N_GEN] [-t THREADS] [-r REPS] [--warmup W]\n");
+      "usage: llamacpp_bench.mjs MODEL.gguf [-p N_PROMPT] [-n N_GEN] [-t THREADS] [-r REPS] [--warmup W] " +
+      "[--kv-type f16|q8_0|q4_0|q4_1]\n");
   process.exit(2);
 }
 
 function parseArgs(argv) {
-  const args = {model: null, nPrompt: 128, nGen: 64, threads: 2, reps: 3, warmup: 1};
+  const args = {model: null, nPrompt: 128, nGen: 64, threads: 2, reps: 3, warmup: 1, kvType: "f16"};
   const flags = {"-p": "nPrompt", "-n": "nGen", "-t": "threads", "-r": "reps", "--warmup": "warmup"};
   for (let i = 0; i < argv.length; ++i) {
     const a = argv[i];
-    if (a in flags) {
+    if (a === "--kv-type") {
+      if (i + 1 >= argv.length) usage(`${a} needs a value`);
+      args.kvType = argv[++i];
+      if (!["f16", "q8_0", "q4_0", "q4_1"].includes(args.kvType)) usage(`--kv-type must be f16, q8_0, q4_0 or q4_1`);
+    } else if (a in flags) {
       if (i + 1 >= argv.length) usage(`${a} needs a value`);
       const v = Number(argv[++i]);
       if (!Number.isInteger(v) || v < 0) usage(`${a} must be a non-negative integer, got ${argv[i]}`);
@@ -64,6 +73,10 @@ try {
   const context = await model.createContext({
     contextSize: args.nPrompt + args.nGen + 16, batchSize: Math.max(args.nPrompt, 32), threads: args.threads,
     sequences: 1,
+    ...(args.kvType === "f16" ? {} : {
+      flashAttention: true, experimentalKvCacheKeyType: args.kvType.toUpperCase(),
+      experimentalKvCacheValueType: args.kvType.toUpperCase(),
+    }),
   });
   const sequence = context.getSequence();
   const prompt = Array.from({length: args.nPrompt}, (_, i) => 100 + (i * 7) % 1000);
@@ -92,7 +105,7 @@ try {
   const [dm, ds] = meanStd(decode);
   process.stdout.write(JSON.stringify({
     engine: "llama.cpp", model: args.model.split("/").pop(), n_prompt: args.nPrompt, n_gen: args.nGen,
-    threads: args.threads, repetitions: args.reps,
+    threads: args.threads, repetitions: args.reps, kv_type: args.kvType,
     prefill_tok_s_mean: round2(pm), prefill_tok_s_std: round2(ps),
     decode_tok_s_mean: round2(dm), decode_tok_s_std: round2(ds),
     prefill_tok_s: prefill.map(round2), decode_tok_s: decode.map(round2),

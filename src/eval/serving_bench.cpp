@@ -38,6 +38,7 @@ ServingBenchResult run_streams(LlamaModel& model, const Tokenizer& tokenizer, co
   eo.max_queued = streams;
   eo.prefix_cache = false;
   eo.record_metrics = o.metrics;
+  eo.kv_type = o.kv_type;
   std::shared_ptr<monitor::Registry> registry;
   if (o.metrics) {
     registry = std::make_shared<monitor::Registry>();

@@ -7,6 +7,8 @@
 #include <optional>
 #include <vector>
 
+#include "core/dtype.h"
+
 namespace kiln {
 class LlamaModel;
 class Tokenizer;
@@ -23,6 +25,7 @@ struct ServingBenchOptions {
   // text format every second, as a Prometheus scraping kiln serve at 1 s would. false: the engine
   // records nothing (the baseline of docs/benchmarks.md's overhead comparison).
   bool metrics = true;
+  DType kv_type = DType::F16;  // the engine's KV cache type
 };
 
 struct ServingBenchResult {

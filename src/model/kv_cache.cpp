@@ -3,16 +3,27 @@
 #include <cstring>
 
 #include "core/error.h"
+#include "kernels/kv_quants.h"
 
 namespace kiln {
 
+bool is_kv_cache_type(DType t) { return t == DType::F16 || t == DType::F32 || kernels::is_kv_block_type(t); }
+
+std::size_t kv_row_bytes(DType t, int kv_dim) {
+  KILN_CHECK(is_kv_cache_type(t), "kv cache type {} is not supported (expected {})", dtype_name(t), kKvCacheTypeNames);
+  const std::int64_t block = traits(t).block_size;
+  KILN_CHECK(kv_dim % block == 0, "kv cache type {} needs rows of a multiple of {} values; this model's are {}",
+             dtype_name(t), block, kv_dim);
+  return row_bytes(t, kv_dim);
+}
+
 KvCache::KvCache(const KvCacheOptions& o) : options_(o) {
-  KILN_CHECK(o.dtype == DType::F16 || o.dtype == DType::F32, "kv cache type {} is not supported (expected f16 or f32)",
-             dtype_name(o.dtype));
+  KILN_CHECK(is_kv_cache_type(o.dtype), "kv cache type {} is not supported (expected {})", dtype_name(o.dtype),
+             kKvCacheTypeNames);
   KILN_CHECK(o.block_size > 0 && o.capacity_tokens > 0 && o.n_layer > 0 && o.kv_dim > 0,
              "kv cache: invalid options");
   n_blocks_ = (o.capacity_tokens + o.block_size - 1) / o.block_size;
-  row_bytes_ = static_cast<std::size_t>(o.kv_dim) * (o.dtype == DType::F16 ? 2 : 4);
+  row_bytes_ = kv_row_bytes(o.dtype, o.kv_dim);
   const std::size_t layer_bytes = row_bytes_ * static_cast<std::size_t>(o.block_size) * static_cast<std::size_t>(n_blocks_);
   bytes_ = 2 * layer_bytes * static_cast<std::size_t>(o.n_layer);
   storage_ = AnonymousRegion(bytes_);

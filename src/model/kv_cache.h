@@ -10,7 +10,11 @@
 // ever read: a sequence writes past its attached prefix, into blocks of its own.
 //
 // Storage per layer: K and V are each (n_blocks, block_size, kv_dim) elements of `dtype`
-// (f16 by default, as llama.cpp; f32 for exactness checks).
+// (f16 by default, as llama.cpp; f32 for exactness checks), or rows of kv_dim / 32 blocks of
+// q8_0, q4_0 or q4_1 (kernels/kv_quants.h), each row quantized once when it is written: the
+// same bytes of memory then hold 64/34, 64/18 or 64/20 times the positions of f16. Each
+// position's row is quantized on its own, so blocks shared by prefix caching read the same.
+#include <cstddef>
 #include <cstdint>
 #include <vector>
 
@@ -19,12 +23,18 @@
 
 namespace kiln {
 
+// The element types a cache can hold, and their names for messages.
+inline constexpr const char* kKvCacheTypeNames = "f16, f32, q8_0, q4_0 or q4_1";
+bool is_kv_cache_type(DType t);
+// Bytes of one position's key (or value) row of kv_dim values in type t.
+std::size_t kv_row_bytes(DType t, int kv_dim);
+
 struct KvCacheOptions {
   int n_layer = 0;
   int kv_dim = 0;           // n_head_kv * head_dim
   int capacity_tokens = 0;  // total positions across all sequences
   int block_size = 16;
-  DType dtype = DType::F16;  // F16 or F32
+  DType dtype = DType::F16;  // is_kv_cache_type
 };
 
 class KvCache {
@@ -53,12 +63,14 @@ class KvCache {
   int length(int seq) const { return seqs_.at(static_cast<std::size_t>(seq)).length; }
   void set_length(int seq, int n_tokens);
 
-  // Pointers to the key / value row (kv_dim elements) of a position already reserved.
+  // Pointers to the key / value row (kv_dim elements, row_bytes() bytes) of a position already
+  // reserved; the rows of a block's positions follow each other.
   void* key(int layer, int seq, int pos) { return row(k_[static_cast<std::size_t>(layer)], seq, pos); }
   void* value(int layer, int seq, int pos) { return row(v_[static_cast<std::size_t>(layer)], seq, pos); }
 
   DType dtype() const { return options_.dtype; }
   int kv_dim() const { return options_.kv_dim; }
+  std::size_t row_bytes() const { return row_bytes_; }
   int block_size() const { return options_.block_size; }
   int free_blocks() const { return static_cast<int>(free_.size()); }
   int total_blocks() const { return n_blocks_; }

@@ -6,6 +6,7 @@
 
 #include "core/error.h"
 #include "core/half.h"
+#include "kernels/kv_quants.h"
 #include "kernels/matmul.h"
 #include "kernels/ops.h"
 #include "model/llama_blocks.h"
@@ -22,7 +23,24 @@ std::unique_ptr<LlamaModel> LlamaModel::load(const std::string& path) {
   return m;
 }
 
+KvCache LlamaModel::make_kv_cache(int capacity_tokens) const { return make_kv_cache(capacity_tokens, kv_type_); }
+
+void LlamaModel::check_kv_type(DType dtype) const {
+  if (!is_kv_cache_type(dtype)) fail("kv cache type {} is not supported (expected {})", dtype_name(dtype), kKvCacheTypeNames);
+  // Attention reads one head's slice of a cached row at a time, which must be whole blocks
+  // (llama.cpp refuses such a cache type for the same reason).
+  if (kernels::is_kv_block_type(dtype) && config_.head_dim % kernels::kKvBlock != 0)
+    fail("kv cache type {} needs a head size that is a multiple of {}; this model's is {} (use f16)",
+         dtype_name(dtype), kernels::kKvBlock, config_.head_dim);
+}
+
+void LlamaModel::set_kv_type(DType dtype) {
+  check_kv_type(dtype);
+  kv_type_ = dtype;
+}
+
 KvCache LlamaModel::make_kv_cache(int capacity_tokens, DType dtype) const {
+  check_kv_type(dtype);
   KvCacheOptions o;
   o.n_layer = config_.n_layer;
   o.kv_dim = config_.kv_dim();
@@ -125,6 +143,9 @@ void LlamaModel::attention_paged(int il, const Batch& batch, KvCache& cache, con
     if (cache.dtype() == DType::F16) {
       kernels::f32_to_f16_row(k + t * KVD, static_cast<std::uint16_t*>(kdst), KVD);
       kernels::f32_to_f16_row(v + t * KVD, static_cast<std::uint16_t*>(vdst), KVD);
+    } else if (kernels::is_kv_block_type(cache.dtype())) {
+      kernels::kv_quantize_row(cache.dtype(), k + t * KVD, kdst, KVD);
+      kernels::kv_quantize_row(cache.dtype(), v + t * KVD, vdst, KVD);
     } else {
       std::memcpy(kdst, k + t * KVD, static_cast<std::size_t>(KVD) * sizeof(float));
       std::memcpy(vdst, v + t * KVD, static_cast<std::size_t>(KVD) * sizeof(float));
@@ -137,15 +158,19 @@ void LlamaModel::attention_paged(int il, const Batch& batch, KvCache& cache, con
   for (int t = 0; t < B; ++t) max_len = std::max(max_len, batch.positions[static_cast<std::size_t>(t)] + 1);
   const std::size_t stride = static_cast<std::size_t>((max_len + 15) / 16 * 16);
   float* scores_all = scores_.resize(stride * static_cast<std::size_t>(pool.size()));
-  const bool f16 = cache.dtype() == DType::F16;
+  const DType kv_type = cache.dtype();
+  const bool quantized = kernels::is_kv_block_type(kv_type);
 
-  if (f16) {
+  if (kv_type == DType::F16 || quantized) {
     // One task per (token, kv head): the `group` query heads that share a key/value head are
     // done together, so each cached row is read once for all of them, a block's rows (which
-    // are contiguous) at a time.
+    // are contiguous) at a time. A quantized cache takes the same walk with kv_quants' kernels.
     float* scores_group = scores_.resize(stride * static_cast<std::size_t>(group) * static_cast<std::size_t>(pool.size()));
     const int bs = cache.block_size();
     const std::int64_t row_elems = c.kv_dim();
+    const std::size_t row_bytes = cache.row_bytes();
+    // A head's slice of a row: its byte offset and length (whole blocks when quantized).
+    const std::size_t head_bytes = row_bytes / static_cast<std::size_t>(c.n_head_kv);
     pool.parallel_for(static_cast<std::int64_t>(B) * c.n_head_kv, [&](std::int64_t task, int worker) {
       const int t = static_cast<int>(task / c.n_head_kv);
       const int kvh = static_cast<int>(task % c.n_head_kv);
@@ -159,17 +184,22 @@ void LlamaModel::attention_paged(int il, const Batch& batch, KvCache& cache, con
       // follow, and at position 1024 the KV cache has long left the caches (the weights stream
       // through them every token). With the cache in 2 MiB pages, this took a 1078-row task's
       // scores from 80 to 33 us in a microbenchmark with the caches flushed between layers.
+      const std::size_t head_offset = static_cast<std::size_t>(kvh) * head_bytes;
       auto prefetch_block = [&](const void* block) {
-        const auto* b = static_cast<const std::uint8_t*>(block) + static_cast<std::size_t>(kvh * hd) * 2;
+        const auto* b = static_cast<const std::uint8_t*>(block) + head_offset;
         for (int r = 0; r < bs; ++r)
-          for (int off = 0; off < hd * 2; off += 64)
-            __builtin_prefetch(b + static_cast<std::size_t>(r) * static_cast<std::size_t>(row_elems) * 2 + off, 0, 3);
+          for (std::size_t off = 0; off < head_bytes; off += 64)
+            __builtin_prefetch(b + static_cast<std::size_t>(r) * row_bytes + off, 0, 3);
       };
       for (int p0 = 0; p0 < n; p0 += bs) {
         const int rows = std::min(bs, n - p0);
         if (p0 + bs < n) prefetch_block(cache.key(il, seq, p0 + bs));
-        const auto* krow = static_cast<const std::uint16_t*>(cache.key(il, seq, p0)) + kvh * hd;
-        kernels::attn_scores_f16(krow, row_elems, rows, qh, hd, group, hd, scale, scores + p0, s_stride);
+        const auto* krow = static_cast<const std::uint8_t*>(cache.key(il, seq, p0)) + head_offset;
+        if (quantized)
+          kernels::attn_scores_q(kv_type, krow, row_bytes, rows, qh, hd, group, hd, scale, scores + p0, s_stride);
+        else
+          kernels::attn_scores_f16(reinterpret_cast<const std::uint16_t*>(krow), row_elems, rows, qh, hd, group, hd,
+                                   scale, scores + p0, s_stride);
       }
       for (int g = 0; g < group; ++g) kernels::softmax_inplace(scores + g * s_stride, n);
       float* oh = out + static_cast<std::ptrdiff_t>(t) * c.q_dim() + kvh * group * hd;  // (group, hd)
@@ -178,8 +208,12 @@ void LlamaModel::attention_paged(int il, const Batch& batch, KvCache& cache, con
       for (int p0 = 0; p0 < n; p0 += bs) {
         const int rows = std::min(bs, n - p0);
         if (p0 + bs < n) prefetch_block(cache.value(il, seq, p0 + bs));
-        const auto* vrow = static_cast<const std::uint16_t*>(cache.value(il, seq, p0)) + kvh * hd;
-        kernels::attn_values_f16(vrow, row_elems, rows, scores + p0, s_stride, group, hd, oh, hd);
+        const auto* vrow = static_cast<const std::uint8_t*>(cache.value(il, seq, p0)) + head_offset;
+        if (quantized)
+          kernels::attn_values_q(kv_type, vrow, row_bytes, rows, scores + p0, s_stride, group, hd, oh, hd);
+        else
+          kernels::attn_values_f16(reinterpret_cast<const std::uint16_t*>(vrow), row_elems, rows, scores + p0,
+                                   s_stride, group, hd, oh, hd);
       }
     }, 1);
     return;

@@ -43,8 +43,16 @@ class LlamaModel {
   const TensorSource& source() const { return *source_; }
   const LlamaWeights& weights() const { return weights_; }
 
-  // A cache sized for `capacity_tokens` positions over all sequences.
-  KvCache make_kv_cache(int capacity_tokens, DType dtype = DType::F16) const;
+  // A cache sized for `capacity_tokens` positions over all sequences, of kv_type() or of
+  // `dtype` (is_kv_cache_type; a block type needs a head size that is a multiple of 32).
+  KvCache make_kv_cache(int capacity_tokens) const;
+  KvCache make_kv_cache(int capacity_tokens, DType dtype) const;
+  // The element type of the caches that make_kv_cache(capacity) gives, f16 unless set: what
+  // the workflows that make their own caches (eval's chunks) run with.
+  DType kv_type() const { return kv_type_; }
+  // Throws kiln::Error naming the reason when this model cannot use a cache of `dtype`.
+  void check_kv_type(DType dtype) const;
+  void set_kv_type(DType dtype);
 
   // Runs the batch through the model, appending its keys and values to the cache, and writes
   // the logits of batch.logit_rows into `logits` (logit_rows.size(), n_vocab). Positions must
@@ -70,6 +78,7 @@ class LlamaModel {
   LlamaWeights weights_;
   std::unique_ptr<Rope> rope_;
   ActivationObserver* observer_ = nullptr;
+  DType kv_type_ = DType::F16;
 
   // Scratch, grown to the largest batch seen. B = batch size, E = n_embd, F = n_ff.
   FloatBuffer x_;       // (B, E) residual stream
@@ -83,8 +92,8 @@ class LlamaModel {
   FloatBuffer up_;      // (B, F)
   FloatBuffer rope_cs_; // (B, n_rot) cos then sin per token
   // Attention scores per worker, one row of `stride` (the batch's longest context rounded up to
-  // 16) per query head it handles at once: (n_workers, group, stride) with an f16 KV cache
-  // (group = query heads per KV head), (n_workers, stride) with an f32 one.
+  // 16) per query head it handles at once: (n_workers, group, stride) with an f16 or quantized
+  // KV cache (group = query heads per KV head), (n_workers, stride) with an f32 one.
   FloatBuffer scores_;
   ActivationRows act_;  // converted activations for the current matmuls
 };

@@ -98,13 +98,13 @@ std::size_t physical_memory_bytes() {
 
 }  // namespace
 
-std::size_t kv_bytes_per_token(const LlamaConfig& c) {
-  return static_cast<std::size_t>(c.n_layer) * 2 * static_cast<std::size_t>(c.kv_dim()) * 2;
+std::size_t kv_bytes_per_token(const LlamaConfig& c, DType kv_type) {
+  return static_cast<std::size_t>(c.n_layer) * 2 * kv_row_bytes(kv_type, c.kv_dim());
 }
 
 EngineOptions resolve_engine_options(const LlamaConfig& config, EngineOptions r) {
   if (r.threads <= 0) r.threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  const std::size_t per_token = std::max<std::size_t>(1, kv_bytes_per_token(config));
+  const std::size_t per_token = std::max<std::size_t>(1, kv_bytes_per_token(config, r.kv_type));
   const std::size_t budget = r.kv_memory_bytes > 0 ? r.kv_memory_bytes : physical_memory_bytes() / 4;
   constexpr int kBlock = 16;  // KvCacheOptions::block_size: the budget is rounded down to whole blocks
   const std::size_t fit = std::min<std::size_t>(budget / per_token / kBlock * kBlock, std::numeric_limits<int>::max() / 2);
@@ -194,7 +194,7 @@ Engine::Impl::Impl(LlamaModel& m, const Tokenizer& t, const EngineOptions& o)
     : model(m),
       tokenizer(t),
       options(resolve_engine_options(m.config(), o)),
-      cache(m.make_kv_cache(options.kv_cache_tokens)),
+      cache(m.make_kv_cache(options.kv_cache_tokens, options.kv_type)),
       pool(options.threads),
       prefix(options.prefix_cache ? cache.block_size() : 0) {
   logits.resize(static_cast<std::size_t>(options.max_running) * static_cast<std::size_t>(m.config().n_vocab));

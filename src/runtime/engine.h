@@ -28,6 +28,8 @@
 #include <vector>
 
 #include "runtime/embedding_pooling.h"
+
+#include "core/dtype.h"
 #include "sample/sampler.h"
 
 namespace kiln {
@@ -153,6 +155,7 @@ struct EngineOptions {
   int context_tokens = 0;       // longest sequence (prompt + generated); 0 = the model's training context, within the KV budget
   int kv_cache_tokens = 0;      // KV pool size in positions over all sequences; 0 = 4 x context_tokens, within the KV budget
   std::size_t kv_memory_bytes = 0;  // what the defaults above may spend on the KV pool; 0 = a quarter of physical memory
+  DType kv_type = DType::F16;   // KV cache element type (model/kv_cache.h): q8_0 / q4_0 / q4_1 fit 1.9 / 3.6 / 3.2 x the positions in a budget
   int max_batch_tokens = 512;   // token budget of one step (decode tokens + prefill chunks)
   // Sequences decoding at once. While sequences of several groups compete for them, each group
   // gets an equal share (max_running / groups with work, at least 1): a group over its share gives
@@ -190,8 +193,8 @@ struct EngineStats {
   double busy_seconds = 0;       // time spent in forward passes
 };
 
-// Bytes of one position of the engine's KV cache over all layers (K and V, f16).
-std::size_t kv_bytes_per_token(const LlamaConfig& config);
+// Bytes of one position of the engine's KV cache over all layers (K and V, of kv_type).
+std::size_t kv_bytes_per_token(const LlamaConfig& config, DType kv_type = DType::F16);
 
 // The options an engine over this model really runs with: zeros replaced by defaults, checked.
 // With context_tokens 0 the context is the model's training context; with kv_cache_tokens 0 the

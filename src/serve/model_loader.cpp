@@ -17,7 +17,7 @@ std::size_t estimate_model_bytes(const std::string& path, const EngineOptions& o
   std::unique_ptr<TensorSource> source = TensorSource::open(path);
   const LlamaConfig config = llama_config_from_source(*source);
   const EngineOptions resolved = resolve_engine_options(config, options);
-  return source->file_size() + static_cast<std::size_t>(resolved.kv_cache_tokens) * kv_bytes_per_token(config);
+  return source->file_size() + static_cast<std::size_t>(resolved.kv_cache_tokens) * kv_bytes_per_token(config, resolved.kv_type);
 }
 
 std::shared_ptr<ServedModel> load_served_model(const ModelSpec& spec, const EngineOptions& options,
@@ -47,7 +47,7 @@ std::shared_ptr<ServedModel> load_served_model(const ModelSpec& spec, const Engi
     served->max_token_bytes = std::max({served->max_token_bytes, tok.token_to_piece(id).size(),
                                         tok.vocab().tokens[static_cast<std::size_t>(id)].size()});
   served->memory_bytes = served->model->source().file_size() +
-                         static_cast<std::size_t>(served->engine->options().kv_cache_tokens) * kv_bytes_per_token(c);
+                         static_cast<std::size_t>(served->engine->options().kv_cache_tokens) * kv_bytes_per_token(c, served->engine->options().kv_type);
   return served;
 }
 

@@ -113,7 +113,7 @@ LogEvent model_log_event(const ModelEvent& m) {
         const EngineOptions& eo = s->engine->options();
         const LlamaConfig& c = s->model->config();
         const double mib = 1024.0 * 1024.0;
-        const std::size_t kv_bytes = static_cast<std::size_t>(eo.kv_cache_tokens) * kv_bytes_per_token(c);
+        const std::size_t kv_bytes = static_cast<std::size_t>(eo.kv_cache_tokens) * kv_bytes_per_token(c, eo.kv_type);
         ev.message += fmt::format(
             ": context {} tokens (trained {}), KV pool {} positions ({:.1f} MiB), {:.1f} MiB with the weights",
             eo.context_tokens, c.n_ctx_train, eo.kv_cache_tokens, static_cast<double>(kv_bytes) / mib,

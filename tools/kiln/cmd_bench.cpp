@@ -54,6 +54,7 @@ void run_parallel_bench(const BenchOptions& o) {
   if (o.n_prompt < 1 || o.n_gen < 1 || o.batch < 1) fail("bench: --parallel needs -p >= 1, -n >= 1, --batch >= 1");
   for (int n : o.parallel)
     if (n < 1 || n > 4096) fail("bench: --parallel takes stream counts between 1 and 4096, got {}", n);
+  const DType kv_type = kv_type_from_flag(o.kv_type, "bench");
   const int threads = thread_count(o.threads);
   LoadedModel loaded =
       load_model(o.model, {.tokenizer = TokenizerNeed::required, .needed_by = "bench --parallel (the serving engine)"});
@@ -67,7 +68,12 @@ void run_parallel_bench(const BenchOptions& o) {
   std::int64_t started = 0;
   const std::vector<eval::ServingBenchResult> results = eval::run_serving_bench(
       *loaded.model, *loaded.tokenizer,
-      {.n_prompt = o.n_prompt, .n_gen = o.n_gen, .batch = o.batch, .threads = threads, .metrics = !o.no_metrics},
+      {.n_prompt = o.n_prompt,
+       .n_gen = o.n_gen,
+       .batch = o.batch,
+       .threads = threads,
+       .metrics = !o.no_metrics,
+       .kv_type = kv_type},
       o.parallel, [&](int n) {
         progress.detail(fmt::format("{} stream{}", n, n == 1 ? "" : "s"));
         progress.set(started);
@@ -140,6 +146,7 @@ void run_bench(const BenchOptions& o) {
                         {"params", stats.n_params},
                         {"file_bytes", model->source().file_size()},
                         {"kv_cache_bytes", cache.bytes()},
+                        {"kv_type", dtype_name(kv_type)},
                         {"threads", threads},
                         {"simd", simd},
                         {"n_prompt", o.n_prompt},
@@ -162,9 +169,9 @@ void run_bench(const BenchOptions& o) {
   std::printf("model   %s (%s, %s, %s, %s params, %.3f GB)\n", o.model.c_str(), model->source().format_name().c_str(),
               c.arch.c_str(), stats.main_dtype.c_str(), human_count(static_cast<double>(stats.n_params)).c_str(),
               static_cast<double>(model->source().file_size()) / 1e9);
-  std::printf("threads %d   simd %s   repetitions %d   resident %.0f MB (file %.0f MB + kv cache %.0f MB)\n", threads,
-              simd.c_str(), o.repetitions, rss_mb, static_cast<double>(model->source().file_size()) / 1e6,
-              static_cast<double>(cache.bytes()) / 1e6);
+  std::printf("threads %d   simd %s   repetitions %d   resident %.0f MB (file %.0f MB + kv cache %.0f MB, %s)\n",
+              threads, simd.c_str(), o.repetitions, rss_mb, static_cast<double>(model->source().file_size()) / 1e6,
+              static_cast<double>(cache.bytes()) / 1e6, std::string(dtype_name(kv_type)).c_str());
   // Decode speed depends on it (see core/mapped_file.cpp): a file first read without the
   // huge-page advice stays in 4 KiB pages until the page cache drops it.
   std::printf("weights in 2 MiB pages: %.0f MB of %.0f MB (%s)\n\n",

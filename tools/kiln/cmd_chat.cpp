@@ -35,6 +35,7 @@ struct ChatOptions {
   int n_predict = 512;        // per reply
   int threads = 0;
   int ctx = 0;
+  std::string kv_type = "f16";
   bool show_stats = false;
   SamplingOptions sampling = interactive_sampling_defaults();
 };
@@ -152,6 +153,7 @@ class ChatSession {
 };
 
 void run_chat(const ChatOptions& o) {
+  const DType kv_type = kv_type_from_flag(o.kv_type, "chat");
   LoadedModel loaded = load_model(
       o.model, {.tokenizer = TokenizerNeed::required, .chat_template = ChatTemplateNeed::model, .needed_by = "chat"});
   const Tokenizer& tokenizer = *loaded.tokenizer;
@@ -162,6 +164,7 @@ void run_chat(const ChatOptions& o) {
   eo.threads = o.threads;
   eo.context_tokens = context_tokens(o.ctx, loaded.model->config().n_ctx_train);
   eo.kv_cache_tokens = 2 * eo.context_tokens;  // this turn plus the cached previous one
+  eo.kv_type = kv_type;
   eo.max_running = 1;
   Engine engine(*loaded.model, tokenizer, eo);
 
@@ -204,6 +207,7 @@ void register_chat_command(CLI::App& app) {
   add_threads_option(cmd, o->threads);
   add_load_mode_option(cmd);
   add_context_option(cmd, o->ctx);
+  add_kv_type_option(cmd, o->kv_type);
   add_sampling_options(cmd, o->sampling);
   cmd->add_flag("--stats", o->show_stats, "After each reply, print token counts, cache reuse and speed to stderr");
   cmd->callback([o] { run_chat(*o); });

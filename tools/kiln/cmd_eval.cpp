@@ -93,11 +93,19 @@ std::string describe_plan(const ChunkPlan& plan) {
 
 struct PerplexityOptions {
   std::string model;
+  std::string kv_type = "f16";
   InputOptions in;
 };
 
+// Loads a model whose chunks run with a KV cache of the flag's type (checked against it).
+std::unique_ptr<LlamaModel> load_with_kv_type(const std::string& path, DType kv_type) {
+  std::unique_ptr<LlamaModel> model = LlamaModel::load(path);
+  model->set_kv_type(kv_type);
+  return model;
+}
+
 void run_perplexity(const PerplexityOptions& o) {
-  std::unique_ptr<LlamaModel> model = LlamaModel::load(o.model);
+  std::unique_ptr<LlamaModel> model = load_with_kv_type(o.model, kv_type_from_flag(o.kv_type, "perplexity"));
   const ChunkPlan plan = make_plan(*model, o.in);
   ThreadPool pool(thread_count(o.in.threads));
   EvalProgressView progress(o.in.progress);
@@ -106,6 +114,7 @@ void run_perplexity(const PerplexityOptions& o) {
   progress.finish();
   if (o.in.json) {
     nlohmann::json j = {{"model", o.model},
+                        {"kv_type", dtype_name(model->kv_type())},
                         {"n_ctx", r.n_ctx},
                         {"n_chunks", r.n_chunks},
                         {"bos_id", plan.bos_id},
@@ -123,8 +132,8 @@ void run_perplexity(const PerplexityOptions& o) {
     std::printf("%s\n", j.dump().c_str());
     return;
   }
-  std::printf("model   %s (%s, %s)\n", o.model.c_str(), model->source().format_name().c_str(),
-              model->config().arch.c_str());
+  std::printf("model   %s (%s, %s, KV cache %s)\n", o.model.c_str(), model->source().format_name().c_str(),
+              model->config().arch.c_str(), std::string(dtype_name(model->kv_type())).c_str());
   std::printf("input   %s\n\n", describe_plan(plan).c_str());
   std::string running;
   for (std::size_t c = 0; c < r.running_ppl.size(); ++c)
@@ -143,6 +152,8 @@ struct KldOptions {
   std::string base;
   std::string base_logits;
   std::string save_base_logits;
+  std::string kv_type = "f16";       // the model's KV cache
+  std::string base_kv_type = "f16";  // the base's (--base)
   InputOptions in;
 };
 
@@ -213,13 +224,17 @@ void run_kld(const KldOptions& o) {
   if (o.base_logits.empty() && o.base.empty()) fail("kld: give the base model (--base BASE) or its saved logits (--base-logits FILE)");
   if (o.model.empty() && o.save_base_logits.empty())
     fail("kld: give the MODEL to compare with the base (or only --save-base-logits FILE to save the base)");
+  const DType kv_type = kv_type_from_flag(o.kv_type, "kld");
+  const DType base_kv_type = kv_type_from_flag(o.base_kv_type, "kld", "--base-kv-type");
+  const std::string kv_names = fmt::format("KV cache {}", dtype_name(kv_type));
+  const std::string base_kv_names = fmt::format("KV cache {}", dtype_name(base_kv_type));
   ThreadPool pool(thread_count(o.in.threads));
   EvalProgressView progress(o.in.progress);
 
   if (!o.base_logits.empty()) {
     if (o.model.empty()) fail("kld: give the MODEL to compare with {}", o.base_logits);
     const eval::LogitsFile base(o.base_logits);
-    std::unique_ptr<LlamaModel> model = LlamaModel::load(o.model);
+    std::unique_ptr<LlamaModel> model = load_with_kv_type(o.model, kv_type);
     // Text given too: it must make exactly the chunks the base was run on.
     if (!o.in.source.text.empty() || !o.in.source.tokens.empty()) {
       InputOptions in = o.in;
@@ -236,17 +251,18 @@ void run_kld(const KldOptions& o) {
     if (o.in.json) {
       nlohmann::json j = kld_json(r);
       j["model"] = o.model;
+      j["kv_type"] = dtype_name(kv_type);
       j["base_logits"] = o.base_logits;
       std::printf("%s\n", j.dump().c_str());
     } else {
-      std::printf("model   %s\nbase    %s (saved logits)\ninput   %s\n\n", o.model.c_str(), o.base_logits.c_str(),
-                  describe_plan(base.plan()).c_str());
+      std::printf("model   %s (%s)\nbase    %s (saved logits)\ninput   %s\n\n", o.model.c_str(), kv_names.c_str(),
+                  o.base_logits.c_str(), describe_plan(base.plan()).c_str());
       print_kld(r);
     }
     return;
   }
 
-  std::unique_ptr<LlamaModel> base = LlamaModel::load(o.base);
+  std::unique_ptr<LlamaModel> base = load_with_kv_type(o.base, base_kv_type);
   const ChunkPlan plan = make_plan(*base, o.in);
   std::unique_ptr<eval::LogitsFileWriter> writer;
   if (!o.save_base_logits.empty())
@@ -258,18 +274,19 @@ void run_kld(const KldOptions& o) {
     writer->finish();
     progress.finish();
     if (o.in.json) {
-      nlohmann::json j = {{"base", o.base},           {"saved", o.save_base_logits}, {"n_ctx", r.n_ctx},
+      nlohmann::json j = {{"base", o.base},           {"base_kv_type", dtype_name(base_kv_type)},
+                          {"saved", o.save_base_logits}, {"n_ctx", r.n_ctx},
                           {"n_chunks", r.n_chunks},   {"n_scored", r.n_scored},      {"ppl_base", r.ppl.value},
                           {"ppl_base_std_err", r.ppl.std_err}, {"seconds", r.seconds}};
       std::printf("%s\n", j.dump().c_str());
     } else {
-      std::printf("base    %s\ninput   %s\n\nsaved the base's log-probabilities to %s\nPPL(base) = %.4f +/- %.5f\n",
-                  o.base.c_str(), describe_plan(plan).c_str(), o.save_base_logits.c_str(), r.ppl.value, r.ppl.std_err);
+      std::printf("base    %s (%s)\ninput   %s\n\nsaved the base's log-probabilities to %s\nPPL(base) = %.4f +/- %.5f\n",
+                  o.base.c_str(), base_kv_names.c_str(), describe_plan(plan).c_str(), o.save_base_logits.c_str(), r.ppl.value, r.ppl.std_err);
     }
     return;
   }
 
-  std::unique_ptr<LlamaModel> model = LlamaModel::load(o.model);
+  std::unique_ptr<LlamaModel> model = load_with_kv_type(o.model, kv_type);
   const eval::KldResult r = eval::kl_divergence(*base, *model, plan, pool, o.in.batch, writer.get(),
                                                 [&](const EvalProgress& p) { progress.update("kld", p); });
   if (writer) writer->finish();
@@ -277,12 +294,15 @@ void run_kld(const KldOptions& o) {
   if (o.in.json) {
     nlohmann::json j = kld_json(r);
     j["model"] = o.model;
+    j["kv_type"] = dtype_name(kv_type);
     j["base"] = o.base;
+    j["base_kv_type"] = dtype_name(base_kv_type);
     if (writer) j["saved"] = o.save_base_logits;
     std::printf("%s\n", j.dump().c_str());
     return;
   }
-  std::printf("model   %s\nbase    %s\ninput   %s\n\n", o.model.c_str(), o.base.c_str(), describe_plan(plan).c_str());
+  std::printf("model   %s (%s)\nbase    %s (%s)\ninput   %s\n\n", o.model.c_str(), kv_names.c_str(), o.base.c_str(),
+              base_kv_names.c_str(), describe_plan(plan).c_str());
   print_kld(r);
   if (writer) std::printf("\nsaved the base's log-probabilities to %s\n", o.save_base_logits.c_str());
 }
@@ -384,6 +404,7 @@ void register_eval_command(CLI::App& app) {
       "  kiln eval kld --base model-f16.gguf model-q4_0.gguf --text wiki.test.raw\n"
       "  kiln eval kld --base model-f16.gguf --save-base-logits base.kll --text wiki.test.raw\n"
       "  kiln eval kld model-q4_0.gguf --base-logits base.kll\n"
+      "  kiln eval kld model.gguf --base model.gguf --kv-type q8_0 --text wiki.test.raw   (cost of a q8_0 KV cache)\n"
       "  kiln eval compare model-f16.gguf model-q8_0.gguf model-q4_0.gguf --text wiki.test.raw --plot quality.svg");
 
   auto p = std::make_shared<PerplexityOptions>();
@@ -391,6 +412,7 @@ void register_eval_command(CLI::App& app) {
       "perplexity", "Perplexity over chunks of a text, scoring the second half of each (like llama-perplexity)");
   ppl->add_option("model", p->model, "Model file (.gguf or llama2.c .bin)")->required()->check(CLI::ExistingFile);
   add_input_options(ppl, p->in);
+  add_kv_type_option(ppl, p->kv_type);
   ppl->callback([p] { run_perplexity(*p); });
 
   auto k = std::make_shared<KldOptions>();
@@ -403,6 +425,8 @@ void register_eval_command(CLI::App& app) {
   kld->add_option("--save-base-logits", k->save_base_logits,
                   "Also save the base's log-probabilities to this file (without MODEL: only save)");
   add_input_options(kld, k->in);
+  add_kv_type_option(kld, k->kv_type, "--kv-type", "KV cache element type of MODEL");
+  add_kv_type_option(kld, k->base_kv_type, "--base-kv-type", "KV cache element type of the base (--base)");
   kld->callback([k] { run_kld(*k); });
 
   auto c = std::make_shared<CompareCliOptions>();

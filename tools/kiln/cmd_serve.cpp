@@ -55,6 +55,7 @@ struct ServeOptions {
   int threads = 0;
   int ctx = 0;
   int kv_tokens = 0;
+  std::string kv_type = "f16";
   int max_batch_tokens = 512;
   int max_running = 64;
   int max_queued = 256;
@@ -214,6 +215,7 @@ int serve_main(const ServeOptions& o) {
   engine.context_tokens = o.ctx;
   engine.kv_cache_tokens = o.kv_tokens;
   engine.kv_memory_bytes = parse_bytes(o.kv_memory, "--kv-memory");
+  engine.kv_type = kv_type_from_flag(o.kv_type, "serve");
   engine.max_batch_tokens = o.max_batch_tokens;
   engine.max_running = o.max_running;
   engine.max_queued = o.max_queued;
@@ -437,6 +439,7 @@ void register_serve_command(CLI::App& app) {
   cmd->add_option("--kv-memory", o->kv_memory,
                   "Bytes each model's KV pool may take when --ctx or --kv-tokens is 0, e.g. 2G (0: a quarter of physical memory)")
       ->capture_default_str();
+  add_kv_type_option(cmd, o->kv_type);
   cmd->add_option("--max-batch-tokens", o->max_batch_tokens, "Tokens per engine step (decode + prefill chunks)")
       ->capture_default_str();
   cmd->add_option("--max-running", o->max_running, "Sequences decoding at once per model")->capture_default_str();

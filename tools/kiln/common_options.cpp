@@ -6,6 +6,7 @@
 
 #include "core/error.h"
 #include "core/mapped_file.h"
+#include "model/kv_cache.h"
 
 namespace kiln::cli {
 
@@ -69,12 +70,22 @@ void add_context_option(CLI::App* cmd, int& ctx, std::string_view whose) {
 int context_tokens(int requested, int n_ctx_train) { return requested > 0 ? requested : std::min(n_ctx_train, 4096); }
 
 void add_kv_type_option(CLI::App* cmd, std::string& kv_type) {
-  cmd->add_option("--kv-type", kv_type, "KV cache element type: f16 or f32")->capture_default_str();
+  add_kv_type_option(cmd, kv_type, "--kv-type", "KV cache element type");
 }
 
-DType kv_type_from_flag(const std::string& kv_type, std::string_view command) {
+void add_kv_type_option(CLI::App* cmd, std::string& kv_type, const std::string& flag, std::string_view what) {
+  cmd->add_option(flag, kv_type,
+                  std::string(what) +
+                      ": f16, f32, q8_0 (34/64 of f16's bytes per position), q4_0 (18/64) or q4_1 (20/64); the block "
+                      "types need a head size that is a multiple of 32")
+      ->capture_default_str()
+      ->type_name("TYPE");
+}
+
+DType kv_type_from_flag(const std::string& kv_type, std::string_view command, std::string_view flag) {
   const std::optional<DType> t = parse_dtype(kv_type);
-  if (!t) fail("{}: --kv-type '{}' is not a type (expected f16 or f32)", command, kv_type);
+  if (!t || !is_kv_cache_type(*t))
+    fail("{}: {} '{}' is not a KV cache type (expected {})", command, flag, kv_type, kKvCacheTypeNames);
   return *t;
 }
 

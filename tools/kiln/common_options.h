@@ -47,7 +47,9 @@ int context_tokens(int requested, int n_ctx_train);
 // --kv-type: the KV cache's element type, kept as text until the command runs so that a bad
 // name fails with the command's own message (kv_type_from_flag).
 void add_kv_type_option(CLI::App* cmd, std::string& kv_type);
-DType kv_type_from_flag(const std::string& kv_type, std::string_view command);
+// The same option under another flag (eval kld's --base-kv-type), its help starting with `what`.
+void add_kv_type_option(CLI::App* cmd, std::string& kv_type, const std::string& flag, std::string_view what);
+DType kv_type_from_flag(const std::string& kv_type, std::string_view command, std::string_view flag = "--kv-type");
 
 // --no-mmap: the load mode of every command that loads a model to run it.
 void add_load_mode_option(CLI::App* cmd);
