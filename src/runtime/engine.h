@@ -27,9 +27,8 @@
 #include <string>
 #include <vector>
 
-#include "runtime/embedding_pooling.h"
-
 #include "core/dtype.h"
+#include "runtime/embedding_pooling.h"
 #include "sample/sampler.h"
 
 namespace kiln {
