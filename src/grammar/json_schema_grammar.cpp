@@ -96,8 +96,11 @@ class Converter {
     const std::string top = visit(root_, "root-value", "");
     // Leading whitespace is allowed, trailing is not: the grammar is exhausted at the last
     // closing bracket, so generation ends there instead of drifting into spaces.
-    std::string out = "root ::= ws " + top + "\n";
-    out += ws_rule();
+    std::string out = "root ::= ";
+    if (!options_.prefix.empty()) out += gbnf_literal(options_.prefix) + " ";
+    out += "ws " + top;
+    if (!options_.suffix.empty()) out += " " + gbnf_literal(options_.suffix);
+    out += "\n" + ws_rule();
     for (const auto& [name, body] : rules_) out += name + " ::= " + body + "\n";
     return out;
   }

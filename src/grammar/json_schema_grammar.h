@@ -27,6 +27,10 @@ namespace kiln::grammar {
 struct JsonGrammarOptions {
   int max_indent = 16;         // spaces after a newline between two JSON tokens
   bool allow_newlines = true;  // false: at most one space between tokens
+  // Literal text before and after the JSON value: the markup a tool call is wrapped in
+  // ("<tool_call>\n" ... "\n</tool_call>"). The grammar is exhausted after the suffix.
+  std::string prefix;
+  std::string suffix;
 };
 
 // A GBNF grammar (rule root) whose strings are the JSON texts valid under `schema`. Object

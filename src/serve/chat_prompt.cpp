@@ -4,6 +4,7 @@
 
 #include "chat/chat_template.h"
 #include "core/error.h"
+#include "grammar/json_schema_grammar.h"
 #include "serve/api_error.h"
 #include "serve/reasoning_parser.h"
 
@@ -97,11 +98,12 @@ ChatPrompt render_chat_prompt(const ServedModel& model, const GenerationParams& 
   out.output.format = model.tool_format;
   out.output.max_calls = params.tools.parallel ? 1 << 20 : 1;
 
-  // The seam of forced tool calls. forced_tool_call() says what the answer must be (prefix,
-  // JSON Schema, suffix; or opening, arguments schema, closing). Without a grammar engine the
-  // answer is started with the opening, so that the model writes (at least) a call of the
-  // right function; a grammar constraint on the GenerationRequest built from `out.forced` makes
-  // the arguments valid as well.
+  // Forced tool calls. forced_tool_call() says what the answer must be: the format's prefix, a
+  // JSON value valid under the calls' schema, the suffix. That becomes the grammar every choice
+  // is constrained to, so the call always parses and its arguments match the function's
+  // parameters. A parameters schema the converter cannot express (a keyword it refuses) falls
+  // back to starting the answer with the call's opening, so that the model at least writes a
+  // call of the right function.
   out.forced = forced_tool_call(params.tools, model.tool_format);
   if (out.forced.forced && !continues) {
     // A call is no thought: a block the generation prompt opened is closed first, as thinking
@@ -110,8 +112,18 @@ ChatPrompt render_chat_prompt(const ServedModel& model, const GenerationParams& 
       out.text += "\n</think>\n\n";
       out.output.starts_in_reasoning = false;
     }
-    out.prefill = out.forced.opening;
-    out.text += out.forced.opening;
+    try {
+      grammar::JsonGrammarOptions options;
+      options.prefix = out.forced.prefix;
+      options.suffix = out.forced.suffix;
+      out.forced_grammar = grammar::json_schema_to_gbnf(out.forced.schema, options);
+    } catch (const Error&) {
+      out.forced_grammar.clear();
+    }
+    if (out.forced_grammar.empty()) {
+      out.prefill = out.forced.opening;
+      out.text += out.forced.opening;
+    }
   }
   return out;
 }

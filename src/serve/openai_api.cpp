@@ -232,7 +232,7 @@ void OpenAiApi::route(HttpRequest& req, const std::shared_ptr<HttpExchange>& ex)
     if (path == "/v1/embeddings") {
       only("POST");
       return embeddings(req, ex, rec);
-
+    }
     if (path == "/v1/responses") {
       only("POST");
       return generate(req, ex, true, rec, true);
@@ -431,6 +431,15 @@ void OpenAiApi::generate(const HttpRequest& req, const std::shared_ptr<HttpExcha
     const std::string& text = rendered.text;
     output = rendered.output;
     prefill = rendered.prefill;
+    if (!rendered.forced_grammar.empty()) {
+      // One grammar per request: a forced call already fixes the answer's whole shape.
+      if (!params.grammar.empty())
+        throw invalid_field(params.grammar_field, fmt::format("'{}' cannot constrain an answer that 'tool_choice' forces to be a "
+                                                              "tool call",
+                                                              params.grammar_field));
+      params.grammar = rendered.forced_grammar;
+      params.grammar_field = "tool_choice";
+    }
     refuse_if_too_long(text.size(), "messages");
     // Templates usually write the BOS text themselves; encoding it adds no second BOS.
     const std::string& bos = served->chat->bos_token();
@@ -575,6 +584,7 @@ void OpenAiApi::embeddings(const HttpRequest& req, const std::shared_ptr<HttpExc
   ctx.record = rec;
   ctx.post = [this](std::function<void()> fn) { boost::asio::post(impl_->large, std::move(fn)); };
   start_embeddings(std::move(served), std::move(params), std::move(inputs), std::move(ctx), ex, metrics_, draining_);
+}
 
 // llama-server's /apply-template: the prompt a chat request would run, without running it.
 HttpResponse OpenAiApi::apply_template(const HttpRequest& req, RequestRecord& rec) {

@@ -96,7 +96,6 @@ class OpenAiApi {
   HttpResponse stats() const;
   HttpResponse metrics_page() const;
   HttpResponse models() const;
-  void generate(const HttpRequest& request, const std::shared_ptr<HttpExchange>& exchange, bool chat, RequestRecord& record);
   void embeddings(const HttpRequest& request, const std::shared_ptr<HttpExchange>& exchange, RequestRecord& record);
 
   // chat: /v1/chat/completions, else /v1/completions; responses: /v1/responses (a chat request).

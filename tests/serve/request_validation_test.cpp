@@ -229,6 +229,7 @@ TEST(RequestValidation, TypicalPIsAProbability) {
     b["typical_p"] = bad;
     EXPECT_EQ(chat_error(b).param, "typical_p") << bad.dump();
   }
+}
 
 json weather_tool() {
   return {{"type", "function"},
