@@ -94,17 +94,17 @@ void ToolCallParser::finish(ToolCallPiece& out) {
         end_call(std::move(args), out);
         pos_ = buf_.size();
       } else {
-        fall_back_to_content(out);
+        fall_back_to_content(buf_.size(), out);
       }
       break;
     case State::mistral_name:
     case State::call_open:
-      fall_back_to_content(out);
+      fall_back_to_content(buf_.size(), out);
       break;
     default:
       break;
   }
-  release_range(pos_, buf_.size(), out);
+  if (!broken_) release_range(pos_, buf_.size(), out);
   pos_ = buf_.size();
   // Whitespace between calls and around them is no content of its own.
   if (n_calls_ == 0 && !held_space_.empty()) out.content += held_space_;
@@ -166,9 +166,9 @@ void ToolCallParser::end_call(std::string final_arguments, ToolCallPiece& out) {
   args_sent_ = 0;
 }
 
-void ToolCallParser::fall_back_to_content(ToolCallPiece& out) {
-  release_range(fallback_from_, buf_.size(), out);
-  pos_ = buf_.size();
+void ToolCallParser::fall_back_to_content(std::size_t resume_at, ToolCallPiece& out) {
+  release_range(fallback_from_, resume_at, out);
+  pos_ = resume_at;
   named_ = dropping_ = streaming_args_ = in_array_ = false;
   state_ = State::text;
   // A bare answer that was not a call is the answer: later braces are its content too.
@@ -176,6 +176,10 @@ void ToolCallParser::fall_back_to_content(ToolCallPiece& out) {
 }
 
 void ToolCallParser::step(ToolCallPiece& out, bool at_end) {
+  if (broken_) {
+    pos_ = buf_.size();
+    return;
+  }
   const std::string_view marker = open_marker(format_);
   for (;;) {
     const std::string_view rest = std::string_view(buf_).substr(pos_);
@@ -225,8 +229,7 @@ void ToolCallParser::step(ToolCallPiece& out, bool at_end) {
           pos_ += j;
           state_ = State::mistral_name;
         } else {
-          fall_back_to_content(out);
-          return;
+          fall_back_to_content(pos_, out);
         }
         continue;
       }
@@ -239,12 +242,12 @@ void ToolCallParser::step(ToolCallPiece& out, bool at_end) {
           pos_ += j + 1;
           state_ = State::text;
         } else if (rest[j] == '{') {
-          call_begin_ = pos_ + j;
+          fallback_from_ = call_begin_ = pos_ + j;
           pos_ = call_begin_;
           state_ = State::call;
         } else {
-          fall_back_to_content(out);
-          return;
+          fallback_from_ = pos_;
+          fall_back_to_content(pos_, out);
         }
         continue;
       }
@@ -270,12 +273,14 @@ void ToolCallParser::step(ToolCallPiece& out, bool at_end) {
           if (is_arguments_key(m.key)) args = &m;
         }
         if (plain_json && !named_) {
-          fall_back_to_content(out);
-          return;
+          fall_back_to_content(call_begin_ + 1, out);
+          continue;
         }
         if (scan.error) {
-          // A call that broke off into something that is not JSON: it ends with what it had.
+          // A call that broke off into something that is not JSON: it ends with what it had,
+          // and what follows is no answer to show.
           end_call("", out);
+          broken_ = true;
           pos_ = buf_.size();
           state_ = State::text;
           return;
@@ -285,8 +290,8 @@ void ToolCallParser::step(ToolCallPiece& out, bool at_end) {
                            args->value_end == npos ? buf_.size() : call_begin_ + args->value_end, out);
         if (!scan.complete) return;
         if (!named_) {
-          fall_back_to_content(out);
-          return;
+          fall_back_to_content(call_begin_ + 1, out);
+          continue;
         }
         std::string final_args;
         if (!args) {
@@ -327,17 +332,18 @@ void ToolCallParser::step(ToolCallPiece& out, bool at_end) {
           });
         };
         const std::size_t k = rest.find(kMistralArgs);
-        if (k == npos) {
-          if (!identifier(rest.substr(0, rest.size() - partial_marker_at_end(rest, kMistralArgs)))) {
-            fall_back_to_content(out);
-          }
-          return;
+        // The name ends at the first character that cannot be in one; [ARGS] must come there.
+        std::size_t name_end = 0;
+        while (name_end < rest.size() && identifier(rest.substr(name_end, 1))) ++name_end;
+        if (name_end == rest.size() || (k == npos && rest.size() - name_end < kMistralArgs.size() &&
+                                        kMistralArgs.substr(0, rest.size() - name_end) == rest.substr(name_end))) {
+          return;  // the name or the [ARGS] after it is still arriving
+        }
+        if (k != name_end || name_end == 0) {
+          fall_back_to_content(pos_, out);
+          continue;
         }
         const std::string_view name = rest.substr(0, k);
-        if (name.empty() || !identifier(name)) {
-          fall_back_to_content(out);
-          return;
-        }
         begin_call(std::string(name), out);
         pos_ += k + kMistralArgs.size();
         state_ = State::mistral_args;
@@ -351,6 +357,7 @@ void ToolCallParser::step(ToolCallPiece& out, bool at_end) {
         const std::size_t end = scan_json_value(buf_, call_begin_, error);
         if (error) {
           end_call("", out);
+          broken_ = true;
           pos_ = buf_.size();
           state_ = State::text;
           return;

@@ -54,8 +54,10 @@ class ToolCallParser {
   void begin_call(std::string name, ToolCallPiece& out);
   void stream_arguments(std::size_t value_begin, std::size_t available_end, ToolCallPiece& out);
   void end_call(std::string final_arguments, ToolCallPiece& out);
-  // The text since `fallback_from_` was no call after all: it is content.
-  void fall_back_to_content(ToolCallPiece& out);
+  // The markup since `fallback_from_` opened no call after all: buf_[fallback_from_, resume_at)
+  // is content, and reading goes on as text from resume_at. Where it resumes depends only on the
+  // text, never on how much of it has arrived, so any split of the text reads the same.
+  void fall_back_to_content(std::size_t resume_at, ToolCallPiece& out);
 
   ToolCallFormat format_;
   int max_calls_;
@@ -71,6 +73,7 @@ class ToolCallParser {
   std::size_t call_begin_ = 0;     // its JSON's first byte
   bool named_ = false;             // its begin event was released (or it is being dropped)
   bool dropping_ = false;          // beyond max_calls: read, not reported
+  bool broken_ = false;            // a call broke off into something that is not JSON: the rest is dropped
   bool streaming_args_ = false;    // its arguments are an object being released piece by piece
   std::size_t args_sent_ = 0;      // bytes of its arguments released
 };

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <nlohmann/json.hpp>
+#include <random>
 
 #include "serve/chat_output_parser.h"
 #include "serve/json_prefix_scan.h"
@@ -230,6 +231,49 @@ TEST(ToolCallParser, ExtraCallsBeyondTheLimitAreDropped) {
   ASSERT_EQ(p.calls.size(), 1u);
   EXPECT_EQ(p.calls[0].first, "a");
   EXPECT_EQ(p.content, "");
+}
+
+// Random mixes of markup and JSON pieces: whatever the text, any split gives what the whole gives
+// (the parser's decisions do not depend on where tokens end), and nothing throws.
+TEST(ToolCallParser, RandomTextsParseTheSameInAnySplit) {
+  const std::vector<std::string> pieces = {"<tool_call>",
+                                           "</tool_call>",
+                                           "{",
+                                           "}",
+                                           "\"name\"",
+                                           ": ",
+                                           "\"f\"",
+                                           ",",
+                                           "\"arguments\"",
+                                           "\"parameters\"",
+                                           "[",
+                                           "]",
+                                           "[TOOL_CALLS]",
+                                           "[ARGS]",
+                                           "abc",
+                                           " ",
+                                           "\n",
+                                           "\"",
+                                           "\\",
+                                           "<|python_tag|>",
+                                           ";",
+                                           "12",
+                                           "<tool_",
+                                           "true"};
+  std::mt19937 rng(1234);
+  for (ToolCallFormat f :
+       {ToolCallFormat::hermes, ToolCallFormat::mistral, ToolCallFormat::llama3_json, ToolCallFormat::generic}) {
+    for (int trial = 0; trial < 500; ++trial) {
+      std::string text;
+      const int n = 1 + static_cast<int>(rng() % 24);
+      for (int i = 0; i < n; ++i) text += pieces[rng() % pieces.size()];
+      const Parsed whole = parse(f, text);
+      const std::size_t chunk = 1 + rng() % 5;
+      const Parsed split = parse(f, text, chunk);
+      EXPECT_EQ(split.content, whole.content) << tool_call_format_name(f) << " chunk " << chunk << ": " << text;
+      EXPECT_EQ(split.calls, whole.calls) << tool_call_format_name(f) << " chunk " << chunk << ": " << text;
+    }
+  }
 }
 
 TEST(ToolCallParser, CutOffCallKeepsWhatArrived) {
