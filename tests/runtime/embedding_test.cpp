@@ -42,6 +42,13 @@ double max_abs_diff(const std::vector<float>& a, const std::vector<float>& b) {
   return m;
 }
 
+EngineOptions engine_options(int threads, int context_tokens = 0) {
+  EngineOptions o;
+  o.threads = threads;
+  o.context_tokens = context_tokens;
+  return o;
+}
+
 // Collects the results of one submit_embeddings call.
 struct Results {
   std::mutex mu;
@@ -165,7 +172,10 @@ TEST_F(EmbeddingEngineTest, BatchedChunkedAndMixedEqualsAlone) {
   g.ignore_eos = true;
   std::vector<std::int32_t> alone_ids;
   {
-    Engine solo(*model_, *tokenizer_, EngineOptions{.threads = 1, .max_running = 1, .prefix_cache = false});
+    EngineOptions one = engine_options(1);
+    one.max_running = 1;
+    one.prefix_cache = false;
+    Engine solo(*model_, *tokenizer_, one);
     std::mutex mu;
     std::condition_variable cv;
     bool done = false;
@@ -218,7 +228,7 @@ TEST_F(EmbeddingEngineTest, BatchedChunkedAndMixedEqualsAlone) {
 }
 
 TEST_F(EmbeddingEngineTest, DifferentTextsGiveDifferentVectorsAndTheSameTextTheSame) {
-  Engine engine(*model_, *tokenizer_, EngineOptions{.threads = 2});
+  Engine engine(*model_, *tokenizer_, engine_options(2));
   std::vector<EmbeddingRequest> inputs = {{tokens("War and peace"), Pooling::Mean},
                                           {tokens("War and peace"), Pooling::Mean},
                                           {tokens("A quiet morning in Moscow"), Pooling::Mean}};
@@ -230,7 +240,7 @@ TEST_F(EmbeddingEngineTest, DifferentTextsGiveDifferentVectorsAndTheSameTextTheS
 }
 
 TEST_F(EmbeddingEngineTest, AnInputAsLongAsTheContextIsTaken) {
-  Engine engine(*model_, *tokenizer_, EngineOptions{.threads = 2, .context_tokens = 64});
+  Engine engine(*model_, *tokenizer_, engine_options(2, 64));
   std::vector<std::int32_t> t(64, tokens("the")[1]);
   Results r(1);
   engine.submit_embeddings({{t, Pooling::Last}}, r.callback());
@@ -240,7 +250,7 @@ TEST_F(EmbeddingEngineTest, AnInputAsLongAsTheContextIsTaken) {
 }
 
 TEST_F(EmbeddingEngineTest, BadInputsAreRefusedByIndex) {
-  Engine engine(*model_, *tokenizer_, EngineOptions{.threads = 1, .context_tokens = 64});
+  Engine engine(*model_, *tokenizer_, engine_options(1, 64));
   const EmbeddingCallback ignore = [](std::size_t, const EmbeddingResult&) {};
   auto refusal = [&](std::vector<EmbeddingRequest> inputs) {
     try {
