@@ -140,8 +140,8 @@ void Sampler::apply_logit_bias() {
   const std::size_t n_vocab = candidates_.size();
   bool bans = false;
   for (const LogitBias& b : params_.logit_bias) {
-    KILN_CHECK(static_cast<std::size_t>(b.id) < n_vocab, "sampler: logit_bias names token {}, outside the vocabulary [0, {})",
-               b.id, n_vocab);
+    KILN_CHECK(static_cast<std::size_t>(b.id) < n_vocab,
+               "sampler: logit_bias names token {}, outside the vocabulary [0, {})", b.id, n_vocab);
     candidates_[b.id].logit += b.bias;
     bans |= b.bias == -kInf;
   }

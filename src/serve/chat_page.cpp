@@ -29,7 +29,8 @@ HttpResponse chat_page_response(const HttpRequest& request) {
   // index.html is the page at /, not a second copy under /chat/.
   const EmbeddedFile* file = name == kIndex && path != "/" ? nullptr : find_embedded_file(chat_page_files(), name);
   if (file == nullptr)
-    throw ApiError(404, "invalid_request_error", fmt::format("no such file of the chat page: {}", path), "", "not_found");
+    throw ApiError(404, "invalid_request_error", fmt::format("no such file of the chat page: {}", path), "",
+                   "not_found");
   return embedded_file_response(request, *file);
 }
 

@@ -8,8 +8,8 @@
 namespace kiln::serve {
 
 struct EmbeddedFile {
-  std::string_view name;   // "index.html": the file's name in its page's folder
-  std::string_view etag;   // quoted, as the ETag header carries it: a hash of the bytes
+  std::string_view name;  // "index.html": the file's name in its page's folder
+  std::string_view etag;  // quoted, as the ETag header carries it: a hash of the bytes
   std::string_view bytes;
 };
 

@@ -95,12 +95,17 @@ std::vector<LogitBias> parse_logit_bias(const json& v) {
   constexpr const char* kName = "logit_bias";
   const auto bias_of = [&](const json& b, const std::string& where) {
     if (b.is_boolean()) {
-      if (b.get<bool>()) throw invalid_field(kName, fmt::format("'{}' is true; a bias is a number in [-100, 100] or false (ban)", where));
+      if (b.get<bool>())
+        throw invalid_field(kName,
+                            fmt::format("'{}' is true; a bias is a number in [-100, 100] or false (ban)", where));
       return -std::numeric_limits<float>::infinity();
     }
-    if (!b.is_number()) throw invalid_field(kName, fmt::format("'{}' must be a number in [-100, 100] or false, got {}", where, type_name(b)));
+    if (!b.is_number())
+      throw invalid_field(kName,
+                          fmt::format("'{}' must be a number in [-100, 100] or false, got {}", where, type_name(b)));
     const double x = b.get<double>();
-    if (!(x >= -100.0 && x <= 100.0)) throw invalid_field(kName, fmt::format("'{}' must be between -100 and 100, got {}", where, x));
+    if (!(x >= -100.0 && x <= 100.0))
+      throw invalid_field(kName, fmt::format("'{}' must be between -100 and 100, got {}", where, x));
     return static_cast<float>(x);
   };
   std::vector<LogitBias> biases;
@@ -109,7 +114,8 @@ std::vector<LogitBias> parse_logit_bias(const json& v) {
       const std::string where = fmt::format("logit_bias[\"{}\"]", key.substr(0, 32));
       // A token id in decimal: digits only, no sign, no spaces, at most 10 digits.
       if (key.empty() || key.size() > 10 || key.find_first_not_of("0123456789") != std::string::npos)
-        throw invalid_field(kName, fmt::format("the keys of 'logit_bias' are token ids in decimal; '{}' is not one", key.substr(0, 32)));
+        throw invalid_field(kName, fmt::format("the keys of 'logit_bias' are token ids in decimal; '{}' is not one",
+                                               key.substr(0, 32)));
       const long long id = std::stoll(key);
       if (id > std::numeric_limits<std::int32_t>::max())
         throw invalid_field(kName, fmt::format("token id {} of 'logit_bias' is outside the vocabulary", id));
@@ -124,7 +130,8 @@ std::vector<LogitBias> parse_logit_bias(const json& v) {
     if (!pair.is_array() || pair.size() != 2)
       throw invalid_field(kName, fmt::format("'{}' must be a [token id, bias] pair", where));
     if (!pair[0].is_number_integer())
-      throw invalid_field(kName, fmt::format("'{}[0]' must be a token id (kiln serve takes ids, not text), got {}", where, type_name(pair[0])));
+      throw invalid_field(kName, fmt::format("'{}[0]' must be a token id (kiln serve takes ids, not text), got {}",
+                                             where, type_name(pair[0])));
     const long long id = get_int(pair[0], where + "[0]", 0, std::numeric_limits<std::int32_t>::max());
     biases.push_back({static_cast<int>(id), bias_of(pair[1], where + "[1]")});
   }
@@ -177,7 +184,8 @@ void parse_common(const json& body, GenerationParams& p, const ValidationLimits&
   if (const json* v = field(body, "user")) p.user = get_string(*v, "user");
   if (const json* v = field(body, "ignore_eos")) p.ignore_eos = get_bool(*v, "ignore_eos");
 
-  if (const json* v = field(body, "typical_p")) p.sampling.typical_p = static_cast<float>(get_number(*v, "typical_p", 0, 1));
+  if (const json* v = field(body, "typical_p"))
+    p.sampling.typical_p = static_cast<float>(get_number(*v, "typical_p", 0, 1));
   if (const json* v = field(body, "logit_bias")) p.sampling.logit_bias = parse_logit_bias(*v);
 
   // Known fields kiln does not implement: refuse them when they would change the answer.

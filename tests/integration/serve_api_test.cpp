@@ -619,3 +619,42 @@ TEST(ServeApi, GraceExpiryCutsInFlightRequests) {
 
 }  // namespace
 }  // namespace kiln
+
+namespace kiln {
+namespace {
+
+// logit_bias in OpenAI's shape and llama-server's pairs, through a real server: a bias of 100
+// makes the greedy answer that token, false bans it, ids outside the vocabulary are a 400;
+// typical_p is taken and checked.
+TEST(ServeApi, LogitBiasAndTypicalPReachTheSampler) {
+  KILN_REQUIRE_DATA(model_path, "llama-2-tiny-random.gguf");
+  KilnServer server(model_path, {});
+  ASSERT_GT(server.port(), 0) << server.log();
+  const auto text_of = [&](std::vector<int> ids) {
+    Reply r = post(server.port(), "/detokenize", json{{"tokens", ids}});
+    EXPECT_EQ(r.status, 200) << r.raw;
+    return r.body["content"].get<std::string>();
+  };
+  const json greedy = {{"model", kModel}, {"prompt", "Once"}, {"max_tokens", 4}, {"temperature", 0}};
+  json b = greedy;
+  b["logit_bias"] = {{"1000", 100}};
+  EXPECT_EQ(complete_text(server.port(), b), text_of({1000, 1000, 1000, 1000}));
+  // Pairs add up: 1000 gets 100 and -inf (banned), so 1001's 99 wins.
+  b["logit_bias"] = json::array({json::array({1000, 100}), json::array({1001, 99}), json::array({1000, false})});
+  EXPECT_EQ(complete_text(server.port(), b), text_of({1001, 1001, 1001, 1001}));
+  b["logit_bias"] = {{"32000", 1}};
+  Reply r = post(server.port(), "/v1/completions", b);
+  EXPECT_EQ(r.status, 400) << r.raw;
+  EXPECT_EQ(r.body["error"]["param"], "logit_bias") << r.raw;
+  EXPECT_NE(r.raw.find("outside the vocabulary (0..31999)"), std::string::npos) << r.raw;
+
+  json t = {{"model", kModel}, {"prompt", "Once"}, {"max_tokens", 4}, {"typical_p", 0.5}, {"seed", 3}};
+  EXPECT_EQ(complete_text(server.port(), t), complete_text(server.port(), t));  // seeded: the same answer
+  t["typical_p"] = 1.5;
+  r = post(server.port(), "/v1/completions", t);
+  EXPECT_EQ(r.status, 400) << r.raw;
+  EXPECT_EQ(r.body["error"]["param"], "typical_p") << r.raw;
+}
+
+}  // namespace
+}  // namespace kiln

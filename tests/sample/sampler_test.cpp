@@ -436,10 +436,22 @@ TEST(Sampler, InvalidParametersAreRejectedByName) {
       {"frequency_penalty", [](SamplerParams& p) { p.frequency_penalty = -3.0f; }},
       {"typical_p", [](SamplerParams& p) { p.typical_p = 1.5f; }},
       {"typical_p", [&](SamplerParams& p) { p.typical_p = nan; }},
-      {"logit_bias", [](SamplerParams& p) { p.logit_bias = {{0, 100.5f}}; }},
-      {"logit_bias", [&](SamplerParams& p) { p.logit_bias = {{0, nan}}; }},
-      {"logit_bias", [](SamplerParams& p) { p.logit_bias = {{0, std::numeric_limits<float>::infinity()}}; }},
-      {"logit_bias token id", [](SamplerParams& p) { p.logit_bias = {{-1, 1.0f}}; }},
+      {"logit_bias",
+       [](SamplerParams& p) {
+         p.logit_bias = {{0, 100.5f}};
+       }},
+      {"logit_bias",
+       [&](SamplerParams& p) {
+         p.logit_bias = {{0, nan}};
+       }},
+      {"logit_bias",
+       [](SamplerParams& p) {
+         p.logit_bias = {{0, std::numeric_limits<float>::infinity()}};
+       }},
+      {"logit_bias token id",
+       [](SamplerParams& p) {
+         p.logit_bias = {{-1, 1.0f}};
+       }},
   };
   for (const Case& c : cases) {
     SamplerParams params;
@@ -567,7 +579,8 @@ TEST(Sampler, LogitBiasOutsideTheVocabularyOrBanningEverythingIsRejected) {
 std::set<int> reference_typical(const std::vector<float>& logits, int top_k, double p) {
   std::vector<int> ids(logits.size());
   std::iota(ids.begin(), ids.end(), 0);
-  std::sort(ids.begin(), ids.end(), [&](int a, int b) { return logits[a] > logits[b] || (logits[a] == logits[b] && a < b); });
+  std::sort(ids.begin(), ids.end(),
+            [&](int a, int b) { return logits[a] > logits[b] || (logits[a] == logits[b] && a < b); });
   if (top_k > 0 && static_cast<std::size_t>(top_k) < ids.size()) ids.resize(top_k);
   double top = -std::numeric_limits<double>::infinity();
   for (int id : ids) top = std::max(top, static_cast<double>(logits[id]));
@@ -582,9 +595,8 @@ std::set<int> reference_typical(const std::vector<float>& logits, int top_k, dou
   auto distance = [&](int id) {
     return prob[id] > 0.0 ? std::abs(-std::log(prob[id]) - entropy) : std::numeric_limits<double>::infinity();
   };
-  std::sort(ids.begin(), ids.end(), [&](int a, int b) {
-    return distance(a) < distance(b) || (distance(a) == distance(b) && a < b);
-  });
+  std::sort(ids.begin(), ids.end(),
+            [&](int a, int b) { return distance(a) < distance(b) || (distance(a) == distance(b) && a < b); });
   std::set<int> kept;
   double mass = 0.0;
   for (int id : ids) {
@@ -603,7 +615,8 @@ TEST(Sampler, TypicalPKeepsTheTokensWhoseSurpriseIsClosestToTheEntropy) {
     float p;
     std::set<int> kept;
   };
-  for (const Case& c : {Case{0.0f, {1}}, Case{0.2f, {1}}, Case{0.5f, {1, 0}}, Case{0.8f, {1, 0, 2}}, Case{0.9f, {0, 1, 2, 3}}}) {
+  for (const Case& c :
+       {Case{0.0f, {1}}, Case{0.2f, {1}}, Case{0.5f, {1, 0}}, Case{0.8f, {1, 0, 2}}, Case{0.9f, {0, 1, 2, 3}}}) {
     SamplerParams params = plain(0.5f);
     params.typical_p = c.p;
     Sampler sampler(params);

@@ -2,10 +2,10 @@
 #include "serve/request_validation.h"
 
 #include <gtest/gtest.h>
-#include <nlohmann/json.hpp>
 
 #include <limits>
 #include <map>
+#include <nlohmann/json.hpp>
 
 #include "serve/api_error.h"
 
@@ -203,7 +203,8 @@ TEST(RequestValidation, LogitBiasTakesOpenAIsObjectAndLlamaServersPairs) {
   EXPECT_EQ(got[7], 2.5f);
   EXPECT_EQ(got[0], -std::numeric_limits<float>::infinity());
   b["logit_bias"] = json::array({json::array({15, 1}), json::array({15, false})});
-  p = parse_completion_request(json{{"model", "m"}, {"prompt", "x"}, {"logit_bias", b["logit_bias"]}}, ValidationLimits{});
+  p = parse_completion_request(json{{"model", "m"}, {"prompt", "x"}, {"logit_bias", b["logit_bias"]}},
+                               ValidationLimits{});
   ASSERT_EQ(p.sampling.logit_bias.size(), 2u);
   EXPECT_EQ(p.sampling.logit_bias[0].id, 15);
   EXPECT_EQ(p.sampling.logit_bias[0].bias, 1.0f);
@@ -211,10 +212,11 @@ TEST(RequestValidation, LogitBiasTakesOpenAIsObjectAndLlamaServersPairs) {
   b["logit_bias"] = json::object();
   EXPECT_TRUE(parse_chat_request(b, ValidationLimits{}).sampling.logit_bias.empty());
 
-  for (const json& bad : {json{{"-1", 1}}, json{{"abc", 1}}, json{{" 5", 1}}, json{{"99999999999", 1}}, json{{"5", 100.5}},
-                          json{{"5", -101}}, json{{"5", true}}, json{{"5", "1"}}, json{{"5", nullptr}},
-                          json::array({json::array({"hello", 1})}), json::array({json::array({5})}),
-                          json::array({json::array({-5, 1})}), json::array({5, 1}), json("5"), json(3)}) {
+  for (const json& bad :
+       {json{{"-1", 1}}, json{{"abc", 1}}, json{{" 5", 1}}, json{{"99999999999", 1}}, json{{"5", 100.5}},
+        json{{"5", -101}}, json{{"5", true}}, json{{"5", "1"}}, json{{"5", nullptr}},
+        json::array({json::array({"hello", 1})}), json::array({json::array({5})}), json::array({json::array({-5, 1})}),
+        json::array({5, 1}), json("5"), json(3)}) {
     b["logit_bias"] = bad;
     EXPECT_EQ(chat_error(b).param.rfind("logit_bias", 0), 0u) << bad.dump();
   }
