@@ -11,6 +11,8 @@
 #include <unistd.h>
 
 #include <condition_variable>
+#include <fstream>
+#include <iterator>
 #include <cstdio>
 #include <iostream>
 #include <mutex>
@@ -24,6 +26,9 @@
 #include "runtime/loaded_model.h"
 #include "sample/sampler.h"
 #include "chat/chat_template.h"
+#include "grammar/gbnf.h"
+#include "grammar/grammar_matcher.h"
+#include "grammar/json_schema_grammar.h"
 
 namespace kiln::cli {
 namespace {
@@ -38,7 +43,31 @@ struct ChatOptions {
   std::string kv_type = "f16";
   bool show_stats = false;
   SamplingOptions sampling = interactive_sampling_defaults();
+  std::string grammar_file;      // every reply constrained to this GBNF grammar
+  std::string json_schema_file;  // or to JSON valid under this schema
 };
+
+// The constraint of --grammar or --json-schema, compiled for the tokenizer; nullptr for none.
+std::shared_ptr<const grammar::CompiledGrammar> reply_grammar(const ChatOptions& o, const Tokenizer& tokenizer) {
+  if (o.grammar_file.empty() && o.json_schema_file.empty()) return nullptr;
+  if (!o.grammar_file.empty() && !o.json_schema_file.empty()) fail("chat: give --grammar or --json-schema, not both");
+  const std::string& path = o.grammar_file.empty() ? o.json_schema_file : o.grammar_file;
+  std::ifstream in(path, std::ios::binary);
+  if (!in) fail("chat: cannot read {}", path);
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::string gbnf = text;
+  if (!o.json_schema_file.empty()) {
+    nlohmann::ordered_json schema;
+    try {
+      schema = nlohmann::ordered_json::parse(text);
+    } catch (const nlohmann::ordered_json::exception&) {
+      fail("chat: {} is not valid JSON", path);
+    }
+    gbnf = grammar::json_schema_to_gbnf(schema);
+  }
+  return std::make_shared<const grammar::CompiledGrammar>(grammar::parse_gbnf(gbnf),
+                                                          grammar::TokenVocabulary::from_tokenizer(tokenizer));
+}
 
 const char* kHelp =
     "commands: /reset (forget the conversation), /system TEXT (set the system message and reset),\n"
@@ -75,6 +104,7 @@ class ChatSession {
     r.sampling = sampling_;
     r.sampling.seed = sampling_.seed + turns_++;  // reproducible per turn, not the same draws each turn
     r.max_tokens = std::min(o_.n_predict, engine_.context_tokens() - static_cast<int>(r.prompt.size()));
+    r.grammar = grammar;
 
     std::mutex mu;
     std::condition_variable cv;
@@ -150,6 +180,9 @@ class ChatSession {
   Engine& engine_;
   std::vector<ChatMessage> history_;
   std::uint64_t turns_ = 0;
+
+ public:
+  std::shared_ptr<const grammar::CompiledGrammar> grammar;  // constrains every reply (--grammar, --json-schema)
 };
 
 void run_chat(const ChatOptions& o) {
@@ -173,6 +206,7 @@ void run_chat(const ChatOptions& o) {
     std::fprintf(stderr, "kiln chat: %s, template %s, context %d tokens. /help for commands, Ctrl-D to quit.\n",
                  o.model.c_str(), tmpl.name().c_str(), eo.context_tokens);
   ChatSession chat(o, seeded_sampling(o.sampling), tokenizer, std::move(tmpl), engine);
+  chat.grammar = reply_grammar(o, tokenizer);
   std::string line;
   for (;;) {
     if (tty) std::fputs("> ", stdout), std::fflush(stdout);
@@ -209,6 +243,10 @@ void register_chat_command(CLI::App& app) {
   add_context_option(cmd, o->ctx);
   add_kv_type_option(cmd, o->kv_type);
   add_sampling_options(cmd, o->sampling);
+  cmd->add_option("--grammar", o->grammar_file, "Constrain every reply to this GBNF grammar (llama.cpp's notation)")
+      ->check(CLI::ExistingFile);
+  cmd->add_option("--json-schema", o->json_schema_file, "Constrain every reply to JSON valid under this JSON Schema file")
+      ->check(CLI::ExistingFile);
   cmd->add_flag("--stats", o->show_stats, "After each reply, print token counts, cache reuse and speed to stderr");
   cmd->callback([o] { run_chat(*o); });
 }
