@@ -5,7 +5,8 @@
 // steps. Each step builds one Batch for LlamaModel::forward from
 //   - one new token of every running (decoding) sequence, and
 //   - chunks of waiting prompts, admitted in arrival order while the step's token budget
-//     (`max_batch_tokens`) and the cache have room,
+//     and the cache have room (`decode_step_tokens` while streams decode, `max_batch_tokens`
+//     otherwise),
 // so a long prompt is prefilled over several steps and never stalls the running streams.
 // Prompts that share a prefix with a sequence already in the cache (a system prompt, a chat
 // history) reuse its KV blocks instead of recomputing them (prefix caching, whole blocks).
@@ -122,6 +123,12 @@ struct EngineOptions {
   int kv_cache_tokens = 0;      // KV pool size in positions over all sequences; 0 = 4 x context_tokens, within the KV budget
   std::size_t kv_memory_bytes = 0;  // what the defaults above may spend on the KV pool; 0 = a quarter of physical memory
   int max_batch_tokens = 512;   // token budget of one step (decode tokens + prefill chunks)
+  // Token budget of a step that carries decode tokens (stall-free batching, as Sarathi-Serve
+  // schedules it): the decodes go first and prompt chunks fill the rest, so a prompt that arrives
+  // while streams run makes no step much longer than a decode step. Prefill keeps at least
+  // kMinPrefillChunk tokens of a step whatever the decode count. Steps without decodes (nothing
+  // to stall) use max_batch_tokens. 0: max_batch_tokens always.
+  int decode_step_tokens = 64;
   // Sequences decoding at once. While sequences of several groups compete for them, each group
   // gets an equal share (max_running / groups with work, at least 1): a group over its share gives
   // up its youngest sequences to a group under it (preemption), so one request of many choices
@@ -157,6 +164,10 @@ struct EngineStats {
   std::uint64_t preemptions_total = 0;     // sequences pushed out of the cache and recomputed later
   double busy_seconds = 0;       // time spent in forward passes
 };
+
+// Prompt tokens a step that carries decode tokens still gives to prefill when the decodes alone
+// fill its budget, so that admitted prompts keep moving while many streams decode.
+constexpr int kMinPrefillChunk = 16;
 
 // Bytes of one position of the engine's KV cache over all layers (K and V, f16).
 std::size_t kv_bytes_per_token(const LlamaConfig& config);

@@ -52,6 +52,7 @@ struct ServeOptions {
   int ctx = 0;
   int kv_tokens = 0;
   int max_batch_tokens = 512;
+  int decode_step_tokens = 64;
   int max_running = 64;
   int max_queued = 256;
   bool no_prefix_cache = false;
@@ -186,6 +187,7 @@ int serve_main(const ServeOptions& o) {
   engine.kv_cache_tokens = o.kv_tokens;
   engine.kv_memory_bytes = parse_bytes(o.kv_memory, "--kv-memory");
   engine.max_batch_tokens = o.max_batch_tokens;
+  engine.decode_step_tokens = o.decode_step_tokens;
   engine.max_running = o.max_running;
   engine.max_queued = o.max_queued;
   engine.prefix_cache = !o.no_prefix_cache;
@@ -387,6 +389,10 @@ void register_serve_command(CLI::App& app) {
                   "Bytes each model's KV pool may take when --ctx or --kv-tokens is 0, e.g. 2G (0: a quarter of physical memory)")
       ->capture_default_str();
   cmd->add_option("--max-batch-tokens", o->max_batch_tokens, "Tokens per engine step (decode + prefill chunks)")
+      ->capture_default_str();
+  cmd->add_option("--decode-step-tokens", o->decode_step_tokens,
+                  "Tokens per engine step while sequences decode: decodes first, prompt chunks fill the rest, so new "
+                  "prompts never stall running streams (0: --max-batch-tokens)")
       ->capture_default_str();
   cmd->add_option("--max-running", o->max_running, "Sequences decoding at once per model")->capture_default_str();
   cmd->add_option("--max-queued", o->max_queued, "Requests waiting per model; beyond it 429 with Retry-After")->capture_default_str();
