@@ -460,9 +460,10 @@ bool Engine::Impl::step() {
   // Stall-free budget: a step with decodes stays near a decode step's length (see
   // EngineOptions::decode_step_tokens); without decodes prefill may take the whole budget.
   const int decodes = batch_sequences;
+  const int prefill_floor = std::max(kMinPrefillChunk, decodes);
   const int step_tokens = decodes == 0 ? options.max_batch_tokens
                                        : std::min(options.max_batch_tokens,
-                                                  std::max(options.decode_step_tokens, decodes + kMinPrefillChunk));
+                                                  std::max(options.decode_step_tokens, decodes + prefill_floor));
   int budget = std::max(0, step_tokens - decodes);
   // Then prompt chunks: first of sequences already prefilling, then newly admitted ones, in
   // arrival order, while the step's budget lasts.

@@ -126,7 +126,7 @@ struct EngineOptions {
   // Token budget of a step that carries decode tokens (stall-free batching, as Sarathi-Serve
   // schedules it): the decodes go first and prompt chunks fill the rest, so a prompt that arrives
   // while streams run makes no step much longer than a decode step. Prefill keeps at least
-  // kMinPrefillChunk tokens of a step whatever the decode count. Steps without decodes (nothing
+  // as many tokens as there are decodes (kMinPrefillChunk at least). Steps without decodes (nothing
   // to stall) use max_batch_tokens. 0: max_batch_tokens always.
   int decode_step_tokens = 64;
   // Sequences decoding at once. While sequences of several groups compete for them, each group
@@ -166,7 +166,10 @@ struct EngineStats {
 };
 
 // Prompt tokens a step that carries decode tokens still gives to prefill when the decodes alone
-// fill its budget, so that admitted prompts keep moving while many streams decode.
+// fill its budget: as many as there are decodes, and at least kMinPrefillChunk, so that admitted
+// prompts keep moving while many streams decode (with 64 streams a fixed 16 left the last
+// prompts of a burst waiting 50 s for their first token) while the step stays within about twice
+// the cost of its decodes alone (the products' cost grows with their rows once compute-bound).
 constexpr int kMinPrefillChunk = 16;
 
 // Bytes of one position of the engine's KV cache over all layers (K and V, f16).
