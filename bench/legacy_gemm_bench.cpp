@@ -18,6 +18,7 @@
 #include "core/cpu_features.h"
 #include "core/dtype.h"
 #include "core/half.h"
+#include "kernels/legacy_quants_internal.h"
 #include "kernels/matmul.h"
 
 namespace kiln::kernels {
@@ -61,12 +62,15 @@ std::vector<std::uint8_t> activations(const WeightKernels& kernels, std::int64_t
   return a;
 }
 
-void run_gemm(benchmark::State& state, DType t, SimdLevel level, std::int64_t M, int pool_size, std::int64_t n) {
+// gemm: the function timed; nullptr: the level's table entry.
+void run_gemm_fn(benchmark::State& state, DType t, SimdLevel level, std::int64_t M, int pool_size, std::int64_t n,
+                 GemmFn gemm) {
   if (level > max_supported_simd_level()) {
     state.SkipWithError("this CPU lacks the SIMD level");
     return;
   }
   const WeightKernels& kernels = weight_kernels(t, level);
+  if (gemm == nullptr) gemm = kernels.gemm;
   std::vector<std::vector<std::uint8_t>> pool;
   for (int i = 0; i < pool_size; ++i) pool.push_back(random_weights(t, n, static_cast<unsigned>(i + 1)));
   const auto a = activations(kernels, M);
@@ -77,7 +81,7 @@ void run_gemm(benchmark::State& state, DType t, SimdLevel level, std::int64_t M,
   const std::int64_t n_end = n * (state.thread_index() + 1) / state.threads();
   int next = 0;
   for (auto _ : state) {
-    kernels.gemm(kK, pool[next].data(), w_stride, a.data(), a_stride, M, n_begin, n_end, y.data(), n);
+    gemm(kK, pool[next].data(), w_stride, a.data(), a_stride, M, n_begin, n_end, y.data(), n);
     benchmark::DoNotOptimize(y.data());
     benchmark::ClobberMemory();
     next = (next + 1) % pool_size;
@@ -93,11 +97,31 @@ void run_gemm(benchmark::State& state, DType t, SimdLevel level, std::int64_t M,
   }
 }
 
+void run_gemm(benchmark::State& state, DType t, SimdLevel level, std::int64_t M, int pool_size, std::int64_t n) {
+  run_gemm_fn(state, t, level, M, pool_size, n, nullptr);
+}
+
 // A pool of distinct matrices well above the caches (this VM reports a 480 MB L3) for the
 // streaming decode runs: each run reads about 2 GB of weights before it sees a matrix again.
 int stream_pool(DType t, int threads) {
   const double matrix = static_cast<double>(row_bytes(t, kK)) * kN / threads;  // bytes one thread reads
   return static_cast<int>(2e9 / threads / matrix) + 1;
+}
+
+template <DType T>
+void columns_gemm(std::int64_t k, const void* w, std::size_t w_stride, const void* a, std::size_t a_stride,
+                  std::int64_t M, std::int64_t n_begin, std::int64_t n_end, float* y, std::int64_t ldy) {
+  legacy::columns_gemm(T, k, w, w_stride, a, a_stride, M, n_begin, n_end, y, ldy);
+}
+
+GemmFn columns_gemm_of(DType t) {
+  switch (t) {
+    case DType::Q4_0: return columns_gemm<DType::Q4_0>;
+    case DType::Q4_1: return columns_gemm<DType::Q4_1>;
+    case DType::Q5_0: return columns_gemm<DType::Q5_0>;
+    case DType::Q5_1: return columns_gemm<DType::Q5_1>;
+    default: return columns_gemm<DType::Q8_0>;
+  }
 }
 
 void register_all() {
@@ -126,6 +150,17 @@ void register_all() {
       }
       benchmark::RegisterBenchmark((base + "/M128").c_str(), run_gemm, t, l.level, 128, 1, kN)
           ->Unit(benchmark::kMillisecond);
+      // Decode steps of several sequences, the weights hot in L3: the level's own gemm, and on
+      // AVX-512 the column-tile kernel called directly (what the gemm picks for these rows).
+      for (std::int64_t M : {5, 8, 12, 16, 24, 32, 48, 64}) {
+        const std::string m = "/M" + std::to_string(M) + "_hot";
+        benchmark::RegisterBenchmark((base + m).c_str(), run_gemm, t, l.level, M, 1, kN)
+            ->Unit(benchmark::kMicrosecond);
+        if (l.level == SimdLevel::Avx512)
+          benchmark::RegisterBenchmark((std::string(dtype_name(t)) + "/columns" + m).c_str(), run_gemm_fn, t, l.level, M,
+                                       1, kN, columns_gemm_of(t))
+              ->Unit(benchmark::kMicrosecond);
+      }
     }
   }
 }

@@ -5,7 +5,10 @@
 // latency, and memory: per idle connection and per active sequence (RSS from /stats).
 //
 //   node scripts/serve_bench.mjs --url http://127.0.0.1:8080 --model NAME --streams 1,4,16 [--prompt 128] [--gen 128]
-//        [--idle-conns 256] [--json]
+//        [--idle-conns 256] [--arrival-rate R] [--json]
+//
+// --arrival-rate R: a mixed load: the streams of a level start R per second, evenly spaced, so
+// new prompts are prefilled while earlier streams decode (0, the default: all at once).
 //
 // Every stream gets different random prompt ids (seeded), so the prefix cache does not make
 // the prefill free. Each token arrives as its own chunk (logprobs: 0 forces a chunk even when a
@@ -22,6 +25,7 @@ const promptLen = Number(args.prompt ?? 128);
 const genLen = Number(args.gen ?? 128);
 const idleConns = Number(args["idle-conns"] ?? 0);
 const asJson = args.json !== undefined;
+const arrivalRate = Number(args["arrival-rate"] ?? 0);
 const vocab = Number(args.vocab ?? 32000);
 if (!model) {
   console.error("serve_bench: --model NAME is required");
@@ -98,7 +102,12 @@ async function level(n) {
     }
   })();
   const t0 = performance.now();
-  const results = await Promise.all(prompts.map(oneStream));
+  const results = await Promise.all(
+    prompts.map(async (ids, i) => {
+      if (arrivalRate > 0 && i > 0) await new Promise((r) => setTimeout(r, t0 + (1000 * i) / arrivalRate - performance.now()));
+      return oneStream(ids);
+    }),
+  );
   const wall = (performance.now() - t0) / 1000;
   sampling = false;
   await sampler;
@@ -109,6 +118,7 @@ async function level(n) {
   const e = after.models.find((m) => m.name === model)?.engine ?? {};
   return {
     streams: n,
+    arrival_rate: arrivalRate,
     prompt_tokens: promptLen,
     gen_tokens: genLen,
     generated: tokens,

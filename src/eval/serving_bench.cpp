@@ -35,6 +35,7 @@ ServingBenchResult run_streams(LlamaModel& model, const Tokenizer& tokenizer, co
   eo.context_tokens = o.n_prompt + o.n_gen + 1;
   eo.kv_cache_tokens = streams * (o.n_prompt + o.n_gen + 16);
   eo.max_batch_tokens = std::max(o.batch, streams);
+  eo.decode_step_tokens = o.decode_step_tokens;
   eo.max_queued = streams;
   eo.prefix_cache = false;
   eo.record_metrics = o.metrics;
@@ -71,6 +72,9 @@ ServingBenchResult run_streams(LlamaModel& model, const Tokenizer& tokenizer, co
   std::vector<std::string> errors;
   const Clock::time_point t0 = Clock::now();
   for (int s = 0; s < streams; ++s) {
+    if (o.arrival_rate > 0 && s > 0)
+      std::this_thread::sleep_until(t0 + std::chrono::duration_cast<Clock::duration>(
+                                              std::chrono::duration<double>(s / o.arrival_rate)));
     GenerationRequest r;
     r.prompt = bench_prompt(o.n_prompt, model.config().n_vocab, s);
     r.sampling.temperature = 0;
@@ -104,11 +108,20 @@ ServingBenchResult run_streams(LlamaModel& model, const Tokenizer& tokenizer, co
   if (!errors.empty()) fail("serving bench: a stream failed: {}", errors.front());
   std::vector<double> ttft, itl;
   std::size_t tokens = 0;
+  Clock::time_point all_decoding = t0, first_done = Clock::time_point::max();
   for (const auto& st : stamps) {
     tokens += st.size();
     if (st.empty()) continue;
     ttft.push_back(ms_between(t0, st.front()));
     for (std::size_t i = 1; i < st.size(); ++i) itl.push_back(ms_between(st[i - 1], st[i]));
+    all_decoding = std::max(all_decoding, st.front());
+    first_done = std::min(first_done, st.back());
+  }
+  if (first_done > all_decoding) {
+    std::size_t in_phase = 0;  // tokens after every stream had its first, up to the first stream's last
+    for (const auto& st : stamps)
+      for (const Clock::time_point t : st) in_phase += t > all_decoding && t <= first_done ? 1 : 0;
+    r.decode_tok_s = static_cast<double>(in_phase) / std::chrono::duration<double>(first_done - all_decoding).count();
   }
   std::sort(ttft.begin(), ttft.end());
   std::sort(itl.begin(), itl.end());
@@ -128,12 +141,16 @@ std::vector<ServingBenchResult> run_serving_bench(LlamaModel& model, const Token
                                                   const ServingBenchProgress& progress) {
   if (o.n_prompt < 1 || o.n_gen < 1 || o.batch < 1)
     fail("serving bench: needs n_prompt >= 1, n_gen >= 1, batch >= 1 (got {}, {}, {})", o.n_prompt, o.n_gen, o.batch);
+  if (o.decode_step_tokens < 0 || !(o.arrival_rate >= 0))
+    fail("serving bench: needs decode_step_tokens >= 0 and arrival_rate >= 0 (got {}, {})", o.decode_step_tokens,
+         o.arrival_rate);
   for (int n : stream_counts)
     if (n < 1 || n > 4096) fail("serving bench: stream counts go from 1 to 4096, got {}", n);
   {
     ServingBenchOptions warm_up = o;
     warm_up.n_prompt = std::min(o.n_prompt, 16);
     warm_up.n_gen = 2;
+    warm_up.arrival_rate = 0;
     run_streams(model, tokenizer, warm_up, 1);
   }
   std::vector<ServingBenchResult> results;

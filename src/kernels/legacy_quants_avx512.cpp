@@ -117,6 +117,7 @@ KILN_INLINE void add_high_bits(__m512i qh, UnpackedBlock& out) {
 }
 
 struct FormatQ4_0 {
+  static constexpr DType kType = DType::Q4_0;
   using ActBlock = block_q8_0;
   static constexpr std::size_t kBlockBytes = sizeof(block_q4_0);
   static constexpr bool kHasMin = false;
@@ -129,6 +130,7 @@ struct FormatQ4_0 {
 };
 
 struct FormatQ4_1 {
+  static constexpr DType kType = DType::Q4_1;
   using ActBlock = block_q8_1;
   static constexpr std::size_t kBlockBytes = sizeof(block_q4_1);
   static constexpr bool kHasMin = true;
@@ -143,6 +145,7 @@ struct FormatQ4_1 {
 };
 
 struct FormatQ5_0 {
+  static constexpr DType kType = DType::Q5_0;
   using ActBlock = block_q8_0;
   static constexpr std::size_t kBlockBytes = sizeof(block_q5_0);
   static constexpr bool kHasMin = false;
@@ -156,6 +159,7 @@ struct FormatQ5_0 {
 };
 
 struct FormatQ5_1 {
+  static constexpr DType kType = DType::Q5_1;
   using ActBlock = block_q8_1;
   static constexpr std::size_t kBlockBytes = sizeof(block_q5_1);
   static constexpr bool kHasMin = true;
@@ -171,6 +175,7 @@ struct FormatQ5_1 {
 };
 
 struct FormatQ8_0 {
+  static constexpr DType kType = DType::Q8_0;
   using ActBlock = block_q8_0;
   static constexpr std::size_t kBlockBytes = sizeof(block_q8_0);
   static constexpr bool kHasMin = false;
@@ -373,6 +378,7 @@ template <typename F>
 void gemm(std::int64_t k, const void* w, std::size_t w_stride, const void* a, std::size_t a_stride, std::int64_t M,
           std::int64_t n_begin, std::int64_t n_end, float* y, std::int64_t ldy) {
   if (M <= 0 || n_end <= n_begin) return;
+  if (M >= kColumnsMinRows && M <= kColumnsMaxRows) return columns_gemm(F::kType, k, w, w_stride, a, a_stride, M, n_begin, n_end, y, ldy);
   const ActPanel act = repack_activations<typename F::ActBlock>(a, a_stride, M, k / 32, F::kOffset);
   const auto* wb = static_cast<const std::uint8_t*>(w);
   switch (M) {

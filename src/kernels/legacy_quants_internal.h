@@ -79,4 +79,18 @@ void rowwise_gemm(DType w_type, std::int64_t k, const void* w, std::size_t w_str
 // family or a CPU without VBMI. The AVX-512 level uses these where they exist.
 const WeightKernels* vbmi_kernels(DType w);
 
+// ---- AVX-512 column tiles (legacy_quants_columns_avx512.cpp) ----------------------------------
+
+// Activation rows from which the AVX-512 gemm takes the column-tile kernel below (a decode step
+// of several sequences, a short prompt chunk); fewer rows stay row-per-lane or row-wise, more go
+// to the unpacked-panel tiles and AMX.
+constexpr std::int64_t kColumnsMinRows = 5;
+constexpr std::int64_t kColumnsMaxRows = 64;
+
+// The gemm contract of WeightKernels for w_type in {Q4_0, Q4_1, Q5_0, Q5_1, Q8_0}: 16 activation
+// rows per vector, 8 weight rows per pass. Needs AVX-512 VNNI (BW, VL).
+void columns_gemm(DType w_type, std::int64_t k, const void* w, std::size_t w_stride, const void* a,
+                  std::size_t a_stride, std::int64_t M, std::int64_t n_begin, std::int64_t n_end, float* y,
+                  std::int64_t ldy);
+
 }  // namespace kiln::kernels::legacy

@@ -128,6 +128,8 @@ EngineOptions resolve_engine_options(const LlamaConfig& config, EngineOptions r)
   KILN_CHECK(r.max_queued >= 0, "engine: max_queued must not be negative");
   // Every running sequence gets its decode token each step, so the budget covers them.
   r.max_batch_tokens = std::max(r.max_batch_tokens, r.max_running);
+  KILN_CHECK(r.decode_step_tokens >= 0, "engine: decode_step_tokens must not be negative");
+  if (r.decode_step_tokens == 0 || r.decode_step_tokens > r.max_batch_tokens) r.decode_step_tokens = r.max_batch_tokens;
   return r;
 }
 
@@ -465,7 +467,6 @@ bool Engine::Impl::step() {
   Batch batch;
   std::vector<Sequence*> logit_owner;  // (logit rows) the sequence each row samples for
   std::vector<std::pair<Sequence*, int>> hidden_owner;  // (hidden rows) the embedding and position of each
-  int budget = options.max_batch_tokens;
   int batch_sequences = 0;
   for (auto& sp : running) {
     Sequence& s = *sp;
@@ -473,9 +474,16 @@ bool Engine::Impl::step() {
     if (s.pending() != 1 || static_cast<int>(cache.blocks(s.kv_seq).size()) * bs < s.n_computed + 1) continue;
     batch.add(s.tokens.back(), s.n_computed, s.kv_seq, true);
     logit_owner.push_back(&s);
-    --budget;
     ++batch_sequences;
   }
+  // Stall-free budget: a step with decodes stays near a decode step's length (see
+  // EngineOptions::decode_step_tokens); without decodes prefill may take the whole budget.
+  const int decodes = batch_sequences;
+  const int prefill_floor = std::max(kMinPrefillChunk, decodes);
+  const int step_tokens = decodes == 0 ? options.max_batch_tokens
+                                       : std::min(options.max_batch_tokens,
+                                                  std::max(options.decode_step_tokens, decodes + prefill_floor));
+  int budget = std::max(0, step_tokens - decodes);
   // Then prompt chunks: first of sequences already prefilling, then newly admitted ones, in
   // arrival order, while the step's budget lasts.
   auto add_chunk = [&](Sequence& s) {

@@ -5,7 +5,8 @@
 // steps. Each step builds one Batch for LlamaModel::forward from
 //   - one new token of every running (decoding) sequence, and
 //   - chunks of waiting prompts, admitted in arrival order while the step's token budget
-//     (`max_batch_tokens`) and the cache have room,
+//     and the cache have room (`decode_step_tokens` while streams decode, `max_batch_tokens`
+//     otherwise),
 // so a long prompt is prefilled over several steps and never stalls the running streams.
 // Embedding inputs (submit_embeddings) are scheduled as prompts that are never sampled: their
 // final hidden states are pooled into a vector, and their KV blocks freed.
@@ -156,6 +157,12 @@ struct EngineOptions {
   std::size_t kv_memory_bytes = 0;  // what the defaults above may spend on the KV pool; 0 = a quarter of physical memory
   DType kv_type = DType::F16;   // KV cache element type (model/kv_cache.h): q8_0 / q4_0 / q4_1 fit 1.9 / 3.6 / 3.2 x the positions in a budget
   int max_batch_tokens = 512;   // token budget of one step (decode tokens + prefill chunks)
+  // Token budget of a step that carries decode tokens (stall-free batching, as Sarathi-Serve
+  // schedules it): the decodes go first and prompt chunks fill the rest, so a prompt that arrives
+  // while streams run makes no step much longer than a decode step. Prefill keeps at least
+  // as many tokens as there are decodes (kMinPrefillChunk at least). Steps without decodes (nothing
+  // to stall) use max_batch_tokens. 0: max_batch_tokens always.
+  int decode_step_tokens = 64;
   // Sequences decoding at once. While sequences of several groups compete for them, each group
   // gets an equal share (max_running / groups with work, at least 1): a group over its share gives
   // up its youngest sequences to a group under it (preemption), so one request of many choices
@@ -191,6 +198,13 @@ struct EngineStats {
   std::uint64_t preemptions_total = 0;     // sequences pushed out of the cache and recomputed later
   double busy_seconds = 0;       // time spent in forward passes
 };
+
+// Prompt tokens a step that carries decode tokens still gives to prefill when the decodes alone
+// fill its budget: as many as there are decodes, and at least kMinPrefillChunk, so that admitted
+// prompts keep moving while many streams decode (with 64 streams a fixed 16 left the last
+// prompts of a burst waiting 50 s for their first token) while the step stays within about twice
+// the cost of its decodes alone (the products' cost grows with their rows once compute-bound).
+constexpr int kMinPrefillChunk = 16;
 
 // Bytes of one position of the engine's KV cache over all layers (K and V, of kv_type).
 std::size_t kv_bytes_per_token(const LlamaConfig& config, DType kv_type = DType::F16);

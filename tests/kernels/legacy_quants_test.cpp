@@ -376,8 +376,10 @@ TEST(LegacyQuants, FastGemmMatchesScalar) {
     const WeightKernels& ref = weight_kernels(t, SimdLevel::Scalar);
     for (std::int64_t k : {32, 64, 96, 4096 + 32}) {
       // M >= 16 also takes the AMX tiles on CPUs that have them (16 rows per tile, the rest by VNNI).
-      for (std::int64_t M : {1, 2, 3, 4, 5, 8, 12, 16, 17, 33}) {
+      // 5..64 rows take the column tiles on AVX-512 (16 rows per tile, a last partial one).
+      for (std::int64_t M : {1, 2, 3, 4, 5, 8, 12, 16, 17, 33, 48, 64, 65}) {
         if (k > 96 && M > 8 && t != DType::Q4_0 && t != DType::Q8_0) continue;  // keep the run short
+        if (k > 96 && M > 33 && t != DType::Q4_0) continue;  // keep the run short
         const Operands op = make_operands(t, k, n_rows, M, static_cast<unsigned>(k * 31 + M), misalign);
         misalign = misalign % 62 + 1;
         const std::int64_t ldy = n_rows + 3;

@@ -196,6 +196,63 @@ TEST_F(EngineTest, ConcurrentRequestsEqualTheSameRequestsRunAlone) {
   EXPECT_EQ(st.running, 0);
 }
 
+// Stall-free batching: a prompt that arrives while a stream decodes is prefilled in chunks of
+// at most decode_step_tokens - 1 beside that stream's decode token, so the stream gets a token in
+// every step of the prefill (never starved), and no step carries more than its budget (the
+// prefill takes at least ceil(prompt / (budget - 1)) steps). The results stay those of the
+// requests run alone.
+TEST_F(EngineTest, APromptArrivingDuringDecodeIsChunkedWithinTheStepBudget) {
+  std::vector<std::int32_t> long_prompt;
+  const std::vector<std::int32_t> piece = prompt_of(*tiny_.tokenizer, "Long ago, in a galaxy far away, there was a");
+  while (long_prompt.size() < 200) long_prompt.insert(long_prompt.end(), piece.begin(), piece.end());
+  long_prompt.resize(200);
+  const GenerationRequest stream = greedy(prompt_of(*tiny_.tokenizer, "Once upon a time"), 40);
+  const GenerationRequest late = greedy(long_prompt, 4);
+  const auto expected_stream = alone(stream), expected_late = alone(late);
+
+  EngineOptions o;
+  o.threads = 2;
+  o.max_batch_tokens = 512;  // the whole prompt would fit one step without the decode budget
+  o.decode_step_tokens = 32;
+  Engine e(*tiny_.model, *tiny_.tokenizer, o);
+  Collector running, arriving;
+  std::mutex mu;
+  int stream_tokens_during_prefill = -1;  // the stream's tokens from the arrival to the late prompt's first
+  running.after_token = [&](std::size_t n) {
+    if (n == 2) e.submit(late, arriving.callbacks());  // on the engine thread: arrives at the next step
+    std::lock_guard<std::mutex> lk(mu);
+    if (stream_tokens_during_prefill >= 0) ++stream_tokens_during_prefill;
+    if (n == 2) stream_tokens_during_prefill = 0;
+  };
+  int at_first_token = -1;
+  arriving.after_token = [&](std::size_t n) {
+    std::lock_guard<std::mutex> lk(mu);
+    if (n == 1) at_first_token = stream_tokens_during_prefill;
+  };
+  e.submit(stream, running.callbacks());
+  ASSERT_TRUE(running.wait());
+  ASSERT_TRUE(arriving.wait());
+  EXPECT_EQ(running.ids, expected_stream);
+  EXPECT_EQ(arriving.ids, expected_late);
+  // 200 prompt tokens in chunks of at most 31: at least 7 steps, each with the stream's token
+  // (sampled before the late prompt's in the step that ends its prefill).
+  EXPECT_GE(at_first_token, (200 + 30) / 31);
+}
+
+TEST_F(EngineTest, DecodeStepTokensAreResolvedWithinTheBatchBudget) {
+  const LlamaConfig& c = tiny_.model->config();
+  EngineOptions o;
+  o.max_batch_tokens = 128;
+  o.decode_step_tokens = 0;
+  EXPECT_EQ(resolve_engine_options(c, o).decode_step_tokens, 128);
+  o.decode_step_tokens = 1000;
+  EXPECT_EQ(resolve_engine_options(c, o).decode_step_tokens, 128);
+  o.decode_step_tokens = 48;
+  EXPECT_EQ(resolve_engine_options(c, o).decode_step_tokens, 48);
+  o.decode_step_tokens = -1;
+  EXPECT_THROW(resolve_engine_options(c, o), Error);
+}
+
 TEST_F(EngineTest, PrefixCacheReusesBlocksWithoutChangingResults) {
   // A 40-token shared "system prompt" followed by different questions.
   std::string system = "You are a helpful assistant. Answer briefly and precisely, and never make things up. ";

@@ -37,6 +37,8 @@ struct BenchOptions {
   bool no_bandwidth = false;  // skip measuring the memory read bandwidth after decode
   std::vector<int> parallel;  // stream counts for the serving benchmark; empty: single-stream bench
   bool no_metrics = false;    // --parallel: the engine records no metrics (the overhead baseline)
+  int decode_step_tokens = 64;  // --parallel: the engine's budget of a step with decodes
+  double arrival_rate = 0;      // --parallel: streams arriving per second (0: all at once)
   monitor::ProgressMode progress = monitor::ProgressMode::automatic;
 };
 
@@ -71,6 +73,8 @@ void run_parallel_bench(const BenchOptions& o) {
       {.n_prompt = o.n_prompt,
        .n_gen = o.n_gen,
        .batch = o.batch,
+       .decode_step_tokens = o.decode_step_tokens,
+       .arrival_rate = o.arrival_rate,
        .threads = threads,
        .metrics = !o.no_metrics,
        .kv_type = kv_type},
@@ -82,28 +86,38 @@ void run_parallel_bench(const BenchOptions& o) {
   progress.set(started);
   progress.finish();
   const double single = results.front().streams == 1 ? results.front().gen_tok_s : 0.0;
+  const double single_decode = results.front().streams == 1 ? results.front().decode_tok_s : 0.0;
   if (o.json) {
     nlohmann::json arr = nlohmann::json::array();
     for (const eval::ServingBenchResult& r : results)
       arr.push_back({{"streams", r.streams}, {"wall_s", r.wall_s}, {"gen_tok_s", r.gen_tok_s},
+                     {"decode_tok_s", r.decode_tok_s},
                      {"ttft_p50_ms", r.ttft_p50_ms}, {"ttft_p99_ms", r.ttft_p99_ms}, {"itl_p50_ms", r.itl_p50_ms},
                      {"itl_p99_ms", r.itl_p99_ms},
                      {"preemptions", r.preemptions ? nlohmann::json(*r.preemptions) : nlohmann::json(nullptr)}});
     nlohmann::json j = {{"model", o.model},   {"threads", threads}, {"n_prompt", o.n_prompt},
                         {"n_gen", o.n_gen},   {"metrics", !o.no_metrics}, {"results", arr},
+                        {"decode_step_tokens", o.decode_step_tokens}, {"arrival_rate", o.arrival_rate},
                         {"peak_rss_bytes", monitor::peak_resident_bytes()}};
     std::printf("%s\n", j.dump().c_str());
     return;
   }
-  std::printf("model   %s   threads %d   prompt %d   generate %d per stream (greedy, end of sequence ignored)%s\n\n",
+  std::printf("model   %s   threads %d   prompt %d   generate %d per stream (greedy, end of sequence ignored)%s\n",
               o.model.c_str(), threads, o.n_prompt, o.n_gen, o.no_metrics ? "   metrics off" : "");
-  std::printf("| streams | generated tok/s | vs 1 stream | TTFT p50 / p99 ms | inter-token p50 / p99 ms |\n");
-  std::printf("| ------: | --------------: | ----------: | ----------------: | -----------------------: |\n");
+  std::printf("decode step budget %d tokens   %s\n\n", o.decode_step_tokens,
+              o.arrival_rate > 0 ? fmt::format("streams arrive {:g}/s", o.arrival_rate).c_str() : "streams start at once");
+  std::printf("| streams | generated tok/s | vs 1 stream | decode-phase tok/s | vs 1 stream | TTFT p50 / p99 ms | "
+              "inter-token p50 / p99 ms |\n");
+  std::printf("| ------: | --------------: | ----------: | -----------------: | ----------: | ----------------: | "
+              "-----------------------: |\n");
   for (const eval::ServingBenchResult& r : results) {
-    char ratio[32] = "";
+    char ratio[32] = "", decode_ratio[32] = "", decode[32] = "-";
     if (single > 0) std::snprintf(ratio, sizeof ratio, "%.2fx", r.gen_tok_s / single);
-    std::printf("| %7d | %15.1f | %11s | %7.0f / %-7.0f | %10.1f / %-11.1f |\n", r.streams, r.gen_tok_s, ratio,
-                r.ttft_p50_ms, r.ttft_p99_ms, r.itl_p50_ms, r.itl_p99_ms);
+    if (r.decode_tok_s > 0) std::snprintf(decode, sizeof decode, "%.1f", r.decode_tok_s);
+    if (single_decode > 0 && r.decode_tok_s > 0)
+      std::snprintf(decode_ratio, sizeof decode_ratio, "%.2fx", r.decode_tok_s / single_decode);
+    std::printf("| %7d | %15.1f | %11s | %18s | %11s | %7.0f / %-7.0f | %10.1f / %-11.1f |\n", r.streams, r.gen_tok_s,
+                ratio, decode, decode_ratio, r.ttft_p50_ms, r.ttft_p99_ms, r.itl_p50_ms, r.itl_p99_ms);
   }
 }
 
@@ -210,6 +224,14 @@ void register_bench_command(CLI::App& app) {
                   "Serving benchmark: run N streams at once through the continuous-batching engine, for each N "
                   "given (e.g. --parallel 1,4,16,64); reports aggregate tok/s, TTFT and inter-token latency")
       ->delimiter(',');
+  cmd->add_option("--decode-step-tokens", opts->decode_step_tokens,
+                  "With --parallel: token budget of an engine step that carries decode tokens (prompt chunks fill "
+                  "what the decodes leave; 0: --batch), as kiln serve --decode-step-tokens")
+      ->capture_default_str();
+  cmd->add_option("--arrival-rate", opts->arrival_rate,
+                  "With --parallel: streams arrive this many per second, evenly spaced (a mixed load of new prompts "
+                  "and running streams); 0: all at once")
+      ->capture_default_str();
   cmd->add_flag("--no-metrics", opts->no_metrics,
                 "With --parallel: the engine records no metrics (by default it records them as kiln serve does, and "
                 "the registry is written out every second as a 1 s Prometheus scrape would); for measuring their cost");

@@ -57,6 +57,7 @@ struct ServeOptions {
   int kv_tokens = 0;
   std::string kv_type = "f16";
   int max_batch_tokens = 512;
+  int decode_step_tokens = 64;
   int max_running = 64;
   int max_queued = 256;
   bool no_prefix_cache = false;
@@ -217,6 +218,7 @@ int serve_main(const ServeOptions& o) {
   engine.kv_memory_bytes = parse_bytes(o.kv_memory, "--kv-memory");
   engine.kv_type = kv_type_from_flag(o.kv_type, "serve");
   engine.max_batch_tokens = o.max_batch_tokens;
+  engine.decode_step_tokens = o.decode_step_tokens;
   engine.max_running = o.max_running;
   engine.max_queued = o.max_queued;
   engine.prefix_cache = !o.no_prefix_cache;
@@ -441,6 +443,10 @@ void register_serve_command(CLI::App& app) {
       ->capture_default_str();
   add_kv_type_option(cmd, o->kv_type);
   cmd->add_option("--max-batch-tokens", o->max_batch_tokens, "Tokens per engine step (decode + prefill chunks)")
+      ->capture_default_str();
+  cmd->add_option("--decode-step-tokens", o->decode_step_tokens,
+                  "Tokens per engine step while sequences decode: decodes first, prompt chunks fill the rest, so new "
+                  "prompts never stall running streams (0: --max-batch-tokens)")
       ->capture_default_str();
   cmd->add_option("--max-running", o->max_running, "Sequences decoding at once per model")->capture_default_str();
   cmd->add_option("--max-queued", o->max_queued, "Requests waiting per model; beyond it 429 with Retry-After")->capture_default_str();
