@@ -98,12 +98,14 @@ ChatPrompt render_chat_prompt(const ServedModel& model, const GenerationParams& 
   out.output.format = model.tool_format;
   out.output.max_calls = params.tools.parallel ? 1 << 20 : 1;
 
-  // Forced tool calls. forced_tool_call() says what the answer must be: the format's prefix, a
-  // JSON value valid under the calls' schema, the suffix. That becomes the grammar every choice
-  // is constrained to, so the call always parses and its arguments match the function's
-  // parameters. A parameters schema the converter cannot express (a keyword it refuses) falls
-  // back to starting the answer with the call's opening, so that the model at least writes a
-  // call of the right function.
+  // Forced tool calls, held to their schema by a grammar on every choice, so that the call
+  // always parses and its arguments match the function's parameters. A named function's call
+  // is started by its opening (the format's prefix and the call object up to its arguments,
+  // written after the prompt as a prefill), and the grammar covers the arguments and the
+  // closing: the model spends no tokens on markup it has no choice about. For `required` the
+  // name is still open, so the grammar covers the whole call (prefix, a call of any function,
+  // suffix). A parameters schema the converter cannot express (a keyword it refuses) leaves the
+  // opening alone, so that the model at least writes a call of the right function.
   out.forced = forced_tool_call(params.tools, model.tool_format);
   if (out.forced.forced && !continues) {
     // A call is no thought: a block the generation prompt opened is closed first, as thinking
@@ -112,15 +114,17 @@ ChatPrompt render_chat_prompt(const ServedModel& model, const GenerationParams& 
       out.text += "\n</think>\n\n";
       out.output.starts_in_reasoning = false;
     }
+    const bool named = !out.forced.arguments_schema.is_null();
     try {
       grammar::JsonGrammarOptions options;
-      options.prefix = out.forced.prefix;
-      options.suffix = out.forced.suffix;
-      out.forced_grammar = grammar::json_schema_to_gbnf(out.forced.schema, options);
+      options.allow_newlines = false;  // a call is read by a program: at most one space between tokens
+      options.prefix = named ? "" : out.forced.prefix;
+      options.suffix = named ? out.forced.closing : out.forced.suffix;
+      out.forced_grammar = grammar::json_schema_to_gbnf(named ? out.forced.arguments_schema : out.forced.schema, options);
     } catch (const Error&) {
       out.forced_grammar.clear();
     }
-    if (out.forced_grammar.empty()) {
+    if (named || out.forced_grammar.empty()) {
       out.prefill = out.forced.opening;
       out.text += out.forced.opening;
     }

@@ -17,7 +17,7 @@ const tools = [
     function: {
       name: "get_weather",
       description: "Weather in a city",
-      parameters: { type: "object", properties: { city: { type: "string" } }, required: ["city"] },
+      parameters: { type: "object", properties: { city: { type: "string", maxLength: 8 } }, required: ["city"] },
     },
   },
 ];
@@ -78,21 +78,41 @@ assert.equal(streamed.calls[0].arguments, msg.tool_calls[0].function.arguments);
 assert.equal(streamed.content, msg.content ?? "");
 assert.equal(streamed.finish, plain.choices[0].finish_reason);
 
-// 3. tool_choice naming a function: the model writes the arguments token by token; streamed
-// pieces concatenate to the non-streamed arguments (greedy, so both runs write the same).
+// 3. tool_choice naming a function: the model writes the arguments token by token, held to the
+// function's parameters by a grammar, so they parse and validate even from this story model;
+// streamed pieces concatenate to the non-streamed arguments (greedy, so both runs write the same).
 const forcedBody = {
   model,
   messages: [{ role: "user", content: "weather?" }],
   tools,
   tool_choice: { type: "function", function: { name: "get_weather" } },
-  max_tokens: 6,
+  max_tokens: 60,
   temperature: 0,
 };
 const forced = await client.chat.completions.create(forcedBody);
+assert.equal(forced.choices[0].finish_reason, "tool_calls");
 assert.equal(forced.choices[0].message.tool_calls[0].function.name, "get_weather");
+const forcedArgs = JSON.parse(forced.choices[0].message.tool_calls[0].function.arguments);
+assert.deepEqual(Object.keys(forcedArgs), ["city"]);
+assert.ok(typeof forcedArgs.city === "string" && [...forcedArgs.city].length <= 8, JSON.stringify(forcedArgs));
 const forcedStream = await accumulate(await client.chat.completions.create({ ...forcedBody, stream: true }));
 assert.equal(forcedStream.calls[0].name, "get_weather");
 assert.equal(forcedStream.calls[0].arguments, forced.choices[0].message.tool_calls[0].function.arguments);
+// tool_choice required: the name is open too, so the whole call is the grammar's; sampled, so
+// each seed may pick another function, and every answer is one call that parses.
+const twoTools = [...tools, { type: "function", function: { name: "get_time", parameters: { type: "object", properties: { zone: { enum: ["UTC", "CET"] } }, required: ["zone"] } } }];
+for (const seed of [1, 2, 3]) {
+  const r = await client.chat.completions.create({
+    model, messages: [{ role: "user", content: "weather?" }], tools: twoTools, tool_choice: "required", max_tokens: 120, temperature: 1, seed,
+  });
+  const c = r.choices[0];
+  assert.equal(c.finish_reason, "tool_calls", JSON.stringify(c.message));
+  assert.equal(c.message.tool_calls.length, 1);
+  const fn = c.message.tool_calls[0].function;
+  const args = JSON.parse(fn.arguments);
+  if (fn.name === "get_weather") assert.ok(typeof args.city === "string" && [...args.city].length <= 8, fn.arguments);
+  else { assert.equal(fn.name, "get_time"); assert.ok(["UTC", "CET"].includes(args.zone), fn.arguments); }
+}
 // The SDK's own stream helper accumulates the same message.
 const helper = client.chat.completions.stream({ ...forcedBody, stream: true });
 const final = await helper.finalChatCompletion();

@@ -45,10 +45,10 @@ TEST(ServeTools, UnknownFieldsAreAcceptedAndLoggedOnce) {
                      {"frobnicate_level", 3}};
   for (int i = 0; i < 2; ++i) EXPECT_EQ(test::post(server.port(), "/v1/chat/completions", body).status, 200);
   json refused = body;
-  refused["grammar"] = "root ::= \"a\"";
+  refused["mirostat"] = 2;
   const test::Reply r = test::post(server.port(), "/v1/chat/completions", refused);
   EXPECT_EQ(r.status, 400);
-  EXPECT_EQ(r.body["error"]["param"], "grammar");
+  EXPECT_EQ(r.body["error"]["param"], "mirostat");
   // The model's own template does not read `tools`: they are described in a system message in
   // the generic call format instead, and only then.
   json tools_body = {{"messages", {{{"role", "user"}, {"content", "hi"}}}},
