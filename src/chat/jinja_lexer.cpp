@@ -10,6 +10,7 @@
 
 #include "core/error.h"
 #include "chat/jinja_strings.h"
+#include "tokenizer/utf8.h"
 
 namespace kiln::jinja {
 namespace {
@@ -309,23 +310,6 @@ class Lexer {
     return p + 1;
   }
 
-  static void append_utf8(std::uint32_t cp, std::string& out) {
-    if (cp < 0x80) {
-      out += static_cast<char>(cp);
-    } else if (cp < 0x800) {
-      out += static_cast<char>(0xC0 | (cp >> 6));
-      out += static_cast<char>(0x80 | (cp & 0x3F));
-    } else if (cp < 0x10000) {
-      out += static_cast<char>(0xE0 | (cp >> 12));
-      out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-      out += static_cast<char>(0x80 | (cp & 0x3F));
-    } else {
-      out += static_cast<char>(0xF0 | (cp >> 18));
-      out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
-      out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-      out += static_cast<char>(0x80 | (cp & 0x3F));
-    }
-  }
 
   // Decodes the escape at p (a backslash) into `out`; returns the position after it.
   std::size_t read_escape(std::size_t p, std::string& out) const {
@@ -348,7 +332,7 @@ class Lexer {
       std::uint32_t v = 0;
       std::size_t q = p + 1;
       for (int i = 0; i < 3 && q < src_.size() && src_[q] >= '0' && src_[q] <= '7'; ++i, ++q) v = v * 8 + (src_[q] - '0');
-      append_utf8(v, out);
+      utf8::append_code_point(v, out);
       return q;
     }
     const int hex_len = e == 'x' ? 2 : e == 'u' ? 4 : e == 'U' ? 8 : 0;
@@ -368,7 +352,7 @@ class Lexer {
       v = v * 16 + static_cast<std::uint32_t>(d);
     }
     if (v > 0x10FFFF) error_at(p, "escape outside the Unicode range in string");
-    append_utf8(v, out);
+    utf8::append_code_point(v, out);
     return p + 2 + static_cast<std::size_t>(hex_len);
   }
 

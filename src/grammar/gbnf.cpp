@@ -8,26 +8,10 @@
 #include <utility>
 
 #include "core/error.h"
+#include "tokenizer/utf8.h"
 
 namespace kiln::grammar {
 
-void append_utf8(std::string& out, std::uint32_t cp) {
-  if (cp < 0x80) {
-    out += static_cast<char>(cp);
-  } else if (cp < 0x800) {
-    out += static_cast<char>(0xC0 | (cp >> 6));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  } else if (cp < 0x10000) {
-    out += static_cast<char>(0xE0 | (cp >> 12));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  } else {
-    out += static_cast<char>(0xF0 | (cp >> 18));
-    out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  }
-}
 
 void Grammar::validate() const {
   KILN_CHECK(root < rules.size(), "grammar: the root rule {} does not exist ({} rules)", root, rules.size());
@@ -79,8 +63,8 @@ void utf8_sequences(std::uint32_t lo, std::uint32_t hi, std::vector<std::vector<
     }
   }
   std::string a, b;
-  append_utf8(a, lo);
-  append_utf8(b, hi);
+  utf8::append_code_point(lo, a);
+  utf8::append_code_point(hi, b);
   std::vector<std::pair<std::uint8_t, std::uint8_t>> seq;
   for (std::size_t k = 0; k < a.size(); ++k) seq.push_back({static_cast<std::uint8_t>(a[k]), static_cast<std::uint8_t>(b[k])});
   out.push_back(std::move(seq));
@@ -360,7 +344,7 @@ class Parser {
       if (eof() || peek() == '\n') error_at(at, "unterminated string literal");
       if (peek() == '"') break;
       std::string bytes;
-      append_utf8(bytes, parse_char());
+      utf8::append_code_point(parse_char(), bytes);
       count(bytes.size());
       for (char b : bytes) emit_byte(seq, static_cast<std::uint8_t>(b));
     }

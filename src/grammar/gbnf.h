@@ -77,7 +77,5 @@ struct GbnfLimits {
 // Parses GBNF text; throws kiln::Error "grammar: line L col C: ..." on anything wrong.
 Grammar parse_gbnf(std::string_view text, const GbnfLimits& limits = {});
 
-// The UTF-8 encoding of a code point (for converters that emit GBNF escapes or literals).
-void append_utf8(std::string& out, std::uint32_t code_point);
 
 }  // namespace kiln::grammar

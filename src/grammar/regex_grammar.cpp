@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "core/error.h"
+#include "tokenizer/utf8.h"
 #include "grammar/gbnf.h"
 #include "grammar/json_schema_grammar.h"
 
@@ -135,7 +136,7 @@ class RegexParser {
       if (cp < 0x20) return gbnf_literal(fmt::format("\\u{:04x}", cp));
     }
     std::string bytes;
-    append_utf8(bytes, cp);
+    utf8::append_code_point(cp, bytes);
     return gbnf_literal(bytes);
   }
 

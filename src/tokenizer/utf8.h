@@ -3,6 +3,7 @@
 // no surrogates, nothing above U+10FFFF), splitting text into characters, and assembling
 // decoded bytes into complete characters for streaming output.
 #include <cstddef>
+#include <cstdint>
 #include <string>
 #include <string_view>
 
@@ -39,5 +40,8 @@ void append_sanitized(std::string_view s, std::string& out);
 // longer start a valid character with U+FFFD. A trailing incomplete character stays in `pending`
 // unless `flush`, in which case it is also turned into U+FFFD (one per byte).
 void drain_complete(std::string& pending, std::string& out, bool flush);
+
+// Appends the UTF-8 encoding of code point `cp` (at most U+10FFFF; the caller checks).
+void append_code_point(std::uint32_t cp, std::string& out);
 
 }  // namespace kiln::utf8

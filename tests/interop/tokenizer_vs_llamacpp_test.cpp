@@ -25,6 +25,7 @@
 #include "format/gguf_file.h"
 #include "format/gguf_writer.h"
 #include "test_support.h"
+#include "tokenizer/utf8.h"
 #include "tokenizer/bpe_trainer.h"
 #include "tokenizer/tokenizer.h"
 #include "tokenizer/load_tokenizer.h"
@@ -326,23 +327,6 @@ std::vector<std::string> hard_strings() {
   };
 }
 
-void append_utf8(char32_t cp, std::string& out) {
-  if (cp < 0x80) {
-    out += static_cast<char>(cp);
-  } else if (cp < 0x800) {
-    out += static_cast<char>(0xC0 | (cp >> 6));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  } else if (cp < 0x10000) {
-    out += static_cast<char>(0xE0 | (cp >> 12));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  } else {
-    out += static_cast<char>(0xF0 | (cp >> 18));
-    out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  }
-}
 
 // Random strings mixing up to three character classes each: letters of many scripts, combining
 // marks, digits of several kinds, punctuation, symbols, emoji, ASCII and Unicode whitespace,
@@ -366,7 +350,7 @@ std::vector<std::string> random_strings(int count, std::uint32_t seed) {
     const int length = std::uniform_int_distribution<int>(0, 40)(rng);
     for (int i = 0; i < length; ++i) {
       const Range& r = *picks[std::uniform_int_distribution<int>(0, 2)(rng)];
-      append_utf8(std::uniform_int_distribution<char32_t>(r.lo, r.hi)(rng), s);
+      utf8::append_code_point(std::uniform_int_distribution<char32_t>(r.lo, r.hi)(rng), s);
     }
     strings.push_back(std::move(s));
   }

@@ -420,23 +420,6 @@ TEST(BpeLlama32, HardStringsMatchReference) {
   }
 }
 
-void append_utf8(char32_t cp, std::string& out) {
-  if (cp < 0x80) {
-    out += static_cast<char>(cp);
-  } else if (cp < 0x800) {
-    out += static_cast<char>(0xC0 | (cp >> 6));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  } else if (cp < 0x10000) {
-    out += static_cast<char>(0xE0 | (cp >> 12));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  } else {
-    out += static_cast<char>(0xF0 | (cp >> 18));
-    out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  }
-}
 
 // Random strings over many scripts, digits, punctuation and whitespace kinds. U+180E is left
 // out: PCRE2 counts it as \s, Unicode's White_Space (tiktoken, the reference) no longer does.
@@ -459,7 +442,7 @@ std::vector<std::string> random_strings(int count, std::uint32_t seed) {
     for (auto& p : picks) p = &ranges[std::uniform_int_distribution<std::size_t>(0, std::size(ranges) - 1)(rng)];
     for (int i = 0; i < length; ++i) {
       const Range& r = *picks[std::uniform_int_distribution<int>(0, 2)(rng)];
-      append_utf8(std::uniform_int_distribution<char32_t>(r.lo, r.hi)(rng), s);
+      utf8::append_code_point(std::uniform_int_distribution<char32_t>(r.lo, r.hi)(rng), s);
     }
     strings.push_back(s);
   }
