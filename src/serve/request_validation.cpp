@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "serve/api_error.h"
+#include "serve/request_json.h"
 #include "serve/request_fields.h"
 #include "serve/tool_request.h"
 
@@ -34,12 +35,7 @@ const char* type_name(const json& v) {
   throw invalid_field(field, fmt::format("'{}' must be {}, got {}", field, expected, type_name(v)));
 }
 
-// A present, non-null field, or nullptr. (OpenAI's clients send null for "not set".)
-const json* field(const json& body, const char* name) {
-  auto it = body.find(name);
-  if (it == body.end() || it->is_null()) return nullptr;
-  return &*it;
-}
+const json* field(const json& body, const char* name) { return present(body, name); }
 
 std::string get_string(const json& v, const std::string& name) {
   if (!v.is_string()) wrong_type(name, "a string", v);

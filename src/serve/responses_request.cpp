@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include "serve/api_error.h"
+#include "serve/request_json.h"
 #include "serve/request_fields.h"
 
 namespace kiln::serve {
@@ -10,16 +11,6 @@ namespace kiln::serve {
 using json = nlohmann::json;
 
 namespace {
-
-const json* present(const json& obj, const char* key) {
-  auto it = obj.find(key);
-  if (it == obj.end() || it->is_null()) return nullptr;
-  return &*it;
-}
-
-[[noreturn]] void wrong(const std::string& field, const std::string& what) {
-  throw invalid_field(field, fmt::format("'{}' {}", field, what));
-}
 
 // A message item's content: a string or input_text / output_text parts, joined.
 json content_text(const json& v, const std::string& path) {

@@ -7,6 +7,7 @@
 #include <set>
 
 #include "serve/api_error.h"
+#include "serve/request_json.h"
 
 namespace kiln::serve {
 
@@ -14,16 +15,6 @@ using json = nlohmann::json;
 using ojson = nlohmann::ordered_json;
 
 namespace {
-
-const json* present(const json& obj, const char* key) {
-  auto it = obj.find(key);
-  if (it == obj.end() || it->is_null()) return nullptr;
-  return &*it;
-}
-
-[[noreturn]] void wrong(const std::string& field, const std::string& what) {
-  throw invalid_field(field, fmt::format("'{}' {}", field, what));
-}
 
 std::string string_field(const json& obj, const char* key, const std::string& path, bool required) {
   const json* v = present(obj, key);
