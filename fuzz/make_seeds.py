@@ -400,3 +400,35 @@ write("hf_config_fuzz", "mistral_linear.json", json.dumps(dict(hf_llama, archite
     model_type="mistral", rope_scaling={"type": "linear", "factor": 2.0})).encode())
 write("hf_config_fuzz", "qwen2_tied.json", json.dumps(dict(hf_llama, architectures=["Qwen2ForCausalLM"],
     model_type="qwen2", tie_word_embeddings=True, num_key_value_heads=1)).encode())
+
+# grammar_fuzz: the first byte picks the reader (0 GBNF, 1 JSON Schema, 2 regular expression).
+write("grammar_fuzz", "gbnf_json.gbnf", b"\x00" + b'''root ::= object
+object ::= "{" ws ( pair ( "," ws pair )* )? "}"
+pair ::= string ":" ws value
+value ::= object | string | number | "true" | "false" | "null" | "[" ws ( value ( "," ws value )* )? "]"
+string ::= "\\"" ( [^"\\\\] | "\\\\" ["\\\\/bfnrt] )* "\\""
+number ::= "-"? [0-9]+ ( "." [0-9]+ )? ( [eE] [-+]? [0-9]+ )?
+ws ::= [ \\t\\n]{0,4}
+# a comment
+''')
+write("grammar_fuzz", "gbnf_classes.gbnf", b"\x00" + "root ::= [a-zé-ü]{2,5} [^\\x00-\\x1F]? (\"x\" | \"yz\")+ \"\\u00e9\"\n".encode())
+write("grammar_fuzz", "schema_nested.json", b"\x01" + json.dumps({
+    "type": "object",
+    "properties": {
+        "name": {"type": "string", "minLength": 1, "maxLength": 3},
+        "age": {"type": "integer", "minimum": -5, "maximum": 120},
+        "tags": {"type": "array", "items": {"enum": ["a", "b", 1, None]}, "maxItems": 2},
+        "when": {"type": "string", "format": "date-time"},
+        "id": {"type": "string", "format": "uuid"},
+        "ratio": {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
+        "kind": {"const": "k"},
+        "child": {"$ref": "#/$defs/node"},
+        "either": {"anyOf": [{"type": "boolean"}, {"type": "string", "pattern": "^[a-c]{1,2}$"}]},
+    },
+    "required": ["name", "kind"],
+    "additionalProperties": False,
+    "$defs": {"node": {"type": "object", "properties": {"next": {"$ref": "#/$defs/node"}}}},
+}).encode())
+write("grammar_fuzz", "schema_any.json", b"\x01" + json.dumps({"type": ["object", "null"], "prefixItems": [],
+    "additionalProperties": {"type": "number"}}).encode())
+write("grammar_fuzz", "regex.txt", b"\x02" + rb"^(?:[A-Z][a-z]{1,3}|\d{2,4}-\w+)(\s[^x-z]*)?$")

@@ -1,6 +1,9 @@
 #include "grammar/regex_grammar.h"
 
 #include <algorithm>
+#include <string>
+
+#include <fmt/format.h>
 
 #include "core/error.h"
 #include "tokenizer/utf8.h"
@@ -121,6 +124,13 @@ class RegexParser {
       if (body.empty() || body.find_first_not_of("0123456789,") != std::string::npos || body[0] == ',' ||
           std::count(body.begin(), body.end(), ',') > 1)
         error("a quantifier {m,n} needs numbers");
+      // {m,n} with n < m matches nothing in ECMAScript (a SyntaxError there); refuse it here
+      // rather than hand the grammar parser a repetition it refuses.
+      const std::size_t comma = body.find(',');
+      const std::string m = body.substr(0, comma);
+      const std::string n = comma == std::string::npos ? m : body.substr(comma + 1);
+      if (m.size() > 9 || n.size() > 9) error("a quantifier count above 999999999");
+      if (!n.empty() && std::stoul(n) < std::stoul(m)) error(fmt::format("the quantifier {{{}}} has its numbers out of order", body));
       q = "{" + body + "}";
       pos_ = close + 1;
     }
@@ -308,6 +318,7 @@ std::string gbnf_class(std::vector<std::pair<std::uint32_t, std::uint32_t>> rang
 
 std::string regex_gbnf_expression(std::string_view pattern, bool inside_json_string) {
   KILN_CHECK(pattern.size() <= 4096, "regex: the pattern has {} bytes; at most 4096 are accepted", pattern.size());
+  KILN_CHECK(utf8::is_valid(pattern), "regex: the pattern is not valid UTF-8");
   std::string e = RegexParser(pattern, inside_json_string).parse();
   return e.empty() ? "\"\"" : e;
 }

@@ -196,6 +196,9 @@ TEST(RegexGrammar, SubsetMatchesAsEcmaScriptDoes) {
   EXPECT_FALSE(matches(dot, "a\nc"));
   EXPECT_THROW(regex_to_gbnf("(?=a)"), Error);
   EXPECT_THROW(regex_to_gbnf("a**"), Error);
+  EXPECT_THROW(regex_to_gbnf("a{6,3}"), Error);
+  EXPECT_THROW(regex_to_gbnf("a\xE6Z"), Error);  // not UTF-8  // out of order: refused by the converter, not the GBNF parser
+  EXPECT_NO_THROW(parse_gbnf(regex_to_gbnf("a{3,3}b{0,}")));
   EXPECT_THROW(regex_to_gbnf("\\bword"), Error);
 }
 
