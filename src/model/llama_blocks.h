@@ -1,7 +1,7 @@
 #pragma once
 // The forward blocks of a Llama-family model, written once for inference and for training.
 //
-// A layer is: attention norm → q, k, v (+ bias, qwen2) → rope → causal attention → wo →
+// A layer is: attention norm → q, k, v (+ bias, qwen2) (→ per-head norm of q and k, qwen3) → rope → causal attention → wo →
 // residual → ffn norm → gate, up → SwiGLU → down → residual; the model ends with the output
 // norm and the output product. llama_layer_forward and llama_output_forward are that sequence;
 // what differs between the two users is passed in:
@@ -40,6 +40,8 @@ struct LlamaLayerParams {
   const float* bq = nullptr;         // (q_dim) qwen2's biases, or nullptr
   const float* bk = nullptr;         // (kv_dim)
   const float* bv = nullptr;         // (kv_dim)
+  const float* q_norm = nullptr;     // (head_dim) qk_norm's weights, or nullptr
+  const float* k_norm = nullptr;     // (head_dim)
   Matrix wo{};                       // (E, q_dim)
   const float* ffn_norm = nullptr;   // (E)
   Matrix w_gate{}, w_up{};           // (F, E)
@@ -116,6 +118,13 @@ void llama_layer_forward(const LlamaConfig& c, const Rope& rope, const RopeAngle
       kernels::add_inplace(a.q + r * QD, w.bq, QD);
       kernels::add_inplace(a.k + r * KVD, w.bk, KVD);
       kernels::add_inplace(a.v + r * KVD, w.bv, KVD);
+    }
+    if (w.q_norm != nullptr) {
+      for (int h = 0; h < c.n_head; ++h)
+        kernels::rms_norm(a.q + r * QD + h * c.head_dim, w.q_norm, a.q + r * QD + h * c.head_dim, c.head_dim, c.rms_eps);
+      for (int h = 0; h < c.n_head_kv; ++h)
+        kernels::rms_norm(a.k + r * KVD + h * c.head_dim, w.k_norm, a.k + r * KVD + h * c.head_dim, c.head_dim,
+                          c.rms_eps);
     }
     rope.apply(a.q + r * QD, c.n_head, angles.cos(r), angles.sin(r));
     rope.apply(a.k + r * KVD, c.n_head_kv, angles.cos(r), angles.sin(r));

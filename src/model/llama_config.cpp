@@ -2,6 +2,7 @@
 
 #include "core/error.h"
 #include "format/gguf_file.h"
+#include "model/architecture.h"
 #include "format/tensor_source.h"
 
 namespace kiln {
@@ -21,12 +22,9 @@ LlamaConfig llama_config_from_metadata(const GgufMetadata& f, const TensorShapeF
   std::optional<std::string> arch = f.get_string("general.architecture");
   if (!arch) fail("{}: missing metadata key general.architecture", f.path());
   c.arch = *arch;
-  if (c.arch == "qwen2") {
-    c.qkv_bias = true;
-    c.rope_layout = RopeLayout::Halves;
-  } else if (c.arch != "llama" && c.arch != "mistral") {
-    fail("{}: architecture '{}' is not supported (expected llama, mistral or qwen2)", f.path(), c.arch);
-  }
+  const Architecture* family = find_architecture(c.arch);
+  if (family == nullptr)
+    fail("{}: architecture '{}' is not supported (expected {})", f.path(), c.arch, supported_architectures());
   c.name = f.get_string("general.name").value_or("");
   const std::string p = c.arch + ".";
   c.n_embd = require_positive(f, p + "embedding_length");
@@ -58,6 +56,7 @@ LlamaConfig llama_config_from_metadata(const GgufMetadata& f, const TensorShapeF
   } else if (auto factor = f.get_float(p + "rope.scale_linear")) {
     c.rope_scale = static_cast<float>(*factor);
   }
+  family->configure(f, c);
   if (const GgufArray* tokens = f.get_array("tokenizer.ggml.tokens")) c.n_vocab = static_cast<int>(tokens->size());
   if (auto v = f.get_int(p + "vocab_size")) c.n_vocab = static_cast<int>(*v);
   c.tied_output = !tensor_shape("output.weight");

@@ -1,8 +1,9 @@
 #pragma once
-// The hyper-parameters of a Llama-family model (llama, mistral, qwen2), read from GGUF
-// metadata ("<arch>.embedding_length", ...), which every model source carries (a llama2.c
-// checkpoint's header is turned into the same keys). Variants differ by
-// switches here (q/k/v biases, rope layout), not by copies of the forward pass.
+// The hyper-parameters of a decoder model of any family kiln runs (model/architecture.h), read
+// from GGUF metadata ("<arch>.embedding_length", ...), which every model source carries (a
+// llama2.c checkpoint's header is turned into the same keys). Families differ by switches here
+// (q/k/v biases, rope layout, q/k norms, ...) set by their configure, not by copies of the
+// forward pass.
 #include <array>
 #include <cstdint>
 #include <functional>
@@ -37,6 +38,7 @@ struct LlamaConfig {
   float rope_scale = 1.0f;  // linear position scaling: positions are divided by this
   RopeLayout rope_layout = RopeLayout::Interleaved;
   bool qkv_bias = false;     // qwen2
+  bool qk_norm = false;      // qwen3: RMSNorm over each head of q and of k (a weight of head_dim) before rope
   bool tied_output = false;  // no output.weight: logits use token_embd
 
   int kv_dim() const { return n_head_kv * head_dim; }

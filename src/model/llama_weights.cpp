@@ -5,6 +5,7 @@
 #include "core/error.h"
 #include "kernels/matmul.h"
 #include "format/tensor_source.h"
+#include "model/architecture.h"
 
 namespace kiln {
 namespace {
@@ -25,6 +26,19 @@ TensorView matrix(const TensorSource& src, const std::string& name, std::int64_t
   TensorView t = require(src, name);
   if (t.ne[0] != n_in || t.ne[1] != n_out || t.ne[2] != 1 || t.ne[3] != 1)
     fail("{}: tensor {} has shape {}, expected [{}, {}]", src.path(), name, shape_str(t), n_in, n_out);
+  if (!kernels::is_supported_weight_type(t.dtype))
+    fail("{}: tensor {} has type {}, which kiln cannot compute with yet", src.path(), name, dtype_name(t.dtype));
+  return t;
+}
+
+// A matrix (or a stack of them, n_dims 3) of exactly the shape `ne`, in a type kiln computes with.
+TensorView tensor_of_shape(const TensorSource& src, const std::string& name, int n_dims, const std::array<std::int64_t, 4>& ne) {
+  TensorView t = require(src, name);
+  if (t.ne != ne) {
+    std::string want = "[";
+    for (int i = 0; i < n_dims; ++i) want += (i ? ", " : "") + std::to_string(ne[static_cast<std::size_t>(i)]);
+    fail("{}: tensor {} has shape {}, expected {}]", src.path(), name, shape_str(t), want);
+  }
   if (!kernels::is_supported_weight_type(t.dtype))
     fail("{}: tensor {} has type {}, which kiln cannot compute with yet", src.path(), name, dtype_name(t.dtype));
   return t;
@@ -56,24 +70,20 @@ LlamaWeights bind_llama_weights(const TensorSource& src, const LlamaConfig& c) {
   w.output_norm = vector(src, "output_norm.weight", c.n_embd);
   w.output = c.tied_output ? w.token_embd : matrix(src, "output.weight", c.n_embd, c.n_vocab);
   if (std::optional<TensorView> f = src.tensor("rope_freqs.weight")) w.rope_freqs = vector_of(*f, src.path(), c.n_rot / 2);
+  const Architecture* family = find_architecture(c.arch);
+  if (family == nullptr) fail("{}: architecture '{}' is not supported", src.path(), c.arch);
   w.layers.resize(static_cast<std::size_t>(c.n_layer));
   for (int i = 0; i < c.n_layer; ++i) {
-    const std::string p = "blk." + std::to_string(i) + ".";
     LlamaLayerWeights& l = w.layers[static_cast<std::size_t>(i)];
-    l.attn_norm = vector(src, p + "attn_norm.weight", c.n_embd);
-    l.wq = matrix(src, p + "attn_q.weight", c.n_embd, c.q_dim());
-    l.wk = matrix(src, p + "attn_k.weight", c.n_embd, c.kv_dim());
-    l.wv = matrix(src, p + "attn_v.weight", c.n_embd, c.kv_dim());
-    l.wo = matrix(src, p + "attn_output.weight", c.q_dim(), c.n_embd);
-    if (c.qkv_bias) {
-      l.bq = vector(src, p + "attn_q.bias", c.q_dim());
-      l.bk = vector(src, p + "attn_k.bias", c.kv_dim());
-      l.bv = vector(src, p + "attn_v.bias", c.kv_dim());
+    for (const LayerTensor& t : family->layer_tensors(c, i)) {
+      if (t.optional && !src.tensor(t.name)) continue;
+      if (t.matrix != nullptr) {
+        l.*t.matrix = tensor_of_shape(src, t.name, t.n_dims, t.ne);
+      } else {
+        KILN_CHECK(t.vector != nullptr, "layer tensor {} binds nowhere", t.name);
+        l.*t.vector = vector(src, t.name, t.ne[0]);
+      }
     }
-    l.ffn_norm = vector(src, p + "ffn_norm.weight", c.n_embd);
-    l.w_gate = matrix(src, p + "ffn_gate.weight", c.n_embd, c.n_ff);
-    l.w_up = matrix(src, p + "ffn_up.weight", c.n_embd, c.n_ff);
-    l.w_down = matrix(src, p + "ffn_down.weight", c.n_ff, c.n_embd);
   }
   return w;
 }

@@ -25,6 +25,7 @@ struct LlamaLayerWeights {
   TensorView wv;          // ne {n_embd, kv_dim}
   TensorView wo;          // ne {q_dim, n_embd}
   FloatVector bq, bk, bv; // (q_dim), (kv_dim), (kv_dim): qwen2 only
+  FloatVector attn_q_norm, attn_k_norm;  // (head_dim) each: qk_norm families (qwen3)
   FloatVector ffn_norm;   // (n_embd)
   TensorView w_gate;      // ne {n_embd, n_ff}
   TensorView w_up;        // ne {n_embd, n_ff}

@@ -27,6 +27,8 @@ LlamaLayerParams<const TensorView*> layer_params(const LlamaLayerWeights& w) {
   p.bq = w.bq.data;
   p.bk = w.bk.data;
   p.bv = w.bv.data;
+  p.q_norm = w.attn_q_norm.data;
+  p.k_norm = w.attn_k_norm.data;
   p.wo = &w.wo;
   p.ffn_norm = w.ffn_norm.data;
   p.w_gate = &w.w_gate;

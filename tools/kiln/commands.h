@@ -20,5 +20,6 @@ void register_train_command(CLI::App& app);
 void register_convert_command(CLI::App& app);
 void register_export_command(CLI::App& app);  // export onnx
 void register_embed_command(CLI::App& app);
+void register_synth_command(CLI::App& app);
 
 }  // namespace kiln::cli

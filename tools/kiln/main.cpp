@@ -48,6 +48,7 @@ int main(int argc, char** argv) {
   kiln::cli::register_train_command(app);
   kiln::cli::register_export_command(app);
   kiln::cli::register_embed_command(app);
+  kiln::cli::register_synth_command(app);
   // CLI11 reports an unknown subcommand as "a subcommand is required"; name it instead.
   if (argc > 1 && argv[1][0] != '-') {
     bool known = false;

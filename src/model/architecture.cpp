@@ -1,0 +1,95 @@
+#include "model/architecture.h"
+
+#include "format/gguf_writer.h"
+
+namespace kiln {
+
+// The families, one file each (model/arch_*.cpp).
+extern const Architecture kLlamaArchitecture;
+extern const Architecture kMistralArchitecture;
+extern const Architecture kQwen2Architecture;
+extern const Architecture kQwen3Architecture;
+
+namespace {
+
+const Architecture* const kArchitectures[] = {
+    &kLlamaArchitecture,
+    &kMistralArchitecture,
+    &kQwen2Architecture,
+    &kQwen3Architecture,
+};
+
+}  // namespace
+
+std::span<const Architecture* const> architectures() { return kArchitectures; }
+
+const Architecture* find_architecture(std::string_view name) {
+  for (const Architecture* a : kArchitectures)
+    if (name == a->name) return a;
+  return nullptr;
+}
+
+std::string supported_architectures() {
+  std::string s;
+  for (const Architecture* a : kArchitectures) s += (s.empty() ? "" : ", ") + std::string(a->name);
+  return s;
+}
+
+std::vector<LayerTensor> llama_layer_tensors(const LlamaConfig& c, int layer) {
+  const std::string p = "blk." + std::to_string(layer) + ".";
+  const std::int64_t E = c.n_embd, F = c.n_ff, QD = c.q_dim(), KVD = c.kv_dim();
+  auto matrix = [&](const char* name, std::int64_t in, std::int64_t out, TensorView LlamaLayerWeights::*slot) {
+    LayerTensor t;
+    t.name = p + name;
+    t.n_dims = 2;
+    t.ne = {in, out, 1, 1};
+    t.matrix = slot;
+    return t;
+  };
+  auto vector = [&](const char* name, std::int64_t n, FloatVector LlamaLayerWeights::*slot, float mean) {
+    LayerTensor t;
+    t.name = p + name;
+    t.n_dims = 1;
+    t.ne = {n, 1, 1, 1};
+    t.vector = slot;
+    t.synthetic_mean = mean;
+    return t;
+  };
+  return {
+      vector("attn_norm.weight", E, &LlamaLayerWeights::attn_norm, 1.0f),
+      matrix("attn_q.weight", E, QD, &LlamaLayerWeights::wq),
+      matrix("attn_k.weight", E, KVD, &LlamaLayerWeights::wk),
+      matrix("attn_v.weight", E, KVD, &LlamaLayerWeights::wv),
+      matrix("attn_output.weight", QD, E, &LlamaLayerWeights::wo),
+      vector("ffn_norm.weight", E, &LlamaLayerWeights::ffn_norm, 1.0f),
+      matrix("ffn_gate.weight", E, F, &LlamaLayerWeights::w_gate),
+      matrix("ffn_up.weight", E, F, &LlamaLayerWeights::w_up),
+      matrix("ffn_down.weight", F, E, &LlamaLayerWeights::w_down),
+  };
+}
+
+void write_common_metadata(const LlamaConfig& c, GgufWriter& w) {
+  using namespace gguf_value;
+  auto n = [](int v) { return u32(static_cast<std::uint32_t>(v)); };
+  const std::string p = c.arch + ".";
+  w.set_metadata("general.architecture", string(c.arch));
+  if (!c.name.empty()) w.set_metadata("general.name", string(c.name));
+  w.set_metadata(p + "context_length", n(c.n_ctx_train));
+  w.set_metadata(p + "embedding_length", n(c.n_embd));
+  w.set_metadata(p + "block_count", n(c.n_layer));
+  w.set_metadata(p + "feed_forward_length", n(c.n_ff));
+  w.set_metadata(p + "attention.head_count", n(c.n_head));
+  w.set_metadata(p + "attention.head_count_kv", n(c.n_head_kv));
+  w.set_metadata(p + "attention.key_length", n(c.head_dim));
+  w.set_metadata(p + "attention.value_length", n(c.head_dim));
+  w.set_metadata(p + "rope.dimension_count", n(c.n_rot));
+  w.set_metadata(p + "rope.freq_base", f32(c.rope_theta));
+  if (c.rope_scale != 1.0f) {
+    w.set_metadata(p + "rope.scaling.type", string("linear"));
+    w.set_metadata(p + "rope.scaling.factor", f32(c.rope_scale));
+  }
+  w.set_metadata(p + "attention.layer_norm_rms_epsilon", f32(c.rms_eps));
+  w.set_metadata(p + "vocab_size", n(c.n_vocab));
+}
+
+}  // namespace kiln
