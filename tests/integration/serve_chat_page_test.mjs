@@ -22,11 +22,10 @@
 // (scripts/install-deps.sh --test installs both), 1 on a failed check.
 import { spawn } from "node:child_process";
 import fs from "node:fs";
-import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import { SKIP, freshProfileDir, launchHeadless, requireChromium, testLog } from "./browser_support.mjs";
 
-const SKIP = 77;
 const here = path.dirname(fileURLToPath(import.meta.url));
 const repo = path.resolve(here, "../..");
 const dataDir = process.env.KILN_DATA_DIR ?? path.resolve(repo, "../shared/data");
@@ -34,7 +33,6 @@ const tinyPath = path.join(dataDir, "llama-2-tiny-random.gguf");
 const defaultPath = path.join(repo, "models/kiln-default.gguf");
 const KEY = "sk-chat-page-test";
 const kilnBin = process.env.KILN_BIN ?? path.join(repo, "build/kiln");
-const chromiumPath = process.env.KILN_CHROMIUM ?? "/usr/bin/chromium";
 const screenshotPath = path.resolve(process.argv[2] ?? "serve_chat_page.png");
 const pageDir = path.join(repo, "src/serve/chat_page");
 fs.mkdirSync(path.dirname(screenshotPath), { recursive: true });
@@ -43,17 +41,7 @@ if (!fs.existsSync(tinyPath)) {
   console.log(`SKIP: ${tinyPath} is absent (set KILN_DATA_DIR)`);
   process.exit(SKIP);
 }
-if (!fs.existsSync(chromiumPath)) {
-  console.log(`SKIP: no Chromium at ${chromiumPath} (scripts/install-deps.sh --test installs Debian's chromium)`);
-  process.exit(SKIP);
-}
-let chromium;
-try {
-  ({ chromium } = await import("playwright-core"));
-} catch (e) {
-  console.log(`SKIP: the npm package playwright-core is missing (scripts/install-deps.sh --test installs it): ${e.message}`);
-  process.exit(SKIP);
-}
+const chromium = await requireChromium();
 for (const [what, file] of [["kiln binary", kilnBin], ["default model", defaultPath]]) {
   if (!fs.existsSync(file)) {
     console.error(`serve_chat_page_test: no ${what} at ${file}`);
@@ -61,21 +49,11 @@ for (const [what, file] of [["kiln binary", kilnBin], ["default model", defaultP
   }
 }
 
-const t0 = Date.now();
-const log = (m) => console.log(`[${((Date.now() - t0) / 1000).toFixed(1)}s] ${m}`);
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-const failures = [];
-function check(ok, message) {
-  if (!ok) {
-    failures.push(message);
-    console.error(`FAIL: ${message}`);
-  }
-  return ok;
-}
+const { failures, log, sleep, check, elapsed } = testLog();
 
 const servers = [];
 let context = null;
-const userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), "kiln-chat-page-chromium-"));
+const userDataDir = freshProfileDir("chat-page");
 async function cleanup() {
   if (context) await context.close().catch(() => {});
   for (const s of servers) if (s.process.exitCode === null) s.process.kill("SIGKILL");
@@ -428,13 +406,7 @@ async function main() {
   log(`kiln serve at ${open.url}`);
   await checkServing(open.url);
 
-  context = await chromium.launchPersistentContext(userDataDir, {
-    executablePath: chromiumPath,
-    headless: true,
-    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-      "--disable-component-update", "--disable-sync"],
-    viewport: { width: 1100, height: 800 },
-  });
+  context = await launchHeadless(chromium, userDataDir, { width: 1100, height: 800 });
   const page = context.pages()[0] ?? (await context.newPage());
   const watcher = watch(page);
   const requests = recordRequests(page);
@@ -475,5 +447,5 @@ if (failures.length > 0) {
   for (const s of servers) console.error(`server log (${s.url}):\n${s.log.join("").slice(-3000)}`);
   code = 1;
 }
-console.log(`serve_chat_page: ${failures.length === 0 ? "1 passed, 0 failed" : "0 passed, 1 failed"} (${failures.length} failed checks, ${((Date.now() - t0) / 1000).toFixed(1)} s)`);
+console.log(`serve_chat_page: ${failures.length === 0 ? "1 passed, 0 failed" : "0 passed, 1 failed"} (${failures.length} failed checks, ${elapsed()} s)`);
 process.exit(code);

@@ -19,11 +19,10 @@
 // (scripts/install-deps.sh --test installs both), 1 on a failed check.
 import { spawn } from "node:child_process";
 import fs from "node:fs";
-import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import { SKIP, freshProfileDir, launchHeadless, requireChromium, testLog } from "./browser_support.mjs";
 
-const SKIP = 77;
 const here = path.dirname(fileURLToPath(import.meta.url));
 const repo = path.resolve(here, "../..");
 const dataDir = process.env.KILN_DATA_DIR ?? path.resolve(repo, "../shared/data");
@@ -31,7 +30,6 @@ const modelPath = path.join(dataDir, "llama-2-tiny-random.gguf");
 const MODEL = "llama-2-tiny-random";
 const KEY = "sk-dashboard-test";
 const kilnBin = process.env.KILN_BIN ?? path.join(repo, "build/kiln");
-const chromiumPath = process.env.KILN_CHROMIUM ?? "/usr/bin/chromium";
 const screenshotPath = path.resolve(process.argv[2] ?? "serve_dashboard.png");
 const LOAD_SECONDS = 8;
 
@@ -39,37 +37,17 @@ if (!fs.existsSync(modelPath)) {
   console.log(`SKIP: ${modelPath} is absent (set KILN_DATA_DIR)`);
   process.exit(SKIP);
 }
-if (!fs.existsSync(chromiumPath)) {
-  console.log(`SKIP: no Chromium at ${chromiumPath} (scripts/install-deps.sh --test installs Debian's chromium)`);
-  process.exit(SKIP);
-}
-let chromium;
-try {
-  ({ chromium } = await import("playwright-core"));
-} catch (e) {
-  console.log(`SKIP: the npm package playwright-core is missing (scripts/install-deps.sh --test installs it): ${e.message}`);
-  process.exit(SKIP);
-}
+const chromium = await requireChromium();
 if (!fs.existsSync(kilnBin)) {
   console.error(`serve_dashboard_test: no kiln binary at ${kilnBin} (set KILN_BIN)`);
   process.exit(1);
 }
 
-const t0 = Date.now();
-const log = (m) => console.log(`[${((Date.now() - t0) / 1000).toFixed(1)}s] ${m}`);
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-const failures = [];
-function check(ok, message) {
-  if (!ok) {
-    failures.push(message);
-    console.error(`FAIL: ${message}`);
-  }
-  return ok;
-}
+const { failures, log, sleep, check, elapsed } = testLog();
 
 let server = null;
 let context = null;
-const userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), "kiln-dashboard-chromium-"));
+const userDataDir = freshProfileDir("dashboard");
 async function cleanup() {
   if (context) await context.close().catch(() => {});
   if (server && server.exitCode === null) server.kill("SIGKILL");
@@ -285,13 +263,7 @@ async function main() {
   log(`kiln serve at ${url}`);
   await checkServing(url);
 
-  context = await chromium.launchPersistentContext(userDataDir, {
-    executablePath: chromiumPath,
-    headless: true,
-    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-      "--disable-component-update", "--disable-sync"],
-    viewport: { width: 1360, height: 1500 },
-  });
+  context = await launchHeadless(chromium, userDataDir, { width: 1360, height: 1500 });
   const page = context.pages()[0] ?? (await context.newPage());
   // Every console error, uncaught exception, failed request and error answer, with the phase it
   // came in: 401s for /metrics are expected only while the key is missing or wrong.
@@ -429,5 +401,5 @@ if (failures.length > 0) {
   console.error(`server log:\n${serverLog.join("").slice(-4000)}`);
   code = 1;
 }
-console.log(`serve_dashboard: ${failures.length === 0 ? "1 passed, 0 failed" : "0 passed, 1 failed"} (${failures.length} failed checks, ${((Date.now() - t0) / 1000).toFixed(1)} s)`);
+console.log(`serve_dashboard: ${failures.length === 0 ? "1 passed, 0 failed" : "0 passed, 1 failed"} (${failures.length} failed checks, ${elapsed()} s)`);
 process.exit(code);
