@@ -112,6 +112,40 @@ llama_tensors = [("token_embd.weight", [8, 8], 1), ("blk.0.attn_norm.weight", [8
                  ("blk.0.ffn_up.weight", [8, 16], 1), ("output_norm.weight", [8], 0)]
 write("gguf_fuzz", "tiny_llama.gguf", gguf(llama_keys, llama_tensors))
 
+# The families' own keys and tensors: qwen3's per-head q/k norms with YaRN rope scaling, phi3's
+# fused attn_qkv and gate-up with LongRoPE factors and attention factor.
+def family_keys(arch, extra):
+    return [kv("general.architecture", STRING, arch)] + [
+        kv(arch + k[len("llama"):], t, v) if k.startswith("llama.") else kv(k, t, v)
+        for (k, t, v) in [("llama.embedding_length", U32, 8), ("llama.block_count", U32, 1),
+                          ("llama.feed_forward_length", U32, 16), ("llama.attention.head_count", U32, 2),
+                          ("llama.attention.head_count_kv", U32, 1), ("llama.attention.layer_norm_rms_epsilon", F32, 1e-6),
+                          ("tokenizer.ggml.model", STRING, "llama"),
+                          ("tokenizer.ggml.tokens", ARRAY, (STRING, ["<unk>", "<s>", "</s>", "<0x0A>", "\u2581the", "a", "b", "c"]))]
+    ] + extra
+
+
+qwen3_seed_keys = [("qwen3.attention.key_length", U32, 4), ("qwen3.attention.value_length", U32, 4),
+                   ("qwen3.rope.scaling.type", STRING, "yarn"), ("qwen3.rope.scaling.factor", F32, 4.0),
+                   ("qwen3.rope.scaling.original_context_length", U32, 64), ("qwen3.rope.scaling.yarn_beta_fast", F32, 32.0),
+                   ("qwen3.rope.scaling.yarn_beta_slow", F32, 1.0), ("qwen3.rope.scaling.attn_factor", F32, 1.0)]
+qwen3_tensors = [("token_embd.weight", [8, 8], 1), ("blk.0.attn_norm.weight", [8], 0), ("blk.0.attn_q.weight", [8, 8], 1),
+                 ("blk.0.attn_k.weight", [8, 4], 1), ("blk.0.attn_v.weight", [8, 4], 1),
+                 ("blk.0.attn_q_norm.weight", [4], 0), ("blk.0.attn_k_norm.weight", [4], 0),
+                 ("blk.0.attn_output.weight", [8, 8], 1), ("blk.0.ffn_norm.weight", [8], 0),
+                 ("blk.0.ffn_gate.weight", [8, 16], 1), ("blk.0.ffn_down.weight", [16, 8], 1),
+                 ("blk.0.ffn_up.weight", [8, 16], 1), ("output_norm.weight", [8], 0)]
+write("gguf_fuzz", "tiny_qwen3_yarn.gguf", gguf(family_keys("qwen3", [kv(*k) for k in qwen3_seed_keys]), qwen3_tensors))
+phi3_seed_keys = [("phi3.context_length", U32, 256), ("phi3.rope.dimension_count", U32, 4),
+                  ("phi3.rope.scaling.original_context_length", U32, 64), ("phi3.rope.scaling.attn_factor", F32, 1.19),
+                  ("phi3.attention.sliding_window", U32, 0)]
+phi3_tensors = [("token_embd.weight", [8, 8], 1), ("blk.0.attn_norm.weight", [8], 0), ("blk.0.attn_qkv.weight", [8, 16], 1),
+                ("blk.0.attn_output.weight", [8, 8], 1), ("blk.0.ffn_norm.weight", [8], 0),
+                ("blk.0.ffn_up.weight", [8, 32], 1), ("blk.0.ffn_down.weight", [16, 8], 1),
+                ("rope_factors_long.weight", [2], 0), ("rope_factors_short.weight", [2], 0),
+                ("output_norm.weight", [8], 0), ("output.weight", [8, 8], 1)]
+write("gguf_fuzz", "tiny_phi3_longrope.gguf", gguf(family_keys("phi3", [kv(*k) for k in phi3_seed_keys]), phi3_tensors))
+
 write("llama2c_fuzz", "shared_classifier.bin", llama2c(8, 12, 1, 2, 1, 6, 2))
 write("llama2c_fuzz", "separate_classifier.bin", llama2c(8, 12, 2, 4, 2, -5, 3))
 write("llama2c_fuzz", "three_heads.bin", llama2c(12, 8, 1, 3, 1, 3, 1))

@@ -72,6 +72,14 @@ HfExportReport convert_to_hf(const std::string& in, const std::string& out_dir, 
   const auto start = std::chrono::steady_clock::now();
   std::unique_ptr<TensorSource> src = TensorSource::open(in);
   const LlamaConfig config = llama_config_from_source(*src);
+  // config.json is written for transformers' Llama and Qwen2 classes only: other families'
+  // tensors and switches (q/k norms, fused matrices, YaRN, LongRoPE) would be lost.
+  if (config.arch != "llama" && config.arch != "mistral" && config.arch != "qwen2")
+    fail("{}: architecture '{}' cannot be converted to a Hugging Face folder (llama, mistral and qwen2 can)", in,
+         config.arch);
+  if (config.rope_scaling == RopeScaling::Yarn || config.rope_scaling == RopeScaling::LongRope ||
+      config.rope_attn_factor != 1.0f)
+    fail("{}: YaRN, LongRoPE and rope attention factors have no Hugging Face config.json that kiln writes", in);
   if (src->find_tensor("rope_freqs.weight") != nullptr)
     fail("{}: rope_freqs.weight (llama3-style rope scaling) has no Hugging Face config.json that kiln writes", in);
   if (config.n_rot != config.head_dim)

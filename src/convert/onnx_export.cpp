@@ -34,6 +34,11 @@ struct TempFiles {
 };
 
 void check_exportable(const TensorSource& s, const LlamaConfig& c) {
+  // The graph is the Llama layer (with qwen2's biases): other families' blocks are not in it.
+  if (c.arch != "llama" && c.arch != "mistral" && c.arch != "qwen2")
+    fail("{}: architecture '{}' cannot be exported to ONNX (llama, mistral and qwen2 can)", s.path(), c.arch);
+  if (c.rope_scaling == RopeScaling::Yarn || c.rope_scaling == RopeScaling::LongRope || c.rope_attn_factor != 1.0f)
+    fail("{}: YaRN, LongRoPE and rope attention factors are not in the exported graph", s.path());
   if (c.n_head_kv <= 0 || c.n_head % c.n_head_kv != 0)
     fail("{}: {} heads do not group over {} key/value heads", s.path(), c.n_head, c.n_head_kv);
   if (c.n_rot <= 0 || c.n_rot % 2 != 0 || c.n_rot > c.head_dim)

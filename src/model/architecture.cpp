@@ -9,6 +9,7 @@ extern const Architecture kLlamaArchitecture;
 extern const Architecture kMistralArchitecture;
 extern const Architecture kQwen2Architecture;
 extern const Architecture kQwen3Architecture;
+extern const Architecture kPhi3Architecture;
 
 namespace {
 
@@ -17,6 +18,7 @@ const Architecture* const kArchitectures[] = {
     &kMistralArchitecture,
     &kQwen2Architecture,
     &kQwen3Architecture,
+    &kPhi3Architecture,
 };
 
 }  // namespace
@@ -84,10 +86,21 @@ void write_common_metadata(const LlamaConfig& c, GgufWriter& w) {
   w.set_metadata(p + "attention.value_length", n(c.head_dim));
   w.set_metadata(p + "rope.dimension_count", n(c.n_rot));
   w.set_metadata(p + "rope.freq_base", f32(c.rope_theta));
-  if (c.rope_scale != 1.0f) {
+  if (c.rope_scaling == RopeScaling::Yarn) {
+    w.set_metadata(p + "rope.scaling.type", string("yarn"));
+    w.set_metadata(p + "rope.scaling.factor", f32(c.rope_scale));
+    w.set_metadata(p + "rope.scaling.yarn_beta_fast", f32(c.yarn_beta_fast));
+    w.set_metadata(p + "rope.scaling.yarn_beta_slow", f32(c.yarn_beta_slow));
+  } else if (c.rope_scaling == RopeScaling::LongRope) {
+    w.set_metadata(p + "rope.scaling.type", string("longrope"));
+  } else if (c.rope_scale != 1.0f) {
     w.set_metadata(p + "rope.scaling.type", string("linear"));
     w.set_metadata(p + "rope.scaling.factor", f32(c.rope_scale));
   }
+  if (c.rope_scaling == RopeScaling::Yarn || c.rope_scaling == RopeScaling::LongRope ||
+      (c.rope_orig_ctx > 0 && c.rope_orig_ctx != c.n_ctx_train))
+    w.set_metadata(p + "rope.scaling.original_context_length", n(c.rope_orig_ctx > 0 ? c.rope_orig_ctx : c.n_ctx_train));
+  if (c.rope_attn_factor != 1.0f) w.set_metadata(p + "rope.scaling.attn_factor", f32(c.rope_attn_factor));
   w.set_metadata(p + "attention.layer_norm_rms_epsilon", f32(c.rms_eps));
   w.set_metadata(p + "vocab_size", n(c.n_vocab));
 }

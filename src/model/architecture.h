@@ -40,6 +40,15 @@ struct LayerTensor {
   // that scale by w (gemma's (1 + w) is stored as w + 1 by llama.cpp's converter, so also 1).
   float synthetic_mean = 0.0f;
   bool optional = false;  // bound when present, left unset when absent
+  // A tensor that holds several matrices one after another by rows (phi3's attn_qkv: q, k, v;
+  // its ffn_up: gate, up): each part binds to its slot as a view of its rows, and `matrix` is
+  // unset. kiln synth writes it as one matrix.
+  struct RowPart {
+    TensorView LlamaLayerWeights::*matrix;
+    std::int64_t rows;
+  };
+  std::vector<RowPart> row_parts;
+  bool is_matrix() const { return matrix != nullptr || !row_parts.empty(); }
 };
 
 // A named shape of a real model of the family: sets the config's widths, depth and heads.
@@ -55,6 +64,10 @@ struct Architecture {
   void (*write_metadata)(const LlamaConfig& c, GgufWriter& w);
   std::vector<LayerTensor> (*layer_tensors)(const LlamaConfig& c, int layer);
   std::span<const ShapePreset> presets;
+  // The family's tensors outside the layers other than token_embd, output_norm and output, as
+  // kiln synth writes them for a config (phi3's rope_factors_long/short.weight); the loader
+  // binds these by name (bind_llama_weights). nullptr: none.
+  std::vector<LayerTensor> (*model_tensors)(const LlamaConfig& c) = nullptr;
 };
 
 // The family of general.architecture `name`, or nullptr when kiln does not run it.

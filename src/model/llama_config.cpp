@@ -51,12 +51,37 @@ LlamaConfig llama_config_from_metadata(const GgufMetadata& f, const TensorShapeF
     double factor = f.get_float(p + "rope.scaling.factor").value_or(1.0);
     if (!(factor > 0)) fail("{}: {}rope.scaling.factor must be positive", f.path(), p);
     c.rope_scale = static_cast<float>(factor);
+    c.rope_scaling = RopeScaling::Linear;
+  } else if (scaling == "yarn") {
+    // YaRN, as llama.cpp computes it (ggml's rope_yarn): see LlamaConfig.
+    double factor = f.get_float(p + "rope.scaling.factor").value_or(1.0);
+    if (!(factor > 0 && factor < 1e6)) fail("{}: {}rope.scaling.factor must be positive", f.path(), p);
+    c.rope_scale = static_cast<float>(factor);
+    c.rope_scaling = RopeScaling::Yarn;
+    if (auto b = f.get_float(p + "rope.scaling.yarn_beta_fast")) c.yarn_beta_fast = static_cast<float>(*b);
+    if (auto b = f.get_float(p + "rope.scaling.yarn_beta_slow")) c.yarn_beta_slow = static_cast<float>(*b);
+    if (!(c.yarn_beta_fast > 0 && c.yarn_beta_slow > 0))
+      fail("{}: {}rope.scaling.yarn_beta_fast and yarn_beta_slow must be positive", f.path(), p);
+  } else if (scaling == "longrope") {
+    // phi3's factors are tensors (rope_factors_long/short.weight); the type only names them.
+    c.rope_scaling = RopeScaling::LongRope;
   } else if (scaling != "none") {
-    fail("{}: {}rope.scaling.type '{}' is not supported (expected none or linear)", f.path(), p, scaling);
+    fail("{}: {}rope.scaling.type '{}' is not supported (expected none, linear, yarn or longrope)", f.path(), p,
+         scaling);
   } else if (auto factor = f.get_float(p + "rope.scale_linear")) {
     c.rope_scale = static_cast<float>(*factor);
   }
+  c.rope_orig_ctx = f.find(p + "rope.scaling.original_context_length")
+                        ? require_positive(f, p + "rope.scaling.original_context_length")
+                        : c.n_ctx_train;
+  if (auto factor = f.get_float(p + "rope.scaling.attn_factor")) {
+    if (!(*factor > 0 && *factor < 1e3)) fail("{}: {}rope.scaling.attn_factor {} is out of range", f.path(), p, *factor);
+    c.rope_attn_factor = static_cast<float>(*factor);
+  }
   family->configure(f, c);
+  // A family whose files fuse q, k and v (phi3) also reads a file with them apart, as llama.cpp
+  // does.
+  if (c.fused_qkv && !tensor_shape("blk.0.attn_qkv.weight") && tensor_shape("blk.0.attn_q.weight")) c.fused_qkv = false;
   if (const GgufArray* tokens = f.get_array("tokenizer.ggml.tokens")) c.n_vocab = static_cast<int>(tokens->size());
   if (auto v = f.get_int(p + "vocab_size")) c.n_vocab = static_cast<int>(*v);
   c.tied_output = !tensor_shape("output.weight");

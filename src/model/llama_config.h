@@ -21,6 +21,14 @@ enum class RopeLayout {
   Halves,       // rotate pairs (x[i], x[i + d/2]): qwen2 (ggml's "neox" rope)
 };
 
+// How rope positions are stretched past the training context (rope.scaling.type).
+enum class RopeScaling {
+  None,
+  Linear,    // positions divided by rope_scale
+  Yarn,      // YaRN (see LlamaConfig)
+  LongRope,  // phi3's per-pair frequency factors, short or long
+};
+
 struct LlamaConfig {
   std::string arch;  // "llama", "mistral", "qwen2"
   std::string name;  // general.name when present
@@ -40,6 +48,25 @@ struct LlamaConfig {
   bool qkv_bias = false;     // qwen2
   bool qk_norm = false;      // qwen3: RMSNorm over each head of q and of k (a weight of head_dim) before rope
   bool tied_output = false;  // no output.weight: logits use token_embd
+
+  // Rope scaling beyond linear, as llama.cpp reads "<arch>.rope.scaling.*" (any family):
+  //   yarn      the rotation angle of pair i mixes the interpolated angle (position / rope_scale)
+  //             and the original one by a ramp over the pairs whose wavelength fits in
+  //             rope_orig_ctx between yarn_beta_fast and yarn_beta_slow turns; cos and sin are
+  //             scaled by 1 + 0.1 ln(rope_scale) (the attention magnitude);
+  //   longrope  phi3's LongRoPE/SuRoPE: per-pair divisors rope_factors_short.weight, or
+  //             rope_factors_long.weight when the context run exceeds rope_orig_ctx.
+  // rope_attn_factor (rope.scaling.attn_factor) multiplies cos and sin in every variant.
+  RopeScaling rope_scaling = RopeScaling::None;
+  int rope_orig_ctx = 0;          // rope.scaling.original_context_length (n_ctx_train when absent)
+  float rope_attn_factor = 1.0f;  // rope.scaling.attn_factor
+  float yarn_beta_fast = 32.0f;   // rope.scaling.yarn_beta_fast
+  float yarn_beta_slow = 1.0f;    // rope.scaling.yarn_beta_slow
+
+  // phi3: attn_qkv holds q, k and v (rows q_dim + 2 kv_dim) and ffn_up holds gate then up (rows
+  // 2 n_ff); the binder splits them by rows into wq/wk/wv and w_gate/w_up.
+  bool fused_qkv = false;
+  bool fused_gate_up = false;
 
   int kv_dim() const { return n_head_kv * head_dim; }
   int q_dim() const { return n_head * head_dim; }

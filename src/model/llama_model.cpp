@@ -20,6 +20,11 @@ std::unique_ptr<LlamaModel> LlamaModel::load(const std::string& path) {
   m->config_ = llama_config_from_source(*m->source_);
   m->weights_ = bind_llama_weights(*m->source_, m->config_);
   m->rope_ = std::make_unique<Rope>(m->config_, m->weights_.rope_freqs ? m->weights_.rope_freqs->data : nullptr);
+  // phi3's LongRoPE: the short factors, and the long ones for contexts past the original one
+  // (as llama.cpp picks them by its context size; rope_freqs, when present, wins as there).
+  const LlamaWeights& w = m->weights_;
+  if (!w.rope_freqs && w.rope_factors_short) m->rope_ = std::make_unique<Rope>(m->config_, w.rope_factors_short->data);
+  if (!w.rope_freqs && w.rope_factors_long) m->rope_long_ = std::make_unique<Rope>(m->config_, w.rope_factors_long->data);
   return m;
 }
 
@@ -91,8 +96,10 @@ void LlamaModel::forward(const Batch& batch, KvCache& cache, ThreadPool& pool, f
   const TensorView& emb = weights_.token_embd;
   for (int t = 0; t < B; ++t)
     kernels::dequantize_row(emb.dtype, emb.row(batch.tokens[static_cast<std::size_t>(t)]), x + t * E, E);
+  // The context a run was set up for is its cache's size (llama.cpp's n_ctx).
+  const Rope& rope = rope_long_ && cache.total_blocks() * cache.block_size() > c.rope_orig_ctx ? *rope_long_ : *rope_;
   for (int t = 0; t < B; ++t)
-    rope_->angles(batch.positions[static_cast<std::size_t>(t)], cs + t * c.n_rot, cs + t * c.n_rot + c.n_rot / 2);
+    rope.angles(batch.positions[static_cast<std::size_t>(t)], cs + t * c.n_rot, cs + t * c.n_rot + c.n_rot / 2);
   const RopeAngles angles{cs, B, c.n_rot};
 
   QuantizedProducts products(act_, pool, observer_);
@@ -100,7 +107,7 @@ void LlamaModel::forward(const Batch& batch, KvCache& cache, ThreadPool& pool, f
     auto attention = [&](const float* q, const float* k, const float* v, float* out) {
       attention_paged(il, batch, cache, q, k, v, out, pool);
     };
-    llama_layer_forward(c, *rope_, angles, layer_params(weights_.layers[static_cast<std::size_t>(il)]), a, B, products,
+    llama_layer_forward(c, rope, angles, layer_params(weights_.layers[static_cast<std::size_t>(il)]), a, B, products,
                         attention, pool);
   }
 

@@ -96,6 +96,9 @@ class LlamaModel {
   // KV cache (group = query heads per KV head), (n_workers, stride) with an f32 one.
   FloatBuffer scores_;
   ActivationRows act_;  // converted activations for the current matmuls
+  // phi3's rope with its long LongRoPE factors, used when the cache holds more than
+  // rope_orig_ctx positions (rope_ then has the short ones); nullptr for other models.
+  std::unique_ptr<Rope> rope_long_;
 };
 
 }  // namespace kiln

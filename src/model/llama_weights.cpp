@@ -1,5 +1,6 @@
 #include "model/llama_weights.h"
 
+#include <cmath>
 #include <string>
 
 #include "core/error.h"
@@ -70,6 +71,15 @@ LlamaWeights bind_llama_weights(const TensorSource& src, const LlamaConfig& c) {
   w.output_norm = vector(src, "output_norm.weight", c.n_embd);
   w.output = c.tied_output ? w.token_embd : matrix(src, "output.weight", c.n_embd, c.n_vocab);
   if (std::optional<TensorView> f = src.tensor("rope_freqs.weight")) w.rope_freqs = vector_of(*f, src.path(), c.n_rot / 2);
+  if (std::optional<TensorView> f = src.tensor("rope_factors_short.weight"))
+    w.rope_factors_short = vector_of(*f, src.path(), c.n_rot / 2);
+  if (std::optional<TensorView> f = src.tensor("rope_factors_long.weight"))
+    w.rope_factors_long = vector_of(*f, src.path(), c.n_rot / 2);
+  for (const auto* factors : {&w.rope_freqs, &w.rope_factors_short, &w.rope_factors_long})
+    if (*factors)
+      for (int i = 0; i < c.n_rot / 2; ++i)
+        if (!((*factors)->data[i] > 0 && std::isfinite((*factors)->data[i])))
+          fail("{}: rope frequency factor {} is {}, expected a positive number", src.path(), i, (*factors)->data[i]);
   const Architecture* family = find_architecture(c.arch);
   if (family == nullptr) fail("{}: architecture '{}' is not supported", src.path(), c.arch);
   w.layers.resize(static_cast<std::size_t>(c.n_layer));
@@ -79,6 +89,20 @@ LlamaWeights bind_llama_weights(const TensorSource& src, const LlamaConfig& c) {
       if (t.optional && !src.tensor(t.name)) continue;
       if (t.matrix != nullptr) {
         l.*t.matrix = tensor_of_shape(src, t.name, t.n_dims, t.ne);
+      } else if (!t.row_parts.empty()) {
+        // Views of consecutive rows of one stored matrix (rows of every format are contiguous).
+        const TensorView whole = tensor_of_shape(src, t.name, t.n_dims, t.ne);
+        std::int64_t first = 0;
+        for (const LayerTensor::RowPart& part : t.row_parts) {
+          TensorView v = whole;
+          v.ne[1] = part.rows;
+          v.data = whole.row(first);
+          v.nb[2] = v.nb[1] * static_cast<std::size_t>(part.rows);
+          v.nb[3] = v.nb[2];
+          l.*part.matrix = v;
+          first += part.rows;
+        }
+        KILN_CHECK(first == t.ne[1], "layer tensor {}: parts of {} rows do not cover its {}", t.name, first, t.ne[1]);
       } else {
         KILN_CHECK(t.vector != nullptr, "layer tensor {} binds nowhere", t.name);
         l.*t.vector = vector(src, t.name, t.ne[0]);

@@ -38,6 +38,8 @@ struct LlamaWeights {
   TensorView output;      // ne {n_embd, n_vocab}; token_embd when tied
   std::optional<FloatVector> rope_freqs;  // (n_rot/2) per-frequency divisors (llama 3 style)
   std::vector<LlamaLayerWeights> layers;
+  // phi3's LongRoPE divisors (n_rot/2 each): short within rope_orig_ctx, long past it.
+  std::optional<FloatVector> rope_factors_short, rope_factors_long;
 };
 
 // Binds every tensor; throws kiln::Error naming the tensor and the expected shape or type.

@@ -125,14 +125,21 @@ LlamaConfig write_synthetic_model(const SyntheticModelSpec& spec, const std::str
 
   std::vector<TensorPlan> plan;
   const auto E = static_cast<std::int64_t>(c.n_embd), V = static_cast<std::int64_t>(c.n_vocab);
-  plan.push_back({"token_embd.weight", 2, {E, V, 1, 1}, true, 0.0f, 1.0f});
+  // Tied: token_embd is also the output matrix, drawn as output.weight is (the first layer's
+  // norm makes the embeddings' scale irrelevant to it), else logits of standard deviation
+  // sqrt(E) saturate every softmax.
+  plan.push_back({"token_embd.weight", 2, {E, V, 1, 1}, true, 0.0f,
+                  tied ? spec.logit_std / std::sqrt(static_cast<float>(E)) : 1.0f});
   for (int il = 0; il < c.n_layer; ++il)
     for (const LayerTensor& t : family->layer_tensors(c, il)) {
       if (t.optional) continue;
-      const bool matrix = t.matrix != nullptr;
+      const bool matrix = t.is_matrix();
       const float stddev = matrix ? 1.0f / std::sqrt(static_cast<float>(t.ne[0])) : 0.1f;
       plan.push_back({t.name, t.n_dims, t.ne, matrix, t.synthetic_mean, stddev});
     }
+  if (family->model_tensors != nullptr)
+    for (const LayerTensor& t : family->model_tensors(c))
+      plan.push_back({t.name, t.n_dims, t.ne, t.is_matrix(), t.synthetic_mean, t.is_matrix() ? 1.0f / std::sqrt(static_cast<float>(t.ne[0])) : 0.1f});
   plan.push_back({"output_norm.weight", 1, {E, 1, 1, 1}, false, 1.0f, 0.1f});
   if (!tied)
     plan.push_back({"output.weight", 2, {E, V, 1, 1}, true, 0.0f, spec.logit_std / std::sqrt(static_cast<float>(E))});

@@ -11,7 +11,8 @@
 // Weights are drawn so that logits are peaked rather than flat (greedy tokens that agree then
 // mean something): matrices N(0, 1/in) (unit-variance outputs), token embeddings N(0, 1), the
 // output matrix N(0, logit_std²/in), so that a normed hidden state gives logits of standard
-// deviation logit_std; norm weights N(synthetic_mean, 0.1²), other vectors N(0, 0.1²).
+// deviation logit_std (token embeddings too when tied to the output); norm weights
+// N(synthetic_mean, 0.1²), other vectors N(0, 0.1²).
 #include <cstdint>
 #include <functional>
 #include <string>

@@ -167,7 +167,13 @@ void register_synth_command(CLI::App& app) {
       "Presets:\n" + preset_list() +
       "Examples:\n"
       "  kiln synth llama --preset tinyllama-1.1b --type q4_0 --vocab ../shared/data/llama-2-tiny-random.gguf -o synth.gguf\n"
-      "  kiln synth qwen2 --layers 2 --vocab models/kiln-default.gguf -o tiny-qwen2.gguf\n");
+      "  kiln synth qwen2 --layers 2 --vocab models/kiln-default.gguf -o tiny-qwen2.gguf\n"
+      "  kiln synth qwen3 --vocab models/kiln-default.gguf --set qwen3.rope.scaling.type=yarn \\\n"
+      "      --set qwen3.rope.scaling.factor=4.0 --set qwen3.rope.scaling.original_context_length=1024 -o yarn.gguf\n"
+      "  kiln synth phi3 --preset phi-3-mini-128k --type q4_0 --vocab ../shared/data/llama-2-tiny-random.gguf \\\n"
+      "      --set general.name=phi -o phi.gguf\n"
+      "(llama.cpp refuses a model whose general.name mentions phi3 or phi-3 when the vocabulary lacks\n"
+      "<|endoftext|>, as Llama 2's does: --set general.name=... then.)\n");
   cmd->add_option("ARCH", opt->arch, "architecture (general.architecture)")->required();
   cmd->add_option("-o,--output", opt->out, "output GGUF")->required();
   cmd->add_option("--vocab", opt->vocab, "a model whose tokenizer is copied (its vocabulary size is used)");
