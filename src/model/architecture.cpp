@@ -9,6 +9,9 @@ extern const Architecture kLlamaArchitecture;
 extern const Architecture kMistralArchitecture;
 extern const Architecture kQwen2Architecture;
 extern const Architecture kQwen3Architecture;
+// gemma (model/arch_gemma.cpp)
+extern const Architecture kGemma2Architecture;
+extern const Architecture kGemma3Architecture;
 
 namespace {
 
@@ -17,6 +20,9 @@ const Architecture* const kArchitectures[] = {
     &kMistralArchitecture,
     &kQwen2Architecture,
     &kQwen3Architecture,
+    // gemma
+    &kGemma2Architecture,
+    &kGemma3Architecture,
 };
 
 }  // namespace
