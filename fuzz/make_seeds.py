@@ -146,6 +146,17 @@ phi3_tensors = [("token_embd.weight", [8, 8], 1), ("blk.0.attn_norm.weight", [8]
                 ("output_norm.weight", [8], 0), ("output.weight", [8, 8], 1)]
 write("gguf_fuzz", "tiny_phi3_longrope.gguf", gguf(family_keys("phi3", [kv(*k) for k in phi3_seed_keys]), phi3_tensors))
 
+# gemma2 and gemma3: the tiny llama renamed, with the families' own keys (window, soft-caps) and
+# tensors (post-norms; gemma3's per-head q/k norms of head size 4).
+gemma_tensors = llama_tensors + [("blk.0.post_attention_norm.weight", [8], 0), ("blk.0.post_ffw_norm.weight", [8], 0)]
+write("gguf_fuzz", "tiny_gemma2.gguf", gguf(family_keys("gemma2", [
+    kv("gemma2.attention.sliding_window", U32, 4), kv("gemma2.attn_logit_softcapping", F32, 50.0),
+    kv("gemma2.final_logit_softcapping", F32, 30.0)]), gemma_tensors))
+write("gguf_fuzz", "tiny_gemma3.gguf", gguf(family_keys("gemma3", [
+    kv("gemma3.attention.sliding_window", U32, 3), kv("gemma3.rope.freq_base", F32, 1e6),
+    kv("gemma3.rope.scaling.type", STRING, "linear"), kv("gemma3.rope.scaling.factor", F32, 8.0)]),
+    gemma_tensors + [("blk.0.attn_q_norm.weight", [4], 0), ("blk.0.attn_k_norm.weight", [4], 0)]))
+
 write("llama2c_fuzz", "shared_classifier.bin", llama2c(8, 12, 1, 2, 1, 6, 2))
 write("llama2c_fuzz", "separate_classifier.bin", llama2c(8, 12, 2, 4, 2, -5, 3))
 write("llama2c_fuzz", "three_heads.bin", llama2c(12, 8, 1, 3, 1, 3, 1))

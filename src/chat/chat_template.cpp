@@ -82,6 +82,9 @@ std::string_view ChatTemplate::guess_builtin(const ChatTemplateHints& h) {
   };
   // Special tokens are the surest sign: a model can only have been tuned on a format whose
   // markers are single tokens of its vocabulary.
+  // gemma3's vocabulary has gemma2's <start_of_turn> too; only the architecture tells their
+  // templates (gemma3's takes a system message, gemma2's raises) apart.
+  if (lowercase(h.architecture) == "gemma3") return "gemma3";
   if (has("<|im_start|>")) return "chatml";
   if (has("<|start_header_id|>") || has("<|eot_id|>")) return "llama3";
   if (has("<start_of_turn>")) return "gemma";

@@ -82,6 +82,9 @@ HfExportReport convert_to_hf(const std::string& in, const std::string& out_dir, 
     fail("{}: YaRN, LongRoPE and rope attention factors have no Hugging Face config.json that kiln writes", in);
   if (src->find_tensor("rope_freqs.weight") != nullptr)
     fail("{}: rope_freqs.weight (llama3-style rope scaling) has no Hugging Face config.json that kiln writes", in);
+  // gemma: its post-norms, GELU, soft-caps and windows have no place in the Llama config.json.
+  if (config.post_norms || config.n_swa > 0)
+    fail("{}: converting {} to Hugging Face is not supported (kiln writes Llama and Qwen2 checkpoints)", in, config.arch);
   if (config.n_rot != config.head_dim)
     fail("{}: {} of the head's {} dimensions are rotated; Hugging Face's Llama rotates all of them", in, config.n_rot,
          config.head_dim);

@@ -43,6 +43,9 @@ void check_exportable(const TensorSource& s, const LlamaConfig& c) {
     fail("{}: {} heads do not group over {} key/value heads", s.path(), c.n_head, c.n_head_kv);
   if (c.n_rot <= 0 || c.n_rot % 2 != 0 || c.n_rot > c.head_dim)
     fail("{}: {} rotated dimensions do not fit a head of {}", s.path(), c.n_rot, c.head_dim);
+  // gemma: post-norms, GELU, soft-caps and sliding windows are not in the exported graph.
+  if (c.post_norms || c.n_swa > 0)
+    fail("{}: exporting {} to ONNX is not supported (the graph is the Llama and Qwen2 one)", s.path(), c.arch);
 }
 
 // llama 3's per-frequency divisors, when the model has them.

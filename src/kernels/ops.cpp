@@ -43,6 +43,17 @@ void silu_mul(const float* gate, const float* up, float* y, std::int64_t n) {
   }
 }
 
+void gelu_tanh_mul(const float* gate, const float* up, float* y, std::int64_t n) {
+  for (std::int64_t i = 0; i < n; ++i) {
+    const double g = gate[i];
+    y[i] = static_cast<float>(0.5 * g * (1.0 + std::tanh(0.7978845608028654 * (g + 0.044715 * g * g * g))) * up[i]);
+  }
+}
+
+void softcap_inplace(float* x, std::int64_t n, float cap) {
+  for (std::int64_t i = 0; i < n; ++i) x[i] = static_cast<float>(cap * std::tanh(static_cast<double>(x[i]) / cap));
+}
+
 void add_inplace(float* y, const float* x, std::int64_t n) {
   for (std::int64_t i = 0; i < n; ++i) y[i] += x[i];
 }
@@ -111,6 +122,10 @@ void softmax_inplace(float* x, std::int64_t n) { KILN_DISPATCH_OP(softmax_inplac
 void silu_mul(const float* gate, const float* up, float* y, std::int64_t n) {
   KILN_DISPATCH_OP(silu_mul(gate, up, y, n));
 }
+void gelu_tanh_mul(const float* gate, const float* up, float* y, std::int64_t n) {
+  KILN_DISPATCH_OP(gelu_tanh_mul(gate, up, y, n));
+}
+void softcap_inplace(float* x, std::int64_t n, float cap) { KILN_DISPATCH_OP(softcap_inplace(x, n, cap)); }
 void add_inplace(float* y, const float* x, std::int64_t n) { KILN_DISPATCH_OP(add_inplace(y, x, n)); }
 float dot_f32(const float* a, const float* b, std::int64_t n) { KILN_DISPATCH_OP(dot_f32(a, b, n)); }
 void axpy_f32(float alpha, const float* x, float* y, std::int64_t n) { KILN_DISPATCH_OP(axpy_f32(alpha, x, y, n)); }

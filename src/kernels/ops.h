@@ -12,6 +12,12 @@ float rms_norm(const float* x, const float* w, float* y, std::int64_t n, float e
 void softmax_inplace(float* x, std::int64_t n);
 // y = silu(gate) * up, silu(g) = g / (1 + exp(-g)).   gate, up, y are (n); y may alias gate.
 void silu_mul(const float* gate, const float* up, float* y, std::int64_t n);
+// y = gelu(gate) * up with GELU's tanh form (gemma's FFN, ggml's gelu):
+// gelu(g) = 0.5 g (1 + tanh(sqrt(2/pi) (g + 0.044715 g³))) = g / (1 + exp(-2 sqrt(2/pi) (g + 0.044715 g³))).
+// gate, up, y are (n); y may alias gate.
+void gelu_tanh_mul(const float* gate, const float* up, float* y, std::int64_t n);
+// x = cap * tanh(x / cap): soft-capping of attention scores and logits (gemma2).   x is (n)
+void softcap_inplace(float* x, std::int64_t n, float cap);
 // y += x.   (n)
 void add_inplace(float* y, const float* x, std::int64_t n);
 // Returns sum(a * b).   (n)
@@ -40,6 +46,8 @@ namespace ref {
 float rms_norm(const float* x, const float* w, float* y, std::int64_t n, float eps);
 void softmax_inplace(float* x, std::int64_t n);
 void silu_mul(const float* gate, const float* up, float* y, std::int64_t n);
+void gelu_tanh_mul(const float* gate, const float* up, float* y, std::int64_t n);
+void softcap_inplace(float* x, std::int64_t n, float cap);
 void add_inplace(float* y, const float* x, std::int64_t n);
 float dot_f32(const float* a, const float* b, std::int64_t n);
 void axpy_f32(float alpha, const float* x, float* y, std::int64_t n);

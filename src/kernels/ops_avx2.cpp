@@ -68,6 +68,24 @@ inline __m256 silu_mul_ps(__m256 g, __m256 up) {
   return _mm256_mul_ps(_mm256_div_ps(g, denominator), up);
 }
 
+// gelu(g)·up = g / (1 + exp(-2u)) · up with u = sqrt(2/pi) (g + 0.044715 g³): the tanh form as a
+// sigmoid, so exp is again the only approximation. |g| is clamped to 30 inside u, where the
+// sigmoid is 0 or 1 already, so that g³ cannot overflow to inf - inf.
+inline __m256 gelu_tanh_mul_ps(__m256 g, __m256 up) {
+  const __m256 gc = _mm256_min_ps(_mm256_max_ps(g, _mm256_set1_ps(-30.0f)), _mm256_set1_ps(30.0f));
+  const __m256 inner = _mm256_mul_ps(gc, _mm256_fmadd_ps(_mm256_mul_ps(gc, gc), _mm256_set1_ps(0.044715f), _mm256_set1_ps(1.0f)));
+  const __m256 minus_2u = _mm256_mul_ps(inner, _mm256_set1_ps(-2.0f * 0.7978845608028654f));
+  const __m256 denominator = _mm256_add_ps(_mm256_set1_ps(1.0f), exp_ps(minus_2u));
+  return _mm256_mul_ps(_mm256_div_ps(g, denominator), up);
+}
+
+// cap · tanh(x / cap) = cap · (1 - 2 / (1 + exp(2x / cap))); exp's inf at large x gives cap.
+inline __m256 softcap_ps(__m256 x, float cap) {
+  const __m256 e = exp_ps(_mm256_mul_ps(x, _mm256_set1_ps(2.0f / cap)));
+  const __m256 t = _mm256_sub_ps(_mm256_set1_ps(1.0f), _mm256_div_ps(_mm256_set1_ps(2.0f), _mm256_add_ps(_mm256_set1_ps(1.0f), e)));
+  return _mm256_mul_ps(t, _mm256_set1_ps(cap));
+}
+
 // 8 floats to halves, round to nearest even, NaN lanes patched to core/half.h's canonical
 // quiet NaN (sign | 0x7E00) where vcvtps2ph would keep part of the payload.
 inline __m128i to_f16(__m256 v) {
@@ -141,6 +159,21 @@ void softmax_inplace(float* x, std::int64_t n) {
   const __m256 inv_sum = _mm256_set1_ps(static_cast<float>(1.0 / reduce_add(sum_v)));
   for (i = 0; i + 8 <= n; i += 8) _mm256_storeu_ps(x + i, _mm256_mul_ps(_mm256_loadu_ps(x + i), inv_sum));
   if (i < n) store_partial(x + i, _mm256_mul_ps(load_partial(x + i, n - i, 0.0f), inv_sum), n - i);
+}
+
+void gelu_tanh_mul(const float* gate, const float* up, float* y, std::int64_t n) {
+  std::int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    _mm256_storeu_ps(y + i, gelu_tanh_mul_ps(_mm256_loadu_ps(gate + i), _mm256_loadu_ps(up + i)));
+  if (i < n)
+    store_partial(y + i, gelu_tanh_mul_ps(load_partial(gate + i, n - i, 0.0f), load_partial(up + i, n - i, 0.0f)),
+                  n - i);
+}
+
+void softcap_inplace(float* x, std::int64_t n, float cap) {
+  std::int64_t i = 0;
+  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(x + i, softcap_ps(_mm256_loadu_ps(x + i), cap));
+  if (i < n) store_partial(x + i, softcap_ps(load_partial(x + i, n - i, 0.0f), cap), n - i);
 }
 
 void silu_mul(const float* gate, const float* up, float* y, std::int64_t n) {

@@ -29,6 +29,24 @@ inline __m512 silu_mul_ps(__m512 g, __m512 up) {
   return _mm512_mul_ps(_mm512_div_ps(g, denominator), up);
 }
 
+// gelu(g)·up = g / (1 + exp(-2u)) · up with u = sqrt(2/pi) (g + 0.044715 g³): the tanh form as a
+// sigmoid, so exp is again the only approximation. |g| is clamped to 30 inside u, where the
+// sigmoid is 0 or 1 already, so that g³ cannot overflow to inf - inf.
+inline __m512 gelu_tanh_mul_ps(__m512 g, __m512 up) {
+  const __m512 gc = _mm512_min_ps(_mm512_max_ps(g, _mm512_set1_ps(-30.0f)), _mm512_set1_ps(30.0f));
+  const __m512 inner = _mm512_mul_ps(gc, _mm512_fmadd_ps(_mm512_mul_ps(gc, gc), _mm512_set1_ps(0.044715f), _mm512_set1_ps(1.0f)));
+  const __m512 minus_2u = _mm512_mul_ps(inner, _mm512_set1_ps(-2.0f * 0.7978845608028654f));
+  const __m512 denominator = _mm512_add_ps(_mm512_set1_ps(1.0f), exp_ps(minus_2u));
+  return _mm512_mul_ps(_mm512_div_ps(g, denominator), up);
+}
+
+// cap · tanh(x / cap) = cap · (1 - 2 / (1 + exp(2x / cap))); exp's inf at large x gives cap.
+inline __m512 softcap_ps(__m512 x, float cap) {
+  const __m512 e = exp_ps(_mm512_mul_ps(x, _mm512_set1_ps(2.0f / cap)));
+  const __m512 t = _mm512_sub_ps(_mm512_set1_ps(1.0f), _mm512_div_ps(_mm512_set1_ps(2.0f), _mm512_add_ps(_mm512_set1_ps(1.0f), e)));
+  return _mm512_mul_ps(t, _mm512_set1_ps(cap));
+}
+
 // 16 halves to floats; vcvtph2ps is exact, NaNs keep their payload and become quiet exactly as
 // f16_to_f32 in core/half.h does.
 inline __m512 load_f16(const std::uint16_t* p) {
@@ -180,6 +198,26 @@ void softmax_inplace(float* x, std::int64_t n) {
   if (i < n) {
     const __mmask16 mask = first_lanes(n - i);
     _mm512_mask_storeu_ps(x + i, mask, _mm512_mul_ps(_mm512_maskz_loadu_ps(mask, x + i), inv_sum));
+  }
+}
+
+void gelu_tanh_mul(const float* gate, const float* up, float* y, std::int64_t n) {
+  std::int64_t i = 0;
+  for (; i + 16 <= n; i += 16)
+    _mm512_storeu_ps(y + i, gelu_tanh_mul_ps(_mm512_loadu_ps(gate + i), _mm512_loadu_ps(up + i)));
+  if (i < n) {
+    const __mmask16 mask = first_lanes(n - i);
+    _mm512_mask_storeu_ps(y + i, mask,
+                          gelu_tanh_mul_ps(_mm512_maskz_loadu_ps(mask, gate + i), _mm512_maskz_loadu_ps(mask, up + i)));
+  }
+}
+
+void softcap_inplace(float* x, std::int64_t n, float cap) {
+  std::int64_t i = 0;
+  for (; i + 16 <= n; i += 16) _mm512_storeu_ps(x + i, softcap_ps(_mm512_loadu_ps(x + i), cap));
+  if (i < n) {
+    const __mmask16 mask = first_lanes(n - i);
+    _mm512_mask_storeu_ps(x + i, mask, softcap_ps(_mm512_maskz_loadu_ps(mask, x + i), cap));
   }
 }
 

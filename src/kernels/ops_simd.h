@@ -10,6 +10,8 @@ namespace avx2 {
 float rms_norm(const float* x, const float* w, float* y, std::int64_t n, float eps);
 void softmax_inplace(float* x, std::int64_t n);
 void silu_mul(const float* gate, const float* up, float* y, std::int64_t n);
+void gelu_tanh_mul(const float* gate, const float* up, float* y, std::int64_t n);
+void softcap_inplace(float* x, std::int64_t n, float cap);
 void add_inplace(float* y, const float* x, std::int64_t n);
 float dot_f32(const float* a, const float* b, std::int64_t n);
 void axpy_f32(float alpha, const float* x, float* y, std::int64_t n);
@@ -28,6 +30,8 @@ namespace avx512 {
 float rms_norm(const float* x, const float* w, float* y, std::int64_t n, float eps);
 void softmax_inplace(float* x, std::int64_t n);
 void silu_mul(const float* gate, const float* up, float* y, std::int64_t n);
+void gelu_tanh_mul(const float* gate, const float* up, float* y, std::int64_t n);
+void softcap_inplace(float* x, std::int64_t n, float cap);
 void add_inplace(float* y, const float* x, std::int64_t n);
 float dot_f32(const float* a, const float* b, std::int64_t n);
 void axpy_f32(float alpha, const float* x, float* y, std::int64_t n);

@@ -10,6 +10,9 @@ extern const Architecture kMistralArchitecture;
 extern const Architecture kQwen2Architecture;
 extern const Architecture kQwen3Architecture;
 extern const Architecture kPhi3Architecture;
+// gemma (model/arch_gemma.cpp)
+extern const Architecture kGemma2Architecture;
+extern const Architecture kGemma3Architecture;
 
 namespace {
 
@@ -19,6 +22,9 @@ const Architecture* const kArchitectures[] = {
     &kQwen2Architecture,
     &kQwen3Architecture,
     &kPhi3Architecture,
+    // gemma
+    &kGemma2Architecture,
+    &kGemma3Architecture,
 };
 
 }  // namespace

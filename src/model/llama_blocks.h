@@ -2,8 +2,10 @@
 // The forward blocks of a Llama-family model, written once for inference and for training.
 //
 // A layer is: attention norm → q, k, v (+ bias, qwen2) (→ per-head norm of q and k, qwen3) → rope → causal attention → wo →
-// residual → ffn norm → gate, up → SwiGLU → down → residual; the model ends with the output
-// norm and the output product. llama_layer_forward and llama_output_forward are that sequence;
+// (→ post-attention norm, gemma) residual → ffn norm → gate, up → SwiGLU (GELU-tanh, gemma) → down
+// (→ post-FFN norm, gemma) → residual; the model ends with the output norm and the output product
+// (→ logit soft-capping, gemma2). Sliding windows, the query scale and score soft-capping are the
+// Attention's (the config says them per layer). llama_layer_forward and llama_output_forward are that sequence;
 // what differs between the two users is passed in:
 //
 //   Products   how y = x · Wᵀ is computed, for one input and one or more weights:
@@ -46,6 +48,8 @@ struct LlamaLayerParams {
   const float* ffn_norm = nullptr;   // (E)
   Matrix w_gate{}, w_up{};           // (F, E)
   Matrix w_down{};                   // (E, F)
+  const float* attn_post_norm = nullptr;  // (E) post_norms' weights (gemma), or nullptr
+  const float* ffn_post_norm = nullptr;   // (E)
 };
 
 // y (rows, out) = x (rows, in) · Wᵀ.
@@ -134,14 +138,25 @@ void llama_layer_forward(const LlamaConfig& c, const Rope& rope, const RopeAngle
 
   // --- feed-forward block: x_out = x_mid + w_down · (silu(w_gate xn2) ⊙ w_up xn2) ---
   for_each_row(pool, N, [&](std::int64_t r) {
+    if (w.attn_post_norm != nullptr)
+      kernels::rms_norm(a.x_mid + r * E, w.attn_post_norm, a.x_mid + r * E, E, c.rms_eps);
     kernels::add_inplace(a.x_mid + r * E, a.x_in + r * E, E);
     const float rstd = kernels::rms_norm(a.x_mid + r * E, w.ffn_norm, a.xn2 + r * E, E, c.rms_eps);
     if (a.rstd2 != nullptr) a.rstd2[r] = rstd;
   });
   products(a.xn2, N, E, {Product<Matrix>{w.w_gate, F, a.gate}, Product<Matrix>{w.w_up, F, a.up}});
-  for_each_row(pool, N, [&](std::int64_t r) { kernels::silu_mul(a.gate + r * F, a.up + r * F, a.h + r * F, F); });
+  for_each_row(pool, N, [&](std::int64_t r) {
+    if (c.gelu_ffn)
+      kernels::gelu_tanh_mul(a.gate + r * F, a.up + r * F, a.h + r * F, F);
+    else
+      kernels::silu_mul(a.gate + r * F, a.up + r * F, a.h + r * F, F);
+  });
   products(a.h, N, F, {Product<Matrix>{w.w_down, E, a.x_out}});
-  for_each_row(pool, N, [&](std::int64_t r) { kernels::add_inplace(a.x_out + r * E, a.x_mid + r * E, E); });
+  for_each_row(pool, N, [&](std::int64_t r) {
+    if (w.ffn_post_norm != nullptr)
+      kernels::rms_norm(a.x_out + r * E, w.ffn_post_norm, a.x_out + r * E, E, c.rms_eps);
+    kernels::add_inplace(a.x_out + r * E, a.x_mid + r * E, E);
+  });
 }
 
 // The output norm and the output product for R rows of the final residual stream x: row i is
@@ -158,6 +173,8 @@ void llama_output_forward(const LlamaConfig& c, const float* output_norm, const 
     if (rstd != nullptr) rstd[i] = s;
   });
   products(static_cast<const float*>(xn), R, E, {Product<Matrix>{output, c.n_vocab, logits}});
+  if (c.final_softcap > 0.0f)
+    for_each_row(pool, R, [&](std::int64_t i) { kernels::softcap_inplace(logits + i * c.n_vocab, c.n_vocab, c.final_softcap); });
 }
 
 }  // namespace kiln

@@ -68,6 +68,21 @@ struct LlamaConfig {
   bool fused_qkv = false;
   bool fused_gate_up = false;
 
+  // --- gemma2, gemma3 (model/arch_gemma2.cpp, arch_gemma3.cpp) ---
+  bool embd_scale = false;        // embeddings multiplied by sqrt(n_embd) before the first layer
+  bool gelu_ffn = false;          // FFN gate is GELU (tanh form) instead of SiLU
+  bool post_norms = false;        // RMSNorm of the attention and FFN outputs before each residual add
+  float attn_scale = 0.0f;        // query scale before q·k; 0: 1 / sqrt(head_dim)
+  float attn_softcap = 0.0f;      // scores = cap · tanh(scores / cap) before the softmax; 0: none
+  float final_softcap = 0.0f;     // the same on the output logits; 0: none
+  int n_swa = 0;                  // sliding window: a windowed layer's query at p reads keys in (p - n_swa, p]
+  int swa_pattern = 0;            // layer il is windowed when il % swa_pattern < swa_pattern - 1; 0: none
+  float rope_theta_swa = 0.0f;    // rope base of the windowed layers (gemma3: 10000); 0: rope_theta
+  float rope_scale_swa = 1.0f;    // and their linear position scaling
+
+  bool is_swa_layer(int il) const { return n_swa > 0 && swa_pattern > 0 && il % swa_pattern < swa_pattern - 1; }
+  bool has_swa_rope() const { return n_swa > 0 && swa_pattern > 0 && rope_theta_swa > 0.0f; }
+
   int kv_dim() const { return n_head_kv * head_dim; }
   int q_dim() const { return n_head * head_dim; }
 };

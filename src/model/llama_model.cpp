@@ -25,6 +25,13 @@ std::unique_ptr<LlamaModel> LlamaModel::load(const std::string& path) {
   const LlamaWeights& w = m->weights_;
   if (!w.rope_freqs && w.rope_factors_short) m->rope_ = std::make_unique<Rope>(m->config_, w.rope_factors_short->data);
   if (!w.rope_freqs && w.rope_factors_long) m->rope_long_ = std::make_unique<Rope>(m->config_, w.rope_factors_long->data);
+  if (m->config_.has_swa_rope()) {
+    // gemma3's local layers rotate with a base (and scaling) of their own.
+    LlamaConfig local = m->config_;
+    local.rope_theta = local.rope_theta_swa;
+    local.rope_scale = local.rope_scale_swa;
+    m->rope_swa_ = std::make_unique<Rope>(local, m->weights_.rope_freqs ? m->weights_.rope_freqs->data : nullptr);
+  }
   return m;
 }
 
@@ -98,17 +105,30 @@ void LlamaModel::forward(const Batch& batch, KvCache& cache, ThreadPool& pool, f
     kernels::dequantize_row(emb.dtype, emb.row(batch.tokens[static_cast<std::size_t>(t)]), x + t * E, E);
   // The context a run was set up for is its cache's size (llama.cpp's n_ctx).
   const Rope& rope = rope_long_ && cache.total_blocks() * cache.block_size() > c.rope_orig_ctx ? *rope_long_ : *rope_;
+  if (c.embd_scale) {  // gemma: embeddings times sqrt(n_embd), in f32 as llama.cpp
+    const float s = std::sqrt(static_cast<float>(E));
+    for (std::int64_t i = 0; i < B * E; ++i) x[i] *= s;
+  }
   for (int t = 0; t < B; ++t)
     rope.angles(batch.positions[static_cast<std::size_t>(t)], cs + t * c.n_rot, cs + t * c.n_rot + c.n_rot / 2);
   const RopeAngles angles{cs, B, c.n_rot};
+  RopeAngles angles_swa = angles;
+  if (rope_swa_) {
+    float* cs_swa = rope_cs_swa_.resize(static_cast<std::size_t>(B * c.n_rot));
+    for (int t = 0; t < B; ++t)
+      rope_swa_->angles(batch.positions[static_cast<std::size_t>(t)], cs_swa + t * c.n_rot,
+                        cs_swa + t * c.n_rot + c.n_rot / 2);
+    angles_swa = RopeAngles{cs_swa, B, c.n_rot};
+  }
 
   QuantizedProducts products(act_, pool, observer_);
   for (int il = 0; il < c.n_layer; ++il) {
     auto attention = [&](const float* q, const float* k, const float* v, float* out) {
       attention_paged(il, batch, cache, q, k, v, out, pool);
     };
-    llama_layer_forward(c, rope, angles, layer_params(weights_.layers[static_cast<std::size_t>(il)]), a, B, products,
-                        attention, pool);
+    const bool local_rope = rope_swa_ && c.is_swa_layer(il);
+    llama_layer_forward(c, local_rope ? *rope_swa_ : rope, local_rope ? angles_swa : angles,
+                        layer_params(weights_.layers[static_cast<std::size_t>(il)]), a, B, products, attention, pool);
   }
 
   for (int t = 0; t < B; ++t) {
@@ -160,9 +180,17 @@ void LlamaModel::attention_paged(int il, const Batch& batch, KvCache& cache, con
   });
   const int hd = c.head_dim;
   const int group = c.n_head / c.n_head_kv;  // query heads per kv head
-  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  const float scale = c.attn_scale > 0.0f ? c.attn_scale : 1.0f / std::sqrt(static_cast<float>(hd));
+  // A sliding-window layer's query at position p reads keys [first(p), p] only (llama.cpp masks
+  // p - p_k >= n_swa); the rest of the cache is neither read nor scored.
+  const int window = c.is_swa_layer(il) ? c.n_swa : 0;
+  auto first_position = [window](int pos) { return window > 0 ? std::max(0, pos + 1 - window) : 0; };
+  const float softcap = c.attn_softcap;
   int max_len = 0;
-  for (int t = 0; t < B; ++t) max_len = std::max(max_len, batch.positions[static_cast<std::size_t>(t)] + 1);
+  for (int t = 0; t < B; ++t) {
+    const int pos = batch.positions[static_cast<std::size_t>(t)];
+    max_len = std::max(max_len, pos + 1 - first_position(pos));
+  }
   const std::size_t stride = static_cast<std::size_t>((max_len + 15) / 16 * 16);
   float* scores_all = scores_.resize(stride * static_cast<std::size_t>(pool.size()));
   const DType kv_type = cache.dtype();
@@ -183,6 +211,8 @@ void LlamaModel::attention_paged(int il, const Batch& batch, KvCache& cache, con
       const int kvh = static_cast<int>(task % c.n_head_kv);
       const int seq = batch.seq_ids[static_cast<std::size_t>(t)];
       const int n = batch.positions[static_cast<std::size_t>(t)] + 1;
+      const int first = first_position(n - 1);  // scores[i] is position first + i
+      const int len = n - first;
       const float* qh = q + static_cast<std::ptrdiff_t>(t) * c.q_dim() + kvh * group * hd;  // (group, hd)
       float* scores = scores_group + stride * static_cast<std::size_t>(group) * static_cast<std::size_t>(worker);  // (group, stride)
       const auto s_stride = static_cast<std::int64_t>(stride);
@@ -198,35 +228,43 @@ void LlamaModel::attention_paged(int il, const Batch& batch, KvCache& cache, con
           for (std::size_t off = 0; off < head_bytes; off += 64)
             __builtin_prefetch(b + static_cast<std::size_t>(r) * row_bytes + off, 0, 3);
       };
-      for (int p0 = 0; p0 < n; p0 += bs) {
-        const int rows = std::min(bs, n - p0);
-        if (p0 + bs < n) prefetch_block(cache.key(il, seq, p0 + bs));
+      // Runs of rows within one block (contiguous), from `first` (a window may start mid-block).
+      for (int p0 = first; p0 < n;) {
+        const int block_end = (p0 / bs + 1) * bs;
+        const int rows = std::min(block_end, n) - p0;
+        if (block_end < n) prefetch_block(cache.key(il, seq, block_end));
         const auto* krow = static_cast<const std::uint8_t*>(cache.key(il, seq, p0)) + head_offset;
         if (quantized)
-          kernels::attn_scores_q(kv_type, krow, row_bytes, rows, qh, hd, group, hd, scale, scores + p0, s_stride);
+          kernels::attn_scores_q(kv_type, krow, row_bytes, rows, qh, hd, group, hd, scale, scores + (p0 - first), s_stride);
         else
           kernels::attn_scores_f16(reinterpret_cast<const std::uint16_t*>(krow), row_elems, rows, qh, hd, group, hd,
-                                   scale, scores + p0, s_stride);
+                                   scale, scores + (p0 - first), s_stride);
+        p0 += rows;
       }
-      for (int g = 0; g < group; ++g) kernels::softmax_inplace(scores + g * s_stride, n);
+      for (int g = 0; g < group; ++g) {
+        if (softcap > 0.0f) kernels::softcap_inplace(scores + g * s_stride, len, softcap);
+        kernels::softmax_inplace(scores + g * s_stride, len);
+      }
       float* oh = out + static_cast<std::ptrdiff_t>(t) * c.q_dim() + kvh * group * hd;  // (group, hd)
       std::memset(oh, 0, static_cast<std::size_t>(group) * static_cast<std::size_t>(hd) * sizeof(float));
-      prefetch_block(cache.value(il, seq, 0));
-      for (int p0 = 0; p0 < n; p0 += bs) {
-        const int rows = std::min(bs, n - p0);
-        if (p0 + bs < n) prefetch_block(cache.value(il, seq, p0 + bs));
+      prefetch_block(cache.value(il, seq, first / bs * bs));
+      for (int p0 = first; p0 < n;) {
+        const int block_end = (p0 / bs + 1) * bs;
+        const int rows = std::min(block_end, n) - p0;
+        if (block_end < n) prefetch_block(cache.value(il, seq, block_end));
         const auto* vrow = static_cast<const std::uint8_t*>(cache.value(il, seq, p0)) + head_offset;
         if (quantized)
-          kernels::attn_values_q(kv_type, vrow, row_bytes, rows, scores + p0, s_stride, group, hd, oh, hd);
+          kernels::attn_values_q(kv_type, vrow, row_bytes, rows, scores + (p0 - first), s_stride, group, hd, oh, hd);
         else
-          kernels::attn_values_f16(reinterpret_cast<const std::uint16_t*>(vrow), row_elems, rows, scores + p0,
+          kernels::attn_values_f16(reinterpret_cast<const std::uint16_t*>(vrow), row_elems, rows, scores + (p0 - first),
                                    s_stride, group, hd, oh, hd);
+        p0 += rows;
       }
     }, 1);
     return;
   }
 
-  // f32 cache: one task per (token, head), causal attention over positions [0, pos].
+  // f32 cache: one task per (token, head), causal attention over positions [first, pos].
   pool.parallel_for(static_cast<std::int64_t>(B) * c.n_head, [&](std::int64_t task, int worker) {
     const int t = static_cast<int>(task / c.n_head);
     const int h = static_cast<int>(task % c.n_head);
@@ -234,14 +272,16 @@ void LlamaModel::attention_paged(int il, const Batch& batch, KvCache& cache, con
     const int seq = batch.seq_ids[static_cast<std::size_t>(t)];
     const int n = batch.positions[static_cast<std::size_t>(t)] + 1;
     const float* qh = q + static_cast<std::ptrdiff_t>(t) * c.q_dim() + h * hd;
+    const int first = first_position(n - 1);  // scores[i] is position first + i
     float* scores = scores_all + stride * static_cast<std::size_t>(worker);
-    for (int p = 0; p < n; ++p)
-      scores[p] = kernels::dot_f32(static_cast<const float*>(cache.key(il, seq, p)) + kvh * hd, qh, hd) * scale;
-    kernels::softmax_inplace(scores, n);
+    for (int p = first; p < n; ++p)
+      scores[p - first] = kernels::dot_f32(static_cast<const float*>(cache.key(il, seq, p)) + kvh * hd, qh, hd) * scale;
+    if (softcap > 0.0f) kernels::softcap_inplace(scores, n - first, softcap);
+    kernels::softmax_inplace(scores, n - first);
     float* oh = out + static_cast<std::ptrdiff_t>(t) * c.q_dim() + h * hd;
     std::memset(oh, 0, static_cast<std::size_t>(hd) * sizeof(float));
-    for (int p = 0; p < n; ++p)
-      kernels::axpy_f32(scores[p], static_cast<const float*>(cache.value(il, seq, p)) + kvh * hd, oh, hd);
+    for (int p = first; p < n; ++p)
+      kernels::axpy_f32(scores[p - first], static_cast<const float*>(cache.value(il, seq, p)) + kvh * hd, oh, hd);
   }, 4);
 }
 

@@ -69,7 +69,8 @@ class LlamaModel {
 
  private:
   // The Attention of llama_blocks.h: appends the batch's keys and values (B, kv_dim) to the
-  // cache, then out (B, q_dim) = causal attention of q (B, q_dim) over each row's sequence.
+  // cache, then out (B, q_dim) = causal attention of q (B, q_dim) over each row's sequence
+  // (over the last n_swa positions only on a sliding-window layer: earlier ones are not read).
   void attention_paged(int layer, const Batch& batch, KvCache& cache, const float* q, const float* k, const float* v,
                        float* out, ThreadPool& pool);
 
@@ -77,6 +78,7 @@ class LlamaModel {
   LlamaConfig config_;
   LlamaWeights weights_;
   std::unique_ptr<Rope> rope_;
+  std::unique_ptr<Rope> rope_swa_;  // the windowed layers' rope when their base differs (gemma3), else null
   ActivationObserver* observer_ = nullptr;
   DType kv_type_ = DType::F16;
 
@@ -91,6 +93,7 @@ class LlamaModel {
   FloatBuffer gate_;    // (B, F) then silu(gate) ⊙ up
   FloatBuffer up_;      // (B, F)
   FloatBuffer rope_cs_; // (B, n_rot) cos then sin per token
+  FloatBuffer rope_cs_swa_;  // (B, n_rot) the same with rope_swa_
   // Attention scores per worker, one row of `stride` (the batch's longest context rounded up to
   // 16) per query head it handles at once: (n_workers, group, stride) with an f16 or quantized
   // KV cache (group = query heads per KV head), (n_workers, stride) with an f32 one.

@@ -30,6 +30,7 @@ struct LlamaLayerWeights {
   TensorView w_gate;      // ne {n_embd, n_ff}
   TensorView w_up;        // ne {n_embd, n_ff}
   TensorView w_down;      // ne {n_ff, n_embd}
+  FloatVector attn_post_norm, ffn_post_norm;  // (n_embd) each: post_norms families (gemma2, gemma3)
 };
 
 struct LlamaWeights {

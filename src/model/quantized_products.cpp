@@ -34,6 +34,8 @@ LlamaLayerParams<const TensorView*> layer_params(const LlamaLayerWeights& w) {
   p.w_gate = &w.w_gate;
   p.w_up = &w.w_up;
   p.w_down = &w.w_down;
+  p.attn_post_norm = w.attn_post_norm.data;
+  p.ffn_post_norm = w.ffn_post_norm.data;
   return p;
 }
 

@@ -367,6 +367,49 @@ const std::string kGemma2It =
     "' }}{% endfor %}{% if add_generation_prompt %}{{'<start_of_turn>model\n"
     "'}}{% endif %}";
 
+// google/gemma-3-1b-it
+const std::string kGemma3It =
+    "{{ bos_token }}\n"
+    "{%- if messages[0]['role'] == 'system' -%}\n"
+    "    {%- if messages[0]['content'] is string -%}\n"
+    "        {%- set first_user_prefix = messages[0]['content'] + '\\n\\n' -%}\n"
+    "    {%- else -%}\n"
+    "        {%- set first_user_prefix = messages[0]['content'][0]['text'] + '\\n\\n' -%}\n"
+    "    {%- endif -%}\n"
+    "    {%- set loop_messages = messages[1:] -%}\n"
+    "{%- else -%}\n"
+    "    {%- set first_user_prefix = \"\" -%}\n"
+    "    {%- set loop_messages = messages -%}\n"
+    "{%- endif -%}\n"
+    "{%- for message in loop_messages -%}\n"
+    "    {%- if (message['role'] == 'user') != (loop.index0 % 2 == 0) -%}\n"
+    "        {{ raise_exception(\"Conversation roles must alternate user/assistant/user/assistant/...\") }}\n"
+    "    {%- endif -%}\n"
+    "    {%- if (message['role'] == 'assistant') -%}\n"
+    "        {%- set role = \"model\" -%}\n"
+    "    {%- else -%}\n"
+    "        {%- set role = message['role'] -%}\n"
+    "    {%- endif -%}\n"
+    "    {{ '<start_of_turn>' + role + '\\n' + (first_user_prefix if loop.first else \"\") }}\n"
+    "    {%- if message['content'] is string -%}\n"
+    "        {{ message['content'] | trim }}\n"
+    "    {%- elif message['content'] is iterable -%}\n"
+    "        {%- for item in message['content'] -%}\n"
+    "            {%- if item['type'] == 'image' -%}\n"
+    "                {{ '<start_of_image>' }}\n"
+    "            {%- elif item['type'] == 'text' -%}\n"
+    "                {{ item['text'] | trim }}\n"
+    "            {%- endif -%}\n"
+    "        {%- endfor -%}\n"
+    "    {%- else -%}\n"
+    "        {{ raise_exception(\"Invalid content type\") }}\n"
+    "    {%- endif -%}\n"
+    "    {{ '<end_of_turn>\\n' }}\n"
+    "{%- endfor -%}\n"
+    "{%- if add_generation_prompt -%}\n"
+    "    {{'<start_of_turn>model\\n'}}\n"
+    "{%- endif -%}\n";
+
 // microsoft/Phi-3-mini-4k-instruct
 const std::string kPhi3Mini =
     "{% for message in messages %}{% if message['role'] == 'system' %}{{'<|system|>\n"
@@ -498,6 +541,12 @@ const std::vector<Family>& families() {
        "<|system|>\nYou are a helpful assistant.</s>\n<|user|>\nHello!</s>\n<|assistant|>\nHi there. How can I help?</s>\n"
        "<|user|>\nWhat is 2+2?</s>\n<|assistant|>\n",
        ""},
+      {"gemma3-it", &kGemma3It, "<bos>", "<eos>",
+       "<bos><start_of_turn>user\nYou are a helpful assistant.\n\nHello!<end_of_turn>\n<start_of_turn>model\nHi there. "
+       "How can I help?<end_of_turn>\n<start_of_turn>user\nWhat is 2+2?<end_of_turn>\n",
+       "<bos><start_of_turn>user\nYou are a helpful assistant.\n\nHello!<end_of_turn>\n<start_of_turn>model\nHi there. "
+       "How can I help?<end_of_turn>\n<start_of_turn>user\nWhat is 2+2?<end_of_turn>\n<start_of_turn>model\n",
+       ""},
   };
   return f;
 }
@@ -535,9 +584,28 @@ TEST(ChatTemplateFamilies, GemmaRendersWithoutSystemRole) {
             "<start_of_turn>user\nWhat is 2+2?<end_of_turn>\n<start_of_turn>model\n");
 }
 
+TEST(ChatTemplateFamilies, GemmaThreeTakesContentPartsAndTheBuiltinIsIt) {
+  // Content as a list of parts (text and image) as multimodal clients send it (given as the
+  // messages variable itself); the built-in
+  // "gemma3" is the published template, guessed from the architecture (its vocabulary has
+  // gemma2's <start_of_turn> too).
+  const ChatTemplate t(kGemma3It, "<bos>", "<eos>");
+  const ordered_json messages = ordered_json::array(
+      {{{"role", "system"}, {"content", ordered_json::array({{{"type", "text"}, {"text", "Be brief."}}})}},
+       {{"role", "user"},
+        {"content", ordered_json::array({{{"type", "image"}}, {{"type", "text"}, {"text", " What is this? "}}})}}});
+  EXPECT_EQ(t.render({}, true, ordered_json{{"messages", messages}}),
+            "<bos><start_of_turn>user\nBe brief.\n\n<start_of_image>What is this?<end_of_turn>\n<start_of_turn>model\n");
+  EXPECT_EQ(ChatTemplate::builtin_source("gemma3"), kGemma3It);
+  ChatTemplateHints h;
+  h.architecture = "gemma3";
+  h.tokens_present = {"<start_of_turn>"};
+  EXPECT_EQ(ChatTemplate::guess_builtin(h), "gemma3");
+}
+
 TEST(ChatTemplateFamilies, RolesMustAlternateWhereTheTemplateSaysSo) {
   const std::vector<ChatMessage> chat = {{"user", "a", {}, {}, {}}, {"user", "b", {}, {}, {}}};
-  for (const std::string* src : {&kLlama2Chat, &kMistralV01, &kMistralV3, &kGemma2It}) {
+  for (const std::string* src : {&kLlama2Chat, &kMistralV01, &kMistralV3, &kGemma2It, &kGemma3It}) {
     const std::string out = render_or_error(ChatTemplate(*src, "<s>", "</s>"), chat, true);
     EXPECT_NE(out.find("roles must alternate"), std::string::npos) << out;
     EXPECT_EQ(out.find('\n'), std::string::npos) << out;
@@ -668,6 +736,7 @@ TEST(ChatTemplateBuiltins, GuessFollowsTokensArchitectureAndName) {
   EXPECT_EQ(guess({"[INST]", "[AVAILABLE_TOOLS]"}), "mistral-v3");
   EXPECT_EQ(guess({}, "qwen2"), "chatml");
   EXPECT_EQ(guess({}, "gemma2"), "gemma");
+  EXPECT_EQ(guess({"<start_of_turn>"}, "gemma3"), "gemma3");
   EXPECT_EQ(guess({}, "phi3"), "phi3");
   EXPECT_EQ(guess({}, "llama", "zephyr-7b-beta"), "zephyr");
   EXPECT_EQ(guess({}, "llama", "Mistral-7B-Instruct-v0.1"), "mistral-v1");

@@ -146,6 +146,70 @@ TEST_P(OpsTest, SiluMulMatchesReference) {
   }
 }
 
+TEST_P(OpsTest, GeluTanhMulMatchesReference) {
+  // A dense sweep of the gate over the range where the tanh is not yet ±1, plus values past it
+  // and extremes whose cube overflows float, with up = 1 so that the comparison measures the
+  // gelu itself; then odd sizes, misaligned pointers and in place.
+  std::vector<float> gate;
+  for (float g = -40.0f; g <= 40.0f; g += 0.0071f) gate.push_back(g);
+  for (float g : {0.0f, -0.0f, 1e-30f, -1e-30f, 100.0f, -100.0f, 1e15f, -1e15f, 1e30f, -1e30f}) gate.push_back(g);
+  const std::int64_t n = static_cast<std::int64_t>(gate.size());
+  std::vector<float> ones(gate.size(), 1.0f), y(gate.size()), y_ref(gate.size());
+  gelu_tanh_mul(gate.data(), ones.data(), y.data(), n);
+  ref::gelu_tanh_mul(gate.data(), ones.data(), y_ref.data(), n);
+  for (std::int64_t i = 0; i < n; ++i)
+    ASSERT_NEAR(y[i], y_ref[i], 2e-6f * std::fabs(y_ref[i]) + 1e-7f) << "gate=" << gate[i];
+  // The reference itself at known points: gelu(1) = 0.8411920, gelu(-1) = -0.1588080.
+  EXPECT_NEAR(y_ref[static_cast<std::size_t>(std::lround((1.0f + 40.0f) / 0.0071f))], 0.8412f, 3e-3f);
+
+  for (std::int64_t size : kSizes) {
+    for (std::int64_t offset : kOffsets) {
+      std::vector<float> g = random_floats(size + offset, -8.0f, 8.0f, 14 + static_cast<std::uint32_t>(size));
+      std::vector<float> up = random_floats(size + offset, -2.0f, 2.0f, 15 + static_cast<std::uint32_t>(size));
+      std::vector<float> out(size + offset + 1, 55.0f), out_ref(size + offset + 1, 55.0f);
+      gelu_tanh_mul(g.data() + offset, up.data() + offset, out.data() + offset, size);
+      ref::gelu_tanh_mul(g.data() + offset, up.data() + offset, out_ref.data() + offset, size);
+      for (std::int64_t i = 0; i < size; ++i)
+        ASSERT_NEAR(out[offset + i], out_ref[offset + i], 2e-6f * std::fabs(out_ref[offset + i]) + 1e-7f)
+            << "n=" << size << " offset=" << offset << " i=" << i;
+      EXPECT_EQ(out[offset + size], 55.0f) << "wrote past the end, n=" << size;
+      gelu_tanh_mul(g.data() + offset, up.data() + offset, g.data() + offset, size);
+      for (std::int64_t i = 0; i < size; ++i) ASSERT_EQ(g[offset + i], out[offset + i]) << "in place, n=" << size;
+    }
+  }
+}
+
+TEST_P(OpsTest, SoftcapMatchesReference) {
+  // cap · tanh(x / cap) for gemma2's caps (attention 50, logits 30) over a sweep and extremes:
+  // the result stays within (-cap, cap), is odd, and matches the reference to a small absolute
+  // error relative to the cap.
+  for (float cap : {50.0f, 30.0f, 1.0f}) {
+    std::vector<float> x;
+    for (float v = -20.0f * cap; v <= 20.0f * cap; v += 0.0093f * cap) x.push_back(v);
+    for (float v : {0.0f, -0.0f, 1e-30f, 1e30f, -1e30f}) x.push_back(v);
+    std::vector<float> y = x, y_ref = x;
+    softcap_inplace(y.data(), static_cast<std::int64_t>(y.size()), cap);
+    ref::softcap_inplace(y_ref.data(), static_cast<std::int64_t>(y_ref.size()), cap);
+    for (std::size_t i = 0; i < x.size(); ++i) {
+      ASSERT_NEAR(y[i], y_ref[i], 4e-7f * cap) << "cap=" << cap << " x=" << x[i];
+      ASSERT_LE(std::fabs(y[i]), cap) << "x=" << x[i];
+    }
+    EXPECT_NEAR(y_ref[y_ref.size() - 2], cap, 1e-6f * cap);
+  }
+  for (std::int64_t size : kSizes) {
+    for (std::int64_t offset : kOffsets) {
+      std::vector<float> x = random_floats(size + offset + 1, -200.0f, 200.0f, 24 + static_cast<std::uint32_t>(size));
+      x[static_cast<std::size_t>(size + offset)] = 77.0f;
+      std::vector<float> x_ref = x;
+      softcap_inplace(x.data() + offset, size, 50.0f);
+      ref::softcap_inplace(x_ref.data() + offset, size, 50.0f);
+      for (std::int64_t i = 0; i < size; ++i)
+        ASSERT_NEAR(x[offset + i], x_ref[offset + i], 2e-5f) << "n=" << size << " offset=" << offset << " i=" << i;
+      EXPECT_EQ(x[offset + size], 77.0f) << "wrote past the end, n=" << size;
+    }
+  }
+}
+
 TEST_P(OpsTest, AddDotAxpyMatchReference) {
   for (std::int64_t n : kSizes) {
     for (std::int64_t offset : kOffsets) {
