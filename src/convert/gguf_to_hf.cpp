@@ -72,6 +72,9 @@ HfExportReport convert_to_hf(const std::string& in, const std::string& out_dir, 
   const auto start = std::chrono::steady_clock::now();
   std::unique_ptr<TensorSource> src = TensorSource::open(in);
   const LlamaConfig config = llama_config_from_source(*src);
+  if (config.n_expert > 0)
+    fail("{}: {} with {} experts per layer: kiln writes Hugging Face folders of dense Llama and Qwen2 models only", in,
+         config.arch, config.n_expert);
   if (src->find_tensor("rope_freqs.weight") != nullptr)
     fail("{}: rope_freqs.weight (llama3-style rope scaling) has no Hugging Face config.json that kiln writes", in);
   if (config.n_rot != config.head_dim)

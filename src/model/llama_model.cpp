@@ -95,7 +95,7 @@ void LlamaModel::forward(const Batch& batch, KvCache& cache, ThreadPool& pool, f
     rope_->angles(batch.positions[static_cast<std::size_t>(t)], cs + t * c.n_rot, cs + t * c.n_rot + c.n_rot / 2);
   const RopeAngles angles{cs, B, c.n_rot};
 
-  QuantizedProducts products(act_, pool, observer_);
+  QuantizedProducts products(act_, pool, observer_, &moe_);
   for (int il = 0; il < c.n_layer; ++il) {
     auto attention = [&](const float* q, const float* k, const float* v, float* out) {
       attention_paged(il, batch, cache, q, k, v, out, pool);

@@ -13,6 +13,7 @@
 #include "model/linear.h"
 #include "model/llama_config.h"
 #include "model/llama_weights.h"
+#include "model/moe_ffn.h"
 #include "format/tensor_source.h"
 #include "model/rope.h"
 
@@ -96,6 +97,7 @@ class LlamaModel {
   // KV cache (group = query heads per KV head), (n_workers, stride) with an f32 one.
   FloatBuffer scores_;
   ActivationRows act_;  // converted activations for the current matmuls
+  MoeFfn moe_;          // the mixture-of-experts FFN's routing and scratch (n_expert > 0)
 };
 
 }  // namespace kiln
