@@ -157,6 +157,29 @@ write("gguf_fuzz", "tiny_gemma3.gguf", gguf(family_keys("gemma3", [
     kv("gemma3.rope.scaling.type", STRING, "linear"), kv("gemma3.rope.scaling.factor", F32, 8.0)]),
     gemma_tensors + [("blk.0.attn_q_norm.weight", [4], 0), ("blk.0.attn_k_norm.weight", [4], 0)]))
 
+# Mixtures of experts: mixtral (llama with expert counts) and qwen3moe (its own expert width), with
+# the router and the stacked 3-D expert tensors (ne {in, out, n_expert}).
+def expert_tensors(n_ff_exp, n_expert):
+    return [("blk.0.ffn_gate_inp.weight", [8, n_expert], 0), ("blk.0.ffn_gate_exps.weight", [8, n_ff_exp, n_expert], 1),
+            ("blk.0.ffn_up_exps.weight", [8, n_ff_exp, n_expert], 1),
+            ("blk.0.ffn_down_exps.weight", [n_ff_exp, 8, n_expert], 1)]
+dense_ffn = ("blk.0.ffn_gate.weight", "blk.0.ffn_up.weight", "blk.0.ffn_down.weight")
+attention_tensors = [t for t in llama_tensors if t[0] not in dense_ffn]
+write("gguf_fuzz", "tiny_mixtral.gguf",
+      gguf(llama_keys + [kv("llama.expert_count", U32, 4), kv("llama.expert_used_count", U32, 2)],
+           attention_tensors + expert_tensors(16, 4)))
+qwen3moe_keys = [kv("general.architecture", STRING, "qwen3moe")] + [
+    kv(k.replace("llama.", "qwen3moe."), t, v) for k, t, v in [
+        ("llama.embedding_length", U32, 8), ("llama.block_count", U32, 1), ("llama.feed_forward_length", U32, 16),
+        ("llama.attention.head_count", U32, 2), ("llama.attention.head_count_kv", U32, 1),
+        ("llama.attention.key_length", U32, 4), ("llama.attention.value_length", U32, 4),
+        ("llama.expert_count", U32, 8), ("llama.expert_used_count", U32, 3),
+        ("llama.expert_feed_forward_length", U32, 32), ("llama.attention.layer_norm_rms_epsilon", F32, 1e-6)]
+] + llama_keys[7:]  # the tokenizer
+write("gguf_fuzz", "tiny_qwen3moe.gguf",
+      gguf(qwen3moe_keys, attention_tensors + [("blk.0.attn_q_norm.weight", [4], 0), ("blk.0.attn_k_norm.weight", [4], 0)]
+           + expert_tensors(32, 8)))
+
 write("llama2c_fuzz", "shared_classifier.bin", llama2c(8, 12, 1, 2, 1, 6, 2))
 write("llama2c_fuzz", "separate_classifier.bin", llama2c(8, 12, 2, 4, 2, -5, 3))
 write("llama2c_fuzz", "three_heads.bin", llama2c(12, 8, 1, 3, 1, 3, 1))

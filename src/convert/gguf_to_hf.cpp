@@ -80,6 +80,9 @@ HfExportReport convert_to_hf(const std::string& in, const std::string& out_dir, 
   if (config.rope_scaling == RopeScaling::Yarn || config.rope_scaling == RopeScaling::LongRope ||
       config.rope_attn_factor != 1.0f)
     fail("{}: YaRN, LongRoPE and rope attention factors have no Hugging Face config.json that kiln writes", in);
+  if (config.n_expert > 0)
+    fail("{}: {} with {} experts per layer: kiln writes Hugging Face folders of dense Llama and Qwen2 models only", in,
+         config.arch, config.n_expert);
   if (src->find_tensor("rope_freqs.weight") != nullptr)
     fail("{}: rope_freqs.weight (llama3-style rope scaling) has no Hugging Face config.json that kiln writes", in);
   // gemma: its post-norms, GELU, soft-caps and windows have no place in the Llama config.json.

@@ -39,6 +39,9 @@ void check_exportable(const TensorSource& s, const LlamaConfig& c) {
     fail("{}: architecture '{}' cannot be exported to ONNX (llama, mistral and qwen2 can)", s.path(), c.arch);
   if (c.rope_scaling == RopeScaling::Yarn || c.rope_scaling == RopeScaling::LongRope || c.rope_attn_factor != 1.0f)
     fail("{}: YaRN, LongRoPE and rope attention factors are not in the exported graph", s.path());
+  if (c.n_expert > 0)
+    fail("{}: {} with {} experts per layer: the ONNX graph kiln writes has a dense FFN, not a mixture of experts",
+         s.path(), c.arch, c.n_expert);
   if (c.n_head_kv <= 0 || c.n_head % c.n_head_kv != 0)
     fail("{}: {} heads do not group over {} key/value heads", s.path(), c.n_head, c.n_head_kv);
   if (c.n_rot <= 0 || c.n_rot % 2 != 0 || c.n_rot > c.head_dim)

@@ -21,7 +21,9 @@ MatrixWeights matrix_weights(const LlamaModel& model) {
   add(w.token_embd);
   if (!model.config().tied_output) add(w.output);
   for (const LlamaLayerWeights& l : w.layers)
-    for (const TensorView* t : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down}) add(*t);
+    for (const TensorView* t : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down, &l.ffn_gate_inp,
+                                &l.ffn_gate_exps, &l.ffn_up_exps, &l.ffn_down_exps})
+      if (t->data != nullptr) add(*t);  // a dense model has no experts, a mixture no dense FFN
   return m;
 }
 

@@ -15,6 +15,12 @@ class ActivationObserver {
   // x is (rows, W.ne[0]) floats, row-major: the activations that y = x · Wᵀ is about to use.
   // Called on the thread that runs forward(), in the order of the products.
   virtual void observe(const TensorView& W, const float* x, std::int64_t rows) = 0;
+  // The same for expert `expert` of a stacked expert tensor (ne {in, out, n_expert}, mixtures of
+  // experts): x (rows, in) are the inputs of the rows routed to that expert. Observers that
+  // keep nothing per expert leave it as is.
+  virtual void observe_expert(const TensorView& stacked, std::int64_t expert, const float* x, std::int64_t rows) {
+    (void)stacked, (void)expert, (void)x, (void)rows;
+  }
 };
 
 }  // namespace kiln

@@ -1,5 +1,7 @@
 #include "model/architecture.h"
 
+#include "core/error.h"
+#include "format/gguf_file.h"
 #include "format/gguf_writer.h"
 
 namespace kiln {
@@ -13,6 +15,7 @@ extern const Architecture kPhi3Architecture;
 // gemma (model/arch_gemma.cpp)
 extern const Architecture kGemma2Architecture;
 extern const Architecture kGemma3Architecture;
+extern const Architecture kQwen3MoeArchitecture;
 
 namespace {
 
@@ -25,6 +28,7 @@ const Architecture* const kArchitectures[] = {
     // gemma
     &kGemma2Architecture,
     &kGemma3Architecture,
+    &kQwen3MoeArchitecture,
 };
 
 }  // namespace
@@ -109,6 +113,60 @@ void write_common_metadata(const LlamaConfig& c, GgufWriter& w) {
   if (c.rope_attn_factor != 1.0f) w.set_metadata(p + "rope.scaling.attn_factor", f32(c.rope_attn_factor));
   w.set_metadata(p + "attention.layer_norm_rms_epsilon", f32(c.rms_eps));
   w.set_metadata(p + "vocab_size", n(c.n_vocab));
+}
+
+// --- mixture of experts (mixtral, qwen3moe) ---
+
+// llama.cpp's LLAMA_MAX_EXPERTS: a model with more cannot be one it runs either.
+constexpr int kMaxExperts = 512;
+
+void configure_experts(const GgufMetadata& f, LlamaConfig& c, bool required) {
+  const std::string p = c.arch + ".";
+  const std::optional<std::int64_t> n = f.get_int(p + "expert_count");
+  if (!n || *n == 0) {
+    if (required) fail("{}: missing metadata key {}expert_count (a {} model has experts)", f.path(), p, c.arch);
+    return;
+  }
+  if (*n < 1 || *n > kMaxExperts)
+    fail("{}: metadata {}expert_count = {} is out of range (expected 1..{})", f.path(), p, *n, kMaxExperts);
+  const std::optional<std::int64_t> used = f.get_int(p + "expert_used_count");
+  if (!used) fail("{}: missing metadata key {}expert_used_count ({}expert_count is {})", f.path(), p, p, *n);
+  if (*used < 1 || *used > *n)
+    fail("{}: metadata {}expert_used_count = {} is out of range (expected 1..{}expert_count = {})", f.path(), p, *used,
+         p, *n);
+  c.n_expert = static_cast<int>(*n);
+  c.n_expert_used = static_cast<int>(*used);
+  c.n_ff_exp = c.n_ff;
+}
+
+void write_expert_metadata(const LlamaConfig& c, GgufWriter& w) {
+  if (c.n_expert == 0) return;
+  const std::string p = c.arch + ".";
+  w.set_metadata(p + "expert_count", gguf_value::u32(static_cast<std::uint32_t>(c.n_expert)));
+  w.set_metadata(p + "expert_used_count", gguf_value::u32(static_cast<std::uint32_t>(c.n_expert_used)));
+}
+
+std::vector<LayerTensor> with_expert_ffn(const LlamaConfig& c, int layer, std::vector<LayerTensor> tensors) {
+  if (c.n_expert == 0) return tensors;
+  const std::string p = "blk." + std::to_string(layer) + ".";
+  std::erase_if(tensors, [&](const LayerTensor& t) {
+    return t.name == p + "ffn_gate.weight" || t.name == p + "ffn_up.weight" || t.name == p + "ffn_down.weight";
+  });
+  const std::int64_t E = c.n_embd, F = c.n_ff_exp, X = c.n_expert;
+  auto tensor = [&](const char* name, int n_dims, std::array<std::int64_t, 4> ne, TensorView LlamaLayerWeights::*slot) {
+    LayerTensor t;
+    t.name = p + name;
+    t.n_dims = n_dims;
+    t.ne = ne;
+    t.matrix = slot;
+    return t;
+  };
+  tensors.push_back(tensor("ffn_gate_inp.weight", 2, {E, X, 1, 1}, &LlamaLayerWeights::ffn_gate_inp));
+  tensors.back().keep_f32 = true;
+  tensors.push_back(tensor("ffn_gate_exps.weight", 3, {E, F, X, 1}, &LlamaLayerWeights::ffn_gate_exps));
+  tensors.push_back(tensor("ffn_up_exps.weight", 3, {E, F, X, 1}, &LlamaLayerWeights::ffn_up_exps));
+  tensors.push_back(tensor("ffn_down_exps.weight", 3, {F, E, X, 1}, &LlamaLayerWeights::ffn_down_exps));
+  return tensors;
 }
 
 }  // namespace kiln

@@ -49,6 +49,9 @@ struct LayerTensor {
   };
   std::vector<RowPart> row_parts;
   bool is_matrix() const { return matrix != nullptr || !row_parts.empty(); }
+  // A matrix that stays f32 in quantized files (llama.cpp's quantize keeps MoE routers so):
+  // kiln synth writes it f32 whatever --type says.
+  bool keep_f32 = false;
 };
 
 // A named shape of a real model of the family: sets the config's widths, depth and heads.
@@ -81,6 +84,17 @@ std::span<const Architecture* const> architectures();
 // norm, gate/up/down, with llama.cpp's names and the config's shapes. Families start from this
 // list and add, drop or replace entries.
 std::vector<LayerTensor> llama_layer_tensors(const LlamaConfig& c, int layer);
+
+// Mixture of experts, for the families that have it (mixtral is llama with experts, qwen3moe):
+// reads "<arch>.expert_count" and "<arch>.expert_used_count" into n_expert and n_expert_used
+// (absent expert_count: a dense model, unless `required`) and sets n_ff_exp to n_ff; throws
+// kiln::Error naming the key when a count is missing or inconsistent.
+void configure_experts(const GgufMetadata& metadata, LlamaConfig& c, bool required);
+// Writes what configure_experts reads (nothing for a dense config).
+void write_expert_metadata(const LlamaConfig& c, GgufWriter& w);
+// A layer's tensors with the dense FFN (ffn_gate, ffn_up, ffn_down) replaced by the router and
+// the stacked experts (ffn_gate_inp, ffn_{gate,up,down}_exps) when c.n_expert > 0.
+std::vector<LayerTensor> with_expert_ffn(const LlamaConfig& c, int layer, std::vector<LayerTensor> tensors);
 
 // The keys every family has, under "<arch>.": context_length, embedding_length, block_count,
 // feed_forward_length, head counts, key/value lengths, rope dimension count and base, rms

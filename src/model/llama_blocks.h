@@ -25,6 +25,7 @@
 #include <cstdint>
 #include <initializer_list>
 
+#include "core/error.h"
 #include "core/thread_pool.h"
 #include "kernels/ops.h"
 #include "model/llama_config.h"
@@ -50,7 +51,17 @@ struct LlamaLayerParams {
   Matrix w_down{};                   // (E, F)
   const float* attn_post_norm = nullptr;  // (E) post_norms' weights (gemma), or nullptr
   const float* ffn_post_norm = nullptr;   // (E)
+  // Mixture of experts (n_expert > 0) instead of w_gate, w_up, w_down; X = n_expert, FX = n_ff_exp.
+  Matrix ffn_gate_inp{};             // (X, E) the router
+  Matrix ffn_gate_exps{}, ffn_up_exps{};  // (X, FX, E) stacked
+  Matrix ffn_down_exps{};            // (X, E, FX)
 };
+
+// A Products policy that can also run a mixture-of-experts FFN: y (rows, E) = the experts'
+// weighted sum for each row of x (rows, E) (model/moe_ffn.h). Only inference's has one.
+template <class Products, class Matrix>
+concept ExpertProducts = requires(Products& p, const LlamaConfig& c, const LlamaLayerParams<Matrix>& w, const float* x,
+                                  std::int64_t rows, float* y) { p.experts(c, w, x, rows, y); };
 
 // y (rows, out) = x (rows, in) · Wᵀ.
 template <class Matrix>
@@ -144,14 +155,20 @@ void llama_layer_forward(const LlamaConfig& c, const Rope& rope, const RopeAngle
     const float rstd = kernels::rms_norm(a.x_mid + r * E, w.ffn_norm, a.xn2 + r * E, E, c.rms_eps);
     if (a.rstd2 != nullptr) a.rstd2[r] = rstd;
   });
-  products(a.xn2, N, E, {Product<Matrix>{w.w_gate, F, a.gate}, Product<Matrix>{w.w_up, F, a.up}});
-  for_each_row(pool, N, [&](std::int64_t r) {
-    if (c.gelu_ffn)
-      kernels::gelu_tanh_mul(a.gate + r * F, a.up + r * F, a.h + r * F, F);
-    else
-      kernels::silu_mul(a.gate + r * F, a.up + r * F, a.h + r * F, F);
-  });
-  products(a.h, N, F, {Product<Matrix>{w.w_down, E, a.x_out}});
+  if (c.n_expert > 0) {
+    // Mixture of experts (mixtral, qwen3moe): the router's chosen experts instead of one FFN.
+    if constexpr (ExpertProducts<Products, Matrix>) products.experts(c, w, a.xn2, N, a.x_out);
+    else fail("{} with {} experts: mixture-of-experts layers run in inference only", c.arch, c.n_expert);
+  } else {
+    products(a.xn2, N, E, {Product<Matrix>{w.w_gate, F, a.gate}, Product<Matrix>{w.w_up, F, a.up}});
+    for_each_row(pool, N, [&](std::int64_t r) {
+      if (c.gelu_ffn)
+        kernels::gelu_tanh_mul(a.gate + r * F, a.up + r * F, a.h + r * F, F);
+      else
+        kernels::silu_mul(a.gate + r * F, a.up + r * F, a.h + r * F, F);
+    });
+    products(a.h, N, F, {Product<Matrix>{w.w_down, E, a.x_out}});
+  }
   for_each_row(pool, N, [&](std::int64_t r) {
     if (w.ffn_post_norm != nullptr)
       kernels::rms_norm(a.x_out + r * E, w.ffn_post_norm, a.x_out + r * E, E, c.rms_eps);

@@ -48,6 +48,13 @@ struct LlamaConfig {
   bool qkv_bias = false;     // qwen2
   bool qk_norm = false;      // qwen3: RMSNorm over each head of q and of k (a weight of head_dim) before rope
   bool tied_output = false;  // no output.weight: logits use token_embd
+  // Mixture of experts (mixtral: llama with llama.expert_count; qwen3moe): each layer's FFN is
+  // n_expert SwiGLU FFNs of width n_ff_exp, stacked in ffn_{gate,up,down}_exps, of which a
+  // router (ffn_gate_inp) picks n_expert_used per token: softmax over all experts, the top
+  // n_expert_used, their probabilities renormalised to sum to 1 (what llama.cpp does for both).
+  int n_expert = 0;       // 0: a dense FFN
+  int n_expert_used = 0;  // experts per token, 1..n_expert
+  int n_ff_exp = 0;       // one expert's FFN width: n_ff (mixtral), expert_feed_forward_length (qwen3moe)
 
   // Rope scaling beyond linear, as llama.cpp reads "<arch>.rope.scaling.*" (any family):
   //   yarn      the rotation angle of pair i mixes the interpolated angle (position / rope_scale)

@@ -121,7 +121,7 @@ void LlamaModel::forward(const Batch& batch, KvCache& cache, ThreadPool& pool, f
     angles_swa = RopeAngles{cs_swa, B, c.n_rot};
   }
 
-  QuantizedProducts products(act_, pool, observer_);
+  QuantizedProducts products(act_, pool, observer_, &moe_);
   for (int il = 0; il < c.n_layer; ++il) {
     auto attention = [&](const float* q, const float* k, const float* v, float* out) {
       attention_paged(il, batch, cache, q, k, v, out, pool);

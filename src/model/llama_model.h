@@ -13,6 +13,7 @@
 #include "model/linear.h"
 #include "model/llama_config.h"
 #include "model/llama_weights.h"
+#include "model/moe_ffn.h"
 #include "format/tensor_source.h"
 #include "model/rope.h"
 
@@ -102,6 +103,7 @@ class LlamaModel {
   // phi3's rope with its long LongRoPE factors, used when the cache holds more than
   // rope_orig_ctx positions (rope_ then has the short ones); nullptr for other models.
   std::unique_ptr<Rope> rope_long_;
+  MoeFfn moe_;          // the mixture-of-experts FFN's routing and scratch (n_expert > 0)
 };
 
 }  // namespace kiln

@@ -31,6 +31,11 @@ struct LlamaLayerWeights {
   TensorView w_up;        // ne {n_embd, n_ff}
   TensorView w_down;      // ne {n_ff, n_embd}
   FloatVector attn_post_norm, ffn_post_norm;  // (n_embd) each: post_norms families (gemma2, gemma3)
+  // Mixture of experts (n_expert > 0) instead of w_gate, w_up, w_down:
+  TensorView ffn_gate_inp;   // ne {n_embd, n_expert}: the router
+  TensorView ffn_gate_exps;  // ne {n_embd, n_ff_exp, n_expert}: expert e's w_gate is the e-th slab
+  TensorView ffn_up_exps;    // ne {n_embd, n_ff_exp, n_expert}
+  TensorView ffn_down_exps;  // ne {n_ff_exp, n_embd, n_expert}
 };
 
 struct LlamaWeights {

@@ -18,6 +18,13 @@ void QuantizedProducts::operator()(const float* x, std::int64_t rows, std::int64
   }
 }
 
+void QuantizedProducts::experts(const LlamaConfig& c, const LlamaLayerParams<const TensorView*>& w, const float* x,
+                                std::int64_t rows, float* y) {
+  KILN_CHECK(moe_ != nullptr, "internal: a mixture-of-experts layer without the expert FFN's scratch");
+  moe_->forward(c, ExpertFfnWeights{w.ffn_gate_inp, w.ffn_gate_exps, w.ffn_up_exps, w.ffn_down_exps}, x, rows, y, act_,
+                pool_, observer_);
+}
+
 LlamaLayerParams<const TensorView*> layer_params(const LlamaLayerWeights& w) {
   LlamaLayerParams<const TensorView*> p;
   p.attn_norm = w.attn_norm.data;
@@ -36,6 +43,10 @@ LlamaLayerParams<const TensorView*> layer_params(const LlamaLayerWeights& w) {
   p.w_down = &w.w_down;
   p.attn_post_norm = w.attn_post_norm.data;
   p.ffn_post_norm = w.ffn_post_norm.data;
+  p.ffn_gate_inp = &w.ffn_gate_inp;
+  p.ffn_gate_exps = &w.ffn_gate_exps;
+  p.ffn_up_exps = &w.ffn_up_exps;
+  p.ffn_down_exps = &w.ffn_down_exps;
   return p;
 }
 

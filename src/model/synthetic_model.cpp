@@ -55,10 +55,11 @@ struct TensorPlan {
   bool matrix;
   float mean;
   float stddev;
+  bool keep_f32 = false;  // a matrix written f32 whatever the type (MoE routers)
 };
 
 void add_tensor(GgufWriter& w, const TensorPlan& t, DType type, std::uint64_t seed, std::function<void()> done) {
-  const DType dtype = t.matrix ? type : DType::F32;
+  const DType dtype = t.matrix && !t.keep_f32 ? type : DType::F32;
   const std::int64_t cols = t.ne[0];
   if (t.matrix && cols % traits(dtype).block_size != 0)
     fail("kiln synth: tensor {} has rows of {} values, not a multiple of {}'s block of {} (choose other widths or "
@@ -135,7 +136,7 @@ LlamaConfig write_synthetic_model(const SyntheticModelSpec& spec, const std::str
       if (t.optional) continue;
       const bool matrix = t.is_matrix();
       const float stddev = matrix ? 1.0f / std::sqrt(static_cast<float>(t.ne[0])) : 0.1f;
-      plan.push_back({t.name, t.n_dims, t.ne, matrix, t.synthetic_mean, stddev});
+      plan.push_back({t.name, t.n_dims, t.ne, matrix, t.synthetic_mean, stddev, t.keep_f32});
     }
   if (family->model_tensors != nullptr)
     for (const LayerTensor& t : family->model_tensors(c))

@@ -297,6 +297,24 @@ void ImatrixCollector::observe(const TensorView& W, const float* x, std::int64_t
   s.count += rows;
 }
 
+void ImatrixCollector::observe_expert(const TensorView& W, std::int64_t expert, const float* x, std::int64_t rows) {
+  const std::int64_t k = W.ne[0], n_mat = W.ne[2];
+  KILN_CHECK(expert >= 0 && expert < n_mat, "imatrix: expert {} of '{}' with {} experts", expert, W.name, n_mat);
+  Sums& s = sums_[W.name];
+  if (s.n_cols == 0) {
+    s.n_cols = k;
+    s.sum2.assign(static_cast<std::size_t>(k * n_mat), 0.0);
+    s.expert_counts.assign(static_cast<std::size_t>(n_mat), 0);
+  }
+  KILN_CHECK(s.n_cols == k && static_cast<std::int64_t>(s.expert_counts.size()) == n_mat,
+             "imatrix: stacked weight '{}' was seen with another shape", W.name);
+  double* sum2 = s.sum2.data() + expert * k;  // (k) this expert's sums
+  for (std::int64_t r = 0; r < rows; ++r)
+    for (std::int64_t j = 0; j < k; ++j) sum2[j] += static_cast<double>(x[r * k + j]) * x[r * k + j];
+  s.expert_counts[static_cast<std::size_t>(expert)] += rows;
+  s.count += rows;
+}
+
 Imatrix ImatrixCollector::result() const {
   Imatrix m;
   for (const auto& [name, s] : sums_) {
@@ -304,6 +322,7 @@ Imatrix ImatrixCollector::result() const {
     e.n_cols = s.n_cols;
     e.in_sum2.assign(s.sum2.begin(), s.sum2.end());
     e.counts = {static_cast<float>(s.count)};
+    if (!s.expert_counts.empty()) e.counts.assign(s.expert_counts.begin(), s.expert_counts.end());
     if (!s.cov.empty()) {
       const std::int64_t k = s.n_cols;
       e.in_cov.resize(static_cast<std::size_t>(k * k));

@@ -67,6 +67,9 @@ class ImatrixCollector : public ActivationObserver {
   explicit ImatrixCollector(Options options) : options_(options) {}
 
   void observe(const TensorView& W, const float* x, std::int64_t rows) override;
+  // Stacked experts are summed per expert, as llama-imatrix does: in_sum2 (n_expert, n_cols) and
+  // counts (n_expert) under the stacked tensor's name (no covariance).
+  void observe_expert(const TensorView& stacked, std::int64_t expert, const float* x, std::int64_t rows) override;
 
   // The sums so far as an imatrix (chunk count, size and datasets are the caller's to fill).
   Imatrix result() const;
@@ -78,6 +81,7 @@ class ImatrixCollector : public ActivationObserver {
     std::vector<double> sum2;  // (n_cols)
     std::vector<double> cov;   // (n_cols, n_cols), upper triangle accumulated
     std::int64_t count = 0;
+    std::vector<std::int64_t> expert_counts;  // (n_expert) rows seen per expert; empty for a plain matrix
   };
   Options options_;
   std::map<std::string, Sums> sums_;

@@ -31,6 +31,7 @@ ModelShape model_shape(const GgufMetadata& f) {
   if (shape.n_layer == 0) fail("{}: missing metadata key {}.block_count", f.path(), *arch);
   shape.n_head = shape_int(f, *arch + ".attention.head_count", 0);
   shape.n_head_kv = shape_int(f, *arch + ".attention.head_count_kv", shape.n_head);
+  shape.n_expert = shape_int(f, *arch + ".expert_count", 0);
   return shape;
 }
 namespace {
@@ -131,7 +132,8 @@ struct Counters {
 };
 
 // The mix's choice for one quantizable tensor (llama.cpp's llama_tensor_get_type_impl, for the
-// presets kiln offers and dense Llama-family models: no experts, no Falcon).
+// presets kiln offers and Llama-family models, with its rules for 8-expert models; no Falcon).
+// A stacked expert tensor (ffn_*_exps, one per layer) counts as its layer's FFN tensor.
 DType mix_type(const QuantPreset& p, const ModelShape& shape, const TensorDesc& t, Category cat, Counters& c) {
   const std::uint32_t f = p.ftype;
   DType type = p.default_type;
@@ -158,7 +160,11 @@ DType mix_type(const QuantPreset& p, const ModelShape& shape, const TensorDesc& 
       type = DType::Q5_K;
     // 70B shares each attn_v among 8 heads, so it is 8x smaller than attn_q: more bits are cheap.
     if (is_70b && (type == DType::Q3_K || type == DType::Q4_K)) type = DType::Q5_K;
+    // Mixtral-8x: attn_v is small beside the experts, so it is kept at 8 bits for every mix.
+    if (shape.n_expert == 8) type = DType::Q8_0;
     ++c.i_attn_v;
+  } else if (cat == Category::AttnK) {
+    if (shape.n_expert == 8) type = DType::Q8_0;  // as attn_v
   } else if (cat == Category::FfnDown) {
     const int i = c.i_ffn_down, n = c.n_ffn_down;
     if (f == 10)  // Q2_K
@@ -176,6 +182,9 @@ DType mix_type(const QuantPreset& p, const ModelShape& shape, const TensorDesc& 
     else if ((f == 2 || f == 8) && c.has_imatrix && i < n / 8)  // Q4_0, Q5_0 with an imatrix
       type = f == 2 ? DType::Q4_1 : DType::Q5_1;
     ++c.i_ffn_down;
+  } else if (cat == Category::AttnOutput && shape.n_expert == 8) {
+    if (f == 10 || f == 11 || f == 12 || f == 14 || f == 15)  // Q2_K, Q3_K_S, Q3_K_M, Q4_K_S, Q4_K_M
+      type = DType::Q5_K;
   } else if (cat == Category::AttnOutput) {
     if (f == 10)
       type = DType::Q3_K;

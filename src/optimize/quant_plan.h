@@ -63,6 +63,7 @@ struct ModelShape {
   int n_layer = 0;
   int n_head = 0;
   int n_head_kv = 0;
+  int n_expert = 0;  // <arch>.expert_count: 0 for dense models
 };
 
 // The shape the rules need, from a model's GGUF metadata (<arch>.block_count, head counts; the

@@ -58,6 +58,7 @@ LlamaConfig trainable_config_from_gguf(const GgufFile& gguf) {
   LlamaConfig c = llama_config_from_gguf(gguf);
   KILN_CHECK(c.arch == "llama", "{}: training continues llama models only, not {}", gguf.path(), c.arch);
   KILN_CHECK(!c.qkv_bias, "{}: training does not support q/k/v biases", gguf.path());
+  if (c.n_expert > 0) fail("{}: training does not support mixtures of experts ({} experts)", gguf.path(), c.n_expert);
   KILN_CHECK(c.rope_layout == RopeLayout::Interleaved && c.rope_scale == 1.0f && c.rope_attn_factor == 1.0f &&
                  (c.rope_scaling == RopeScaling::None || c.rope_scaling == RopeScaling::Linear),
              "{}: training supports llama's rope without scaling only", gguf.path());

@@ -12,6 +12,7 @@ ParameterTable::ParameterTable(const LlamaConfig& c) : config_(c) {
   if (c.n_head % c.n_head_kv != 0) fail("{} attention heads cannot share {} key/value heads evenly", c.n_head, c.n_head_kv);
   if (c.n_rot % 2 != 0 || c.n_rot > c.head_dim) fail("rotary dimensions {} must be even and at most the head size {}", c.n_rot, c.head_dim);
   if (c.qkv_bias) fail("training models with q/k/v biases (qwen2) is not supported");
+  if (c.n_expert > 0) fail("training mixtures of experts ({} experts per layer) is not supported", c.n_expert);
   const std::int64_t E = c.n_embd, F = c.n_ff, QD = c.q_dim(), KVD = c.kv_dim();
   token_embd_ = add("token_embd.weight", c.n_vocab, E, true);
   for (int l = 0; l < c.n_layer; ++l) {

@@ -171,6 +171,9 @@ void run_bench(const BenchOptions& o) {
                         {"decode_tok_s_mean", dc.mean},
                         {"decode_tok_s_std", dc.stdev},
                         {"decode_weight_bytes_per_token", stats.decode_bytes_per_token},
+                        {"active_params", stats.n_active_params},
+                        {"n_expert", c.n_expert},
+                        {"n_expert_used", c.n_expert_used},
                         {"decode_weight_gb_s", decode_gbs},
                         {"read_bandwidth_gb_s", read_gbs > 0 ? nlohmann::json(read_gbs) : nlohmann::json(nullptr)},
                         {"rss_bytes", monitor::resident_bytes()},
@@ -193,6 +196,11 @@ void run_bench(const BenchOptions& o) {
               static_cast<double>(model->source().file_size()) / 1e6,
               model->source().weights_copied() ? "copied into anonymous memory, --no-mmap"
                                                : "memory-mapped file");
+  if (c.n_expert > 0)
+    std::printf("experts %d per layer, %d used per token: decode reads %.0f MB of weights per token (%s active "
+                "parameters)\n\n",
+                c.n_expert, c.n_expert_used, static_cast<double>(stats.decode_bytes_per_token) / 1e6,
+                human_count(static_cast<double>(stats.n_active_params)).c_str());
   std::printf("| test    | tokens | tok/s              | weights streamed |\n");
   std::printf("| ------- | ------ | ------------------ | ---------------- |\n");
   std::printf("| prefill | %6d | %8.2f ± %-7.2f |                  |\n", o.n_prompt, pf.mean, pf.stdev);

@@ -28,6 +28,7 @@ struct SynthCliOptions {
   std::string preset;
   std::string type = "f32";
   int layers = 0, embd = 0, heads = 0, kv_heads = 0, head_dim = 0, ff = 0, ctx = 0, vocab_size = 0;
+  int experts = 0, experts_used = 0, expert_ff = 0;  // mixtures of experts (llama as mixtral, qwen3moe)
   bool tied = false;
   std::uint64_t seed = 1;
   float logit_std = 4.0f;
@@ -119,6 +120,10 @@ void run_synth(const SynthCliOptions& o) {
   if (o.head_dim > 0) c.head_dim = o.head_dim;
   if (o.ff > 0) c.n_ff = o.ff;
   if (o.ctx > 0) c.n_ctx_train = o.ctx;
+  if (o.experts > 0) c.n_expert = o.experts, c.n_expert_used = c.n_expert_used > 0 ? c.n_expert_used : 2;
+  if (o.experts_used > 0) c.n_expert_used = o.experts_used;
+  if (o.expert_ff > 0) c.n_ff_exp = o.expert_ff;
+  if (c.n_expert > 0 && c.n_ff_exp == 0) c.n_ff_exp = c.n_ff;
   c.n_rot = c.head_dim;
   c.n_vocab = o.vocab_size;
   spec.tied_output = o.tied;
@@ -151,6 +156,9 @@ void run_synth(const SynthCliOptions& o) {
   std::printf("wrote %s: %s, %d layers, width %d, %d heads (%d KV) of %d, FFN %d, vocabulary %d, %s\n", o.out.c_str(),
               written.arch.c_str(), written.n_layer, written.n_embd, written.n_head, written.n_head_kv,
               written.head_dim, written.n_ff, written.n_vocab, std::string(dtype_name(spec.type)).c_str());
+  if (written.n_expert > 0)
+    std::printf("  %d experts of FFN %d per layer, %d used per token\n", written.n_expert, written.n_ff_exp,
+                written.n_expert_used);
 }
 
 }  // namespace
@@ -172,6 +180,7 @@ void register_synth_command(CLI::App& app) {
       "      --set qwen3.rope.scaling.factor=4.0 --set qwen3.rope.scaling.original_context_length=1024 -o yarn.gguf\n"
       "  kiln synth phi3 --preset phi-3-mini-128k --type q4_0 --vocab ../shared/data/llama-2-tiny-random.gguf \\\n"
       "      --set general.name=phi -o phi.gguf\n"
+      "  kiln synth llama --experts 8 --experts-used 2 --vocab models/kiln-default.gguf -o tiny-mixtral.gguf\n"
       "(llama.cpp refuses a model whose general.name mentions phi3 or phi-3 when the vocabulary lacks\n"
       "<|endoftext|>, as Llama 2's does: --set general.name=... then.)\n");
   cmd->add_option("ARCH", opt->arch, "architecture (general.architecture)")->required();
@@ -188,6 +197,9 @@ void register_synth_command(CLI::App& app) {
   cmd->add_option("--head-dim", opt->head_dim, "head size");
   cmd->add_option("--ff", opt->ff, "feed-forward width");
   cmd->add_option("--ctx", opt->ctx, "training context length written to the metadata");
+  cmd->add_option("--experts", opt->experts, "experts per layer: a mixture of experts (llama as mixtral; qwen3moe's default is 8)");
+  cmd->add_option("--experts-used", opt->experts_used, "experts each token is routed to (default 2)");
+  cmd->add_option("--expert-ff", opt->expert_ff, "one expert's FFN width (qwen3moe; mixtral's is --ff)");
   cmd->add_flag("--tied", opt->tied, "no output.weight: logits use token_embd");
   cmd->add_option("--seed", opt->seed, "weights' seed")->capture_default_str();
   cmd->add_option("--logit-std", opt->logit_std, "standard deviation of the logits of a normed hidden state")
