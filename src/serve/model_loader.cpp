@@ -25,7 +25,11 @@ std::shared_ptr<ServedModel> load_served_model(const ModelSpec& spec, const Engi
   LoadedModel loaded = load_model(spec.path, {.tokenizer = TokenizerNeed::required,
                                               .chat_template = ChatTemplateNeed::model_or_builtin,
                                               .needed_by = "kiln serve"});
+  // A draft that cannot serve this model fails the load before anything starts.
+  LoadedModel draft = spec.draft.empty() ? LoadedModel{} : load_draft_model(spec.draft, loaded);
   auto served = std::make_shared<ServedModel>();
+  served->draft = std::move(draft.model);
+  served->draft_tokenizer = std::move(draft.tokenizer);
   served->name = spec.name;
   served->path = spec.path;
   served->model = std::move(loaded.model);
@@ -41,6 +45,7 @@ std::shared_ptr<ServedModel> load_served_model(const ModelSpec& spec, const Engi
   served->stats = model_stats(*served->model);
   EngineOptions engine_options = options;
   engine_options.metrics_model = spec.name;
+  if (served->draft) engine_options.draft = served->draft.get();
   served->engine = std::make_shared<Engine>(*served->model, *served->tokenizer, engine_options);
   const Tokenizer& tok = *served->tokenizer;
   for (std::int32_t id = 0; id < tok.n_vocab(); ++id)
@@ -48,6 +53,10 @@ std::shared_ptr<ServedModel> load_served_model(const ModelSpec& spec, const Engi
                                         tok.vocab().tokens[static_cast<std::size_t>(id)].size()});
   served->memory_bytes = served->model->source().file_size() +
                          static_cast<std::size_t>(served->engine->options().kv_cache_tokens) * kv_bytes_per_token(c, served->engine->options().kv_type);
+  if (served->draft)
+    served->memory_bytes += served->draft->source().file_size() +
+                            static_cast<std::size_t>(served->engine->options().kv_cache_tokens) *
+                                kv_bytes_per_token(served->draft->config(), served->engine->options().kv_type);
   return served;
 }
 
@@ -87,7 +96,7 @@ std::vector<ModelSpec> scan_models_dir(const std::string& dir) {
   std::vector<ModelSpec> specs;
   for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
     if (!it->is_regular_file() || it->path().extension() != ".gguf") continue;
-    specs.push_back({it->path().stem().string(), it->path().string(), false});
+    specs.push_back({it->path().stem().string(), it->path().string(), false, {}});
   }
   if (ec) fail("{}: cannot read the models folder: {}", dir, ec.message());
   if (specs.empty()) fail("{}: the models folder holds no .gguf file", dir);
