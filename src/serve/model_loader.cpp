@@ -62,7 +62,10 @@ std::shared_ptr<ServedModel> load_served_model(const ModelSpec& spec, const Engi
 
 ModelLoader make_model_loader(const EngineOptions& options, std::map<std::string, std::string> chat_templates) {
   ModelLoader loader;
-  loader.estimate_bytes = [options](const ModelSpec& spec) { return estimate_model_bytes(spec.path, options); };
+  loader.estimate_bytes = [options](const ModelSpec& spec) {
+    // A draft adds its file and a KV pool of its own (about what the same options give it).
+    return estimate_model_bytes(spec.path, options) + (spec.draft.empty() ? 0 : estimate_model_bytes(spec.draft, options));
+  };
   loader.load = [options, chat_templates = std::move(chat_templates)](const ModelSpec& spec) {
     const auto it = chat_templates.find(spec.name);
     return load_served_model(spec, options, it == chat_templates.end() ? std::string() : it->second);
