@@ -21,12 +21,12 @@ std::size_t estimate_model_bytes(const std::string& path, const EngineOptions& o
 }
 
 std::shared_ptr<ServedModel> load_served_model(const ModelSpec& spec, const EngineOptions& options,
-                                               const std::string& chat_template) {
+                                               const std::string& chat_template, const std::string& draft_path) {
   LoadedModel loaded = load_model(spec.path, {.tokenizer = TokenizerNeed::required,
                                               .chat_template = ChatTemplateNeed::model_or_builtin,
                                               .needed_by = "kiln serve"});
   // A draft that cannot serve this model fails the load before anything starts.
-  LoadedModel draft = spec.draft.empty() ? LoadedModel{} : load_draft_model(spec.draft, loaded);
+  LoadedModel draft = draft_path.empty() ? LoadedModel{} : load_draft_model(draft_path, loaded);
   auto served = std::make_shared<ServedModel>();
   served->draft = std::move(draft.model);
   served->draft_tokenizer = std::move(draft.tokenizer);
@@ -60,15 +60,20 @@ std::shared_ptr<ServedModel> load_served_model(const ModelSpec& spec, const Engi
   return served;
 }
 
-ModelLoader make_model_loader(const EngineOptions& options, std::map<std::string, std::string> chat_templates) {
+ModelLoader make_model_loader(const EngineOptions& options, std::map<std::string, std::string> chat_templates,
+                              std::map<std::string, std::string> drafts) {
   ModelLoader loader;
-  loader.estimate_bytes = [options](const ModelSpec& spec) {
+  loader.estimate_bytes = [options, drafts](const ModelSpec& spec) {
     // A draft adds its file and a KV pool of its own (about what the same options give it).
-    return estimate_model_bytes(spec.path, options) + (spec.draft.empty() ? 0 : estimate_model_bytes(spec.draft, options));
+    const auto draft = drafts.find(spec.name);
+    return estimate_model_bytes(spec.path, options) +
+           (draft == drafts.end() ? 0 : estimate_model_bytes(draft->second, options));
   };
-  loader.load = [options, chat_templates = std::move(chat_templates)](const ModelSpec& spec) {
+  loader.load = [options, chat_templates = std::move(chat_templates), drafts](const ModelSpec& spec) {
     const auto it = chat_templates.find(spec.name);
-    return load_served_model(spec, options, it == chat_templates.end() ? std::string() : it->second);
+    const auto draft = drafts.find(spec.name);
+    return load_served_model(spec, options, it == chat_templates.end() ? std::string() : it->second,
+                             draft == drafts.end() ? std::string() : draft->second);
   };
   return loader;
 }
@@ -99,7 +104,7 @@ std::vector<ModelSpec> scan_models_dir(const std::string& dir) {
   std::vector<ModelSpec> specs;
   for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
     if (!it->is_regular_file() || it->path().extension() != ".gguf") continue;
-    specs.push_back({it->path().stem().string(), it->path().string(), false, {}});
+    specs.push_back({it->path().stem().string(), it->path().string(), false});
   }
   if (ec) fail("{}: cannot read the models folder: {}", dir, ec.message());
   if (specs.empty()) fail("{}: the models folder holds no .gguf file", dir);

@@ -24,7 +24,6 @@ struct ModelSpec {
   std::string name;
   std::string path;
   bool preload = false;  // load at startup (preload_all) instead of on first use
-  std::string draft;     // a draft model for speculative decoding (runtime/speculative.h); empty: none
 };
 
 struct ModelLoader {

@@ -59,7 +59,7 @@ TEST(SpeculativeCli, ADraftWithAnotherTokenizerIsRefused) {
 TEST(SpeculativeCli, ServeAnswersTheSameWithADraftAndCountsIt) {
   if (!std::getenv("KILN_SOURCE_DIR")) GTEST_SKIP() << "KILN_SOURCE_DIR is not set (run through ctest)";
   const std::string m = default_model();
-  const nlohmann::json body = {{"prompt", "The prince"}, {"max_tokens", 30}, {"temperature", 0}, {"ignore_eos", true}};
+  const nlohmann::json body = {{"model", "kiln-default"}, {"prompt", "The prince"}, {"max_tokens", 30}, {"temperature", 0}, {"ignore_eos", true}};
   std::string plain_text;
   {
     test::KilnServer server(m, {});

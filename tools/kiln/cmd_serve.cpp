@@ -139,7 +139,7 @@ std::vector<serve::ModelSpec> model_specs(const ServeOptions& o) {
   std::vector<serve::ModelSpec> specs;
   if (!o.draft.model.empty() && o.model.empty())
     fail("serve: --draft drafts for the positional MODEL; give one");
-  if (!o.model.empty()) specs.push_back({std::filesystem::path(o.model).stem().string(), o.model, !o.lazy, o.draft.model});
+  if (!o.model.empty()) specs.push_back({std::filesystem::path(o.model).stem().string(), o.model, !o.lazy});
   for (const std::string& m : o.named) {
     const std::size_t eq = m.find('=');
     if (eq == std::string::npos || eq == 0 || eq + 1 == m.size())
@@ -152,6 +152,12 @@ std::vector<serve::ModelSpec> model_specs(const ServeOptions& o) {
     for (serve::ModelSpec& s : serve::scan_models_dir(o.models_dir)) specs.push_back(std::move(s));  // loaded on first use
   if (specs.empty()) fail("serve: no model given (MODEL, --model name=path or --models-dir DIR)");
   return specs;
+}
+
+// --draft: the positional MODEL's draft, by its served name.
+std::map<std::string, std::string> draft_flags(const ServeOptions& o) {
+  if (o.draft.model.empty()) return {};
+  return {{std::filesystem::path(o.model).stem().string(), o.draft.model}};
 }
 
 // --chat-template NAME|FILE sets every model's template; MODEL=NAME|FILE one model's (later flags
@@ -234,7 +240,7 @@ int serve_main(const ServeOptions& o) {
   reg.memory_budget = parse_bytes(o.memory_budget, "--memory-budget");
   std::vector<serve::ModelSpec> specs = model_specs(o);
   const bool any_preload = std::any_of(specs.begin(), specs.end(), [](const serve::ModelSpec& s) { return s.preload; });
-  serve::ModelRegistry registry(specs, serve::make_model_loader(engine, chat_template_flags(o, specs)), reg);
+  serve::ModelRegistry registry(specs, serve::make_model_loader(engine, chat_template_flags(o, specs), draft_flags(o)), reg);
   const monitor::ScopedCollector registry_metrics = serve::add_model_registry_metrics(*metrics, registry);
   registry.start_sweeper(std::chrono::milliseconds(std::max<long long>(100, reg.idle_ttl.count() / 4)));
 
