@@ -18,6 +18,7 @@
 #include "monitor/registry.h"
 #include "runtime/engine_metrics.h"
 #include "runtime/prefix_cache.h"
+#include "runtime/speculative.h"
 #include "runtime/stop_strings.h"
 #include "tokenizer/text_stream_decoder.h"
 #include "tokenizer/tokenizer.h"
@@ -63,6 +64,14 @@ struct Sequence {
   std::unique_ptr<grammar::GrammarMatcher> matcher;  // with request.grammar
   std::vector<std::uint32_t> allowed;                // (n_vocab / 32) the matcher's mask, reused per token
   std::vector<float> masked;                         // (n_vocab) the logit row with disallowed tokens at -inf
+
+  // Speculative decoding (EngineOptions::draft): the sequence in the draft's cache (-1: none yet),
+  // the draft's sampler (the request's parameters, a seed of its own), the adaptive length, and
+  // this step's proposal (empty when the sequence does not speculate this step).
+  int draft_seq = -1;
+  std::unique_ptr<Sampler> draft_sampler;
+  DraftLength draft_length;
+  DraftProposal proposal;
 
   std::uint64_t group = 0;           // fairness group (GenerationRequest::group, or a group of its own)
   std::vector<std::int32_t> tokens;  // (n_prompt + n_generated) prompt, then generated ids
@@ -148,6 +157,10 @@ struct Engine::Impl {
   bool reserve(Sequence& s, int n_tokens);
   void preempt(Sequence& s);
   void sample_and_emit(Sequence& s, const float* logits);
+  void emit(Sequence& s, TokenEvent& ev);
+  void plan_speculation();
+  void verify_and_emit(Sequence& s, const float* logits);
+  void drop_draft(Sequence& s);
   bool apply_grammar(Sequence& s, std::span<const float>& row);
   void register_full_blocks(Sequence& s);
   void finish(Sequence& s, FinishReason reason, const std::string& error = {});
@@ -164,6 +177,10 @@ struct Engine::Impl {
   PrefixCache prefix;
   FloatBuffer logits;  // (max_running, n_vocab)
   FloatBuffer hidden;  // (hidden rows of a step, n_embd) final hidden states for embeddings
+  // Speculative decoding (EngineOptions::draft): the draft's cache and the Drafter over it.
+  std::unique_ptr<KvCache> draft_cache;
+  std::unique_ptr<Drafter> drafter;
+  VerifyScratch verify_scratch;
 
   // Shared with submitters, under mu.
   mutable std::mutex mu;
@@ -200,6 +217,14 @@ Engine::Impl::Impl(LlamaModel& m, const Tokenizer& t, const EngineOptions& o)
       pool(options.threads),
       prefix(options.prefix_cache ? cache.block_size() : 0) {
   logits.resize(static_cast<std::size_t>(options.max_running) * static_cast<std::size_t>(m.config().n_vocab));
+  if (options.draft != nullptr) {
+    options.speculative.validate();
+    KILN_CHECK(options.draft->config().n_vocab == m.config().n_vocab,
+               "engine: the draft model's vocabulary ({} tokens) is not the model's ({})", options.draft->config().n_vocab,
+               m.config().n_vocab);
+    draft_cache = std::make_unique<KvCache>(options.draft->make_kv_cache(options.kv_cache_tokens, options.kv_type));
+    drafter = std::make_unique<Drafter>(*options.draft, *draft_cache, pool, options.speculative.p_min);
+  }
   if (options.record_metrics) {
     registry = options.metrics ? options.metrics : std::make_shared<monitor::Registry>();
     metrics = EngineMetrics(*registry, options.metrics_model);
@@ -339,7 +364,14 @@ void Engine::Impl::preempt(Sequence& s) {
   s.kv_seq = -1;
   s.n_computed = 0;
   s.n_registered = 0;
+  drop_draft(s);
   if (s.embedding) s.pooler.reset();
+}
+
+void Engine::Impl::drop_draft(Sequence& s) {
+  if (s.draft_seq >= 0) draft_cache->remove_sequence(s.draft_seq);
+  s.draft_seq = -1;
+  s.proposal.clear();
 }
 
 bool Engine::Impl::admit(Sequence& s) {
@@ -464,8 +496,13 @@ bool Engine::Impl::step() {
     running.erase(running.begin() + static_cast<std::ptrdiff_t>(j));
   }
 
+  // Draft proposals for the decoding sequences, when speculation is on and the load is low.
+  plan_speculation();
+
   Batch batch;
-  std::vector<Sequence*> logit_owner;  // (logit rows) the sequence each row samples for
+  // (logit rows) the sequence each row samples for; a speculating sequence owns 1 + its drafted
+  // tokens consecutive rows.
+  std::vector<Sequence*> logit_owner;
   std::vector<std::pair<Sequence*, int>> hidden_owner;  // (hidden rows) the embedding and position of each
   int batch_sequences = 0;
   for (auto& sp : running) {
@@ -474,11 +511,16 @@ bool Engine::Impl::step() {
     if (s.pending() != 1 || static_cast<int>(cache.blocks(s.kv_seq).size()) * bs < s.n_computed + 1) continue;
     batch.add(s.tokens.back(), s.n_computed, s.kv_seq, true);
     logit_owner.push_back(&s);
+    for (std::size_t i = 0; i < s.proposal.tokens.size(); ++i) {
+      batch.add(s.proposal.tokens[i], s.n_computed + 1 + static_cast<int>(i), s.kv_seq, true);
+      logit_owner.push_back(&s);
+    }
     ++batch_sequences;
   }
   // Stall-free budget: a step with decodes stays near a decode step's length (see
   // EngineOptions::decode_step_tokens); without decodes prefill may take the whole budget.
-  const int decodes = batch_sequences;
+  // Drafted tokens count as decode rows.
+  const int decodes = batch.size();
   const int prefill_floor = std::max(kMinPrefillChunk, decodes);
   const int step_tokens = decodes == 0 ? options.max_batch_tokens
                                        : std::min(options.max_batch_tokens,
@@ -520,19 +562,29 @@ bool Engine::Impl::step() {
   const Clock::time_point t0 = Clock::now();
   const std::size_t n_embd = static_cast<std::size_t>(model.config().n_embd);
   float* hidden_rows = hidden_owner.empty() ? nullptr : hidden.resize(hidden_owner.size() * n_embd);
+  const std::size_t n_vocab = static_cast<std::size_t>(model.config().n_vocab);
+  if (logits.size() < logit_owner.size() * n_vocab) logits.resize(logit_owner.size() * n_vocab);
   model.forward(batch, cache, pool, logits.data(), hidden_rows);
   metrics.busy_seconds.inc(seconds_between(t0, Clock::now()));
   metrics.steps.inc();
   metrics.step_tokens.observe(static_cast<double>(batch.size()));
   metrics.step_sequences.observe(batch_sequences);
-  // Every logit row samples one token (an end-of-generation token counts too).
-  metrics.generated_tokens.inc(static_cast<double>(logit_owner.size()));
   for (auto& sp : running) {
     Sequence& s = *sp;
     if (s.kv_seq >= 0) s.n_computed = cache.length(s.kv_seq);
   }
-  const std::size_t n_vocab = static_cast<std::size_t>(model.config().n_vocab);
-  for (std::size_t r = 0; r < logit_owner.size(); ++r) sample_and_emit(*logit_owner[r], logits.data() + r * n_vocab);
+  for (std::size_t r = 0; r < logit_owner.size();) {
+    Sequence& s = *logit_owner[r];
+    const std::size_t rows = 1 + s.proposal.tokens.size();
+    if (rows == 1) {
+      // One logit row samples one token (an end-of-generation token counts too).
+      metrics.generated_tokens.inc();
+      sample_and_emit(s, logits.data() + r * n_vocab);
+    } else {
+      verify_and_emit(s, logits.data() + r * n_vocab);
+    }
+    r += rows;
+  }
   for (std::size_t r = 0; r < hidden_owner.size(); ++r)
     hidden_owner[r].first->pooler.add(hidden_owner[r].second, hidden_rows + r * n_embd);
   for (auto& sp : running)
@@ -568,21 +620,10 @@ void Engine::Impl::sample_and_emit(Sequence& s, const float* row) {
   std::span<const float> lg(row, static_cast<std::size_t>(n_vocab));
   if (s.matcher && !apply_grammar(s, lg)) return;
   const std::int32_t id = s.sampler.sample(lg, s.tokens);
-  const Clock::time_point now = Clock::now();
-  if (!s.sampled) {
-    s.sampled = true;
-    s.first_sampled = now;
-    metrics.time_to_first_token.observe(seconds_between(s.submitted, now));
-  }
-
-  if (tokenizer.is_eog(id) && (!s.request.ignore_eos || s.matcher)) {
-    ++s.n_generated;
-    finish(s, FinishReason::Stop);
-    return;
-  }
   TokenEvent ev;
   ev.id = id;
-  if (s.request.top_logprobs >= 0) {
+  const bool ends = tokenizer.is_eog(id) && (!s.request.ignore_eos || s.matcher);
+  if (s.request.top_logprobs >= 0 && !ends) {
     // Natural-log probabilities of the model's distribution (temperature 1, before penalties).
     float mx = -std::numeric_limits<float>::infinity();
     for (float v : lg) mx = std::max(mx, v);
@@ -604,6 +645,25 @@ void Engine::Impl::sample_and_emit(Sequence& s, const float* row) {
         ev.top.push_back({ids[static_cast<std::size_t>(i)], l - log_z});
       }
     }
+  }
+  emit(s, ev);
+}
+
+// Delivers one chosen token: the end of generation, the grammar, the text and its stop strings,
+// the client's callback, max_tokens and the context. The sequence may finish here.
+void Engine::Impl::emit(Sequence& s, TokenEvent& ev) {
+  const std::int32_t id = ev.id;
+  const Clock::time_point now = Clock::now();
+  if (!s.sampled) {
+    s.sampled = true;
+    s.first_sampled = now;
+    metrics.time_to_first_token.observe(seconds_between(s.submitted, now));
+  }
+
+  if (tokenizer.is_eog(id) && (!s.request.ignore_eos || s.matcher)) {
+    ++s.n_generated;
+    finish(s, FinishReason::Stop);
+    return;
   }
   if (s.matcher && !s.matcher->accept(id)) {
     finish(s, FinishReason::Error, fmt::format("grammar: the sampler chose token {}, which the grammar does not allow", id));
@@ -633,6 +693,80 @@ void Engine::Impl::sample_and_emit(Sequence& s, const float* row) {
     finish(s, FinishReason::Length);
     return;
   }
+}
+
+// Speculative decoding, before a step's batch is built: proposals from the draft for the
+// sequences that decode this step. The policy: only while at most speculative.max_sequences
+// sequences decode (beyond that the step's forward is no longer bound by reading the weights, and
+// verification rows cost about what they save); not for sequences with a grammar (the matcher
+// would have to follow and undo every drafted token) or logprobs (reported per sampled row);
+// never past max_tokens or the context; and only when both caches have room for the drafted
+// positions without preempting anyone.
+void Engine::Impl::plan_speculation() {
+  for (auto& sp : running) sp->proposal.clear();
+  if (!drafter) return;
+  const int bs = cache.block_size();
+  std::vector<Sequence*> decoding;
+  for (auto& sp : running) {
+    Sequence& s = *sp;
+    if (s.embedding || s.kv_seq < 0 || s.pending() != 1) continue;
+    if (static_cast<int>(cache.blocks(s.kv_seq).size()) * bs < s.n_computed + 1) continue;
+    decoding.push_back(&s);
+  }
+  if (decoding.empty() || static_cast<int>(decoding.size()) > options.speculative.max_sequences) return;
+  std::vector<DraftJob> jobs;
+  for (Sequence* sp : decoding) {
+    Sequence& s = *sp;
+    if (s.matcher || s.request.top_logprobs >= 0) continue;
+    if (!s.draft_sampler) {
+      SamplerParams params = s.request.sampling;
+      params.seed ^= 0x9e3779b97f4a7c15ULL;  // a stream of its own: the draft's draws must not repeat the target's
+      s.draft_sampler = std::make_unique<Sampler>(params);
+      s.draft_length = DraftLength(options.speculative);
+    }
+    const int n = static_cast<int>(s.tokens.size());
+    const int k = std::min({s.draft_length.current(), s.request.max_tokens - s.n_generated - 1,
+                            options.context_tokens - n - 1});
+    if (k <= 0) continue;
+    if (!reserve(s, s.n_computed + 1 + k)) continue;
+    if (s.draft_seq < 0) s.draft_seq = draft_cache->add_sequence();
+    const int need = (n + k + bs - 1) / bs - static_cast<int>(draft_cache->blocks(s.draft_seq).size());
+    if (need > draft_cache->free_blocks()) {
+      drop_draft(s);
+      continue;
+    }
+    draft_cache->reserve(s.draft_seq, n + k);
+    jobs.push_back(DraftJob{s.draft_seq, s.tokens, k, s.draft_sampler.get(), &s.proposal});
+  }
+  if (!jobs.empty()) drafter->propose(jobs);
+}
+
+// The acceptance rule over a speculating sequence's rows (1 + drafted, consecutive from
+// `logits`): emits the accepted drafted tokens and the model's own next one, and drops the
+// rejected positions from both caches before anything can offer them to the prefix cache.
+void Engine::Impl::verify_and_emit(Sequence& s, const float* logits) {
+  const int n_vocab = model.config().n_vocab;
+  const int drafted = static_cast<int>(s.proposal.tokens.size());
+  const int pos = static_cast<int>(s.tokens.size()) - 1;  // the pending token's position
+  const std::span<const float> rows(logits, static_cast<std::size_t>(drafted + 1) * static_cast<std::size_t>(n_vocab));
+  const std::vector<int> out = verify_draft(s.sampler, rows, n_vocab, s.tokens, s.proposal, verify_scratch);
+  const int accepted = static_cast<int>(out.size()) - 1;
+  cache.truncate(s.kv_seq, pos + 1 + accepted);
+  if (s.draft_seq >= 0) draft_cache->truncate(s.draft_seq, pos + 1 + accepted);
+  metrics.draft_tokens.inc(drafted);
+  metrics.accepted_tokens.inc(accepted);
+  s.draft_length.update(drafted, accepted);
+  s.proposal.clear();
+  for (int token : out) {
+    // The cache holds the keys of every token so far (the pending one and the accepted ones).
+    s.n_computed = static_cast<int>(s.tokens.size());
+    TokenEvent ev;
+    ev.id = token;
+    metrics.generated_tokens.inc();
+    emit(s, ev);
+    if (s.kv_seq < 0) return;  // finished: a stop string, an end token, max_tokens or the context
+  }
+  s.n_computed = static_cast<int>(s.tokens.size()) - 1;
 }
 
 // Masks the row to what the sequence's grammar allows next (into s.masked, which `row` then
@@ -678,6 +812,7 @@ void Engine::Impl::finish(Sequence& s, FinishReason reason, const std::string& e
     cache.remove_sequence(s.kv_seq);
     s.kv_seq = -1;
   }
+  drop_draft(s);
   s.n_computed = static_cast<int>(s.tokens.size());
   f.usage.prompt_tokens = s.n_prompt;
   f.usage.completion_tokens = s.n_generated;

@@ -30,6 +30,7 @@
 
 #include "core/dtype.h"
 #include "runtime/embedding_pooling.h"
+#include "runtime/speculative_options.h"
 #include "sample/sampler.h"
 
 namespace kiln {
@@ -177,6 +178,13 @@ struct EngineOptions {
   std::shared_ptr<monitor::Registry> metrics;
   std::string metrics_model;
   bool record_metrics = true;
+  // Speculative decoding (runtime/speculative.h): a draft model that shares the model's tokenizer
+  // (check_draft_compatible) proposes tokens for decoding sequences, and the step's one forward
+  // verifies them beside everything else. It runs while at most speculative.max_sequences
+  // sequences decode; sequences with a grammar or logprobs decode without it. nullptr: off. Not
+  // owned; it must outlive the engine. Its KV cache holds kv_cache_tokens positions.
+  LlamaModel* draft = nullptr;
+  SpeculativeOptions speculative;
 };
 
 // The engine's metrics as a typed snapshot, read from its series in the registry (the numbers
@@ -196,6 +204,8 @@ struct EngineStats {
   std::uint64_t generated_tokens_total = 0;
   std::uint64_t steps_total = 0;
   std::uint64_t preemptions_total = 0;     // sequences pushed out of the cache and recomputed later
+  std::uint64_t draft_tokens_total = 0;    // tokens a draft model proposed (speculative decoding)
+  std::uint64_t accepted_tokens_total = 0; // of those, accepted by the model
   double busy_seconds = 0;       // time spent in forward passes
 };
 

@@ -58,6 +58,10 @@ EngineMetrics::EngineMetrics(monitor::Registry& r, const std::string& model) {
       r.counter("kiln_preemptions_total", "Running requests pushed out of the KV cache, to be recomputed.", m);
   steps = r.counter("kiln_engine_steps_total", "Forward steps of the engine.", m);
   busy_seconds = r.counter("kiln_engine_busy_seconds_total", "Time spent in forward steps.", m);
+  draft_tokens = r.counter("kiln_spec_decode_draft_tokens_total",
+                           "Tokens a draft model proposed for speculative decoding.", m);
+  accepted_tokens = r.counter("kiln_spec_decode_accepted_tokens_total",
+                              "Tokens a draft model proposed that the model accepted.", m);
 
   time_to_first_token = r.histogram("kiln_time_to_first_token_seconds",
                                     "From a request's submission to its first generated token.", kWaitSeconds, m);
@@ -95,6 +99,8 @@ EngineStats EngineMetrics::stats() const {
   s.steps_total = static_cast<std::uint64_t>(steps.value());
   s.preemptions_total = static_cast<std::uint64_t>(preemptions.value());
   s.busy_seconds = busy_seconds.value();
+  s.draft_tokens_total = static_cast<std::uint64_t>(draft_tokens.value());
+  s.accepted_tokens_total = static_cast<std::uint64_t>(accepted_tokens.value());
   return s;
 }
 

@@ -34,6 +34,7 @@ struct EngineMetrics {
   monitor::Counter generated_tokens;
   monitor::Counter prefix_cache_queries, prefix_cache_hits;  // tokens looked up / found, every admission
   monitor::Counter preemptions, steps, busy_seconds;
+  monitor::Counter draft_tokens, accepted_tokens;  // speculative decoding: proposed by the draft / accepted
 
   monitor::Histogram time_to_first_token, time_per_output_token, e2e_latency, queue_time;
   monitor::Histogram prompt_length, generation_length;

@@ -2,6 +2,7 @@
 
 #include "core/error.h"
 #include "format/gguf_file.h"
+#include "runtime/speculative.h"
 #include "tokenizer/load_tokenizer.h"
 
 namespace kiln {
@@ -53,6 +54,18 @@ LoadedModel load_model(const std::string& path, const ModelNeeds& needs) {
     m.chat_template.emplace(fallback_template(gguf, *m.tokenizer));
   }
   return m;
+}
+
+LoadedModel load_draft_model(const std::string& path, const LoadedModel& target) {
+  if (!target.tokenizer)
+    fail("{}: a draft model needs a target with a tokenizer to compare vocabularies with", target.path);
+  LoadedModel draft = load_model(path, {.tokenizer = TokenizerNeed::required, .needed_by = "a draft model"});
+  try {
+    check_draft_compatible(*target.model, *target.tokenizer, *draft.model, *draft.tokenizer);
+  } catch (const Error& e) {
+    fail("{}: {}", path, e.what());
+  }
+  return draft;
 }
 
 }  // namespace kiln

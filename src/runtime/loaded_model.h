@@ -48,6 +48,12 @@ struct LoadedModel {
 // embedding, or its chat template is bad (ChatTemplateNeed::model).
 LoadedModel load_model(const std::string& path, const ModelNeeds& needs = {});
 
+// A draft model for speculative decoding with `target` (runtime/speculative.h): loaded with its
+// tokenizer and checked to share the target's vocabulary token for token. Throws kiln::Error
+// naming the draft's file, before any work starts, when either model has no tokenizer or the
+// vocabularies differ (check_draft_compatible names the first difference).
+LoadedModel load_draft_model(const std::string& path, const LoadedModel& target);
+
 // The model's tokenizer from its GGUF, or nullptr when it has none (llama2.c checkpoints).
 // Throws kiln::Error when the vocabulary's size disagrees with the model's embedding.
 std::unique_ptr<Tokenizer> load_model_tokenizer(const LlamaModel& model);

@@ -94,7 +94,7 @@ void Sampler::reseed(std::uint64_t seed) {
   rng_.seed(seed);
 }
 
-int Sampler::sample(std::span<const float> logits, std::span<const int> history) {
+int Sampler::run_chain(std::span<const float> logits, std::span<const int> history) {
   const std::size_t n_vocab = logits.size();
   KILN_CHECK(n_vocab > 0, "sampler: the logits row is empty (expected one logit per vocabulary entry)");
   KILN_CHECK(n_vocab <= static_cast<std::size_t>(std::numeric_limits<int>::max()),
@@ -132,8 +132,25 @@ int Sampler::sample(std::span<const float> logits, std::span<const int> history)
   keep_typical_p(params_.typical_p);
   keep_top_p(params_.top_p);
   keep_min_p(params_.min_p);
-  return draw(params_.temperature);
+  return -1;
 }
+
+int Sampler::sample(std::span<const float> logits, std::span<const int> history) {
+  const int greedy = run_chain(logits, history);
+  return greedy >= 0 ? greedy : draw(params_.temperature);
+}
+
+std::span<const TokenProb> Sampler::distribution(std::span<const float> logits, std::span<const int> history) {
+  if (run_chain(logits, history) < 0) fill_probs(params_.temperature);
+  return probs_;
+}
+
+double Sampler::uniform() {
+  // A uniform double in [0, 1) from the top 53 bits: unlike std::uniform_real_distribution its
+  // result is pinned down by the standard, so it does not depend on the standard library.
+  return static_cast<double>(rng_() >> 11) * 0x1.0p-53;
+}
+
 
 void Sampler::apply_logit_bias() {
   if (params_.logit_bias.empty()) return;
@@ -337,26 +354,28 @@ void Sampler::keep_min_p(float min_p) {
   candidates_.resize(kept);
 }
 
-int Sampler::draw(float temperature) {
+double Sampler::fill_probs(float temperature) {
   const std::size_t n = candidates_.size();
   weights_.resize(n);
   for (std::size_t i = 0; i < n; ++i) weights_[i] = candidates_[i].logit / temperature;
   kernels::softmax_inplace(weights_.data(), static_cast<std::int64_t>(n));
   double total = 0.0;
   for (float w : weights_) total += w;
-
-  // A uniform double in [0, 1) from the top 53 bits: unlike std::uniform_real_distribution its
-  // result is pinned down by the standard, so it does not depend on the standard library.
-  const double u = static_cast<double>(rng_() >> 11) * 0x1.0p-53;
   const double inv_total = 1.0 / total;
   probs_.resize(n);
+  for (std::size_t i = 0; i < n; ++i) probs_[i] = {candidates_[i].id, static_cast<float>(weights_[i] * inv_total)};
+  return inv_total;
+}
+
+int Sampler::draw(float temperature) {
+  const double inv_total = fill_probs(temperature);
+  const double u = uniform();
+  const std::size_t n = probs_.size();
   std::size_t chosen = n;
   double cumulative = 0.0;
-  for (std::size_t i = 0; i < n; ++i) {
-    const double prob = weights_[i] * inv_total;
-    probs_[i] = {candidates_[i].id, static_cast<float>(prob)};
-    cumulative += prob;
-    if (chosen == n && u < cumulative) chosen = i;
+  for (std::size_t i = 0; i < n && chosen == n; ++i) {
+    cumulative += weights_[i] * inv_total;
+    if (u < cumulative) chosen = i;
   }
   if (chosen == n) {
     // Rounding left u past the last partial sum: take the last token with weight.

@@ -84,6 +84,15 @@ class Sampler {
   // logit bias).
   int sample(std::span<const float> logits, std::span<const int> history);
 
+  // The distribution sample() would draw from for the same (logits, history), without drawing:
+  // the final candidate set with its probabilities (summing to 1; one entry with probability 1
+  // when the chain is greedy), in no particular order, valid until the next call. The RNG is not
+  // touched. Speculative decoding compares the draft's and the target's distributions through it.
+  std::span<const TokenProb> distribution(std::span<const float> logits, std::span<const int> history);
+
+  // The next uniform double in [0, 1) of the sampler's RNG stream (the one sample() draws with).
+  double uniform();
+
   // The final candidate set of the last sample() call with the probabilities the draw used
   // (they sum to 1; one entry with probability 1 after a greedy pick), in no particular order.
   // Valid until the next sample() call.
@@ -111,6 +120,11 @@ class Sampler {
   void keep_typical_p(float p);
   void keep_top_p(float p);
   void keep_min_p(float min_p);
+  // Runs the chain up to the final candidate set; returns a token when the chain is greedy
+  // (probs_ then holds it alone), -1 when the candidates still need temperature and a draw.
+  int run_chain(std::span<const float> logits, std::span<const int> history);
+  // probs_ = softmax(candidates / temperature); returns 1 / the float sum it normalized by.
+  double fill_probs(float temperature);
   int draw(float temperature);
 
   SamplerParams params_;

@@ -21,11 +21,15 @@ std::size_t estimate_model_bytes(const std::string& path, const EngineOptions& o
 }
 
 std::shared_ptr<ServedModel> load_served_model(const ModelSpec& spec, const EngineOptions& options,
-                                               const std::string& chat_template) {
+                                               const std::string& chat_template, const std::string& draft_path) {
   LoadedModel loaded = load_model(spec.path, {.tokenizer = TokenizerNeed::required,
                                               .chat_template = ChatTemplateNeed::model_or_builtin,
                                               .needed_by = "kiln serve"});
+  // A draft that cannot serve this model fails the load before anything starts.
+  LoadedModel draft = draft_path.empty() ? LoadedModel{} : load_draft_model(draft_path, loaded);
   auto served = std::make_shared<ServedModel>();
+  served->draft = std::move(draft.model);
+  served->draft_tokenizer = std::move(draft.tokenizer);
   served->name = spec.name;
   served->path = spec.path;
   served->model = std::move(loaded.model);
@@ -41,6 +45,7 @@ std::shared_ptr<ServedModel> load_served_model(const ModelSpec& spec, const Engi
   served->stats = model_stats(*served->model);
   EngineOptions engine_options = options;
   engine_options.metrics_model = spec.name;
+  if (served->draft) engine_options.draft = served->draft.get();
   served->engine = std::make_shared<Engine>(*served->model, *served->tokenizer, engine_options);
   const Tokenizer& tok = *served->tokenizer;
   for (std::int32_t id = 0; id < tok.n_vocab(); ++id)
@@ -48,15 +53,27 @@ std::shared_ptr<ServedModel> load_served_model(const ModelSpec& spec, const Engi
                                         tok.vocab().tokens[static_cast<std::size_t>(id)].size()});
   served->memory_bytes = served->model->source().file_size() +
                          static_cast<std::size_t>(served->engine->options().kv_cache_tokens) * kv_bytes_per_token(c, served->engine->options().kv_type);
+  if (served->draft)
+    served->memory_bytes += served->draft->source().file_size() +
+                            static_cast<std::size_t>(served->engine->options().kv_cache_tokens) *
+                                kv_bytes_per_token(served->draft->config(), served->engine->options().kv_type);
   return served;
 }
 
-ModelLoader make_model_loader(const EngineOptions& options, std::map<std::string, std::string> chat_templates) {
+ModelLoader make_model_loader(const EngineOptions& options, std::map<std::string, std::string> chat_templates,
+                              std::map<std::string, std::string> drafts) {
   ModelLoader loader;
-  loader.estimate_bytes = [options](const ModelSpec& spec) { return estimate_model_bytes(spec.path, options); };
-  loader.load = [options, chat_templates = std::move(chat_templates)](const ModelSpec& spec) {
+  loader.estimate_bytes = [options, drafts](const ModelSpec& spec) {
+    // A draft adds its file and a KV pool of its own (about what the same options give it).
+    const auto draft = drafts.find(spec.name);
+    return estimate_model_bytes(spec.path, options) +
+           (draft == drafts.end() ? 0 : estimate_model_bytes(draft->second, options));
+  };
+  loader.load = [options, chat_templates = std::move(chat_templates), drafts](const ModelSpec& spec) {
     const auto it = chat_templates.find(spec.name);
-    return load_served_model(spec, options, it == chat_templates.end() ? std::string() : it->second);
+    const auto draft = drafts.find(spec.name);
+    return load_served_model(spec, options, it == chat_templates.end() ? std::string() : it->second,
+                             draft == drafts.end() ? std::string() : draft->second);
   };
   return loader;
 }

@@ -95,6 +95,8 @@ json engine_stats_json(const monitor::Snapshot& snap, const monitor::Labels& m) 
               {"generated_tokens_total", count(snap, "kiln_generated_tokens_total", m)},
               {"steps_total", count(snap, "kiln_engine_steps_total", m)},
               {"preemptions_total", count(snap, "kiln_preemptions_total", m)},
+              {"draft_tokens_total", count(snap, "kiln_spec_decode_draft_tokens_total", m)},
+              {"accepted_tokens_total", count(snap, "kiln_spec_decode_accepted_tokens_total", m)},
               {"busy_seconds", snap.sum("kiln_engine_busy_seconds_total", m)}};
 }
 

@@ -28,6 +28,9 @@ struct ServedModel {
   ToolCallFormat tool_format = ToolCallFormat::generic;  // how its template's model writes tool calls
   // shared_ptr so that a ServedModel without an engine (tests) needs no Engine code at all.
   std::shared_ptr<Engine> engine;
+  // The draft model of speculative decoding (--draft), which the engine runs; null without one.
+  std::unique_ptr<LlamaModel> draft;
+  std::unique_ptr<Tokenizer> draft_tokenizer;
   std::size_t memory_bytes = 0;  // weights + KV pool, as counted against --memory-budget
   ModelStats stats;              // parameters and weight bytes (runtime/model_stats.h)
   // The most bytes of text one token can stand for (its piece, or its text as a special token):

@@ -16,6 +16,7 @@
 #include "core/mapped_file.h"
 #include "core/memory_bandwidth.h"
 #include "eval/serving_bench.h"
+#include "eval/speculative_bench.h"
 #include "eval/speed_bench.h"
 #include "monitor/process_stats.h"
 #include "monitor/progress.h"
@@ -40,6 +41,8 @@ struct BenchOptions {
   int decode_step_tokens = 64;  // --parallel: the engine's budget of a step with decodes
   double arrival_rate = 0;      // --parallel: streams arriving per second (0: all at once)
   monitor::ProgressMode progress = monitor::ProgressMode::automatic;
+  DraftOptions draft;           // --draft: speculative decoding against plain decode
+  std::string prompt_text = "The prince";  // --draft: the prompt (a draft needs text it can predict)
 };
 
 // 1234567 -> "1.23 M".
@@ -121,7 +124,72 @@ void run_parallel_bench(const BenchOptions& o) {
   }
 }
 
+// --draft: greedy decode of one text prompt with and without the draft.
+void run_draft_bench(const BenchOptions& o) {
+  if (!o.parallel.empty()) fail("bench: --draft measures single-stream decode; it does not combine with --parallel");
+  const int threads = thread_count(o.threads);
+  const LoadedModel target = load_model(o.model, {.tokenizer = TokenizerNeed::required, .needed_by = "bench --draft"});
+  const LoadedModel draft = load_draft_model(o.draft.model, target);
+  const std::vector<std::int32_t> ids = target.tokenizer->encode(o.prompt_text, target.tokenizer->vocab().add_bos, false);
+  ThreadPool pool(threads);
+  eval::SpeculativeBenchOptions so;
+  so.prompt.assign(ids.begin(), ids.end());
+  so.n_gen = o.n_gen;
+  so.repetitions = o.repetitions;
+  so.batch = o.batch;
+  so.kv_type = kv_type_from_flag(o.kv_type, "bench");
+  so.speculative = o.draft.speculative;
+  monitor::Progress progress("bench", o.progress);
+  progress.stage("speculative", 1 + o.repetitions, "repetitions");
+  const eval::SpeculativeBenchResult r = eval::run_speculative_bench(*target.model, *draft.model, pool, so, [&](int rep) {
+    progress.detail(rep == 0 ? std::string("warm-up done") : fmt::format("repetition {}/{}", rep, o.repetitions));
+    progress.set(rep + 1);
+  });
+  progress.finish();
+  const double ratio = r.plain.mean > 0 ? r.speculative.mean / r.plain.mean : 0.0;
+  const double acceptance = r.drafted > 0 ? static_cast<double>(r.accepted) / r.drafted : 0.0;
+  const double per_step = r.steps > 0 ? static_cast<double>(r.accepted + r.steps) / r.steps : 0.0;
+  if (o.json) {
+    nlohmann::json j = {{"model", o.model},
+                        {"draft", o.draft.model},
+                        {"threads", threads},
+                        {"n_prompt", so.prompt.size()},
+                        {"n_gen", o.n_gen},
+                        {"repetitions", o.repetitions},
+                        {"draft_max", so.speculative.draft_max},
+                        {"draft_min", so.speculative.draft_min},
+                        {"decode_tok_s_mean", r.plain.mean},
+                        {"decode_tok_s_std", r.plain.stdev},
+                        {"speculative_tok_s_mean", r.speculative.mean},
+                        {"speculative_tok_s_std", r.speculative.stdev},
+                        {"speedup", ratio},
+                        {"drafted", r.drafted},
+                        {"accepted", r.accepted},
+                        {"acceptance_rate", acceptance},
+                        {"tokens_per_step", per_step},
+                        {"identical", r.identical}};
+    std::printf("%s\n", j.dump().c_str());
+    if (!r.identical) fail("bench --draft: the draft changed the greedy output (a bug: please report it)");
+    return;
+  }
+  std::printf("model   %s\ndraft   %s\n", o.model.c_str(), o.draft.model.c_str());
+  std::printf("threads %d   prompt %zu tokens   generate %d (greedy, end of sequence ignored)   repetitions %d   "
+              "draft length %d..%d (adaptive)\n\n",
+              threads, so.prompt.size(), o.n_gen, o.repetitions, so.speculative.draft_min, so.speculative.draft_max);
+  std::printf("| decode      | tok/s              | vs plain |\n");
+  std::printf("| ----------- | ------------------ | -------: |\n");
+  std::printf("| plain       | %8.2f ± %-7.2f |    1.00x |\n", r.plain.mean, r.plain.stdev);
+  std::printf("| speculative | %8.2f ± %-7.2f | %7.2fx |\n", r.speculative.mean, r.speculative.stdev, ratio);
+  std::printf("\ndraft accepted %d of %d tokens (%.1f%%), %.2f tokens per target forward; output %s\n", r.accepted,
+              r.drafted, 100.0 * acceptance, per_step, r.identical ? "identical" : "DIFFERENT");
+  if (!r.identical) fail("bench --draft: the draft changed the greedy output (a bug: please report it)");
+}
+
 void run_bench(const BenchOptions& o) {
+  if (!o.draft.model.empty()) {
+    run_draft_bench(o);
+    return;
+  }
   if (!o.parallel.empty()) {
     run_parallel_bench(o);
     return;
@@ -244,6 +312,9 @@ void register_bench_command(CLI::App& app) {
                 "With --parallel: the engine records no metrics (by default it records them as kiln serve does, and "
                 "the registry is written out every second as a 1 s Prometheus scrape would); for measuring their cost");
   add_progress_options(cmd, opts->progress);
+  add_draft_options(cmd, opts->draft);
+  cmd->add_option("--prompt-text", opts->prompt_text, "With --draft: the prompt text (a draft needs text it can predict)")
+      ->capture_default_str();
   cmd->callback([opts] { run_bench(*opts); });
 }
 

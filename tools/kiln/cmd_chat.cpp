@@ -43,6 +43,7 @@ struct ChatOptions {
   std::string kv_type = "f16";
   bool show_stats = false;
   SamplingOptions sampling = interactive_sampling_defaults();
+  DraftOptions draft;
   std::string grammar_file;      // every reply constrained to this GBNF grammar
   std::string json_schema_file;  // or to JSON valid under this schema
 };
@@ -111,6 +112,7 @@ class ChatSession {
     bool done = false;
     Finish fin;
     std::string reply;
+    const EngineStats before = engine_.stats();
     engine_.submit(std::move(r), {[&](const TokenEvent& e) {
                                     std::fwrite(e.text.data(), 1, e.text.size(), stdout);
                                     std::fflush(stdout);
@@ -140,6 +142,13 @@ class ChatSession {
                        ? (fin.usage.completion_tokens - 1) / (fin.total_s - fin.time_to_first_token_s)
                        : 0.0,
                    finish_reason_name(fin.reason));
+    if (o_.show_stats && engine_.options().draft) {
+      const EngineStats after = engine_.stats();
+      const auto drafted = after.draft_tokens_total - before.draft_tokens_total;
+      const auto accepted = after.accepted_tokens_total - before.accepted_tokens_total;
+      std::fprintf(stderr, "[draft accepted %llu of %llu tokens (%.1f%%)]\n", static_cast<unsigned long long>(accepted),
+                   static_cast<unsigned long long>(drafted), drafted > 0 ? 100.0 * accepted / drafted : 0.0);
+    }
     // Trim the whitespace templates put around replies, so the next rendering matches what
     // the model saw (and the prefix cache keeps hitting).
     const auto b = reply.find_first_not_of(" \n");
@@ -199,6 +208,13 @@ void run_chat(const ChatOptions& o) {
   eo.kv_cache_tokens = 2 * eo.context_tokens;  // this turn plus the cached previous one
   eo.kv_type = kv_type;
   eo.max_running = 1;
+  o.draft.speculative.validate();
+  LoadedModel draft;
+  if (!o.draft.model.empty()) {
+    draft = load_draft_model(o.draft.model, loaded);
+    eo.draft = draft.model.get();
+    eo.speculative = o.draft.speculative;
+  }
   Engine engine(*loaded.model, tokenizer, eo);
 
   const bool tty = ::isatty(STDIN_FILENO) && ::isatty(STDOUT_FILENO);
@@ -243,6 +259,7 @@ void register_chat_command(CLI::App& app) {
   add_context_option(cmd, o->ctx);
   add_kv_type_option(cmd, o->kv_type);
   add_sampling_options(cmd, o->sampling);
+  add_draft_options(cmd, o->draft);
   cmd->add_option("--grammar", o->grammar_file, "Constrain every reply to this GBNF grammar (llama.cpp's notation)")
       ->check(CLI::ExistingFile);
   cmd->add_option("--json-schema", o->json_schema_file, "Constrain every reply to JSON valid under this JSON Schema file")

@@ -2,6 +2,7 @@
 // Models without a tokenizer (llama2.c checkpoints) are driven by ids: --tokens 1,2,3 and
 // --print-ids. Timings go to stderr so stdout holds only the generated text (or ids).
 #include <cstdio>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -34,6 +35,7 @@ struct RunOptions {
   bool echo = false;
   bool quiet = false;
   SamplingOptions sampling = interactive_sampling_defaults();
+  DraftOptions draft;
 };
 
 std::vector<int> parse_token_list(const std::string& text) {
@@ -74,7 +76,17 @@ void run_generation(const RunOptions& o) {
     prompt = parse_token_list(o.tokens);
   }
 
-  KvCache cache = model->make_kv_cache(context_tokens(o.ctx, c.n_ctx_train), kv_type_from_flag(o.kv_type, "run"));
+  o.draft.speculative.validate();
+  LoadedModel draft_model;
+  std::optional<KvCache> draft_cache;
+  SpeculativeDraft draft;
+  const int ctx = context_tokens(o.ctx, c.n_ctx_train);
+  if (!o.draft.model.empty()) {
+    draft_model = load_draft_model(o.draft.model, loaded);
+    draft_cache.emplace(draft_model.model->make_kv_cache(ctx, kv_type_from_flag(o.kv_type, "run")));
+    draft = SpeculativeDraft{draft_model.model.get(), &*draft_cache, o.draft.speculative};
+  }
+  KvCache cache = model->make_kv_cache(ctx, kv_type_from_flag(o.kv_type, "run"));
   ThreadPool pool(thread_count(o.threads));
   const SamplerParams sampling = seeded_sampling(o.sampling);
   Sampler sampler(sampling);
@@ -117,7 +129,7 @@ void run_generation(const RunOptions& o) {
     if (tokenizer) return tokenizer->is_eog(id);
     return id == 2;  // llama2.c checkpoints end stories with EOS = 2 (and BOS = 1)
   };
-  GenerateResult r = generate(*model, cache, pool, sampler, prompt, g, is_eog, on_token);
+  GenerateResult r = generate(*model, cache, pool, sampler, prompt, g, is_eog, on_token, draft_cache ? &draft : nullptr);
   if (decoder) {
     text = decoder->finish();
     std::fwrite(text.data(), 1, text.size(), stdout);
@@ -131,6 +143,10 @@ void run_generation(const RunOptions& o) {
     std::fprintf(stderr, "\nkiln run: prompt %d tokens in %.3f s (%.1f tok/s), generated %zu tokens (%.1f tok/s), stop: %s, seed %llu\n",
                  r.n_prompt, r.prefill_seconds, pf, r.tokens.size(), dc, r.stop_reason.c_str(),
                  static_cast<unsigned long long>(sampling.seed));
+    if (draft_cache)
+      std::fprintf(stderr, "kiln run: draft accepted %d of %d tokens (%.1f%%) in %d steps, %.2f tokens per step\n",
+                   r.accepted, r.drafted, r.drafted > 0 ? 100.0 * r.accepted / r.drafted : 0.0, r.rounds,
+                   r.rounds > 0 ? static_cast<double>(r.accepted + r.rounds) / r.rounds : 0.0);
   }
 }
 
@@ -150,6 +166,7 @@ void register_run_command(CLI::App& app) {
   cmd->add_option("-b,--batch", o->batch, "Largest prefill batch")->capture_default_str()->check(CLI::PositiveNumber);
   add_kv_type_option(cmd, o->kv_type);
   add_sampling_options(cmd, o->sampling);
+  add_draft_options(cmd, o->draft);
   // run prints the seed it used, so that a random draw can be repeated.
   cmd->get_option("--seed")->description("Random seed (default: random; printed at the end)");
   cmd->add_flag("--ignore-eos", o->ignore_eos, "Keep generating past end-of-sequence tokens");

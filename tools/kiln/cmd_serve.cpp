@@ -61,6 +61,7 @@ struct ServeOptions {
   int max_running = 64;
   int max_queued = 256;
   bool no_prefix_cache = false;
+  DraftOptions draft;
   std::size_t max_body_bytes = 4 << 20;
   std::size_t max_header_bytes = 16 << 10;
   int max_prompt_tokens = 0;
@@ -136,6 +137,8 @@ std::chrono::milliseconds seconds_flag(double s) { return std::chrono::milliseco
 
 std::vector<serve::ModelSpec> model_specs(const ServeOptions& o) {
   std::vector<serve::ModelSpec> specs;
+  if (!o.draft.model.empty() && o.model.empty())
+    fail("serve: --draft drafts for the positional MODEL; give one");
   if (!o.model.empty()) specs.push_back({std::filesystem::path(o.model).stem().string(), o.model, !o.lazy});
   for (const std::string& m : o.named) {
     const std::size_t eq = m.find('=');
@@ -149,6 +152,12 @@ std::vector<serve::ModelSpec> model_specs(const ServeOptions& o) {
     for (serve::ModelSpec& s : serve::scan_models_dir(o.models_dir)) specs.push_back(std::move(s));  // loaded on first use
   if (specs.empty()) fail("serve: no model given (MODEL, --model name=path or --models-dir DIR)");
   return specs;
+}
+
+// --draft: the positional MODEL's draft, by its served name.
+std::map<std::string, std::string> draft_flags(const ServeOptions& o) {
+  if (o.draft.model.empty()) return {};
+  return {{std::filesystem::path(o.model).stem().string(), o.draft.model}};
 }
 
 // --chat-template NAME|FILE sets every model's template; MODEL=NAME|FILE one model's (later flags
@@ -222,6 +231,8 @@ int serve_main(const ServeOptions& o) {
   engine.max_running = o.max_running;
   engine.max_queued = o.max_queued;
   engine.prefix_cache = !o.no_prefix_cache;
+  o.draft.speculative.validate();
+  engine.speculative = o.draft.speculative;
 
   serve::RegistryOptions reg;
   reg.on_event = [log](const serve::ModelEvent& e) { log->write(serve::model_log_event(e)); };
@@ -229,7 +240,7 @@ int serve_main(const ServeOptions& o) {
   reg.memory_budget = parse_bytes(o.memory_budget, "--memory-budget");
   std::vector<serve::ModelSpec> specs = model_specs(o);
   const bool any_preload = std::any_of(specs.begin(), specs.end(), [](const serve::ModelSpec& s) { return s.preload; });
-  serve::ModelRegistry registry(specs, serve::make_model_loader(engine, chat_template_flags(o, specs)), reg);
+  serve::ModelRegistry registry(specs, serve::make_model_loader(engine, chat_template_flags(o, specs), draft_flags(o)), reg);
   const monitor::ScopedCollector registry_metrics = serve::add_model_registry_metrics(*metrics, registry);
   registry.start_sweeper(std::chrono::milliseconds(std::max<long long>(100, reg.idle_ttl.count() / 4)));
 
@@ -451,6 +462,7 @@ void register_serve_command(CLI::App& app) {
   cmd->add_option("--max-running", o->max_running, "Sequences decoding at once per model")->capture_default_str();
   cmd->add_option("--max-queued", o->max_queued, "Requests waiting per model; beyond it 429 with Retry-After")->capture_default_str();
   cmd->add_flag("--no-prefix-cache", o->no_prefix_cache, "Do not share KV blocks between prompts with a common prefix");
+  add_draft_options(cmd, o->draft, true);
   cmd->add_option("--max-body-bytes", o->max_body_bytes, "Largest request body (413 beyond)")->capture_default_str();
   cmd->add_option("--max-header-bytes", o->max_header_bytes, "Largest request header (431 beyond)")->capture_default_str();
   cmd->add_option("--max-prompt-tokens", o->max_prompt_tokens, "Longest prompt in tokens (0: the context)")->capture_default_str();

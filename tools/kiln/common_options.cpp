@@ -122,4 +122,24 @@ void add_progress_options(CLI::App* cmd, monitor::ProgressMode& mode) {
       ->excludes(progress);
 }
 
+void add_draft_options(CLI::App* cmd, DraftOptions& draft, bool serve) {
+  SpeculativeOptions& s = draft.speculative;
+  cmd->add_option("--draft,--model-draft", draft.model,
+                  "Draft model for speculative decoding: a small model with the same tokenizer proposes tokens that "
+                  "the model verifies in one batch (output unchanged)")
+      ->check(CLI::ExistingFile);
+  cmd->add_option("--draft-max,--draft-n", s.draft_max,
+                  "Most tokens drafted per step; the draft length adapts within [--draft-min, --draft-max]")
+      ->capture_default_str();
+  cmd->add_option("--draft-min", s.draft_min, "Fewest tokens drafted per step (equal to --draft-max: a fixed length)")
+      ->capture_default_str();
+  cmd->add_option("--draft-p-min", s.p_min,
+                  "Stop drafting a step once the draft's probability of its own token is below this (0: off)")
+      ->capture_default_str();
+  if (serve)
+    cmd->add_option("--draft-max-sequences", s.max_sequences,
+                    "Speculate only while at most this many sequences decode (0: never)")
+        ->capture_default_str();
+}
+
 }  // namespace kiln::cli

@@ -12,6 +12,7 @@
 #include "core/dtype.h"
 #include "eval/chunk_source.h"
 #include "monitor/progress.h"
+#include "runtime/speculative_options.h"
 #include "sample/sampler.h"
 
 namespace kiln::cli {
@@ -61,5 +62,13 @@ void add_chunk_source_options(CLI::App* cmd, eval::ChunkSource& source);
 // --progress auto|bar|json|none and -q/--quiet (as --progress none): how a long job shows its
 // progress on stderr (monitor/progress.h). The two exclude each other.
 void add_progress_options(CLI::App* cmd, monitor::ProgressMode& mode);
+
+// Speculative decoding: --draft MODEL (also --model-draft, llama.cpp's name), --draft-max N
+// (also --draft-n), --draft-min N and --draft-p-min P; with `serve`, --draft-max-sequences N.
+struct DraftOptions {
+  std::string model;  // empty: no speculative decoding
+  SpeculativeOptions speculative;
+};
+void add_draft_options(CLI::App* cmd, DraftOptions& draft, bool serve = false);
 
 }  // namespace kiln::cli
