@@ -90,7 +90,7 @@ class TeacherCache {
 
 struct TeacherCacheWriteOptions {
   int top_k = 32;
-  float temperature = 2.0f;
+  float temperature = 1.0f;
   std::uint64_t windows_per_shard = 1024;
   int sequences_per_forward = 8;  // windows through the teacher at once
 };

@@ -83,7 +83,7 @@ TEST(DistillCli, DistilsAHalfDepthStudentOnTheFlyAndFromACache) {
                         kRun + " --steps 40 --eval-every 20 --eval-windows 16");
   ASSERT_EQ(r.code, 0) << r.out;
   EXPECT_NE(r.out.find("model: 1 layers, dim 64"), std::string::npos) << r.out;
-  EXPECT_NE(r.out.find("alpha 0.5, temperature 2, every id on the fly"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("alpha 0, temperature 1, every id on the fly"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("\"stage\":\"train\""), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("validation: cross-entropy"), std::string::npos) << r.out;
   for (const char* f : {"model.gguf", "checkpoint.kiln", "loss.svg", "train_log.jsonl"})
