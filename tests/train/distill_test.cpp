@@ -292,7 +292,7 @@ TEST(Distill, TheCacheReaderRefusesAnotherTeacherOtherDataAndDamage) {
     ThreadPool pool(1);
     TeacherForward forward(*f.teacher, pool);
     TeacherCacheWriteOptions o;
-    o.top_k = 4;
+    o.top_k = 4, o.temperature = 2.0f;
     monitor::Progress p = quiet();
     write_teacher_cache(dir, forward, cache_key(f, 4, 2.0f), {&train}, o, p);
   }, "already holds a teacher cache");
