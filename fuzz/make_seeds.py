@@ -8,7 +8,8 @@ metadata, a scalar, an empty and a 5-dimensional tensor, and a file without tens
 checkpoint seeds are tiny models with a tied and a separate output. PyTorch seeds are
 torch.save-style zips (stored, aligned entries with data descriptors as torch writes them; one
 ZIP64) around hand-written protocol 2 and 4 pickles of state dicts; the pickle seeds are those
-pickles alone, plus hostile ones the unpickler must refuse.
+pickles alone, plus hostile ones the unpickler must refuse. Teacher cache seeds are one-shard
+caches of kiln distill (k of 2 and 3 over a vocabulary of 5, two windows of 3 positions).
 """
 import hashlib
 import json
@@ -286,6 +287,27 @@ def training_checkpoint(n_vocab, n_embd, n_layer, n_head, n_head_kv, n_ff, tied,
 
 write("checkpoint_fuzz", "tied.ckpt", training_checkpoint(8, 4, 1, 2, 1, 8, True, 10, (0, 3)))
 write("checkpoint_fuzz", "separate_output.ckpt", training_checkpoint(6, 4, 2, 2, 2, 4, False, 0, (2, 0)))
+
+
+def teacher_cache_shard(k, context, windows, split):
+    """One shard of a kiln distill teacher cache (docs/formats.md, "Teacher top-k cache") holding
+    every window of its split."""
+    header = json.dumps({"format": "kiln-teacher-topk", "teacher_sha256": "ab" * 32, "teacher_name": "seed",
+                         "tokenizer_hash": "cd" * 32, "n_vocab": 5, "context": context, "k": k, "temperature": 2.0,
+                         "split": split, "data_sha256": "ef" * 32, "windows": windows, "window_begin": 0,
+                         "window_count": windows, "shard": 0, "shards": 1}, separators=(",", ":")).encode()
+    out = b"KILNTOPK" + struct.pack("<IIQ", 1, 0, len(header)) + header
+    out += b"\0" * (-len(out) % 8)
+    for w in range(windows):
+        for t in range(context):
+            ids = [(w + t + i) % 5 for i in range(k)]
+            lps = [-1.0 - 0.5 * i for i in range(k)]
+            out += struct.pack("<%dI" % k, *ids) + struct.pack("<%df" % k, *lps)
+    return out
+
+
+write("teacher_cache_fuzz", "train_k2.topk", teacher_cache_shard(2, 3, 2, "train"))
+write("teacher_cache_fuzz", "val_k3.topk", teacher_cache_shard(3, 3, 2, "val"))
 
 
 def pickle_int(v):

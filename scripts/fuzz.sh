@@ -15,7 +15,7 @@ seconds=${1:-60}
 root=$(cd "$(dirname "$0")/.." && pwd)
 build="$root/build-fuzz"
 targets=(gguf_fuzz llama2c_fuzz safetensors_fuzz pickle_fuzz pytorch_checkpoint_fuzz hf_config_fuzz jinja_fuzz tokenizer_fuzz data_shard_fuzz
-         checkpoint_fuzz grammar_fuzz)
+         checkpoint_fuzz grammar_fuzz teacher_cache_fuzz)
 
 cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ \

@@ -20,4 +20,12 @@ void softmax_backward_row(const float* p, float* dp, std::int64_t n, float scale
   training_ref::softmax_backward_row(p, dp, n, scale);
 }
 
+training_ref::DistillTerms<float> distill_row(float* z, std::int64_t n, int target, const int* ids,
+                                              const float* teacher_logp, std::int64_t k, float alpha, float tau,
+                                              float grad_scale, float* work) {
+  if (simd_level() >= SimdLevel::Avx512)
+    return avx512::distill_row(z, n, target, ids, teacher_logp, k, alpha, tau, grad_scale, work);
+  return training_ref::distill_row(z, n, target, ids, teacher_logp, k, alpha, tau, grad_scale, work);
+}
+
 }  // namespace kiln::kernels

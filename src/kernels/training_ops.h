@@ -1,6 +1,7 @@
 #pragma once
 // The row-wise pieces of a Llama's training pass that are not matrix products: RMSNorm, the
-// SwiGLU gate, causal softmax and the softmax cross-entropy, forward and backward.
+// SwiGLU gate, causal softmax, the softmax cross-entropy and knowledge distillation's loss
+// (cross-entropy plus the KL divergence from a teacher), forward and backward.
 //
 // namespace training_ref holds them as templates over the scalar type: the gradient tests
 // instantiate double and check each backward against central finite differences of its
@@ -9,6 +10,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <limits>
 
 namespace kiln::kernels {
 namespace training_ref {
@@ -98,6 +100,70 @@ T cross_entropy_row(T* z, std::int64_t n, int target, T grad_scale) {
   return loss;
 }
 
+
+// The two terms of a distillation row's loss.
+template <class T>
+struct DistillTerms {
+  T ce = 0;  // −log softmax(z)[target]
+  T kl = 0;  // KL(p_τ ‖ q_τ), the teacher's tail as one bucket when it gives k < n ids
+};
+
+// Knowledge distillation's loss of one row of student logits z (n) against a teacher:
+//   L = α · CE(target, z) + (1 − α) · τ² · KL(p_τ ‖ q_τ),   q_τ = softmax(z / τ),
+// the teacher given as log p_τ over k ids (`ids`; nullptr: every id in order, k == n). With K
+// the k ids and k < n, the teacher's remaining mass r = 1 − Σ_K p_i is one bucket against the
+// student's mass outside K, Q = 1 − Σ_K q_i:
+//   KL = Σ_K p_i (log p_i − log q_i) + r (log r − log Q),
+// the KL divergence of the two distributions over K plus one outcome "any other id": the full
+// KL when K is every id (r = 0, no bucket). z becomes grad_scale · dL/dz:
+//   dL/dz_j = α (softmax(z)_j − [j = target]) + (1 − α) τ (q_j − [j ∈ K] p_j − [j ∉ K] q_j r / Q)
+// (τ² times the 1/τ of z / τ). Q is floored at the smallest normal number, so that a student
+// with no mass outside K gets a large finite loss, not an infinite one. `work` holds k values
+// (q_i of K, kept because z is overwritten); unused when ids is nullptr.
+template <class T>
+DistillTerms<T> distill_row(T* z, std::int64_t n, int target, const int* ids, const T* teacher_logp, std::int64_t k,
+                            T alpha, T tau, T grad_scale, T* work) {
+  T m = z[0];
+  for (std::int64_t j = 1; j < n; ++j) m = std::max(m, z[j]);
+  T sum1 = 0, sum_t = 0;
+  for (std::int64_t j = 0; j < n; ++j) {
+    sum1 += std::exp(z[j] - m);
+    sum_t += std::exp((z[j] - m) / tau);
+  }
+  const T lse1 = m + std::log(sum1), lse_t = m / tau + std::log(sum_t);
+  DistillTerms<T> out;
+  out.ce = lse1 - z[target];
+  const T a = alpha * grad_scale, b = (T(1) - alpha) * tau * grad_scale;
+  if (ids == nullptr) {  // every id: no bucket
+    T kl = 0;
+    for (std::int64_t j = 0; j < n; ++j) {
+      const T lq = z[j] / tau - lse_t, p = std::exp(teacher_logp[j]);
+      kl += p * (teacher_logp[j] - lq);
+      z[j] = a * std::exp(z[j] - lse1) + b * (std::exp(lq) - p);
+    }
+    out.kl = kl;
+    z[target] -= a;
+    return out;
+  }
+  T p_in = 0, q_in = 0, cross = 0;
+  for (std::int64_t i = 0; i < k; ++i) {
+    const T lq = z[ids[i]] / tau - lse_t, p = std::exp(teacher_logp[i]);
+    work[i] = std::exp(lq);
+    p_in += p, q_in += work[i];
+    cross += p * (teacher_logp[i] - lq);
+  }
+  const T r = k < n ? std::max(T(0), T(1) - p_in) : T(0);
+  const T q_out = std::max(std::numeric_limits<T>::min(), T(1) - q_in);
+  const T ratio = r > 0 ? r / q_out : T(0);
+  out.kl = cross + (r > 0 ? r * (std::log(r) - std::log(q_out)) : T(0));
+  // Every id as if outside K, then K's ids corrected: their bucket term becomes −p_i.
+  const T b_out = b * (T(1) - ratio);
+  for (std::int64_t j = 0; j < n; ++j) z[j] = a * std::exp(z[j] - lse1) + b_out * std::exp(z[j] / tau - lse_t);
+  for (std::int64_t i = 0; i < k; ++i) z[ids[i]] += b * (ratio * work[i] - std::exp(teacher_logp[i]));
+  z[target] -= a;
+  return out;
+}
+
 }  // namespace training_ref
 
 // The fast paths (AVX-512 where the CPU has it, else the float references above).
@@ -109,10 +175,18 @@ void swiglu_backward(const float* gate, const float* up, const float* dh, float*
 // dp (n) becomes p ⊙ (dp − p·dp) · scale.
 void softmax_backward_row(const float* p, float* dp, std::int64_t n, float scale);
 
+// The distillation loss of one row (training_ref::distill_row): z becomes grad_scale · dL/dz.
+training_ref::DistillTerms<float> distill_row(float* z, std::int64_t n, int target, const int* ids,
+                                              const float* teacher_logp, std::int64_t k, float alpha, float tau,
+                                              float grad_scale, float* work);
+
 namespace avx512 {
 float cross_entropy_row(float* z, std::int64_t n, int target, float grad_scale);
 void swiglu_backward(const float* gate, const float* up, const float* dh, float* dgate, float* dup, std::int64_t n);
 void softmax_backward_row(const float* p, float* dp, std::int64_t n, float scale);
+training_ref::DistillTerms<float> distill_row(float* z, std::int64_t n, int target, const int* ids,
+                                              const float* teacher_logp, std::int64_t k, float alpha, float tau,
+                                              float grad_scale, float* work);
 }  // namespace avx512
 
 }  // namespace kiln::kernels

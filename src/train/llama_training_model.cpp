@@ -11,6 +11,7 @@
 #include "model/dense_products.h"
 #include "model/llama_blocks.h"
 #include "model/sequence_attention.h"
+#include "train/training_loss.h"
 
 namespace kiln::train {
 
@@ -174,31 +175,6 @@ void LlamaTrainingModel::attention_backward(int il, int B, int T, const float* d
   });
 }
 
-double LlamaTrainingModel::cross_entropy(const TokenBatch& batch, float grad_scale, bool want_grad) {
-  const std::int64_t N = batch_rows_, V = config_.n_vocab;
-  std::int64_t counted = 0;
-  for (std::int64_t i = 0; i < N; ++i) counted += batch.targets[i] >= 0;
-  if (counted == 0) {
-    if (want_grad) std::memset(logits_.data(), 0, sz(N * V) * sizeof(float));
-    return std::numeric_limits<double>::quiet_NaN();
-  }
-  const float row_scale = grad_scale / static_cast<float>(counted);
-  std::vector<double> losses(sz(N), 0.0);
-  float* z = logits_.data();
-  pool_.parallel_for(N, [&](std::int64_t r, int) {
-    const int target = batch.targets[r];
-    float* row = z + r * V;
-    if (target < 0) {
-      if (want_grad) std::memset(row, 0, sz(V) * sizeof(float));
-      return;
-    }
-    losses[sz(r)] = kernels::cross_entropy_row(row, V, target, row_scale);
-  }, 8);
-  double sum = 0;
-  for (double l : losses) sum += l;
-  return sum / static_cast<double>(counted);
-}
-
 void LlamaTrainingModel::backward(const TokenBatch& batch) {
   const LlamaConfig& c = config_;
   const int B = batch.B, T = batch.T;
@@ -273,7 +249,7 @@ void LlamaTrainingModel::backward(const TokenBatch& batch) {
 double LlamaTrainingModel::forward_backward(const TokenBatch& batch, float grad_scale) {
   if (batch.targets == nullptr) fail("training needs targets");
   forward(batch);
-  const double loss = cross_entropy(batch, grad_scale, true);
+  const double loss = CrossEntropyLoss().apply(batch, logits_.data(), config_.n_vocab, grad_scale, true, pool_).loss;
   if (std::isnan(loss)) return loss;
   backward(batch);
   return loss;
@@ -282,12 +258,19 @@ double LlamaTrainingModel::forward_backward(const TokenBatch& batch, float grad_
 double LlamaTrainingModel::loss(const TokenBatch& batch) {
   if (batch.targets == nullptr) fail("a loss needs targets");
   forward(batch);
-  return cross_entropy(batch, 0.0f, false);
+  return CrossEntropyLoss().apply(batch, logits_.data(), config_.n_vocab, 0.0f, false, pool_).loss;
 }
 
 void LlamaTrainingModel::logits(const TokenBatch& batch, float* out) {
   forward(batch);
   std::memcpy(out, logits_.data(), sz(static_cast<std::int64_t>(batch_rows_) * config_.n_vocab) * sizeof(float));
 }
+
+float* LlamaTrainingModel::forward_logits(const TokenBatch& batch) {
+  forward(batch);
+  return logits_.data();
+}
+
+void LlamaTrainingModel::backward_from_logits(const TokenBatch& batch) { backward(batch); }
 
 }  // namespace kiln::train

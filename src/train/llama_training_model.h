@@ -51,6 +51,13 @@ class LlamaTrainingModel {
   // The logits of every position, (B·T, n_vocab), into `logits`.
   void logits(const TokenBatch& batch, float* logits);
 
+  // The two halves of forward_backward around a loss of the caller's (train/training_loss.h):
+  // forward_logits runs the forward and returns the model's own logits (B·T, n_vocab), which
+  // the caller overwrites with dL/dlogits before backward_from_logits adds the gradient of the
+  // parameters to grads().
+  float* forward_logits(const TokenBatch& batch);
+  void backward_from_logits(const TokenBatch& batch);
+
  private:
   // What one layer's forward keeps for the backward pass (model/llama_blocks.h's
   // LayerActivations point into these), N = B·T rows: x_in, xn1, x_mid, xn2 (N, n_embd); rstd1,
@@ -63,8 +70,6 @@ class LlamaTrainingModel {
   // Runs every layer and the final norm through the model's forward blocks
   // (model/llama_blocks.h); the output layer's logits go to logits_.
   void forward(const TokenBatch& batch);
-  // Cross-entropy over logits_; with grad_scale != 0, logits_ becomes dL/dlogits.
-  double cross_entropy(const TokenBatch& batch, float grad_scale, bool want_grad);
   void backward(const TokenBatch& batch);
   void attention_backward(int il, int B, int T, const float* dattn, float* dq, float* dk, float* dv);
   // dx (rows, in) (+)= dy · W, and dW += dyᵀ · x.

@@ -239,19 +239,26 @@ StepRecord Trainer::train_step() {
   StepRecord r;
   r.lr = warmup_cosine_lr(step_, options_.warmup, options_.steps, options_.lr, options_.min_lr);
   model_->zero_grads();
-  double loss_sum = 0;
+  // (objective, cross-entropy, KL) summed over the micro-batches.
+  double sums[3] = {0, 0, 0};
   const float scale = 1.0f / static_cast<float>(options_.accum);
+  const RankSlice mine = rank_slice(options_.batch, rank_, ranks_);
   for (int a = 0; a < options_.accum; ++a) {
     fill_micro_batch();
     const TokenBatch batch{local_batch_, options_.context, tokens_.data(), targets_.data()};
-    loss_sum += model_->forward_backward(batch, scale);
+    loss_->prepare(train_windows_, window_ids_.data() + mine.begin, batch);
+    float* logits = model_->forward_logits(batch);
+    const LossValue v = loss_->apply(batch, logits, model_->config().n_vocab, scale, true, pool_);
+    sums[0] += v.loss, sums[1] += v.ce, sums[2] += v.kl;
+    if (!std::isnan(v.loss)) model_->backward_from_logits(batch);
   }
-  r.loss = loss_sum / options_.accum;
+  for (double& s : sums) s /= options_.accum;
   const std::int64_t n = model_->table().total();
   if (ranks_ > 1) {
     dp.average(model_->grads(), n);
-    dp.average(&r.loss, 1);
+    dp.average(sums, 3);
   }
+  r.loss = sums[0], r.ce = sums[1], r.kl = sums[2];
   r.grad_norm = clip_gradient_norm(model_->grads(), n, options_.clip, pool_);
   if (!std::isfinite(r.loss) || !std::isfinite(r.grad_norm)) return r;
   optimizer_->step(model_->params(), model_->grads(), r.lr, pool_);
@@ -262,27 +269,35 @@ StepRecord Trainer::train_step() {
   return r;
 }
 
-double Trainer::validation_loss() {
+double Trainer::validation_loss() { return validation().ce; }
+
+LossValue Trainer::validation() {
   KILN_CHECK(val_windows_.has_value(), "{}: has no validation split", options_.data_dir);
   const TokenWindows& val = *val_windows_;
   std::uint64_t n = val.n_windows();
   if (options_.eval_windows > 0) n = std::min<std::uint64_t>(n, static_cast<std::uint64_t>(options_.eval_windows));
   const RankSlice mine = rank_slice(static_cast<int>(n), rank_, ranks_);
   const int T = options_.context;
-  // (sum of per-window losses × tokens, tokens), summed over ranks: every window has T targets.
-  double totals[2] = {0, 0};
+  // (objective, cross-entropy, KL, each × tokens; tokens), summed over ranks: every window has
+  // T targets.
+  double totals[4] = {0, 0, 0, 0};
+  std::vector<std::uint64_t> ids(sz(local_batch_));
   for (int done = 0; done < mine.count;) {
     const int b = std::min(local_batch_, mine.count - done);
-    for (int i = 0; i < b; ++i)
-      val.read_window(static_cast<std::uint64_t>(mine.begin + done + i), tokens_.data() + sz(i) * sz(T),
-                      targets_.data() + sz(i) * sz(T));
+    for (int i = 0; i < b; ++i) {
+      ids[sz(i)] = static_cast<std::uint64_t>(mine.begin + done + i);
+      val.read_window(ids[sz(i)], tokens_.data() + sz(i) * sz(T), targets_.data() + sz(i) * sz(T));
+    }
     const TokenBatch batch{b, T, tokens_.data(), targets_.data()};
-    totals[0] += model_->loss(batch) * b * T;
-    totals[1] += static_cast<double>(b) * T;
+    loss_->prepare(val, ids.data(), batch);
+    const LossValue v = loss_->apply(batch, model_->forward_logits(batch), model_->config().n_vocab, 0.0f, false, pool_);
+    const double weight = static_cast<double>(b) * T;
+    totals[0] += v.loss * weight, totals[1] += v.ce * weight, totals[2] += v.kl * weight;
+    totals[3] += weight;
     done += b;
   }
-  DataParallel::instance().sum(totals, 2);
-  return totals[0] / totals[1];
+  DataParallel::instance().sum(totals, 4);
+  return {totals[0] / totals[3], totals[1] / totals[3], totals[2] / totals[3]};
 }
 
 nlohmann::json Trainer::history_json() const {
@@ -322,6 +337,7 @@ void Trainer::save_checkpoint() {
   state.cursor = sampler_.cursor();
   state.run = {{"options", options_.to_json()},
                {"tokenizer_hash", data::hash_hex(train_windows_.manifest().tokenizer_hash)},
+               {"loss", loss_->to_json()},
                {"history", history_json()}};
   write_checkpoint(paths_.checkpoint, state, model_->table(), model_->params(), optimizer_->first_moment(),
                    optimizer_->second_moment());
@@ -373,7 +389,8 @@ TrainResult Trainer::run(monitor::Progress& progress, const std::function<void(c
     result.last_loss = r.loss;
     const bool last = step_ == options_.steps;
     if (val_windows_ && ((options_.eval_every > 0 && step_ % options_.eval_every == 0) || last)) {
-      r.val_loss = validation_loss();
+      r.val = validation();
+      r.val_loss = r.val->ce;
       val_curve_.emplace_back(r.step, *r.val_loss);
       result.last_val_loss = r.val_loss;
     }
@@ -390,9 +407,14 @@ TrainResult Trainer::run(monitor::Progress& progress, const std::function<void(c
       nlohmann::json line{{"step", r.step}, {"loss", r.loss}, {"lr", r.lr}, {"grad_norm", r.grad_norm},
                           {"tokens_per_second", r.tokens_per_second}};
       if (r.val_loss) line["val_loss"] = *r.val_loss;
+      if (loss_->distills()) {
+        line["ce"] = r.ce, line["kl"] = r.kl;
+        if (r.val) line["val_kl"] = r.val->kl, line["val_distill_loss"] = r.val->loss;
+      }
       append_line(paths_.log, line.dump());
       progress.set(step_ * tps);
-      progress.detail(fmt::format("step {}/{} loss {:.4f}{} lr {:.2e}", step_, options_.steps, r.loss,
+      progress.detail(fmt::format("step {}/{} loss {:.4f}{}{} lr {:.2e}", step_, options_.steps, r.loss,
+                                  loss_->distills() ? fmt::format(" (ce {:.4f} kl {:.4f})", r.ce, r.kl) : std::string(),
                                   val_curve_.empty() ? std::string() : fmt::format(" val {:.4f}", val_curve_.back().second),
                                   r.lr));
       if (on_step) on_step(r);

@@ -27,6 +27,7 @@
 #include "train/llama_training_model.h"
 #include "train/token_windows.h"
 #include "train/train_metrics.h"
+#include "train/training_loss.h"
 
 namespace kiln::train {
 
@@ -65,11 +66,13 @@ struct TrainPaths {
 // One optimizer step, as the log and the progress line report it.
 struct StepRecord {
   std::int64_t step = 0;  // 1-based: steps done after this one
-  double loss = 0;        // mean training loss over the step's tokens
+  double loss = 0;        // mean training loss (the objective) over the step's tokens
+  double ce = 0, kl = 0;  // its terms (kl: NaN unless the loss distills)
   double grad_norm = 0;   // before clipping
   float lr = 0;
   double tokens_per_second = 0;  // of this step, over all ranks
-  std::optional<double> val_loss;  // when this step evaluated
+  std::optional<double> val_loss;  // when this step evaluated: the student's cross-entropy
+  std::optional<LossValue> val;    // ... and every term of the loss
 };
 
 struct TrainResult {
@@ -108,8 +111,15 @@ class Trainer {
   TrainResult run(monitor::Progress& progress, const std::function<void(const StepRecord&)>& on_step = {},
                   std::int64_t stop_after = 0);
 
-  // The mean validation loss over the first eval_windows windows of the val split.
+  // The mean validation cross-entropy over the first eval_windows windows of the val split.
   double validation_loss();
+  // Every term of the loss over the same windows.
+  LossValue validation();
+
+  // The loss to minimise from now on (not owned; default: the cross-entropy). Set before run()
+  // and before resume(), whose checkpoint records the loss it was written with.
+  void set_loss(TrainingLoss& loss) { loss_ = &loss; }
+  const TrainingLoss& loss_policy() const { return *loss_; }
 
   struct DataSummary {
     std::uint64_t train_tokens = 0, val_tokens = 0;
@@ -146,6 +156,8 @@ class Trainer {
   WindowSampler sampler_;
   std::unique_ptr<LlamaTrainingModel> model_;
   std::unique_ptr<AdamW> optimizer_;
+  CrossEntropyLoss cross_entropy_;
+  TrainingLoss* loss_ = &cross_entropy_;
   TrainMetrics metrics_;  // records nothing until set_metrics
   std::int64_t step_ = 0;
   bool initialized_ = false;

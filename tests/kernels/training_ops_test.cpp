@@ -1,9 +1,12 @@
 // Every row-wise backward of training against central finite differences of its forward, in
-// double precision: RMSNorm (input and gain), the SwiGLU gate, causal softmax, cross-entropy.
+// double precision: RMSNorm (input and gain), the SwiGLU gate, causal softmax, cross-entropy, the
+// distillation loss (full and top-k with its tail bucket).
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <algorithm>
 #include <functional>
+#include <numeric>
 #include <random>
 #include <vector>
 
@@ -117,6 +120,116 @@ TEST(TrainOps, CrossEntropyBackwardMatchesFiniteDifferences) {
   for (std::size_t j = 0; j < n; ++j) expect_gradient(g[j], numeric(z, j, loss), "dlogits", j);
 }
 
+
+// log softmax(t / tau) of a teacher's logits t.
+std::vector<double> teacher_log_probs(const std::vector<double>& t, double tau) {
+  double m = *std::max_element(t.begin(), t.end()), sum = 0;
+  for (double v : t) sum += std::exp((v - m) / tau);
+  std::vector<double> lp(t.size());
+  for (std::size_t j = 0; j < t.size(); ++j) lp[j] = (t[j] - m) / tau - std::log(sum);
+  return lp;
+}
+
+// The ids of the k largest values of v, largest first.
+std::vector<int> top_ids(const std::vector<double>& v, std::size_t k) {
+  std::vector<int> ids(v.size());
+  std::iota(ids.begin(), ids.end(), 0);
+  std::partial_sort(ids.begin(), ids.begin() + static_cast<std::ptrdiff_t>(k), ids.end(),
+                    [&](int a, int b) { return v[static_cast<std::size_t>(a)] > v[static_cast<std::size_t>(b)]; });
+  ids.resize(k);
+  return ids;
+}
+
+// The distillation loss α·CE + (1 − α)·τ²·KL of z, its gradient checked against finite
+// differences; ids empty: the full teacher row.
+void check_distill_gradient(const std::vector<int>& ids, const std::vector<double>& teacher_lp, double alpha,
+                            double tau, std::vector<double> z, int target) {
+  const auto n = static_cast<std::int64_t>(z.size());
+  const auto k = static_cast<std::int64_t>(ids.empty() ? z.size() : ids.size());
+  const int* id_ptr = ids.empty() ? nullptr : ids.data();
+  std::vector<double> work(static_cast<std::size_t>(k));
+  const double scale = 0.5;
+  auto loss = [&] {
+    std::vector<double> copy = z;
+    const DistillTerms<double> t = distill_row(copy.data(), n, target, id_ptr, teacher_lp.data(), k, alpha, tau, 1.0,
+                                               work.data());
+    return scale * (alpha * t.ce + (1 - alpha) * tau * tau * t.kl);
+  };
+  std::vector<double> g = z;
+  distill_row(g.data(), n, target, id_ptr, teacher_lp.data(), k, alpha, tau, scale, work.data());
+  for (std::size_t j = 0; j < z.size(); ++j) expect_gradient(g[j], numeric(z, j, loss), "dlogits", j);
+}
+
+TEST(TrainOps, DistillBackwardMatchesFiniteDifferences) {
+  std::mt19937 rng(5);
+  const std::size_t n = 29;
+  const auto t = random_vector(n, rng, -4, 4);
+  for (double tau : {1.0, 2.0, 4.0})
+    for (double alpha : {0.0, 0.5, 1.0}) {
+      const auto z = random_vector(n, rng, -4, 4);
+      check_distill_gradient({}, teacher_log_probs(t, tau), alpha, tau, z, 3);
+    }
+}
+
+TEST(TrainOps, TopKDistillBackwardMatchesFiniteDifferences) {
+  std::mt19937 rng(6);
+  const std::size_t n = 31;
+  const auto t = random_vector(n, rng, -4, 4);
+  for (std::size_t k : {1u, 5u, 30u})
+    for (double tau : {1.0, 2.0}) {
+      const auto lp = teacher_log_probs(t, tau);
+      const std::vector<int> ids = top_ids(lp, k);
+      std::vector<double> lp_k;
+      for (int id : ids) lp_k.push_back(lp[static_cast<std::size_t>(id)]);
+      check_distill_gradient(ids, lp_k, 0.25, tau, random_vector(n, rng, -4, 4), 11);
+    }
+}
+
+TEST(TrainOps, DistillKlIsTheKlDivergenceOverTopKAndOneTailBucket) {
+  std::mt19937 rng(7);
+  const std::size_t n = 40;
+  const double tau = 2.0;
+  const auto t = random_vector(n, rng, -5, 5), z = random_vector(n, rng, -5, 5);
+  const auto lp = teacher_log_probs(t, tau), lq = teacher_log_probs(z, tau);
+  // Full row: Σ p (log p − log q).
+  double full = 0;
+  for (std::size_t j = 0; j < n; ++j) full += std::exp(lp[j]) * (lp[j] - lq[j]);
+  std::vector<double> g = z, work(n);
+  const auto terms = distill_row(g.data(), static_cast<std::int64_t>(n), 0, nullptr, lp.data(),
+                                 static_cast<std::int64_t>(n), 0.5, tau, 1.0, work.data());
+  EXPECT_NEAR(terms.kl, full, 1e-12);
+  // k = n through the top-k path (ids in another order): the same KL and gradient.
+  {
+    const std::vector<int> ids = top_ids(lp, n);
+    std::vector<double> lp_k;
+    for (int id : ids) lp_k.push_back(lp[static_cast<std::size_t>(id)]);
+    std::vector<double> gk = z;
+    const auto tk = distill_row(gk.data(), static_cast<std::int64_t>(n), 0, ids.data(), lp_k.data(),
+                                static_cast<std::int64_t>(n), 0.5, tau, 1.0, work.data());
+    EXPECT_NEAR(tk.kl, full, 1e-12);
+    for (std::size_t j = 0; j < n; ++j) EXPECT_NEAR(gk[j], g[j], 1e-12) << j;
+  }
+  // k < n: the KL of the (k + 1)-outcome distributions, written out.
+  for (std::size_t k : {1u, 8u, 39u}) {
+    const std::vector<int> ids = top_ids(lp, k);
+    std::vector<double> lp_k;
+    double p_in = 0, q_in = 0, expect = 0;
+    for (int id : ids) {
+      const auto i = static_cast<std::size_t>(id);
+      lp_k.push_back(lp[i]);
+      p_in += std::exp(lp[i]), q_in += std::exp(lq[i]);
+      expect += std::exp(lp[i]) * (lp[i] - lq[i]);
+    }
+    expect += (1 - p_in) * std::log((1 - p_in) / (1 - q_in));
+    std::vector<double> gk = z;
+    const auto tk = distill_row(gk.data(), static_cast<std::int64_t>(n), 0, ids.data(), lp_k.data(),
+                                static_cast<std::int64_t>(k), 0.5, tau, 1.0, work.data());
+    EXPECT_NEAR(tk.kl, expect, 1e-12) << k;
+    EXPECT_LE(tk.kl, full + 1e-12) << k;  // merging outcomes never raises a KL divergence
+    EXPECT_GE(tk.kl, -1e-12) << k;
+  }
+}
+
 }  // namespace
 }  // namespace kiln::kernels::training_ref
 
@@ -174,6 +287,40 @@ TEST(TrainingOpsFastPaths, SoftmaxBackwardMatchesTheReference) {
     training_ref::softmax_backward_row(pd.data(), dpd.data(), static_cast<std::int64_t>(n), 0.125);
     for (std::size_t j = 0; j < n; ++j) ASSERT_NEAR(dp[j], dpd[j], 1e-5 * (1 + std::sqrt(static_cast<double>(n)))) << j;
   }
+}
+
+TEST(TrainingOpsFastPaths, DistillMatchesTheReference) {
+  std::mt19937 rng(13);
+  for (std::size_t n : kSizes)
+    for (float tau : {1.0f, 2.0f}) {
+      auto z = random_floats(n, rng, -8, 8), t = random_floats(n, rng, -8, 8);
+      const auto lp = training_ref::teacher_log_probs(widen(t), tau);
+      const std::size_t k = std::min<std::size_t>(n, 7);
+      const std::vector<int> ids = training_ref::top_ids(lp, k);
+      for (bool top : {false, true}) {
+        std::vector<double> lp_d;
+        if (top)
+          for (int id : ids) lp_d.push_back(lp[static_cast<std::size_t>(id)]);
+        else
+          lp_d = lp;
+        const std::vector<float> lp_f(lp_d.begin(), lp_d.end());
+        const auto kk = static_cast<std::int64_t>(lp_d.size());
+        const int* id_ptr = top ? ids.data() : nullptr;
+        auto ref = widen(z);
+        auto zf = z;
+        std::vector<double> work_d(lp_d.size());
+        std::vector<float> work_f(lp_d.size());
+        const int target = static_cast<int>(n / 3);
+        const auto rt = training_ref::distill_row(ref.data(), static_cast<std::int64_t>(n), target, id_ptr,
+                                                  widen(lp_f).data(), kk, 0.5, static_cast<double>(tau), 0.25,
+                                                  work_d.data());
+        const auto ft = distill_row(zf.data(), static_cast<std::int64_t>(n), target, id_ptr, lp_f.data(), kk, 0.5f, tau,
+                                    0.25f, work_f.data());
+        EXPECT_NEAR(ft.ce, rt.ce, 2e-5 * (1 + std::fabs(rt.ce))) << n;
+        EXPECT_NEAR(ft.kl, rt.kl, 2e-5 * (1 + std::fabs(rt.kl))) << n << " top " << top;
+        for (std::size_t j = 0; j < n; ++j) ASSERT_NEAR(zf[j], ref[j], 2e-6) << "n " << n << " j " << j << " top " << top;
+      }
+    }
 }
 
 }  // namespace

@@ -17,6 +17,7 @@ void register_chat_command(CLI::App& app);
 void register_serve_command(CLI::App& app);
 void register_data_command(CLI::App& app);  // data prepare, data inspect
 void register_train_command(CLI::App& app);
+void register_distill_command(CLI::App& app);
 void register_convert_command(CLI::App& app);
 void register_export_command(CLI::App& app);  // export onnx
 void register_embed_command(CLI::App& app);

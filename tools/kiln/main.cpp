@@ -24,7 +24,8 @@ int main(int argc, char** argv) {
       "  kiln tokenize model.gguf \"Hello world\"\n"
       "  kiln data prepare --tokenizer model.gguf --out data/ corpus/\n"
       "  kiln tokenizer train --vocab-size 4096 --out tok/ corpus.txt\n"
-      "  kiln train --data data/ --out run/ --dim 256 --layers 4 --steps 2000\n\n"
+      "  kiln train --data data/ --out run/ --dim 256 --layers 4 --steps 2000\n"
+      "  kiln distill --teacher model.gguf --student student.json --data data/ --out run/\n\n"
       "Environment:\n"
       "  KILN_SIMD=scalar|avx2|avx512   use at most this SIMD path (default: the best the CPU has)\n"
       "  KILN_AMX=0                     do not use AMX tiles for prefill\n"
@@ -46,6 +47,7 @@ int main(int argc, char** argv) {
   kiln::cli::register_serve_command(app);
   kiln::cli::register_data_command(app);
   kiln::cli::register_train_command(app);
+  kiln::cli::register_distill_command(app);
   kiln::cli::register_export_command(app);
   kiln::cli::register_embed_command(app);
   kiln::cli::register_synth_command(app);
