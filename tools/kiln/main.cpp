@@ -40,6 +40,7 @@ int main(int argc, char** argv) {
   kiln::cli::register_quantize_command(app);
   kiln::cli::register_convert_command(app);
   kiln::cli::register_imatrix_command(app);
+  kiln::cli::register_prune_command(app);
   kiln::cli::register_tokenize_commands(app);
   kiln::cli::register_tokenizer_commands(app);
   kiln::cli::register_chat_command(app);
