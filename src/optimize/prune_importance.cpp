@@ -152,7 +152,9 @@ PruneImportance collect_prune_importance(LlamaModel& model, const eval::ChunkPla
   const LlamaConfig& c = model.config();
   eval::check_token_range(plan.tokens, c.n_vocab, "the calibration text");
   const int per_forward = std::max(1, std::min(plan.n_chunks, n_batch / std::max(1, plan.n_ctx)));
-  KvCache cache = model.make_kv_cache(per_forward * plan.n_ctx);
+  // Each chunk's sequence takes whole cache blocks.
+  const int block = KvCacheOptions{}.block_size;
+  KvCache cache = model.make_kv_cache(per_forward * ((plan.n_ctx + block - 1) / block * block));
   PruneImportanceCollector collector(model);
   // The observer is detached on every way out, so the model is left as it was given.
   struct Attach {

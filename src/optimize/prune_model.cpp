@@ -63,9 +63,14 @@ PruneConstraints prune_constraints(const TensorSource& source, const LlamaConfig
     const QuantPreset& preset = find_quant_preset(type);
     const std::int64_t b = traits(preset.default_type).block_size;
     k.ffn_multiple = k.q_dim_multiple = b;
-    k.ffn_type = k.q_type = fmt::format("{} ({})", preset.name, dtype_name(preset.default_type));
+    k.ffn_type = k.q_type = fmt::format("--type {} writes {}, blocks of {}", preset.name,
+                                        dtype_name(preset.default_type), b);
     return k;
   }
+  // Float weights fit any width, but a width of whole 32-column blocks keeps every 32-block
+  // quantization (q4_0 .. q8_0) open for the pruned model, and the kernels' vector loops whole.
+  if (c.n_ff % 32 == 0) k.ffn_multiple = 32, k.ffn_type = "kept to whole 32-column quant blocks";
+  if (c.q_dim() % 32 == 0) k.q_dim_multiple = 32, k.q_type = "kept to whole 32-column quant blocks";
   for (int l = 0; l < c.n_layer; ++l) {
     const std::string b = "blk." + std::to_string(l) + ".";
     for (const char* role : {"ffn_down.weight", "attn_output.weight"}) {
@@ -76,7 +81,8 @@ PruneConstraints prune_constraints(const TensorSource& source, const LlamaConfig
       std::int64_t& m = ffn ? k.ffn_multiple : k.q_dim_multiple;
       if (blk > m) {
         m = blk;
-        (ffn ? k.ffn_type : k.q_type) = dtype_name(*t->dtype);
+        (ffn ? k.ffn_type : k.q_type) =
+            fmt::format("{} is {}, blocks of {}", ffn ? "ffn_down" : "attn_output", dtype_name(*t->dtype), blk);
       }
     }
   }

@@ -73,9 +73,9 @@ PruneWidths resolve_prune_widths(const LlamaConfig& c, const PruneTargets& t, co
            r, exact, n_kv, G, n_kv);
     if (g == 0) fail("--heads-ratio {} leaves no attention head", r);
     if (!group_ok(g))
-      fail("--heads-ratio {} keeps {} KV groups = {} columns of attn_output, which is {}: its blocks are {} columns, "
-           "so keep a multiple of {} groups",
-           r, g, g * head_cols, k.q_type, q_mult, group_step);
+      fail("--heads-ratio {} keeps {} KV groups = {} columns of attn_output, not a multiple of {} ({}): keep a "
+           "multiple of {} groups",
+           r, g, g * head_cols, q_mult, k.q_type, group_step);
     w.n_group = g;
   }
   if (t.ffn_ratio) {
@@ -85,9 +85,9 @@ PruneWidths resolve_prune_widths(const LlamaConfig& c, const PruneTargets& t, co
       const double exact = r * static_cast<double>(c.n_ff);
       const std::int64_t f = static_cast<std::int64_t>(std::floor(exact / static_cast<double>(f_mult) + 1e-9)) * f_mult;
       if (f == 0)
-        fail("--ffn-ratio {} keeps {:.0f} of {} FFN channels, less than one block: ffn_down is {}, whose blocks are {} "
-             "columns, so the FFN width must be a multiple of {}",
-             r, exact, c.n_ff, k.ffn_type, f_mult, f_mult);
+        fail("--ffn-ratio {} keeps {:.0f} of {} FFN channels, less than one block: the FFN width must be a multiple "
+             "of {} ({})",
+             r, exact, c.n_ff, f_mult, k.ffn_type);
       w.n_ff = static_cast<int>(f);
     }
   }
@@ -113,29 +113,27 @@ PruneWidths resolve_prune_widths(const LlamaConfig& c, const PruneTargets& t, co
   if (!t.ffn_ratio && widths.back() != c.n_ff) widths.push_back(c.n_ff);
 
   // The largest FFN width that fits beside each group count; of those, the pair whose two
-  // fractions kept are closest (heads and channels shrink together), then the larger model.
+  // fractions kept are closest (heads and channels shrink together); a tie keeps more heads
+  // (a KV group costs few parameters for what it carries).
   bool found = false;
   PruneWidths best = w;
   double best_gap = 0;
-  std::int64_t best_count = 0;
   for (int g : groups) {
     int f_fit = -1;
     for (int f : widths)
       if (static_cast<double>(llama_parameter_count(c, {w.n_layer, g, f})) <= target) f_fit = f;
     if (f_fit < 0) continue;
-    const std::int64_t count = llama_parameter_count(c, {w.n_layer, g, f_fit});
     const double gap = std::fabs(static_cast<double>(g) / n_kv - static_cast<double>(f_fit) / c.n_ff);
-    if (!found || gap < best_gap - 1e-12 || (std::fabs(gap - best_gap) <= 1e-12 && count > best_count)) {
+    if (!found || gap <= best_gap + 1e-9) {  // groups ascend: on a tie the later, larger one wins
       found = true;
       best = {w.n_layer, g, f_fit};
       best_gap = gap;
-      best_count = count;
     }
   }
   if (!found) {
     const std::int64_t smallest = llama_parameter_count(c, {w.n_layer, groups.front(), widths.front()});
     fail("--target-params {} ({:.0f} parameters) is below the smallest model these widths allow: {} parameters with "
-         "{} layers, {} KV group(s) and {} FFN channels (FFN widths are multiples of {} for {}; --drop-layers removes "
+         "{} layers, {} KV group(s) and {} FFN channels (FFN widths are multiples of {}: {}; --drop-layers removes "
          "more)",
          tp, target, smallest, w.n_layer, groups.front(), widths.front(), f_mult, k.ffn_type);
   }

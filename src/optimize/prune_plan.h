@@ -31,9 +31,9 @@ struct PruneTargets {
 // kept query heads are attn_output's columns, so each must fill whole blocks of that tensor's type.
 struct PruneConstraints {
   std::int64_t ffn_multiple = 1;
-  std::string ffn_type = "f32";  // the type that sets ffn_multiple, for messages
+  std::string ffn_type = "f32";  // why ffn_multiple, for messages ("ffn_down is q4_K, blocks of 256")
   std::int64_t q_dim_multiple = 1;
-  std::string q_type = "f32";
+  std::string q_type = "f32";    // why q_dim_multiple
 };
 
 // The output's widths, the same in every kept layer.

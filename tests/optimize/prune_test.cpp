@@ -220,8 +220,10 @@ TEST_F(PruneFixture, ImportanceRanksConstructedStructures) {
   EXPECT_EQ(act.kv_groups[0], (std::vector<int>{1}));
   EXPECT_EQ(std::count(act.ffn_channels[0].begin(), act.ffn_channels[0].end(), 7), 0);
   EXPECT_EQ(std::count(act.ffn_channels[0].begin(), act.ffn_channels[0].end(), 3), 1);
-  const PrunePlan wanda = make_prune_plan(c, imp, w, ChannelScore::wanda);
+  // Wanda scores both 3 (no weight) and 7 (no activation) zero: two channels out drop both.
+  const PrunePlan wanda = make_prune_plan(c, imp, {2, 1, c.n_ff - 2}, ChannelScore::wanda);
   EXPECT_EQ(std::count(wanda.ffn_channels[0].begin(), wanda.ffn_channels[0].end(), 3), 0);
+  EXPECT_EQ(std::count(wanda.ffn_channels[0].begin(), wanda.ffn_channels[0].end(), 7), 0);
 }
 
 LlamaConfig shape(int n_layer, int n_head, int n_kv, int head_dim, int n_ff) {
@@ -289,12 +291,12 @@ TEST(PruneWidths, BadInputIsRefusedNamingTheFlag) {
   EXPECT_THAT(resolve_error(c, t), HasSubstr("not smaller than the model"));
   t.target_params = 0.5, t.heads_ratio = 0.5, t.ffn_ratio = 0.5;
   EXPECT_THAT(resolve_error(c, t), HasSubstr("at most two"));
-  // attn_output's blocks of 256 columns hold 4 heads of 32 = 2 groups: one group would split a block.
+  // attn_output's blocks of 256 columns hold 8 heads of 32 = 4 groups: one group would split a block.
   t = {};
   t.heads_ratio = 0.25;
   k = {};
   k.q_dim_multiple = 256, k.q_type = "q4_K";
-  EXPECT_THAT(resolve_error(c, t, k), HasSubstr("multiple of 2 groups"));
+  EXPECT_THAT(resolve_error(c, t, k), HasSubstr("multiple of 4 groups"));
 }
 
 TEST_F(PruneFixture, CommandRefusesBadFlagsBeforeAnyWork) {
@@ -314,7 +316,7 @@ TEST_F(PruneFixture, CommandRefusesBadFlagsBeforeAnyWork) {
   EXPECT_EQ(pc.n_layer, 1);
   EXPECT_EQ(pc.n_head_kv, 1);
   EXPECT_EQ(pc.n_head, 2);
-  EXPECT_EQ(pc.n_ff, 48);
+  EXPECT_EQ(pc.n_ff, 32);  // 48 rounded down to whole 32-column blocks
 }
 
 }  // namespace

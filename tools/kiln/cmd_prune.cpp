@@ -31,7 +31,7 @@ struct PruneCliOptions {
   double heads_ratio = 0, ffn_ratio = 0;
   bool has_heads = false, has_ffn = false;
   int drop_layers = 0;
-  std::string channel_score = "activation";
+  std::string channel_score = "wanda";
   std::string type;
   int batch = 2048;
   int threads = 0;
@@ -158,8 +158,9 @@ void register_prune_command(CLI::App& app) {
   cmd->footer(
       "Runs the model over calibration text (chunks of --ctx tokens, as kiln eval and imatrix cut them) and\n"
       "scores every structure (Minitron's activation importance): a KV group by the summed L2 norm of its\n"
-      "query heads' attention outputs, an FFN channel by the mean |SwiGLU output| (or Wanda's\n"
-      "|W_down|.||x|| with --channel-score wanda), a layer by its Block Influence, 1 - cos(input, output)\n"
+      "query heads' attention outputs, an FFN channel by Wanda's |W_down|.||x|| (its ffn_down column's\n"
+      "magnitude times the L2 norm of its SwiGLU output; --channel-score activation: the mean |SwiGLU\n"
+      "output| alone), a layer by its Block Influence, 1 - cos(input, output)\n"
       "of its residual stream. Each layer keeps its highest-scoring groups and channels (every layer the\n"
       "same widths); the layers of lowest influence are dropped. Heads go as whole KV groups, so grouped-\n"
       "query attention stays valid; FFN widths stay multiples of the weight type's block (32, 256).\n"
@@ -183,7 +184,7 @@ void register_prune_command(CLI::App& app) {
       "--ffn-ratio", [o = opt.get()](double r) { o->ffn_ratio = r, o->has_ffn = true; },
       "fraction of FFN channels kept (rounded down to the type's block)");
   cmd->add_option("--drop-layers", opt->drop_layers, "layers removed (those of lowest Block Influence)");
-  cmd->add_option("--channel-score", opt->channel_score, "FFN channel importance: activation (default) or wanda");
+  cmd->add_option("--channel-score", opt->channel_score, "FFN channel importance: wanda (default) or activation");
   cmd->add_option("--type", opt->type, "requantize the output with this kiln quantize mix (Q8_0, Q4_K_M, ...)");
   cmd->add_option("-b,--batch", opt->batch, "tokens per forward pass at most")->capture_default_str()
       ->check(CLI::PositiveNumber);
