@@ -19,6 +19,7 @@ int main(int argc, char** argv) {
       "  kiln chat model.gguf --system \"Be brief.\"\n"
       "  kiln serve model.gguf --port 8080 --api-key-file key.txt\n"
       "  kiln quantize model-f16.gguf model-q4_k_m.gguf Q4_K_M\n"
+      "  kiln prune model.gguf -o half.gguf --calib text.txt --target-params 0.5\n"
       "  kiln export onnx model.gguf model.onnx\n"
       "  kiln eval perplexity model.gguf --text wiki.txt\n"
       "  kiln tokenize model.gguf \"Hello world\"\n"
