@@ -85,7 +85,10 @@ ChunkEvaluator::ChunkEvaluator(LlamaModel& model, const ChunkPlan& plan, ThreadP
       plan_(plan),
       pool_(pool),
       per_forward_(fit_chunks_per_forward(plan, model.config().n_vocab, n_batch)),
-      cache_(model.make_kv_cache(per_forward_ * plan.n_ctx)) {
+      // Each chunk's sequence takes whole cache blocks: a context that is not a multiple of the
+      // block size still needs a block of its own per chunk.
+      cache_(model.make_kv_cache(per_forward_ * ((plan.n_ctx + KvCacheOptions{}.block_size - 1) /
+                                                 KvCacheOptions{}.block_size * KvCacheOptions{}.block_size))) {
   check_token_range(plan.tokens, model.config().n_vocab, "the evaluated text");
   logits_.resize(static_cast<std::size_t>(per_forward_) * static_cast<std::size_t>(plan.n_scored()) *
                  static_cast<std::size_t>(model.config().n_vocab));

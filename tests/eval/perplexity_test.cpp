@@ -417,6 +417,22 @@ TEST(EvalModels, Stories260kPerplexityOnItsOwnTextEqualsTokenByTokenComputation)
   EXPECT_NEAR(single.nll.value, packed.nll.value, 1e-5 * ref);
 }
 
+// Several chunks of a context that is not a multiple of the KV cache's block size in one forward:
+// each chunk's sequence needs whole blocks of its own (the cache was once sized in positions
+// alone, and refused the second chunk as full).
+TEST(EvalModels, ContextsOfPartialCacheBlocksPackSeveralChunks) {
+  KILN_REQUIRE_DATA(path, "stories260K.bin");
+  std::unique_ptr<LlamaModel> model = LlamaModel::load(path);
+  ThreadPool pool(2);
+  std::vector<int> ids(200);
+  for (std::size_t i = 0; i < ids.size(); ++i) ids[i] = static_cast<int>(1 + (i * 37) % 500);
+  const ChunkPlan plan = make_chunk_plan(ids, 8, 0, 1, "ids");
+  const PerplexityResult packed = perplexity(*model, plan, pool, 2048);
+  const PerplexityResult single = perplexity(*model, plan, pool, 8);
+  EXPECT_GT(packed.chunks_per_forward, 1);
+  EXPECT_NEAR(packed.nll.value, single.nll.value, 1e-5 * single.nll.value);
+}
+
 // A variant of stories260K: every weight rounded to a symmetric 4-bit grid per block of 32
 // (stored back as f32, so the file is a valid llama2.c checkpoint of the same shape).
 std::string write_rounded_stories(const std::string& src, const std::string& dst) {

@@ -1,7 +1,7 @@
 // kiln and llama.cpp (the npm package node-llama-cpp@3.21.1, prebuilt CPU binaries) must agree
 // on the tokenization of a prompt and on the greedy continuation, for the same GGUF file: the
 // Llama-2 test model, and kiln's default model (trained and written by kiln, with the byte-level
-// BPE vocabulary kiln trained), and Hugging Face-layout checkpoints that kiln convert wrote as GGUFs.
+// BPE vocabulary kiln trained), that model pruned by kiln prune, and Hugging Face-layout checkpoints that kiln convert wrote as GGUFs.
 #include <gtest/gtest.h>
 
 #include <cstdlib>
@@ -83,6 +83,20 @@ TEST_P(ConvertedVsLlamaCpp, SameTokensAsLlamaCpp) {
   const test::KilnRun r = test::run_kiln("convert " + dir + " " + dir + "/model.gguf --type F32 --progress none");
   ASSERT_EQ(r.code, 0) << r.out;
   expect_same_greedy_tokens(dir + "/model.gguf", "Once upon a time, in a land far away,");
+}
+
+// kiln prune's output (kiln's default model with half its KV groups and FFN channels and two of
+// its six layers removed, chosen on calibration text): llama.cpp loads it and continues as kiln does.
+TEST(PrunedVsLlamaCpp, SameTokensAsLlamaCpp) {
+  KILN_REQUIRE_DATA(text, "war-and-peace.txt");
+  const std::string src = std::getenv("KILN_SOURCE_DIR");
+  const std::string out = test::temp_dir() + "/pruned-default.gguf";
+  const test::KilnRun r = test::run_kiln("prune " + test::shell_quote(src + "/models/kiln-default.gguf") + " -o " +
+                                         test::shell_quote(out) + " --calib " + test::shell_quote(text) +
+                                         " --chunks 4 -c 256 --heads-ratio 0.5 --ffn-ratio 0.5 --drop-layers 2 -q -t 2");
+  ASSERT_EQ(r.code, 0) << r.out;
+  expect_same_greedy_tokens(out, "The prince said");
+  expect_same_greedy_tokens(out, "Natasha looked at him");
 }
 
 INSTANTIATE_TEST_SUITE_P(Checkpoints, ConvertedVsLlamaCpp,

@@ -11,6 +11,7 @@ void register_inspect_command(CLI::App& app);
 void register_eval_command(CLI::App& app);
 void register_quantize_command(CLI::App& app);
 void register_imatrix_command(CLI::App& app);
+void register_prune_command(CLI::App& app);
 void register_tokenize_commands(CLI::App& app);  // tokenize, detokenize
 void register_tokenizer_commands(CLI::App& app);  // tokenizer train
 void register_chat_command(CLI::App& app);

@@ -19,6 +19,7 @@ int main(int argc, char** argv) {
       "  kiln chat model.gguf --system \"Be brief.\"\n"
       "  kiln serve model.gguf --port 8080 --api-key-file key.txt\n"
       "  kiln quantize model-f16.gguf model-q4_k_m.gguf Q4_K_M\n"
+      "  kiln prune model.gguf -o half.gguf --calib text.txt --target-params 0.5\n"
       "  kiln export onnx model.gguf model.onnx\n"
       "  kiln eval perplexity model.gguf --text wiki.txt\n"
       "  kiln tokenize model.gguf \"Hello world\"\n"
@@ -41,6 +42,7 @@ int main(int argc, char** argv) {
   kiln::cli::register_quantize_command(app);
   kiln::cli::register_convert_command(app);
   kiln::cli::register_imatrix_command(app);
+  kiln::cli::register_prune_command(app);
   kiln::cli::register_tokenize_commands(app);
   kiln::cli::register_tokenizer_commands(app);
   kiln::cli::register_chat_command(app);
