@@ -1,8 +1,8 @@
 // `kiln distill` through the binary: a teacher trained by kiln train on tiny-shakespeare, a
 // half-depth student distilled from it on the fly and from a top-k cache (lowering its KL from
-// the teacher, with both validation losses reported), a run resumed from its checkpoint ending
-// where the whole run ends, and bad input refused in one line before any work: a teacher of
-// another vocabulary, a cache of another teacher or other data.
+// the teacher, with both validation losses reported), a Q8_0 teacher, a run resumed from its
+// checkpoint ending where the whole run ends, and bad input refused in one line before any work:
+// a teacher of another vocabulary, a cache of another teacher or other data.
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -112,6 +112,14 @@ TEST(DistillCli, DistilsAHalfDepthStudentOnTheFlyAndFromACache) {
   const std::vector<std::string> cl = log_lines(cached + "/train_log.jsonl");
   ASSERT_EQ(cl.size(), 40u);
   EXPECT_LT(field_of(cl.back(), "kl"), field_of(cl.front(), "kl") * 0.6) << cl.front() << "\n" << cl.back();
+
+  // A quantized teacher runs through the same inference forward.
+  const std::string q8 = test::temp_dir() + "/teacher-q8_0.gguf";
+  ASSERT_EQ(kiln("quantize " + p.teacher + " " + q8 + " Q8_0").code, 0);
+  const Result rq = kiln("distill --teacher " + q8 + " --student " + student + " --data " + p.data + " --out " +
+                         test::temp_dir() + "/from-q8" + kRun + " --steps 3 --eval-every 0 --eval-windows 4 --top-k 16");
+  EXPECT_EQ(rq.code, 0) << rq.out;
+  EXPECT_NE(rq.out.find("top 16 on the fly"), std::string::npos) << rq.out;
 
   // Refused before any work: a cache of another teacher (the distilled student as teacher), a
   // cache written for other windows, a --top-k beside a cache.
