@@ -13,8 +13,9 @@
 // history so far, top-k, typical-p, top-p, min-p, temperature: Sampler::distribution), so the
 // rule holds for every sampler setting. With temperature 0 both are one-hot: a drafted token is
 // accepted exactly when it is the target's greedy pick, and the first rejection emits that pick,
-// so greedy output is token for token what the target alone produces (up to the rounding of a
-// batched forward against a one-row one, which kiln's kernels keep identical per row).
+// so greedy output is token for token what the target alone produces, as long as a row scored in
+// a batched forward rounds as it does alone (tests/runtime/speculative_test and `kiln bench
+// --draft` check the tokens; a near tie between two logits is where a difference could show).
 //
 // Here live the pieces `run` (runtime/generator) and the serving engine share: the options, the
 // adaptive draft length, the check that a draft fits a target, the Drafter (proposals of many
