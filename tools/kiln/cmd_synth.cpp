@@ -89,7 +89,7 @@ std::pair<std::string, GgufValue> parse_set(const std::string& arg) {
 std::string preset_list() {
   std::string s;
   for (const Architecture* a : architectures())
-    for (const ShapePreset& p : a->presets) s += fmt::format("  {:<16} {:<10} {}\n", p.name, a->name, p.description);
+    for (const ShapePreset& p : a->presets) s += fmt::format("  {:<18} {:<9} {}\n", p.name, a->name, p.description);
   return s;
 }
 
