@@ -22,7 +22,8 @@ if [ "$LABELS" = "soak" ] && [ -f build/serve_soak_summary.json ]; then cat buil
 
 if [ "$LABELS" = "unit|integration|interop" ] && [ "${KILN_SKIP_SANITIZE:-0}" != "1" ]; then
   cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DKILN_SANITIZE=ON -DKILN_BUILD_BENCH=OFF >/dev/null
-  cmake --build build-asan -j "$JOBS"
+  # Only what runs sanitized: the unit tier and the shutdown test (and the kiln binary they use).
+  cmake --build build-asan -j "$JOBS" --target unit_tests serve_shutdown_test kiln
   # The unit tier, and kiln serve's shutdown with requests still on its API threads (the sanitized
   # server must exit 0: a use of a model after it was unloaded, or a leak, is a report).
   (cd build-asan && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
