@@ -93,38 +93,20 @@ void write_gemma3_metadata(const LlamaConfig& c, GgufWriter& w) {
 // The Llama layer's tensors and the two post-norms (gemma2); gemma3 adds the q/k norms.
 std::vector<LayerTensor> gemma2_layer_tensors(const LlamaConfig& c, int layer) {
   std::vector<LayerTensor> t = llama_layer_tensors(c, layer);
-  const std::string p = "blk." + std::to_string(layer) + ".";
   // kiln synth draws the post-norms around 4 sqrt(width): the embedding enters the residual
   // stream times sqrt(width), and with the tied output a layer output of unit scale beside it
   // would leave the input token the most likely next one at every position (real Gemma models'
   // post-norm weights are large for the same reason).
-  auto norm = [&](const char* name, std::int64_t n, FloatVector LlamaLayerWeights::*slot) {
-    LayerTensor v;
-    v.name = p + name;
-    v.n_dims = 1;
-    v.ne = {n, 1, 1, 1};
-    v.vector = slot;
-    v.synthetic_mean = 4.0f * std::sqrt(static_cast<float>(c.n_embd));
-    return v;
-  };
-  t.push_back(norm("post_attention_norm.weight", c.n_embd, &LlamaLayerWeights::attn_post_norm));
-  t.push_back(norm("post_ffw_norm.weight", c.n_embd, &LlamaLayerWeights::ffn_post_norm));
+  const float post_norm_mean = 4.0f * std::sqrt(static_cast<float>(c.n_embd));
+  t.push_back(layer_vector(layer, "post_attention_norm.weight", c.n_embd, &LlamaLayerWeights::attn_post_norm,
+                           post_norm_mean));
+  t.push_back(layer_vector(layer, "post_ffw_norm.weight", c.n_embd, &LlamaLayerWeights::ffn_post_norm, post_norm_mean));
   return t;
 }
 
 std::vector<LayerTensor> gemma3_layer_tensors(const LlamaConfig& c, int layer) {
   std::vector<LayerTensor> t = gemma2_layer_tensors(c, layer);
-  const std::string p = "blk." + std::to_string(layer) + ".";
-  for (auto [name, slot] : {std::pair{"attn_q_norm.weight", &LlamaLayerWeights::attn_q_norm},
-                            std::pair{"attn_k_norm.weight", &LlamaLayerWeights::attn_k_norm}}) {
-    LayerTensor v;
-    v.name = p + name;
-    v.n_dims = 1;
-    v.ne = {c.head_dim, 1, 1, 1};
-    v.vector = slot;
-    v.synthetic_mean = 1.0f;
-    t.push_back(v);
-  }
+  add_qk_norm_tensors(c, layer, t);
   return t;
 }
 

@@ -14,18 +14,9 @@ void write_qwen2_metadata(const LlamaConfig&, GgufWriter&) {}
 
 std::vector<LayerTensor> qwen2_layer_tensors(const LlamaConfig& c, int layer) {
   std::vector<LayerTensor> t = llama_layer_tensors(c, layer);
-  const std::string p = "blk." + std::to_string(layer) + ".";
-  auto bias = [&](const char* name, std::int64_t n, FloatVector LlamaLayerWeights::*slot) {
-    LayerTensor b;
-    b.name = p + name;
-    b.n_dims = 1;
-    b.ne = {n, 1, 1, 1};
-    b.vector = slot;
-    return b;
-  };
-  t.push_back(bias("attn_q.bias", c.q_dim(), &LlamaLayerWeights::bq));
-  t.push_back(bias("attn_k.bias", c.kv_dim(), &LlamaLayerWeights::bk));
-  t.push_back(bias("attn_v.bias", c.kv_dim(), &LlamaLayerWeights::bv));
+  t.push_back(layer_vector(layer, "attn_q.bias", c.q_dim(), &LlamaLayerWeights::bq));
+  t.push_back(layer_vector(layer, "attn_k.bias", c.kv_dim(), &LlamaLayerWeights::bk));
+  t.push_back(layer_vector(layer, "attn_v.bias", c.kv_dim(), &LlamaLayerWeights::bv));
   return t;
 }
 

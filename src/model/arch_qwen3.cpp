@@ -16,18 +16,7 @@ void write_qwen3_metadata(const LlamaConfig&, GgufWriter&) {}
 
 std::vector<LayerTensor> qwen3_layer_tensors(const LlamaConfig& c, int layer) {
   std::vector<LayerTensor> t = llama_layer_tensors(c, layer);
-  const std::string p = "blk." + std::to_string(layer) + ".";
-  auto norm = [&](const char* name, FloatVector LlamaLayerWeights::*slot) {
-    LayerTensor n;
-    n.name = p + name;
-    n.n_dims = 1;
-    n.ne = {c.head_dim, 1, 1, 1};
-    n.vector = slot;
-    n.synthetic_mean = 1.0f;
-    return n;
-  };
-  t.push_back(norm("attn_q_norm.weight", &LlamaLayerWeights::attn_q_norm));
-  t.push_back(norm("attn_k_norm.weight", &LlamaLayerWeights::attn_k_norm));
+  add_qk_norm_tensors(c, layer, t);
   return t;
 }
 

@@ -59,13 +59,7 @@ std::vector<LayerTensor> llama_layer_tensors(const LlamaConfig& c, int layer) {
     return t;
   };
   auto vector = [&](const char* name, std::int64_t n, FloatVector LlamaLayerWeights::*slot, float mean) {
-    LayerTensor t;
-    t.name = p + name;
-    t.n_dims = 1;
-    t.ne = {n, 1, 1, 1};
-    t.vector = slot;
-    t.synthetic_mean = mean;
-    return t;
+    return layer_vector(layer, name, n, slot, mean);
   };
   return {
       vector("attn_norm.weight", E, &LlamaLayerWeights::attn_norm, 1.0f),
@@ -78,6 +72,22 @@ std::vector<LayerTensor> llama_layer_tensors(const LlamaConfig& c, int layer) {
       matrix("ffn_up.weight", E, F, &LlamaLayerWeights::w_up),
       matrix("ffn_down.weight", F, E, &LlamaLayerWeights::w_down),
   };
+}
+
+LayerTensor layer_vector(int layer, const std::string& name, std::int64_t n, FloatVector LlamaLayerWeights::*slot,
+                         float synthetic_mean) {
+  LayerTensor t;
+  t.name = "blk." + std::to_string(layer) + "." + name;
+  t.n_dims = 1;
+  t.ne = {n, 1, 1, 1};
+  t.vector = slot;
+  t.synthetic_mean = synthetic_mean;
+  return t;
+}
+
+void add_qk_norm_tensors(const LlamaConfig& c, int layer, std::vector<LayerTensor>& t) {
+  t.push_back(layer_vector(layer, "attn_q_norm.weight", c.head_dim, &LlamaLayerWeights::attn_q_norm, 1.0f));
+  t.push_back(layer_vector(layer, "attn_k_norm.weight", c.head_dim, &LlamaLayerWeights::attn_k_norm, 1.0f));
 }
 
 void write_common_metadata(const LlamaConfig& c, GgufWriter& w) {

@@ -85,6 +85,14 @@ std::span<const Architecture* const> architectures();
 // list and add, drop or replace entries.
 std::vector<LayerTensor> llama_layer_tensors(const LlamaConfig& c, int layer);
 
+// A 1-D tensor of `layer`, "blk.<layer>.<name>", of n floats bound to `slot`.
+LayerTensor layer_vector(int layer, const std::string& name, std::int64_t n, FloatVector LlamaLayerWeights::*slot,
+                         float synthetic_mean = 0.0f);
+
+// The per-head RMSNorm weights of q and k (attn_q_norm, attn_k_norm: head_dim each, shared by
+// the heads), appended to t: qwen3, qwen3moe and gemma3 have them.
+void add_qk_norm_tensors(const LlamaConfig& c, int layer, std::vector<LayerTensor>& t);
+
 // Mixture of experts, for the families that have it (mixtral is llama with experts, qwen3moe):
 // reads "<arch>.expert_count" and "<arch>.expert_used_count" into n_expert and n_expert_used
 // (absent expert_count: a dense model, unless `required`) and sets n_ff_exp to n_ff; throws
